@@ -1,0 +1,289 @@
+"""Configuration: TOML (tomllib) into one frozen dataclass per table, checked once at load.
+
+Rule 1: each option's default, parser and help text sit together in one `option()` call, so the commented
+shipped config (config/smppguard.toml) can be checked against them by a test.
+Rule 2: an unknown table or key, or a bad value, raises `ConfigError` naming the key and its line, with a
+suggestion for near-miss names. Defaults make an empty file valid. The config object is passed down, never
+global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .smpp import text as smpp_text
+
+DEFAULT_PATHS = (Path("/etc/smppguard/smppguard.toml"),)
+ENV_CONFIG = "SMPPGUARD_CONFIG"
+
+
+class ConfigError(Exception):
+    def __init__(self, message: str, key: str | None = None, line: int | None = None, source: str = ""):
+        self.key, self.line, self.source = key, line, source
+        where = source
+        if line is not None:
+            where += f":{line}"
+        prefix = f"{where}: " if where else ""
+        keypart = f"{key}: " if key else ""
+        super().__init__(f"{prefix}{keypart}{message}")
+
+
+# --- value parsers: each raises ValueError with a message for the user -------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def duration(value: Any) -> float:
+    """Seconds from a number or a string such as "500ms", "30s", "5m", "2h", "3d"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30 or \"30s\"")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 30 or \"30s\", \"5m\", \"3d\"; got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def address(value: Any) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise ValueError(f"expected \"host:port\", got {value!r}")
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected \"host:port\" with a port 0-65535, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def upstream_address(value: Any) -> tuple[str, int] | None:
+    """None means the built-in simulator."""
+    if value == "simulator":
+        return None
+    return address(value)
+
+
+def integer(lo: int, hi: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if value < lo or (hi is not None and value > hi):
+            raise ValueError(f"expected a number from {lo}" + (f" to {hi}" if hi is not None else " up")
+                             + f", got {value}")
+        return value
+    return parse
+
+
+def number(lo: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        if value < lo:
+            raise ValueError(f"expected a number of at least {lo}, got {value}")
+        return float(value)
+    return parse
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}; got {value!r}")
+        return value
+    return parse
+
+
+def codec(value: Any) -> str:
+    try:
+        smpp_text.check_codec(string(value))
+    except LookupError:
+        raise ValueError(f"unknown text codec {value!r} (for example \"gsm03.38\", \"latin-1\", \"ascii\")")
+    return value
+
+
+def accounts(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("expected a table of system_id = \"password\"")
+    return tuple(sorted(value.items()))
+
+
+def option(default: Any, parse: Callable[[Any], Any], help: str) -> Any:
+    """One option: its default, its parser and its help text, together."""
+    return field(default=default, metadata={"parse": parse, "help": help})
+
+
+# --- tables ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListenConfig:
+    address: tuple[str, int] = option(("127.0.0.1", 2775), address,
+                                      "Where senders connect and bind, as \"host:port\".")
+    max_connections: int = option(1000, integer(1), "Most concurrent sender connections.")
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    address: tuple[str, int] | None = option(None, upstream_address,
+                                             "The carrier SMSC as \"host:port\", or \"simulator\" for the "
+                                             "built-in SMSC simulator.")
+    window: int = option(10, integer(1, 10_000),
+                         "Most outstanding requests per upstream bind; when full, the proxy stops reading from "
+                         "that sender (back-pressure).")
+    max_tps: float = option(0.0, number(0),
+                            "Most submits per second per upstream bind (the carrier's limit); 0 = no limit. "
+                            "Excess submits wait their turn.")
+    connect_timeout: float = option(5.0, duration, "How long to wait for the SMSC's TCP connection.")
+    bind_timeout: float = option(10.0, duration, "How long to wait for the SMSC's bind response.")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    enquire_link_interval: float = option(30.0, duration,
+                                          "Idle time after which each leg sends its own enquire_link.")
+    response_timeout: float = option(30.0, duration,
+                                     "How long a request waits for its response; then it is answered 0x08.")
+    unbind_grace: float = option(5.0, duration,
+                                 "At unbind or shutdown, how long to wait for in-flight responses.")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = option("smppguard.db", string, "The SQLite database file (relative to the working directory).")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    default_codec: str = option(smpp_text.GSM, codec,
+                                "How data_coding 0 (SMSC default alphabet) is decoded: \"gsm03.38\", "
+                                "\"latin-1\" or \"ascii\".")
+    ia5_codec: str = option("ascii", codec, "How data_coding 1 (IA5) is decoded; some peers put GSM there.")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    accounts: tuple[tuple[str, str], ...] = option((), accounts,
+                                      "system_id = \"password\" pairs the simulator accepts; empty = any.")
+    system_id: str = option("smppguard-sim", string, "The system_id the simulator answers binds with.")
+    receipt_delay: float = option(1.0, duration, "Delay before a requested delivery receipt is sent.")
+    receipt_stat: str = option("DELIVRD", string, "The stat: of the receipts it sends (DELIVRD, UNDELIV, ...).")
+    receipt_err: str = option("000", string, "The err: of the receipts it sends.")
+    control: tuple[str, int] | None = option(("127.0.0.1", 8775), lambda v: None if v == "" else address(v),
+                                             "HTTP control address for injecting MO messages; \"\" = off.")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = option("info", choice("debug", "info", "warning", "error"), "Log level.")
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: ListenConfig = ListenConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    session: SessionConfig = SessionConfig()
+    store: StoreConfig = StoreConfig()
+    text: TextConfig = TextConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    log: LogConfig = LogConfig()
+    source: str = field(default="<defaults>", compare=False)
+
+
+TABLES: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "source"}
+TABLES = {name: globals()[typ] if isinstance(typ, str) else typ for name, typ in TABLES.items()}
+
+
+def _line_of(text: str, table: str | None, key: str) -> int | None:
+    """Best-effort line of `key` in `table` (tomllib reports lines only for syntax errors)."""
+    current = None
+    header = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+    assign = re.compile(r"^\s*\"?" + re.escape(key) + r"\"?\s*=")
+    for number_, line in enumerate(text.splitlines(), 1):
+        m = header.match(line)
+        if m:
+            current = m.group(1)
+            if table is None and current == key:
+                return number_
+            continue
+        if current == table and assign.match(line):
+            return number_
+    return None
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ConfigError(str(e), line=int(m.group(1)) if m else None, source=source) from None
+    tables: dict[str, Any] = {}
+    for name, values in raw.items():
+        if name not in TABLES:
+            raise ConfigError("unknown table" + _suggest(name, TABLES), key=name,
+                              line=_line_of(text, None, name), source=source)
+        if not isinstance(values, dict):
+            raise ConfigError("expected a table", key=name, line=_line_of(text, None, name), source=source)
+        cls = TABLES[name]
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError("unknown key" + _suggest(key, known), key=f"{name}.{key}",
+                                  line=_line_of(text, name, key), source=source)
+            try:
+                kwargs[key] = known[key].metadata["parse"](value)
+            except ValueError as e:
+                raise ConfigError(str(e), key=f"{name}.{key}", line=_line_of(text, name, key),
+                                  source=source) from None
+        tables[name] = cls(**kwargs)
+    return Config(**tables, source=source)
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Load `path`; without one, $SMPPGUARD_CONFIG, then /etc/smppguard/smppguard.toml, then the defaults."""
+    if path is None:
+        env = os.environ.get(ENV_CONFIG)
+        if env:
+            path = env
+        else:
+            for candidate in DEFAULT_PATHS:
+                if candidate.exists():
+                    path = candidate
+                    break
+            else:
+                return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", source=str(p)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file: {e}", source=str(p)) from None
+    return parse_config(text, source=str(p))
+
+
+def options() -> list[tuple[str, str, Any, str]]:
+    """Every option as (table, key, default, help), for docs and the shipped-config test."""
+    out = []
+    for table, cls in TABLES.items():
+        for f in dataclasses.fields(cls):
+            out.append((table, f.name, f.default, f.metadata["help"]))
+    return out

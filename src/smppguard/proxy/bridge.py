@@ -1,0 +1,304 @@
+"""The bridge: one downstream bind paired with its own upstream bind. The hot path reads top to bottom here.
+
+Guarantees:
+- Every request from either leg gets exactly one response: the peer's (renumbered back, bytes untouched
+  otherwise) or ours (0x08 RSYSERR when the other leg timed out, dropped, or could not be reached).
+- A downstream bind opens one upstream bind with the very same bind PDU (system_id, password, system_type,
+  interface_version, address range), and the sender gets the SMSC's own bind response.
+- Back-pressure, not loss: a full upstream window, an upstream write buffer over its high-water mark or the
+  carrier's max_tps pause reading from the sender; the symmetric rules hold for deliver_sm going down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING
+
+from ..smpp import commands as cmd
+from ..smpp.commands import CommandId
+from ..smpp.errors import PduError
+from ..smpp.fields import parse_body
+from ..smpp.pdu import Pdu, build, response_to
+from ..smpp.state import BIND_TRANSITIONS, BindState, Role
+from ..smpp.status import Status
+from ..session import tasks
+from ..session.session import Session
+from ..session.throttle import TokenBucket
+from ..session.window import Outstanding
+
+if TYPE_CHECKING:
+    from .server import ProxyServer
+
+log = logging.getLogger("smppguard.proxy")
+
+_FORWARD_DOWN = frozenset({CommandId.DELIVER_SM, CommandId.DATA_SM})
+
+
+class Bridge:
+    def __init__(self, server: "ProxyServer"):
+        self.server = server
+        cfg = server.config
+        self.config = cfg
+        self.downstream = Session(Role.SMSC, self, window=cfg.upstream.window,
+                                  response_timeout=cfg.session.response_timeout,
+                                  enquire_link_interval=cfg.session.enquire_link_interval, name="downstream")
+        self.upstream: Session | None = None
+        self._bucket: TokenBucket | None = None
+        self._throttled: collections.deque[Pdu] = collections.deque()
+        self._throttle_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self.refuse = False  # over max_connections: closed as soon as it opens
+
+    def __repr__(self) -> str:
+        return f"<Bridge {self.downstream.label}>"
+
+    # --- requests: the hot path ----------------------------------------------------------------------------
+
+    def request_received(self, session: Session, pdu: Pdu) -> None:
+        """From here to the write there is no await: a PDU in is a PDU out (or an answer) in one callback."""
+        command_id = pdu.command_id
+        if session is self.downstream:
+            upstream = self.upstream
+            if command_id in cmd.SUBMITS or command_id in _UPWARD_OTHER:
+                if upstream is None or not upstream.is_open:
+                    session.respond(pdu, Status.RSYSERR)
+                    return
+                if self._bucket is not None and command_id in cmd.SUBMITS and (
+                        self._throttled or self._bucket.take(self.server.loop.time()) > 0):
+                    self._throttle(pdu)
+                    return
+                upstream.send_request(pdu.raw, session, pdu.sequence)
+                if upstream.window.full:
+                    session.pause("window")
+            elif command_id in cmd.BINDS:
+                session.pause("bind")
+                tasks.spawn(self._bind(pdu), name=f"bind {session.label}")
+            elif command_id == CommandId.UNBIND:
+                session.pause("unbind")
+                tasks.spawn(self._downstream_unbind(pdu), name=f"unbind {session.label}")
+            else:
+                session.respond(pdu, Status.RINVCMDID)
+        else:
+            downstream = self.downstream
+            if command_id in _FORWARD_DOWN:
+                if not downstream.is_open:
+                    session.respond(pdu, Status.RX_T_APPN)
+                    return
+                downstream.send_request(pdu.raw, session, pdu.sequence)
+                if downstream.window.full:
+                    session.pause("window")
+            elif command_id == CommandId.ALERT_NOTIFICATION:
+                downstream.send(pdu.raw)  # no response exists (SMPP 3.4 section 4.12.1)
+            elif command_id == CommandId.UNBIND:
+                tasks.spawn(self._upstream_unbind(pdu), name=f"unbind {session.label}")
+            elif command_id == CommandId.OUTBIND:
+                log.warning("%s: outbind on an open upstream connection ignored", session.label)
+            else:
+                session.respond(pdu, Status.RINVCMDID)
+
+    def response_received(self, session: Session, pdu: Pdu, entry: Outstanding) -> None:
+        origin = entry.origin
+        if origin is not None:
+            origin.send(pdu.renumbered(entry.origin_sequence))
+
+    def request_failed(self, session: Session, entry: Outstanding, reason: str) -> None:
+        origin = entry.origin
+        if origin is None:
+            return
+        status = Status.RSYSERR
+        if session is self.downstream:
+            # deliver_sm the sender did not answer: RX_T_APPN asks the SMSC to redeliver later (3.4 5.1.3).
+            status = Status.RX_T_APPN
+        origin.send(build(cmd.response_id(entry.command_id), entry.origin_sequence, b"", status))
+
+    def window_opened(self, session: Session) -> None:
+        if session is self.upstream:
+            self.downstream.resume("window")  # no-op while "throttle" holds it; then the queue goes first
+            if self._throttled and self._throttle_timer is None:
+                self._release_throttled()
+        elif self.upstream is not None:
+            self.upstream.resume("window")
+
+    def writing_paused(self, session: Session, paused: bool) -> None:
+        other = self.downstream if session is self.upstream else self.upstream
+        if other is not None:
+            (other.pause if paused else other.resume)("peer-write")
+
+    # --- throttle (max_tps) --------------------------------------------------------------------------------
+
+    def _throttle(self, pdu: Pdu) -> None:
+        self._throttled.append(pdu)
+        self.downstream.pause("throttle")
+        if self._throttle_timer is None:
+            self._release_throttled()
+
+    def _release_throttled(self) -> None:
+        """Forward queued submits as tokens and the window allow; re-arm the timer for the next token."""
+        self._throttle_timer = None
+        loop = self.server.loop
+        up = self.upstream
+        assert self._bucket is not None
+        while self._throttled:
+            if up is not None and up.is_open and up.window.full:
+                return  # window_opened calls again
+            wait = self._bucket.take(loop.time())
+            if wait > 0:
+                self._throttle_timer = loop.call_later(wait, self._release_throttled)
+                return
+            self._release_one()
+        self.downstream.resume("throttle")
+
+    def _release_one(self) -> None:
+        pdu = self._throttled.popleft()
+        upstream = self.upstream
+        if upstream is None or not upstream.is_open:
+            self.downstream.respond(pdu, Status.RSYSERR)
+            return
+        upstream.send_request(pdu.raw, self.downstream, pdu.sequence)
+        if upstream.window.full:
+            self.downstream.pause("window")
+
+    # --- bind and unbind -----------------------------------------------------------------------------------
+
+    async def _bind(self, pdu: Pdu) -> None:
+        down = self.downstream
+        cfg = self.config
+        try:
+            body = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+        except PduError as e:
+            log.warning("%s: malformed bind: %s", down.label, e)
+            down.send(build(cmd.response_id(pdu.command_id), pdu.sequence, b"", e.status))
+            down.resume("bind")
+            return
+        down.system_id = body["system_id"]
+        host, port = self.server.upstream_address
+        loop = self.server.loop
+        up = Session(Role.ESME, self, window=cfg.upstream.window, response_timeout=cfg.session.response_timeout,
+                     enquire_link_interval=cfg.session.enquire_link_interval, name="upstream")
+        up.system_id = down.system_id
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: up, host, port), cfg.upstream.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as e:
+            log.warning("%s: SMSC %s:%d unreachable (%s); bind answered RSYSERR", down.label, host, port, e)
+            down.respond(pdu, Status.RSYSERR)
+            down.close()
+            return
+        self.upstream = up
+        if down.state is BindState.CLOSED:  # the sender gave up while we connected
+            up.close()
+            return
+        try:
+            resp = await up.request(pdu.raw, timeout=cfg.upstream.bind_timeout)
+        except (TimeoutError, ConnectionError) as e:
+            log.warning("%s: no bind response from the SMSC (%s); answered RSYSERR", down.label, e)
+            down.respond(pdu, Status.RSYSERR)
+            down.close()
+            up.close()
+            return
+        if resp.command_id == cmd.response_id(pdu.command_id) and resp.status == Status.ROK:
+            state = BIND_TRANSITIONS[pdu.command_id]
+            up.state = down.state = state
+            if cfg.upstream.max_tps > 0:
+                self._bucket = TokenBucket(cfg.upstream.max_tps, loop.time())
+            down.send(resp.renumbered(pdu.sequence))
+            log.info("%s: bound %s through %s", down.label, state.value, up.label)
+            self.server.bridge_bound(self)
+            down.resume("bind")
+            return
+        status = resp.status or Status.RBINDFAIL
+        log.info("%s: SMSC refused the bind with 0x%02X", down.label, status)
+        if resp.command_id == cmd.response_id(pdu.command_id):
+            down.send(resp.renumbered(pdu.sequence))  # the SMSC's own answer, body and all
+        else:
+            down.respond(pdu, status)
+        down.close()
+        up.close()
+
+    async def _drain_upstream(self, timeout: float) -> None:
+        """Wait, at most `timeout`, for the SMSC to answer what the sender has in flight."""
+        up = self.upstream
+        deadline = self.server.loop.time() + timeout
+        while up is not None and up.is_open and len(up.window) and self.server.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def _downstream_unbind(self, pdu: Pdu) -> None:
+        """The sender unbinds: let its in-flight requests finish, unbind upstream, then answer and close."""
+        down, up = self.downstream, self.upstream
+        self._closing = True
+        grace = self.config.session.unbind_grace
+        await self._drain_upstream(grace)
+        if up is not None and up.is_open and up.state is not BindState.OPEN:
+            try:
+                await up.request(build(CommandId.UNBIND, 0), timeout=grace)
+            except (TimeoutError, ConnectionError):
+                pass
+        down.respond(pdu)
+        down.state = BindState.CLOSED
+        down.close()
+        if up is not None:
+            up.close()
+
+    async def _upstream_unbind(self, pdu: Pdu) -> None:
+        """The SMSC unbinds: it will answer nothing more, so fail what is in flight, unbind the sender, close."""
+        up, down = self.upstream, self.downstream
+        assert up is not None
+        self._closing = True
+        up.respond(pdu)
+        for _seq, entry in up.window.drain():
+            self.request_failed(up, entry, "unbound")
+        if down.is_open and down.state is not BindState.OPEN:
+            try:
+                await down.request(build(CommandId.UNBIND, 0), timeout=self.config.session.unbind_grace)
+            except (TimeoutError, ConnectionError):
+                pass
+        down.close()
+        up.close()
+
+    async def shutdown(self, grace: float) -> None:
+        """Unbind both legs within `grace`, answering everything outstanding."""
+        down, up = self.downstream, self.upstream
+        self._closing = True
+        down.pause("shutdown")
+        await self._drain_upstream(grace)
+        legs = [leg for leg in (up, down) if leg is not None and leg.is_open and leg.state is not BindState.OPEN]
+        waits = [leg.request(build(CommandId.UNBIND, 0), timeout=grace) for leg in legs]
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+        for leg in (up, down):
+            if leg is not None:
+                leg.close()
+
+    def connection_lost(self, session: Session, exc: Exception | None) -> None:
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
+            self._throttle_timer = None
+        if session is self.downstream:
+            while self._throttled:
+                self._throttled.popleft()
+            if self.upstream is not None and self.upstream.is_open:
+                if not self._closing:
+                    log.info("%s: sender disconnected; unbinding upstream", session.label)
+                    tasks.spawn(self._unbind_and_close(self.upstream), name=f"unbind {self.upstream.label}")
+            self.server.bridge_closed(self)
+        else:
+            # A dropped upstream closes the downstream, as a real SMSC would; its in-flight requests were
+            # answered 0x08 by request_failed when the upstream window drained.
+            while self._throttled:
+                self.downstream.respond(self._throttled.popleft(), Status.RSYSERR)
+            if self.downstream.is_open:
+                if not self._closing:
+                    log.warning("%s: SMSC connection lost (%s); closing the sender's connection",
+                                session.label, exc or "closed by peer")
+                self.downstream.close()
+
+    async def _unbind_and_close(self, session: Session) -> None:
+        try:
+            await session.request(build(CommandId.UNBIND, 0), timeout=self.config.session.unbind_grace)
+        except (TimeoutError, ConnectionError):
+            pass
+        session.close()
+
+
+_UPWARD_OTHER = frozenset({CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.REPLACE_SM})

@@ -1,0 +1,1 @@
+"""Connections: asyncio transports around the sans-I/O protocol, windows, timers and tasks."""

@@ -1,0 +1,132 @@
+"""Test helpers: real servers on 127.0.0.1:0 in a background event loop, and smpplib clients.
+
+`Stack` runs the built-in simulator and the proxy in one thread with its own loop, so synchronous smpplib
+clients in the test thread talk to them over real TCP. It is a context manager: it always stops both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import struct
+import threading
+from typing import Any, Callable
+
+import smpplib.client
+import smpplib.consts
+
+from smppguard.config import Config, SessionConfig, SimulatorConfig, UpstreamConfig
+from smppguard.proxy.server import ProxyServer
+from smppguard.simulator import Simulator
+
+
+def make_config(**tables: Any) -> Config:
+    """A Config with table overrides given as dicts, e.g. make_config(upstream={"window": 2})."""
+    cfg = Config()
+    for name, values in tables.items():
+        cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
+    return cfg
+
+
+class Stack:
+    """Simulator + proxy in a background loop. Use `with Stack() as s:`."""
+
+    def __init__(self, config: Config | None = None, simulator_config: SimulatorConfig | None = None,
+                 with_proxy: bool = True):
+        self.config = config or make_config(session={"enquire_link_interval": 30.0, "response_timeout": 5.0})
+        self.simulator_config = simulator_config or self.config.simulator
+        self.with_proxy = with_proxy
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.sim: Simulator | None = None
+        self.proxy: ProxyServer | None = None
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run a plain function in the loop's thread and return its result."""
+        async def wrap():
+            return fn()
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(10)
+
+    def run(self, coro) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def __enter__(self) -> "Stack":
+        self.thread.start()
+        try:
+            async def start():
+                self.sim = Simulator(self.simulator_config, response_timeout=self.config.session.response_timeout)
+                await self.sim.start("127.0.0.1", 0)
+                if self.with_proxy:
+                    self.proxy = ProxyServer(self.config, self.sim.address)
+                    await self.proxy.start(("127.0.0.1", 0))
+            self.run(start())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.proxy is not None
+        return self.proxy.address
+
+    def __exit__(self, *exc) -> None:
+        async def stop():
+            if self.proxy is not None:
+                await self.proxy.stop(grace=1.0)
+            if self.sim is not None:
+                await self.sim.stop()
+        try:
+            if self.thread.is_alive():
+                self.run(stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
+
+
+def smpplib_client(address: tuple[str, int], timeout: float = 5) -> smpplib.client.Client:
+    client = smpplib.client.Client(address[0], address[1], timeout=timeout, allow_unknown_opt_params=True)
+    client.connect()
+    return client
+
+
+def raw_socket(address: tuple[str, int], timeout: float = 5) -> "RawPeer":
+    return RawPeer(address, timeout)
+
+
+class RawPeer:
+    """A bare TCP peer for malformed input: send exact bytes, read whole PDUs back."""
+
+    def __init__(self, address: tuple[str, int], timeout: float):
+        self.sock = socket.create_connection(address, timeout=timeout)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_pdu(self) -> tuple[int, int, int, bytes]:
+        """(command_id, status, sequence, body); raises ConnectionError at EOF."""
+        while len(self.buf) < 4 or len(self.buf) < struct.unpack(">I", self.buf[:4])[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        length = struct.unpack(">I", self.buf[:4])[0]
+        pdu, self.buf = self.buf[:length], self.buf[length:]
+        _, cid, status, seq = struct.unpack(">IIII", pdu[:16])
+        return cid, status, seq, pdu[16:]
+
+    def closed_by_peer(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionError, socket.timeout):
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+__all__ = ["Stack", "make_config", "smpplib_client", "raw_socket", "RawPeer", "SessionConfig", "UpstreamConfig",
+           "smpplib"]
