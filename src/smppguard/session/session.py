@@ -59,6 +59,7 @@ class Session(asyncio.Protocol):
         self._processing = False
         self._last_seen = 0.0
         self._enquiring = False
+        self.enquire_links_received = 0
         self._ticker: asyncio.Task | None = None
 
     def __repr__(self) -> str:
@@ -158,6 +159,7 @@ class Session(asyncio.Protocol):
             if was_full and not self.window.full:
                 self.handler.window_opened(self)
         elif command_id == CommandId.ENQUIRE_LINK:
+            self.enquire_links_received += 1
             self.send(response_to(pdu))
         else:
             self.handler.request_received(self, pdu)

@@ -65,6 +65,7 @@ class Simulator:
         self.respond = True  # False: hold every submit response (to test timeouts and drops)
         self.bind_status: int | None = None  # set to refuse every bind with this status
         self.received: list[Received] = []
+        self.held: list[tuple[Session, Pdu, bytes]] = []  # responses held while respond is False
         self.delivered: list[tuple[Pdu, Pdu]] = []  # (deliver_sm sent, its response)
         self.sessions: set[Session] = set()
         self._ids = itertools.count(1)
@@ -104,6 +105,19 @@ class Simulator:
         for server in (self._server, self._control):
             if server is not None:
                 await server.wait_closed()
+
+    def release_held(self) -> int:
+        """Send the responses held while `respond` was False; returns how many."""
+        held, self.held = self.held, []
+        for session, pdu, body in held:
+            session.respond(pdu, body=body)
+        return len(held)
+
+    def unbind_all(self) -> None:
+        """The SMSC ends every session with an unbind, as at a maintenance window."""
+        for s in list(self.sessions):
+            if s.is_open and s.state is not BindState.OPEN:
+                s.send_request(build(CommandId.UNBIND, 0), context="unbind")
 
     def drop_connections(self) -> None:
         """Simulate a crash: cut every connection without unbinding."""
@@ -176,12 +190,13 @@ class Simulator:
     def _submit(self, session: Session, pdu: Pdu, fields: dict) -> None:
         message_id = f"{next(self._ids):08x}"
         self.received.append(Received(pdu.command_id, session.system_id, message_id, pdu, fields))
-        if not self.respond:
-            return
         if pdu.command_id == CommandId.SUBMIT_MULTI:
             body = encode_body(CommandId.SUBMIT_MULTI_RESP, message_id=message_id, unsuccess_sme=[])
         else:
             body = encode_body(cmd.response_id(pdu.command_id), message_id=message_id)
+        if not self.respond:
+            self.held.append((session, pdu, body))
+            return
         session.respond(pdu, body=body)
         if fields.get("registered_delivery", 0) & 0x03 and pdu.command_id != CommandId.SUBMIT_MULTI:
             loop = asyncio.get_running_loop()
@@ -226,6 +241,9 @@ class Simulator:
         session.send_request(build(CommandId.DELIVER_SM, 0, body), context="deliver")
 
     def response_received(self, session: Session, pdu: Pdu, entry: Outstanding) -> None:
+        if entry.context == "unbind":
+            session.close()
+            return
         self.delivered.append((entry, pdu))  # type: ignore[arg-type]
 
     def request_failed(self, session: Session, entry: Outstanding, reason: str) -> None:

@@ -1,0 +1,68 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from smppguard.config import Config, ConfigError, duration, load_config, options, parse_config
+
+SHIPPED = Path(__file__).parent.parent / "config" / "smppguard.toml"
+
+
+def test_config_empty_file_gives_defaults():
+    assert parse_config("") == Config(source="<string>")
+
+
+def test_config_values_parsed():
+    cfg = parse_config('[listen]\naddress = "0.0.0.0:2775"\n[upstream]\naddress = "10.0.0.1:2775"\n'
+                       'window = 20\nmax_tps = 50\n[session]\nresponse_timeout = "500ms"\n'
+                       'enquire_link_interval = "1m"\n')
+    assert cfg.listen.address == ("0.0.0.0", 2775)
+    assert cfg.upstream.address == ("10.0.0.1", 2775)
+    assert cfg.upstream.window == 20 and cfg.upstream.max_tps == 50.0
+    assert cfg.session.response_timeout == 0.5 and cfg.session.enquire_link_interval == 60.0
+    assert parse_config('[upstream]\naddress = "simulator"\n').upstream.address is None
+
+
+@pytest.mark.parametrize("text, key, line, hint", [
+    ("[upstrem]\n", "upstrem", 1, "did you mean 'upstream'"),
+    ("[upstream]\nwindw = 3\n", "upstream.windw", 2, "did you mean 'window'"),
+    ("# c\n[upstream]\n\nwindow = \"x\"\n", "upstream.window", 4, "whole number"),
+    ("[upstream]\nwindow = 0\n", "upstream.window", 2, "from 1"),
+    ("[listen]\naddress = \"nohost\"\n", "listen.address", 2, "host:port"),
+    ("[session]\nresponse_timeout = \"soon\"\n", "session.response_timeout", 2, "duration"),
+    ("[text]\ndefault_codec = \"klingon\"\n", "text.default_codec", 2, "unknown text codec"),
+    ("[log]\nlevel = \"loud\"\n", "log.level", 2, "one of"),
+])
+def test_config_error_names_key_and_line(text, key, line, hint):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "f.toml")
+    assert (e.value.key, e.value.line) == (key, line)
+    assert hint in str(e.value)
+    assert str(e.value).startswith(f"f.toml:{line}: {key}: ")
+
+
+def test_config_syntax_error_has_line():
+    with pytest.raises(ConfigError) as e:
+        parse_config("[upstream]\nwindow = = 3\n", "f.toml")
+    assert e.value.line == 2
+
+
+def test_config_missing_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_config_duration_forms():
+    assert [duration(v) for v in (5, 1.5, "30s", "5m", "2h", "3d", "250ms")] == [5, 1.5, 30, 300, 7200,
+                                                                                 259200, 0.25]
+    with pytest.raises(ValueError):
+        duration(True)
+
+
+def test_shipped_config_loads_and_documents_every_option():
+    cfg = load_config(SHIPPED)
+    assert cfg.upstream.address is None  # the simulator: runs with no carrier
+    text = SHIPPED.read_text()
+    for table, key, _default, _help in options():
+        assert re.search(rf"^\[{table}\]", text, re.M), f"[{table}] missing from the shipped config"
+        assert re.search(rf"^#?\s*{key}\s*=", text, re.M), f"{table}.{key} missing from the shipped config"
