@@ -11,19 +11,22 @@ import dataclasses
 import socket
 import struct
 import threading
+import time
 from typing import Any, Callable
 
 import smpplib.client
 import smpplib.consts
 
-from smppguard.config import Config, SessionConfig, SimulatorConfig, UpstreamConfig
+from smppguard.app import open_store
+from smppguard.config import Config, parse_config, SessionConfig, SimulatorConfig, UpstreamConfig
 from smppguard.proxy.server import ProxyServer
 from smppguard.simulator import Simulator
 
 
-def make_config(**tables: Any) -> Config:
-    """A Config with table overrides given as dicts, e.g. make_config(upstream={"window": 2})."""
-    cfg = Config()
+def make_config(policy_toml: str = "", **tables: Any) -> Config:
+    """A Config with table overrides given as dicts, e.g. make_config(upstream={"window": 2}); policy tables
+    ([policy], [rules.*], [[classes]]) as TOML text, parsed as a config file would be."""
+    cfg = parse_config(policy_toml) if policy_toml else Config()
     for name, values in tables.items():
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
     return cfg
@@ -33,7 +36,7 @@ class Stack:
     """Simulator + proxy in a background loop. Use `with Stack() as s:`."""
 
     def __init__(self, config: Config | None = None, simulator_config: SimulatorConfig | None = None,
-                 with_proxy: bool = True):
+                 with_proxy: bool = True, store: bool = False, clock: Callable[[], float] | None = None):
         self.config = config or make_config(session={"enquire_link_interval": 30.0, "response_timeout": 5.0})
         self.simulator_config = simulator_config or self.config.simulator
         self.with_proxy = with_proxy
@@ -41,6 +44,9 @@ class Stack:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.sim: Simulator | None = None
         self.proxy: ProxyServer | None = None
+        self.with_store = store
+        self.clock = clock
+        self.store = None  # smppguard.app.OpenStore when store=True
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run a plain function in the loop's thread and return its result."""
@@ -57,8 +63,14 @@ class Stack:
             async def start():
                 self.sim = Simulator(self.simulator_config, response_timeout=self.config.session.response_timeout)
                 await self.sim.start("127.0.0.1", 0)
+                guard = None
+                if self.with_store:
+                    self.store = await open_store(self.config, self.clock or time.time)
+                    if self.clock is not None:
+                        self.store.guard.clock = self.clock
+                    guard = self.store.guard
                 if self.with_proxy:
-                    self.proxy = ProxyServer(self.config, self.sim.address)
+                    self.proxy = ProxyServer(self.config, self.sim.address, guard)
                     await self.proxy.start(("127.0.0.1", 0))
             self.run(start())
         except BaseException:
@@ -75,6 +87,8 @@ class Stack:
         async def stop():
             if self.proxy is not None:
                 await self.proxy.stop(grace=1.0)
+            if self.store is not None:
+                await self.store.close()
             if self.sim is not None:
                 await self.sim.stop()
         try:

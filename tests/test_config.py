@@ -66,3 +66,20 @@ def test_shipped_config_loads_and_documents_every_option():
     for table, key, _default, _help in options():
         assert re.search(rf"^\[{table}\]", text, re.M), f"[{table}] missing from the shipped config"
         assert re.search(rf"^#?\s*{key}\s*=", text, re.M), f"{table}.{key} missing from the shipped config"
+
+
+def test_shipped_config_documents_every_rule_setting():
+    import dataclasses
+
+    from smppguard.policy import RULES
+
+    cfg = load_config(SHIPPED)
+    text = SHIPPED.read_text()
+    for rule, settings in cfg.policy.rules:
+        section = re.search(rf"^\[rules\.{rule.NAME}\]\n(.*?)(?=^\[)", text, re.M | re.S)
+        assert section, f"[rules.{rule.NAME}] missing from the shipped config"
+        for f in dataclasses.fields(settings):
+            if f.name == "fallback_zone" and rule.NAME == "frequency":
+                continue  # frequency takes [policy] fallback_zone
+            assert re.search(rf"^#?\s*{f.name}\s*=", section.group(1), re.M), f"rules.{rule.NAME}.{f.name}"
+    assert [r.NAME for r, _ in cfg.policy.rules] == [r.NAME for r in RULES]

@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Awaitable, Callable
 
 from .config import Config
+from .proxy.guard import Guard
 from .proxy.server import ProxyServer
 from .simulator import Simulator
+from .store.db import connect
+from .store.index import load_index
+from .store.writer import StoreWriter
 
 log = logging.getLogger("smppguard")
 
@@ -47,7 +52,8 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         log.info("built-in SMSC simulator on %s:%d%s", *upstream,
                  f", control http://{simulator.control_address[0]}:{simulator.control_address[1]}"
                  if simulator.control_address else "")
-    proxy = ProxyServer(config, upstream)
+    store = await open_store(config)
+    proxy = ProxyServer(config, upstream, store.guard)
     try:
         await proxy.start()
         log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
@@ -57,8 +63,42 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         log.info("shutting down")
         await proxy.stop()
     finally:
+        await store.close()
         if simulator is not None:
             await simulator.stop()
+
+
+class OpenStore:
+    """The daemon's store: the Index loaded from SQLite, the group-commit writer, and the Guard around them."""
+
+    def __init__(self, guard: Guard, writer: StoreWriter):
+        self.guard = guard
+        self.writer = writer
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+
+async def open_store(config: Config, clock: Callable[[], float] = time.time) -> OpenStore:
+    """Migrate the store, load the Index (off the event loop), start the writer and the change-log tail."""
+    started = time.monotonic()
+
+    def load():
+        db = connect(config.store.path)
+        try:
+            return load_index(db, config.policy, clock())
+        finally:
+            db.close()
+
+    index = await asyncio.to_thread(load)
+    writer = StoreWriter(config.store.path, index, grace=config.policy.settings("optout").grace)
+    await writer.start()
+    log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
+             config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),
+             time.monotonic() - started)
+    guard = Guard(config.policy, index, writer, config.audit, clock,
+                  (config.text.default_codec, config.text.ia5_codec))
+    return OpenStore(guard, writer)
 
 
 def run_loop(main: Awaitable) -> None:

@@ -149,6 +149,96 @@ def simulate_mo(obj, source, destination, text, system_id) -> None:
     click.echo("delivered" if result.get("delivered") else "queued until a receiver binds")
 
 
+def _parse_at(value: str | None) -> float:
+    import time as _time
+    from datetime import datetime
+
+    if not value or value == "now":
+        return _time.time()
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO time such as 2026-11-28T23:00+08:00, got {value!r}",
+                                 param_hint="--at") from None
+    if dt.tzinfo is None:
+        raise click.BadParameter("give the UTC offset, e.g. 2026-11-28T23:00+08:00 or ...Z", param_hint="--at")
+    return dt.timestamp()
+
+
+@main.command()
+@config_option
+@click.argument("number")
+@click.option("--sender", "-s", default="", help="source_addr the message would carry.")
+@click.option("--account", "-a", default="", help="system_id the sender binds with.")
+@click.option("--text", "-t", default=None, help="Message text (traffic class and content rules read it).")
+@click.option("--service-type", default="", help="service_type the message would carry.")
+@click.option("--ton", type=int, default=0, show_default=True, help="dest_addr_ton (1 international, 2 national).")
+@click.option("--at", "at", default=None, help="Judge at this time (ISO 8601 with offset); default now.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Store file (default: [store] path).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def check(config_path, number, sender, account, text, service_type, ton, at, db_path, as_json) -> None:
+    """Show the verdict for a message to NUMBER, and every rule's reasoning.
+
+    Uses the same config, store and decision code as the running proxy (messages in flight in a running
+    proxy are not visible here).
+
+    \b
+    Example:
+        smppguard check 13800138000 --sender ACME --account acme --text "Sale!" --at 2026-11-28T21:00+08:00
+    """
+    from .policy import decide, explain, make_submission
+    from .policy.numbers import candidate_zones, e164, region_of
+    from .store.db import StoreError, connect
+    from .store.index import load_index
+
+    cfg = _load(config_path)
+    now = _parse_at(at)
+    try:
+        db = connect(db_path or cfg.store.path)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        index = load_index(db, cfg.policy, now)
+    finally:
+        db.close()
+    sub = make_submission(cfg.policy, number, ton, sender, account, service_type, text)
+    verdict = decide(sub, index, now, cfg.policy)
+    rows = explain(sub, index, now, cfg.policy)
+    zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), cfg.policy.fallback_zone) \
+        if sub.recipient is not None else ()
+    if as_json:
+        click.echo(json.dumps({
+            "recipient": e164(sub.recipient) if sub.recipient is not None else None,
+            "class": sub.traffic_class, "zones": list(zones),
+            "verdict": {"action": verdict.action.value, "rule": verdict.rule, "status": int(verdict.status),
+                        "reason": verdict.reason, "until": verdict.until},
+            "rules": [{"rule": name, "applies": how == "applies", "note": how,
+                       "result": (v.action.value if v else "pass") if how == "applies" else "skipped",
+                       "reason": v.reason if v else ""} for name, how, v in rows],
+        }, ensure_ascii=False, indent=2))
+        return
+    if sub.recipient is None:
+        click.echo(f"recipient  {number!r}: not a valid number")
+    else:
+        more = f" (+{len(zones) - 3} more)" if len(zones) > 3 else ""
+        click.echo(f"recipient  {e164(sub.recipient)}  region {region_of(sub.recipient) or '?'}  "
+                   f"zones {', '.join(zones[:3])}{more}")
+    click.echo(f"class      {sub.traffic_class}")
+    status = f" (status 0x{int(verdict.status):08X})" if verdict.status else ""
+    decided = f" by {verdict.rule}: {verdict.reason}" if verdict.rule else ""
+    click.echo(f"verdict    {verdict.action.value.upper()}{decided}{status}")
+    click.echo("")
+    width = max(len(r[0]) for r in rows)
+    for name, how, v in rows:
+        if how != "applies":
+            result = f"skipped ({how})"
+        elif v is None:
+            result = "pass"
+        else:
+            result = f"{v.action.value}: {v.reason}"
+        click.echo(f"  {name:<{width}}  {result}")
+
+
 @main.command()
 @click.option("--messages", "-n", default=100_000, show_default=True, help="submit_sm to send per pass.")
 @click.option("--binds", "-b", default=4, show_default=True, help="Concurrent transmitter binds.")

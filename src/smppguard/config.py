@@ -18,21 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import ConfigError
 from .smpp import text as smpp_text
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
 DEFAULT_PATHS = (Path("/etc/smppguard/smppguard.toml"),)
 ENV_CONFIG = "SMPPGUARD_CONFIG"
-
-
-class ConfigError(Exception):
-    def __init__(self, message: str, key: str | None = None, line: int | None = None, source: str = ""):
-        self.key, self.line, self.source = key, line, source
-        where = source
-        if line is not None:
-            where += f":{line}"
-        prefix = f"{where}: " if where else ""
-        keypart = f"{key}: " if key else ""
-        super().__init__(f"{prefix}{keypart}{message}")
 
 
 # --- value parsers: each raises ValueError with a message for the user -------------------------------------
@@ -186,6 +178,14 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    recipient: str = option("masked", choice("full", "masked", "hashed"),
+                            "How audit rows keep the recipient: \"full\", \"masked\" (+86138****8000) or "
+                            "\"hashed\" (SHA-256, keyed by [audit] salt).")
+    salt: str = option("", string, "Secret mixed into hashed recipients, so hashes cannot be looked up.")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = option("info", choice("debug", "info", "warning", "error"), "Log level.")
 
@@ -198,11 +198,24 @@ class Config:
     store: StoreConfig = StoreConfig()
     text: TextConfig = TextConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    audit: AuditConfig = AuditConfig()
     log: LogConfig = LogConfig()
+    #: The parsed [policy], [rules.*] and [[classes]] tables (smppguard.policy.Policy).
+    policy: Any = field(default_factory=lambda: _load_policy({}, {}, []), compare=False)
     source: str = field(default="<defaults>", compare=False)
 
 
-TABLES: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "source"}
+#: Tables whose keys the rules define (parsed by smppguard.policy, not by an option table here).
+POLICY_TABLES = ("policy", "rules", "classes")
+
+
+def _load_policy(policy: dict, rules: dict, classes: list):
+    from .policy import load_policy  # policy depends on config's parsers, so import it late
+    return load_policy(policy, rules, classes)
+
+
+TABLES: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)
+                           if f.name not in ("source", "policy")}
 TABLES = {name: globals()[typ] if isinstance(typ, str) else typ for name, typ in TABLES.items()}
 
 
@@ -235,9 +248,10 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         m = re.search(r"line (\d+)", str(e))
         raise ConfigError(str(e), line=int(m.group(1)) if m else None, source=source) from None
     tables: dict[str, Any] = {}
+    policy_raw = {name: raw.pop(name) for name in POLICY_TABLES if name in raw}
     for name, values in raw.items():
         if name not in TABLES:
-            raise ConfigError("unknown table" + _suggest(name, TABLES), key=name,
+            raise ConfigError("unknown table" + _suggest(name, [*TABLES, *POLICY_TABLES]), key=name,
                               line=_line_of(text, None, name), source=source)
         if not isinstance(values, dict):
             raise ConfigError("expected a table", key=name, line=_line_of(text, None, name), source=source)
@@ -254,7 +268,26 @@ def parse_config(text: str, source: str = "<string>") -> Config:
                 raise ConfigError(str(e), key=f"{name}.{key}", line=_line_of(text, name, key),
                                   source=source) from None
         tables[name] = cls(**kwargs)
-    return Config(**tables, source=source)
+    try:
+        policy = _load_policy(policy_raw.get("policy", {}), policy_raw.get("rules", {}),
+                              policy_raw.get("classes", []))
+    except ConfigError as e:
+        raise ConfigError(e.message, key=e.key, line=_line_of_dotted(text, e.key or ""), source=source) from None
+    return Config(**tables, policy=policy, source=source)
+
+
+def _line_of_dotted(text: str, key: str) -> int | None:
+    """The line of "rules.frequency.max" (key max in [rules.frequency]), or of a table."""
+    parts = key.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        line = _line_of(text, ".".join(parts[:cut]), parts[cut])
+        if line is not None:
+            return line
+    for cut in range(len(parts), 0, -1):
+        line = _line_of(text, None, ".".join(parts[:cut]))
+        if line is not None:
+            return line
+    return None
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:

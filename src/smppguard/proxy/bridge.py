@@ -14,19 +14,27 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from ..smpp import commands as cmd
 from ..smpp.commands import CommandId
 from ..smpp.errors import PduError
-from ..smpp.fields import parse_body
-from ..smpp.pdu import Pdu, build, response_to
+from ..policy import decide, frequency_key, make_submission
+from ..policy.model import Action, Verdict
+from ..smpp.concat import from_sar, from_udh, split_udh
+from ..smpp.fields import (DistributionList, SubmitView, TlvTag, UnsuccessSme, encode_body, parse_body,
+                           submit_view, tlv_value)
+from ..smpp.pdu import Pdu, build, renumber
+from ..smpp.text import decode
 from ..smpp.state import BIND_TRANSITIONS, BindState, Role
 from ..smpp.status import Status
 from ..session import tasks
 from ..session.session import Session
 from ..session.throttle import TokenBucket
 from ..session.window import Outstanding
+
+from .guard import CONCAT_TTL_S, ConcatEntry, Guard, Reservation
 
 if TYPE_CHECKING:
     from .server import ProxyServer
@@ -45,8 +53,9 @@ class Bridge:
                                   response_timeout=cfg.session.response_timeout,
                                   enquire_link_interval=cfg.session.enquire_link_interval, name="downstream")
         self.upstream: Session | None = None
+        self.guard: Guard | None = server.guard
         self._bucket: TokenBucket | None = None
-        self._throttled: collections.deque[Pdu] = collections.deque()
+        self._throttled: collections.deque[tuple[Pdu, bytes, object]] = collections.deque()
         self._throttle_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self.refuse = False  # over max_connections: closed as soon as it opens
@@ -65,11 +74,29 @@ class Bridge:
                 if upstream is None or not upstream.is_open:
                     session.respond(pdu, Status.RSYSERR)
                     return
+                raw, context = pdu.raw, None
+                guard = self.guard
+                if guard is not None and command_id in cmd.SUBMITS:
+                    try:
+                        outcome = self._screen(pdu, guard)
+                    except PduError as e:
+                        log.info("%s: malformed %s: %s", session.label, cmd.command_name(command_id), e)
+                        session.respond(pdu, e.status)
+                        return
+                    except Exception:  # a bug in a rule: never a silent allow; 0x08 makes the sender retry
+                        guard.decide_errors += 1
+                        log.exception("%s: screening %s failed; answered RSYSERR", session.label,
+                                      cmd.command_name(command_id))
+                        session.respond(pdu, Status.RSYSERR)
+                        return
+                    if outcome is None:
+                        return  # answered here (refused, or held)
+                    raw, context = outcome
                 if self._bucket is not None and command_id in cmd.SUBMITS and (
                         self._throttled or self._bucket.take(self.server.loop.time()) > 0):
-                    self._throttle(pdu)
+                    self._throttle(pdu, raw, context)
                     return
-                upstream.send_request(pdu.raw, session, pdu.sequence)
+                upstream.send_request(raw, session, pdu.sequence, context)
                 if upstream.window.full:
                     session.pause("window")
             elif command_id in cmd.BINDS:
@@ -98,12 +125,185 @@ class Bridge:
             else:
                 session.respond(pdu, Status.RINVCMDID)
 
+    # --- screening: parse what policy needs, decide, act. No await anywhere below. -------------------------
+
+    def _screen(self, pdu: Pdu, guard: Guard) -> tuple[bytes, object] | None:
+        """(bytes to forward, response context), or None when the sender has been answered here."""
+        command_id = pdu.command_id
+        if command_id == CommandId.SUBMIT_MULTI:
+            return self._screen_multi(pdu, guard)
+        if command_id == CommandId.SUBMIT_SM:
+            v = submit_view(pdu.body, pdu.sequence)
+        else:  # data_sm: no short_message; text in message_payload, concatenation only by SAR
+            f = parse_body(command_id, pdu.body, pdu.sequence)
+            v = SubmitView(f["service_type"], f["source_addr_ton"], f["source_addr"], f["dest_addr_ton"],
+                           f["destination_addr"], f["esm_class"], f["registered_delivery"], f["data_coding"],
+                           b"", f["tlvs"], -1)
+        now = guard.clock()
+        account = self.downstream.system_id
+        udh, payload = split_udh(v.short_message, v.esm_class)
+        concat = (from_udh(udh) if udh else None) or from_sar(v.tlvs)
+        ckey = None
+        if concat is not None and concat.total > 1:
+            # All parts share the first part's verdict and count once (SMPP-NOTES, Long messages).
+            ckey = (account, v.source_addr, v.destination_addr, concat.reference, concat.total)
+            entry = guard.maybe_concat(ckey, now)
+            if entry is not None:
+                entry.seen.add(concat.seqnum)
+                if len(entry.seen) >= concat.total:
+                    del guard.concat[ckey]
+                return self._act(pdu, v, entry.verdict, entry.reservation, guard, audit=False)
+        text = None
+        if guard.policy.needs_text:
+            data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
+            text = decode(data, v.data_coding, *guard.text_codecs)
+        sub = make_submission(guard.policy, v.destination_addr, v.dest_addr_ton, v.source_addr, account,
+                              v.service_type, text, concat)
+        verdict = decide(sub, guard.index, now, guard.policy)
+        reservation = self._reserve(sub, verdict, guard, now)
+        if ckey is not None:
+            guard.concat[ckey] = ConcatEntry(verdict, reservation, now + CONCAT_TTL_S, {concat.seqnum})
+        return self._act(pdu, v, verdict, reservation, guard, sub=sub, now=now)
+
+    def _reserve(self, sub, verdict: Verdict, guard: Guard, now: float) -> Reservation | None:
+        if verdict.action is not Action.ALLOW and verdict.action is not Action.SCHEDULE:
+            return None
+        if verdict.mark is not None:
+            guard.index.grace_used.add(verdict.mark)  # the one confirmation is spent as it goes out
+        key = frequency_key(sub, guard.index, guard.policy)
+        if key is None:
+            return None
+        guard.index.reserve(key, now)
+        return Reservation(key, now, sub.recipient, sub.account)
+
+    def _act(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None, guard: Guard,
+             *, sub=None, now: float = 0.0, audit: bool = True) -> tuple[bytes, object] | None:
+        action = verdict.action
+        counts = guard.counts
+        counter = (verdict.rule or "-", action.value)
+        counts[counter] = counts.get(counter, 0) + 1
+        if action is Action.ALLOW:
+            if reservation is not None:
+                reservation.outstanding += 1
+            return pdu.raw, reservation
+        if action is Action.SCHEDULE and v.schedule_at >= 0:
+            if reservation is not None:
+                reservation.outstanding += 1
+            if audit and sub is not None:
+                self._audit(guard, sub, verdict, now)
+            return with_schedule(pdu.raw, v.schedule_at, verdict.until or 0.0), reservation
+        # reject, hold (until the hold queue lands, a hold answers its status: "try later"), or schedule on a
+        # data_sm, which has no schedule_delivery_time to set
+        if audit and sub is not None:
+            self._audit(guard, sub, verdict, now)
+        self.downstream.respond(pdu, verdict.status or Status.RSUBMITFAIL)
+        return None
+
+    def _audit(self, guard: Guard, sub, verdict: Verdict, now: float) -> None:
+        writer = guard.writer
+        if writer is not None:
+            writer.audit(now, sub.account, sub.sender, guard.mask(sub.recipient, sub.address), verdict.rule,
+                         verdict.action.value, verdict.status, verdict.reason)
+
+    def _screen_multi(self, pdu: Pdu, guard: Guard) -> tuple[bytes, object] | None:
+        """submit_multi: a verdict per destination; only allowed ones go upstream; the refused ones are
+        listed in the response (SMPP 3.4 section 4.5.2), merged with the SMSC's own unsuccessful list."""
+        fields = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+        now = guard.clock()
+        account = self.downstream.system_id
+        text = None
+        if guard.policy.needs_text:
+            udh, payload = split_udh(fields["short_message"], fields["esm_class"])
+            data = payload or tlv_value(fields["tlvs"], TlvTag.MESSAGE_PAYLOAD) or b""
+            text = decode(data, fields["data_coding"], *guard.text_codecs)
+        allowed, refused, reservations = [], [], []
+        for dest in fields["dest_addresses"]:
+            if isinstance(dest, DistributionList):
+                allowed.append(dest)  # its members are known only to the SMSC
+                continue
+            sub = make_submission(guard.policy, dest.address, dest.ton, fields["source_addr"], account,
+                                  fields["service_type"], text)
+            verdict = decide(sub, guard.index, now, guard.policy)
+            counter = (verdict.rule or "-", verdict.action.value)
+            guard.counts[counter] = guard.counts.get(counter, 0) + 1
+            if verdict.action is Action.ALLOW:
+                allowed.append(dest)
+                reservation = self._reserve(sub, verdict, guard, now)
+                if reservation is not None:
+                    reservation.outstanding += 1
+                    reservations.append((dest.address, reservation))
+            else:
+                self._audit(guard, sub, verdict, now)
+                refused.append(UnsuccessSme(dest.ton, dest.npi, dest.address, verdict.status or Status.RSUBMITFAIL))
+        if not allowed:
+            self.downstream.respond(pdu, Status.ROK, encode_body(CommandId.SUBMIT_MULTI_RESP, message_id="",
+                                                                 unsuccess_sme=refused))
+            return None
+        if not refused:
+            return pdu.raw, MultiContext([], reservations) if reservations else None
+        fields["dest_addresses"] = allowed
+        raw = build(pdu.command_id, pdu.sequence, encode_body(pdu.command_id, fields))
+        return raw, MultiContext(refused, reservations)
+
+    # --- responses -----------------------------------------------------------------------------------------
+
     def response_received(self, session: Session, pdu: Pdu, entry: Outstanding) -> None:
         origin = entry.origin
+        context = entry.context
+        if context is None:
+            if origin is not None:
+                origin.send(pdu.renumbered(entry.origin_sequence))
+            return
+        raw = pdu.raw
+        if type(context) is Reservation:
+            self._settle(context, pdu.status == Status.ROK)
+        elif type(context) is MultiContext:
+            raw = self._merge_multi(pdu, context)
         if origin is not None:
-            origin.send(pdu.renumbered(entry.origin_sequence))
+            origin.send(renumber(raw, entry.origin_sequence))
+
+    def _settle(self, r: Reservation, accepted: bool) -> None:
+        """A part of a message got its answer: the send counts once, when the SMSC first accepts it."""
+        guard = self.guard
+        assert guard is not None
+        r.outstanding -= 1
+        if accepted:
+            if r.state != "committed":
+                if r.state == "reserved":
+                    guard.index.commit(r.key, r.at)
+                else:
+                    guard.index.record_send(r.key, r.at)
+                r.state = "committed"
+                if guard.writer is not None:
+                    guard.writer.record_send(r.number, r.account, r.at)
+        elif r.outstanding <= 0 and r.state == "reserved":
+            guard.index.release(r.key, r.at)
+            r.state = "released"
+
+    def _merge_multi(self, pdu: Pdu, ctx: "MultiContext") -> bytes:
+        theirs: list = []
+        fields = None
+        if pdu.command_id == CommandId.SUBMIT_MULTI_RESP and pdu.status == Status.ROK:
+            try:
+                fields = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+                theirs = fields.get("unsuccess_sme", [])
+            except PduError:
+                fields = None
+        failed = {u.address for u in theirs}
+        for address, r in ctx.reservations:
+            self._settle(r, pdu.status == Status.ROK and address not in failed)
+        if not ctx.refused or fields is None:
+            return pdu.raw
+        fields["unsuccess_sme"] = list(theirs) + ctx.refused
+        return build(pdu.command_id, pdu.sequence, encode_body(pdu.command_id, fields), pdu.status)
 
     def request_failed(self, session: Session, entry: Outstanding, reason: str) -> None:
+        context = entry.context
+        if type(context) is Reservation:
+            self._settle(context, False)
+        elif type(context) is MultiContext:
+            for _address, r in context.reservations:
+                self._settle(r, False)
         origin = entry.origin
         if origin is None:
             return
@@ -128,8 +328,8 @@ class Bridge:
 
     # --- throttle (max_tps) --------------------------------------------------------------------------------
 
-    def _throttle(self, pdu: Pdu) -> None:
-        self._throttled.append(pdu)
+    def _throttle(self, pdu: Pdu, raw: bytes, context: object) -> None:
+        self._throttled.append((pdu, raw, context))
         self.downstream.pause("throttle")
         if self._throttle_timer is None:
             self._release_throttled()
@@ -151,12 +351,14 @@ class Bridge:
         self.downstream.resume("throttle")
 
     def _release_one(self) -> None:
-        pdu = self._throttled.popleft()
+        pdu, raw, context = self._throttled.popleft()
         upstream = self.upstream
         if upstream is None or not upstream.is_open:
-            self.downstream.respond(pdu, Status.RSYSERR)
+            self.request_failed(upstream or self.downstream,  # type: ignore[arg-type]
+                                Outstanding(pdu.command_id, 0.0, self.downstream, pdu.sequence, None, context),
+                                "upstream closed")
             return
-        upstream.send_request(pdu.raw, self.downstream, pdu.sequence)
+        upstream.send_request(raw, self.downstream, pdu.sequence, context)
         if upstream.window.full:
             self.downstream.pause("window")
 
@@ -276,7 +478,9 @@ class Bridge:
             self._throttle_timer = None
         if session is self.downstream:
             while self._throttled:
-                self._throttled.popleft()
+                _pdu, _raw, context = self._throttled.popleft()
+                if type(context) is Reservation:
+                    self._settle(context, False)
             if self.upstream is not None and self.upstream.is_open:
                 if not self._closing:
                     log.info("%s: sender disconnected; unbinding upstream", session.label)
@@ -286,7 +490,9 @@ class Bridge:
             # A dropped upstream closes the downstream, as a real SMSC would; its in-flight requests were
             # answered 0x08 by request_failed when the upstream window drained.
             while self._throttled:
-                self.downstream.respond(self._throttled.popleft(), Status.RSYSERR)
+                pdu, _raw, context = self._throttled.popleft()
+                self.request_failed(session, Outstanding(pdu.command_id, 0.0, self.downstream, pdu.sequence,
+                                                         None, context), "upstream closed")
             if self.downstream.is_open:
                 if not self._closing:
                     log.warning("%s: SMSC connection lost (%s); closing the sender's connection",
@@ -302,3 +508,26 @@ class Bridge:
 
 
 _UPWARD_OTHER = frozenset({CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.REPLACE_SM})
+
+
+class MultiContext:
+    """A submit_multi in flight: destinations refused here, and reservations of the allowed ones."""
+
+    __slots__ = ("refused", "reservations")
+
+    def __init__(self, refused: list, reservations: list):
+        self.refused = refused
+        self.reservations = reservations
+
+
+def smpp_time(epoch: float) -> str:
+    """Absolute time in SMPP format YYMMDDhhmmsstnnp, in UTC (SMPP 3.4 section 7.1.1)."""
+    return time.strftime("%y%m%d%H%M%S", time.gmtime(epoch)) + "000+"
+
+
+def with_schedule(raw: bytes, offset: int, until: float) -> bytes:
+    """The submit_sm with schedule_delivery_time replaced (the only field re-encoded on a forwarded PDU)."""
+    start = 16 + offset
+    end = raw.index(b"\0", start)
+    new = raw[:start] + smpp_time(until).encode() + raw[end:]
+    return len(new).to_bytes(4, "big") + new[4:]

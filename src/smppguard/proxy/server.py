@@ -11,13 +11,15 @@ import logging
 
 from ..config import Config
 from .bridge import Bridge
+from .guard import Guard
 
 log = logging.getLogger("smppguard.proxy")
 
 
 class ProxyServer:
-    def __init__(self, config: Config, upstream_address: tuple[str, int]):
+    def __init__(self, config: Config, upstream_address: tuple[str, int], guard: Guard | None = None):
         self.config = config
+        self.guard = guard
         self.upstream_address = upstream_address
         self.bridges: set[Bridge] = set()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]

@@ -276,3 +276,61 @@ def tlv_value(tlvs, tag: int) -> bytes | None:
 def tlv_int(tlvs, tag: int) -> int | None:
     value = tlv_value(tlvs, tag)
     return int.from_bytes(value, "big") if value else None
+
+
+class SubmitView(NamedTuple):
+    """The fields of a submit_sm (or deliver_sm) that policy reads, without building the whole field dict."""
+
+    service_type: str
+    source_addr_ton: int
+    source_addr: str
+    dest_addr_ton: int
+    destination_addr: str
+    esm_class: int
+    registered_delivery: int
+    data_coding: int
+    short_message: bytes
+    tlvs: list[Tlv]
+    schedule_at: int  # offset of schedule_delivery_time in the body (for rewriting it)
+
+
+def submit_view(body: bytes, sequence: int | None = None) -> SubmitView:
+    """Fast path of parse_body for submit_sm / deliver_sm: same errors, fewer objects (SMPP 3.4 4.4.1)."""
+    find = body.find
+    try:
+        e = find(b"\0")
+        if e < 0:
+            raise IndexError
+        service_type = body[:e].decode("latin-1")
+        src_ton = body[e + 1]
+        p = e + 3
+        e = find(b"\0", p)
+        if e < 0:
+            raise IndexError
+        source = body[p:e].decode("latin-1")
+        dst_ton = body[e + 1]
+        p = e + 3
+        e = find(b"\0", p)
+        if e < 0:
+            raise IndexError
+        dest = body[p:e].decode("latin-1")
+        esm_class = body[e + 1]
+        schedule_at = p = e + 4
+        e = find(b"\0", p)  # schedule_delivery_time
+        if e < 0:
+            raise IndexError
+        e = find(b"\0", e + 1)  # validity_period
+        if e < 0:
+            raise IndexError
+        registered_delivery = body[e + 1]
+        data_coding = body[e + 3]
+        sm_length = body[e + 5]
+    except IndexError:
+        raise PduError("submit_sm body ends early or a C-octet string has no NUL", Status.RINVCMDLEN,
+                       sequence) from None
+    p = e + 6
+    if p + sm_length > len(body):
+        raise PduError(f"sm_length {sm_length} runs past the body", Status.RINVMSGLEN, sequence)
+    return SubmitView(service_type, src_ton, source, dst_ton, dest, esm_class, registered_delivery, data_coding,
+                      body[p:p + sm_length], parse_tlvs(body, p + sm_length, sequence) if p + sm_length < len(body)
+                      else [], schedule_at)

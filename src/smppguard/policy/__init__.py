@@ -1,0 +1,121 @@
+"""Policy: pure decisions. `decide(submission, index, now, policy)` -> `Verdict`.
+
+Rules run in the order of `RULES` (mitmproxy's default_addons habit: one explicit tuple you can grep); the first
+that has an opinion decides, and a rule that does not apply to the message's traffic class is skipped. Nothing
+here does I/O or raises on a message: a rule that has nothing to say returns None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ..errors import ConfigError
+from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
+from . import traffic_class as classes
+from .model import ALLOW, Action, Index, Submission, Verdict
+from .numbers import check_region, check_zone, normalise
+from .presets import PRESETS, merged
+
+RULES: tuple[ModuleType, ...] = (invalid, dead, blacklist, optout, consent, content, frequency, quiet_hours)
+RULE_NAMES = tuple(r.NAME for r in RULES)
+_ZONED = (frequency, quiet_hours)  # rules that take the policy's fallback zone
+
+__all__ = ["ALLOW", "Action", "Index", "Policy", "RULES", "Submission", "Verdict", "decide", "explain",
+           "load_policy", "make_submission"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Parsed once at config load."""
+
+    default_region: str | None
+    fallback_zone: str
+    classes: tuple[classes.ClassRule, ...]
+    rules: tuple[tuple[ModuleType, Any], ...]  # (rule module, its Settings), in RULES order
+    needs_text: bool
+
+    def settings(self, name: str) -> Any:
+        for rule, s in self.rules:
+            if rule.NAME == name:
+                return s
+        raise KeyError(name)
+
+
+_POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns"}
+
+
+def load_policy(policy: dict | None = None, rules: dict | None = None, class_rules: list | None = None) -> Policy:
+    """Build the Policy from the [policy], [rules.*] and [[classes]] tables; ConfigError names a bad key."""
+    policy = dict(policy or {})
+    rules = dict(rules or {})
+    for key in policy:
+        if key not in _POLICY_KEYS:
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(_POLICY_KEYS))})", key=f"policy.{key}")
+    preset = policy.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", key="policy.preset")
+    for name, values in rules.items():
+        if name not in RULE_NAMES:
+            raise ConfigError(f"unknown rule (rules are {', '.join(RULE_NAMES)})", key=f"rules.{name}")
+        if not isinstance(values, dict):
+            raise ConfigError("expected a table", key=f"rules.{name}")
+    policy, rules = merged(preset, policy, rules)
+    region = policy.get("default_region")
+    try:
+        region = check_region(region) if region else None
+    except (ValueError, AttributeError):
+        raise ConfigError(f"unknown region {region!r} (an ISO 3166 code such as \"CN\")",
+                          key="policy.default_region") from None
+    try:
+        zone = check_zone(policy.get("fallback_zone", "UTC"))
+    except ValueError as e:
+        raise ConfigError(str(e), key="policy.fallback_zone") from None
+    parsed = []
+    for rule in RULES:
+        raw = rules.get(rule.NAME, {})
+        parsed.append((rule, rule.parse_settings(raw, zone) if rule in _ZONED else rule.parse_settings(raw)))
+    class_rules_parsed = classes.parse_classes(class_rules or [], policy.get("confirmation_patterns"))
+    content_s = dict((r.NAME, s) for r, s in parsed)["content"]
+    needs_text = classes.needs_text(class_rules_parsed) or bool(
+        content_s.enabled and (content_s.forbidden or content_s.required))
+    return Policy(region, zone, class_rules_parsed, tuple(parsed), needs_text)
+
+
+def make_submission(policy: Policy, address: str, ton: int, sender: str, account: str, service_type: str = "",
+                    text: str | None = None, concat: tuple[int, int, int] | None = None) -> Submission:
+    recipient = normalise(address, ton, policy.default_region)
+    cls = classes.classify(policy.classes, account, sender, service_type, text)
+    return Submission(recipient, address, sender, account, cls, service_type, text, concat)
+
+
+def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:
+    cls = sub.traffic_class
+    for rule, settings in policy.rules:
+        if settings.enabled and (cls in settings.classes or "*" in settings.classes):
+            verdict = rule.check(sub, index, now, settings)
+            if verdict is not None:
+                return verdict
+    return ALLOW
+
+
+def explain(sub: Submission, index: Index, now: float, policy: Policy) -> list[tuple[str, str, Verdict | None]]:
+    """Every rule's view of the message: (rule, "applies" | why not, its verdict or None). For `check`."""
+    out = []
+    for rule, settings in policy.rules:
+        if not settings.enabled:
+            out.append((rule.NAME, "disabled", None))
+        elif not settings.applies_to(sub.traffic_class):
+            out.append((rule.NAME, f"not for class {sub.traffic_class}", None))
+        else:
+            out.append((rule.NAME, "applies", rule.check(sub, index, now, settings)))
+    return out
+
+
+def frequency_key(sub: Submission, index: Index, policy: Policy) -> int | None:
+    """The history key to reserve for an allowed message, or None when no frequency cap counts it."""
+    s = policy.settings(frequency.NAME)
+    if sub.recipient is None or not s.applies_to(sub.traffic_class):
+        return None
+    return frequency.key(sub, index, s)

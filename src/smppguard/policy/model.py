@@ -1,0 +1,153 @@
+"""The policy's types: what is decided (`Submission`), on what (`Index`), and the answer (`Verdict`). Pure.
+
+Rule: the Index is the only state a rule reads, and it lives in memory, so `decide()` never waits on a
+database. The store loads it at start-up and the change log keeps it current; the bridge alone records sends
+and reservations into it. Numbers are E.164 integers (numbers.py); scoped keys pack a number and a small scope
+id into one int (`number * SCOPE_SLOTS + scope_id`), which keeps millions of entries to one int each.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from enum import Enum
+
+SCOPE_SLOTS = 1 << 20
+GLOBAL = 0  # scope id of the global scope
+
+
+class Action(Enum):
+    ALLOW = "allow"
+    REJECT = "reject"
+    HOLD = "hold"  # keep it and send when the quiet window ends
+    SCHEDULE = "schedule"  # forward now with schedule_delivery_time = `until`
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with one message for one recipient, which rule said so and why."""
+
+    action: Action
+    rule: str = ""
+    status: int = 0
+    reason: str = ""
+    until: float | None = None  # HOLD / SCHEDULE: when the message may go (UTC epoch seconds)
+    mark: int | None = None  # a one-time allowance this verdict uses up (Index.grace_used) once sent
+
+    @property
+    def allowed(self) -> bool:
+        return self.action is Action.ALLOW
+
+
+ALLOW = Verdict(Action.ALLOW)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One message to one recipient, as policy sees it."""
+
+    recipient: int | None  # E.164 as int; None = not a valid number
+    address: str  # destination_addr as sent
+    sender: str  # source_addr
+    account: str  # system_id
+    traffic_class: str = "marketing"
+    service_type: str = ""
+    text: str | None = None  # decoded text (None for binary content)
+    concat: tuple[int, int, int] | None = None  # (reference, total, seqnum)
+
+
+@dataclass
+class Index:
+    """In-memory list state and send history. Mutated only through its methods."""
+
+    blacklist: set[int] = field(default_factory=set)
+    optouts: set[int] = field(default_factory=set)  # number * SCOPE_SLOTS + scope id
+    optout_at: dict[int, float] = field(default_factory=dict)  # recent opt-outs (same keys), for the grace rule
+    dead: dict[int, float] = field(default_factory=dict)  # number -> expires at
+    consent: dict[int, str] = field(default_factory=dict)  # number * SCOPE_SLOTS + scope id -> pending|confirmed
+    tz: dict[int, str] = field(default_factory=dict)  # per-number time zone overrides
+    history: dict[int, list[float]] = field(default_factory=dict)  # frequency key -> accepted send times, sorted
+    reserved: dict[int, list[float]] = field(default_factory=dict)  # frequency key -> in-flight reservations
+    grace_used: set[int] = field(default_factory=set)  # opt-out keys whose one confirmation was sent
+    scope_ids: dict[str, int] = field(default_factory=lambda: {"": GLOBAL})
+    change_id: int = 0  # the last change-log row applied
+
+    # --- scopes --------------------------------------------------------------------------------------------
+
+    def scope_id(self, scope: str, key: str) -> int:
+        """Small int for a scope ("sender", "account", "global") and its key (source_addr, system_id)."""
+        if scope == "global":
+            return GLOBAL
+        name = f"{scope[0]}:{key}"
+        sid = self.scope_ids.get(name)
+        if sid is None:
+            sid = len(self.scope_ids)
+            if sid >= SCOPE_SLOTS:
+                raise OverflowError("too many opt-out scopes")
+            self.scope_ids[name] = sid
+        return sid
+
+    def maybe_scope_id(self, scope: str, key: str) -> int | None:
+        if scope == "global":
+            return GLOBAL
+        return self.scope_ids.get(f"{scope[0]}:{key}")
+
+    # --- reads (what rules call) ---------------------------------------------------------------------------
+
+    def maybe_optout_key(self, number: int, sender: str, account: str) -> tuple[str, int] | None:
+        """The scope and key of an opt-out that covers this recipient for this sender/account, if any."""
+        base = number * SCOPE_SLOTS
+        if base + GLOBAL in self.optouts:
+            return "global", base + GLOBAL
+        for scope, key in (("sender", sender), ("account", account)):
+            sid = self.maybe_scope_id(scope, key)
+            if sid is not None and base + sid in self.optouts:
+                return scope, base + sid
+        return None
+
+    def sends_between(self, key: int, start: float, end: float) -> int:
+        """Accepted sends plus in-flight reservations for `key` in [start, end]."""
+        total = 0
+        for times in (self.history.get(key), self.reserved.get(key)):
+            if times:
+                total += bisect.bisect_right(times, end) - bisect.bisect_left(times, start)
+        return total
+
+    def last_send(self, key: int) -> float | None:
+        latest = None
+        for times in (self.history.get(key), self.reserved.get(key)):
+            if times and (latest is None or times[-1] > latest):
+                latest = times[-1]
+        return latest
+
+    # --- writes (the bridge and the change log) ------------------------------------------------------------
+
+    def reserve(self, key: int, now: float) -> None:
+        bisect.insort(self.reserved.setdefault(key, []), now)
+
+    def release(self, key: int, at: float) -> None:
+        times = self.reserved.get(key)
+        if times:
+            i = bisect.bisect_left(times, at)
+            if i < len(times) and times[i] == at:
+                del times[i]
+            if not times:
+                del self.reserved[key]
+
+    def commit(self, key: int, at: float) -> None:
+        """A reserved send was accepted by the SMSC: it becomes history."""
+        self.release(key, at)
+        self.record_send(key, at)
+
+    def record_send(self, key: int, at: float) -> None:
+        bisect.insort(self.history.setdefault(key, []), at)
+
+    def prune_history(self, before: float) -> None:
+        """Forget sends older than `before` (older than the longest frequency period)."""
+        for key in list(self.history):
+            times = self.history[key]
+            cut = bisect.bisect_left(times, before)
+            if cut:
+                del times[:cut]
+                if not times:
+                    del self.history[key]

@@ -1,0 +1,157 @@
+"""Phone numbers: destination addresses to E.164, and E.164 numbers to candidate time zones. Pure.
+
+Rule 1: one subscriber is one key. 13800138000, 8613800138000, +8613800138000 and 008613800138000 (default region
+CN) all become the integer 8613800138000; an E.164 number fits 50 bits, so millions of them stay compact.
+Rule 2: phonenumbers decides validity and zones; we only avoid its slow string parser on the hot path.
+Strategy: a digit-level fast path builds the PhoneNumber directly (country code by longest known prefix, national
+prefix stripped for the default region) and asks phonenumbers whether it is valid (~10 us instead of ~60 us
+through parse()); anything the fast path does not understand goes through phonenumbers.parse. Both are memoised.
+TON (SMPP 3.4 section 5.2.5): 1 international, 2 national, 0 unknown (then the digits decide).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
+from phonenumbers.phonenumberutil import NumberParseException, is_number_type_geographical, number_type
+from phonenumbers.timezone import time_zones_for_number
+
+TON_INTERNATIONAL = 1
+TON_NATIONAL = 2
+UNKNOWN_ZONES: tuple[str, ...] = ()
+_CACHE_SIZE = 262_144
+_DIGITS = re.compile(r"\d+")
+
+
+def e164(number: int) -> str:
+    return f"+{number}"
+
+
+def _number_from_international(digits: str) -> PhoneNumber | None:
+    for cc_len in (1, 2, 3):
+        cc = int(digits[:cc_len] or 0)
+        if cc in COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[cc_len:]
+            if not national:
+                return None
+            num = PhoneNumber(country_code=cc, national_number=int(national))
+            zeros = len(national) - len(national.lstrip("0"))
+            if zeros:
+                num.italian_leading_zero = True
+                num.number_of_leading_zeros = zeros
+            return num
+    return None
+
+
+@lru_cache(maxsize=64)
+def _region_prefixes(region: str) -> tuple[int, str, str]:
+    md = PhoneMetadata.metadata_for_region(region)
+    if md is None:
+        raise ValueError(f"unknown region {region!r}")
+    intl = "00" if md.international_prefix is None or not md.international_prefix.isdigit() else md.international_prefix
+    return md.country_code, md.national_prefix or "", intl
+
+
+def check_region(region: str) -> str:
+    """Validate a configured default region (ISO 3166 code such as "CN")."""
+    _region_prefixes(region.upper())
+    return region.upper()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def normalise(address: str, ton: int = 0, default_region: str | None = None) -> int | None:
+    """The E.164 number as an int, or None when the address is not a valid phone number."""
+    raw = address.strip()
+    digits = raw[1:] if raw.startswith("+") else raw
+    if digits.isdigit() and digits.isascii():
+        num = None
+        if raw.startswith("+") or ton == TON_INTERNATIONAL:
+            num = _number_from_international(digits.removeprefix("00") if ton != TON_INTERNATIONAL
+                                             and not raw.startswith("+") else digits)
+        elif default_region:
+            cc, national_prefix, intl = _region_prefixes(default_region)
+            if digits.startswith(intl):
+                num = _number_from_international(digits[len(intl):])
+            elif digits.startswith(str(cc)) and ton != TON_NATIONAL and _valid(
+                    _number_from_international(digits)):
+                num = _number_from_international(digits)
+            else:
+                national = digits[len(national_prefix):] if national_prefix and digits.startswith(
+                    national_prefix) else digits
+                num = _number_from_international(f"{cc}{national}")
+        elif ton == 0:
+            num = _number_from_international(digits.removeprefix("00"))
+        if num is not None and phonenumbers.is_valid_number(num):
+            return int(f"{num.country_code}{'0' * (num.number_of_leading_zeros if num.italian_leading_zero else 0)}"
+                       f"{num.national_number}")
+    # Formats the fast path does not take (spaces, dashes, letters, odd prefixes): the full parser.
+    try:
+        text = raw if raw.startswith("+") or ton != TON_INTERNATIONAL else "+" + raw
+        num = phonenumbers.parse(text, default_region)
+    except NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(num):
+        return None
+    return int(phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)[1:])
+
+
+def _valid(num: PhoneNumber | None) -> bool:
+    return num is not None and phonenumbers.is_valid_number(num)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def zones_for(number: int) -> tuple[str, ...]:
+    """Candidate IANA zones of a valid E.164 number (several for AU/RU mobiles, US toll-free, ...).
+    Empty when phonenumbers knows none."""
+    num = _number_from_international(str(number))
+    if num is None:
+        return UNKNOWN_ZONES
+    zones = tuple(z for z in time_zones_for_number(num) if z != "Etc/Unknown")
+    return zones
+
+
+def region_of(number: int) -> str | None:
+    num = _number_from_international(str(number))
+    return phonenumbers.region_code_for_number(num) if num is not None else None
+
+
+def is_geographical(number: int) -> bool:
+    num = _number_from_international(str(number))
+    return num is not None and is_number_type_geographical(number_type(num), num.country_code)
+
+
+def candidate_zones(number: int, override: str | None, fallback: str) -> tuple[str, ...]:
+    """The zones a recipient may be in: the per-number override, else phonenumbers' candidates, else fallback."""
+    if override:
+        return (override,)
+    return zones_for(number) or (fallback,)
+
+
+@lru_cache(maxsize=4096)
+def _zoneinfo(name: str):
+    from zoneinfo import ZoneInfo
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=8192)
+def _offsets_in_minute(zones: tuple[str, ...], minute: int) -> tuple[int, ...]:
+    from datetime import datetime, timezone
+    at = datetime.fromtimestamp(minute * 60, timezone.utc)
+    return tuple(sorted({int(at.astimezone(_zoneinfo(z)).utcoffset().total_seconds()) for z in zones}))
+
+
+def utc_offsets(zones: tuple[str, ...], now: float) -> tuple[int, ...]:
+    """Distinct UTC offsets (seconds) of `zones` at `now`: zones that share an offset are judged once
+    (COMPLIANCE-NOTES: compare UTC offsets, not zone names). Offsets change only on the minute."""
+    return _offsets_in_minute(zones, int(now // 60))
+
+
+def check_zone(name: str) -> str:
+    try:
+        _zoneinfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for malformed keys
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as \"Asia/Shanghai\")") from None
+    return name

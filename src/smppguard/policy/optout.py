@@ -1,0 +1,55 @@
+"""Rule `optout`: the recipient said T / TD / 退订 / STOP to this sender, this account, or (correlated) everyone.
+
+Scopes: `sender` (source_addr, the default, as Aliyun/Huawei scope by signature), `account` (system_id) or
+`global`. Opt-outs from `correlation_threshold` distinct senders make the number globally opted out (the seed's
+cross-platform correlation); the store writes that global entry when the threshold is crossed, so this rule
+only looks keys up.
+Grace: US rules allow one confirmation text within 5 minutes of the opt-out. One message from the same sender
+within `grace` passes only if it is classed `confirmation`; the verdict marks the grace used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..smpp.status import Status
+from .model import SCOPE_SLOTS, Action, Index, Submission, Verdict
+from .settings import Common, choice, common, get, integer, seconds, strings
+
+NAME = "optout"
+
+
+@dataclass(frozen=True)
+class Settings(Common):
+    scope: str = "sender"
+    correlation_threshold: int = 3
+    grace: float = 300.0
+    grace_classes: tuple[str, ...] = ("confirmation",)
+
+
+def parse_settings(raw: dict) -> Settings:
+    c = common(NAME, raw, status=Status.RSUBMITFAIL, reason="recipient opted out",
+               classes=("marketing", "confirmation"),
+               extra=frozenset({"scope", "correlation_threshold", "grace", "grace_classes"}))
+    return Settings(**vars(c), scope=get(NAME, raw, "scope", "sender", choice("sender", "account", "global")),
+                    correlation_threshold=get(NAME, raw, "correlation_threshold", 3, integer(0)),
+                    grace=get(NAME, raw, "grace", "5m", seconds),
+                    grace_classes=get(NAME, raw, "grace_classes", ["confirmation"], strings))
+
+
+def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
+    if sub.recipient is None:
+        return None
+    if sub.traffic_class in s.grace_classes:
+        sid = index.maybe_scope_id("sender", sub.sender)
+        if sid is not None:
+            key = sub.recipient * SCOPE_SLOTS + sid
+            at = index.optout_at.get(key)
+            if at is not None and now - at <= s.grace and key not in index.grace_used:
+                return Verdict(Action.ALLOW, NAME, 0, "confirmation of the opt-out, within the grace period",
+                               mark=key)
+    found = index.maybe_optout_key(sub.recipient, sub.sender, sub.account)
+    if found is None:
+        return None
+    scope, _key = found
+    return Verdict(Action.REJECT, NAME, s.status, f"{s.reason} ({scope})")

@@ -1,0 +1,102 @@
+"""Rule `quiet_hours`: no marketing while the recipient's local clock is inside a quiet window.
+
+Default windows are the seed's private times 07:00-09:00 and 20:00-22:00 plus the night 22:00-07:00 (so
+marketing goes out 09:00-20:00). The zone comes from a per-number override, else phonenumbers' candidates,
+else `fallback_zone`. A number with several candidate zones (AU and RU mobiles, US toll-free) is allowed only
+when the time is allowed in every one of them, comparing UTC offsets (COMPLIANCE-NOTES).
+Action: `hold` (keep it and send at the window's end; the default), `reject`, or `schedule` (forward now with
+schedule_delivery_time set to the window's end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from ..smpp.status import Status
+from .model import Action, Index, Submission, Verdict
+from .numbers import candidate_zones, check_zone, utc_offsets
+from .settings import Common, choice, clock, common, get
+
+NAME = "quiet_hours"
+DEFAULT_WINDOWS = [{"start": "07:00", "end": "09:00"}, {"start": "20:00", "end": "22:00"},
+                   {"start": "22:00", "end": "07:00"}]
+
+
+@dataclass(frozen=True)
+class Settings(Common):
+    windows: tuple[tuple[int, int], ...] = ()  # (start, end) in minutes after local midnight; may wrap
+    action: str = "hold"
+    fallback_zone: str = "UTC"
+
+
+def _windows(value) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list):
+        raise ValueError('expected a list such as [{ start = "20:00", end = "22:00" }]')
+    out = []
+    for w in value:
+        if not isinstance(w, dict) or set(w) != {"start", "end"}:
+            raise ValueError(f'each window needs exactly start and end, e.g. {{ start = "20:00", end = "22:00" }}; '
+                             f"got {w!r}")
+        start, end = clock(w["start"]), clock(w["end"])
+        if start == end:
+            raise ValueError(f"window {w['start']}-{w['end']} is empty")
+        out.append((start, end))
+    return tuple(out)
+
+
+def parse_settings(raw: dict, fallback_zone: str = "UTC") -> Settings:
+    c = common(NAME, raw, status=Status.RTHROTTLED, reason="quiet hours at the recipient",
+               extra=frozenset({"windows", "action", "fallback_zone"}))
+    action = get(NAME, raw, "action", "hold", choice("hold", "reject", "schedule"))
+    zone = get(NAME, raw, "fallback_zone", fallback_zone, check_zone)
+    return Settings(**vars(c), windows=get(NAME, raw, "windows", DEFAULT_WINDOWS, _windows), action=action,
+                    fallback_zone=zone)
+
+
+def _quiet_until(minute: int, windows) -> int | None:
+    """If local `minute` of the day is inside a window, the minute (possibly > 1440) at which it ends."""
+    for start, end in windows:
+        if start < end:
+            if start <= minute < end:
+                return end
+        elif minute >= start:
+            return end + 1440
+        elif minute < end:
+            return end
+    return None
+
+
+def next_allowed(now: float, offsets_at: Callable[[float], tuple[int, ...]], windows) -> float | None:
+    """None if `now` is allowed at every UTC offset; else the first time it is. Windows chain (20-22 then
+    22-07), and offsets are taken again at each candidate time, so a DST change during the wait counts."""
+    t = now
+    for _ in range(8 * len(windows) + 8):
+        moved = False
+        for off in offsets_at(t):
+            local = t + off
+            minute = int(local // 60) % 1440
+            end = _quiet_until(minute, windows)
+            if end is not None:
+                day_start = local - (local % 86400)
+                t = day_start + end * 60 - off
+                moved = True
+        if not moved:
+            return None if t == now else t
+    return t  # windows cover the whole day: give the last candidate
+
+
+def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
+    if sub.recipient is None or not s.windows:
+        return None
+    zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone)
+    until = next_allowed(now, lambda t: utc_offsets(zones, t), s.windows)
+    if until is None:
+        return None
+    local = datetime.fromtimestamp(until, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    where = zones[0] if len(zones) == 1 else f"{len(zones)} candidate zones"
+    if s.action == "reject":
+        return Verdict(Action.REJECT, NAME, s.status, f"{s.reason} ({where}); allowed from {local}")
+    action = Action.HOLD if s.action == "hold" else Action.SCHEDULE
+    return Verdict(action, NAME, s.status, f"{s.reason} ({where}); held until {local}", until=until)

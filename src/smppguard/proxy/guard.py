@@ -1,0 +1,76 @@
+"""What the bridge needs to screen messages: the policy, the Index, the writer, the clock, and the small
+per-server state of the hot path (verdicts of concatenated messages in progress, frequency reservations).
+
+Kept apart from bridge.py so the bridge stays the hot path only; nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..config import AuditConfig
+from ..policy import Policy
+from ..policy.model import Index, Verdict
+from ..policy.numbers import e164
+
+#: How long the verdict of a concatenated message waits for its remaining parts.
+CONCAT_TTL_S = 600.0
+
+
+class Reservation:
+    """A frequency reservation shared by the parts of one message; it counts once.
+
+    Committed by the first part the SMSC accepts; released when every part has failed."""
+
+    __slots__ = ("key", "at", "number", "account", "state", "outstanding")
+
+    def __init__(self, key: int, at: float, number: int, account: str):
+        self.key, self.at, self.number, self.account = key, at, number, account
+        self.state = "reserved"
+        self.outstanding = 0
+
+
+@dataclass
+class ConcatEntry:
+    verdict: Verdict
+    reservation: Reservation | None
+    expires: float
+    seen: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Guard:
+    policy: Policy
+    index: Index
+    writer: object | None = None  # StoreWriter (None in tests that only need decisions)
+    audit_config: AuditConfig = field(default_factory=AuditConfig)
+    clock: Callable[[], float] = time.time
+    text_codecs: tuple[str, str] = ("gsm03.38", "ascii")
+    concat: dict[tuple, ConcatEntry] = field(default_factory=dict)
+    decide_errors: int = 0
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, action) -> messages
+
+    def mask(self, number: int | None, address: str) -> str:
+        shown = e164(number) if number is not None else address
+        mode = self.audit_config.recipient
+        if mode == "full":
+            return shown
+        if mode == "hashed":
+            return "sha256:" + hashlib.sha256((self.audit_config.salt + shown).encode()).hexdigest()[:24]
+        if len(shown) <= 6:
+            return "*" * len(shown)
+        return shown[:-8] + "****" + shown[-4:] if len(shown) > 8 else shown[:2] + "****"
+
+    def maybe_concat(self, key: tuple, now: float) -> ConcatEntry | None:
+        entry = self.concat.get(key)
+        if entry is not None and entry.expires < now:
+            del self.concat[key]
+            return None
+        return entry
+
+    def sweep_concat(self, now: float) -> None:
+        for key in [k for k, e in self.concat.items() if e.expires < now]:
+            del self.concat[key]

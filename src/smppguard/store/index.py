@@ -1,0 +1,94 @@
+"""Loading the in-memory Index from the store, and applying change-log rows to it.
+
+Rule: the Index equals the list tables as of `index.change_id`. Loading reads the last change id and the
+tables in one read transaction (a WAL snapshot), so tailing from that id misses nothing and repeats nothing
+that matters (changes are idempotent).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..policy import Policy
+from ..policy.model import GLOBAL, SCOPE_SLOTS, Index
+from .changelog import Change
+
+#: How far back send history is loaded: the longest frequency period we offer (a calendar month) plus margin.
+HISTORY_S = 32 * 86400.0
+
+
+def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
+    index = Index()
+    grace = policy.settings("optout").grace
+    db.execute("BEGIN")
+    try:
+        index.change_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
+        index.blacklist = {n for (n,) in db.execute("SELECT number FROM blacklist")}
+        optouts = index.optouts
+        scope_id = index.scope_id
+        for number, scope, key, added_at in db.execute("SELECT number, scope, scope_key, added_at FROM optout"):
+            k = number * SCOPE_SLOTS + scope_id(scope, key)
+            optouts.add(k)
+            if now - added_at <= grace:
+                index.optout_at[k] = added_at
+        index.dead = dict(db.execute("SELECT number, expires_at FROM dead WHERE expires_at > ?", (now,)))
+        for number, key, status in db.execute("SELECT number, scope_key, status FROM consent"):
+            sid = scope_id("account", key) if key else GLOBAL
+            index.consent[number * SCOPE_SLOTS + sid] = status
+        index.tz = dict(db.execute("SELECT number, zone FROM tz_override"))
+        freq = policy.settings("frequency")
+        per_account = freq.scope == "account"
+        history = index.history
+        for number, account, sent_at in db.execute(
+                "SELECT number, account, sent_at FROM send_history WHERE sent_at > ? ORDER BY sent_at",
+                (now - HISTORY_S,)):
+            key = number * SCOPE_SLOTS + scope_id("account", account) if per_account else number
+            history.setdefault(key, []).append(sent_at)
+    finally:
+        db.execute("COMMIT")
+    return index
+
+
+def apply_change(index: Index, c: Change, now: float) -> None:
+    """Bring one change-log row into the Index (idempotent)."""
+    add = c.op == "add"
+    if c.kind == "blacklist":
+        (index.blacklist.add if add else index.blacklist.discard)(c.number)
+    elif c.kind == "optout":
+        key = c.number * SCOPE_SLOTS + index.scope_id(c.scope, c.scope_key)
+        if add:
+            index.optouts.add(key)
+            index.optout_at[key] = c.at
+        else:
+            index.optouts.discard(key)
+            index.optout_at.pop(key, None)
+    elif c.kind == "dead":
+        if add:
+            index.dead[c.number] = float(c.data.get("expires_at", c.at + 90 * 86400))
+        else:
+            index.dead.pop(c.number, None)
+    elif c.kind == "consent":
+        sid = index.scope_id("account", c.scope_key) if c.scope_key else GLOBAL
+        if add:
+            index.consent[c.number * SCOPE_SLOTS + sid] = c.data.get("status", "confirmed")
+        else:
+            index.consent.pop(c.number * SCOPE_SLOTS + sid, None)
+    elif c.kind == "tz":
+        if add:
+            index.tz[c.number] = c.data["zone"]
+        else:
+            index.tz.pop(c.number, None)
+    if c.id > index.change_id:
+        index.change_id = c.id
+
+
+def prune(index: Index, now: float, grace: float) -> None:
+    """Drop what no rule needs any more: old grace marks, expired dead numbers, history past every period."""
+    for key, at in list(index.optout_at.items()):
+        if now - at > grace:
+            del index.optout_at[key]
+            index.grace_used.discard(key)
+    for number, expires in list(index.dead.items()):
+        if expires <= now:
+            del index.dead[number]
+    index.prune_history(now - HISTORY_S)

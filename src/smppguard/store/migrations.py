@@ -1,0 +1,78 @@
+"""Schema migrations: named functions, each applied in one transaction together with its record.
+
+Rule: never edit a released migration; add the next one. Numbers are E.164 integers (compact: millions of rows
+stay small, and the primary key is the lookup). WITHOUT ROWID where the key is the row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Callable
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT first; statement by statement keeps the migration in our transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    _run(db, """
+    CREATE TABLE blacklist (
+        number INTEGER PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+        added_at REAL NOT NULL, actor TEXT NOT NULL DEFAULT '');
+    CREATE TABLE optout (
+        number INTEGER NOT NULL, scope TEXT NOT NULL, scope_key TEXT NOT NULL, source TEXT NOT NULL DEFAULT '',
+        keyword TEXT NOT NULL DEFAULT '', added_at REAL NOT NULL,
+        PRIMARY KEY (number, scope, scope_key)) WITHOUT ROWID;
+    CREATE TABLE dead (
+        number INTEGER PRIMARY KEY, reason TEXT NOT NULL DEFAULT '', marked_at REAL NOT NULL,
+        expires_at REAL NOT NULL);
+    CREATE TABLE tz_override (number INTEGER PRIMARY KEY, zone TEXT NOT NULL, set_at REAL NOT NULL);
+    CREATE TABLE consent (
+        number INTEGER NOT NULL, scope_key TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '', wording TEXT NOT NULL DEFAULT '', granted_at REAL NOT NULL,
+        confirmed_at REAL, PRIMARY KEY (number, scope_key)) WITHOUT ROWID;
+    CREATE TABLE send_history (number INTEGER NOT NULL, account TEXT NOT NULL, sent_at REAL NOT NULL);
+    CREATE INDEX send_history_number ON send_history (number, sent_at);
+    CREATE INDEX send_history_time ON send_history (sent_at);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY, at REAL NOT NULL, account TEXT NOT NULL, sender TEXT NOT NULL,
+        recipient TEXT NOT NULL, rule TEXT NOT NULL, action TEXT NOT NULL, status INTEGER NOT NULL,
+        reason TEXT NOT NULL, actor TEXT NOT NULL DEFAULT '');
+    CREATE INDEX audit_at ON audit (at);
+    CREATE TABLE changelog (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, origin TEXT NOT NULL, kind TEXT NOT NULL,
+        op TEXT NOT NULL, number INTEGER NOT NULL, scope TEXT NOT NULL DEFAULT '',
+        scope_key TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '{}', actor TEXT NOT NULL DEFAULT '');
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply what is missing; returns the names applied."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+               "applied_at REAL NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, fn in enumerate(MIGRATIONS, 1):
+        if version in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if version in {row[0] for row in db.execute("SELECT version FROM schema_migrations")}:
+                db.execute("ROLLBACK")  # another process got there first
+                continue
+            fn(db)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, fn.__name__, time.time()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(fn.__name__)
+    return applied

@@ -1,0 +1,146 @@
+"""The daemon's store writer: group commit on the hot path, change-log tailing into the Index.
+
+Rule 1: the hot path never awaits the database. It appends rows to a batch (send history, audit) and returns;
+one task commits the batch every `interval` or when it reaches `max_batch` rows, one transaction and one fsync
+for many messages (DESIGN: group commit).
+Rule 2: what the sender was told is "OK" but the proxy still owes (a held message) never waits for a batch:
+that goes through `write_now` (used by the hold queue).
+The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
+change written by the CLI or another process takes effect live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+
+import aiosqlite
+
+from ..policy.model import Index
+from ..session import tasks
+from .changelog import COLUMNS, from_row
+from .db import BUSY_TIMEOUT_MS
+from .index import apply_change, prune
+
+log = logging.getLogger("smppguard.store")
+
+_SEND = "INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)"
+_AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class StoreWriter:
+    def __init__(self, path: str, index: Index, *, interval: float = 0.01, max_batch: int = 2000,
+                 tail_interval: float = 0.5, grace: float = 300.0):
+        self.path = path
+        self.index = index
+        self.interval = interval
+        self.max_batch = max_batch
+        self.tail_interval = tail_interval
+        self.grace = grace
+        self.db: aiosqlite.Connection | None = None
+        self._sends: list[tuple] = []
+        self._audits: list[tuple] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._closing = False
+        self.commits = 0
+        self.rows_written = 0
+
+    async def start(self) -> None:
+        self.db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await self.db.execute("PRAGMA synchronous = NORMAL")
+        self._tasks = [tasks.spawn(self._commit_loop(), name="store group commit"),
+                       tasks.spawn(self._tail_loop(), name="store change-log tail")]
+
+    # --- hot path: append and return ----------------------------------------------------------------------
+
+    def record_send(self, number: int, account: str, at: float) -> None:
+        self._sends.append((number, account, at))
+        self._kick()
+
+    def audit(self, at: float, account: str, sender: str, recipient: str, rule: str, action: str, status: int,
+              reason: str) -> None:
+        self._audits.append((at, account, sender, recipient, rule, action, int(status), reason))
+        self._kick()
+
+    def _kick(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # --- background ----------------------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if len(self._sends) + len(self._audits) < self.max_batch and not self._closing:
+                await asyncio.sleep(self.interval)  # let the batch grow: one commit for many messages
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        sends, self._sends = self._sends, []
+        audits, self._audits = self._audits, []
+        if not sends and not audits:
+            return
+        assert self.db is not None
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            if sends:
+                await self.db.executemany(_SEND, sends)
+            if audits:
+                await self.db.executemany(_AUDIT, audits)
+            await self.db.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("group commit of %d rows failed; retrying", len(sends) + len(audits))
+            try:
+                await self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._sends[:0] = sends  # lose nothing: put them back in front
+            self._audits[:0] = audits
+            await asyncio.sleep(0.5)
+            self._kick()
+            return
+        self.commits += 1
+        self.rows_written += len(sends) + len(audits)
+
+    async def tail_once(self) -> int:
+        """Apply change-log rows newer than the Index's; returns how many."""
+        assert self.db is not None
+        applied = 0
+        now = time.time()
+        while True:
+            async with self.db.execute(f"SELECT {COLUMNS} FROM changelog WHERE id > ? ORDER BY id LIMIT 5000",
+                                       (self.index.change_id,)) as cur:
+                rows = await cur.fetchall()
+            for row in rows:
+                apply_change(self.index, from_row(row), now)
+            applied += len(rows)
+            if len(rows) < 5000:
+                return applied
+
+    async def _tail_loop(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(self.tail_interval)
+            try:
+                await self.tail_once()
+            except sqlite3.Error:
+                log.exception("reading the change log failed; will retry")
+            if time.monotonic() - last_prune > 60:
+                last_prune = time.monotonic()
+                prune(self.index, time.time(), self.grace)
+
+    async def close(self) -> None:
+        self._closing = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.db is not None:
+            await self.flush()
+            await self.db.close()
+            self.db = None

@@ -1,0 +1,275 @@
+"""Policy through the running proxy: smpplib sends, the simulator receives, real SQLite behind the proxy."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import smpplib.smpp
+
+from helpers import RawPeer, Stack, make_config, smpplib_client
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.concat import build_udh
+from smppguard.smpp.fields import DistributionList, SmeDest, encode_body, parse_body
+from smppguard.smpp.pdu import build
+from smppguard.smpp.status import Status
+from smppguard.store import changelog
+from smppguard.store.db import connect
+
+BLACKLIST_STATUS = 0x401
+POLICY = f"""
+[policy]
+default_region = "CN"
+fallback_zone = "Asia/Shanghai"
+
+[rules.quiet_hours]
+enabled = false
+
+[rules.frequency]
+max = 4
+period = "30d"
+min_interval = "0s"
+
+[rules.blacklist]
+status = {BLACKLIST_STATUS:#x}
+
+[[classes]]
+name = "transactional"
+patterns = ["验证码", "verification code"]
+"""
+BLOCKED = 8613900000001
+FREE = "13800138000"
+
+
+def config(tmp_path, policy=POLICY, **tables):
+    return make_config(policy, store={"path": str(tmp_path / "guard.db")},
+                       session={"response_timeout": 5.0, "enquire_link_interval": 30.0}, **tables)
+
+
+def add_changes(path, *changes):
+    db = connect(path)
+    try:
+        changelog.write(db, changes, origin="test", actor="pytest")
+    finally:
+        db.close()
+
+
+def send(client, dest, text="hello", *, data_coding=None, **kw):
+    """submit_sm through smpplib; returns the submit_sm_resp."""
+    if isinstance(text, str):
+        try:
+            payload, dc = text.encode("ascii"), 0
+        except UnicodeEncodeError:
+            payload, dc = text.encode("utf-16-be"), 8
+    else:
+        payload, dc = text, 0
+    params = dict(source_addr_ton=5, source_addr="ACME", dest_addr_ton=0, dest_addr_npi=1, destination_addr=dest,
+                  short_message=payload, data_coding=dc if data_coding is None else data_coding)
+    params.update(kw)
+    pdu = smpplib.smpp.make_pdu("submit_sm", client=client, **params)
+    client.send_pdu(pdu)
+    while True:
+        resp = client.read_pdu()
+        if resp.command == "submit_sm_resp":
+            assert resp.sequence == pdu.sequence
+            return resp
+
+
+def history(path, number):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT COUNT(*) FROM send_history WHERE number = ?", (number,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def client_of():
+    clients = []
+
+    def make(stack, kind="transmitter"):
+        c = smpplib_client(stack.address)
+        getattr(c, f"bind_{kind}")(system_id="acme", password="pw")
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.disconnect()
+
+
+def test_blacklisted_number_refused_while_otp_passes(tmp_path, client_of):
+    cfg = config(tmp_path)
+    add_changes(cfg.store.path, changelog.Change("blacklist", "add", BLOCKED, data={"source": "complaint"}))
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        assert send(c, "+8613900000001", "Big sale today!").status == BLACKLIST_STATUS
+        otp = send(c, "13900000001", "您的验证码是 482913")
+        assert otp.status == Status.ROK
+        assert [r.fields["destination_addr"] for r in stack.sim.received] == ["13900000001"]
+    db = sqlite3.connect(cfg.store.path)
+    rows = db.execute("SELECT rule, action, status, recipient, account, sender FROM audit").fetchall()
+    db.close()
+    assert rows == [("blacklist", "reject", BLACKLIST_STATUS, "+86139****0001", "acme", "ACME")]
+
+
+def test_fifth_marketing_message_refused_and_number_forms_count_together(tmp_path, client_of):
+    cfg = config(tmp_path)
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        forms = ["13800138000", "8613800138000", "+8613800138000", "008613800138000"]
+        assert [send(c, f, f"offer {i}").status for i, f in enumerate(forms)] == [Status.ROK] * 4
+        assert send(c, FREE, "offer 5").status == Status.RSUBMITFAIL
+        assert send(c, "13800138001", "other number").status == Status.ROK
+        assert len(stack.sim.received) == 5
+    assert history(cfg.store.path, 8613800138000) == 4
+
+
+def udh_parts(text: bytes, ref: int, parts: int = 3) -> list[bytes]:
+    size = -(-len(text) // parts)
+    return [build_udh(ref, parts, i + 1) + text[i * size:(i + 1) * size] for i in range(parts)]
+
+
+def test_three_part_message_counts_once_and_is_refused_whole(tmp_path, client_of):
+    policy = POLICY.replace("max = 4", "max = 2")
+    cfg = config(tmp_path, policy)
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        assert send(c, FREE, "single").status == Status.ROK
+        first = [send(c, FREE, part, esm_class=0x40).status for part in udh_parts(b"A" * 400, ref=7)]
+        assert first == [Status.ROK] * 3  # three parts, one message: 2 of 2
+        second = [send(c, FREE, part, esm_class=0x40).status for part in udh_parts(b"B" * 400, ref=8)]
+        assert second == [Status.RSUBMITFAIL] * 3  # refused whole, not part by part
+        assert len(stack.sim.received) == 4
+    assert history(cfg.store.path, 8613800138000) == 2
+
+
+def test_concatenated_message_to_a_blacklisted_number_is_refused_whole(tmp_path, client_of):
+    cfg = config(tmp_path)
+    add_changes(cfg.store.path, changelog.Change("blacklist", "add", BLOCKED))
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        statuses = [send(c, "13900000001", part, esm_class=0x40).status for part in udh_parts(b"C" * 300, 9)]
+        assert statuses == [BLACKLIST_STATUS] * 3
+        assert stack.sim.received == []
+
+
+def test_change_written_by_another_process_takes_effect_within_a_second(tmp_path, client_of):
+    cfg = config(tmp_path)
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        assert send(c, "13700000001", "before").status == Status.ROK
+        add_changes(cfg.store.path, changelog.Change("blacklist", "add", 8613700000001))
+        start = time.monotonic()
+        assert wait_for(lambda: 8613700000001 in stack.store.guard.index.blacklist, timeout=1.0)
+        assert send(c, "13700000001", "after").status == BLACKLIST_STATUS
+        print(f"change applied after {time.monotonic() - start:.2f}s")
+
+
+def test_invalid_number_refused_with_invdstadr(tmp_path, client_of):
+    with Stack(config(tmp_path), store=True) as stack:
+        c = client_of(stack)
+        assert send(c, "12345", "hi").status == Status.RINVDSTADR
+
+
+def test_submit_multi_refused_destinations_listed_with_the_smsc_ones(tmp_path):
+    cfg = config(tmp_path)
+    add_changes(cfg.store.path, changelog.Change("blacklist", "add", BLOCKED))
+    with Stack(cfg, store=True) as stack:
+        peer = RawPeer(stack.address, 5)
+        try:
+            peer.send(build(CommandId.BIND_TRANSMITTER, 1, encode_body(CommandId.BIND_TRANSMITTER,
+                                                                      system_id="acme", password="pw")))
+            assert peer.read_pdu()[1] == Status.ROK
+            dests = [SmeDest(1, 1, "8613800138000"), SmeDest(1, 1, "8613900000001"), SmeDest(0, 1, "12345"),
+                     DistributionList("vip")]
+            peer.send(build(CommandId.SUBMIT_MULTI, 2, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                  dest_addresses=dests, short_message=b"hi all")))
+            cid, status, seq, body = peer.read_pdu()
+            assert (cid, status, seq) == (CommandId.SUBMIT_MULTI_RESP, Status.ROK, 2)
+            resp = parse_body(cid, body)
+            assert resp["message_id"] == stack.sim.received[0].message_id
+            assert [(u.address, u.status) for u in resp["unsuccess_sme"]] == [
+                ("8613900000001", BLACKLIST_STATUS), ("12345", Status.RINVDSTADR)]
+            forwarded = stack.sim.received[0].fields["dest_addresses"]
+            assert forwarded == [SmeDest(1, 1, "8613800138000"), DistributionList("vip")]
+            # every destination refused: answered here, nothing forwarded
+            peer.send(build(CommandId.SUBMIT_MULTI, 3, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                  dest_addresses=[SmeDest(1, 1, "8613900000001")],
+                                                                  short_message=b"x")))
+            cid, status, seq, body = peer.read_pdu()
+            assert (cid, status, seq) == (CommandId.SUBMIT_MULTI_RESP, Status.ROK, 3)
+            assert [u.address for u in parse_body(cid, body)["unsuccess_sme"]] == ["8613900000001"]
+            assert len(stack.sim.received) == 1
+        finally:
+            peer.close()
+
+
+def test_data_sm_to_a_blacklisted_number_refused(tmp_path):
+    cfg = config(tmp_path)
+    add_changes(cfg.store.path, changelog.Change("blacklist", "add", BLOCKED))
+    with Stack(cfg, store=True) as stack:
+        peer = RawPeer(stack.address, 5)
+        try:
+            peer.send(build(CommandId.BIND_TRANSCEIVER, 1, encode_body(CommandId.BIND_TRANSCEIVER,
+                                                                      system_id="acme", password="pw")))
+            assert peer.read_pdu()[1] == Status.ROK
+            for seq, dest in ((2, "13900000001"), (3, FREE)):
+                peer.send(build(CommandId.DATA_SM, seq, encode_body(CommandId.DATA_SM, source_addr="ACME",
+                                                                   destination_addr=dest,
+                                                                   tlvs=[(0x0424, b"sale")])))
+            assert peer.read_pdu()[:3] == (CommandId.DATA_SM_RESP, BLACKLIST_STATUS, 2)
+            assert peer.read_pdu()[:3] == (CommandId.DATA_SM_RESP, Status.ROK, 3)
+        finally:
+            peer.close()
+
+
+def shanghai(hour, minute=0):
+    return datetime(2026, 11, 27, hour, minute, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+
+
+def test_quiet_hours_hold_answers_try_later_and_schedule_sets_the_time(tmp_path, client_of):
+    at_night = shanghai(23, 0)
+    policy = POLICY.replace("[rules.quiet_hours]\nenabled = false", "[rules.quiet_hours]\naction = \"hold\"")
+    with Stack(config(tmp_path, policy), store=True, clock=lambda: at_night) as stack:
+        c = client_of(stack)
+        assert send(c, FREE, "night offer").status == Status.RTHROTTLED
+        assert send(c, FREE, "您的验证码是 1234").status == Status.ROK  # transactional ignores quiet hours
+    policy = POLICY.replace("[rules.quiet_hours]\nenabled = false", "[rules.quiet_hours]\naction = \"schedule\"")
+    with Stack(config(tmp_path, policy), store=True, clock=lambda: at_night) as stack:
+        c = client_of(stack)
+        assert send(c, "13800138002", "night offer").status == Status.ROK
+        got = stack.sim.received[-1].fields
+        # next 09:00 in Shanghai is 01:00 UTC on the 28th
+        assert got["schedule_delivery_time"] == "261128010000000+"
+        assert got["short_message"] == b"night offer"
+
+
+def test_refused_message_releases_nothing_and_smsc_failure_releases_the_reservation(tmp_path, client_of):
+    policy = POLICY.replace("max = 4", "max = 1")
+    cfg = config(tmp_path, policy)
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        stack.sim.bind_status = None
+        stack.sim.respond = False
+        pdu = smpplib.smpp.make_pdu("submit_sm", client=c, source_addr="ACME", destination_addr=FREE,
+                                    short_message=b"first")
+        c.send_pdu(pdu)
+        assert wait_for(lambda: len(stack.sim.received) == 1)
+        # in flight: it holds the only slot, so a concurrent second message is refused
+        assert send(c, FREE, "second").status == Status.RSUBMITFAIL
+        stack.call(stack.sim.drop_connections)  # the SMSC fails the first: its reservation is released
+        assert c.read_pdu().status == Status.RSYSERR
+    assert history(cfg.store.path, 8613800138000) == 0
