@@ -1,7 +1,7 @@
 """The smppguard command line: a thin skin over the library (sqlite-utils' habit).
 
-Every command has a one-line summary and an Example block; exit codes: 0 done, 1 nothing found or a runtime
-failure (for example a config error), 2 usage or input error (click's own).
+Every command has a one-line summary and an Example block. Exit codes: 0 done; 1 nothing found, or a failure
+such as a bad config file; 2 usage or input error (a bad number, a bad CSV row).
 """
 
 from __future__ import annotations
@@ -13,23 +13,11 @@ import urllib.request
 
 import click
 
-from . import __version__
-from .config import ConfigError, SimulatorConfig, address as parse_address, load_config
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _load(path):
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        raise click.ClickException(f"bad config: {e}") from None
-
-
-config_option = click.option(
-    "--config", "-c", "config_path", type=click.Path(dir_okay=False),
-    help="TOML config file (default: $SMPPGUARD_CONFIG, then /etc/smppguard/smppguard.toml, then built-in "
-         "defaults).")
+from .. import __version__
+from ..config import SimulatorConfig, address as parse_address
+from .common import CONTEXT, config_option, load as _load
+from .lists import blacklist, consent, dead, optout, tz
+from .reports import audit, stats
 
 
 @click.group(context_settings=CONTEXT)
@@ -54,8 +42,8 @@ def run(config_path, listen, upstream) -> None:
     """
     import dataclasses
 
-    from .app import run as run_app
-    from .config import upstream_address
+    from ..app import run as run_app
+    from ..config import upstream_address
 
     cfg = _load(config_path)
     try:
@@ -80,7 +68,7 @@ def check_config(config_path) -> None:
     """
     cfg = _load(config_path)
     click.echo(f"{cfg.source}: ok")
-    from .config import TABLES
+    from ..config import TABLES
     import dataclasses
     for table in TABLES:
         section = getattr(cfg, table)
@@ -108,7 +96,7 @@ def simulate(ctx, config_path, listen, control, sink) -> None:
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"config_path": config_path, "control": control}
         return
-    from .app import configure_logging, run_simulator
+    from ..app import configure_logging, run_simulator
 
     cfg = _load(config_path)
     try:
@@ -186,10 +174,10 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     Example:
         smppguard check 13800138000 --sender ACME --account acme --text "Sale!" --at 2026-11-28T21:00+08:00
     """
-    from .policy import decide, explain, make_submission
-    from .policy.numbers import candidate_zones, e164, region_of
-    from .store.db import StoreError, connect
-    from .store.index import load_index
+    from ..policy import decide, explain, make_submission
+    from ..policy.numbers import candidate_zones, e164, region_of
+    from ..store.db import StoreError, connect
+    from ..store.index import load_index
 
     cfg = _load(config_path)
     now = _parse_at(at)
@@ -254,14 +242,18 @@ def bench(messages, binds, window, as_json) -> None:
     Example:
         smppguard bench -n 200000 -b 4 -w 10
     """
-    from .bench import run_bench
+    from ..bench import run_bench
 
     result = run_bench(messages=messages, binds=binds, window=window)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        from .bench import format_result
+        from ..bench import format_result
         click.echo(format_result(result))
+
+
+for command in (blacklist, optout, consent, tz, dead, audit, stats):
+    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover

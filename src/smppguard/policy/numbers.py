@@ -24,6 +24,9 @@ TON_NATIONAL = 2
 UNKNOWN_ZONES: tuple[str, ...] = ()
 _CACHE_SIZE = 262_144
 _DIGITS = re.compile(r"\d+")
+# E.164 has at most 15 digits; with an international prefix ("0011") a real address stays well under this.
+# Longer digit strings skip the fast path (int() refuses > 4300 digits, and they are never valid anyway).
+_FAST_PATH_MAX_DIGITS = 24
 
 
 def e164(number: int) -> str:
@@ -66,7 +69,7 @@ def normalise(address: str, ton: int = 0, default_region: str | None = None) -> 
     """The E.164 number as an int, or None when the address is not a valid phone number."""
     raw = address.strip()
     digits = raw[1:] if raw.startswith("+") else raw
-    if digits.isdigit() and digits.isascii():
+    if digits.isdigit() and digits.isascii() and len(digits) <= _FAST_PATH_MAX_DIGITS:
         num = None
         if raw.startswith("+") or ton == TON_INTERNATIONAL:
             num = _number_from_international(digits.removeprefix("00") if ton != TON_INTERNATIONAL
@@ -84,7 +87,7 @@ def normalise(address: str, ton: int = 0, default_region: str | None = None) -> 
                 num = _number_from_international(f"{cc}{national}")
         elif ton == 0:
             num = _number_from_international(digits.removeprefix("00"))
-        if num is not None and phonenumbers.is_valid_number(num):
+        if num is not None and is_valid(num):
             return int(f"{num.country_code}{'0' * (num.number_of_leading_zeros if num.italian_leading_zero else 0)}"
                        f"{num.national_number}")
     # Formats the fast path does not take (spaces, dashes, letters, odd prefixes): the full parser.
@@ -99,7 +102,67 @@ def normalise(address: str, ton: int = 0, default_region: str | None = None) -> 
 
 
 def _valid(num: PhoneNumber | None) -> bool:
-    return num is not None and phonenumbers.is_valid_number(num)
+    return num is not None and is_valid(num)
+
+
+_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
+          "fixed_line", "mobile")
+_Desc = tuple  # (frozenset of possible lengths, compiled pattern)
+
+
+def _compile_desc(desc) -> _Desc | None:
+    if desc is None or not desc.national_number_pattern:
+        return None
+    return frozenset(desc.possible_length or ()), re.compile(desc.national_number_pattern)
+
+
+@lru_cache(maxsize=512)
+def _metadata(cc: int, region: str):
+    """(general, types, leading_digits) of a region, patterns compiled once."""
+    md = (PhoneMetadata.metadata_for_nongeo_region(cc) if region == "001"
+          else PhoneMetadata.metadata_for_region(region))
+    if md is None:
+        return None
+    types = tuple(d for d in (_compile_desc(getattr(md, t)) for t in _TYPES) if d is not None)
+    leading = re.compile(md.leading_digits) if md.leading_digits else None
+    return _compile_desc(md.general_desc), types, leading
+
+
+def _matches(nsn: str, desc: _Desc | None) -> bool:
+    if desc is None:
+        return False
+    lengths, pattern = desc
+    if lengths and len(nsn) not in lengths:
+        return False
+    return pattern.fullmatch(nsn) is not None
+
+
+def _type_known(nsn: str, meta) -> bool:
+    general, types, _leading = meta
+    return _matches(nsn, general) and any(_matches(nsn, d) for d in types)
+
+
+def is_valid(num: PhoneNumber) -> bool:
+    """phonenumbers.is_valid_number with its patterns compiled once: the same steps (region by leading digits
+    or validity, then "some number type matches"), about four times faster. Tests compare the two."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(num.country_code)
+    if not regions:
+        return False
+    nsn = ("0" * num.number_of_leading_zeros if num.italian_leading_zero else "") + str(num.national_number)
+    cc = num.country_code
+    if len(regions) == 1:
+        meta = _metadata(cc, regions[0])
+        return meta is not None and _type_known(nsn, meta)
+    for region in regions:
+        meta = _metadata(cc, region)
+        if meta is None:
+            continue
+        if meta[2] is not None:
+            if meta[2].match(nsn):
+                return _type_known(nsn, meta)
+        elif _type_known(nsn, meta):
+            return True
+    return False
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

@@ -6,7 +6,6 @@ Kept apart from bridge.py so the bridge stays the hot path only; nothing here de
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,7 +13,7 @@ from typing import Callable
 from ..config import AuditConfig
 from ..policy import Policy
 from ..policy.model import Index, Verdict
-from ..policy.numbers import e164
+from ..store.audit import mask_recipient
 
 #: How long the verdict of a concatenated message waits for its remaining parts.
 CONCAT_TTL_S = 600.0
@@ -54,15 +53,7 @@ class Guard:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, action) -> messages
 
     def mask(self, number: int | None, address: str) -> str:
-        shown = e164(number) if number is not None else address
-        mode = self.audit_config.recipient
-        if mode == "full":
-            return shown
-        if mode == "hashed":
-            return "sha256:" + hashlib.sha256((self.audit_config.salt + shown).encode()).hexdigest()[:24]
-        if len(shown) <= 6:
-            return "*" * len(shown)
-        return shown[:-8] + "****" + shown[-4:] if len(shown) > 8 else shown[:2] + "****"
+        return mask_recipient(number, address, self.audit_config.recipient, self.audit_config.salt)
 
     def maybe_concat(self, key: tuple, now: float) -> ConcatEntry | None:
         entry = self.concat.get(key)

@@ -30,6 +30,12 @@ def split_udh(short_message: bytes, esm_class: int) -> tuple[bytes, bytes]:
     return short_message[: udhl + 1], short_message[udhl + 1:]
 
 
+def _plausible(total: int, seqnum: int) -> bool:
+    # 3GPP TS 23.040 section 9.2.3.24.1: total 0, seqnum 0 or seqnum > total means "ignore the element";
+    # SMPP 3.4 sections 5.3.2.23-24 give the SAR counts the range 1-255.
+    return 1 <= seqnum <= total
+
+
 def from_udh(udh: bytes) -> Concat | None:
     pos, end = 1, len(udh)
     while pos + 2 <= end:
@@ -37,9 +43,9 @@ def from_udh(udh: bytes) -> Concat | None:
         data = udh[pos + 2: pos + 2 + iel]
         if len(data) != iel:
             return None
-        if iei == 0x00 and iel == 3:
+        if iei == 0x00 and iel == 3 and _plausible(data[1], data[2]):
             return Concat(data[0], data[1], data[2])
-        if iei == 0x08 and iel == 4:
+        if iei == 0x08 and iel == 4 and _plausible(data[2], data[3]):
             return Concat(int.from_bytes(data[:2], "big"), data[2], data[3])
         pos += 2 + iel
     return None
@@ -49,7 +55,7 @@ def from_sar(tlvs) -> Concat | None:
     ref = tlv_int(tlvs, TlvTag.SAR_MSG_REF_NUM)
     total = tlv_int(tlvs, TlvTag.SAR_TOTAL_SEGMENTS)
     seq = tlv_int(tlvs, TlvTag.SAR_SEGMENT_SEQNUM)
-    if ref is None or total is None or seq is None:
+    if ref is None or total is None or seq is None or not _plausible(total, seq):
         return None
     return Concat(ref, total, seq)
 

@@ -113,7 +113,8 @@ SCHEMAS: dict[int, tuple[tuple[tuple[str, str, int], ...], bool]] = {
     CommandId.REPLACE_SM: ((("message_id", C, 65), ("source_addr_ton", U8, 1), ("source_addr_npi", U8, 1),
                             ("source_addr", C, 21), ("schedule_delivery_time", C, 17),
                             ("validity_period", C, 17), ("registered_delivery", U8, 1),
-                            ("sm_default_msg_id", U8, 1), ("short_message", SM, 254)), False),
+                            ("sm_default_msg_id", U8, 1), ("short_message", SM, 254)),
+                           True),  # 5.0 section 4.5.3: an optional message_payload may replace short_message
     CommandId.REPLACE_SM_RESP: ((), False),
     CommandId.ALERT_NOTIFICATION: ((("source_addr_ton", U8, 1), ("source_addr_npi", U8, 1),
                                     ("source_addr", C, 65), ("esme_addr_ton", U8, 1), ("esme_addr_npi", U8, 1),

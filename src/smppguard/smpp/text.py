@@ -37,14 +37,17 @@ def codec_for(data_coding: int, default_codec: str = GSM, ia5_codec: str = "asci
         return ia5_codec
     if data_coding in _FIXED:
         return _FIXED[data_coding]
-    if 0x10 <= data_coding <= 0x3F or 0xC0 <= data_coding <= 0xEF:
-        # GSM general data coding / message waiting groups: the alphabet lives in bits 3-2.
-        if 0xC0 <= data_coding <= 0xDF:
-            return GSM
-        if 0xE0 <= data_coding <= 0xEF:
-            return "utf-16-be"
+    if 0x10 <= data_coding <= 0x7F:
+        # GSM 03.38 general data coding (00xx) and automatic deletion (01xx, "coded exactly the same") groups:
+        # bit 5 marks compressed text, which no codec here undoes; the alphabet lives in bits 3-2.
+        if data_coding & 0x20:
+            return None
         alphabet = (data_coding >> 2) & 0x03
         return {0: GSM, 1: None, 2: "utf-16-be", 3: None}[alphabet]
+    if 0xC0 <= data_coding <= 0xDF:  # message waiting groups, discard / store: GSM alphabet
+        return GSM
+    if 0xE0 <= data_coding <= 0xEF:  # message waiting group, store: UCS2
+        return "utf-16-be"
     if data_coding >= 0xF0:  # data coding / message class: bit 2 selects 8-bit data over the GSM alphabet
         return None if data_coding & 0x04 else GSM
     return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterable
 
@@ -22,7 +22,7 @@ OPS = ("add", "remove")
 COLUMNS = "id, at, origin, kind, op, number, scope, scope_key, data, actor"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     kind: str
     op: str
@@ -38,6 +38,13 @@ class Change:
     def __post_init__(self) -> None:
         if self.kind not in KINDS or self.op not in OPS:
             raise ValueError(f"bad change {self.kind}/{self.op}")
+        if self.kind == "optout":
+            if self.scope not in ("sender", "account", "global"):
+                raise ValueError(f"opt-out scope must be sender, account or global, not {self.scope!r}")
+            if self.scope == "global" and self.scope_key:
+                object.__setattr__(self, "scope_key", "")  # one global entry per number, whatever was passed
+            elif self.scope != "global" and not self.scope_key:
+                raise ValueError(f"a {self.scope} opt-out needs the {self.scope}'s name")
 
 
 def from_row(row) -> Change:
@@ -75,9 +82,22 @@ _LOG = ("INSERT INTO changelog (at, origin, kind, op, number, scope, scope_key, 
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def _log_row(c: Change) -> tuple:
-    return (c.at, c.origin, c.kind, c.op, c.number, c.scope, c.scope_key,
-            json.dumps(c.data, ensure_ascii=False, separators=(",", ":")), c.actor)
+def _log_rows(rows: list[Change]) -> list[tuple]:
+    # Imports repeat the same few data dicts a million times: encode each distinct one once.
+    encoded: dict[tuple, str] = {}
+    out = []
+    for c in rows:
+        try:
+            key = tuple(c.data.items())
+            text = encoded.get(key)
+        except TypeError:  # unhashable values
+            key, text = None, None
+        if text is None:
+            text = json.dumps(c.data, ensure_ascii=False, separators=(",", ":"))
+            if key is not None and len(encoded) < 1024:
+                encoded[key] = text
+        out.append((c.at, c.origin, c.kind, c.op, c.number, c.scope, c.scope_key, text, c.actor))
+    return out
 
 
 def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, actor: str = "",
@@ -85,7 +105,10 @@ def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, act
     """Apply `changes` and log them in one transaction. Returns how many rows were logged (correlation may add
     global opt-outs). Changes without a time get `now`; without an origin, this store's."""
     stamp = time.time() if now is None else now
-    batch = [replace(c, at=c.at or stamp, origin=c.origin or origin, actor=c.actor or actor) for c in changes]
+    batch = [c if c.at and c.origin and c.actor else
+             Change(c.kind, c.op, c.number, c.scope, c.scope_key, c.data, c.at or stamp, c.origin or origin,
+                    c.actor or actor, c.id)
+             for c in changes]
     if not batch:
         return 0
     db.execute("BEGIN IMMEDIATE")
@@ -106,8 +129,28 @@ def _apply(db: sqlite3.Connection, batch: list[Change]) -> int:
         rows = list(group)
         sql, params = _SQL[(kind, op)]
         db.executemany(sql, [params(c) for c in rows])
-        db.executemany(_LOG, [_log_row(c) for c in rows])
+        db.executemany(_LOG, _log_rows(rows))
+        if op == "add" and kind in ("blacklist", "optout"):
+            _cancel_removals(db, rows)
     return len(batch)
+
+
+def _cancel_removals(db: sqlite3.Connection, rows: list[Change]) -> None:
+    """A new complaint, carrier listing or opt-out cancels a pending blacklist removal (seed section 4), and
+    the cancellation is audited like the request was."""
+    if not db.execute("SELECT EXISTS (SELECT 1 FROM pending_removal WHERE status = 'pending')").fetchone()[0]:
+        return
+    for c in rows:
+        row = db.execute("SELECT id FROM pending_removal WHERE number = ? AND status = 'pending'",
+                         (c.number,)).fetchone()
+        if row is None:
+            continue
+        why = f"new {c.kind} entry ({c.data.get('source') or c.scope or 'manual'})"
+        db.execute("UPDATE pending_removal SET status = 'cancelled', closed_at = ?, close_reason = ? WHERE id = ?",
+                   (c.at, f"{why} by {c.actor or c.origin}", row[0]))
+        db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                   "VALUES (?, '', '', ?, 'blacklist-removal', 'cancelled', 0, ?, ?)",
+                   (c.at, f"+{c.number}", why, c.actor or c.origin))
 
 
 def _correlate(db: sqlite3.Connection, batch: list[Change], threshold: int) -> list[Change]:

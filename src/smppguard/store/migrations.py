@@ -51,7 +51,20 @@ def m001_initial(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+def m002_pending_removal(db: sqlite3.Connection) -> None:
+    """Blacklist removal through a manual channel with an observation period (seed section 4)."""
+    _run(db, """
+    CREATE TABLE pending_removal (
+        id INTEGER PRIMARY KEY, number INTEGER NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL,
+        requested_at REAL NOT NULL, effective_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+        closed_at REAL, close_reason TEXT NOT NULL DEFAULT '');
+    CREATE UNIQUE INDEX pending_removal_open ON pending_removal (number) WHERE status = 'pending';
+    CREATE INDEX pending_removal_due ON pending_removal (effective_at) WHERE status = 'pending';
+    CREATE TABLE watched (number INTEGER PRIMARY KEY, removed_at REAL NOT NULL, reason TEXT NOT NULL)
+    """)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal)
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
@@ -59,6 +72,9 @@ def migrate(db: sqlite3.Connection) -> list[str]:
     db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                "applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+    if done and max(done) > len(MIGRATIONS):
+        raise sqlite3.DatabaseError(f"schema version {max(done)} is newer than this smppguard knows "
+                                    f"({len(MIGRATIONS)}): upgrade smppguard")
     applied = []
     for version, fn in enumerate(MIGRATIONS, 1):
         if version in done:

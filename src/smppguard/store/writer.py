@@ -3,8 +3,8 @@
 Rule 1: the hot path never awaits the database. It appends rows to a batch (send history, audit) and returns;
 one task commits the batch every `interval` or when it reaches `max_batch` rows, one transaction and one fsync
 for many messages (DESIGN: group commit).
-Rule 2: what the sender was told is "OK" but the proxy still owes (a held message) never waits for a batch:
-that goes through `write_now` (used by the hold queue).
+Rule 2: `close()` lets a commit in progress finish and flushes what is left, so nothing batched is lost at
+shutdown.
 The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
 change written by the CLI or another process takes effect live.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 
 import aiosqlite
@@ -21,8 +22,9 @@ import aiosqlite
 from ..policy.model import Index
 from ..session import tasks
 from .changelog import COLUMNS, from_row
-from .db import BUSY_TIMEOUT_MS
+from .db import BUSY_TIMEOUT_MS, connect
 from .index import apply_change, prune
+from .lists import apply_due_removals
 
 log = logging.getLogger("smppguard.store")
 
@@ -44,8 +46,11 @@ class StoreWriter:
         self._sends: list[tuple] = []
         self._audits: list[tuple] = []
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()  # one transaction at a time on the one connection
         self._tasks: list[asyncio.Task] = []
         self._closing = False
+        self._sync_db: sqlite3.Connection | None = None  # for library calls run in a worker thread
+        self._sync_lock = threading.Lock()
         self.commits = 0
         self.rows_written = 0
 
@@ -82,6 +87,10 @@ class StoreWriter:
             await self.flush()
 
     async def flush(self) -> None:
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         sends, self._sends = self._sends, []
         audits, self._audits = self._audits, []
         if not sends and not audits:
@@ -118,16 +127,31 @@ class StoreWriter:
                                        (self.index.change_id,)) as cur:
                 rows = await cur.fetchall()
             for row in rows:
-                apply_change(self.index, from_row(row), now)
+                try:
+                    apply_change(self.index, from_row(row), now)
+                except Exception:  # one bad row must not stop live updates: skip it, say so
+                    log.exception("change-log row %s could not be applied; skipped", row[0])
+                    self.index.change_id = max(self.index.change_id, row[0])
             applied += len(rows)
             if len(rows) < 5000:
                 return applied
+
+    def _apply_due_removals(self) -> list[int]:
+        with self._sync_lock:  # close() takes it too, so the connection is never closed under this call
+            if self._closing:
+                return []
+            if self._sync_db is None:
+                self._sync_db = connect(self.path)
+            return apply_due_removals(self._sync_db)
 
     async def _tail_loop(self) -> None:
         last_prune = time.monotonic()
         while True:
             await asyncio.sleep(self.tail_interval)
             try:
+                removed = await asyncio.to_thread(self._apply_due_removals)
+                if removed:
+                    log.info("observation period ended: %d numbers removed from the blacklist", len(removed))
                 await self.tail_once()
             except sqlite3.Error:
                 log.exception("reading the change log failed; will retry")
@@ -137,10 +161,15 @@ class StoreWriter:
 
     async def close(self) -> None:
         self._closing = True
-        for t in self._tasks:
-            t.cancel()
+        async with self._flush_lock:  # a commit in flight finishes first: cancelled mid-transaction, its rows were lost
+            for t in self._tasks:
+                t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.db is not None:
             await self.flush()
             await self.db.close()
             self.db = None
+        with self._sync_lock:
+            if self._sync_db is not None:
+                self._sync_db.close()
+                self._sync_db = None

@@ -1,0 +1,462 @@
+"""List commands: blacklist, optout, consent, tz, dead. Each a thin skin over smppguard.store.lists."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from ..config import duration
+from ..store import lists
+from ..store.changelog import Change
+from ..store.db import AlreadyExists, NotFound
+from .common import (CONTEXT, EXIT_INPUT_ERROR, Ctx, emit, exit_if_empty, fail, output_options, since_option,
+                     store_options, when)
+
+
+def _numbers(ctx: Ctx, texts) -> list[int]:
+    return [ctx.number(t) for t in texts]
+
+
+class _Counting:
+    """Iterate a text file's lines, counting characters for the progress bar."""
+
+    def __init__(self, stream, bar):
+        self.stream, self.bar = stream, bar
+
+    def __iter__(self):
+        for line in self.stream:
+            if self.bar is not None:
+                self.bar.update(len(line))
+            yield line
+
+
+def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_threshold: int = 0) -> None:
+    """Shared by the import commands: progress by bytes, bad rows reported by line, the rest imported."""
+    stdin = file.name in ("<stdin>", "-")
+    show = not (silent or stdin or not sys.stderr.isatty())
+    size = os.fstat(file.fileno()).st_size if not stdin else 0
+    started = time.monotonic()
+    region = ctx.config.policy.default_region
+    if show:
+        with click.progressbar(length=size, label="importing", file=sys.stderr) as bar:
+            result = lists.import_rows(ctx.db, lists.read_csv(_Counting(file, bar), columns), make_change,
+                                       default_region=region, correlation_threshold=correlation_threshold)
+    else:
+        result = lists.import_rows(ctx.db, lists.read_csv(file, columns), make_change,
+                                   default_region=region, correlation_threshold=correlation_threshold)
+    for line, message in result.errors[:50]:
+        click.echo(f"line {line}: {message}", err=True)
+    if len(result.errors) > 50:
+        click.echo(f"... and {len(result.errors) - 50} more bad rows", err=True)
+    click.echo(f"imported {result.imported} rows in {time.monotonic() - started:.1f}s"
+               + (f"; {len(result.errors)} bad rows skipped" if result.errors else ""))
+    if result.errors:
+        sys.exit(EXIT_INPUT_ERROR)
+
+
+# --- blacklist ---------------------------------------------------------------------------------------------
+
+@click.group(context_settings=CONTEXT)
+def blacklist() -> None:
+    """The global blacklist: complaints, carrier and regulator lists."""
+
+
+@blacklist.command("add")
+@store_options
+@click.argument("numbers", nargs=-1, required=True)
+@click.option("--reason", "-r", default="", help="Why (kept with the entry and in the change log).")
+@click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), default="manual", show_default=True,
+              help="Where the listing came from.")
+def blacklist_add(ctx: Ctx, numbers, reason, source) -> None:
+    """Blacklist numbers (any form: 13800138000, +8613800138000, 008613800138000).
+
+    \b
+    Example:
+        smppguard blacklist add 13800138000 +8613900000001 --source complaint --reason "10086 complaint"
+    """
+    parsed = _numbers(ctx, numbers)
+    lists.add_blacklist(ctx.db, parsed, source=source, reason=reason)
+    click.echo(f"blacklisted {len(parsed)} number{'s' * (len(parsed) != 1)}")
+
+
+@blacklist.command("list")
+@store_options
+@output_options
+@click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), help="Only entries from this source.")
+@since_option
+@click.option("--limit", type=int, help="At most this many rows.")
+def blacklist_list(ctx: Ctx, fmt, source, since, limit) -> None:
+    """List blacklisted numbers, oldest first. Exit 1 when none match.
+
+    \b
+    Example:
+        smppguard blacklist list --source complaint --since 7d
+    """
+    rows = lists.list_blacklist(ctx.db, source=source, since=since, limit=limit)
+    exit_if_empty(emit(rows, ("number", "source", "reason", "added_at", "actor"), fmt, times=("added_at",)))
+
+
+@blacklist.command("count")
+@store_options
+@output_options
+@click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), help="Count only this source.")
+def blacklist_count(ctx: Ctx, fmt, source) -> None:
+    """Count blacklisted numbers per source.
+
+    \b
+    Example:
+        smppguard blacklist count
+    """
+    counts = lists.count_blacklist(ctx.db, source=source)
+    rows = [{"source": s, "count": n} for s, n in counts.items()]
+    rows.append({"source": "total", "count": sum(counts.values())})
+    emit(rows, ("source", "count"), fmt)
+
+
+@blacklist.command("import")
+@store_options
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), default="manual", show_default=True,
+              help="Source for rows that do not name one.")
+@click.option("--reason", default="", help="Reason for rows that do not give one.")
+@click.option("--silent", is_flag=True, help="No progress bar.")
+def blacklist_import(ctx: Ctx, file, source, reason, silent) -> None:
+    """Import a CSV of number[,source,reason] (a header row is optional; - reads stdin).
+
+    Bad rows are reported with their line numbers and skipped; the rest is imported (exit 2 if any were bad).
+
+    \b
+    Example:
+        smppguard blacklist import complaints.csv --source complaint
+    """
+    def change(row: dict, number: int) -> Change:
+        src = row.get("source") or source
+        if src not in lists.BLACKLIST_SOURCES:
+            raise ValueError(f"unknown source {src!r}")
+        return Change("blacklist", "add", number, data={"source": src, "reason": row.get("reason") or reason})
+
+    _import(ctx, file, ("number", "source", "reason"), change, silent)
+
+
+@blacklist.command("export")
+@store_options
+@click.argument("file", type=click.File("w", encoding="utf-8"))
+@click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), help="Only this source.")
+def blacklist_export(ctx: Ctx, file, source) -> None:
+    """Export the blacklist as CSV (number,source,reason,added_at,actor); - writes stdout.
+
+    \b
+    Example:
+        smppguard blacklist export blacklist.csv
+    """
+    rows = ({**r, "added_at": when(r["added_at"])} for r in lists.list_blacklist(ctx.db, source=source))
+    n = lists.write_csv(file, rows, ("number", "source", "reason", "added_at", "actor"))
+    if file.name not in ("<stdout>", "-"):
+        click.echo(f"exported {n} rows")
+
+
+@blacklist.command("remove")
+@store_options
+@click.argument("number")
+@click.option("--reason", "-r", required=True, help="Why the number may be removed (audited).")
+@click.option("--observe", default="3d", show_default=True,
+              help="Observation period before the removal takes effect: 3d to 7d.")
+def blacklist_remove(ctx: Ctx, number, reason, observe) -> None:
+    """Ask to remove a number from the blacklist, after an observation period.
+
+    The number stays blacklisted for the period (3 to 7 days); a new complaint, carrier listing or opt-out
+    in that time cancels the removal. Every step is audited with your user name. Exit 1 if the number is
+    not blacklisted or already has a pending removal.
+
+    \b
+    Example:
+        smppguard blacklist remove 13800138000 --reason "customer called, verified consent" --observe 5d
+    """
+    try:
+        observe_s = duration(observe)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--observe") from None
+    if not lists.MIN_OBSERVE_S <= observe_s <= lists.MAX_OBSERVE_S:
+        raise click.BadParameter("the observation period must be 3d to 7d", param_hint="--observe")
+    n = ctx.number(number)
+    try:
+        p = lists.request_removal(ctx.db, n, reason=reason, observe_s=observe_s)
+    except NotFound as e:
+        fail(str(e), "see `smppguard blacklist list`")
+    except AlreadyExists as e:
+        fail(str(e), "see `smppguard blacklist pending`")
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--reason") from None
+    click.echo(f"+{n} will be removed at {when(p.effective_at)} unless a new complaint or opt-out comes first")
+
+
+@blacklist.command("pending")
+@store_options
+@output_options
+@click.option("--all", "include_closed", is_flag=True, help="Also show done and cancelled removals.")
+def blacklist_pending(ctx: Ctx, fmt, include_closed) -> None:
+    """List removals waiting for their observation period to end. Exit 1 when there are none.
+
+    \b
+    Example:
+        smppguard blacklist pending --all
+    """
+    rows = [{"number": f"+{p.number}", "status": p.status, "effective_at": p.effective_at,
+             "requested_at": p.requested_at, "actor": p.actor, "reason": p.reason, "note": p.close_reason}
+            for p in lists.pending_removals(ctx.db, include_closed=include_closed)]
+    exit_if_empty(emit(rows, ("number", "status", "effective_at", "requested_at", "actor", "reason", "note"),
+                       fmt, times=("effective_at", "requested_at")))
+
+
+# --- opt-outs ----------------------------------------------------------------------------------------------
+
+scope_option = click.option("--scope", type=click.Choice(lists.OPTOUT_SCOPES), default="sender",
+                            show_default=True, help="sender (source_addr), account (system_id) or global.")
+key_option = click.option("--key", "-k", default="",
+                          help="The sender (source_addr) or account (system_id) the opt-out is for.")
+
+
+def _need_key(scope: str, key: str) -> None:
+    if scope != "global" and not key:
+        raise click.UsageError(f"--scope {scope} needs --key (the {'source_addr' if scope == 'sender' else 'system_id'})")
+
+
+@click.group(context_settings=CONTEXT)
+def optout() -> None:
+    """Opt-outs: recipients who replied T, TD, 退订 or STOP."""
+
+
+@optout.command("add")
+@store_options
+@click.argument("numbers", nargs=-1, required=True)
+@scope_option
+@key_option
+@click.option("--keyword", default="", help="What the recipient replied, if known.")
+def optout_add(ctx: Ctx, numbers, scope, key, keyword) -> None:
+    """Record opt-outs.
+
+    \b
+    Example:
+        smppguard optout add 13800138000 --scope sender --key ACME --keyword TD
+    """
+    _need_key(scope, key)
+    parsed = _numbers(ctx, numbers)
+    threshold = ctx.config.policy.settings("optout").correlation_threshold
+    written = lists.add_optouts(ctx.db, [(n, scope, key) for n in parsed], keyword=keyword,
+                                correlation_threshold=threshold)
+    click.echo(f"opted out {len(parsed)} number{'s' * (len(parsed) != 1)}"
+               + (f" ({written - len(parsed)} now opted out globally: {threshold} senders)"
+                  if written > len(parsed) else ""))
+
+
+@optout.command("remove")
+@store_options
+@click.argument("number")
+@scope_option
+@key_option
+def optout_remove(ctx: Ctx, number, scope, key) -> None:
+    """Remove an opt-out (only on the recipient's own request). Exit 1 if there is none.
+
+    \b
+    Example:
+        smppguard optout remove 13800138000 --scope sender --key ACME
+    """
+    _need_key(scope, key)
+    try:
+        lists.remove_optout(ctx.db, ctx.number(number), scope, key)
+    except NotFound as e:
+        fail(str(e), "see `smppguard optout list --number ...`")
+    click.echo("removed")
+
+
+@optout.command("list")
+@store_options
+@output_options
+@click.option("--number", help="Only this number.")
+@click.option("--scope", type=click.Choice(lists.OPTOUT_SCOPES), help="Only this scope.")
+@click.option("--key", "-k", help="Only this sender or account.")
+def optout_list(ctx: Ctx, fmt, number, scope, key) -> None:
+    """List opt-outs. Exit 1 when none match.
+
+    \b
+    Example:
+        smppguard optout list --scope global
+    """
+    rows = lists.list_optouts(ctx.db, number=ctx.number(number) if number else None, scope=scope, key=key)
+    exit_if_empty(emit(rows, ("number", "scope", "key", "keyword", "source", "added_at"), fmt,
+                       times=("added_at",)))
+
+
+@optout.command("import")
+@store_options
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--scope", type=click.Choice(lists.OPTOUT_SCOPES), default="sender", show_default=True,
+              help="Scope for rows that do not name one.")
+@click.option("--key", "-k", default="", help="Sender/account for rows that do not name one.")
+@click.option("--silent", is_flag=True, help="No progress bar.")
+def optout_import(ctx: Ctx, file, scope, key, silent) -> None:
+    """Import a CSV of number[,scope,key,keyword]; bad rows are reported by line and skipped (exit 2).
+
+    \b
+    Example:
+        smppguard optout import unsubscribed.csv --scope sender --key ACME
+    """
+    def change(row: dict, number: int) -> Change:
+        sc = row.get("scope") or scope
+        k = row.get("key") or key
+        if sc not in lists.OPTOUT_SCOPES:
+            raise ValueError(f"unknown scope {sc!r}")
+        if sc != "global" and not k:
+            raise ValueError(f"scope {sc} needs a key column or --key")
+        return Change("optout", "add", number, sc, "" if sc == "global" else k,
+                      {"source": "import", "keyword": row.get("keyword", "")})
+
+    threshold = ctx.config.policy.settings("optout").correlation_threshold
+    _import(ctx, file, ("number", "scope", "key", "keyword"), change, silent, threshold)
+
+
+@optout.command("export")
+@store_options
+@click.argument("file", type=click.File("w", encoding="utf-8"))
+def optout_export(ctx: Ctx, file) -> None:
+    """Export opt-outs as CSV (number,scope,key,keyword,source,added_at); - writes stdout.
+
+    \b
+    Example:
+        smppguard optout export optouts.csv
+    """
+    rows = ({**r, "added_at": when(r["added_at"])} for r in lists.list_optouts(ctx.db))
+    n = lists.write_csv(file, rows, ("number", "scope", "key", "keyword", "source", "added_at"))
+    if file.name not in ("<stdout>", "-"):
+        click.echo(f"exported {n} rows")
+
+
+# --- consent -----------------------------------------------------------------------------------------------
+
+@click.group(context_settings=CONTEXT)
+def consent() -> None:
+    """The consent ledger: when, how and with what wording a recipient agreed."""
+
+
+@consent.command("grant")
+@store_options
+@click.argument("number")
+@click.option("--source", "-s", required=True, help="How consent was given (web form, paper, SMS YES, ...).")
+@click.option("--wording", "-w", default="", help="The text the recipient agreed to.")
+@click.option("--account", "-a", default="", help="Consent given to this system_id only (default: any).")
+@click.option("--confirmed", is_flag=True, help="Already confirmed (double opt-in done); else pending.")
+def consent_grant(ctx: Ctx, number, source, wording, account, confirmed) -> None:
+    """Record consent (pending until confirmed, unless --confirmed).
+
+    \b
+    Example:
+        smppguard consent grant 13800138000 --source "web signup" --wording "I agree to offers" --confirmed
+    """
+    n = ctx.number(number)
+    lists.grant_consent(ctx.db, n, source=source, wording=wording, account=account, confirmed=confirmed)
+    click.echo(f"consent for +{n}: {'confirmed' if confirmed else 'pending'}")
+
+
+@consent.command("revoke")
+@store_options
+@click.argument("number")
+@click.option("--account", "-a", default="", help="Revoke only the consent given to this system_id.")
+def consent_revoke(ctx: Ctx, number, account) -> None:
+    """Revoke consent. Exit 1 if there is none.
+
+    \b
+    Example:
+        smppguard consent revoke 13800138000
+    """
+    try:
+        lists.revoke_consent(ctx.db, ctx.number(number), account=account)
+    except NotFound as e:
+        fail(str(e), "see `smppguard consent show NUMBER`")
+    click.echo("revoked")
+
+
+@consent.command("show")
+@store_options
+@output_options
+@click.argument("number")
+def consent_show(ctx: Ctx, fmt, number) -> None:
+    """Show the consent records of a number. Exit 1 if there are none.
+
+    \b
+    Example:
+        smppguard consent show 13800138000 --json
+    """
+    rows = lists.show_consent(ctx.db, ctx.number(number))
+    exit_if_empty(emit(rows, ("number", "account", "status", "source", "wording", "granted_at", "confirmed_at"),
+                       fmt, times=("granted_at", "confirmed_at")))
+
+
+# --- time zones and dead numbers -----------------------------------------------------------------------
+
+@click.group(context_settings=CONTEXT)
+def tz() -> None:
+    """Per-number time-zone overrides (where phonenumbers' zone is wrong, e.g. split area codes)."""
+
+
+@tz.command("set")
+@store_options
+@click.argument("number")
+@click.argument("zone")
+def tz_set(ctx: Ctx, number, zone) -> None:
+    """Set the zone quiet hours use for NUMBER (an IANA name; "-" removes the override).
+
+    \b
+    Example:
+        smppguard tz set +61412345678 Australia/Perth
+    """
+    from ..policy.numbers import check_zone
+    if zone != "-":
+        try:
+            check_zone(zone)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="ZONE") from None
+    n = ctx.number(number)
+    lists.set_zone(ctx.db, n, None if zone == "-" else zone)
+    click.echo(f"+{n}: {'override removed' if zone == '-' else zone}")
+
+
+@click.group(context_settings=CONTEXT)
+def dead() -> None:
+    """Dead numbers (empty or suspended), learned from receipts; entries expire."""
+
+
+@dead.command("list")
+@store_options
+@output_options
+@click.option("--all", "include_expired", is_flag=True, help="Include expired entries.")
+def dead_list(ctx: Ctx, fmt, include_expired) -> None:
+    """List dead numbers. Exit 1 when there are none.
+
+    \b
+    Example:
+        smppguard dead list
+    """
+    rows = lists.list_dead(ctx.db, include_expired=include_expired)
+    exit_if_empty(emit(rows, ("number", "reason", "marked_at", "expires_at"), fmt,
+                       times=("marked_at", "expires_at")))
+
+
+@dead.command("clear")
+@store_options
+@click.argument("numbers", nargs=-1)
+@click.option("--all", "clear_all", is_flag=True, help="Clear every entry.")
+def dead_clear(ctx: Ctx, numbers, clear_all) -> None:
+    """Forget dead-number entries (the numbers may be messaged again).
+
+    \b
+    Example:
+        smppguard dead clear 13800138000
+        smppguard dead clear --all
+    """
+    if bool(numbers) == clear_all:
+        raise click.UsageError("give NUMBERS or --all")
+    n = lists.clear_dead(ctx.db, None if clear_all else _numbers(ctx, numbers))
+    click.echo(f"cleared {n} entr{'ies' if n != 1 else 'y'}")

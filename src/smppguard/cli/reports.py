@@ -1,0 +1,49 @@
+"""Reports: the audit log and daily statistics."""
+
+from __future__ import annotations
+
+import click
+
+from ..policy import RULE_NAMES
+from ..store import audit as audit_store
+from .common import Ctx, emit, exit_if_empty, output_options, since_option, store_options
+
+
+@click.command("audit")
+@store_options
+@output_options
+@click.option("--number", "-n", help="Only this recipient (matched the way [audit] recipient stores it).")
+@click.option("--rule", "-r", type=click.Choice([*RULE_NAMES, "blacklist-removal"]), help="Only this rule.")
+@since_option
+@click.option("--limit", default=1000, show_default=True, help="At most this many rows, newest first.")
+def audit(ctx: Ctx, fmt, number, rule, since, limit) -> None:
+    """Show audited decisions (refusals, holds) and list operations, newest first. Exit 1 when none match.
+
+    \b
+    Example:
+        smppguard audit --rule blacklist --since 1d
+        smppguard audit --number 13800138000 --json
+    """
+    recipients: tuple[str, ...] = ()
+    if number:
+        n = ctx.number(number)
+        a = ctx.config.audit
+        recipients = (audit_store.mask_recipient(n, number, a.recipient, a.salt), f"+{n}")
+    rows = audit_store.query(ctx.db, recipients=recipients, rule=rule, since=since, limit=limit)
+    exit_if_empty(emit(rows, ("at", "rule", "action", "status", "recipient", "account", "sender", "reason",
+                              "actor"), fmt, times=("at",)))
+
+
+@click.command("stats")
+@store_options
+@output_options
+@since_option
+def stats(ctx: Ctx, fmt, since) -> None:
+    """Messages per day (UTC) and rule: refused and held per rule, and accepted sends. Exit 1 when empty.
+
+    \b
+    Example:
+        smppguard stats --since 7d
+    """
+    rows = audit_store.stats(ctx.db, since=since)
+    exit_if_empty(emit(rows, ("day", "rule", "action", "count"), fmt))

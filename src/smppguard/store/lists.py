@@ -1,0 +1,360 @@
+"""The list library the admin CLI (and the daemon) call: sqlite-utils' habit of a CLI as a thin skin.
+
+Rule 1: every list change goes through changelog.write, so a running daemon applies it within a second and
+MQTT peers can replay it. Rule 2: the CLI never writes SQL; it calls these functions.
+Rule 3: imports report a bad row by its line number and import the rest.
+Removal from the blacklist is never immediate (seed section 4): `request_removal` opens an observation period;
+`apply_due_removals` (called by the daemon's tail and by every CLI command that opens the store) removes the
+number when the period ends, unless a new complaint, carrier listing or opt-out cancelled it meanwhile. Each
+step is audited with the OS user and the reason; a removed number stays watched.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+from ..policy.numbers import normalise
+from . import changelog
+from .changelog import Change
+from .db import AlreadyExists, NotFound, node_id
+
+BLACKLIST_SOURCES = ("complaint", "carrier", "regulator", "manual")
+OPTOUT_SCOPES = ("sender", "account", "global")
+MIN_OBSERVE_S = 3 * 86400
+MAX_OBSERVE_S = 7 * 86400
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in the environment or passwd (containers)
+        return str(os.getuid())
+
+
+def number_of(text: str, default_region: str | None) -> int:
+    """A number in any form -> E.164 int; ValueError with a message for the user."""
+    ton = 1 if text.strip().startswith("+") else 0
+    number = normalise(text.strip(), ton, default_region)
+    if number is None:
+        raise ValueError(f"not a valid phone number: {text!r}")
+    return number
+
+
+def _audit(db: sqlite3.Connection, now: float, rule: str, action: str, number: int, reason: str, actor: str):
+    db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+               "VALUES (?, '', '', ?, ?, ?, 0, ?, ?)", (now, f"+{number}", rule, action, reason, actor))
+
+
+# --- blacklist ---------------------------------------------------------------------------------------------
+
+def add_blacklist(db: sqlite3.Connection, numbers: Iterable[int], *, source: str = "manual", reason: str = "",
+                  actor: str | None = None, now: float | None = None) -> int:
+    if source not in BLACKLIST_SOURCES:
+        raise ValueError(f"source must be one of {', '.join(BLACKLIST_SOURCES)}")
+    changes = [Change("blacklist", "add", n, data={"source": source, "reason": reason}) for n in numbers]
+    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now)
+
+
+def list_blacklist(db: sqlite3.Connection, *, source: str | None = None, since: float | None = None,
+                   limit: int | None = None) -> Iterator[dict]:
+    sql = "SELECT number, source, reason, added_at, actor FROM blacklist WHERE 1 = 1"
+    args: list = []
+    if source:
+        sql += " AND source = ?"
+        args.append(source)
+    if since is not None:
+        sql += " AND added_at >= ?"
+        args.append(since)
+    sql += " ORDER BY added_at, number"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    for number, src, reason, added_at, actor in db.execute(sql, args):
+        yield {"number": f"+{number}", "source": src, "reason": reason, "added_at": added_at, "actor": actor}
+
+
+def count_blacklist(db: sqlite3.Connection, *, source: str | None = None) -> dict[str, int]:
+    if source:
+        return {source: db.execute("SELECT COUNT(*) FROM blacklist WHERE source = ?", (source,)).fetchone()[0]}
+    return dict(db.execute("SELECT source, COUNT(*) FROM blacklist GROUP BY source ORDER BY source"))
+
+
+@dataclass
+class PendingRemoval:
+    id: int
+    number: int
+    reason: str
+    actor: str
+    requested_at: float
+    effective_at: float
+    status: str
+    close_reason: str = ""
+
+
+def request_removal(db: sqlite3.Connection, number: int, *, reason: str, observe_s: float = MIN_OBSERVE_S,
+                    actor: str | None = None, now: float | None = None) -> PendingRemoval:
+    """Open an observation period; the number stays blacklisted until it ends."""
+    now = time.time() if now is None else now
+    actor = actor or os_user()
+    if not reason.strip():
+        raise ValueError("a removal needs a reason")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not db.execute("SELECT 1 FROM blacklist WHERE number = ?", (number,)).fetchone():
+            raise NotFound(f"+{number} is not blacklisted")
+        if db.execute("SELECT 1 FROM pending_removal WHERE number = ? AND status = 'pending'", (number,)).fetchone():
+            raise AlreadyExists(f"+{number} already has a pending removal")
+        cur = db.execute("INSERT INTO pending_removal (number, reason, actor, requested_at, effective_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (number, reason, actor, now, now + observe_s))
+        _audit(db, now, "blacklist-removal", "requested", number,
+               f"{reason} (observe {observe_s / 86400:g} days)", actor)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return PendingRemoval(cur.lastrowid, number, reason, actor, now, now + observe_s, "pending")
+
+
+def pending_removals(db: sqlite3.Connection, *, include_closed: bool = False) -> list[PendingRemoval]:
+    sql = ("SELECT id, number, reason, actor, requested_at, effective_at, status, close_reason "
+           "FROM pending_removal")
+    if not include_closed:
+        sql += " WHERE status = 'pending'"
+    return [PendingRemoval(*row) for row in db.execute(sql + " ORDER BY effective_at")]
+
+
+def apply_due_removals(db: sqlite3.Connection, now: float | None = None) -> list[int]:
+    """Remove the numbers whose observation period has ended; returns them."""
+    now = time.time() if now is None else now
+    due = db.execute("SELECT id, number, reason, actor FROM pending_removal "
+                     "WHERE status = 'pending' AND effective_at <= ?", (now,)).fetchall()
+    done = []
+    for rid, number, reason, actor in due:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # re-check inside the transaction: a complaint may have cancelled it a moment ago
+            row = db.execute("SELECT status FROM pending_removal WHERE id = ?", (rid,)).fetchone()
+            if row is None or row[0] != "pending":
+                db.execute("ROLLBACK")
+                continue
+            db.execute("UPDATE pending_removal SET status = 'done', closed_at = ?, close_reason = ? WHERE id = ?",
+                       (now, "observation period ended", rid))
+            db.execute("INSERT OR REPLACE INTO watched VALUES (?, ?, ?)", (number, now, reason))
+            _audit(db, now, "blacklist-removal", "done", number, reason, actor)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        changelog.write(db, [Change("blacklist", "remove", number, data={"reason": reason})],
+                        origin=node_id(db), actor=actor, now=now)
+        done.append(number)
+    return done
+
+
+# --- opt-outs, consent, zones, dead numbers ------------------------------------------------------------
+
+def add_optouts(db: sqlite3.Connection, entries: Iterable[tuple[int, str, str]], *, source: str = "manual",
+                keyword: str = "", actor: str | None = None, correlation_threshold: int = 3,
+                now: float | None = None) -> int:
+    changes = []
+    for number, scope, key in entries:
+        if scope not in OPTOUT_SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(OPTOUT_SCOPES)}")
+        changes.append(Change("optout", "add", number, scope, "" if scope == "global" else key,
+                              {"source": source, "keyword": keyword}))
+    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(),
+                           correlation_threshold=correlation_threshold, now=now)
+
+
+def remove_optout(db: sqlite3.Connection, number: int, scope: str, key: str, *, actor: str | None = None,
+                  now: float | None = None) -> None:
+    key = "" if scope == "global" else key
+    if not db.execute("SELECT 1 FROM optout WHERE number = ? AND scope = ? AND scope_key = ?",
+                      (number, scope, key)).fetchone():
+        raise NotFound(f"+{number} has no {scope} opt-out" + (f" for {key!r}" if key else ""))
+    changelog.write(db, [Change("optout", "remove", number, scope, key)], origin=node_id(db),
+                    actor=actor or os_user(), now=now)
+
+
+def list_optouts(db: sqlite3.Connection, *, number: int | None = None, scope: str | None = None,
+                 key: str | None = None) -> Iterator[dict]:
+    sql = "SELECT number, scope, scope_key, source, keyword, added_at FROM optout WHERE 1 = 1"
+    args: list = []
+    for column, value in (("number", number), ("scope", scope), ("scope_key", key)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    for n, sc, k, src, kw, at in db.execute(sql + " ORDER BY added_at, number", args):
+        yield {"number": f"+{n}", "scope": sc, "key": k, "source": src, "keyword": kw, "added_at": at}
+
+
+def grant_consent(db: sqlite3.Connection, number: int, *, source: str, wording: str = "", account: str = "",
+                  confirmed: bool = False, actor: str | None = None, now: float | None = None) -> None:
+    status = "confirmed" if confirmed else "pending"
+    changelog.write(db, [Change("consent", "add", number, "account" if account else "", account,
+                                {"status": status, "source": source, "wording": wording})],
+                    origin=node_id(db), actor=actor or os_user(), now=now)
+
+
+def revoke_consent(db: sqlite3.Connection, number: int, *, account: str = "", actor: str | None = None,
+                   now: float | None = None) -> None:
+    if not db.execute("SELECT 1 FROM consent WHERE number = ? AND scope_key = ?", (number, account)).fetchone():
+        raise NotFound(f"+{number} has no consent record" + (f" for account {account!r}" if account else ""))
+    changelog.write(db, [Change("consent", "remove", number, "account" if account else "", account)],
+                    origin=node_id(db), actor=actor or os_user(), now=now)
+
+
+def show_consent(db: sqlite3.Connection, number: int) -> list[dict]:
+    rows = db.execute("SELECT scope_key, status, source, wording, granted_at, confirmed_at FROM consent "
+                      "WHERE number = ? ORDER BY scope_key", (number,))
+    return [{"number": f"+{number}", "account": k or "*", "status": st, "source": src, "wording": w,
+             "granted_at": g, "confirmed_at": c} for k, st, src, w, g, c in rows]
+
+
+def set_zone(db: sqlite3.Connection, number: int, zone: str | None, *, actor: str | None = None,
+             now: float | None = None) -> None:
+    change = Change("tz", "add", number, data={"zone": zone}) if zone else Change("tz", "remove", number)
+    changelog.write(db, [change], origin=node_id(db), actor=actor or os_user(), now=now)
+
+
+def list_dead(db: sqlite3.Connection, *, include_expired: bool = False, now: float | None = None) -> list[dict]:
+    now = time.time() if now is None else now
+    sql = "SELECT number, reason, marked_at, expires_at FROM dead"
+    args: tuple = ()
+    if not include_expired:
+        sql += " WHERE expires_at > ?"
+        args = (now,)
+    return [{"number": f"+{n}", "reason": r, "marked_at": m, "expires_at": e}
+            for n, r, m, e in db.execute(sql + " ORDER BY marked_at", args)]
+
+
+def clear_dead(db: sqlite3.Connection, numbers: Iterable[int] | None = None, *, actor: str | None = None,
+               now: float | None = None) -> int:
+    """Forget dead-number entries (all when `numbers` is None)."""
+    if numbers is None:
+        numbers = [n for (n,) in db.execute("SELECT number FROM dead")]
+    changes = [Change("dead", "remove", n) for n in numbers]
+    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now)
+
+
+def mark_dead(db: sqlite3.Connection, numbers: Iterable[int], *, reason: str, expire_s: float,
+              actor: str | None = None, now: float | None = None) -> int:
+    now = time.time() if now is None else now
+    changes = [Change("dead", "add", n, data={"reason": reason, "expires_at": now + expire_s}) for n in numbers]
+    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now)
+
+
+# --- CSV import / export -------------------------------------------------------------------------------
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    errors: list[tuple[int, str]] = None  # (line, message)
+
+    def __post_init__(self) -> None:
+        if self.errors is None:
+            self.errors = []
+
+
+def read_csv(stream: io.TextIOBase, columns: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    """(line number, row) for each data row; a header naming `columns[0]` is recognised and skipped."""
+    reader = csv.reader(stream)
+    header = None
+    for row in reader:
+        line = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
+            continue
+        if header is None and line == 1 and row[0].strip().lower() == columns[0]:
+            header = [c.strip().lower() for c in row]
+            continue
+        names = header or list(columns)
+        yield line, {names[i]: value.strip() for i, value in enumerate(row) if i < len(names)}
+
+
+def _normalise_chunk(texts: list[str], region: str | None) -> list[int | None]:
+    out = []
+    for text in texts:
+        t = text.strip()
+        out.append(normalise(t, 1 if t.startswith("+") else 0, region) if t else None)
+    return out
+
+
+IMPORT_CHUNK = 20_000
+
+
+def import_rows(db: sqlite3.Connection, rows: Iterable[tuple[int, dict]],
+                make_change: Callable[[dict, int], Change], *, default_region: str | None,
+                actor: str | None = None, correlation_threshold: int = 0,
+                progress: Callable[[int], None] | None = None, workers: int | None = None) -> ImportResult:
+    """Turn CSV rows into changes and write them, one transaction per chunk.
+
+    Numbers are normalised in worker processes (phonenumbers is the costly part and the machine has more
+    than one core) while this process writes the previous chunk. `make_change(row, number)` builds the change
+    or raises ValueError naming what is wrong with the row; such rows are reported by line and skipped."""
+    result = ImportResult()
+    origin = node_id(db)
+    actor = actor or os_user()
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+
+    def chunks():
+        chunk: list[tuple[int, dict]] = []
+        for item in rows:
+            chunk.append(item)
+            if len(chunk) >= IMPORT_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def write(chunk: list[tuple[int, dict]], numbers: list[int | None]) -> None:
+        changes = []
+        for (line, row), number in zip(chunk, numbers):
+            if number is None:
+                text = row.get("number", "")
+                result.errors.append((line, f"not a valid phone number: {text!r}" if text else "no number"))
+                continue
+            try:
+                changes.append(make_change(row, number))
+            except (ValueError, KeyError) as e:
+                result.errors.append((line, str(e) if not isinstance(e, KeyError) else f"missing column {e}"))
+        if changes:
+            result.imported += changelog.write(db, changes, origin=origin, actor=actor,
+                                               correlation_threshold=correlation_threshold)
+        if progress:
+            progress(result.imported)
+
+    if workers <= 1:
+        for chunk in chunks():
+            write(chunk, _normalise_chunk([r.get("number", "") for _, r in chunk], default_region))
+        return result
+    import collections
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        in_flight: collections.deque = collections.deque()
+        for chunk in chunks():
+            in_flight.append((chunk, pool.submit(_normalise_chunk, [r.get("number", "") for _, r in chunk],
+                                                 default_region)))
+            if len(in_flight) > workers:
+                done, future = in_flight.popleft()
+                write(done, future.result())
+        while in_flight:
+            done, future = in_flight.popleft()
+            write(done, future.result())
+    return result
+
+
+def write_csv(stream: io.TextIOBase, rows: Iterable[dict], columns: tuple[str, ...]) -> int:
+    writer = csv.writer(stream)
+    writer.writerow(columns)
+    count = 0
+    for row in rows:
+        writer.writerow([row.get(c, "") for c in columns])
+        count += 1
+    return count

@@ -1,0 +1,167 @@
+"""Opening the store: migrations, WAL, two connections to one file, files that are not a store."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from smppguard.store import migrations
+from smppguard.store.changelog import Change, write
+from smppguard.store.db import NotFound, StoreError, connect, node_id
+from smppguard.store.migrations import MIGRATIONS, migrate
+
+#: The tables the store cannot work without (later migrations may add more).
+TABLES = {"blacklist", "optout", "dead", "tz_override", "consent", "send_history", "audit", "changelog", "meta",
+          "schema_migrations"}
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "store.db"
+
+
+@pytest.fixture
+def db(path):
+    conn = connect(path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                       "AND name NOT LIKE 'sqlite_%'")}
+
+
+def test_fresh_file_gets_every_table_and_a_migration_row(path, db):
+    assert path.exists()
+    assert tables(db) >= TABLES
+    rows = db.execute("SELECT version, name, applied_at FROM schema_migrations").fetchall()
+    assert [(v, n) for v, n, _ in rows] == [(i, fn.__name__) for i, fn in enumerate(MIGRATIONS, 1)]
+    assert rows[0][1] == "m001_initial"
+    assert all(at > 0 for _, _, at in rows)
+    indexes = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                        "AND name NOT LIKE 'sqlite_%'")}
+    assert indexes >= {"send_history_number", "send_history_time", "audit_at"}
+
+
+def test_connection_settings(db):
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert db.isolation_level is None and not db.in_transaction
+
+
+def test_connecting_twice_applies_nothing_the_second_time(path, monkeypatch):
+    first = connect(path)
+    try:
+        before = tables(first)
+    finally:
+        first.close()
+    calls = []
+    monkeypatch.setattr(migrations, "MIGRATIONS",
+                        tuple(lambda db, fn=fn: calls.append(fn.__name__) or fn(db) for fn in MIGRATIONS))
+    second = connect(path)
+    try:
+        assert calls == []
+        assert migrate(second) == []
+        assert second.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+        assert tables(second) == before
+    finally:
+        second.close()
+
+
+def test_migrate_reports_what_it_applied(path):
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert migrate(conn) == [fn.__name__ for fn in MIGRATIONS]
+        assert MIGRATIONS[0].__name__ == "m001_initial"
+        assert migrate(conn) == []
+    finally:
+        conn.close()
+
+
+def test_a_failing_migration_leaves_neither_tables_nor_record(path, monkeypatch):
+    def m002_broken(db):
+        db.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("boom")
+
+    reference = connect(path.with_name("reference.db"))
+    expected = tables(reference)
+    reference.close()
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS + (m002_broken,))
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            migrate(conn)
+        assert not conn.in_transaction
+        assert "half_done" not in tables(conn)
+        assert tables(conn) == expected  # the earlier migrations were each committed before this one failed
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(
+            range(1, len(MIGRATIONS) + 1))
+    finally:
+        conn.close()
+
+
+def test_two_connections_to_one_file_both_work(path):
+    a = connect(path)
+    b = connect(path)
+    try:
+        write(a, [Change("blacklist", "add", 8613800000001)], origin="a")
+        assert b.execute("SELECT number FROM blacklist").fetchall() == [(8613800000001,)]
+        # a reader in an open transaction (WAL snapshot) does not block the other connection's writes
+        b.execute("BEGIN")
+        assert b.execute("SELECT COUNT(*) FROM blacklist").fetchone()[0] == 1
+        write(a, [Change("blacklist", "add", 8613800000002)], origin="a")
+        assert b.execute("SELECT COUNT(*) FROM blacklist").fetchone()[0] == 1  # still its snapshot
+        b.execute("COMMIT")
+        assert b.execute("SELECT COUNT(*) FROM blacklist").fetchone()[0] == 2
+        write(b, [Change("blacklist", "remove", 8613800000001)], origin="b")
+        assert a.execute("SELECT number FROM blacklist").fetchall() == [(8613800000002,)]
+        assert [o for (o,) in a.execute("SELECT origin FROM changelog ORDER BY id")] == ["a", "a", "b"]
+        assert b.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_file_that_is_not_sqlite_is_a_store_error(path):
+    path.write_bytes(b"this is not a database, just some text\n" * 200)
+    with pytest.raises(StoreError, match="cannot open store"):
+        connect(path)
+
+
+def test_missing_file_without_create_is_not_found(path):
+    with pytest.raises(NotFound):
+        connect(path, create=False)
+    assert not path.exists()
+    assert issubclass(NotFound, StoreError)
+
+
+def test_existing_file_without_create_opens(path):
+    connect(path).close()
+    conn = connect(path, create=False)
+    conn.close()
+
+
+def test_missing_parent_directories_are_created(tmp_path):
+    path = tmp_path / "a" / "b" / "store.db"
+    conn = connect(path)
+    try:
+        assert path.exists()
+        assert tables(conn) >= TABLES
+    finally:
+        conn.close()
+
+
+def test_node_id_is_created_once_and_shared(path, db):
+    nid = node_id(db)
+    assert len(nid) == 12 and int(nid, 16) >= 0
+    assert node_id(db) == nid
+    other = connect(path)
+    try:
+        assert node_id(other) == nid
+    finally:
+        other.close()
