@@ -70,21 +70,40 @@ def _quiet_until(minute: int, windows) -> int | None:
 
 def next_allowed(now: float, offsets_at: Callable[[float], tuple[int, ...]], windows) -> float | None:
     """None if `now` is allowed at every UTC offset; else the first time it is. Windows chain (20-22 then
-    22-07), and offsets are taken again at each candidate time, so a DST change during the wait counts."""
+    22-07), and offsets are taken again at each candidate time, so a DST change during the wait counts.
+    Strategy: while the offsets stay the same, every instant before the latest window end (over the offsets)
+    is quiet somewhere, so jump there; if an offset changes before that, stop at the change and look again
+    (a window end computed with the old offset is an hour late after a spring-forward change)."""
     t = now
     for _ in range(8 * len(windows) + 8):
-        moved = False
-        for off in offsets_at(t):
+        offsets = offsets_at(t)
+        latest = None
+        for off in offsets:
             local = t + off
-            minute = int(local // 60) % 1440
-            end = _quiet_until(minute, windows)
+            end = _quiet_until(int(local // 60) % 1440, windows)
             if end is not None:
-                day_start = local - (local % 86400)
-                t = day_start + end * 60 - off
-                moved = True
-        if not moved:
+                ends_at = local - (local % 86400) + end * 60 - off
+                latest = ends_at if latest is None else max(latest, ends_at)
+        if latest is None:
             return None if t == now else t
+        if offsets_at(latest) != offsets:
+            latest = _offsets_change(t, latest, offsets_at, offsets)
+        t = latest
     return t  # windows cover the whole day: give the last candidate
+
+
+def _offsets_change(start: float, end: float, offsets_at: Callable[[float], tuple[int, ...]],
+                    offsets: tuple[int, ...]) -> float:
+    """The first whole minute in (start, end] whose offsets differ from `offsets` (offsets change only on
+    the minute; one change at most between two window ends)."""
+    lo, hi = int(start // 60), int(end // 60)  # offsets_at(lo) == offsets, offsets_at(hi) != offsets
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if offsets_at(mid * 60.0) == offsets:
+            lo = mid
+        else:
+            hi = mid
+    return hi * 60.0
 
 
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:

@@ -8,12 +8,17 @@ in the PduBuffer and the transport stops reading on the next chunk (lazy pausing
 a microsecond later costs no epoll change).
 Strategy: asyncio.Protocol rather than streams, because the relay's hot path is one synchronous callback from
 bytes to forwarded bytes: no task switch, no await, and uvloop drives it without a Python-level reader loop.
+Rule 4: what any session sends while a chunk of input is being handled (on this leg or the other) is gathered
+and written once per session when that chunk is done, so N PDUs in one read cost one write, not N system
+calls (the bytes and their order on each connection are unchanged). Outside input handling (timers, tasks,
+connection_lost) `send` writes at once; `close` and `abort` first write what was gathered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Protocol
 
 from ..smpp import commands as cmd
@@ -27,6 +32,34 @@ from . import tasks
 from .window import Outstanding, Window
 
 log = logging.getLogger("smppguard.session")
+
+
+class _WriteBatch:
+    """The sessions of one event loop (one thread) with output gathered during the current input callback."""
+
+    __slots__ = ("depth", "dirty")
+
+    def __init__(self) -> None:
+        self.depth = 0  # > 0 while an input callback runs
+        self.dirty: list[Session] = []
+
+    def flush(self) -> None:
+        dirty = self.dirty
+        while dirty:  # a flush may run handlers (pause_writing) that send more; they land here too
+            sessions = dirty[:]
+            dirty.clear()
+            for session in sessions:
+                session._flush()
+
+
+_local = threading.local()
+
+
+def _write_batch() -> _WriteBatch:
+    batch = getattr(_local, "batch", None)
+    if batch is None:
+        batch = _local.batch = _WriteBatch()
+    return batch
 
 
 class SessionHandler(Protocol):
@@ -61,6 +94,8 @@ class Session(asyncio.Protocol):
         self._enquiring = False
         self.enquire_links_received = 0
         self._ticker: asyncio.Task | None = None
+        self._out: list[bytes] = []  # gathered output, written by _flush (Rule 4)
+        self._batch = _write_batch()
 
     def __repr__(self) -> str:
         return f"<Session {self.label} {self.state.value}>"
@@ -78,6 +113,7 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._loop = asyncio.get_running_loop()
+        self._batch = _write_batch()  # this loop's thread
         self.closed = self._loop.create_future()
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -94,11 +130,25 @@ class Session(asyncio.Protocol):
                 self.transport.pause_reading()
                 self._transport_paused = True
             return
-        self._process()
+        batch = self._batch
+        batch.depth += 1
+        try:
+            self._process()
+        finally:
+            batch.depth -= 1
+            if not batch.depth and batch.dirty:
+                batch.flush()
 
     def eof_received(self) -> bool:
         self.buffer.receive_data(b"")
-        self._process()
+        batch = self._batch
+        batch.depth += 1
+        try:
+            self._process()
+        finally:
+            batch.depth -= 1
+            if not batch.depth and batch.dirty:
+                batch.flush()
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -191,7 +241,24 @@ class Session(asyncio.Protocol):
     def send(self, raw: bytes) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(raw)
+            if self._batch.depth:
+                out = self._out
+                if not out:
+                    self._batch.dirty.append(self)
+                out.append(raw)
+            else:
+                transport.write(raw)
+
+    def _flush(self) -> None:
+        """Write what was gathered during input handling (Rule 4), in one write."""
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def send_request(self, raw: bytes, origin: "Session | None" = None, origin_sequence: int = 0,
                      context: object = None) -> int:
@@ -280,11 +347,13 @@ class Session(asyncio.Protocol):
         """Close after what is queued is written. The only place that tolerates an already-closed transport."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
+            self._flush()
             transport.close()
 
     def abort(self) -> None:
         transport = self.transport
         if transport is not None:
+            self._flush()  # what was sent before the abort goes out first, as when it was written at once
             transport.abort()
 
     async def wait_closed(self) -> None:
