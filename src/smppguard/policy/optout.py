@@ -5,7 +5,8 @@ Scopes: `sender` (source_addr, the default, as Aliyun/Huawei scope by signature)
 cross-platform correlation); the store writes that global entry when the threshold is crossed, so this rule
 only looks keys up.
 Grace: US rules allow one confirmation text within 5 minutes of the opt-out. One message from the same sender
-within `grace` passes only if it is classed `confirmation`; the verdict marks the grace used.
+(or account, for an account-scoped opt-out) within `grace` passes only if it is classed `confirmation`; the
+verdict marks the grace used.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if sub.recipient is None:
         return None
     if sub.traffic_class in s.grace_classes:
-        sid = index.maybe_scope_id("sender", sub.sender)
-        if sid is not None:
+        # The opt-out being confirmed is this sender's, or this account's under `scope = "account"` (us-tcpa).
+        for scope, scope_key in (("sender", sub.sender), ("account", sub.account)):
+            sid = index.maybe_scope_id(scope, scope_key)
+            if sid is None:
+                continue
             key = sub.recipient * SCOPE_SLOTS + sid
             at = index.optout_at.get(key)
             if at is not None and now - at <= s.grace and key not in index.grace_used:

@@ -46,7 +46,12 @@ def status_value(value: Any) -> int:
     return value
 
 
-def common(rule: str, raw: dict[str, Any], *, status: int, reason: str, classes=("marketing",),
+#: Rules apply to marketing by default, and to "confirmation" too: a text that merely looks like an opt-out
+#: confirmation gets no pass, since the one real confirmation is let through earlier by the optout rule's grace.
+DEFAULT_CLASSES = ("marketing", "confirmation")
+
+
+def common(rule: str, raw: dict[str, Any], *, status: int, reason: str, classes=DEFAULT_CLASSES,
            enabled: bool = True, extra: frozenset[str] = frozenset()) -> Common:
     """Check the keys of one [rules.<rule>] table and parse the common ones."""
     for key in raw:

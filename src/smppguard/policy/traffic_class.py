@@ -58,7 +58,7 @@ def parse_classes(raw: list, confirmation_patterns: list[str] | None = None) -> 
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError("every class rule needs a name", key=f"{where}.name")
-        if set(entry) == {"name"}:
+        if not any(entry.get(k) for k in _KEYS - {"name"}):  # an empty list would match every message
             raise ConfigError("a class rule needs at least one of system_id, source_addr, service_type, "
                               "patterns", key=where)
         try:

@@ -1,0 +1,224 @@
+"""Rule `frequency`: at most `max` per `period` per recipient, `min_interval` apart; reservations count."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from policy_helpers import CN_MOBILE, CN_OTHER, DAY, HOUR, MINUTE, NEW_YORK, SHANGHAI, US_NY, at, sub
+
+from smppguard.errors import ConfigError
+from smppguard.policy import frequency, frequency_key, load_policy
+from smppguard.policy.model import SCOPE_SLOTS, Action, Index
+from smppguard.smpp.status import Status
+
+T0 = at(2025, 6, 1, 10)
+S = frequency.parse_settings({})  # 4 per 30 days, 72 h apart, scope global
+NO_INTERVAL = frequency.parse_settings({"min_interval": 0})
+MONTHLY = frequency.parse_settings({"max": 1, "period": "calendar-month", "min_interval": 0})
+
+
+def history(*times: float, number: int = CN_MOBILE) -> Index:
+    index = Index()
+    for t in times:
+        index.record_send(number, t)
+    return index
+
+
+def test_frequency_defaults():
+    assert (S.max, S.period, S.min_interval, S.scope) == (4, 30 * DAY, 72 * HOUR, "global")
+    assert S.applies_to("marketing") and not S.applies_to("transactional")
+
+
+# --- count per period --------------------------------------------------------------------------------------------
+
+
+def test_frequency_fifth_in_30_days_refused():
+    index = Index()
+    for n in range(4):
+        now = T0 + n * 3 * DAY
+        assert frequency.check(sub(), index, now, S) is None
+        index.record_send(CN_MOBILE, now)
+    v = frequency.check(sub(), index, T0 + 12 * DAY, S)
+    assert v.action is Action.REJECT and v.rule == "frequency" and v.status == Status.RSUBMITFAIL
+    assert "4 of 4 in 30 days" in v.reason
+
+
+@pytest.mark.parametrize("now, refused", [
+    (T0 + 30 * DAY, True),  # the first send is exactly 30 days old: still inside [now - 30d, now]
+    (T0 + 30 * DAY + 1, False),  # ... and a second later it has left the window
+])
+def test_frequency_rolling_window_edge(now, refused):
+    index = history(T0, T0 + 3 * DAY, T0 + 6 * DAY, T0 + 9 * DAY)
+    assert (frequency.check(sub(), index, now, S) is not None) is refused
+
+
+def test_frequency_other_recipient_not_counted():
+    index = history(T0, T0 + 3 * DAY, T0 + 6 * DAY, T0 + 9 * DAY)
+    assert frequency.check(sub(CN_OTHER), index, T0 + 12 * DAY, S) is None
+
+
+def test_frequency_invalid_recipient_not_judged():
+    assert frequency.check(sub(None), history(T0), T0, S) is None
+
+
+# --- min_interval ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("elapsed, refused", [
+    (0, True),
+    (HOUR, True),
+    (71 * HOUR + 59 * MINUTE, True),
+    (72 * HOUR - 1, True),
+    (72 * HOUR, False),
+    (80 * HOUR, False),
+])
+def test_frequency_min_interval(elapsed, refused):
+    v = frequency.check(sub(), history(T0), T0 + elapsed, S)
+    if refused:
+        assert v.action is Action.REJECT and "minimum interval 72 h" in v.reason
+    else:
+        assert v is None
+
+
+def test_frequency_zero_interval_disables_the_gap():
+    assert frequency.check(sub(), history(T0), T0, NO_INTERVAL) is None
+
+
+# --- reservations ------------------------------------------------------------------------------------------------
+
+
+def test_frequency_reservations_count_without_history():
+    index = Index()
+    for _ in range(4):
+        assert frequency.check(sub(), index, T0, NO_INTERVAL) is None
+        index.reserve(CN_MOBILE, T0)
+    assert index.history == {}
+    assert frequency.check(sub(), index, T0, NO_INTERVAL).action is Action.REJECT
+    index.release(CN_MOBILE, T0)  # one was refused by the SMSC: it frees its slot
+    assert frequency.check(sub(), index, T0, NO_INTERVAL) is None
+
+
+def test_frequency_reservation_counts_for_the_interval():
+    index = Index()
+    index.reserve(CN_MOBILE, T0)
+    assert frequency.check(sub(), index, T0 + HOUR, S) is not None
+    index.release(CN_MOBILE, T0)
+    assert index.reserved == {}
+    assert frequency.check(sub(), index, T0 + HOUR, S) is None
+
+
+def test_frequency_commit_moves_a_reservation_into_history():
+    index = Index()
+    index.reserve(CN_MOBILE, T0)
+    index.commit(CN_MOBILE, T0)
+    assert index.reserved == {} and index.history == {CN_MOBILE: [T0]}
+    assert index.sends_between(CN_MOBILE, T0, T0) == 1
+    assert frequency.check(sub(), index, T0 + HOUR, S) is not None
+
+
+def test_frequency_release_of_an_unknown_time_is_harmless():
+    index = Index()
+    index.reserve(CN_MOBILE, T0)
+    index.release(CN_MOBILE, T0 + 1)
+    index.release(CN_OTHER, T0)
+    assert index.reserved == {CN_MOBILE: [T0]}
+
+
+# --- calendar month, in the recipient's local time ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sent, now, zone, refused", [
+    # Shanghai is UTC+8. 1 Feb 00:30 local is still 31 Jan in UTC, yet it is this (local) month on 1 Feb.
+    (at(2025, 2, 1, 0, 30), at(2025, 2, 1, 9), SHANGHAI, True),
+    # 31 Jan 23:00 local is last month, although it is 15:00 UTC on 31 Jan, only ten hours before now in UTC.
+    (at(2025, 1, 31, 23), at(2025, 2, 1, 9), SHANGHAI, False),
+    (at(2025, 2, 1, 0, 0), at(2025, 2, 28, 23, 59), SHANGHAI, True),
+    # New York is behind UTC: 31 Jan 20:00 local is 1 Feb 01:00 UTC, but last month for the recipient.
+    (at(2025, 1, 31, 20, zone=NEW_YORK), at(2025, 2, 1, 9, zone=NEW_YORK), NEW_YORK, False),
+    # ... and 31 Jan 22:00 local (1 Feb UTC) is still January: a send on 2 Jan counts.
+    (at(2025, 1, 2, 9, zone=NEW_YORK), at(2025, 1, 31, 22, zone=NEW_YORK), NEW_YORK, True),
+])
+def test_frequency_calendar_month_in_local_time(sent, now, zone, refused):
+    number = CN_MOBILE if zone == SHANGHAI else US_NY
+    v = frequency.check(sub(number), history(sent, number=number), now, MONTHLY)
+    if refused:
+        assert v.action is Action.REJECT and "this calendar month" in v.reason
+    else:
+        assert v is None
+
+
+def test_frequency_calendar_month_uses_the_per_number_zone():
+    sent, now = at(2025, 2, 1, 0, 30), at(2025, 2, 1, 9)  # both 1 Feb in Shanghai
+    index = history(sent)
+    assert frequency.check(sub(), index, now, MONTHLY) is not None
+    index.tz[CN_MOBILE] = "Europe/London"  # 31 Jan 16:30 and 1 Feb 01:00 in London: different months
+    assert frequency.check(sub(), index, now, MONTHLY) is None
+
+
+def test_frequency_period_start_calendar_month():
+    start = frequency.period_start(sub(), Index(), at(2025, 3, 15, 12), MONTHLY)
+    assert start == at(2025, 3, 1)
+    ny = frequency.period_start(sub(US_NY), Index(), at(2025, 3, 15, 12, zone=NEW_YORK), MONTHLY)
+    assert ny == at(2025, 3, 1, zone=NEW_YORK)  # EST on the 1st although EDT on the 15th
+
+
+# --- scope -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope, refused", [("global", True), ("account", False)])
+def test_frequency_scope_other_accounts_sends(scope, refused):
+    s = frequency.parse_settings({"scope": scope})
+    index = Index()
+    other = sub(account="other")
+    index.record_send(frequency.key(other, index, s), T0)
+    assert (frequency.check(sub(account="acme"), index, T0 + HOUR, s) is not None) is refused
+    assert frequency.check(other, index, T0 + HOUR, s) is not None  # its own send always counts
+
+
+def test_frequency_key_packs_the_account():
+    s = frequency.parse_settings({"scope": "account"})
+    index = Index()
+    k = frequency.key(sub(account="acme"), index, s)
+    assert divmod(k, SCOPE_SLOTS) == (CN_MOBILE, index.maybe_scope_id("account", "acme"))
+    assert frequency.key(sub(account="acme"), index, S) == CN_MOBILE
+
+
+def test_frequency_key_from_policy():
+    policy = load_policy()
+    assert frequency_key(sub(), Index(), policy) == CN_MOBILE
+    assert frequency_key(sub(None), Index(), policy) is None
+    assert frequency_key(sub(traffic_class="transactional"), Index(), policy) is None
+    assert frequency_key(sub(), Index(), load_policy(rules={"frequency": {"enabled": False}})) is None
+
+
+@pytest.mark.parametrize("raw, key", [({"max": -1}, "rules.frequency.max"),
+                                      ({"max": 2.5}, "rules.frequency.max"),
+                                      ({"period": "monthly"}, "rules.frequency.period"),
+                                      ({"min_interval": "3 days"}, "rules.frequency.min_interval"),
+                                      ({"scope": "sender"}, "rules.frequency.scope")])
+def test_frequency_bad_settings_name_the_key(raw, key):
+    with pytest.raises(ConfigError) as e:
+        frequency.parse_settings(raw)
+    assert e.value.key == key
+
+
+# --- invariant ---------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(gaps=st.lists(st.floats(0, 20 * DAY), min_size=1, max_size=40),
+       cap=st.integers(0, 5), period_d=st.integers(1, 30), interval_h=st.sampled_from([0, 1, 24, 72]))
+def test_frequency_allowed_sends_never_break_the_cap(gaps, cap, period_d, interval_h):
+    s = frequency.parse_settings({"max": cap, "period": f"{period_d}d", "min_interval": f"{interval_h}h"})
+    index, now, sent = Index(), T0, []
+    for gap in gaps:
+        now += gap
+        if frequency.check(sub(), index, now, s) is None:
+            index.record_send(CN_MOBILE, now)
+            sent.append(now)
+    period = period_d * DAY
+    for i in range(len(sent) - cap):
+        assert sent[i + cap] - sent[i] > period  # no closed window of `period` holds cap + 1 sends
+    for a, b in zip(sent, sent[1:], strict=False):
+        assert b - a >= interval_h * HOUR

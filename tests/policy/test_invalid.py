@@ -1,0 +1,56 @@
+"""Rule `invalid`: a destination that did not normalise to a valid number is refused with RINVDSTADR."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from policy_helpers import CN_MOBILE, at, sub
+
+from smppguard.errors import ConfigError
+from smppguard.policy import invalid
+from smppguard.policy.model import Action, Index
+from smppguard.smpp.status import Status
+
+NOW = at(2025, 6, 13, 10)
+S = invalid.parse_settings({})
+
+
+def test_invalid_defaults_apply_to_every_class():
+    assert S.enabled and S.classes == {"*"} and S.status == Status.RINVDSTADR
+    for cls in ("marketing", "transactional", "confirmation", "anything"):
+        assert S.applies_to(cls)
+
+
+def test_invalid_refuses_a_number_that_did_not_normalise():
+    v = invalid.check(sub(None, address="1380013"), Index(), NOW, S)
+    assert v.action is Action.REJECT and v.rule == "invalid" and v.status == Status.RINVDSTADR
+    assert "'1380013'" in v.reason
+
+
+def test_invalid_has_no_opinion_on_a_valid_number():
+    assert invalid.check(sub(CN_MOBILE), Index(), NOW, S) is None
+
+
+@pytest.mark.parametrize("raw, status", [({"status": 0x45}, 0x45), ({"status": "RSUBMITFAIL"}, 0x45),
+                                         ({"status": "ESME_RINVDSTADR"}, 0x0B), ({"status": "0x58"}, 0x58)])
+def test_invalid_status_by_number_or_name(raw, status):
+    assert invalid.parse_settings(raw).status == status
+
+
+@pytest.mark.parametrize("raw, key", [({"enabled": "yes"}, "rules.invalid.enabled"),
+                                      ({"status": 0}, "rules.invalid.status"),
+                                      ({"status": "NOPE"}, "rules.invalid.status"),
+                                      ({"classes": "marketing"}, "rules.invalid.classes"),
+                                      ({"reason": 3}, "rules.invalid.reason"),
+                                      ({"expire": "1d"}, "rules.invalid.expire")])
+def test_invalid_bad_settings_name_the_key(raw, key):
+    with pytest.raises(ConfigError) as e:
+        invalid.parse_settings(raw)
+    assert e.value.key == key
+
+
+@given(st.one_of(st.none(), st.integers(1, 10**15)))
+def test_invalid_rejects_exactly_the_none_recipients(recipient):
+    v = invalid.check(sub(recipient), Index(), NOW, S)
+    assert (v is not None) == (recipient is None)

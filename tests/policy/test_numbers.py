@@ -1,0 +1,140 @@
+"""numbers.py: destination addresses to one E.164 int per subscriber, and numbers to candidate zones."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from policy_helpers import AU_MOBILE, CN_MOBILE, NO_ZONE, US_NY, US_TOLL_FREE, at
+
+from smppguard.policy.numbers import (
+    candidate_zones,
+    check_region,
+    check_zone,
+    e164,
+    normalise,
+    region_of,
+    utc_offsets,
+    zones_for,
+)
+
+TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL = 0, 1, 2
+
+
+# --- normalise ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["13800138000", "8613800138000", "+8613800138000", "008613800138000",
+                                     " 13800138000 ", "013800138000", "+86 138 0013 8000", "138-0013-8000"])
+def test_normalise_cn_forms_are_one_int(address):
+    assert normalise(address, TON_UNKNOWN, "CN") == CN_MOBILE
+
+
+@pytest.mark.parametrize("address, ton, region, expected", [
+    # TON 1 (international): the digits carry the country code, whatever the default region.
+    ("8613800138000", TON_INTERNATIONAL, None, CN_MOBILE),
+    ("8613800138000", TON_INTERNATIONAL, "US", CN_MOBILE),
+    ("13800138000", TON_INTERNATIONAL, "CN", None),  # read as +1 380..., not a valid number
+    ("2125550123", TON_INTERNATIONAL, "US", None),  # read as +212 (Morocco) ...
+    # TON 0 (unknown): the digits decide, the default region fills in a missing country code.
+    ("13800138000", TON_UNKNOWN, "CN", CN_MOBILE),
+    ("8613800138000", TON_UNKNOWN, "CN", CN_MOBILE),
+    ("8613800138000", TON_UNKNOWN, None, CN_MOBILE),
+    ("13800138000", TON_UNKNOWN, None, None),  # national without a region: no country code to give it
+    # TON 2 (national): needs the default region.
+    ("13800138000", TON_NATIONAL, "CN", CN_MOBILE),
+    ("2125550123", TON_NATIONAL, "US", US_NY),
+    ("8613800138000", TON_NATIONAL, None, None),
+])
+def test_normalise_ton(address, ton, region, expected):
+    assert normalise(address, ton, region) == expected
+
+
+@pytest.mark.parametrize("address, region, expected", [
+    ("2125550123", "US", US_NY),
+    ("12125550123", "US", US_NY),
+    ("(212) 555-0123", "US", US_NY),
+    ("1 (212) 555-0123", "US", US_NY),
+    ("+12125550123", None, US_NY),
+    ("011442071234567", "US", 442071234567),  # US international prefix 011
+    ("01161412345678", "US", AU_MOBILE),
+    ("0061412345678", "CN", AU_MOBILE),
+    ("+390612345678", None, 390612345678),  # Italian leading zero kept
+])
+def test_normalise_national_and_international_prefixes(address, region, expected):
+    assert normalise(address, TON_UNKNOWN, region) == expected
+
+
+@pytest.mark.parametrize("address", ["", " ", "+", "abc", "123", "+86", "1380013800", "+1380013800",
+                                     "+861380013800099", "ACME", "+0013800138000", "138 0013 800",
+                                     "1" * 5000, "+" + "9" * 40])
+@pytest.mark.parametrize("ton", [TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL])
+def test_normalise_invalid_is_none(address, ton):
+    assert normalise(address, ton, "CN") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(address=st.one_of(st.text(max_size=40),
+                         st.from_regex(r"\+?(00|011|0)?[0-9]{5,16}", fullmatch=True),
+                         st.text(alphabet="0123456789+ -()", max_size=24)),
+       ton=st.integers(0, 6), region=st.sampled_from([None, "CN", "US", "AU", "GB", "IT", "IN"]))
+def test_normalise_never_raises_and_gives_valid_e164(address, ton, region):
+    number = normalise(address, ton, region)
+    assert number is None or (number > 0 and phonenumbers.is_valid_number(phonenumbers.parse(e164(number))))
+
+
+# --- zones -------------------------------------------------------------------------------------------------------
+
+
+def test_zones_for_cn_mobile_is_shanghai():
+    assert zones_for(CN_MOBILE) == ("Asia/Shanghai",)
+
+
+def test_zones_for_au_mobile_gives_eight_zones():
+    zones = zones_for(AU_MOBILE)
+    assert len(zones) == 8
+    assert {"Australia/Perth", "Australia/Sydney", "Australia/Lord_Howe"} <= set(zones)
+
+
+def test_zones_for_us_toll_free_gives_many_zones():
+    zones = zones_for(US_TOLL_FREE)
+    assert len(zones) == 42
+    assert {"America/New_York", "America/Los_Angeles", "Pacific/Honolulu"} <= set(zones)
+
+
+def test_zones_for_unknown_is_empty():
+    assert zones_for(NO_ZONE) == ()
+    assert "Etc/Unknown" not in zones_for(US_TOLL_FREE)
+
+
+@pytest.mark.parametrize("number, override, fallback, expected", [
+    (CN_MOBILE, None, "UTC", ("Asia/Shanghai",)),
+    (CN_MOBILE, "Europe/Paris", "UTC", ("Europe/Paris",)),  # the per-number override wins
+    (AU_MOBILE, "Australia/Perth", "UTC", ("Australia/Perth",)),
+    (NO_ZONE, None, "Asia/Shanghai", ("Asia/Shanghai",)),  # no zone known: the fallback
+])
+def test_candidate_zones(number, override, fallback, expected):
+    assert candidate_zones(number, override, fallback) == expected
+
+
+def test_utc_offsets_are_distinct_and_follow_dst():
+    zones = ("Australia/Sydney", "Australia/Melbourne", "Australia/Perth")
+    assert utc_offsets(zones, at(2025, 1, 15, 12, zone="UTC")) == (8 * 3600, 11 * 3600)  # Sydney = Melbourne
+    assert utc_offsets(zones, at(2025, 7, 15, 12, zone="UTC")) == (8 * 3600, 10 * 3600)
+
+
+def test_region_of():
+    assert region_of(CN_MOBILE) == "CN"
+    assert region_of(AU_MOBILE) == "AU"
+    assert region_of(US_NY) == "US"
+
+
+def test_check_region_and_zone():
+    assert check_region("cn") == "CN"
+    with pytest.raises(ValueError):
+        check_region("XX")
+    assert check_zone("Asia/Shanghai") == "Asia/Shanghai"
+    for bad in ("Mars/Base", "../etc", ""):
+        with pytest.raises(ValueError):
+            check_zone(bad)
