@@ -23,7 +23,13 @@ from .reports import audit, stats
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="smppguard")
 def main() -> None:
-    """smppguard: an SMPP compliance proxy between legacy SMS senders and the carrier's SMSC."""
+    """smppguard: an SMPP compliance proxy between legacy SMS senders and the carrier's SMSC.
+
+    \b
+    Example:
+        smppguard run --config /etc/smppguard/smppguard.toml
+        smppguard blacklist add 13800138000 --config /etc/smppguard/smppguard.toml
+    """
 
 
 @main.command()
@@ -178,6 +184,7 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     from ..policy.numbers import candidate_zones, e164, region_of
     from ..store.db import StoreError, connect
     from ..store.index import load_index
+    from ..store.lists import apply_due_removals
 
     cfg = _load(config_path)
     now = _parse_at(at)
@@ -186,6 +193,7 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     except StoreError as e:
         raise click.ClickException(str(e)) from None
     try:
+        apply_due_removals(db)  # as every list command does: the daemon would have applied them too
         index = load_index(db, cfg.policy, now)
     finally:
         db.close()

@@ -35,7 +35,8 @@ class _Counting:
 
 def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_threshold: int = 0) -> None:
     """Shared by the import commands: progress by bytes, bad rows reported by line, the rest imported."""
-    stdin = file.name in ("<stdin>", "-")
+    # A stream with no name (click re-wraps stdin; CliRunner's stdin is a BytesIO) has no size to show either.
+    stdin = getattr(file, "name", "-") in ("<stdin>", "-")
     show = not (silent or stdin or not sys.stderr.isatty())
     size = os.fstat(file.fileno()).st_size if not stdin else 0
     started = time.monotonic()
@@ -61,7 +62,13 @@ def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_thre
 
 @click.group(context_settings=CONTEXT)
 def blacklist() -> None:
-    """The global blacklist: complaints, carrier and regulator lists."""
+    """The global blacklist: complaints, carrier and regulator lists.
+
+    \b
+    Example:
+        smppguard blacklist add 13800138000 --source complaint --reason "10086 complaint"
+        smppguard blacklist list --json
+    """
 
 
 @blacklist.command("add")
@@ -154,7 +161,7 @@ def blacklist_export(ctx: Ctx, file, source) -> None:
     """
     rows = ({**r, "added_at": when(r["added_at"])} for r in lists.list_blacklist(ctx.db, source=source))
     n = lists.write_csv(file, rows, ("number", "source", "reason", "added_at", "actor"))
-    if file.name not in ("<stdout>", "-"):
+    if getattr(file, "name", "-") not in ("<stdout>", "-"):
         click.echo(f"exported {n} rows")
 
 
@@ -226,7 +233,13 @@ def _need_key(scope: str, key: str) -> None:
 
 @click.group(context_settings=CONTEXT)
 def optout() -> None:
-    """Opt-outs: recipients who replied T, TD, 退订 or STOP."""
+    """Opt-outs: recipients who replied T, TD, 退订 or STOP.
+
+    \b
+    Example:
+        smppguard optout add 13800138000 --scope sender --key ACME --keyword TD
+        smppguard optout list --number 13800138000
+    """
 
 
 @optout.command("add")
@@ -330,7 +343,7 @@ def optout_export(ctx: Ctx, file) -> None:
     """
     rows = ({**r, "added_at": when(r["added_at"])} for r in lists.list_optouts(ctx.db))
     n = lists.write_csv(file, rows, ("number", "scope", "key", "keyword", "source", "added_at"))
-    if file.name not in ("<stdout>", "-"):
+    if getattr(file, "name", "-") not in ("<stdout>", "-"):
         click.echo(f"exported {n} rows")
 
 
@@ -338,7 +351,13 @@ def optout_export(ctx: Ctx, file) -> None:
 
 @click.group(context_settings=CONTEXT)
 def consent() -> None:
-    """The consent ledger: when, how and with what wording a recipient agreed."""
+    """The consent ledger: when, how and with what wording a recipient agreed.
+
+    \b
+    Example:
+        smppguard consent grant 13800138000 --source "web signup" --confirmed
+        smppguard consent show 13800138000
+    """
 
 
 @consent.command("grant")
@@ -398,7 +417,12 @@ def consent_show(ctx: Ctx, fmt, number) -> None:
 
 @click.group(context_settings=CONTEXT)
 def tz() -> None:
-    """Per-number time-zone overrides (where phonenumbers' zone is wrong, e.g. split area codes)."""
+    """Per-number time-zone overrides (where phonenumbers' zone is wrong, e.g. split area codes).
+
+    \b
+    Example:
+        smppguard tz set +61412345678 Australia/Perth
+    """
 
 
 @tz.command("set")
@@ -425,7 +449,13 @@ def tz_set(ctx: Ctx, number, zone) -> None:
 
 @click.group(context_settings=CONTEXT)
 def dead() -> None:
-    """Dead numbers (empty or suspended), learned from receipts; entries expire."""
+    """Dead numbers (empty or suspended), learned from receipts; entries expire.
+
+    \b
+    Example:
+        smppguard dead list
+        smppguard dead clear 13800138000
+    """
 
 
 @dead.command("list")
@@ -449,7 +479,7 @@ def dead_list(ctx: Ctx, fmt, include_expired) -> None:
 @click.argument("numbers", nargs=-1)
 @click.option("--all", "clear_all", is_flag=True, help="Clear every entry.")
 def dead_clear(ctx: Ctx, numbers, clear_all) -> None:
-    """Forget dead-number entries (the numbers may be messaged again).
+    """Forget dead-number entries (the numbers may be messaged again). Exit 1 if none of them was dead.
 
     \b
     Example:
@@ -460,3 +490,4 @@ def dead_clear(ctx: Ctx, numbers, clear_all) -> None:
         raise click.UsageError("give NUMBERS or --all")
     n = lists.clear_dead(ctx.db, None if clear_all else _numbers(ctx, numbers))
     click.echo(f"cleared {n} entr{'ies' if n != 1 else 'y'}")
+    exit_if_empty(n)

@@ -30,8 +30,12 @@ def audit(ctx: Ctx, fmt, number, rule, since, limit) -> None:
         a = ctx.config.audit
         recipients = (audit_store.mask_recipient(n, number, a.recipient, a.salt), f"+{n}")
     rows = audit_store.query(ctx.db, recipients=recipients, rule=rule, since=since, limit=limit)
-    exit_if_empty(emit(rows, ("at", "rule", "action", "status", "recipient", "account", "sender", "reason",
-                              "actor"), fmt, times=("at",)))
+    found = emit(rows, ("at", "rule", "action", "status", "recipient", "account", "sender", "reason", "actor"), fmt,
+                 times=("at",))
+    if found and number and ctx.config.audit.recipient == "masked":  # the promise in store/audit.py's docstring
+        click.echo(f"note: recipients are masked ({recipients[0]}); rows of other numbers with the same visible "
+                   "digits match too", err=True)
+    exit_if_empty(found)
 
 
 @click.command("stats")

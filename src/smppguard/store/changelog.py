@@ -101,7 +101,7 @@ def _log_rows(rows: list[Change]) -> list[tuple]:
 
 
 def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, actor: str = "",
-          correlation_threshold: int = 0, now: float | None = None) -> int:
+          correlation_threshold: int = 0, now: float | None = None, in_transaction: bool = False) -> int:
     """Apply `changes` and log them in one transaction. Returns how many rows were logged (correlation may add
     global opt-outs). Changes without a time get `now`; without an origin, this store's."""
     stamp = time.time() if now is None else now
@@ -111,16 +111,22 @@ def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, act
              for c in changes]
     if not batch:
         return 0
+    if in_transaction:  # the caller's transaction: its other writes and these commit together
+        return _write_batch(db, batch, correlation_threshold)
     db.execute("BEGIN IMMEDIATE")
     try:
-        written = _apply(db, batch)
-        if correlation_threshold:
-            extra = _correlate(db, batch, correlation_threshold)
-            written += _apply(db, extra)
+        written = _write_batch(db, batch, correlation_threshold)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+    return written
+
+
+def _write_batch(db: sqlite3.Connection, batch: list[Change], correlation_threshold: int) -> int:
+    written = _apply(db, batch)
+    if correlation_threshold:
+        written += _apply(db, _correlate(db, batch, correlation_threshold))
     return written
 
 
@@ -130,8 +136,11 @@ def _apply(db: sqlite3.Connection, batch: list[Change]) -> int:
         sql, params = _SQL[(kind, op)]
         db.executemany(sql, [params(c) for c in rows])
         db.executemany(_LOG, _log_rows(rows))
-        if op == "add" and kind in ("blacklist", "optout"):
+        if op == "add" and kind == "optout":
             _cancel_removals(db, rows)
+        elif op == "add" and kind == "blacklist":
+            # a new complaint, carrier or regulator listing; re-adding by hand (or restoring a backup) is not
+            _cancel_removals(db, [c for c in rows if c.data.get("source", "manual") != "manual"])
     return len(batch)
 
 

@@ -135,10 +135,12 @@ def apply_due_removals(db: sqlite3.Connection, now: float | None = None) -> list
     due = db.execute("SELECT id, number, reason, actor FROM pending_removal "
                      "WHERE status = 'pending' AND effective_at <= ?", (now,)).fetchall()
     done = []
+    origin = node_id(db)
     for rid, number, reason, actor in due:
         db.execute("BEGIN IMMEDIATE")
         try:
-            # re-check inside the transaction: a complaint may have cancelled it a moment ago
+            # re-check inside the transaction: a complaint may have cancelled it a moment ago; the status, the
+            # audit row and the removal itself commit together, so no complaint can fall between them
             row = db.execute("SELECT status FROM pending_removal WHERE id = ?", (rid,)).fetchone()
             if row is None or row[0] != "pending":
                 db.execute("ROLLBACK")
@@ -147,12 +149,12 @@ def apply_due_removals(db: sqlite3.Connection, now: float | None = None) -> list
                        (now, "observation period ended", rid))
             db.execute("INSERT OR REPLACE INTO watched VALUES (?, ?, ?)", (number, now, reason))
             _audit(db, now, "blacklist-removal", "done", number, reason, actor)
+            changelog.write(db, [Change("blacklist", "remove", number, data={"reason": reason})],
+                            origin=origin, actor=actor, now=now, in_transaction=True)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        changelog.write(db, [Change("blacklist", "remove", number, data={"reason": reason})],
-                        origin=node_id(db), actor=actor, now=now)
         done.append(number)
     return done
 
@@ -236,9 +238,12 @@ def list_dead(db: sqlite3.Connection, *, include_expired: bool = False, now: flo
 
 def clear_dead(db: sqlite3.Connection, numbers: Iterable[int] | None = None, *, actor: str | None = None,
                now: float | None = None) -> int:
-    """Forget dead-number entries (all when `numbers` is None)."""
+    """Forget dead-number entries (all when `numbers` is None); returns how many there were."""
     if numbers is None:
         numbers = [n for (n,) in db.execute("SELECT number FROM dead")]
+    else:  # count (and log) only entries that exist, so "cleared 1 entry" is never said of a live number
+        numbers = [n for n in dict.fromkeys(numbers)
+                   if db.execute("SELECT 1 FROM dead WHERE number = ?", (n,)).fetchone()]
     changes = [Change("dead", "remove", n) for n in numbers]
     return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now)
 
@@ -324,8 +329,9 @@ def import_rows(db: sqlite3.Connection, rows: Iterable[tuple[int, dict]],
             except (ValueError, KeyError) as e:
                 result.errors.append((line, str(e) if not isinstance(e, KeyError) else f"missing column {e}"))
         if changes:
-            result.imported += changelog.write(db, changes, origin=origin, actor=actor,
-                                               correlation_threshold=correlation_threshold)
+            # count the file's rows: write() also counts the global opt-outs correlation adds
+            changelog.write(db, changes, origin=origin, actor=actor, correlation_threshold=correlation_threshold)
+            result.imported += len(changes)
         if progress:
             progress(result.imported)
 

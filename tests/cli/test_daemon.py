@@ -1,0 +1,108 @@
+"""The CLI against a running daemon: changes apply live through the change log, removals when their period ends.
+
+The daemon is `helpers.Stack(config, store=True)` (simulator + proxy + store writer with its change-log tail) in
+a background loop; the CLI runs in this thread through CliRunner on the same config file, as an operator would.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import smpplib.smpp
+from cli_helpers import OPERATOR, as_json, config_text, sql
+
+from helpers import Stack, make_config, smpplib_client
+from smppguard.smpp.status import Status
+
+BLACKLIST_STATUS = 0x401  # distinct from the frequency cap's 0x45, so a refusal names its rule
+EXTRA = f"""
+[rules.quiet_hours]
+enabled = false
+
+[rules.frequency]
+min_interval = "0s"
+
+[rules.blacklist]
+status = {BLACKLIST_STATUS:#x}
+"""
+NUMBER = 8613700000001
+DEST = "13700000001"
+
+
+@pytest.fixture
+def config_path(tmp_path, db_path):
+    path = tmp_path / "smppguard.toml"
+    path.write_text(config_text(db_path, EXTRA))
+    return path
+
+
+@pytest.fixture
+def daemon(config_path):
+    cfg = make_config(config_path.read_text(), session={"response_timeout": 5.0, "enquire_link_interval": 30.0})
+    with Stack(cfg, store=True) as stack:
+        client = smpplib_client(stack.address)
+        try:
+            client.bind_transmitter(system_id="acme", password="pw")
+            yield stack, client
+        finally:
+            client.disconnect()
+
+
+def send(client, dest: str, text: str):
+    """A marketing submit_sm through smpplib; returns the submit_sm_resp."""
+    pdu = smpplib.smpp.make_pdu("submit_sm", client=client, source_addr_ton=5, source_addr="ACME", dest_addr_ton=0,
+                                dest_addr_npi=1, destination_addr=dest, short_message=text.encode())
+    client.send_pdu(pdu)
+    while True:
+        resp = client.read_pdu()
+        if resp.command == "submit_sm_resp":
+            assert resp.sequence == pdu.sequence
+            return resp
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_daemon_blacklist_add_refuses_the_next_marketing_message_within_a_second(cli, daemon):
+    stack, client = daemon
+    assert send(client, DEST, "Sale today!").status == Status.ROK
+    r = cli("blacklist", "add", DEST, "--source", "complaint", "--reason", "10086 complaint")
+    assert (r.exit_code, r.stdout) == (0, "blacklisted 1 number\n")
+    written = time.monotonic()
+    assert wait_for(lambda: NUMBER in stack.store.guard.index.blacklist, timeout=1.0)
+    assert send(client, DEST, "Sale again!").status == BLACKLIST_STATUS
+    took = time.monotonic() - written
+    assert took < 1.2, f"refused {took:.2f}s after the CLI wrote the change"
+    assert [m.fields["short_message"] for m in stack.sim.received] == [b"Sale today!"]
+
+
+def test_daemon_applies_a_pending_removal_when_its_period_ends(cli, daemon, db_path):
+    stack, client = daemon
+    index = stack.store.guard.index
+    cli("blacklist", "add", DEST, "--source", "complaint")
+    assert wait_for(lambda: NUMBER in index.blacklist, timeout=1.0)
+    r = cli("blacklist", "remove", DEST, "--reason", "customer verified", "--observe", "3d")
+    assert r.exit_code == 0
+    # shorten the observation period to one second; from here on no CLI command runs until the check below
+    sql(db_path, "UPDATE pending_removal SET effective_at = ? WHERE status = 'pending'", (time.time() + 1.0,))
+    shortened = time.monotonic()
+    assert send(client, DEST, "Sale!").status == BLACKLIST_STATUS  # still observed
+    assert wait_for(lambda: NUMBER not in index.blacklist, timeout=2.5)
+    took = time.monotonic() - shortened
+    assert send(client, DEST, "Sale!").status == Status.ROK
+    assert 0.9 < took < 2.5, f"removed {took:.2f}s after the period was set to end in 1s"
+    assert sql(db_path, "SELECT status FROM pending_removal") == [("done",)]
+    assert sql(db_path, "SELECT number FROM watched") == [(NUMBER,)]
+    stack.run(stack.store.writer.flush())  # the proxy's audit rows are group-committed: flush before reading
+    rows = as_json(cli("audit", "--number", DEST, "--json"))
+    assert [(x["rule"], x["action"], x["actor"], x["account"]) for x in rows] == [
+        ("blacklist-removal", "done", OPERATOR, ""),
+        ("blacklist", "reject", "", "acme"),
+        ("blacklist-removal", "requested", OPERATOR, "")]
