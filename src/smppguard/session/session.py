@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import threading
 from typing import Protocol
 
@@ -32,6 +33,7 @@ from . import tasks
 from .window import Outstanding, Window
 
 log = logging.getLogger("smppguard.session")
+_U32_AT = struct.Struct(">I").unpack_from
 
 
 class _WriteBatch:
@@ -95,6 +97,8 @@ class Session(asyncio.Protocol):
         self.enquire_links_received = 0
         self._ticker: asyncio.Task | None = None
         self._out: list[bytes] = []  # gathered output, written by _flush (Rule 4)
+        self._allowed_state: BindState | None = None  # the state `_allowed` was looked up for
+        self._allowed: frozenset[int] = frozenset()
         self._batch = _write_batch()
 
     def __repr__(self) -> str:
@@ -175,22 +179,28 @@ class Session(asyncio.Protocol):
             return
         self._processing = True
         try:
-            buffer = self.buffer
-            while not self._pause_reasons and self.transport is not None:
+            next_pdu = self.buffer.next_pdu
+            dispatch = self._dispatch
+            reasons = self._pause_reasons  # mutated in place by pause / resume, never replaced
+            while not reasons and self.transport is not None:
                 try:
-                    pdu = buffer.next_pdu()
+                    pdu = next_pdu()
                 except PduError as e:
                     self._protocol_error(e)
                     return
                 if pdu is NEED_DATA:
                     return
-                self._dispatch(pdu)  # type: ignore[arg-type]
+                dispatch(pdu)  # type: ignore[arg-type]
         finally:
             self._processing = False
 
     def _dispatch(self, pdu: Pdu) -> None:
         command_id = pdu.command_id
-        if command_id not in ALLOWED[(self.role, self.state)]:
+        state = self.state
+        if state is not self._allowed_state:  # the table lookup hashes two Enums: once per state change
+            self._allowed = ALLOWED[(self.role, state)]
+            self._allowed_state = state
+        if command_id not in self._allowed:
             self._illegal(pdu)
         elif command_id & RESPONSE_BIT:
             was_full = self.window.full
@@ -266,7 +276,7 @@ class Session(asyncio.Protocol):
         reaches the handler. Returns the sequence number used on this leg."""
         window = self.window
         seq = window.allocate()
-        window.add(seq, Outstanding(int.from_bytes(raw[4:8], "big"),
+        window.add(seq, Outstanding(_U32_AT(raw, 4)[0],
                                     self._loop.time() + self.response_timeout,  # type: ignore[union-attr]
                                     origin, origin_sequence, None, context))
         self.send(renumber(raw, seq))

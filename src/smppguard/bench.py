@@ -1,0 +1,548 @@
+"""The benchmark: the same submit_sm load straight to a sink SMSC and through the proxy, in one run.
+
+`run_bench(messages, binds, window)` starts two child processes, a sink SMSC (``smppguard simulate --sink``)
+and the proxy (``smppguard run`` with a temporary config pointing at the sink), and drives them from a load
+generator in this process:
+
+1. direct: N submit_sm over B binds with W outstanding per bind, straight to the sink;
+2. proxied: the same through the proxy, reading the proxy's CPU time (/proc/<pid>/stat) around it;
+3. low load: 1 bind, window 1, a couple of thousand submit_sm each way, whose latency difference is the
+   cleanest figure for the latency the proxy adds (under load most of the latency is queueing).
+
+Each pass starts with an excluded warm-up. The load generator is an asyncio Protocol (uvloop when installed)
+that sends pre-encoded PDUs, patching only the sequence number (and, with policy "full", the recipient's last
+digits), and parses responses with ``struct.unpack_from`` over one bytearray: it shares the machine's cores
+with both children, so it must be cheap per message. Both children are always terminated (SIGTERM, then
+SIGKILL after 5 s). `policy` (see POLICIES) chooses what the proxy screens; the default, "full", is the
+shipped rule set with a new recipient per message.
+
+Rates depend on what else the machine is doing (the figures include the load average); the proxy's CPU time
+per message is the steadier figure.
+
+``python -m smppguard.bench -n 200000 -b 4 -w 10 [--policy full|off] [--json]`` is ``smppguard bench`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .smpp.commands import CommandId
+from .smpp.fields import encode_body
+from .smpp.pdu import build
+
+#: The issue's targets on the 2-core reference machine (4 binds, window 10).
+TARGET_RATE = 25_000
+TARGET_CPU_US = 30.0
+
+WARMUP = 2_000
+LOW_LOAD_MESSAGES = 2_000
+LOW_LOAD_WARMUP = 200
+START_TIMEOUT = 15.0
+MIN_RATE = 500  # submit_sm/s: a pass slower than this (after a minute's grace) is stuck, and ends in an error
+STOP_TIMEOUT = 5.0
+
+_HEADER = struct.Struct(">IIII")
+_SEQ = struct.Struct(">I")
+_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
+_ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
+
+#: Recipients are valid Chinese mobiles, 86138 followed by 8 digits that the load generator patches in.
+RECIPIENT_PREFIX = b"86138"
+RECIPIENT_DIGITS = 8
+SUBMIT_BODY = encode_body(CommandId.SUBMIT_SM, source_addr_ton=5, source_addr_npi=0, source_addr="smppguard",
+                          dest_addr_ton=1, dest_addr_npi=1,
+                          destination_addr=(RECIPIENT_PREFIX + b"0" * RECIPIENT_DIGITS).decode(),
+                          registered_delivery=0, data_coding=0,
+                          short_message=b"smppguard benchmark: spring sale, 20% off everything this week")
+
+#: What the proxy screens. "full": the shipped rules (config/smppguard.toml defaults, region CN), except that
+#: quiet hours schedule rather than hold, so every message is forwarded at any time of day; each submit_sm
+#: goes to a new recipient, so no frequency cap refuses it and every rule runs in full (number validation,
+#: time zones, the frequency reservation and its send-history row). "off": every rule disabled and one
+#: recipient for all: the relay plus the screening skeleton, the floor of the current bridge.
+POLICIES = ("full", "off")
+_POLICY_TOML = {
+    "full": (
+        '[policy]\ndefault_region = "CN"\nfallback_zone = "Asia/Shanghai"\n\n'
+        '[rules.quiet_hours]\naction = "schedule"\n'),
+    "off": (
+        '[policy]\ndefault_region = "CN"\nfallback_zone = "Asia/Shanghai"\nconfirmation_patterns = []\n\n'
+        + "".join(f"[rules.{name}]\nenabled = false\n\n" for name in
+                  ("invalid", "dead", "blacklist", "optout", "consent", "content", "frequency", "quiet_hours"))),
+}
+BIND_BODY = encode_body(CommandId.BIND_TRANSMITTER, system_id="bench", password="bench", system_type="",
+                        interface_version=0x34)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# --- the load generator --------------------------------------------------------------------------------------
+
+class _Client(asyncio.Protocol):
+    """One transmitter bind that keeps `window` submit_sm outstanding, and times each one."""
+
+    def __init__(self, window: int, distinct: bool):
+        self.window = window
+        self.distinct = distinct
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.pdu_len = 16 + len(SUBMIT_BODY)
+        one = build(CommandId.SUBMIT_SM, 0, SUBMIT_BODY)
+        self.block = bytearray(one * window)  # `window` submit_sm back to back; sequence (and recipient) patched
+        self.recipient_at = one.index(RECIPIENT_PREFIX) + len(RECIPIENT_PREFIX)
+        self.number = 0  # the next recipient's last digits, when distinct
+        self.seq = 1  # the last sequence number used
+        self.control: asyncio.Future | None = None  # the response awaited by bind / unbind
+        self.control_id = 0
+        self.lost: asyncio.Future | None = None
+        # per run
+        self.count = 0
+        self.base = 0  # the sequence number of the run's first submit_sm
+        self.to_send = 0
+        self.received = 0
+        self.errors = 0
+        self.sent_at: list[float] = []
+        self.latencies: list[float] = []
+        self.finished = 0.0
+        self.done: asyncio.Future | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.lost = asyncio.get_running_loop().create_future()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        err = ConnectionError(f"connection lost: {exc or 'closed by peer'}")
+        for fut in (self.control, self.done):
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        now = time.perf_counter()
+        end = len(buf)
+        pos = 0
+        answered = 0
+        unpack = _HEADER.unpack_from
+        sent_at = self.sent_at
+        base = self.base
+        append = self.latencies.append
+        while end - pos >= 16:
+            length, command_id, status, seq = unpack(buf, pos)
+            if end - pos < length:
+                break
+            if command_id == _SUBMIT_SM_RESP:
+                append(now - sent_at[seq - base])
+                if status:
+                    self.errors += 1
+                answered += 1
+            else:
+                self._other(command_id, status, seq)
+            pos += length
+        if pos:
+            del buf[:pos]
+        if answered:
+            self.received += answered
+            if self.to_send:
+                self._send(min(answered, self.to_send), now)
+            if self.received >= self.count and self.done is not None and not self.done.done():
+                self.finished = now
+                self.done.set_result(None)
+
+    def _other(self, command_id: int, status: int, seq: int) -> None:
+        if command_id == self.control_id and self.control is not None and not self.control.done():
+            self.control.set_result(status)
+        elif command_id == _ENQUIRE_LINK:
+            self.transport.write(build(CommandId.ENQUIRE_LINK_RESP, seq))  # type: ignore[union-attr]
+        elif command_id == CommandId.GENERIC_NACK:
+            self.errors += 1
+
+    # sending
+
+    def _send(self, k: int, now: float) -> None:
+        seq = self.seq
+        block = self.block
+        size = self.pdu_len
+        pack_into = _SEQ.pack_into
+        offset = 12
+        for s in range(seq + 1, seq + k + 1):
+            pack_into(block, offset, s)
+            offset += size
+        if self.distinct:
+            number = self.number
+            at = self.recipient_at
+            for _ in range(k):
+                block[at:at + RECIPIENT_DIGITS] = b"%08d" % number
+                number += 1
+                at += size
+            self.number = number
+        start = seq + 1 - self.base
+        self.sent_at[start:start + k] = [now] * k
+        self.seq = seq + k
+        self.to_send -= k
+        self.transport.write(block[:k * size])  # type: ignore[union-attr]  # the slice is a copy
+
+    def start(self, count: int, first_number: int = 0) -> asyncio.Future:
+        """Send `count` submit_sm keeping `window` outstanding; the future is done when all are answered.
+        With distinct recipients they get numbers first_number, first_number + 1, ..."""
+        loop = asyncio.get_running_loop()
+        self.number = first_number
+        self.count = count
+        self.base = self.seq + 1
+        self.to_send = count
+        self.received = 0
+        self.errors = 0
+        self.sent_at = [0.0] * count
+        self.latencies = []
+        self.done = loop.create_future()
+        if count == 0:
+            self.done.set_result(None)
+        else:
+            self._send(min(self.window, count), time.perf_counter())
+        return self.done
+
+    async def _control_request(self, command_id: int, body: bytes, timeout: float) -> int:
+        if self.transport is None:
+            raise ConnectionError("not connected")
+        self.seq += 1
+        self.control_id = command_id | 0x80000000
+        self.control = asyncio.get_running_loop().create_future()
+        self.transport.write(build(command_id, self.seq, body))
+        return await asyncio.wait_for(self.control, timeout)
+
+    async def bind(self) -> None:
+        status = await self._control_request(CommandId.BIND_TRANSMITTER, BIND_BODY, 10.0)
+        if status:
+            raise BenchError(f"bind_transmitter refused with status 0x{status:08X}")
+
+    async def close(self) -> None:
+        """Unbind politely (bounded), then close."""
+        if self.transport is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._control_request(CommandId.UNBIND, b"", 5.0)
+        if self.transport is not None:
+            self.transport.close()
+        if self.lost is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.lost), 5.0)
+
+
+def _split(total: int, parts: int) -> list[int]:
+    q, r = divmod(total, parts)
+    return [q + (1 if i < r else 0) for i in range(parts)]
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]
+
+
+class _Numbers:
+    """Hands out disjoint ranges of recipients, so that no recipient gets two messages in one run."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self, count: int) -> int:
+        first = self.next
+        self.next += count
+        if self.next >= 10 ** RECIPIENT_DIGITS:
+            raise BenchError("out of distinct recipients")
+        return first
+
+
+async def _run(clients: list[_Client], total: int, numbers: _Numbers) -> dict[str, Any]:
+    counts = _split(total, len(clients))
+    firsts = [numbers.take(n) for n in counts]
+    t0 = time.perf_counter()
+    waits = [c.start(n, first) for c, n, first in zip(clients, counts, firsts, strict=True)]
+    limit = 60 + total / MIN_RATE
+    try:
+        await asyncio.wait_for(asyncio.gather(*waits), limit)
+    except asyncio.TimeoutError:
+        answered = sum(c.received for c in clients)
+        raise BenchError(f"only {answered:,} of {total:,} submit_sm answered within {limit:.0f}s") from None
+    t1 = max([c.finished for c, n in zip(clients, counts, strict=True) if n] or [t0])
+    latencies = sorted(x for c in clients for x in c.latencies)
+    seconds = t1 - t0
+    return {
+        "messages": total,
+        "seconds": seconds,
+        "rate": total / seconds if seconds > 0 else 0.0,
+        "p50_us": _percentile(latencies, 50) * 1e6,
+        "p99_us": _percentile(latencies, 99) * 1e6,
+        "errors": sum(c.errors for c in clients),
+    }
+
+
+async def _pass(address: tuple[str, int], total: int, binds: int, window: int, warmup: int,
+                numbers: _Numbers, distinct: bool, pid: int | None = None) -> dict[str, Any]:
+    """Connect and bind `binds` clients, warm up, then time `total` submit_sm (and the proxy's CPU, if pid)."""
+    loop = asyncio.get_running_loop()
+    clients: list[_Client] = []
+    try:
+        for _ in range(binds):
+            _, client = await loop.create_connection(lambda: _Client(window, distinct), *address)
+            clients.append(client)
+        await asyncio.gather(*(c.bind() for c in clients))
+        if warmup:
+            await _run(clients, max(warmup, binds), numbers)
+        cpu0 = _cpu_seconds(pid) if pid else 0.0
+        result = await _run(clients, total, numbers)
+        if pid:
+            result["cpu_seconds"] = _cpu_seconds(pid) - cpu0
+            result["rss_kb"] = _rss_kb(pid)
+        return result
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+async def _bench(sink: tuple[str, int], proxy: tuple[str, int], proxy_pid: int, messages: int, binds: int,
+                 window: int, warmup: int, low_load: int, policy: str) -> dict[str, Any]:
+    numbers = _Numbers()
+    distinct = policy == "full"
+    direct = await _pass(sink, messages, binds, window, warmup, numbers, distinct)
+    proxied = await _pass(proxy, messages, binds, window, warmup, numbers, distinct, pid=proxy_pid)
+    low_direct = low_proxied = None
+    if low_load:
+        low_warm = min(LOW_LOAD_WARMUP, low_load)
+        low_direct = await _pass(sink, low_load, 1, 1, low_warm, numbers, distinct)
+        low_proxied = await _pass(proxy, low_load, 1, 1, low_warm, numbers, distinct)
+    cpu = proxied.pop("cpu_seconds")
+    rss = proxied.pop("rss_kb")
+    result: dict[str, Any] = {
+        "messages": messages,
+        "binds": binds,
+        "window": window,
+        "warmup": warmup,
+        "policy": policy,
+        "loop": _loop_name(),
+        "load_average": list(os.getloadavg()),  # other work on the machine skews the rates
+        "direct": direct,
+        "proxied": proxied,
+        "ratio": proxied["rate"] / direct["rate"] if direct["rate"] else 0.0,
+        "added_p50_us": proxied["p50_us"] - direct["p50_us"],
+        "added_p99_us": proxied["p99_us"] - direct["p99_us"],
+        "proxy_cpu_seconds": cpu,
+        "proxy_cpu_us_per_msg": cpu / messages * 1e6 if messages else 0.0,
+        "proxy_rss_kb": rss,
+        "low_load": None,
+        "targets": {"rate": TARGET_RATE, "cpu_us_per_msg": TARGET_CPU_US},
+    }
+    if low_direct is not None and low_proxied is not None:
+        result["low_load"] = {
+            "messages": low_load,
+            "binds": 1,
+            "window": 1,
+            "direct": low_direct,
+            "proxied": low_proxied,
+            "added_p50_us": low_proxied["p50_us"] - low_direct["p50_us"],
+            "added_p99_us": low_proxied["p99_us"] - low_direct["p99_us"],
+        }
+    return result
+
+
+def _loop_name() -> str:
+    loop = asyncio.get_running_loop()
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def _run_loop(coro):
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but not on every platform
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# --- the child processes -----------------------------------------------------------------------------------
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()  # fields from 3 (state) on; comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_accepting(proc: subprocess.Popen, address: tuple[str, int], name: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"the {name} exited with {proc.returncode} before listening:\n{_tail(log)}")
+        try:
+            with socket.create_connection(address, timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the {name} did not listen on {address[0]}:{address[1]} within "
+                                 f"{START_TIMEOUT:.0f}s:\n{_tail(log)}") from None
+            time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _start(args: list[str], log: Path, cwd: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop("SMPPGUARD_CONFIG", None)
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "smppguard", *args], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warmup: int = WARMUP,
+              low_load: int = LOW_LOAD_MESSAGES, policy: str = "full") -> dict[str, Any]:
+    """Start a sink SMSC and the proxy as child processes, measure both ways, stop both; return the figures.
+    `policy` is one of POLICIES (see there)."""
+    if messages < 1 or binds < 1 or window < 1:
+        raise ValueError("messages, binds and window must be at least 1")
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
+    sink = proxy = None
+    with tempfile.TemporaryDirectory(prefix="smppguard-bench-") as tmp:
+        tmpdir = Path(tmp)
+        sink_addr = ("127.0.0.1", _free_port())
+        proxy_addr = ("127.0.0.1", _free_port())
+        (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
+        (tmpdir / "proxy.toml").write_text(
+            f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
+            f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = {window}\n\n'
+            '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
+            f'[store]\npath = "{tmpdir / "smppguard.db"}"\n\n'
+            '[log]\nlevel = "warning"\n\n' + _POLICY_TOML[policy])
+        try:
+            sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
+                           "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""],
+                          tmpdir / "sink.log", tmp)
+            proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
+            _wait_accepting(sink, sink_addr, "sink SMSC", tmpdir / "sink.log")
+            _wait_accepting(proxy, proxy_addr, "proxy", tmpdir / "proxy.log")
+            result = _run_loop(_bench(sink_addr, proxy_addr, proxy.pid, messages, binds, window, warmup,
+                                      low_load, policy))
+            result["sink_pid"], result["proxy_pid"] = sink.pid, proxy.pid
+            return result
+        finally:
+            _stop(proxy)
+            _stop(sink)
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+def format_result(r: dict[str, Any]) -> str:
+    d, p = r["direct"], r["proxied"]
+    lines = [
+        f"smppguard bench: {r['messages']:,} submit_sm over {r['binds']} binds, window {r['window']} "
+        f"(warm-up {r['warmup']:,} excluded; policy {r.get('policy', 'full')}; load generator on {r['loop']})",
+        "",
+        f"{'':24}{'direct':>12}{'proxied':>12}{'proxy adds':>12}",
+        f"{'rate (submit_sm/s)':24}{d['rate']:>12,.0f}{p['rate']:>12,.0f}{'':>12}",
+        f"{'latency p50 (µs)':24}{d['p50_us']:>12,.0f}{p['p50_us']:>12,.0f}{r['added_p50_us']:>12,.0f}",
+        f"{'latency p99 (µs)':24}{d['p99_us']:>12,.0f}{p['p99_us']:>12,.0f}{r['added_p99_us']:>12,.0f}",
+        f"{'error responses':24}{d['errors']:>12,}{p['errors']:>12,}",
+    ]
+    low = r.get("low_load")
+    if low:
+        ld, lp = low["direct"], low["proxied"]
+        lines += [
+            "",
+            f"low load: {low['messages']:,} submit_sm, 1 bind, window 1",
+            f"{'latency p50 (µs)':24}{ld['p50_us']:>12,.0f}{lp['p50_us']:>12,.0f}{low['added_p50_us']:>12,.0f}",
+            f"{'latency p99 (µs)':24}{ld['p99_us']:>12,.0f}{lp['p99_us']:>12,.0f}{low['added_p99_us']:>12,.0f}",
+        ]
+    t = r.get("targets", {"rate": TARGET_RATE, "cpu_us_per_msg": TARGET_CPU_US})
+    rate_ok = "met" if p["rate"] >= t["rate"] else "NOT met"
+    cpu_ok = "met" if r["proxy_cpu_us_per_msg"] <= t["cpu_us_per_msg"] else "NOT met"
+    lines += [
+        "",
+        f"proxied / direct rate    {r['ratio']:.2f}",
+        f"proxy CPU per submit_sm  {r['proxy_cpu_us_per_msg']:.1f} µs  "
+        f"({r['proxy_cpu_seconds']:.2f} s for {r['messages']:,}; submit_sm + its response)",
+        f"proxy RSS                {r['proxy_rss_kb'] / 1024:.1f} MiB",
+        f"targets (4 binds, window 10, 2 cores): >= {t['rate']:,} submit_sm/s proxied: {rate_ok}; "
+        f"<= {t['cpu_us_per_msg']:.0f} µs proxy CPU per message: {cpu_ok}",
+    ]
+    if "load_average" in r:
+        lines.append(f"load average at the end  {' '.join(f'{x:.2f}' for x in r['load_average'])} "
+                     f"(on {os.cpu_count()} cores; other work skews the rates)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m smppguard.bench",
+                                     description="Measure the proxy: the same load straight to a sink SMSC "
+                                                 "and through the proxy.")
+    parser.add_argument("-n", "--messages", type=int, default=100_000, help="submit_sm per pass")
+    parser.add_argument("-b", "--binds", type=int, default=4, help="concurrent transmitter binds")
+    parser.add_argument("-w", "--window", type=int, default=10, help="outstanding requests per bind")
+    parser.add_argument("--policy", choices=POLICIES, default="full",
+                        help="full: the shipped rules, a new recipient per message (default); off: no rules")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    try:
+        result = run_bench(messages=args.messages, binds=args.binds, window=args.window, policy=args.policy)
+    except (BenchError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Smoke test of the benchmark: a sink and the proxy as child processes, tiny numbers, no timing assertions."""
+
+from __future__ import annotations
+
+from smppguard.bench import format_result, run_bench
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie is dead but not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def test_bench_smoke():
+    r = run_bench(messages=2000, binds=2, window=5, warmup=200, low_load=200)
+
+    for leg in ("direct", "proxied"):
+        assert r[leg]["rate"] > 0
+        assert r[leg]["errors"] == 0  # every submit_sm was accepted, straight and through the proxy
+        for key in ("messages", "seconds", "p50_us", "p99_us"):
+            assert key in r[leg]
+    assert r["ratio"] > 0
+    for key in ("messages", "binds", "window", "warmup", "loop", "added_p50_us", "added_p99_us",
+                "proxy_cpu_seconds", "proxy_cpu_us_per_msg", "proxy_rss_kb", "targets"):
+        assert key in r
+    assert r["proxy_rss_kb"] > 0
+    low = r["low_load"]
+    assert low["direct"]["errors"] == low["proxied"]["errors"] == 0
+    assert "added_p50_us" in low and "added_p99_us" in low
+
+    text = format_result(r)
+    assert "proxied" in text and "proxy CPU per submit_sm" in text
+
+    # both child processes were stopped
+    assert _gone(r["sink_pid"]) and _gone(r["proxy_pid"])
