@@ -444,10 +444,41 @@ def _stop(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
+def fill_store(path: Path, entries: int, seed: int = 7) -> None:
+    """`entries` blacklisted numbers and `entries` sender-scoped opt-outs, none of them a benchmark recipient
+    (those are 86138...; these are other Chinese mobile ranges), written straight into the list tables."""
+    import random
+    import sqlite3
+
+    from .store.db import connect
+
+    db = connect(path)
+    db.close()
+    rng = random.Random(seed)
+    prefixes = (86139, 86150, 86151, 86152, 86158, 86159, 86186, 86187, 86188)
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute("BEGIN")
+        now = time.time()
+        db.executemany("INSERT OR IGNORE INTO blacklist (number, source, reason, added_at) VALUES (?, ?, '', ?)",
+                       ((rng.choice(prefixes) * 10**8 + rng.randrange(10**8), "complaint", now)
+                        for _ in range(entries)))
+        senders = [f"SENDER{i}" for i in range(50)]
+        db.executemany("INSERT OR IGNORE INTO optout (number, scope, scope_key, source, added_at) "
+                       "VALUES (?, 'sender', ?, 'import', ?)",
+                       ((rng.choice(prefixes) * 10**8 + rng.randrange(10**8), rng.choice(senders), now - 86400)
+                        for _ in range(entries)))
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
 def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warmup: int = WARMUP,
-              low_load: int = LOW_LOAD_MESSAGES, policy: str = "full") -> dict[str, Any]:
+              low_load: int = LOW_LOAD_MESSAGES, policy: str = "full", lists: int = 0) -> dict[str, Any]:
     """Start a sink SMSC and the proxy as child processes, measure both ways, stop both; return the figures.
-    `policy` is one of POLICIES (see there)."""
+    `policy` is one of POLICIES (see there); `lists` pre-loads that many blacklist entries and as many opt-outs
+    into the proxy's store, and the proxy's start-up time (launch to accepting binds) is reported."""
     if messages < 1 or binds < 1 or window < 1:
         raise ValueError("messages, binds and window must be at least 1")
     if policy not in POLICIES:
@@ -464,16 +495,24 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
             '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
             f'[store]\npath = "{tmpdir / "smppguard.db"}"\n\n'
             '[log]\nlevel = "warning"\n\n' + _POLICY_TOML[policy])
+        if lists:
+            fill_store(tmpdir / "smppguard.db", lists)
         try:
             sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
                            "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""],
                           tmpdir / "sink.log", tmp)
-            proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
             _wait_accepting(sink, sink_addr, "sink SMSC", tmpdir / "sink.log")
+            launched = time.monotonic()
+            proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
             _wait_accepting(proxy, proxy_addr, "proxy", tmpdir / "proxy.log")
+            startup_s = time.monotonic() - launched
+            startup_rss_kb = _rss_kb(proxy.pid)
             result = _run_loop(_bench(sink_addr, proxy_addr, proxy.pid, messages, binds, window, warmup,
                                       low_load, policy))
             result["sink_pid"], result["proxy_pid"] = sink.pid, proxy.pid
+            result["lists"] = lists
+            result["proxy_startup_s"] = startup_s
+            result["proxy_startup_rss_kb"] = startup_rss_kb
             return result
         finally:
             _stop(proxy)
@@ -511,7 +550,10 @@ def format_result(r: dict[str, Any]) -> str:
         f"proxied / direct rate    {r['ratio']:.2f}",
         f"proxy CPU per submit_sm  {r['proxy_cpu_us_per_msg']:.1f} µs  "
         f"({r['proxy_cpu_seconds']:.2f} s for {r['messages']:,}; submit_sm + its response)",
-        f"proxy RSS                {r['proxy_rss_kb'] / 1024:.1f} MiB",
+        f"proxy RSS                {r['proxy_rss_kb'] / 1024:.1f} MiB at the end, "
+        f"{r.get('proxy_startup_rss_kb', 0) / 1024:.1f} MiB after start-up",
+        f"proxy start-up           {r.get('proxy_startup_s', 0):.2f} s (launch to accepting binds; "
+        f"{r.get('lists', 0):,} blacklist entries + {r.get('lists', 0):,} opt-outs loaded)",
         f"targets (4 binds, window 10, 2 cores): >= {t['rate']:,} submit_sm/s proxied: {rate_ok}; "
         f"<= {t['cpu_us_per_msg']:.0f} µs proxy CPU per message: {cpu_ok}",
     ]
@@ -533,10 +575,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-w", "--window", type=int, default=10, help="outstanding requests per bind")
     parser.add_argument("--policy", choices=POLICIES, default="full",
                         help="full: the shipped rules, a new recipient per message (default); off: no rules")
+    parser.add_argument("--lists", type=int, default=0,
+                        help="pre-load this many blacklist entries and as many opt-outs into the store")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     try:
-        result = run_bench(messages=args.messages, binds=args.binds, window=args.window, policy=args.policy)
+        result = run_bench(messages=args.messages, binds=args.binds, window=args.window, policy=args.policy,
+                           lists=args.lists)
     except (BenchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -239,8 +239,12 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
 @click.option("--messages", "-n", default=100_000, show_default=True, help="submit_sm to send per pass.")
 @click.option("--binds", "-b", default=4, show_default=True, help="Concurrent transmitter binds.")
 @click.option("--window", "-w", default=10, show_default=True, help="Outstanding requests per bind.")
+@click.option("--policy", type=click.Choice(["full", "off"]), default="full", show_default=True,
+              help="full: the shipped rules, a new recipient per message; off: every rule disabled.")
+@click.option("--lists", type=int, default=0, show_default=True,
+              help="Pre-load this many blacklist entries and as many opt-outs into the proxy's store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(messages, binds, window, as_json) -> None:
+def bench(messages, binds, window, policy, lists, as_json) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -249,10 +253,11 @@ def bench(messages, binds, window, as_json) -> None:
     \b
     Example:
         smppguard bench -n 200000 -b 4 -w 10
+        smppguard bench -n 200000 --lists 1000000
     """
     from ..bench import run_bench
 
-    result = run_bench(messages=messages, binds=binds, window=window)
+    result = run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

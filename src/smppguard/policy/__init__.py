@@ -7,6 +7,7 @@ here does I/O or raises on a message: a rule that has nothing to say returns Non
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
 from . import traffic_class as classes
-from .model import ALLOW, Action, Index, Submission, Verdict
+from .model import ALLOW, SCOPE_SLOTS, Action, Index, Submission, Verdict
 from .numbers import check_region, check_zone, normalise
 from .presets import PRESETS, merged
 
@@ -36,11 +37,34 @@ class Policy:
     rules: tuple[tuple[ModuleType, Any], ...]  # (rule module, its Settings), in RULES order
     needs_text: bool
 
+    @functools.cached_property
+    def confirmation_like_marketing(self) -> bool:
+        """True when every rule treats the confirmation class as it treats marketing."""
+        return all(s.applies_to(classes.CONFIRMATION) == s.applies_to(classes.DEFAULT_CLASS)
+                   for _r, s in self.rules)
+
+    @functools.cached_property
+    def classes_without_confirmation(self) -> tuple:
+        return tuple(c for c in self.classes if c.name != classes.CONFIRMATION)
+
+    def checks_for(self, traffic_class: str) -> tuple[tuple[Any, Any], ...]:
+        """(check, settings) of the enabled rules that apply to a class, in order; worked out once per class."""
+        cache = self.__dict__.get("_checks")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_checks", cache)
+        checks = cache.get(traffic_class)
+        if checks is None:
+            checks = cache[traffic_class] = tuple((rule.check, s) for rule, s in self.rules
+                                                  if s.applies_to(traffic_class))
+        return checks
+
     def settings(self, name: str) -> Any:
-        for rule, s in self.rules:
-            if rule.NAME == name:
-                return s
-        raise KeyError(name)
+        by_name = self.__dict__.get("_by_name")
+        if by_name is None:
+            by_name = {rule.NAME: s for rule, s in self.rules}
+            object.__setattr__(self, "_by_name", by_name)
+        return by_name[name]
 
 
 _POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns"}
@@ -84,19 +108,38 @@ def load_policy(policy: dict | None = None, rules: dict | None = None, class_rul
 
 
 def make_submission(policy: Policy, address: str, ton: int, sender: str, account: str, service_type: str = "",
-                    text: str | None = None, concat: tuple[int, int, int] | None = None) -> Submission:
+                    text: str | None = None, concat: tuple[int, int, int] | None = None,
+                    index: Index | None = None) -> Submission:
+    """The Submission for one destination. With the Index, the confirmation patterns are matched only when
+    they could change the verdict: when the rules treat confirmation like marketing, being a confirmation
+    matters only for the optout grace, which needs a recent opt-out of this recipient (the verdict is the same
+    either way; the case-insensitive patterns cost more than the rest of the policy)."""
     recipient = normalise(address, ton, policy.default_region)
-    cls = classes.classify(policy.classes, account, sender, service_type, text)
+    rules = policy.classes
+    if (index is not None and recipient is not None and policy.confirmation_like_marketing
+            and not _recent_optout(index, recipient, sender, account)):
+        rules = policy.classes_without_confirmation
+    cls = classes.classify(rules, account, sender, service_type, text)
     return Submission(recipient, address, sender, account, cls, service_type, text, concat)
 
 
+def _recent_optout(index: Index, recipient: int, sender: str, account: str) -> bool:
+    recent = index.optout_at
+    if not recent:
+        return False
+    base = recipient * SCOPE_SLOTS
+    for scope, key in (("sender", sender), ("account", account)):
+        sid = index.maybe_scope_id(scope, key)
+        if sid is not None and base + sid in recent:
+            return True
+    return False
+
+
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:
-    cls = sub.traffic_class
-    for rule, settings in policy.rules:
-        if settings.enabled and (cls in settings.classes or "*" in settings.classes):
-            verdict = rule.check(sub, index, now, settings)
-            if verdict is not None:
-                return verdict
+    for check, settings in policy.checks_for(sub.traffic_class):
+        verdict = check(sub, index, now, settings)
+        if verdict is not None:
+            return verdict
     return ALLOW
 
 

@@ -17,12 +17,13 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
 from phonenumbers.phonenumberutil import NumberParseException, is_number_type_geographical, number_type
-from phonenumbers.timezone import time_zones_for_number
+from phonenumbers.phonenumberutil import _GEO_MOBILE_COUNTRIES  # what is_number_type_geographical reads
+from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 TON_INTERNATIONAL = 1
 TON_NATIONAL = 2
 UNKNOWN_ZONES: tuple[str, ...] = ()
-_CACHE_SIZE = 262_144
+_CACHE_SIZE = 65_536  # per cache; a miss costs ~10 us, an entry ~150 bytes
 _DIGITS = re.compile(r"\d+")
 # E.164 has at most 15 digits; with an international prefix ("0011") a real address stays well under this.
 # Longer digit strings skip the fast path (int() refuses > 4300 digits, and they are never valid anyway).
@@ -64,35 +65,52 @@ def check_region(region: str) -> str:
     return region.upper()
 
 
+def _split(digits: str) -> tuple[int, str] | None:
+    """E.164 digits -> (country calling code, national significant number), by the longest known code."""
+    for cc_len in (1, 2, 3):
+        cc = int(digits[:cc_len] or 0)
+        if cc in COUNTRY_CODE_TO_REGION_CODE:
+            nsn = digits[cc_len:]
+            return (cc, nsn) if nsn else None
+    return None
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def number_kind(digits: str) -> str:
+    """UNKNOWN (invalid), NON_GEOGRAPHIC or GEOGRAPHIC for E.164 digits (no "+"). Memoised: the
+    proxy asks once to normalise a destination and once more for its time zones."""
+    split = _split(digits)
+    return UNKNOWN if split is None else _kind_in_country(*split)
+
+
 @lru_cache(maxsize=_CACHE_SIZE)
 def normalise(address: str, ton: int = 0, default_region: str | None = None) -> int | None:
     """The E.164 number as an int, or None when the address is not a valid phone number."""
     raw = address.strip()
-    digits = raw[1:] if raw.startswith("+") else raw
+    plus = raw.startswith("+")
+    digits = raw[1:] if plus else raw
     if digits.isdigit() and digits.isascii() and len(digits) <= _FAST_PATH_MAX_DIGITS:
-        num = None
-        if raw.startswith("+") or ton == TON_INTERNATIONAL:
-            num = _number_from_international(digits.removeprefix("00") if ton != TON_INTERNATIONAL
-                                             and not raw.startswith("+") else digits)
+        candidate = None
+        if plus or ton == TON_INTERNATIONAL:
+            candidate = digits
         elif default_region:
             cc, national_prefix, intl = _region_prefixes(default_region)
+            scc = str(cc)
             if digits.startswith(intl):
-                num = _number_from_international(digits[len(intl):])
-            elif digits.startswith(str(cc)) and ton != TON_NATIONAL and _valid(
-                    _number_from_international(digits)):
-                num = _number_from_international(digits)
+                candidate = digits[len(intl):]
+            elif digits.startswith(scc) and ton != TON_NATIONAL and number_kind(digits) is not UNKNOWN:
+                candidate = digits  # already international without a prefix (8613800138000)
             else:
                 national = digits[len(national_prefix):] if national_prefix and digits.startswith(
                     national_prefix) else digits
-                num = _number_from_international(f"{cc}{national}")
+                candidate = scc + national
         elif ton == 0:
-            num = _number_from_international(digits.removeprefix("00"))
-        if num is not None and is_valid(num):
-            return int(f"{num.country_code}{'0' * (num.number_of_leading_zeros if num.italian_leading_zero else 0)}"
-                       f"{num.national_number}")
+            candidate = digits.removeprefix("00")
+        if candidate and number_kind(candidate) is not UNKNOWN:
+            return int(candidate)
     # Formats the fast path does not take (spaces, dashes, letters, odd prefixes): the full parser.
     try:
-        text = raw if raw.startswith("+") or ton != TON_INTERNATIONAL else "+" + raw
+        text = raw if plus or ton != TON_INTERNATIONAL else "+" + raw
         num = phonenumbers.parse(text, default_region)
     except NumberParseException:
         return None
@@ -101,13 +119,10 @@ def normalise(address: str, ton: int = 0, default_region: str | None = None) -> 
     return int(phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)[1:])
 
 
-def _valid(num: PhoneNumber | None) -> bool:
-    return num is not None and is_valid(num)
-
-
-_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
-          "fixed_line", "mobile")
+_NON_GEO_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
+                  "voicemail")
 _Desc = tuple  # (frozenset of possible lengths, compiled pattern)
+UNKNOWN, NON_GEOGRAPHIC, GEOGRAPHIC = "unknown", "non-geographic", "geographic"
 
 
 def _compile_desc(desc) -> _Desc | None:
@@ -118,14 +133,15 @@ def _compile_desc(desc) -> _Desc | None:
 
 @lru_cache(maxsize=512)
 def _metadata(cc: int, region: str):
-    """(general, types, leading_digits) of a region, patterns compiled once."""
+    """(general, non-geographic types, fixed_line, mobile, leading_digits) of a region, compiled once."""
     md = (PhoneMetadata.metadata_for_nongeo_region(cc) if region == "001"
           else PhoneMetadata.metadata_for_region(region))
     if md is None:
         return None
-    types = tuple(d for d in (_compile_desc(getattr(md, t)) for t in _TYPES) if d is not None)
+    others = tuple(d for d in (_compile_desc(getattr(md, t)) for t in _NON_GEO_TYPES) if d is not None)
+    mobile = None if md.same_mobile_and_fixed_line_pattern else _compile_desc(md.mobile)
     leading = re.compile(md.leading_digits) if md.leading_digits else None
-    return _compile_desc(md.general_desc), types, leading
+    return _compile_desc(md.general_desc), others, _compile_desc(md.fixed_line), mobile, leading
 
 
 def _matches(nsn: str, desc: _Desc | None) -> bool:
@@ -137,43 +153,74 @@ def _matches(nsn: str, desc: _Desc | None) -> bool:
     return pattern.fullmatch(nsn) is not None
 
 
-def _type_known(nsn: str, meta) -> bool:
-    general, types, _leading = meta
-    return _matches(nsn, general) and any(_matches(nsn, d) for d in types)
+def _kind(nsn: str, meta, geo_mobile: bool) -> str:
+    """phonenumbers' _number_type_helper reduced to what we use: invalid, or whether phonenumbers places the
+    number geographically (fixed line; mobile too in countries whose mobiles are geographic)."""
+    general, others, fixed_line, mobile, _leading = meta
+    if not _matches(nsn, general):
+        return UNKNOWN
+    for desc in others:
+        if _matches(nsn, desc):
+            return NON_GEOGRAPHIC
+    if geo_mobile:  # fixed line or mobile makes no difference: try the (usually far shorter) mobile pattern first
+        return GEOGRAPHIC if _matches(nsn, mobile) or _matches(nsn, fixed_line) else UNKNOWN
+    if _matches(nsn, fixed_line):
+        return GEOGRAPHIC
+    return NON_GEOGRAPHIC if _matches(nsn, mobile) else UNKNOWN
 
 
-def is_valid(num: PhoneNumber) -> bool:
-    """phonenumbers.is_valid_number with its patterns compiled once: the same steps (region by leading digits
-    or validity, then "some number type matches"), about four times faster. Tests compare the two."""
-    regions = COUNTRY_CODE_TO_REGION_CODE.get(num.country_code)
+def _kind_in_country(cc: int, nsn: str) -> str:
+    """The kind of number in the region phonenumbers would attribute it to (region_code_for_number:
+    leading digits first, else the first region where it is valid)."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(cc)
     if not regions:
-        return False
-    nsn = ("0" * num.number_of_leading_zeros if num.italian_leading_zero else "") + str(num.national_number)
-    cc = num.country_code
+        return UNKNOWN
+    geo_mobile = cc in _GEO_MOBILE_COUNTRIES
     if len(regions) == 1:
         meta = _metadata(cc, regions[0])
-        return meta is not None and _type_known(nsn, meta)
+        return UNKNOWN if meta is None else _kind(nsn, meta, geo_mobile)
     for region in regions:
         meta = _metadata(cc, region)
         if meta is None:
             continue
-        if meta[2] is not None:
-            if meta[2].match(nsn):
-                return _type_known(nsn, meta)
-        elif _type_known(nsn, meta):
-            return True
-    return False
+        if meta[4] is not None:
+            if meta[4].match(nsn):
+                return _kind(nsn, meta, geo_mobile)
+        else:
+            kind = _kind(nsn, meta, geo_mobile)
+            if kind is not UNKNOWN:
+                return kind
+    return UNKNOWN
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+def is_valid(num: PhoneNumber) -> bool:
+    """phonenumbers.is_valid_number with its patterns compiled once: the same steps, several times faster.
+    Tests compare the two on many numbers."""
+    nsn = ("0" * num.number_of_leading_zeros if num.italian_leading_zero else "") + str(num.national_number)
+    return _kind_in_country(num.country_code, nsn) is not UNKNOWN
+
+
 def zones_for(number: int) -> tuple[str, ...]:
     """Candidate IANA zones of a valid E.164 number (several for AU/RU mobiles, US toll-free, ...).
     Empty when phonenumbers knows none."""
-    num = _number_from_international(str(number))
-    if num is None:
+    digits = str(number)
+    kind = number_kind(digits)
+    if kind is UNKNOWN:
         return UNKNOWN_ZONES
-    zones = tuple(z for z in time_zones_for_number(num) if z != "Etc/Unknown")
-    return zones
+    cc, _nsn = _split(digits)  # type: ignore[misc]  # a known kind has a country code
+    # phonenumbers.timezone.time_zones_for_number, with the number's kind from our compiled patterns:
+    # geographic numbers by their longest known prefix, the others by their country calling code.
+    return _zones_by_prefix(digits[:TIMEZONE_LONGEST_PREFIX] if kind is GEOGRAPHIC else str(cc))
+
+
+@lru_cache(maxsize=65_536)
+def _zones_by_prefix(key: str) -> tuple[str, ...]:
+    """The zones of the longest prefix of `key` that phonenumbers' data knows."""
+    for length in range(min(TIMEZONE_LONGEST_PREFIX, len(key)), 0, -1):
+        zones = TIMEZONE_DATA.get(key[:length])
+        if zones is not None:
+            return tuple(z for z in zones if z != "Etc/Unknown")
+    return UNKNOWN_ZONES
 
 
 def region_of(number: int) -> str | None:

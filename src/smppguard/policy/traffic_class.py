@@ -36,8 +36,17 @@ class ClassRule:
             if wanted and not any(p.fullmatch(value) for p in wanted):
                 return False
         if self.patterns:
-            return text is not None and any(p.search(text) for p in self.patterns)
+            return text is not None and self.any_pattern.search(text) is not None
         return True
+
+    @property
+    def any_pattern(self) -> re.Pattern:
+        """The patterns as one alternation: one scan of the text instead of one per pattern."""
+        combined = self.__dict__.get("_any")
+        if combined is None:
+            combined = re.compile("|".join(f"(?:{p.pattern})" for p in self.patterns), re.IGNORECASE)
+            object.__setattr__(self, "_any", combined)
+        return combined
 
 
 def _globs(value) -> tuple[re.Pattern, ...]:

@@ -158,7 +158,7 @@ class Bridge:
             data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
             text = decode(data, v.data_coding, *guard.text_codecs)
         sub = make_submission(guard.policy, v.destination_addr, v.dest_addr_ton, v.source_addr, account,
-                              v.service_type, text, concat)
+                              v.service_type, text, concat, guard.index)
         verdict = decide(sub, guard.index, now, guard.policy)
         reservation = self._reserve(sub, verdict, guard, now)
         if ckey is not None:
@@ -222,7 +222,7 @@ class Bridge:
                 allowed.append(dest)  # its members are known only to the SMSC
                 continue
             sub = make_submission(guard.policy, dest.address, dest.ton, fields["source_addr"], account,
-                                  fields["service_type"], text)
+                                  fields["service_type"], text, None, guard.index)
             verdict = decide(sub, guard.index, now, guard.policy)
             counter = (verdict.rule or "-", verdict.action.value)
             guard.counts[counter] = guard.counts.get(counter, 0) + 1

@@ -9,7 +9,7 @@ which `fields.py` parses only when someone needs a field.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .commands import CommandId, RESPONSE_BIT, response_id
 from .status import Status
@@ -20,9 +20,11 @@ MAX_SEQUENCE = 0x7FFFFFFF  # SMPP 3.4 section 3.2: 0x00000001 - 0x7FFFFFFF
 _SEQ = struct.Struct(">I")
 
 
-@dataclass(frozen=True, slots=True)
-class Pdu:
-    """One complete PDU as it came off the wire."""
+class Pdu(NamedTuple):
+    """One complete PDU as it came off the wire. Immutable.
+
+    A NamedTuple rather than a frozen dataclass: two are built per relayed message, and a frozen dataclass
+    costs about 1.2 us more each (its __init__ goes through object.__setattr__ per field)."""
 
     command_id: int
     status: int
@@ -48,7 +50,7 @@ def from_bytes(raw: bytes) -> Pdu:
 
 
 def renumber(raw: bytes, sequence: int) -> bytes:
-    return raw[:12] + _SEQ.pack(sequence) + raw[16:]
+    return b"".join((raw[:12], _SEQ.pack(sequence), raw[16:]))
 
 
 def build(command_id: int, sequence: int, body: bytes = b"", status: int = Status.ROK) -> bytes:

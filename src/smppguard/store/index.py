@@ -24,13 +24,18 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
     try:
         index.change_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
         index.blacklist = {n for (n,) in db.execute("SELECT number FROM blacklist")}
-        optouts = index.optouts
         scope_id = index.scope_id
-        for number, scope, key, added_at in db.execute("SELECT number, scope, scope_key, added_at FROM optout"):
-            k = number * SCOPE_SLOTS + scope_id(scope, key)
-            optouts.add(k)
-            if now - added_at <= grace:
-                index.optout_at[k] = added_at
+        ids: dict[tuple[str, str], int] = {}
+        optouts = index.optouts
+        add = optouts.add
+        for number, scope, key in db.execute("SELECT number, scope, scope_key FROM optout"):
+            sid = ids.get((scope, key))
+            if sid is None:
+                sid = ids[(scope, key)] = scope_id(scope, key)
+            add(number * SCOPE_SLOTS + sid)
+        for number, scope, key, added_at in db.execute(
+                "SELECT number, scope, scope_key, added_at FROM optout WHERE added_at >= ?", (now - grace,)):
+            index.optout_at[number * SCOPE_SLOTS + scope_id(scope, key)] = added_at
         index.dead = dict(db.execute("SELECT number, expires_at FROM dead WHERE expires_at > ?", (now,)))
         for number, key, status in db.execute("SELECT number, scope_key, status FROM consent"):
             sid = scope_id("account", key) if key else GLOBAL

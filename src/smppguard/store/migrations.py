@@ -64,7 +64,13 @@ def m002_pending_removal(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal)
+def m003_optout_recent(db: sqlite3.Connection) -> None:
+    """Start-up reads the opt-outs of the last minutes (the confirmation grace) without a full scan."""
+    _run(db, "CREATE INDEX optout_added ON optout (added_at)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
+                                                                 m003_optout_recent)
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
