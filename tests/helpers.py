@@ -18,7 +18,7 @@ import smpplib.client
 import smpplib.consts
 
 from smppguard.app import open_store
-from smppguard.config import Config, parse_config, SessionConfig, SimulatorConfig, UpstreamConfig
+from smppguard.config import Config, SessionConfig, SimulatorConfig, UpstreamConfig, parse_config
 from smppguard.proxy.server import ProxyServer
 from smppguard.simulator import Simulator
 

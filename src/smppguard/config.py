@@ -103,7 +103,8 @@ def codec(value: Any) -> str:
     try:
         smpp_text.check_codec(string(value))
     except LookupError:
-        raise ValueError(f"unknown text codec {value!r} (for example \"gsm03.38\", \"latin-1\", \"ascii\")")
+        raise ValueError(f"unknown text codec {value!r} (for example \"gsm03.38\", \"latin-1\", \"ascii\")") \
+            from None
     return value
 
 

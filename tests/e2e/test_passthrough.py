@@ -298,9 +298,9 @@ def test_many_concurrent_senders():
             try:
                 c = smpplib_client(stack.address)
                 c.bind_transceiver(system_id=f"acct{n}", password="pw")
-                for i in range(20):
+                for _ in range(20):
                     submit(c, text=b"x")
-                for i in range(20):
+                for _ in range(20):
                     assert read_until(c, "submit_sm_resp").status == Status.ROK
                 c.unbind()
                 c.disconnect()

@@ -1,6 +1,6 @@
-from smppguard.smpp.pdu import MAX_SEQUENCE
 from smppguard.session.throttle import TokenBucket
 from smppguard.session.window import Outstanding, Window
+from smppguard.smpp.pdu import MAX_SEQUENCE
 
 
 def entry(deadline):

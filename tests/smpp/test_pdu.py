@@ -3,7 +3,6 @@ four sequence bytes (pdu.py Rule 2)."""
 
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -14,8 +14,10 @@ import urllib.request
 import click
 
 from .. import __version__
-from ..config import SimulatorConfig, address as parse_address
-from .common import CONTEXT, config_option, load as _load
+from ..config import SimulatorConfig
+from ..config import address as parse_address
+from .common import CONTEXT, config_option
+from .common import load as _load
 from .lists import blacklist, consent, dead, optout, tz
 from .reports import audit, stats
 
@@ -74,8 +76,9 @@ def check_config(config_path) -> None:
     """
     cfg = _load(config_path)
     click.echo(f"{cfg.source}: ok")
-    from ..config import TABLES
     import dataclasses
+
+    from ..config import TABLES
     for table in TABLES:
         section = getattr(cfg, table)
         for f in dataclasses.fields(section):
@@ -139,7 +142,8 @@ def simulate_mo(obj, source, destination, text, system_id) -> None:
         with urllib.request.urlopen(req, timeout=5) as resp:
             result = json.loads(resp.read())
     except (urllib.error.URLError, OSError) as e:
-        raise click.ClickException(f"cannot reach the simulator's control interface at {host}:{port}: {e}")
+        raise click.ClickException(
+            f"cannot reach the simulator's control interface at {host}:{port}: {e}") from None
     click.echo("delivered" if result.get("delivered") else "queued until a receiver binds")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from ..config import ConfigError, load_config, duration
+from ..config import ConfigError, duration, load_config
 from ..store.db import StoreError, connect
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}

@@ -12,8 +12,18 @@ from ..config import duration
 from ..store import lists
 from ..store.changelog import Change
 from ..store.db import AlreadyExists, NotFound
-from .common import (CONTEXT, EXIT_INPUT_ERROR, Ctx, emit, exit_if_empty, fail, output_options, since_option,
-                     store_options, when)
+from .common import (
+    CONTEXT,
+    EXIT_INPUT_ERROR,
+    Ctx,
+    emit,
+    exit_if_empty,
+    fail,
+    output_options,
+    since_option,
+    store_options,
+    when,
+)
 
 
 def _numbers(ctx: Ctx, texts) -> list[int]:
@@ -228,7 +238,8 @@ key_option = click.option("--key", "-k", default="",
 
 def _need_key(scope: str, key: str) -> None:
     if scope != "global" and not key:
-        raise click.UsageError(f"--scope {scope} needs --key (the {'source_addr' if scope == 'sender' else 'system_id'})")
+        what = "source_addr" if scope == "sender" else "system_id"
+        raise click.UsageError(f"--scope {scope} needs --key (the {what})")
 
 
 @click.group(context_settings=CONTEXT)

@@ -16,8 +16,12 @@ from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
-from phonenumbers.phonenumberutil import NumberParseException, is_number_type_geographical, number_type
-from phonenumbers.phonenumberutil import _GEO_MOBILE_COUNTRIES  # what is_number_type_geographical reads
+from phonenumbers.phonenumberutil import (
+    _GEO_MOBILE_COUNTRIES,  # what is_number_type_geographical reads
+    NumberParseException,
+    is_number_type_geographical,
+    number_type,
+)
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 TON_INTERNATIONAL = 1

@@ -17,23 +17,30 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..smpp import commands as cmd
-from ..smpp.commands import CommandId
-from ..smpp.errors import PduError
 from ..policy import decide, frequency_key, make_submission
 from ..policy.model import Action, Verdict
-from ..smpp.concat import from_sar, from_udh, split_udh
-from ..smpp.fields import (DistributionList, SubmitView, TlvTag, UnsuccessSme, encode_body, parse_body,
-                           submit_view, tlv_value)
-from ..smpp.pdu import Pdu, build, renumber
-from ..smpp.text import decode
-from ..smpp.state import BIND_TRANSITIONS, BindState, Role
-from ..smpp.status import Status
 from ..session import tasks
 from ..session.session import Session
 from ..session.throttle import TokenBucket
 from ..session.window import Outstanding
-
+from ..smpp import commands as cmd
+from ..smpp.commands import CommandId
+from ..smpp.concat import from_sar, from_udh, split_udh
+from ..smpp.errors import PduError
+from ..smpp.fields import (
+    DistributionList,
+    SubmitView,
+    TlvTag,
+    UnsuccessSme,
+    encode_body,
+    parse_body,
+    submit_view,
+    tlv_value,
+)
+from ..smpp.pdu import Pdu, build, renumber
+from ..smpp.state import BIND_TRANSITIONS, BindState, Role
+from ..smpp.status import Status
+from ..smpp.text import decode
 from .guard import CONCAT_TTL_S, ConcatEntry, Guard, Reservation
 
 if TYPE_CHECKING:

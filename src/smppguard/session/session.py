@@ -23,7 +23,7 @@ import threading
 from typing import Protocol
 
 from ..smpp import commands as cmd
-from ..smpp.commands import CommandId, RESPONSE_BIT
+from ..smpp.commands import RESPONSE_BIT, CommandId
 from ..smpp.errors import PduError
 from ..smpp.framing import MAX_PDU_LEN, NEED_DATA, PduBuffer
 from ..smpp.pdu import Pdu, build, generic_nack, renumber, response_to

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import SimulatorConfig
+from ..session.session import Session
+from ..session.window import Outstanding
 from ..smpp import commands as cmd
 from ..smpp.commands import CommandId
 from ..smpp.errors import PduError
@@ -25,8 +27,6 @@ from ..smpp.pdu import Pdu, build
 from ..smpp.receipt import STATE_OF_STAT, format_receipt
 from ..smpp.state import BIND_TRANSITIONS, RECEIVING, BindState, Role
 from ..smpp.status import Status
-from ..session.session import Session
-from ..session.window import Outstanding
 
 log = logging.getLogger("smppguard.simulator")
 
@@ -210,9 +210,11 @@ class Simulator:
         text = format_receipt(message_id, stat, self.config.receipt_err, _timestamp(submitted),
                               _timestamp(time.time()))
         body = encode_body(CommandId.DELIVER_SM,
-                           source_addr_ton=fields.get("dest_addr_ton", 0), source_addr_npi=fields.get("dest_addr_npi", 0),
+                           source_addr_ton=fields.get("dest_addr_ton", 0),
+                           source_addr_npi=fields.get("dest_addr_npi", 0),
                            source_addr=fields.get("destination_addr", ""),
-                           dest_addr_ton=fields.get("source_addr_ton", 0), dest_addr_npi=fields.get("source_addr_npi", 0),
+                           dest_addr_ton=fields.get("source_addr_ton", 0),
+                           dest_addr_npi=fields.get("source_addr_npi", 0),
                            destination_addr=fields.get("source_addr", ""), esm_class=0x04, short_message=text,
                            tlvs=[Tlv(TlvTag.RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
                                  Tlv(TlvTag.MESSAGE_STATE, bytes((state,)))])

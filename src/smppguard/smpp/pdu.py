@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .commands import CommandId, RESPONSE_BIT, response_id
+from .commands import RESPONSE_BIT, CommandId, response_id
 from .status import Status
 
 HEADER = struct.Struct(">IIII")

@@ -65,7 +65,8 @@ _SQL = {
     ("optout", "remove"): ("DELETE FROM optout WHERE number = ? AND scope = ? AND scope_key = ?",
                            lambda c: (c.number, c.scope, c.scope_key)),
     ("dead", "add"): ("INSERT OR REPLACE INTO dead (number, reason, marked_at, expires_at) VALUES (?, ?, ?, ?)",
-                      lambda c: (c.number, c.data.get("reason", ""), c.at, c.data.get("expires_at", c.at + 90 * 86400))),
+                      lambda c: (c.number, c.data.get("reason", ""), c.at,
+                                 c.data.get("expires_at", c.at + 90 * 86400))),
     ("dead", "remove"): ("DELETE FROM dead WHERE number = ?", lambda c: (c.number,)),
     ("consent", "add"): ("INSERT OR REPLACE INTO consent (number, scope_key, status, source, wording, granted_at, "
                          "confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

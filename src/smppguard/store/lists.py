@@ -319,7 +319,7 @@ def import_rows(db: sqlite3.Connection, rows: Iterable[tuple[int, dict]],
 
     def write(chunk: list[tuple[int, dict]], numbers: list[int | None]) -> None:
         changes = []
-        for (line, row), number in zip(chunk, numbers):
+        for (line, row), number in zip(chunk, numbers, strict=True):
             if number is None:
                 text = row.get("number", "")
                 result.errors.append((line, f"not a valid phone number: {text!r}" if text else "no number"))
