@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import time as dtime
 from typing import Any, Callable
 
+from ..config import choice as choice  # re-exported: rules import their parsers from here
 from ..config import duration
+from ..config import string as _str
 from ..errors import ConfigError
 from ..smpp.status import Status
 
@@ -80,10 +82,6 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value
 
 
 def _classes(value: Any) -> list[str]:
@@ -131,9 +129,3 @@ def integer(lo: int) -> Callable[[Any], int]:
     return parse
 
 
-def choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}; got {value!r}")
-        return value
-    return parse

@@ -134,17 +134,15 @@ class Session(asyncio.Protocol):
                 self.transport.pause_reading()
                 self._transport_paused = True
             return
-        batch = self._batch
-        batch.depth += 1
-        try:
-            self._process()
-        finally:
-            batch.depth -= 1
-            if not batch.depth and batch.dirty:
-                batch.flush()
+        self._process_batched()
 
     def eof_received(self) -> bool:
         self.buffer.receive_data(b"")
+        self._process_batched()
+        return False  # close our side too
+
+    def _process_batched(self) -> None:
+        """Handle buffered input with output gathered, then written once per session (Rule 4)."""
         batch = self._batch
         batch.depth += 1
         try:
@@ -153,7 +151,6 @@ class Session(asyncio.Protocol):
             batch.depth -= 1
             if not batch.depth and batch.dirty:
                 batch.flush()
-        return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = BindState.CLOSED
