@@ -112,7 +112,7 @@ def test_frequency_commit_moves_a_reservation_into_history():
     index = Index()
     index.reserve(CN_MOBILE, T0)
     index.commit(CN_MOBILE, T0)
-    assert index.reserved == {} and index.history == {CN_MOBILE: [T0]}
+    assert index.reserved == {} and index.history == {CN_MOBILE: (T0,)}
     assert index.sends_between(CN_MOBILE, T0, T0) == 1
     assert frequency.check(sub(), index, T0 + HOUR, S) is not None
 
@@ -122,7 +122,7 @@ def test_frequency_release_of_an_unknown_time_is_harmless():
     index.reserve(CN_MOBILE, T0)
     index.release(CN_MOBILE, T0 + 1)
     index.release(CN_OTHER, T0)
-    assert index.reserved == {CN_MOBILE: [T0]}
+    assert index.reserved == {CN_MOBILE: (T0,)}
 
 
 # --- calendar month, in the recipient's local time ---------------------------------------------------------------

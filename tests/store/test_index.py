@@ -109,7 +109,7 @@ def test_send_history_within_history_s_keyed_by_number(db):
                 (N2, "acct1", NOW - HISTORY_S + 1), (N2, "acct1", NOW - HISTORY_S),  # on the edge: too old
                 (N3, "acct1", NOW - HISTORY_S - 3600)])
     index = load_index(db, POLICY, NOW)
-    assert index.history == {N1: [NOW - 86400, NOW - 10, NOW - 5], N2: [NOW - HISTORY_S + 1]}
+    assert index.history == {N1: (NOW - 86400, NOW - 10, NOW - 5), N2: (NOW - HISTORY_S + 1,)}
     assert index.sends_between(N1, NOW - 20, NOW) == 2
 
 
@@ -120,8 +120,8 @@ def test_send_history_keyed_by_account_when_frequency_scope_is_account(db):
                 (N2, "acct2", NOW - 1), (N2, "acct2", NOW - HISTORY_S - 1)])
     index = load_index(db, policy, NOW)
     a1, a2 = index.scope_id("account", "acct1"), index.scope_id("account", "acct2")
-    assert index.history == {N1 * SCOPE_SLOTS + a1: [NOW - 10, NOW - 5], N1 * SCOPE_SLOTS + a2: [NOW - 86400],
-                             N2 * SCOPE_SLOTS + a2: [NOW - 1]}
+    assert index.history == {N1 * SCOPE_SLOTS + a1: (NOW - 10, NOW - 5), N1 * SCOPE_SLOTS + a2: (NOW - 86400,),
+                             N2 * SCOPE_SLOTS + a2: (NOW - 1,)}
 
 
 def test_account_scope_ids_are_shared_between_history_and_opt_outs(db):
@@ -199,11 +199,11 @@ def test_prune(db):
     index.optout_at = {fresh: NOW - 10, old: NOW - GRACE - 1}
     index.grace_used = {fresh, old}
     index.dead = {N1: NOW + 1, N2: NOW}
-    index.history = {N1: [NOW - HISTORY_S - 1, NOW - 1], N2: [NOW - HISTORY_S - 5]}
+    index.history = {N1: (NOW - HISTORY_S - 1, NOW - 1), N2: (NOW - HISTORY_S - 5,)}
     prune(index, NOW, GRACE)
     assert index.optout_at == {fresh: NOW - 10} and index.grace_used == {fresh}
     assert index.dead == {N1: NOW + 1}
-    assert index.history == {N1: [NOW - 1]}
+    assert index.history == {N1: (NOW - 1,)}
 
 
 # --- property: apply_change one by one == load_index after write ----------------------------------------------

@@ -66,8 +66,8 @@ class Index:
     dead: dict[int, float] = field(default_factory=dict)  # number -> expires at
     consent: dict[int, str] = field(default_factory=dict)  # number * SCOPE_SLOTS + scope id -> pending|confirmed
     tz: dict[int, str] = field(default_factory=dict)  # per-number time zone overrides
-    history: dict[int, list[float]] = field(default_factory=dict)  # frequency key -> accepted send times, sorted
-    reserved: dict[int, list[float]] = field(default_factory=dict)  # frequency key -> in-flight reservations
+    history: dict[int, tuple[float, ...]] = field(default_factory=dict)  # frequency key -> accepted sends, sorted
+    reserved: dict[int, tuple[float, ...]] = field(default_factory=dict)  # frequency key -> in-flight, sorted
     grace_used: set[int] = field(default_factory=set)  # opt-out keys whose one confirmation was sent
     scope_ids: dict[str, int] = field(default_factory=lambda: {"": GLOBAL})
     change_id: int = 0  # the last change-log row applied
@@ -122,16 +122,21 @@ class Index:
 
     # --- writes (the bridge and the change log) ------------------------------------------------------------
 
+    # History and reservations are tuples, not lists: tuples of floats are untracked by the cyclic GC, and with
+    # hundreds of thousands of recipients per day tracked lists made every full collection walk them all.
+
     def reserve(self, key: int, now: float) -> None:
-        bisect.insort(self.reserved.setdefault(key, []), now)
+        _insert(self.reserved, key, now)
 
     def release(self, key: int, at: float) -> None:
         times = self.reserved.get(key)
         if times:
             i = bisect.bisect_left(times, at)
             if i < len(times) and times[i] == at:
-                del times[i]
-            if not times:
+                times = times[:i] + times[i + 1:]
+            if times:
+                self.reserved[key] = times
+            else:
                 del self.reserved[key]
 
     def commit(self, key: int, at: float) -> None:
@@ -140,14 +145,27 @@ class Index:
         self.record_send(key, at)
 
     def record_send(self, key: int, at: float) -> None:
-        bisect.insort(self.history.setdefault(key, []), at)
+        _insert(self.history, key, at)
 
     def prune_history(self, before: float) -> None:
         """Forget sends older than `before` (older than the longest frequency period)."""
-        for key in list(self.history):
-            times = self.history[key]
+        history = self.history
+        for key in list(history):
+            times = history[key]
             cut = bisect.bisect_left(times, before)
             if cut:
-                del times[:cut]
-                if not times:
-                    del self.history[key]
+                if cut >= len(times):
+                    del history[key]
+                else:
+                    history[key] = times[cut:]
+
+
+def _insert(table: dict, key: int, at: float) -> None:
+    times = table.get(key)
+    if times is None:
+        table[key] = (at,)
+    elif at >= times[-1]:
+        table[key] = times + (at,)
+    else:
+        i = bisect.bisect_right(times, at)
+        table[key] = times[:i] + (at,) + times[i:]

@@ -48,7 +48,9 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
                 "SELECT number, account, sent_at FROM send_history WHERE sent_at > ? ORDER BY sent_at",
                 (now - HISTORY_S,)):
             key = number * SCOPE_SLOTS + scope_id("account", account) if per_account else number
-            history.setdefault(key, []).append(sent_at)
+            history.setdefault(key, []).append(sent_at)  # type: ignore[arg-type]
+        for key, times in history.items():
+            history[key] = tuple(times)  # see Index: tuples stay out of the cyclic GC
     finally:
         db.execute("COMMIT")
     return index

@@ -69,8 +69,15 @@ def m003_optout_recent(db: sqlite3.Connection) -> None:
     _run(db, "CREATE INDEX optout_added ON optout (added_at)")
 
 
+def m004_send_history_append_only(db: sqlite3.Connection) -> None:
+    """Every accepted message writes one history row: keep that an append (rowid and time both grow), not a
+    random insert into a per-number index that only reports, never the hot path, would read."""
+    _run(db, "DROP INDEX send_history_number")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
-                                                                 m003_optout_recent)
+                                                                 m003_optout_recent,
+                                                                 m004_send_history_append_only)
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
