@@ -40,6 +40,7 @@ def connect(path: str | os.PathLike, *, create: bool = True) -> sqlite3.Connecti
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, safe against corruption
+        db.execute("PRAGMA cache_size = -65536")  # up to 64 MiB of pages: bulk imports into big lists stay in memory
         migrate(db)
     except sqlite3.DatabaseError as e:
         raise StoreError(f"cannot open store {p}: {e}") from None

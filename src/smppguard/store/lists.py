@@ -278,8 +278,7 @@ def read_csv(stream: io.TextIOBase, columns: tuple[str, ...]) -> Iterator[tuple[
         if header is None and line == 1 and row[0].strip().lower() == columns[0]:
             header = [c.strip().lower() for c in row]
             continue
-        names = header or list(columns)
-        yield line, {names[i]: value.strip() for i, value in enumerate(row) if i < len(names)}
+        yield line, dict(zip(header or columns, map(str.strip, row), strict=False))  # extra columns: ignored
 
 
 def _normalise_chunk(texts: list[str], region: str | None) -> list[int | None]:
@@ -291,6 +290,10 @@ def _normalise_chunk(texts: list[str], region: str | None) -> list[int | None]:
 
 
 IMPORT_CHUNK = 20_000
+
+
+def _by_number(c: Change) -> int:
+    return c.number
 
 
 def import_rows(db: sqlite3.Connection, rows: Iterable[tuple[int, dict]],
