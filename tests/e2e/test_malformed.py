@@ -136,3 +136,20 @@ def test_byte_by_byte_sender_is_served(stack):
         assert peer.read_pdu()[:3] == (CommandId.BIND_TRANSMITTER_RESP, Status.ROK, 1)
     finally:
         peer.close()
+
+
+@pytest.mark.parametrize("version", [0x34, 0x50])
+def test_bind_with_interface_version_is_forwarded_as_sent(stack, version):
+    peer = raw_socket(stack.address)
+    try:
+        body = encode_body(CommandId.BIND_TRANSCEIVER, system_id=f"v{version:x}", password="pw",
+                           system_type="VMA", interface_version=version, addr_ton=1, addr_npi=1,
+                           address_range="^86")
+        peer.send(build(CommandId.BIND_TRANSCEIVER, 1, body))
+        cid, status, seq, resp = peer.read_pdu()
+        assert (cid, status, seq) == (CommandId.BIND_TRANSCEIVER_RESP, Status.ROK, 1)
+        assert resp.startswith(b"smppguard-sim\0")
+        upstream = [p for p in stack.sim.binds if p.body == body]
+        assert len(upstream) == 1  # the SMSC got the sender's bind byte for byte (only the sequence differs)
+    finally:
+        peer.close()

@@ -65,6 +65,7 @@ class Simulator:
         self.respond = True  # False: hold every submit response (to test timeouts and drops)
         self.bind_status: int | None = None  # set to refuse every bind with this status
         self.received: list[Received] = []
+        self.binds: list[Pdu] = []  # every bind PDU as it arrived
         self.held: list[tuple[Session, Pdu, bytes]] = []  # responses held while respond is False
         self.delivered: list[tuple[Pdu, Pdu]] = []  # (deliver_sm sent, its response)
         self.sessions: set[Session] = set()
@@ -165,6 +166,7 @@ class Simulator:
             session.respond(pdu, Status.RINVCMDID)
 
     def _bind(self, session: Session, pdu: Pdu, fields: dict) -> None:
+        self.binds.append(pdu)
         system_id, password = fields["system_id"], fields["password"]
         accounts = dict(self.config.accounts)
         status = Status.ROK
