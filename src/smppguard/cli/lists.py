@@ -53,11 +53,11 @@ def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_thre
     region = ctx.config.policy.default_region
     if show:
         with click.progressbar(length=size, label="importing", file=sys.stderr) as bar:
-            result = lists.import_rows(ctx.db, lists.read_csv(_Counting(file, bar), columns), make_change,
-                                       default_region=region, correlation_threshold=correlation_threshold)
+            result = lists.import_csv(ctx.db, _Counting(file, bar), columns, make_change,
+                                      default_region=region, correlation_threshold=correlation_threshold)
     else:
-        result = lists.import_rows(ctx.db, lists.read_csv(file, columns), make_change,
-                                   default_region=region, correlation_threshold=correlation_threshold)
+        result = lists.import_csv(ctx.db, file, columns, make_change,
+                                  default_region=region, correlation_threshold=correlation_threshold)
     for line, message in result.errors[:50]:
         click.echo(f"line {line}: {message}", err=True)
     if len(result.errors) > 50:

@@ -267,62 +267,90 @@ class ImportResult:
             self.errors = []
 
 
-def read_csv(stream: io.TextIOBase, columns: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for each data row; a header naming `columns[0]` is recognised and skipped."""
-    reader = csv.reader(stream)
-    header = None
+IMPORT_CHUNK_LINES = 20_000
+
+
+def _line_chunks(stream: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines) in chunks that never split a quoted field across chunks."""
+    chunk: list[str] = []
+    first = 1
+    quotes = 0
+    line_no = 0
+    for line in stream:
+        line_no += 1
+        chunk.append(line)
+        quotes += line.count('"')
+        if len(chunk) >= IMPORT_CHUNK_LINES and quotes % 2 == 0:
+            yield first, chunk
+            first, chunk, quotes = line_no + 1, [], 0
+    if chunk:
+        yield first, chunk
+
+
+def _parse_chunk(lines: list[str], first_line: int, columns: tuple[str, ...], header: tuple[str, ...] | None,
+                 region: str | None) -> list[tuple[int, tuple[str, ...], int | None]]:
+    """In a worker: CSV rows of a chunk with their line numbers and normalised numbers (None = invalid).
+
+    Blank rows, "#" comments and a header line are skipped."""
+    out = []
+    names = header or columns
+    at = names.index("number") if "number" in names else 0
+    reader = csv.reader(lines)
     for row in reader:
-        line = reader.line_num
+        line = first_line + reader.line_num - 1
         if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
             continue
-        if header is None and line == 1 and row[0].strip().lower() == columns[0]:
-            header = [c.strip().lower() for c in row]
-            continue
-        yield line, dict(zip(header or columns, map(str.strip, row), strict=False))  # extra columns: ignored
-
-
-def _normalise_chunk(texts: list[str], region: str | None) -> list[int | None]:
-    out = []
-    for text in texts:
-        t = text.strip()
-        out.append(normalise(t, 1 if t.startswith("+") else 0, region) if t else None)
+        if line == 1 and row[0].strip().lower() == columns[0]:
+            continue  # the header (the caller read it already)
+        values = tuple(v.strip() for v in row)
+        text = values[at] if at < len(values) else ""
+        number = normalise(text, 1 if text.startswith("+") else 0, region) if text else None
+        out.append((line, values, number))
     return out
 
 
-IMPORT_CHUNK = 20_000
+def _header_of(first: str, columns: tuple[str, ...]) -> tuple[str, ...] | None:
+    row = next(csv.reader([first]), [])
+    if row and row[0].strip().lower() == columns[0]:
+        return tuple(c.strip().lower() for c in row)
+    return None
 
 
 def _by_number(c: Change) -> int:
     return c.number
 
 
-def import_rows(db: sqlite3.Connection, rows: Iterable[tuple[int, dict]],
-                make_change: Callable[[dict, int], Change], *, default_region: str | None,
-                actor: str | None = None, correlation_threshold: int = 0,
-                progress: Callable[[int], None] | None = None, workers: int | None = None) -> ImportResult:
-    """Turn CSV rows into changes and write them, one transaction per chunk.
+def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str, ...],
+               make_change: Callable[[dict, int], Change], *, default_region: str | None,
+               actor: str | None = None, correlation_threshold: int = 0,
+               progress: Callable[[int], None] | None = None, workers: int | None = None) -> ImportResult:
+    """Import CSV rows as changes, one transaction per chunk of lines.
 
-    Numbers are normalised in worker processes (phonenumbers is the costly part and the machine has more
-    than one core) while this process writes the previous chunk. `make_change(row, number)` builds the change
-    or raises ValueError naming what is wrong with the row; such rows are reported by line and skipped."""
+    Worker processes parse the CSV and normalise numbers (phonenumbers is the costly part, and the machine has
+    more than one core) while this process writes the previous chunk. A header naming `columns[0]` may come
+    first. `make_change(row, number)` builds the change or raises ValueError naming what is wrong; such rows,
+    and rows whose number is not valid, are reported by line and skipped."""
     result = ImportResult()
     origin = node_id(db)
     actor = actor or os_user()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    chunks = _line_chunks(stream)
+    header = None
+    try:
+        first_no, first_chunk = next(chunks)
+    except StopIteration:
+        return result
+    header = _header_of(first_chunk[0], columns)
+    names = header or columns
 
-    def chunks():
-        chunk: list[tuple[int, dict]] = []
-        for item in rows:
-            chunk.append(item)
-            if len(chunk) >= IMPORT_CHUNK:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    def all_chunks():
+        yield first_no, first_chunk
+        yield from chunks
 
-    def write(chunk: list[tuple[int, dict]], numbers: list[int | None]) -> None:
+    def write(parsed: list[tuple[int, tuple[str, ...], int | None]]) -> None:
         changes = []
-        for (line, row), number in zip(chunk, numbers, strict=True):
+        for line, values, number in parsed:
+            row = dict(zip(names, values, strict=False))  # extra columns: ignored
             if number is None:
                 text = row.get("number", "")
                 result.errors.append((line, f"not a valid phone number: {text!r}" if text else "no number"))
@@ -332,6 +360,9 @@ def import_rows(db: sqlite3.Connection, rows: Iterable[tuple[int, dict]],
             except (ValueError, KeyError) as e:
                 result.errors.append((line, str(e) if not isinstance(e, KeyError) else f"missing column {e}"))
         if changes:
+            # B-tree locality: inserting in key order touches each page once. The sort is stable, so for a
+            # number that appears twice the later row still wins.
+            changes.sort(key=_by_number)
             # count the file's rows: write() also counts the global opt-outs correlation adds
             changelog.write(db, changes, origin=origin, actor=actor, correlation_threshold=correlation_threshold)
             result.imported += len(changes)
@@ -339,23 +370,20 @@ def import_rows(db: sqlite3.Connection, rows: Iterable[tuple[int, dict]],
             progress(result.imported)
 
     if workers <= 1:
-        for chunk in chunks():
-            write(chunk, _normalise_chunk([r.get("number", "") for _, r in chunk], default_region))
+        for first, lines in all_chunks():
+            write(_parse_chunk(lines, first, columns, header, default_region))
         return result
     import collections
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         in_flight: collections.deque = collections.deque()
-        for chunk in chunks():
-            in_flight.append((chunk, pool.submit(_normalise_chunk, [r.get("number", "") for _, r in chunk],
-                                                 default_region)))
+        for first, lines in all_chunks():
+            in_flight.append(pool.submit(_parse_chunk, lines, first, columns, header, default_region))
             if len(in_flight) > workers:
-                done, future = in_flight.popleft()
-                write(done, future.result())
+                write(in_flight.popleft().result())
         while in_flight:
-            done, future = in_flight.popleft()
-            write(done, future.result())
+            write(in_flight.popleft().result())
     return result
 
 
