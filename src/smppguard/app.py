@@ -18,7 +18,7 @@ from .config import Config
 from .proxy.guard import Guard
 from .proxy.server import ProxyServer
 from .simulator import Simulator
-from .store.db import connect
+from .store.db import StoreError, connect
 from .store.index import load_index
 from .store.writer import StoreWriter
 
@@ -41,32 +41,54 @@ async def _wait_for_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
+class StartupError(Exception):
+    """The daemon cannot start: a port in use, an unreadable store. The message says which and why."""
+
+
 async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                 ready: Callable[[ProxyServer], None] | None = None) -> None:
-    simulator = None
-    upstream = config.upstream.address
-    if upstream is None:
-        simulator = Simulator(config.simulator, response_timeout=config.session.response_timeout,
-                              enquire_link_interval=config.session.enquire_link_interval)
-        await simulator.start("127.0.0.1", 0, control=config.simulator.control)
-        upstream = simulator.address
-        log.info("built-in SMSC simulator on %s:%d%s", *upstream,
-                 f", control http://{simulator.control_address[0]}:{simulator.control_address[1]}"
-                 if simulator.control_address else "")
-    store = await open_store(config)
-    proxy = ProxyServer(config, upstream, store.guard)
+    simulator = store = proxy = None
     try:
-        await proxy.start()
+        upstream = config.upstream.address
+        if upstream is None:
+            simulator = Simulator(config.simulator, response_timeout=config.session.response_timeout,
+                                  enquire_link_interval=config.session.enquire_link_interval)
+            try:
+                await simulator.start("127.0.0.1", 0, control=config.simulator.control)
+            except OSError as e:
+                where = _where(config.simulator.control)
+                raise StartupError(f"cannot start the built-in simulator's control interface on {where} "
+                                   f"([simulator] control): {e.strerror or e}") from None
+            upstream = simulator.address
+            log.info("built-in SMSC simulator on %s:%d%s", *upstream,
+                     f", control http://{simulator.control_address[0]}:{simulator.control_address[1]}"
+                     if simulator.control_address else "")
+        try:
+            store = await open_store(config)
+        except StoreError as e:
+            raise StartupError(f"{e} ([store] path)") from None
+        proxy = ProxyServer(config, upstream, store.guard)
+        try:
+            await proxy.start()
+        except OSError as e:
+            raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
+                               f"{e.strerror or e}") from None
         log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
         if ready is not None:
             ready(proxy)
         await (shutdown_trigger or _wait_for_signal)()
         log.info("shutting down")
-        await proxy.stop()
     finally:
-        await store.close()
+        if proxy is not None:
+            await proxy.stop()
+        if store is not None:
+            await store.close()
         if simulator is not None:
             await simulator.stop()
+
+
+def _where(address: tuple[str, int] | None) -> str:
+    return f"{address[0]}:{address[1]}" if address else "-"
 
 
 class OpenStore:

@@ -62,7 +62,11 @@ def run(config_path, listen, upstream) -> None:
                                                                         address=upstream_address(upstream)))
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    run_app(cfg)
+    from ..app import StartupError
+    try:
+        run_app(cfg)
+    except StartupError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.command("check-config")

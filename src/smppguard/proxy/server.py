@@ -52,12 +52,12 @@ class ProxyServer:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.config.session.unbind_grace if grace is None else grace
-        if self._server is not None:
-            self._server.close()
+        if self._server is None:
+            return  # never started listening
+        self._server.close()
         bridges = list(self.bridges)
         if bridges:
             log.info("unbinding %d sessions", len(bridges))
             await asyncio.gather(*(b.shutdown(grace) for b in bridges), return_exceptions=True)
             await asyncio.gather(*(b.downstream.wait_closed() for b in bridges), return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._server.wait_closed()
