@@ -19,8 +19,6 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
 from phonenumbers.phonenumberutil import (
     _GEO_MOBILE_COUNTRIES,  # what is_number_type_geographical reads
     NumberParseException,
-    is_number_type_geographical,
-    number_type,
 )
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
@@ -28,7 +26,6 @@ TON_INTERNATIONAL = 1
 TON_NATIONAL = 2
 UNKNOWN_ZONES: tuple[str, ...] = ()
 _CACHE_SIZE = 65_536  # per cache; a miss costs ~10 us, an entry ~150 bytes
-_DIGITS = re.compile(r"\d+")
 # E.164 has at most 15 digits; with an international prefix ("0011") a real address stays well under this.
 # Longer digit strings skip the fast path (int() refuses > 4300 digits, and they are never valid anyway).
 _FAST_PATH_MAX_DIGITS = 24
@@ -230,11 +227,6 @@ def _zones_by_prefix(key: str) -> tuple[str, ...]:
 def region_of(number: int) -> str | None:
     num = _number_from_international(str(number))
     return phonenumbers.region_code_for_number(num) if num is not None else None
-
-
-def is_geographical(number: int) -> bool:
-    num = _number_from_international(str(number))
-    return num is not None and is_number_type_geographical(number_type(num), num.country_code)
 
 
 def candidate_zones(number: int, override: str | None, fallback: str) -> tuple[str, ...]:

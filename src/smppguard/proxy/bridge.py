@@ -91,7 +91,6 @@ class Bridge:
                         session.respond(pdu, e.status)
                         return
                     except Exception:  # a bug in a rule: never a silent allow; 0x08 makes the sender retry
-                        guard.decide_errors += 1
                         log.exception("%s: screening %s failed; answered RSYSERR", session.label,
                                       cmd.command_name(command_id))
                         session.respond(pdu, Status.RSYSERR)
@@ -169,7 +168,7 @@ class Bridge:
         verdict = decide(sub, guard.index, now, guard.policy)
         reservation = self._reserve(sub, verdict, guard, now)
         if ckey is not None:
-            guard.concat[ckey] = ConcatEntry(verdict, reservation, now + CONCAT_TTL_S, {concat.seqnum})
+            guard.remember_concat(ckey, ConcatEntry(verdict, reservation, now + CONCAT_TTL_S, {concat.seqnum}), now)
         return self._act(pdu, v, verdict, reservation, guard, sub=sub, now=now)
 
     def _reserve(self, sub, verdict: Verdict, guard: Guard, now: float) -> Reservation | None:
@@ -186,9 +185,6 @@ class Bridge:
     def _act(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None, guard: Guard,
              *, sub=None, now: float = 0.0, audit: bool = True) -> tuple[bytes, object] | None:
         action = verdict.action
-        counts = guard.counts
-        counter = (verdict.rule or "-", action.value)
-        counts[counter] = counts.get(counter, 0) + 1
         if action is Action.ALLOW:
             if reservation is not None:
                 reservation.outstanding += 1
@@ -231,8 +227,6 @@ class Bridge:
             sub = make_submission(guard.policy, dest.address, dest.ton, fields["source_addr"], account,
                                   fields["service_type"], text, None, guard.index)
             verdict = decide(sub, guard.index, now, guard.policy)
-            counter = (verdict.rule or "-", verdict.action.value)
-            guard.counts[counter] = guard.counts.get(counter, 0) + 1
             if verdict.action is Action.ALLOW:
                 allowed.append(dest)
                 reservation = self._reserve(sub, verdict, guard, now)
@@ -413,7 +407,6 @@ class Bridge:
                 self._bucket = TokenBucket(cfg.upstream.max_tps, loop.time())
             down.send(resp.renumbered(pdu.sequence))
             log.info("%s: bound %s through %s", down.label, state.value, up.label)
-            self.server.bridge_bound(self)
             down.resume("bind")
             return
         status = resp.status or Status.RBINDFAIL

@@ -49,8 +49,7 @@ class Guard:
     clock: Callable[[], float] = time.time
     text_codecs: tuple[str, str] = ("gsm03.38", "ascii")
     concat: dict[tuple, ConcatEntry] = field(default_factory=dict)
-    decide_errors: int = 0
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, action) -> messages
+    _next_sweep: float = 0.0
 
     def mask(self, number: int | None, address: str) -> str:
         return mask_recipient(number, address, self.audit_config.recipient, self.audit_config.salt)
@@ -62,6 +61,11 @@ class Guard:
             return None
         return entry
 
-    def sweep_concat(self, now: float) -> None:
-        for key in [k for k, e in self.concat.items() if e.expires < now]:
-            del self.concat[key]
+    def remember_concat(self, key: tuple, entry: ConcatEntry, now: float) -> None:
+        """Keep the first part's verdict for the other parts. Messages whose last parts never come would stay
+        forever, so at most once a minute the expired ones are dropped here."""
+        self.concat[key] = entry
+        if now >= self._next_sweep:
+            self._next_sweep = now + 60.0
+            for k in [k for k, e in self.concat.items() if e.expires < now]:
+                del self.concat[k]

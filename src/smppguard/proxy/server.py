@@ -44,9 +44,6 @@ class ProxyServer:
             self.bridges.add(bridge)
         return bridge.downstream
 
-    def bridge_bound(self, bridge: Bridge) -> None:
-        pass
-
     def bridge_closed(self, bridge: Bridge) -> None:
         self.bridges.discard(bridge)
 
