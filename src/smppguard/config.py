@@ -215,9 +215,9 @@ def _load_policy(policy: dict, rules: dict, classes: list):
     return load_policy(policy, rules, classes)
 
 
-TABLES: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)
+#: The option tables by name. Each table's default is an instance of its class.
+TABLES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Config)
                            if f.name not in ("source", "policy")}
-TABLES = {name: globals()[typ] if isinstance(typ, str) else typ for name, typ in TABLES.items()}
 
 
 def _line_of(text: str, table: str | None, key: str) -> int | None:

@@ -68,6 +68,14 @@ def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_thre
         sys.exit(EXIT_INPUT_ERROR)
 
 
+def _export(file, rows, columns: tuple[str, ...]) -> None:
+    """Shared by the export commands: CSV with ISO times; a count unless the CSV itself went to stdout."""
+    rows = ({**r, "added_at": when(r["added_at"])} for r in rows)
+    n = lists.write_csv(file, rows, columns)
+    if getattr(file, "name", "-") not in ("<stdout>", "-"):
+        click.echo(f"exported {n} rows")
+
+
 # --- blacklist ---------------------------------------------------------------------------------------------
 
 @click.group(context_settings=CONTEXT)
@@ -169,10 +177,7 @@ def blacklist_export(ctx: Ctx, file, source) -> None:
     Example:
         smppguard blacklist export blacklist.csv
     """
-    rows = ({**r, "added_at": when(r["added_at"])} for r in lists.list_blacklist(ctx.db, source=source))
-    n = lists.write_csv(file, rows, ("number", "source", "reason", "added_at", "actor"))
-    if getattr(file, "name", "-") not in ("<stdout>", "-"):
-        click.echo(f"exported {n} rows")
+    _export(file, lists.list_blacklist(ctx.db, source=source), ("number", "source", "reason", "added_at", "actor"))
 
 
 @blacklist.command("remove")
@@ -352,10 +357,7 @@ def optout_export(ctx: Ctx, file) -> None:
     Example:
         smppguard optout export optouts.csv
     """
-    rows = ({**r, "added_at": when(r["added_at"])} for r in lists.list_optouts(ctx.db))
-    n = lists.write_csv(file, rows, ("number", "scope", "key", "keyword", "source", "added_at"))
-    if getattr(file, "name", "-") not in ("<stdout>", "-"):
-        click.echo(f"exported {n} rows")
+    _export(file, lists.list_optouts(ctx.db), ("number", "scope", "key", "keyword", "source", "added_at"))
 
 
 # --- consent -----------------------------------------------------------------------------------------------

@@ -47,24 +47,24 @@ class Policy:
     def classes_without_confirmation(self) -> tuple:
         return tuple(c for c in self.classes if c.name != classes.CONFIRMATION)
 
+    @functools.cached_property
+    def _checks(self) -> dict[str, tuple[tuple[Any, Any], ...]]:
+        return {}
+
     def checks_for(self, traffic_class: str) -> tuple[tuple[Any, Any], ...]:
         """(check, settings) of the enabled rules that apply to a class, in order; worked out once per class."""
-        cache = self.__dict__.get("_checks")
-        if cache is None:
-            cache = {}
-            object.__setattr__(self, "_checks", cache)
-        checks = cache.get(traffic_class)
+        checks = self._checks.get(traffic_class)
         if checks is None:
-            checks = cache[traffic_class] = tuple((rule.check, s) for rule, s in self.rules
-                                                  if s.applies_to(traffic_class))
+            checks = self._checks[traffic_class] = tuple((rule.check, s) for rule, s in self.rules
+                                                         if s.applies_to(traffic_class))
         return checks
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Any]:
+        return {rule.NAME: s for rule, s in self.rules}
+
     def settings(self, name: str) -> Any:
-        by_name = self.__dict__.get("_by_name")
-        if by_name is None:
-            by_name = {rule.NAME: s for rule, s in self.rules}
-            object.__setattr__(self, "_by_name", by_name)
-        return by_name[name]
+        return self._by_name[name]
 
 
 _POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns"}

@@ -9,6 +9,7 @@ text, e.g. "已退订", "unsubscribed") is always the last rule, so operators' o
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass
 
@@ -39,14 +40,10 @@ class ClassRule:
             return text is not None and self.any_pattern.search(text) is not None
         return True
 
-    @property
+    @functools.cached_property
     def any_pattern(self) -> re.Pattern:
         """The patterns as one alternation: one scan of the text instead of one per pattern."""
-        combined = self.__dict__.get("_any")
-        if combined is None:
-            combined = re.compile("|".join(f"(?:{p.pattern})" for p in self.patterns), re.IGNORECASE)
-            object.__setattr__(self, "_any", combined)
-        return combined
+        return re.compile("|".join(f"(?:{p.pattern})" for p in self.patterns), re.IGNORECASE)
 
 
 def _globs(value) -> tuple[re.Pattern, ...]:

@@ -38,10 +38,16 @@ def os_user() -> str:
         return str(os.getuid())
 
 
+def maybe_number(text: str, default_region: str | None) -> int | None:
+    """A number typed by a person or read from a file, in any form -> E.164 int, or None if not valid.
+    A leading "+" is the international form; anything else is read as SMPP TON 0 would be."""
+    text = text.strip()
+    return normalise(text, 1 if text.startswith("+") else 0, default_region) if text else None
+
+
 def number_of(text: str, default_region: str | None) -> int:
     """A number in any form -> E.164 int; ValueError with a message for the user."""
-    ton = 1 if text.strip().startswith("+") else 0
-    number = normalise(text.strip(), ton, default_region)
+    number = maybe_number(text, default_region)
     if number is None:
         raise ValueError(f"not a valid phone number: {text!r}")
     return number
@@ -304,7 +310,7 @@ def _parse_chunk(lines: list[str], first_line: int, columns: tuple[str, ...], he
             continue  # the header (the caller read it already)
         values = tuple(v.strip() for v in row)
         text = values[at] if at < len(values) else ""
-        number = normalise(text, 1 if text.startswith("+") else 0, region) if text else None
+        number = maybe_number(text, region)
         out.append((line, values, number))
     return out
 
