@@ -106,6 +106,28 @@ def smpplib_client(address: tuple[str, int], timeout: float = 5) -> smpplib.clie
     return client
 
 
+def send_submit(client, dest, text="hello", *, data_coding=None, **kw):
+    """A submit_sm from source ACME through smpplib; returns its submit_sm_resp. A str text goes as ASCII
+    (data_coding 0) when it can, else UCS2."""
+    if isinstance(text, str):
+        try:
+            payload, dc = text.encode("ascii"), 0
+        except UnicodeEncodeError:
+            payload, dc = text.encode("utf-16-be"), 8
+    else:
+        payload, dc = text, 0
+    params = dict(source_addr_ton=5, source_addr="ACME", dest_addr_ton=0, dest_addr_npi=1, destination_addr=dest,
+                  short_message=payload, data_coding=dc if data_coding is None else data_coding)
+    params.update(kw)
+    pdu = smpplib.smpp.make_pdu("submit_sm", client=client, **params)
+    client.send_pdu(pdu)
+    while True:
+        resp = client.read_pdu()
+        if resp.command == "submit_sm_resp":
+            assert resp.sequence == pdu.sequence
+            return resp
+
+
 def raw_socket(address: tuple[str, int], timeout: float = 5) -> "RawPeer":
     return RawPeer(address, timeout)
 
@@ -143,4 +165,4 @@ class RawPeer:
 
 
 __all__ = ["Stack", "make_config", "smpplib_client", "raw_socket", "RawPeer", "SessionConfig", "UpstreamConfig",
-           "smpplib"]
+           "smpplib", "send_submit"]

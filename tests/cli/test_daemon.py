@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
-import smpplib.smpp
 from cli_helpers import OPERATOR, as_json, config_text, sql
 
 from helpers import Stack, make_config, smpplib_client
+from helpers import send_submit as send
 from smppguard.smpp.status import Status
 
 BLACKLIST_STATUS = 0x401  # distinct from the frequency cap's 0x45, so a refusal names its rule
@@ -49,16 +49,6 @@ def daemon(config_path):
             client.disconnect()
 
 
-def send(client, dest: str, text: str):
-    """A marketing submit_sm through smpplib; returns the submit_sm_resp."""
-    pdu = smpplib.smpp.make_pdu("submit_sm", client=client, source_addr_ton=5, source_addr="ACME", dest_addr_ton=0,
-                                dest_addr_npi=1, destination_addr=dest, short_message=text.encode())
-    client.send_pdu(pdu)
-    while True:
-        resp = client.read_pdu()
-        if resp.command == "submit_sm_resp":
-            assert resp.sequence == pdu.sequence
-            return resp
 
 
 def wait_for(predicate, timeout: float) -> bool:

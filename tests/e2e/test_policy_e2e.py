@@ -11,6 +11,7 @@ import pytest
 import smpplib.smpp
 
 from helpers import RawPeer, Stack, make_config, smpplib_client
+from helpers import send_submit as send
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
 from smppguard.smpp.fields import DistributionList, SmeDest, encode_body, parse_body
@@ -55,27 +56,6 @@ def add_changes(path, *changes):
         changelog.write(db, changes, origin="test", actor="pytest")
     finally:
         db.close()
-
-
-def send(client, dest, text="hello", *, data_coding=None, **kw):
-    """submit_sm through smpplib; returns the submit_sm_resp."""
-    if isinstance(text, str):
-        try:
-            payload, dc = text.encode("ascii"), 0
-        except UnicodeEncodeError:
-            payload, dc = text.encode("utf-16-be"), 8
-    else:
-        payload, dc = text, 0
-    params = dict(source_addr_ton=5, source_addr="ACME", dest_addr_ton=0, dest_addr_npi=1, destination_addr=dest,
-                  short_message=payload, data_coding=dc if data_coding is None else data_coding)
-    params.update(kw)
-    pdu = smpplib.smpp.make_pdu("submit_sm", client=client, **params)
-    client.send_pdu(pdu)
-    while True:
-        resp = client.read_pdu()
-        if resp.command == "submit_sm_resp":
-            assert resp.sequence == pdu.sequence
-            return resp
 
 
 def history(path, number):
