@@ -66,22 +66,52 @@ def check_region(region: str) -> str:
     return region.upper()
 
 
+_CC_STRINGS = {str(cc): cc for cc in COUNTRY_CODE_TO_REGION_CODE}
+
+
 def _split(digits: str) -> tuple[int, str] | None:
     """E.164 digits -> (country calling code, national significant number), by the longest known code."""
     for cc_len in (1, 2, 3):
-        cc = int(digits[:cc_len] or 0)
-        if cc in COUNTRY_CODE_TO_REGION_CODE:
+        cc = _CC_STRINGS.get(digits[:cc_len])
+        if cc is not None:
             nsn = digits[cc_len:]
             return (cc, nsn) if nsn else None
     return None
 
 
+def _zone_depths() -> dict[str, int]:
+    """For each 3-digit start, the longest TIMEZONE_DATA prefix beginning with it: a number's zone key needs
+    no more digits than that (shorter prefixes are covered by its first 2 digits)."""
+    depths: dict[str, int] = {}
+    for key in TIMEZONE_DATA:
+        if len(key) >= 3:
+            depths[key[:3]] = max(depths.get(key[:3], 0), len(key))
+    return depths
+
+
+_ZONE_DEPTH = _zone_depths()
+
+
 @lru_cache(maxsize=_CACHE_SIZE)
-def number_kind(digits: str) -> str:
-    """UNKNOWN (invalid), NON_GEOGRAPHIC or GEOGRAPHIC for E.164 digits (no "+"). Memoised: the
-    proxy asks once to normalise a destination and once more for its time zones."""
+def _lookup(digits: str) -> tuple[str, tuple[str, ...]]:
+    """(kind, candidate zones) of E.164 digits (no "+"), worked out once per number: the proxy asks once to
+    normalise a destination and once more for its time zones."""
     split = _split(digits)
-    return UNKNOWN if split is None else _kind_in_country(*split)
+    kind = UNKNOWN if split is None else _kind_in_country(*split)
+    if kind is UNKNOWN:
+        return kind, UNKNOWN_ZONES
+    # phonenumbers.timezone.time_zones_for_number, with the number's kind from our compiled patterns:
+    # geographic numbers by their longest known prefix, the others by their country calling code.
+    if kind is GEOGRAPHIC:
+        key = digits[:max(_ZONE_DEPTH.get(digits[:3], 0), 2)]
+    else:
+        key = str(split[0])  # type: ignore[index]  # a known kind has a country code
+    return kind, _zones_by_prefix(key)
+
+
+def number_kind(digits: str) -> str:
+    """UNKNOWN (invalid), NON_GEOGRAPHIC or GEOGRAPHIC for E.164 digits (no "+")."""
+    return _lookup(digits)[0]
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -145,29 +175,52 @@ def _metadata(cc: int, region: str):
     return _compile_desc(md.general_desc), others, _compile_desc(md.fixed_line), mobile, leading
 
 
-def _matches(nsn: str, desc: _Desc | None) -> bool:
+def _fits(desc: _Desc | None, length: int) -> re.Pattern | None:
+    """The description's pattern if a number of `length` digits can match it (phonenumbers checks the possible
+    lengths first), else None."""
     if desc is None:
-        return False
+        return None
     lengths, pattern = desc
-    if lengths and len(nsn) not in lengths:
-        return False
-    return pattern.fullmatch(nsn) is not None
+    return None if lengths and length not in lengths else pattern
 
 
-def _kind(nsn: str, meta, geo_mobile: bool) -> str:
+@lru_cache(maxsize=4096)
+def _plan(cc: int, region: str, length: int) -> tuple | None:
+    """What `_kind` matches for national numbers of `length` digits in a region: (general, the non-geographic
+    types as one alternation, fixed line, mobile), each None when that length rules it out; None when the
+    region is unknown or the general description rules the length out. Worked out once per region and length,
+    so a number costs a few regex calls and no loop."""
+    meta = _metadata(cc, region)
+    if meta is None:
+        return None
+    general, others, fixed_line, mobile, _leading = meta
+    general_p = _fits(general, length)
+    if general_p is None:
+        return None
+    # A full match of "(?:a)|(?:b)" is a full match of a or of b: one call instead of one per type.
+    other = [p.pattern for p in (_fits(d, length) for d in others) if p is not None]
+    others_p = re.compile("|".join(f"(?:{p})" for p in other)) if other else None
+    return general_p, others_p, _fits(fixed_line, length), _fits(mobile, length)
+
+
+def _kind(nsn: str, cc: int, region: str, geo_mobile: bool) -> str:
     """phonenumbers' _number_type_helper reduced to what we use: invalid, or whether phonenumbers places the
     number geographically (fixed line; mobile too in countries whose mobiles are geographic)."""
-    general, others, fixed_line, mobile, _leading = meta
-    if not _matches(nsn, general):
+    plan = _plan(cc, region, len(nsn))
+    if plan is None:
         return UNKNOWN
-    for desc in others:
-        if _matches(nsn, desc):
-            return NON_GEOGRAPHIC
+    general, others, fixed_line, mobile = plan
+    if general.fullmatch(nsn) is None:
+        return UNKNOWN
+    if others is not None and others.fullmatch(nsn) is not None:
+        return NON_GEOGRAPHIC
     if geo_mobile:  # fixed line or mobile makes no difference: try the (usually far shorter) mobile pattern first
-        return GEOGRAPHIC if _matches(nsn, mobile) or _matches(nsn, fixed_line) else UNKNOWN
-    if _matches(nsn, fixed_line):
+        if mobile is not None and mobile.fullmatch(nsn) is not None:
+            return GEOGRAPHIC
+        return GEOGRAPHIC if fixed_line is not None and fixed_line.fullmatch(nsn) is not None else UNKNOWN
+    if fixed_line is not None and fixed_line.fullmatch(nsn) is not None:
         return GEOGRAPHIC
-    return NON_GEOGRAPHIC if _matches(nsn, mobile) else UNKNOWN
+    return NON_GEOGRAPHIC if mobile is not None and mobile.fullmatch(nsn) is not None else UNKNOWN
 
 
 def _kind_in_country(cc: int, nsn: str) -> str:
@@ -178,17 +231,16 @@ def _kind_in_country(cc: int, nsn: str) -> str:
         return UNKNOWN
     geo_mobile = cc in _GEO_MOBILE_COUNTRIES
     if len(regions) == 1:
-        meta = _metadata(cc, regions[0])
-        return UNKNOWN if meta is None else _kind(nsn, meta, geo_mobile)
+        return _kind(nsn, cc, regions[0], geo_mobile)
     for region in regions:
         meta = _metadata(cc, region)
         if meta is None:
             continue
         if meta[4] is not None:
             if meta[4].match(nsn):
-                return _kind(nsn, meta, geo_mobile)
+                return _kind(nsn, cc, region, geo_mobile)
         else:
-            kind = _kind(nsn, meta, geo_mobile)
+            kind = _kind(nsn, cc, region, geo_mobile)
             if kind is not UNKNOWN:
                 return kind
     return UNKNOWN
@@ -204,14 +256,7 @@ def is_valid(num: PhoneNumber) -> bool:
 def zones_for(number: int) -> tuple[str, ...]:
     """Candidate IANA zones of a valid E.164 number (several for AU/RU mobiles, US toll-free, ...).
     Empty when phonenumbers knows none."""
-    digits = str(number)
-    kind = number_kind(digits)
-    if kind is UNKNOWN:
-        return UNKNOWN_ZONES
-    cc, _nsn = _split(digits)  # type: ignore[misc]  # a known kind has a country code
-    # phonenumbers.timezone.time_zones_for_number, with the number's kind from our compiled patterns:
-    # geographic numbers by their longest known prefix, the others by their country calling code.
-    return _zones_by_prefix(digits[:TIMEZONE_LONGEST_PREFIX] if kind is GEOGRAPHIC else str(cc))
+    return _lookup(str(number))[1]
 
 
 @lru_cache(maxsize=65_536)
