@@ -60,6 +60,19 @@ class Policy:
         return checks
 
     @functools.cached_property
+    def _counting(self) -> dict[str, Any]:
+        return {}
+
+    def counting_for(self, traffic_class: str) -> Any:
+        """The frequency rule's settings when it counts messages of this class, else None; once per class."""
+        try:
+            return self._counting[traffic_class]
+        except KeyError:
+            s = self.settings(frequency.NAME)
+            found = self._counting[traffic_class] = s if s.applies_to(traffic_class) else None
+            return found
+
+    @functools.cached_property
     def _by_name(self) -> dict[str, Any]:
         return {rule.NAME: s for rule, s in self.rules}
 
@@ -158,7 +171,7 @@ def explain(sub: Submission, index: Index, now: float, policy: Policy) -> list[t
 
 def frequency_key(sub: Submission, index: Index, policy: Policy) -> int | None:
     """The history key to reserve for an allowed message, or None when no frequency cap counts it."""
-    s = policy.settings(frequency.NAME)
-    if sub.recipient is None or not s.applies_to(sub.traffic_class):
+    s = policy.counting_for(sub.traffic_class)
+    if s is None or sub.recipient is None:
         return None
     return frequency.key(sub, index, s)

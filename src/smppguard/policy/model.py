@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 SCOPE_SLOTS = 1 << 20
 GLOBAL = 0  # scope id of the global scope
@@ -42,9 +43,9 @@ class Verdict:
 ALLOW = Verdict(Action.ALLOW)
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """One message to one recipient, as policy sees it."""
+class Submission(NamedTuple):
+    """One message to one recipient, as policy sees it. A NamedTuple: one is built per message and
+    destination, and a tuple costs a fraction of a frozen dataclass to build."""
 
     recipient: int | None  # E.164 as int; None = not a valid number
     address: str  # destination_addr as sent
@@ -97,12 +98,16 @@ class Index:
     def maybe_optout_key(self, number: int, sender: str, account: str) -> tuple[str, int] | None:
         """The scope and key of an opt-out that covers this recipient for this sender/account, if any."""
         base = number * SCOPE_SLOTS
-        if base + GLOBAL in self.optouts:
-            return "global", base + GLOBAL
-        for scope, key in (("sender", sender), ("account", account)):
-            sid = self.maybe_scope_id(scope, key)
-            if sid is not None and base + sid in self.optouts:
-                return scope, base + sid
+        optouts = self.optouts
+        if base in optouts:  # + GLOBAL
+            return "global", base
+        ids = self.scope_ids  # maybe_scope_id's keys, spelled out: this runs for every message
+        sid = ids.get("s:" + sender)
+        if sid is not None and base + sid in optouts:
+            return "sender", base + sid
+        sid = ids.get("a:" + account)
+        if sid is not None and base + sid in optouts:
+            return "account", base + sid
         return None
 
     def sends_between(self, key: int, start: float, end: float) -> int:
@@ -130,7 +135,9 @@ class Index:
 
     def release(self, key: int, at: float) -> None:
         times = self.reserved.get(key)
-        if times:
+        if times == (at,):  # the common case: the recipient's only message in flight
+            del self.reserved[key]
+        elif times:
             i = bisect.bisect_left(times, at)
             if i < len(times) and times[i] == at:
                 times = times[:i] + times[i + 1:]

@@ -10,9 +10,9 @@ schedule_delivery_time set to the window's end).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Callable
 
 from ..smpp.status import Status
@@ -30,6 +30,12 @@ class Settings(Common):
     windows: tuple[tuple[int, int], ...] = ()  # (start, end) in minutes after local midnight; may wrap
     action: str = "hold"
     fallback_zone: str = "UTC"
+
+    @functools.cached_property
+    def quiet_minutes(self) -> bytes:
+        """One byte per minute of the day: 1 inside a window. The common case (allowed) is a lookup per
+        offset."""
+        return bytes(1 if _quiet_until(m, self.windows) is not None else 0 for m in range(1440))
 
 
 def _windows(value) -> tuple[tuple[int, int], ...]:
@@ -107,18 +113,15 @@ def _offsets_change(start: float, end: float, offsets_at: Callable[[float], tupl
     return hi * 60.0
 
 
-@lru_cache(maxsize=64)
-def _quiet_minutes(windows: tuple[tuple[int, int], ...]) -> bytes:
-    """One byte per minute of the day: 1 inside a window. The common case (allowed) is a lookup per offset."""
-    return bytes(1 if _quiet_until(m, windows) is not None else 0 for m in range(1440))
-
-
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is None or not s.windows:
         return None
     zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone)
-    quiet = _quiet_minutes(s.windows)
-    if not any(quiet[int((now + off) // 60) % 1440] for off in utc_offsets(zones, now)):
+    quiet = s.quiet_minutes
+    for off in utc_offsets(zones, now):
+        if quiet[int((now + off) // 60) % 1440]:
+            break
+    else:
         return None
     until = next_allowed(now, lambda t: utc_offsets(zones, t), s.windows)
     if until is None:
