@@ -8,6 +8,7 @@ everything outstanding) -> stop the simulator.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import signal
@@ -118,6 +119,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     # on every full collection.
     gc.collect()
     gc.freeze()
+    _release_freed_memory()
     writer = StoreWriter(config.store.path, index, grace=config.policy.settings("optout").grace)
     await writer.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
@@ -126,6 +128,15 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     guard = Guard(config.policy, index, writer, config.audit, clock,
                   (config.text.default_codec, config.text.ia5_codec))
     return OpenStore(guard, writer)
+
+
+def _release_freed_memory() -> None:
+    """Give the memory freed after loading (SQLite's page cache, the rows read) back to the OS. glibc keeps
+    freed heap memory mapped and counted in RSS: about 80 MiB after loading 2M list entries. No-op elsewhere."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def run_loop(main: Awaitable) -> None:
