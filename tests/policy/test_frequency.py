@@ -117,6 +117,24 @@ def test_frequency_commit_moves_a_reservation_into_history():
     assert frequency.check(sub(), index, T0 + HOUR, S) is not None
 
 
+def test_prune_history_works_through_the_keys_a_budget_at_a_time():
+    index = Index()
+    numbers = [CN_MOBILE + i for i in range(10)]
+    for n in numbers:
+        index.record_send(n, T0 - 40 * DAY)  # past every period
+        if n % 2:
+            index.record_send(n, T0 - DAY)
+    index.prune_history(T0 - 32 * DAY, budget=4)
+    assert len(index.history) == 10 - 2  # 4 looked at: the 2 with only old sends are gone
+    index.prune_history(T0 - 32 * DAY, budget=4)
+    index.prune_history(T0 - 32 * DAY, budget=4)  # the pass ends with the last 2 keys
+    assert index.history == {n: (T0 - DAY,) for n in numbers if n % 2}
+    index.record_send(CN_OTHER, T0 - 40 * DAY)
+    index.prune_history(T0 - 32 * DAY, budget=4)  # a new pass sees keys added since
+    index.prune_history(T0 - 32 * DAY, budget=4)
+    assert CN_OTHER not in index.history
+
+
 def test_frequency_release_of_an_unknown_time_is_harmless():
     index = Index()
     index.reserve(CN_MOBILE, T0)

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import NamedTuple
 
 SCOPE_SLOTS = 1 << 20
+PRUNE_BUDGET = 50_000  # history keys looked at per prune call (about 15 ms)
 GLOBAL = 0  # scope id of the global scope
 
 
@@ -72,6 +73,7 @@ class Index:
     grace_used: set[int] = field(default_factory=set)  # opt-out keys whose one confirmation was sent
     scope_ids: dict[str, int] = field(default_factory=lambda: {"": GLOBAL})
     change_id: int = 0  # the last change-log row applied
+    _prune_pending: list[int] = field(default_factory=list, repr=False, compare=False)  # see prune_history
 
     # --- scopes --------------------------------------------------------------------------------------------
 
@@ -154,18 +156,25 @@ class Index:
     def record_send(self, key: int, at: float) -> None:
         _insert(self.history, key, at)
 
-    def prune_history(self, before: float) -> None:
-        """Forget sends older than `before` (older than the longest frequency period)."""
+    def prune_history(self, before: float, budget: int = PRUNE_BUDGET) -> None:
+        """Forget sends older than `before` (older than the longest frequency period), `budget` recipients per
+        call: a pass over millions of recipients would stall the event loop, and rules read only their own
+        period, so an old entry left for a while costs memory, never a wrong verdict. A pass starts from a
+        snapshot of the keys and resumes where the last call stopped."""
+        pending = self._prune_pending
+        if not pending:
+            pending.extend(self.history)
         history = self.history
-        for key in list(history):
-            times = history[key]
+        for key in pending[-budget:]:
+            times = history.get(key)
+            if times is None or times[0] >= before:
+                continue
             cut = bisect.bisect_left(times, before)
-            if cut:
-                if cut >= len(times):
-                    del history[key]
-                else:
-                    history[key] = times[cut:]
-
+            if cut >= len(times):
+                del history[key]
+            else:
+                history[key] = times[cut:]
+        del pending[-budget:]
 
 def _insert(table: dict, key: int, at: float) -> None:
     times = table.get(key)
