@@ -32,6 +32,7 @@ def test_config_values_parsed():
     ("[session]\nresponse_timeout = \"soon\"\n", "session.response_timeout", 2, "duration"),
     ("[text]\ndefault_codec = \"klingon\"\n", "text.default_codec", 2, "unknown text codec"),
     ("[log]\nlevel = \"loud\"\n", "log.level", 2, "one of"),
+    ("[store]\nretention = \"7d\"\n", "store.retention", 2, "at least 32d"),
 ])
 def test_config_error_names_key_and_line(text, key, line, hint):
     with pytest.raises(ConfigError) as e:

@@ -120,7 +120,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     gc.collect()
     gc.freeze()
     _release_freed_memory()
-    writer = StoreWriter(config.store.path, index, grace=config.policy.settings("optout").grace)
+    writer = StoreWriter(config.store.path, index, grace=config.policy.settings("optout").grace,
+                         retention=config.store.retention)
     await writer.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),

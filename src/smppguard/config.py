@@ -153,9 +153,23 @@ class SessionConfig:
                                  "At unbind or shutdown, how long to wait for in-flight responses.")
 
 
+#: Send history must outlive the longest frequency period (a calendar month, store/index.py HISTORY_S).
+MIN_RETENTION_S = 32 * 86400.0
+
+
+def retention(value: Any) -> float:
+    seconds = duration(value)
+    if seconds < MIN_RETENTION_S:
+        raise ValueError("must be at least 32d: the frequency rule reads a month of send history")
+    return seconds
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = option("smppguard.db", string, "The SQLite database file (relative to the working directory).")
+    retention: float = option(400 * 86400.0, retention,
+                              "How long send history and audit rows are kept (at least 32d); older rows are "
+                              "deleted hourly. China's draft rules ask for logs kept at least 6 months.")
 
 
 @dataclass(frozen=True)

@@ -255,3 +255,19 @@ async def test_background_tail_applies_a_change_within_a_second(make_writer, oth
     took = await eventually(lambda: N1 not in w.index.blacklist, timeout=5.0)
     assert took < 1.0, took
     assert w.index.change_id == 2
+
+
+async def test_expire_deletes_rows_past_retention_in_slices(make_writer, other, monkeypatch):
+    monkeypatch.setattr("smppguard.store.writer.EXPIRE_SLICE", 7)
+    day = 86400.0
+    w = await make_writer(retention=40 * day)
+    for i in range(20):
+        w.record_send(N1 + i, "acct", NOW - 41 * day + i)  # past retention
+    w.record_send(N2, "acct", NOW - 39 * day)
+    w.audit(NOW - 50 * day, "acct", "ACME", "+86***", "blacklist", "reject", 0x45, "old")
+    w.audit(NOW - day, "acct", "ACME", "+86***", "blacklist", "reject", 0x45, "recent")
+    await w.flush()
+    assert await w.expire(NOW) == 20 + 1
+    assert sends(other) == [(N2, "acct", NOW - 39 * day)]
+    assert [r[-1] for r in other.execute("SELECT reason FROM audit")] == ["recent"]
+    assert await w.expire(NOW) == 0

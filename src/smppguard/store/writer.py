@@ -28,6 +28,7 @@ from .lists import apply_due_removals
 
 log = logging.getLogger("smppguard.store")
 
+EXPIRE_SLICE = 10_000  # rows deleted per transaction by expire()
 _SEND = "INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)"
 _AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -35,13 +36,14 @@ _AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, stat
 
 class StoreWriter:
     def __init__(self, path: str, index: Index, *, interval: float = 0.01, max_batch: int = 2000,
-                 tail_interval: float = 0.5, grace: float = 300.0):
+                 tail_interval: float = 0.5, grace: float = 300.0, retention: float = 400 * 86400.0):
         self.path = path
         self.index = index
         self.interval = interval
         self.max_batch = max_batch
         self.tail_interval = tail_interval
         self.grace = grace
+        self.retention = retention
         self.db: aiosqlite.Connection | None = None
         self._sends: list[tuple] = []
         self._audits: list[tuple] = []
@@ -144,8 +146,28 @@ class StoreWriter:
                 self._sync_db = connect(self.path)
             return apply_due_removals(self._sync_db)
 
+    async def expire(self, now: float | None = None) -> int:
+        """Delete send history and audit rows older than `retention`; returns how many. In slices of
+        EXPIRE_SLICE rows, each its own short transaction, so group commits and CLI writers wait for one slice
+        at most, never for the whole backlog."""
+        assert self.db is not None
+        cutoff = (time.time() if now is None else now) - self.retention
+        deleted = 0
+        for table, column in (("send_history", "sent_at"), ("audit", "at")):
+            while True:
+                async with self._flush_lock:
+                    cur = await self.db.execute(
+                        f"DELETE FROM {table} WHERE rowid IN "
+                        f"(SELECT rowid FROM {table} WHERE {column} < ? LIMIT {EXPIRE_SLICE})", (cutoff,))
+                    n = cur.rowcount
+                deleted += n
+                if n < EXPIRE_SLICE:
+                    break
+        return deleted
+
     async def _tail_loop(self) -> None:
         last_prune = time.monotonic()
+        next_expiry = time.monotonic() + 60  # a minute after start-up, then hourly
         while True:
             await asyncio.sleep(self.tail_interval)
             try:
@@ -158,6 +180,15 @@ class StoreWriter:
             if time.monotonic() - last_prune > 60:
                 last_prune = time.monotonic()
                 prune(self.index, time.time(), self.grace)
+            if time.monotonic() >= next_expiry:
+                next_expiry = time.monotonic() + 3600
+                try:
+                    deleted = await self.expire()
+                    if deleted:
+                        log.info("retention %.0f days: deleted %d send-history and audit rows",
+                                 self.retention / 86400, deleted)
+                except sqlite3.Error:
+                    log.exception("deleting rows past retention failed; will retry in an hour")
 
     async def close(self) -> None:
         self._closing = True
