@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smppguard.bench import format_result, run_bench
+from smppguard.bench import format_comparison, format_result, run_bench, run_comparison
 
 
 def _gone(pid: int) -> bool:
@@ -35,3 +35,17 @@ def test_bench_smoke():
 
     # both child processes were stopped
     assert _gone(r["sink_pid"]) and _gone(r["proxy_pid"])
+
+
+def test_bench_compare_runs_the_relay_then_the_rules():
+    c = run_comparison(messages=1000, binds=1, window=5, lists=1000, warmup=100, low_load=100)
+
+    assert c["off"]["policy"] == "off" and c["full"]["policy"] == "full" and c["full"]["lists"] == 1000
+    for r in (c["off"], c["full"]):
+        assert r["proxied"]["errors"] == 0  # with every rule on, new recipients pass: nothing refused
+        assert _gone(r["proxy_pid"]) and _gone(r["sink_pid"])
+    assert c["throughput_ratio"] == c["full"]["proxied"]["rate"] / c["off"]["proxied"]["rate"]
+    text = format_comparison(c)
+    assert "proxied rate, rules on / off" in text and "target >= 0.80" in text
+    assert "25,000 submit_sm/s" in text  # the relay's own targets are judged on the rules-off pass only
+    assert text.count("submit_sm/s proxied") == 1

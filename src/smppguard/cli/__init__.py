@@ -247,8 +247,9 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
 @click.option("--messages", "-n", default=100_000, show_default=True, help="submit_sm to send per pass.")
 @click.option("--binds", "-b", default=4, show_default=True, help="Concurrent transmitter binds.")
 @click.option("--window", "-w", default=10, show_default=True, help="Outstanding requests per bind.")
-@click.option("--policy", type=click.Choice(["full", "off"]), default="full", show_default=True,
-              help="full: the shipped rules, a new recipient per message; off: every rule disabled.")
+@click.option("--policy", type=click.Choice(["full", "off", "compare"]), default="full", show_default=True,
+              help="full: the shipped rules, a new recipient per message; off: every rule disabled; compare: "
+                   "off, then full, and what the rules cost.")
 @click.option("--lists", type=int, default=0, show_default=True,
               help="Pre-load this many blacklist entries and as many opt-outs into the proxy's store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
@@ -256,21 +257,23 @@ def bench(messages, binds, window, policy, lists, as_json) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
-    submit_sm and its response. The sink and the proxy run as separate processes.
+    submit_sm and its response. The sink and the proxy run as separate processes. `--policy compare` runs the
+    relay with every rule off, then with every rule on, and prints the ratio of the two rates.
 
     \b
     Example:
         smppguard bench -n 200000 -b 4 -w 10
-        smppguard bench -n 200000 --lists 1000000
+        smppguard bench -n 200000 --policy compare --lists 1000000
     """
-    from ..bench import run_bench
+    from .. import bench as b
 
-    result = run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    if policy == "compare":
+        result = b.run_comparison(messages, binds, window, lists=lists)
+        text = b.format_comparison
     else:
-        from ..bench import format_result
-        click.echo(format_result(result))
+        result = b.run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
+        text = b.format_result
+    click.echo(json.dumps(result, indent=2) if as_json else text(result))
 
 
 for command in (blacklist, optout, consent, tz, dead, audit, stats):
