@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from smppguard.store.changelog import Change, from_row, last_id, since, write
+from smppguard.store.changelog import COLUMNS, Change, from_row, last_id, since, write
 from smppguard.store.db import connect
 
 NOW = 1_700_000_000.0
@@ -188,8 +188,7 @@ def test_since_and_from_row_round_trip(db):
     assert [c.id for c in since(db, 5)] == list(range(6, 12))
     assert [c.id for c in since(db, 2, limit=3)] == [3, 4, 5]
     assert since(db, 11) == []
-    row = db.execute("SELECT id, at, origin, kind, op, number, scope, scope_key, data, actor FROM changelog "
-                     "WHERE id = 1").fetchone()
+    row = db.execute(f"SELECT {COLUMNS} FROM changelog WHERE id = 1").fetchone()
     c = from_row(row)
     assert (c.id, c.at, c.origin, c.kind, c.op, c.number, c.actor) == (1, NOW, "o", "tz", "add", N1, "a")
 
@@ -279,3 +278,105 @@ def test_a_failing_batch_that_reaches_the_threshold_writes_no_global_opt_out(db)
               correlation_threshold=3, now=NOW)
     assert len(log(db)) == 2
     assert db.execute("SELECT COUNT(*) FROM optout").fetchone()[0] == 2
+
+
+# --- batches: one log row for many numbers ---------------------------------------------------------------------
+
+
+def test_a_batch_fills_the_table_and_logs_one_row_with_its_numbers(db):
+    numbers = [N3, N1, N2]
+    batch = Change("blacklist", "add", 0, data={"source": "complaint", "reason": "10086"}, numbers=numbers)
+    assert batch.numbers == (N3, N1, N2) and batch.targets() == (N3, N1, N2)
+    assert write(db, [batch], origin="o", actor="alice", now=NOW) == 1
+    assert rows(db, "blacklist") == [(n, "complaint", "10086", NOW, "alice") for n in (N1, N2, N3)]
+    assert db.execute("SELECT number, numbers FROM changelog").fetchall() == [(0, f"[{N3},{N1},{N2}]")]
+    (c,) = since(db, 0)
+    assert c == Change("blacklist", "add", 0, data={"source": "complaint", "reason": "10086"}, at=NOW, origin="o",
+                       actor="alice", id=1, numbers=numbers)
+    assert last_id(db) == 1
+
+
+def test_a_one_number_change_has_no_numbers_in_the_log(db):
+    write(db, [Change("blacklist", "add", N1)], origin="o", now=NOW)
+    assert db.execute("SELECT number, numbers FROM changelog").fetchall() == [(N1, None)]
+    (c,) = since(db, 0)
+    assert c.numbers == () and c.targets() == (N1,)
+
+
+def test_a_batch_change_has_number_0():
+    with pytest.raises(ValueError):
+        Change("blacklist", "add", N1, numbers=[N2])
+
+
+@pytest.mark.parametrize("kind", list(ADDS))
+def test_batches_of_every_kind_equal_their_numbers_one_by_one(tmp_path, kind):
+    """A batch add then a batch remove leaves the tables as the same changes made one number at a time."""
+    change, table = ADDS[kind]
+    numbers = [N1, N2, N3]
+
+    def run(path, batches: bool):
+        conn = connect(path)
+        try:
+            for op, ns in (("add", numbers), ("remove", [N1, N3])):
+                data = change.data if op == "add" else {}
+                if batches:
+                    changes = [Change(kind, op, 0, change.scope, change.scope_key, data, numbers=ns)]
+                else:
+                    changes = [Change(kind, op, n, change.scope, change.scope_key, data) for n in ns]
+                write(conn, changes, origin="o", now=NOW)
+            return rows(conn, table)
+        finally:
+            conn.close()
+
+    one_by_one = run(tmp_path / "singles.db", batches=False)
+    assert run(tmp_path / "batches.db", batches=True) == one_by_one
+    assert [r[0] for r in one_by_one] == [N2]
+
+
+def test_batches_and_single_changes_mix_in_one_write_in_order(db):
+    write(db, [Change("blacklist", "add", N1), Change("blacklist", "add", 0, numbers=[N2, N3]),
+               Change("blacklist", "remove", 0, numbers=[N1, N2]), Change("blacklist", "add", N2)],
+          origin="o", now=NOW)
+    assert [r[0] for r in rows(db, "blacklist")] == [N2, N3]
+    assert [(c.op, c.number, c.numbers) for c in since(db, 0)] == [
+        ("add", N1, ()), ("add", 0, (N2, N3)), ("remove", 0, (N1, N2)), ("add", N2, ())]
+
+
+def test_a_batch_failing_rolls_back_with_the_rest(db):
+    with pytest.raises(KeyError):
+        write(db, [Change("blacklist", "add", 0, numbers=[N1, N2]), Change("tz", "add", 0, numbers=[N3])],
+              origin="o", now=NOW)  # no "zone"
+    assert rows(db, "blacklist") == [] and last_id(db) == 0
+
+
+def test_correlation_counts_the_senders_of_each_number_of_a_batch(db):
+    opt_out(db, N1, "A")
+    opt_out(db, N2, "A")
+    opt_out(db, N1, "B")
+    write(db, [Change("optout", "add", N3, "global", "", {"source": "cli"})], origin="o", now=NOW)
+    opt_out(db, N3, "A")
+    opt_out(db, N3, "B")
+    batch = Change("optout", "add", 0, "sender", "C", {"source": "import", "keyword": "TD"}, numbers=[N1, N2, N3])
+    assert write(db, [batch], origin="o", actor="bulk", correlation_threshold=3, now=NOW + 1) == 2
+    # N1: A, B, C; N2: only A, C; N3: three senders, but already opted out globally
+    (g,) = [e for e in global_changes(db) if e["data"].get("source") == "correlation"]
+    assert (g["number"], g["data"]["keyword"], g["at"], g["actor"]) == (N1, "TD", NOW + 1, "bulk")
+
+
+def test_a_batch_listing_cancels_the_pending_removals_of_its_numbers_and_a_manual_one_does_not(db):
+    from smppguard.store.lists import pending_removals, request_removal
+
+    write(db, [Change("blacklist", "add", 0, data={"source": "complaint"}, numbers=[N1, N2, N3])], origin="o",
+          now=NOW)
+    for n in (N1, N2):
+        request_removal(db, n, reason="verified", actor="bob", now=NOW)
+    write(db, [Change("blacklist", "add", 0, data={"source": "manual"}, numbers=[N1, N2])], origin="o", now=NOW)
+    assert [p.status for p in pending_removals(db)] == ["pending", "pending"]
+    write(db, [Change("blacklist", "add", 0, data={"source": "carrier"}, numbers=[N2, N3])], origin="o",
+          actor="alice", now=NOW + 1)
+    assert [(p.number, p.status) for p in pending_removals(db, include_closed=True)] == [
+        (N1, "pending"), (N2, "cancelled")]
+    assert db.execute("SELECT recipient, action, reason, actor FROM audit WHERE action = 'cancelled'").fetchall() == [
+        (f"+{N2}", "cancelled", "new blacklist entry (carrier)", "alice")]
+    write(db, [Change("optout", "add", 0, "sender", "ACME", numbers=[N1, N3])], origin="o", actor="alice", now=NOW)
+    assert pending_removals(db) == []

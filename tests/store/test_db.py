@@ -166,3 +166,23 @@ def test_node_id_is_created_once_and_shared(path, db):
         assert node_id(other) == nid
     finally:
         other.close()
+
+
+def test_m005_keeps_an_older_store_s_change_log_readable(path, monkeypatch):
+    """A store made before batches: its log rows read back as one-number changes, and new batches can follow."""
+    from smppguard.store.changelog import since
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:4])
+    old = connect(path)
+    try:
+        old.execute("INSERT INTO changelog (at, origin, kind, op, number) VALUES (1.0, 'o', 'blacklist', 'add', 7)")
+    finally:
+        old.close()
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+    conn = connect(path)
+    try:
+        assert "numbers" in {row[1] for row in conn.execute("PRAGMA table_info(changelog)")}
+        write(conn, [Change("blacklist", "add", 0, numbers=[8, 9])], origin="o")
+        assert [(c.id, c.number, c.numbers) for c in since(conn, 0)] == [(1, 7, ()), (2, 0, (8, 9))]
+    finally:
+        conn.close()

@@ -271,3 +271,33 @@ async def test_expire_deletes_rows_past_retention_in_slices(make_writer, other, 
     assert sends(other) == [(N2, "acct", NOW - 39 * day)]
     assert [r[-1] for r in other.execute("SELECT reason FROM audit")] == ["recent"]
     assert await w.expire(NOW) == 0
+
+
+async def test_tail_applies_a_batch_row_to_every_number_it_names(make_writer, other):
+    """An import logs one row per batch: the daemon's tail applies it to each of its numbers, in order with the
+    rows around it, and ends equal to a fresh load."""
+    index = load_index(other, load_policy(), NOW)
+    w = await make_writer(index, tail_interval=60.0)
+    imported = [N1 + i for i in range(50_000)]
+    write(other, [Change("blacklist", "add", N3 - 10),
+                  Change("blacklist", "add", 0, data={"source": "complaint"}, numbers=imported[:30_000]),
+                  Change("blacklist", "add", 0, data={"source": "complaint"}, numbers=imported[30_000:]),
+                  Change("optout", "add", 0, "sender", "ACME", numbers=imported[:3]),
+                  Change("blacklist", "remove", 0, numbers=[N3 - 10, imported[0]])], origin="cli", now=NOW)
+    assert await w.tail_once() == 5
+    assert index.blacklist == set(imported[1:])
+    assert index.optouts == {n * SCOPE_SLOTS + index.scope_id("sender", "ACME") for n in imported[:3]}
+    assert index.change_id == last_id(other) == 5
+    fresh = load_index(other, load_policy(), NOW)
+    assert (fresh.blacklist, fresh.change_id) == (index.blacklist, index.change_id)
+
+
+async def test_background_tail_applies_an_import_batch_within_a_second(make_writer, other):
+    w = await make_writer()
+    await asyncio.sleep(0.05)
+    numbers = [N1 + i for i in range(20_000)]
+    write(other, [Change("blacklist", "add", 0, data={"source": "complaint"}, numbers=numbers)], origin="cli",
+          now=NOW)
+    took = await eventually(lambda: len(w.index.blacklist) == 20_000, timeout=5.0)
+    assert took < 1.0, took
+    assert w.index.blacklist == set(numbers)

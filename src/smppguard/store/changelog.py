@@ -4,6 +4,10 @@ Rule 1: a change is applied to its list table and appended to the change log in 
 makes it (the CLI, the deliver path, an MQTT peer). The daemon tails the log into its Index, so a change made
 by another process takes effect live, and the MQTT bridge can publish exactly what was written.
 Rule 2: applying a change is idempotent (INSERT OR REPLACE / DELETE), so replays and duplicates are harmless.
+Rule 3: a change may stand for many numbers (`numbers`, a batch): the same kind, op, scope and data for each.
+An import writes one log row per batch instead of one per number, and the batch's numbers, written once as a
+JSON array, are both that row's `numbers` and what fills the list table (json_each), so a million-row import
+makes no Python object per row here. Readers expand a batch: it means exactly its numbers' changes, in order.
 The seed's cross-sender correlation lives here: the opt-out that makes `threshold` distinct senders writes a
 global opt-out too, as its own change.
 """
@@ -14,11 +18,11 @@ import json
 import sqlite3
 import time
 from itertools import groupby
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 KINDS = ("blacklist", "optout", "dead", "consent", "tz")
 OPS = ("add", "remove")
-COLUMNS = "id, at, origin, kind, op, number, scope, scope_key, data, actor"
+COLUMNS = "id, at, origin, kind, op, number, scope, scope_key, data, actor, numbers"
 
 
 class _ChangeFields(NamedTuple):
@@ -32,18 +36,24 @@ class _ChangeFields(NamedTuple):
     origin: str = ""
     actor: str = ""
     id: int = 0
+    numbers: tuple[int, ...] = ()  # a batch: these numbers (and `number` is 0)
 
 
 class Change(_ChangeFields):
-    """One list change. Immutable; a NamedTuple because imports make a million of them (a frozen dataclass
-    costs several times more to build). Checked on creation."""
+    """One list change, of one number or (a batch) of `numbers`. Immutable; a NamedTuple because a change is
+    made per row of what is not a batch (a frozen dataclass costs several times more to build). Checked on
+    creation."""
 
     __slots__ = ()
 
     def __new__(cls, kind: str, op: str, number: int, scope: str = "", scope_key: str = "", data: dict | None = None,
-                at: float = 0.0, origin: str = "", actor: str = "", id: int = 0):  # noqa: A002 - the log's column
+                at: float = 0.0, origin: str = "", actor: str = "", id: int = 0,  # noqa: A002 - the log's column
+                numbers: Iterable[int] = ()):
         if kind not in KINDS or op not in OPS:
             raise ValueError(f"bad change {kind}/{op}")
+        numbers = tuple(numbers)
+        if numbers and number:
+            raise ValueError("a batch change has numbers, and number 0")
         if kind == "optout":
             if scope not in ("sender", "account", "global"):
                 raise ValueError(f"opt-out scope must be sender, account or global, not {scope!r}")
@@ -52,12 +62,17 @@ class Change(_ChangeFields):
             elif not scope_key:
                 raise ValueError(f"a {scope} opt-out needs the {scope}'s name")
         return super().__new__(cls, kind, op, number, scope, scope_key, {} if data is None else data, at, origin,
-                               actor, id)
+                               actor, id, numbers)
+
+    def targets(self) -> tuple[int, ...]:
+        """The numbers this change is for: a batch's numbers, or the one number."""
+        return self.numbers or (self.number,)
 
 
 def from_row(row) -> Change:
-    id_, at, origin, kind, op, number, scope, scope_key, data, actor = row
-    return Change(kind, op, number, scope, scope_key, json.loads(data), at, origin, actor, id_)
+    id_, at, origin, kind, op, number, scope, scope_key, data, actor, numbers = row
+    return Change(kind, op, number, scope, scope_key, json.loads(data), at, origin, actor, id_,
+                  json.loads(numbers) if numbers else ())
 
 
 _SQL = {
@@ -90,6 +105,23 @@ _SQL = {
 }
 _LOG = ("INSERT INTO changelog (at, origin, kind, op, number, scope, scope_key, data, actor) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_LOG_BATCH = ("INSERT INTO changelog (at, origin, kind, op, number, scope, scope_key, data, actor, numbers) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_EACH = "SELECT value FROM json_each(?)"
+
+
+def _for_batch(sql: str) -> tuple[str, Callable[[tuple, str], tuple]]:
+    """The statement of a one-number change made to apply to every number of a JSON array, and how to bind its
+    parameters: the number is always the first parameter, and nothing else depends on it."""
+    if sql.startswith("INSERT"):
+        head, sep, values = sql.partition(" VALUES (?, ")
+        assert sep and values.endswith(")"), sql
+        return f"{head} SELECT value, {values[:-1]} FROM json_each(?)", lambda p, numbers: (*p[1:], numbers)
+    assert sql.startswith("DELETE") and " WHERE number = ?" in sql, sql
+    return sql.replace("number = ?", f"number IN ({_EACH})", 1), lambda p, numbers: (numbers, *p[1:])
+
+
+_BATCH_SQL = {key: _for_batch(sql) for key, (sql, _) in _SQL.items()}
 
 
 class _Stamp(NamedTuple):
@@ -146,12 +178,24 @@ def _write_batch(db: sqlite3.Connection, batch: list[Change], correlation_thresh
     return written
 
 
+def _shape(c: Change) -> tuple[str, str, bool]:
+    return c.kind, c.op, bool(c.numbers)
+
+
 def _apply(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> int:
-    for (kind, op), group in groupby(batch, key=lambda c: (c.kind, c.op)):
+    for (kind, op, many), group in groupby(batch, key=_shape):
         rows = list(group)
-        sql, params = _SQL[(kind, op)]
-        db.executemany(sql, [params(c, c.at or d.at, c.actor or d.actor) for c in rows])
-        db.executemany(_LOG, _log_rows(rows, d))
+        if many:
+            sql, bind = _BATCH_SQL[(kind, op)]
+            params = _SQL[(kind, op)][1]
+            for c, log_row in zip(rows, _log_rows(rows, d), strict=True):
+                numbers = _json_array(c.numbers)
+                db.execute(sql, bind(params(c, c.at or d.at, c.actor or d.actor), numbers))
+                db.execute(_LOG_BATCH, (*log_row, numbers))
+        else:
+            sql, params = _SQL[(kind, op)]
+            db.executemany(sql, [params(c, c.at or d.at, c.actor or d.actor) for c in rows])
+            db.executemany(_LOG, _log_rows(rows, d))
         if op == "add" and kind == "optout":
             _cancel_removals(db, rows, d)
         elif op == "add" and kind == "blacklist":
@@ -160,34 +204,47 @@ def _apply(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> int:
     return len(batch)
 
 
+def _json_array(numbers: tuple[int, ...]) -> str:
+    return json.dumps(numbers, separators=(",", ":"))
+
+
 def _cancel_removals(db: sqlite3.Connection, rows: list[Change], d: _Stamp) -> None:
     """A new complaint, carrier listing or opt-out cancels a pending blacklist removal (seed section 4), and
     the cancellation is audited like the request was."""
-    if not db.execute("SELECT EXISTS (SELECT 1 FROM pending_removal WHERE status = 'pending')").fetchone()[0]:
+    if not rows:
+        return
+    # pending removals are few (each one a person's request): read them once, not once per number
+    pending = dict(db.execute("SELECT number, id FROM pending_removal WHERE status = 'pending'"))
+    if not pending:
         return
     for c in rows:
-        row = db.execute("SELECT id FROM pending_removal WHERE number = ? AND status = 'pending'",
-                         (c.number,)).fetchone()
-        if row is None:
-            continue
-        at, who = c.at or d.at, c.actor or d.actor or c.origin or d.origin
-        why = f"new {c.kind} entry ({c.data.get('source') or c.scope or 'manual'})"
-        db.execute("UPDATE pending_removal SET status = 'cancelled', closed_at = ?, close_reason = ? WHERE id = ?",
-                   (at, f"{why} by {who}", row[0]))
-        db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
-                   "VALUES (?, '', '', ?, 'blacklist-removal', 'cancelled', 0, ?, ?)",
-                   (at, f"+{c.number}", why, who))
+        for number in c.targets():
+            rid = pending.pop(number, None)
+            if rid is None:
+                continue
+            at, who = c.at or d.at, c.actor or d.actor or c.origin or d.origin
+            why = f"new {c.kind} entry ({c.data.get('source') or c.scope or 'manual'})"
+            db.execute("UPDATE pending_removal SET status = 'cancelled', closed_at = ?, close_reason = ? "
+                       "WHERE id = ?", (at, f"{why} by {who}", rid))
+            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                       "VALUES (?, '', '', ?, 'blacklist-removal', 'cancelled', 0, ?, ?)",
+                       (at, f"+{number}", why, who))
 
 
 def _correlate(db: sqlite3.Connection, batch: list[Change], threshold: int, d: _Stamp) -> list[Change]:
-    numbers = {c.number: c for c in batch if c.kind == "optout" and c.op == "add" and c.scope == "sender"}
+    numbers = {number: c for c in batch if c.kind == "optout" and c.op == "add" and c.scope == "sender"
+               for number in c.targets()}
+    if not numbers:
+        return []
+    # one query for the whole batch: the numbers that now have `threshold` senders and no global opt-out yet
+    reached = dict(db.execute(
+        f"SELECT o.number, COUNT(*) FROM optout o WHERE o.number IN ({_EACH}) AND o.scope = 'sender' "
+        "AND NOT EXISTS (SELECT 1 FROM optout g WHERE g.number = o.number AND g.scope = 'global') "
+        "GROUP BY o.number HAVING COUNT(*) >= ?", (_json_array(tuple(numbers)), threshold)))
     extra = []
     for number, cause in numbers.items():
-        (senders,) = db.execute("SELECT COUNT(*) FROM optout WHERE number = ? AND scope = 'sender'",
-                                (number,)).fetchone()
-        if senders < threshold:
-            continue
-        if db.execute("SELECT 1 FROM optout WHERE number = ? AND scope = 'global'", (number,)).fetchone():
+        senders = reached.get(number)
+        if senders is None:
             continue
         extra.append(Change("optout", "add", number, "global", "",
                             {"source": "correlation", "keyword": cause.data.get("keyword", ""),

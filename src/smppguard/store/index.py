@@ -57,36 +57,46 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
 
 
 def apply_change(index: Index, c: Change, now: float) -> None:
-    """Bring one change-log row into the Index (idempotent)."""
+    """Bring one change-log row into the Index (idempotent). A batch row applies to each of its numbers, in
+    bulk: a set or dict update per row, whatever the size of the batch."""
+    numbers = c.targets()
     add = c.op == "add"
     if c.kind == "blacklist":
-        (index.blacklist.add if add else index.blacklist.discard)(c.number)
+        (index.blacklist.update if add else index.blacklist.difference_update)(numbers)
     elif c.kind == "optout":
-        key = c.number * SCOPE_SLOTS + index.scope_id(c.scope, c.scope_key)
+        sid = index.scope_id(c.scope, c.scope_key)
+        keys = [number * SCOPE_SLOTS + sid for number in numbers]
         if add:
-            index.optouts.add(key)
-            index.optout_at[key] = c.at
+            index.optouts.update(keys)
+            index.optout_at.update(dict.fromkeys(keys, c.at))
         else:
-            index.optouts.discard(key)
-            index.optout_at.pop(key, None)
+            index.optouts.difference_update(keys)
+            _forget(index.optout_at, keys)
     elif c.kind == "dead":
         if add:
-            index.dead[c.number] = float(c.data.get("expires_at", c.at + 90 * 86400))
+            index.dead.update(dict.fromkeys(numbers, float(c.data.get("expires_at", c.at + 90 * 86400))))
         else:
-            index.dead.pop(c.number, None)
+            _forget(index.dead, numbers)
     elif c.kind == "consent":
         sid = index.scope_id("account", c.scope_key) if c.scope_key else GLOBAL
+        keys = [number * SCOPE_SLOTS + sid for number in numbers]
         if add:
-            index.consent[c.number * SCOPE_SLOTS + sid] = c.data.get("status", "confirmed")
+            index.consent.update(dict.fromkeys(keys, c.data.get("status", "confirmed")))
         else:
-            index.consent.pop(c.number * SCOPE_SLOTS + sid, None)
+            _forget(index.consent, keys)
     elif c.kind == "tz":
         if add:
-            index.tz[c.number] = c.data["zone"]
+            index.tz.update(dict.fromkeys(numbers, c.data["zone"]))
         else:
-            index.tz.pop(c.number, None)
+            _forget(index.tz, numbers)
     if c.id > index.change_id:
         index.change_id = c.id
+
+
+def _forget(table: dict, keys) -> None:
+    pop = table.pop
+    for key in keys:
+        pop(key, None)
 
 
 def prune(index: Index, now: float, grace: float) -> None:

@@ -75,9 +75,17 @@ def m004_send_history_append_only(db: sqlite3.Connection) -> None:
     _run(db, "DROP INDEX send_history_number")
 
 
+def m005_changelog_batches(db: sqlite3.Connection) -> None:
+    """One change-log row may stand for many numbers: an import writes one row per batch of rows that share the
+    same change (kind, op, scope, data), with the batch's numbers as a JSON array, instead of a row per number.
+    NULL for a change of one number (then `number` is the number)."""
+    _run(db, "ALTER TABLE changelog ADD COLUMN numbers TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
                                                                  m003_optout_recent,
-                                                                 m004_send_history_append_only)
+                                                                 m004_send_history_append_only,
+                                                                 m005_changelog_batches)
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
