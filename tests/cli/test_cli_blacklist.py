@@ -247,3 +247,20 @@ def test_blacklist_due_removal_is_applied_by_the_next_cli_command(cli, db_path):
     assert sql(db_path, "SELECT kind, op, number FROM changelog ORDER BY id DESC LIMIT 1") == [
         ("blacklist", "remove", 8613800138000)]
     assert cli("blacklist", "pending").exit_code == 1
+
+
+def test_import_progress_moves_by_the_bytes_read():
+    import io
+
+    from smppguard.cli.lists import _Counting
+
+    steps = []
+
+    class Bar:
+        update = staticmethod(steps.append)
+
+    stream = _Counting(io.StringIO("退订,x\n13800138000\n"), Bar())
+    assert stream.read(5) == "退订,x\n"
+    assert stream.read(100) == "13800138000\n"
+    assert stream.read(100) == ""
+    assert steps == [len("退订,x\n".encode()), 12, 0]

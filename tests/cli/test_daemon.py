@@ -96,3 +96,26 @@ def test_daemon_applies_a_pending_removal_when_its_period_ends(cli, daemon, db_p
         ("blacklist-removal", "done", OPERATOR, ""),
         ("blacklist", "reject", "", "acme"),
         ("blacklist-removal", "requested", OPERATOR, "")]
+
+
+def test_daemon_ends_with_exactly_the_numbers_an_import_wrote(cli, daemon, db_path, tmp_path, monkeypatch):
+    """An import commits chunk by chunk, each chunk's rows as batch change-log rows, while the daemon tails
+    the log: within a second of the import's end its Index holds exactly the imported numbers."""
+    from smppguard.store import lists
+
+    monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 4096)  # ~300 rows a chunk: many commits during the import
+    stack, client = daemon
+    index = stack.store.guard.index
+    imported = {NUMBER + i for i in range(20_000)}
+    path = tmp_path / "complaints.csv"
+    path.write_text("number,source,reason\n" + "".join(f"+{n},complaint,10086\n" for n in sorted(imported))
+                    + "12345\n" + "".join(f"+{n},carrier\n" for n in sorted(imported)[:500]))
+    r = cli("blacklist", "import", path)
+    assert r.exit_code == 2 and r.stderr == "line 20002: not a valid phone number: '12345'\n"
+    assert r.stdout.startswith("imported 20500 rows")
+    written = time.monotonic()
+    assert wait_for(lambda: index.blacklist == imported, timeout=2.0), len(index.blacklist ^ imported)
+    assert time.monotonic() - written < 1.2
+    assert sql(db_path, "SELECT COUNT(*) FROM changelog WHERE numbers IS NOT NULL")[0][0] > 10
+    assert send(client, DEST, "Sale!").status == BLACKLIST_STATUS
+

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ..policy.numbers import normalise
 from . import changelog
@@ -273,46 +273,103 @@ class ImportResult:
             self.errors = []
 
 
-IMPORT_CHUNK_LINES = 20_000
+#: Text per chunk: about 20,000 rows of a file of bare numbers. A chunk is one transaction, and its rows that
+#: make the same change are one change-log row.
+IMPORT_CHUNK_CHARS = 256 * 1024
+#: Fewer rows than this making the same change are logged one by one (a batch row would not be cheaper).
+BATCH_MIN = 8
 
 
-def _line_chunks(stream: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
-    """(number of the first line, lines) in chunks that never split a quoted field across chunks."""
-    chunk: list[str] = []
-    first = 1
-    quotes = 0
-    line_no = 0
-    for line in stream:
-        line_no += 1
-        chunk.append(line)
-        quotes += line.count('"')
-        if len(chunk) >= IMPORT_CHUNK_LINES and quotes % 2 == 0:
-            yield first, chunk
-            first, chunk, quotes = line_no + 1, [], 0
-    if chunk:
-        yield first, chunk
+def _blocks_of_lines(lines: Iterable[str]) -> Iterator[str]:
+    """Lines as a file yields them (each with its newline), joined into blocks of about IMPORT_CHUNK_CHARS."""
+    block: list[str] = []
+    size = 0
+    for line in lines:
+        block.append(line)
+        size += len(line)
+        if size >= IMPORT_CHUNK_CHARS:
+            yield "".join(block)
+            block, size = [], 0
+    if block:
+        yield "".join(block)
 
 
-def _parse_chunk(lines: list[str], first_line: int, columns: tuple[str, ...], header: tuple[str, ...] | None,
-                 region: str | None) -> list[tuple[int, tuple[str, ...], int | None]]:
-    """In a worker: CSV rows of a chunk with their line numbers and normalised numbers (None = invalid).
+def _cut(block: str, quotes_before: int) -> int:
+    """Where a chunk may end in `block`: after its last newline that is outside quotes (`quotes_before` is the
+    number of '"' before the block); 0 if there is no such newline."""
+    total = quotes_before + block.count('"')
+    after = 0  # quotes between the newline tried and the end of the block
+    end = len(block)
+    while (newline := block.rfind("\n", 0, end)) >= 0:
+        after += block.count('"', newline + 1, end)
+        if (total - after) % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0
 
-    Blank rows, "#" comments and a header line are skipped."""
-    out = []
-    names = header or columns
+
+def _text_chunks(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(number of the first line, whole lines of text) in chunks of about IMPORT_CHUNK_CHARS that never split a
+    quoted field. Reads blocks, not lines: this process only counts newlines and quotes; the workers parse."""
+    read = getattr(stream, "read", None)
+    blocks = iter(lambda: read(IMPORT_CHUNK_CHARS), "") if read is not None else _blocks_of_lines(stream)
+    head: list[str] = []  # text read since the last chunk, with no place to end one yet
+    quotes = 0  # '"' in head
+    line = 1
+    for block in blocks:
+        cut = _cut(block, quotes)
+        if not cut:
+            head.append(block)
+            quotes += block.count('"')
+            continue
+        head.append(block[:cut])
+        chunk = "".join(head)
+        yield line, chunk
+        line += chunk.count("\n")
+        rest = block[cut:]
+        head, quotes = ([rest], rest.count('"')) if rest else ([], 0)
+    if head:
+        yield line, "".join(head)
+
+
+class _Parsed(NamedTuple):
+    """A chunk as a worker returns it: its valid rows grouped by the values of the columns a change may depend
+    on (rows in one group make the same change), and its rows without a valid number."""
+
+    groups: dict[tuple[str, ...], tuple[list[int], list[int]]]  # other columns' values -> (lines, numbers)
+    bad: list[tuple[int, str]]  # (line, message)
+
+
+def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tuple[str, ...],
+                 region: str | None) -> _Parsed:
+    """In a worker: a chunk's CSV rows, their numbers normalised, grouped by the rest of `columns`.
+
+    Blank rows, "#" comments and a header line are skipped; columns not in `columns` are ignored."""
     at = names.index("number") if "number" in names else 0
-    reader = csv.reader(lines)
+    others = [i for i, name in enumerate(names) if name in columns and i != at]
+    groups: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+    bad = []
+    reader = csv.reader(io.StringIO(text, newline="\n"))  # lines end at "\n" only, as the file's lines did
+    end = 0  # the chunk's last line read
     for row in reader:
-        line = first_line + reader.line_num - 1
+        line = first_line + end  # a row over several lines (a quoted newline) is reported by its first
+        end = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
             continue
         if line == 1 and row[0].strip().lower() == columns[0]:
             continue  # the header (the caller read it already)
-        values = tuple(v.strip() for v in row)
-        text = values[at] if at < len(values) else ""
-        number = maybe_number(text, region)
-        out.append((line, values, number))
-    return out
+        number_text = row[at].strip() if at < len(row) else ""
+        number = maybe_number(number_text, region)
+        if number is None:
+            bad.append((line, f"not a valid phone number: {number_text!r}" if number_text else "no number"))
+            continue
+        key = () if len(row) == 1 else tuple(row[i].strip() for i in others if i < len(row))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ([], [])
+        group[0].append(line)
+        group[1].append(number)
+    return _Parsed(groups, bad)
 
 
 def _header_of(first: str, columns: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -326,66 +383,99 @@ def _by_number(c: Change) -> int:
     return c.number
 
 
+def _last_rows_win(made: list[tuple[Change, list[int], list[int]]]) -> list[tuple[Change, list[int]]]:
+    """Rows of different groups may change the same entry (one number with two reasons): keep each entry's
+    last row, as applying the rows in file order would."""
+    last: dict[tuple, tuple[int, int]] = {}  # entry -> (line, group)
+    for g, (template, lines, numbers) in enumerate(made):
+        entry = (template.kind, template.scope, template.scope_key)
+        for line, number in zip(lines, numbers, strict=True):
+            seen = last.get((entry, number))
+            if seen is None or seen[0] < line:
+                last[(entry, number)] = (line, g)
+    kept: list[list[int]] = [[] for _ in made]
+    for (_, number), (_, g) in last.items():
+        kept[g].append(number)
+    return [(template, kept[g]) for g, (template, _, _) in enumerate(made)]
+
+
+def _changes(made: list[tuple[Change, list[int], list[int]]]) -> list[Change]:
+    """The changes of a chunk's valid groups: one batch per group (a plain change per number when the group is
+    small), each entry once. In key order: inserting in key order touches each B-tree page once."""
+    groups = _last_rows_win(made) if len(made) > 1 else [(template, numbers) for template, _, numbers in made]
+    singles: list[Change] = []
+    batches: list[Change] = []
+    for template, numbers in groups:
+        unique = sorted(set(numbers))
+        if len(unique) >= BATCH_MIN:
+            batches.append(template._replace(numbers=tuple(unique)))
+        else:
+            singles.extend(template._replace(number=n) for n in unique)
+    singles.sort(key=_by_number)
+    return singles + batches
+
+
 def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str, ...],
-               make_change: Callable[[dict, int], Change], *, default_region: str | None,
+               make_change: Callable[[dict], Change], *, default_region: str | None,
                actor: str | None = None, correlation_threshold: int = 0,
                progress: Callable[[int], None] | None = None, workers: int | None = None) -> ImportResult:
     """Import CSV rows as changes, one transaction per chunk of lines.
 
     Worker processes parse the CSV and normalise numbers (phonenumbers is the costly part, and the machine has
     more than one core) while this process writes the previous chunk. A header naming `columns[0]` may come
-    first. `make_change(row, number)` builds the change or raises ValueError naming what is wrong; such rows,
-    and rows whose number is not valid, are reported by line and skipped."""
+    first. `make_change(row)` gets a row's columns other than the number (those of `columns` the row has) and
+    returns the change every row like it makes, with number 0 (filled in here), or raises ValueError naming
+    what is wrong; such rows, and rows whose number is not valid, are reported by line and skipped. It is
+    called once per distinct row (not per number): the rows of a chunk that make the same change are written
+    as one batch change. `stream` is a text file, or lines as a file yields them."""
     result = ImportResult()
     origin = node_id(db)
     actor = actor or os_user()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    chunks = _line_chunks(stream)
-    header = None
+    chunks = _text_chunks(stream)
     try:
-        first_no, first_chunk = next(chunks)
+        first_no, first_text = next(chunks)
     except StopIteration:
         return result
-    header = _header_of(first_chunk[0], columns)
-    names = header or columns
+    names = _header_of(first_text.partition("\n")[0], columns) or columns
+    at = names.index("number") if "number" in names else 0
+    key_names = [name for i, name in enumerate(names) if name in columns and i != at]  # as _parse_chunk's keys
 
     def all_chunks():
-        yield first_no, first_chunk
+        yield first_no, first_text
         yield from chunks
 
-    def write(parsed: list[tuple[int, tuple[str, ...], int | None]]) -> None:
-        changes = []
-        for line, values, number in parsed:
-            row = dict(zip(names, values, strict=False))  # extra columns: ignored
-            if number is None:
-                text = row.get("number", "")
-                result.errors.append((line, f"not a valid phone number: {text!r}" if text else "no number"))
-                continue
+    def write(parsed: _Parsed) -> None:
+        errors = list(parsed.bad)
+        made = []  # (change with number 0, lines, numbers)
+        for key, (lines, numbers) in parsed.groups.items():
             try:
-                changes.append(make_change(row, number))
+                template = make_change(dict(zip(key_names, key, strict=False)))  # short rows: fewer
             except (ValueError, KeyError) as e:
-                result.errors.append((line, str(e) if not isinstance(e, KeyError) else f"missing column {e}"))
-        if changes:
-            # B-tree locality: inserting in key order touches each page once. The sort is stable, so for a
-            # number that appears twice the later row still wins.
-            changes.sort(key=_by_number)
+                message = str(e) if not isinstance(e, KeyError) else f"missing column {e}"
+                errors.extend((line, message) for line in lines)
+                continue
+            made.append((template, lines, numbers))
+        if made:
+            changelog.write(db, _changes(made), origin=origin, actor=actor,
+                            correlation_threshold=correlation_threshold)
             # count the file's rows: write() also counts the global opt-outs correlation adds
-            changelog.write(db, changes, origin=origin, actor=actor, correlation_threshold=correlation_threshold)
-            result.imported += len(changes)
+            result.imported += sum(len(lines) for _, lines, _ in made)
+        result.errors.extend(sorted(errors))
         if progress:
             progress(result.imported)
 
     if workers <= 1:
-        for first, lines in all_chunks():
-            write(_parse_chunk(lines, first, columns, header, default_region))
+        for first, text in all_chunks():
+            write(_parse_chunk(text, first, columns, names, default_region))
         return result
     import collections
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         in_flight: collections.deque = collections.deque()
-        for first, lines in all_chunks():
-            in_flight.append(pool.submit(_parse_chunk, lines, first, columns, header, default_region))
+        for first, text in all_chunks():
+            in_flight.append(pool.submit(_parse_chunk, text, first, columns, names, default_region))
             if len(in_flight) > workers:
                 write(in_flight.popleft().result())
         while in_flight:

@@ -1,0 +1,211 @@
+"""import_csv: chunks of text that never split a quoted field, bad rows by line, one change-log row per batch."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+
+from smppguard.policy import load_policy
+from smppguard.store import lists
+from smppguard.store.changelog import Change, since
+from smppguard.store.db import connect
+from smppguard.store.index import load_index
+from smppguard.store.lists import BLACKLIST_SOURCES, _text_chunks, import_csv
+
+BASE = 8613500000000
+
+
+@pytest.fixture
+def db(tmp_path):
+    conn = connect(tmp_path / "store.db")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of ~64 characters: a few rows each, so tests cross many chunk and block boundaries."""
+    monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 64)
+
+
+def blacklist_change(row: dict) -> Change:  # as `smppguard blacklist import --source complaint` makes them
+    src = row.get("source") or "complaint"
+    if src not in BLACKLIST_SOURCES:
+        raise ValueError(f"unknown source {src!r}")
+    return Change("blacklist", "add", 0, data={"source": src, "reason": row.get("reason") or ""})
+
+
+def run(db, text: str, workers: int = 1, as_lines: bool = False, **kw):
+    stream = io.StringIO(text).readlines() if as_lines else io.StringIO(text)
+    return import_csv(db, stream, ("number", "source", "reason"), blacklist_change, default_region="CN",
+                      actor="bulk", workers=workers, **kw)
+
+
+def table(db) -> dict[int, tuple[str, str]]:
+    return {n: (s, r) for n, s, r in db.execute("SELECT number, source, reason FROM blacklist")}
+
+
+# --- chunks ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_lines", [False, True], ids=["file", "lines"])
+def test_chunks_are_whole_lines_outside_quotes_numbered_from_their_first_line(small_chunks, as_lines):
+    rng = random.Random(5)
+    lines = []
+    for i in range(400):
+        if rng.random() < 0.2:  # a quoted field over several lines, with escaped quotes
+            lines.append(f'{BASE + i},complaint,"said ""stop""\n' + "more\n" * rng.randrange(1, 30) + 'end"\n')
+        else:
+            lines.append(f"{BASE + i},carrier,{'x' * rng.randrange(0, 90)}\n")
+    text = "".join(lines)
+    stream = io.StringIO(text).readlines() if as_lines else io.StringIO(text)
+    chunks = list(_text_chunks(stream))
+    assert len(chunks) > 50
+    assert "".join(chunk for _, chunk in chunks) == text
+    line = 1
+    for first, chunk in chunks:
+        assert first == line
+        assert chunk.endswith("\n") and chunk.count('"') % 2 == 0
+        line += chunk.count("\n")
+
+
+def test_a_file_without_a_final_newline_or_with_an_unclosed_quote_is_one_last_chunk(small_chunks):
+    assert list(_text_chunks(io.StringIO("1\n2"))) == [(1, "1\n"), (2, "2")]
+    text = '1\n"open\n' + "2\n" * 100
+    assert list(_text_chunks(io.StringIO(text))) == [(1, "1\n"), (2, text[2:])]
+    assert list(_text_chunks(io.StringIO(""))) == []
+
+
+# --- rows, lines and batches -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_rows_are_reported_by_line_across_chunks_and_quoted_lines(db, small_chunks, workers):
+    text = ("number,source,reason\n"
+            + "".join(f"{13500000000 + i}\n" for i in range(30))  # lines 2-31
+            + '12345,complaint,"a reason\nover two lines"\n'  # lines 32-33
+            + "13500000100,bogus,x\n"  # line 34
+            + "\n# a comment\n"  # lines 35-36
+            + "13500000101,regulator,miit\n"  # line 37
+            + ",carrier\n")  # line 38
+    result = run(db, text, workers=workers)
+    assert result.errors == [(32, "not a valid phone number: '12345'"), (34, "unknown source 'bogus'"),
+                             (38, "no number")]
+    assert result.imported == 31
+    assert table(db) == {**{BASE + i: ("complaint", "") for i in range(30)}, BASE + 101: ("regulator", "miit")}
+
+
+def test_rows_making_the_same_change_are_one_change_log_row(db):
+    text = "".join(f"{13500000000 + i}\n" for i in range(1000)) + "13500000000\n"  # a duplicate
+    result = run(db, text)
+    assert (result.imported, result.errors) == (1001, [])
+    (c,) = since(db, 0)
+    assert (c.kind, c.op, c.number, c.data, c.actor) == ("blacklist", "add", 0,
+                                                         {"source": "complaint", "reason": ""}, "bulk")
+    assert c.numbers == tuple(BASE + i for i in range(1000))  # each number once, in key order
+    assert len(table(db)) == 1000
+
+
+def test_one_batch_per_distinct_change_and_plain_changes_for_the_few(db):
+    rows = [f"{13500000000 + i},carrier,cmcc\n" for i in range(20)]
+    rows += [f"{13500000100 + i},regulator\n" for i in range(10)]
+    rows += [f"{13500000200 + i},complaint,call {i}\n" for i in range(3)]  # each its own reason
+    run(db, "".join(rows))
+    logged = sorted((c.data["source"], c.data["reason"], len(c.targets())) for c in since(db, 0))
+    assert logged == [("carrier", "cmcc", 20), ("complaint", "call 0", 1), ("complaint", "call 1", 1),
+                      ("complaint", "call 2", 1), ("regulator", "", 10)]
+    assert [c.number for c in since(db, 0) if not c.numbers] == [BASE + 200, BASE + 201, BASE + 202]
+
+
+def test_the_last_row_of_a_number_wins_within_and_across_chunks(db, small_chunks):
+    text = ("13500000001,carrier,first\n"
+            "13500000002,carrier,first\n"
+            "13500000001,regulator,second\n"  # same chunk, another change: the later row wins
+            "13500000003,bogus,x\n"
+            + "".join(f"{13500000010 + i}\n" for i in range(20))
+            + "13500000002,regulator,later chunk\n"
+            "13500000010,bogus,a bad row does not undo a good one\n")
+    result = run(db, text)
+    assert [line for line, _ in result.errors] == [4, 26]
+    got = table(db)
+    assert got[BASE + 1] == ("regulator", "second")
+    assert got[BASE + 2] == ("regulator", "later chunk")
+    assert got[BASE + 10] == ("complaint", "")
+    assert BASE + 3 not in got
+
+
+def test_columns_the_change_does_not_use_do_not_split_batches(db):
+    """An export (number,source,reason,added_at,actor) imports as one batch per source and reason."""
+    text = "number,source,reason,added_at,actor\n" + "".join(
+        f"+{BASE + i},carrier,cmcc,2026-11-28 0{i % 10}:00:00Z,op{i}\n" for i in range(50))
+    assert run(db, text).imported == 50
+    (c,) = since(db, 0)
+    assert len(c.numbers) == 50 and c.data == {"source": "carrier", "reason": "cmcc"}
+
+
+def test_the_other_columns_may_come_in_any_order_after_a_header(db):
+    run(db, "number,reason,source\n13500000001,via header,regulator\n13500000002\n")
+    assert table(db) == {BASE + 1: ("regulator", "via header"), BASE + 2: ("complaint", "")}
+
+
+def test_a_group_whose_change_is_bad_reports_every_line_of_it(db):
+    text = "".join(f"{13500000000 + i},{'bogus' if i % 2 else 'carrier'}\n" for i in range(20))
+    result = run(db, text)
+    assert result.errors == [(i + 1, "unknown source 'bogus'") for i in range(1, 20, 2)]
+    assert sorted(table(db)) == [BASE + i for i in range(0, 20, 2)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_import_equals_the_rows_one_by_one(tmp_path, small_chunks, workers):
+    """Random files (duplicates, bad rows, mixed sources): the tables and the Index a fresh load gives are those
+    of writing each valid row as its own change, in file order."""
+    rng = random.Random(workers)
+    lines = []
+    expected: dict[int, tuple[str, str]] = {}
+    for _ in range(300):
+        n = BASE + rng.randrange(60)
+        source = rng.choice(["", "carrier", "regulator", "bogus"])
+        reason = rng.choice(["", "r1", "r2"])
+        lines.append(f"+{n},{source},{reason}\n")
+        if source != "bogus":
+            expected[n] = (source or "complaint", reason)
+    db = connect(tmp_path / f"w{workers}.db")
+    try:
+        result = run(db, "".join(lines), workers=workers, as_lines=workers == 1)
+        assert result.imported == sum(1 for line in lines if ",bogus," not in line)
+        assert table(db) == expected
+        assert load_index(db, load_policy(), 0).blacklist == set(expected)
+    finally:
+        db.close()
+
+
+def test_an_import_cancels_pending_removals_unless_manual(db):
+    run(db, "13500000001\n13500000002\n")
+    for n in (BASE + 1, BASE + 2):
+        lists.request_removal(db, n, reason="verified", actor="bob")
+    run(db, "".join(f"{13500000002 + i},manual\n" for i in range(20)))
+    assert len(lists.pending_removals(db)) == 2
+    run(db, "".join(f"{13500000002 + i},carrier\n" for i in range(20)))
+    assert [p.number for p in lists.pending_removals(db)] == [BASE + 1]
+
+
+def test_optout_import_with_correlation(db):
+    def optout_change(row: dict) -> Change:
+        return Change("optout", "add", 0, "sender", row["key"], {"source": "import"})
+
+    text = "".join(f"{13500000000 + i},{sender}\n" for sender in ("A", "B", "C") for i in range(10))
+    result = import_csv(db, io.StringIO(text), ("number", "key"), optout_change, default_region="CN",
+                        correlation_threshold=3, workers=1)
+    assert result.imported == 30
+    globals_ = db.execute("SELECT number, source FROM optout WHERE scope = 'global' ORDER BY number").fetchall()
+    assert globals_ == [(BASE + i, "correlation") for i in range(10)]
+
+
+def test_progress_is_reported_per_chunk(db, small_chunks):
+    seen = []
+    run(db, "".join(f"{13500000000 + i}\n" for i in range(40)), progress=seen.append)
+    assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 40
