@@ -264,3 +264,9 @@ def test_import_progress_moves_by_the_bytes_read():
     assert stream.read(100) == "13800138000\n"
     assert stream.read(100) == ""
     assert steps == [len("退订,x\n".encode()), 12, 0]
+
+
+def test_blacklist_import_counts_one_row_and_one_bad_row_in_the_singular(cli):
+    r = cli("blacklist", "import", "-", input="13600000001\nnot-a-number\n")
+    assert r.exit_code == 2
+    assert re.fullmatch(r"imported 1 row in \d+\.\ds; 1 bad row skipped\n", r.stdout)

@@ -42,6 +42,10 @@ class _Counting:
         return text
 
 
+def _rows(n: int, what: str = "") -> str:
+    return f"{n} {what}row" + ("" if n == 1 else "s")
+
+
 def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_threshold: int = 0) -> None:
     """Shared by the import commands: progress by bytes, bad rows reported by line, the rest imported."""
     # A stream with no name (click re-wraps stdin; CliRunner's stdin is a BytesIO) has no size to show either.
@@ -61,8 +65,9 @@ def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_thre
         click.echo(f"line {line}: {message}", err=True)
     if len(result.errors) > 50:
         click.echo(f"... and {len(result.errors) - 50} more bad rows", err=True)
-    click.echo(f"imported {result.imported} rows in {time.monotonic() - started:.1f}s"
-               + (f"; {len(result.errors)} bad rows skipped" if result.errors else ""))
+    bad = len(result.errors)
+    click.echo(f"imported {_rows(result.imported)} in {time.monotonic() - started:.1f}s"
+               + (f"; {_rows(bad, 'bad ')} skipped" if bad else ""))
     if result.errors:
         sys.exit(EXIT_INPUT_ERROR)
 
