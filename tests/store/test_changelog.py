@@ -13,15 +13,6 @@ NOW = 1_700_000_000.0
 N1, N2, N3 = 8613800000001, 8613800000002, 8613800000003
 
 
-@pytest.fixture
-def db(tmp_path):
-    conn = connect(tmp_path / "store.db")
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 def log(db):
     """The change log as dicts, oldest first."""
     return [{"id": c.id, "at": c.at, "origin": c.origin, "kind": c.kind, "op": c.op, "number": c.number,

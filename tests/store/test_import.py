@@ -18,15 +18,6 @@ BASE = 8613500000000
 
 
 @pytest.fixture
-def db(tmp_path):
-    conn = connect(tmp_path / "store.db")
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-@pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of ~64 characters: a few rows each, so tests cross many chunk and block boundaries."""
     monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 64)

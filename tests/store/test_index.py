@@ -20,15 +20,6 @@ GRACE = POLICY.settings("optout").grace
 N1, N2, N3, N4 = 8613800000001, 8613800000002, 8613800000003, 14155550100
 
 
-@pytest.fixture
-def db(tmp_path):
-    conn = connect(tmp_path / "store.db")
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 def view(index: Index) -> dict:
     """The Index's list state with scope ids decoded, so two Indexes that numbered scopes in a different order
     compare equal."""
