@@ -176,6 +176,7 @@ class Index:
                 history[key] = times[cut:]
         del pending[-budget:]
 
+
 def _insert(table: dict, key: int, at: float) -> None:
     times = table.get(key)
     if times is None:
