@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 from smppguard.bench import format_comparison, format_result, run_bench, run_comparison
 
 
@@ -49,3 +55,34 @@ def test_bench_compare_runs_the_relay_then_the_rules():
     assert "proxied rate, rules on / off" in text and "target >= 0.80" in text
     assert "25,000 submit_sm/s" in text  # the relay's own targets are judged on the rules-off pass only
     assert text.count("submit_sm/s proxied") == 1
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return out
+
+
+def test_bench_stops_its_children_on_sigterm():
+    bench = subprocess.Popen([sys.executable, "-m", "smppguard.bench", "-n", "10000000", "--policy", "off"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while len(children := _children(bench.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(children) == 2  # the sink and the proxy
+        time.sleep(1.0)  # into the run
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=20) == 128 + signal.SIGTERM
+        assert all(_gone(pid) for pid in children)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()

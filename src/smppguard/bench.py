@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -430,6 +432,24 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+@contextlib.contextmanager
+def _terminated_cleanly():
+    """SIGTERM (from `timeout`, say) ends the run like Ctrl-C does, through the `finally` that stops both
+    children; Python's default would exit at once and leave them running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _start(args: list[str], log: Path, cwd: str) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("SMPPGUARD_CONFIG", None)
@@ -489,7 +509,7 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
     sink = proxy = None
-    with tempfile.TemporaryDirectory(prefix="smppguard-bench-") as tmp:
+    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-bench-") as tmp:
         tmpdir = Path(tmp)
         sink_addr = ("127.0.0.1", _free_port())
         proxy_addr = ("127.0.0.1", _free_port())
