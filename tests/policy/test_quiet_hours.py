@@ -195,13 +195,21 @@ def test_quiet_hours_us_toll_free_with_cn_windows_half_an_hour_a_day():
     assert check(US_TOLL_FREE, day + 12 * HOUR).until == day + 23 * HOUR
 
 
-def test_quiet_hours_us_toll_free_with_cn_windows_never_allowed_in_summer():
+@pytest.mark.parametrize("action", ["hold", "schedule", "reject"])
+def test_quiet_hours_us_toll_free_with_cn_windows_never_allowed_in_summer(action):
     # In July St John's is UTC-2:30 and the span is 11.5 h > the 11 allowed hours: never allowed. check()
-    # must still end, and never answer None.
+    # must still end, never answer None, and neither hold nor schedule to a time that is quiet too: a
+    # permanent refusal that says what to do.
+    s = quiet_hours.parse_settings({"action": action}, SHANGHAI)
     day = at(2025, 7, 13, zone="UTC")
     for m in range(0, 1440, 10):
-        v = check(US_TOLL_FREE, day + m * MINUTE)
-        assert v is not None and v.action is Action.HOLD
+        v = check(US_TOLL_FREE, day + m * MINUTE, s)
+        assert v is not None and v.action is Action.REJECT and v.status == Status.RSUBMITFAIL
+        assert v.until is None and "tz set" in v.reason
+    # with the recipient's zone known, the usual hold
+    v = check(US_TOLL_FREE, day + 12 * HOUR, s, index=Index(tz={US_TOLL_FREE: NEW_YORK}))
+    assert v.action is {"hold": Action.HOLD, "schedule": Action.SCHEDULE, "reject": Action.REJECT}[action]
+    assert v.status == Status.RTHROTTLED
 
 
 # --- zone overrides and the fallback -----------------------------------------------------------------------------

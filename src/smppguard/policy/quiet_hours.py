@@ -11,6 +11,7 @@ schedule_delivery_time set to the window's end).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -75,8 +76,14 @@ def _quiet_until(minute: int, windows) -> int | None:
     return None
 
 
+#: next_allowed's answer when no instant of the coming days is allowed at every offset.
+NEVER = math.inf
+
+
 def next_allowed(now: float, offsets_at: Callable[[float], tuple[int, ...]], windows) -> float | None:
-    """None if `now` is allowed at every UTC offset; else the first time it is. Windows chain (20-22 then
+    """None if `now` is allowed at every UTC offset; else the first time it is, or NEVER when the windows at
+    these offsets leave no instant of the coming days free (zones spread wider than the allowed hours, like
+    the 42 zones of a US toll-free number in summer). Windows chain (20-22 then
     22-07), and offsets are taken again at each candidate time, so a DST change during the wait counts.
     Strategy: while the offsets stay the same, every instant before the latest window end (over the offsets)
     is quiet somewhere, so jump there; if an offset changes before that, stop at the change and look again
@@ -96,7 +103,7 @@ def next_allowed(now: float, offsets_at: Callable[[float], tuple[int, ...]], win
         if offsets_at(latest) != offsets:
             latest = _offsets_change(t, latest, offsets_at, offsets)
         t = latest
-    return t  # windows cover the whole day: give the last candidate
+    return NEVER
 
 
 def _offsets_change(start: float, end: float, offsets_at: Callable[[float], tuple[int, ...]],
@@ -126,8 +133,12 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     until = next_allowed(now, lambda t: utc_offsets(zones, t), s.windows)
     if until is None:
         return None
-    local = datetime.fromtimestamp(until, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     where = zones[0] if len(zones) == 1 else f"{len(zones)} candidate zones"
+    if until == NEVER:  # waiting would not help: a permanent refusal (0x58 would make the sender retry forever)
+        return Verdict(Action.REJECT, NAME, Status.RSUBMITFAIL,
+                       f"{s.reason} ({where}) at every hour of the coming days; if the recipient's zone is known, "
+                       f"set it with `smppguard tz set`")
+    local = datetime.fromtimestamp(until, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if s.action == "reject":
         return Verdict(Action.REJECT, NAME, s.status, f"{s.reason} ({where}); allowed from {local}")
     action = Action.HOLD if s.action == "hold" else Action.SCHEDULE
