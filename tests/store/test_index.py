@@ -61,6 +61,7 @@ def test_load_index_matches_the_tables(db):
         Change("optout", "add", N2, "sender", "ACME"),
         Change("optout", "add", N3, "account", "acct1"),
         Change("optout", "add", N3, "sender", "ACME", at=NOW - GRACE - 60),  # outside the grace period
+        Change("optout", "add", N4, "sender", "ACME", data={"source": "import"}),  # a list, not a reply
         Change("dead", "add", N1, data={"expires_at": NOW + 60}),
         Change("dead", "add", N2, data={"expires_at": NOW - 1}),  # expired
         Change("dead", "add", N3, data={"expires_at": NOW}),  # expires now: expired
@@ -73,14 +74,17 @@ def test_load_index_matches_the_tables(db):
     sid = index.scope_id
     assert index.blacklist == {N1}
     assert index.optouts == {N1 * SCOPE_SLOTS + GLOBAL, N2 * SCOPE_SLOTS + sid("sender", "ACME"),
-                             N3 * SCOPE_SLOTS + sid("account", "acct1"), N3 * SCOPE_SLOTS + sid("sender", "ACME")}
-    assert index.optout_at == {N1 * SCOPE_SLOTS + GLOBAL: NOW - 10, N2 * SCOPE_SLOTS + sid("sender", "ACME"): NOW - 10,
+                             N3 * SCOPE_SLOTS + sid("account", "acct1"), N3 * SCOPE_SLOTS + sid("sender", "ACME"),
+                             N4 * SCOPE_SLOTS + sid("sender", "ACME")}
+    assert N4 * SCOPE_SLOTS + sid("sender", "ACME") in index.optouts
+    # the grace remembers a person's own recent replies: not global opt-outs, not imported lists
+    assert index.optout_at == {N2 * SCOPE_SLOTS + sid("sender", "ACME"): NOW - 10,
                                N3 * SCOPE_SLOTS + sid("account", "acct1"): NOW - 10}
     assert index.dead == {N1: NOW + 60, N4: NOW + 86400}
     assert index.consent == {N1 * SCOPE_SLOTS + GLOBAL: "confirmed",
                              N2 * SCOPE_SLOTS + sid("account", "acct1"): "pending"}
     assert index.tz == {N4: "America/Los_Angeles"}
-    assert index.change_id == last_id(db) == 14
+    assert index.change_id == last_id(db) == 15
     assert len(index.scope_ids) == 3  # "", s:ACME, a:acct1 (consent and account opt-outs share "a:" ids)
     assert not db.in_transaction
 

@@ -12,6 +12,7 @@ from ..config import duration
 from ..store import lists
 from ..store.changelog import Change
 from ..store.db import AlreadyExists, NotFound
+from ..store.index import IMPORTED
 from .common import (
     CONTEXT,
     EXIT_INPUT_ERROR,
@@ -345,7 +346,7 @@ def optout_import(ctx: Ctx, file, scope, key, silent) -> None:
         if sc != "global" and not k:
             raise ValueError(f"scope {sc} needs a key column or --key")
         return Change("optout", "add", 0, sc, "" if sc == "global" else k,
-                      {"source": "import", "keyword": row.get("keyword", "")})
+                      {"source": IMPORTED, "keyword": row.get("keyword", "")})
 
     threshold = ctx.config.policy.settings("optout").correlation_threshold
     _import(ctx, file, ("number", "scope", "key", "keyword"), change, silent, threshold)

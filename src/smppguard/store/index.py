@@ -17,6 +17,17 @@ from .changelog import Change
 HISTORY_S = 32 * 86400.0
 
 
+#: The source of opt-outs read from a file (`smppguard optout import`).
+IMPORTED = "import"
+
+
+def opens_grace(scope: str, source: str) -> bool:
+    """Whether an opt-out is remembered (Index.optout_at) for the confirmation grace: a person's own reply to a
+    sender or an account. An imported list is history, not a reply just now (and a million of them would fill
+    memory for nothing); the grace never looks at global opt-outs."""
+    return scope != "global" and source != IMPORTED
+
+
 def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
     index = Index()
     grace = policy.settings("optout").grace
@@ -34,7 +45,8 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
                 sid = ids[(scope, key)] = scope_id(scope, key)
             add(number * SCOPE_SLOTS + sid)
         for number, scope, key, added_at in db.execute(
-                "SELECT number, scope, scope_key, added_at FROM optout WHERE added_at >= ?", (now - grace,)):
+                "SELECT number, scope, scope_key, added_at FROM optout WHERE added_at >= ? "
+                f"AND scope != 'global' AND source != '{IMPORTED}'", (now - grace,)):  # see opens_grace
             index.optout_at[number * SCOPE_SLOTS + scope_id(scope, key)] = added_at
         index.dead = dict(db.execute("SELECT number, expires_at FROM dead WHERE expires_at > ?", (now,)))
         for number, key, status in db.execute("SELECT number, scope_key, status FROM consent"):
@@ -68,7 +80,8 @@ def apply_change(index: Index, c: Change, now: float) -> None:
         keys = [number * SCOPE_SLOTS + sid for number in numbers]
         if add:
             index.optouts.update(keys)
-            index.optout_at.update(dict.fromkeys(keys, c.at))
+            if opens_grace(c.scope, c.data.get("source", "")):
+                index.optout_at.update(dict.fromkeys(keys, c.at))
         else:
             index.optouts.difference_update(keys)
             _forget(index.optout_at, keys)
