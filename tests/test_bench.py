@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from smppguard.bench import format_comparison, format_result, run_bench, run_comparison
 
 
@@ -70,17 +72,20 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_bench_stops_its_children_on_sigterm():
-    bench = subprocess.Popen([sys.executable, "-m", "smppguard.bench", "-n", "10000000", "--policy", "off"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.mark.parametrize("command", [["smppguard.bench"], ["smppguard", "bench"]], ids=["module", "cli"])
+@pytest.mark.parametrize("after_s", [0.0, 1.0])  # while starting the children; during a pass
+def test_bench_stops_its_children_on_sigterm(command, after_s):
+    bench = subprocess.Popen([sys.executable, "-m", *command, "-n", "10000000", "--policy", "off"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while len(children := _children(bench.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(children) == 2  # the sink and the proxy
-        time.sleep(1.0)  # into the run
+        time.sleep(after_s)
         bench.send_signal(signal.SIGTERM)
         assert bench.wait(timeout=20) == 128 + signal.SIGTERM
+        assert bench.stderr.read().decode().strip() == "terminated: both child processes stopped"
         assert all(_gone(pid) for pid in children)
     finally:
         if bench.poll() is None:

@@ -245,6 +245,8 @@ class _Client(asyncio.Protocol):
 
     async def close(self) -> None:
         """Unbind politely (bounded), then close."""
+        if self.done is not None and not self.done.done():
+            self.done.cancel()  # a run cut short (SIGTERM): nobody waits for it any more
         if self.transport is None:
             return
         with contextlib.suppress(Exception):
@@ -288,11 +290,14 @@ async def _run(clients: list[_Client], total: int, numbers: _Numbers) -> dict[st
     t0 = time.perf_counter()
     waits = [c.start(n, first) for c, n, first in zip(clients, counts, firsts, strict=True)]
     limit = 60 + total / MIN_RATE
-    try:
-        await asyncio.wait_for(asyncio.gather(*waits), limit)
-    except asyncio.TimeoutError:
+    # asyncio.wait, not wait_for(gather(...)): cancelled (SIGTERM), a gather future would be left holding an
+    # exception nobody reads, and asyncio would print it
+    done, pending = await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_EXCEPTION)
+    for fut in done:
+        fut.result()  # a lost connection
+    if pending:
         answered = sum(c.received for c in clients)
-        raise BenchError(f"only {answered:,} of {total:,} submit_sm answered within {limit:.0f}s") from None
+        raise BenchError(f"only {answered:,} of {total:,} submit_sm answered within {limit:.0f}s")
     t1 = max([c.finished for c, n in zip(clients, counts, strict=True) if n] or [t0])
     latencies = sorted(x for c in clients for x in c.latencies)
     seconds = t1 - t0
@@ -382,8 +387,32 @@ def _run_loop(coro):
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but not on every platform
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        return asyncio.run(_cancelled_by_sigterm(coro))
+    return uvloop.run(_cancelled_by_sigterm(coro))
+
+
+async def _cancelled_by_sigterm(coro):
+    """Run `coro`; SIGTERM cancels it, through the loop's own signal handling: an exception raised by a Python
+    signal handler inside a protocol callback would surface as a lost connection instead."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def cancel() -> None:
+        global _terminated
+        _terminated = True
+        task.cancel()
+
+    outer = signal.getsignal(signal.SIGTERM)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, cancel)
+    except (RuntimeError, ValueError):  # not the main thread: no signals here
+        return await coro
+    try:
+        return await coro
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, outer)  # remove_signal_handler leaves the default behind
 
 
 # --- the child processes -----------------------------------------------------------------------------------
@@ -432,6 +461,18 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+#: Set when SIGTERM ended a run (SystemExit outside the event loop, cancellation inside it): reported as that,
+#: with exit status 128 + SIGTERM.
+_terminated = False
+EXIT_TERMINATED = 128 + signal.SIGTERM
+#: What a run ended by SIGTERM raises.
+TERMINATION = (SystemExit, asyncio.CancelledError)
+
+
+def terminated() -> bool:
+    return _terminated
+
+
 @contextlib.contextmanager
 def _terminated_cleanly():
     """SIGTERM (from `timeout`, say) ends the run like Ctrl-C does, through the `finally` that stops both
@@ -441,6 +482,8 @@ def _terminated_cleanly():
         return
 
     def stop(signum, _frame):
+        global _terminated
+        _terminated = True
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -646,7 +689,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = run_bench(messages=args.messages, binds=args.binds, window=args.window, policy=args.policy,
                                lists=args.lists)
-    except (BenchError, ValueError) as e:
+    except (BenchError, ValueError, *TERMINATION) as e:
+        if terminated():
+            print("terminated: both child processes stopped", file=sys.stderr)
+            return EXIT_TERMINATED
+        if isinstance(e, TERMINATION):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
