@@ -668,7 +668,6 @@ def format_comparison(c: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(prog="python -m smppguard.bench",
                                      description="Measure the proxy: the same load straight to a sink SMSC "
@@ -683,12 +682,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="pre-load this many blacklist entries and as many opt-outs into the store")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
+    return run_command(args.messages, args.binds, args.window, args.policy, args.lists, args.json)
+
+
+def run_command(messages: int, binds: int, window: int, policy: str, lists: int, as_json: bool) -> int:
+    """`smppguard bench` and `python -m smppguard.bench`: measure, print the figures (or one line saying what
+    went wrong), return the exit status."""
+    import json
+
     try:
-        if args.policy == "compare":
-            result = run_comparison(args.messages, args.binds, args.window, lists=args.lists)
+        if policy == "compare":
+            result = run_comparison(messages, binds, window, lists=lists)
         else:
-            result = run_bench(messages=args.messages, binds=args.binds, window=args.window, policy=args.policy,
-                               lists=args.lists)
+            result = run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
     except (BenchError, ValueError, *TERMINATION) as e:
         if terminated():
             print("terminated: both child processes stopped", file=sys.stderr)
@@ -697,10 +703,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if args.json:
+    if as_json:
         print(json.dumps(result, indent=2))
     else:
-        print(format_comparison(result) if args.policy == "compare" else format_result(result))
+        print(format_comparison(result) if policy == "compare" else format_result(result))
     return 0
 
 

@@ -265,24 +265,9 @@ def bench(messages, binds, window, policy, lists, as_json) -> None:
         smppguard bench -n 200000 -b 4 -w 10
         smppguard bench -n 200000 --policy compare --lists 1000000
     """
-    from .. import bench as b
+    from ..bench import run_command
 
-    try:
-        if policy == "compare":
-            result = b.run_comparison(messages, binds, window, lists=lists)
-            text = b.format_comparison
-        else:
-            result = b.run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
-            text = b.format_result
-    except (b.BenchError, ValueError, *b.TERMINATION) as e:
-        if b.terminated():
-            click.echo("terminated: both child processes stopped", err=True)
-            sys.exit(b.EXIT_TERMINATED)
-        if isinstance(e, b.TERMINATION):
-            raise
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
-    click.echo(json.dumps(result, indent=2) if as_json else text(result))
+    sys.exit(run_command(messages, binds, window, policy, lists, as_json))
 
 
 for command in (blacklist, optout, consent, tz, dead, audit, stats):
