@@ -158,6 +158,38 @@ def test_policy_settings_lookup_and_needs_text():
                            ).needs_text
 
 
+@pytest.mark.parametrize("policy, recent_optout, decoded", [
+    (load_policy(), False, False),  # only the confirmation patterns read text, and no opt-out is recent
+    (load_policy(), True, True),  # a recent opt-out: the text may be the one confirmation
+    (load_policy({}, {"content": {"forbidden": ["casino"]}}), False, True),
+    (load_policy({}, {}, [{"name": "otp", "patterns": ["code"]}]), False, True),
+    (load_policy({"confirmation_patterns": []}), True, False),
+])
+def test_make_submission_decodes_the_text_only_when_a_rule_reads_it(policy, recent_optout, decoded):
+    index = Index()
+    if recent_optout:
+        apply_change(index, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=NOON - MINUTE), NOON)
+    calls = []
+
+    def text_of():
+        calls.append(1)
+        return "You are unsubscribed"
+
+    s = make_submission(policy, "+8613800138000", 1, "ACME", "acme", index=index, text_of=text_of)
+    assert len(calls) == (1 if decoded else 0)
+    assert s.text == ("You are unsubscribed" if decoded else None)
+    if recent_optout and decoded:
+        assert s.traffic_class == "confirmation"
+
+
+def test_content_rule_with_nothing_to_look_for_is_left_out_of_decide():
+    idle = load_policy()
+    assert "content" not in {check.__module__.rsplit(".", 1)[1] for check, _s in idle.checks_for("marketing")}
+    busy = load_policy({}, {"content": {"required": ["STOP"]}})
+    assert "content" in {check.__module__.rsplit(".", 1)[1] for check, _s in busy.checks_for("marketing")}
+    assert dict((n, v) for n, _why, v in explain(sub(text="hi"), Index(), NOON, idle))["content"] is None
+
+
 # --- invariant: decide() is explain()'s first opinion, and never raises -------------------------------------------
 
 LISTS = ("dead", "blacklist", "optout", "consent", "frequency", "quiet")

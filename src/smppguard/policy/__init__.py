@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
 from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
@@ -48,6 +48,13 @@ class Policy:
         return tuple(c for c in self.classes if c.name != classes.CONFIRMATION)
 
     @functools.cached_property
+    def needs_text_without_confirmation(self) -> bool:
+        """Whether the text matters when the confirmation patterns do not (see make_submission)."""
+        content_s = self.settings(content.NAME)
+        return classes.needs_text(self.classes_without_confirmation) or bool(
+            content_s.enabled and not content.idle(content_s))
+
+    @functools.cached_property
     def _checks(self) -> dict[str, tuple[tuple[Any, Any], ...]]:
         return {}
 
@@ -55,8 +62,9 @@ class Policy:
         """(check, settings) of the enabled rules that apply to a class, in order; worked out once per class."""
         checks = self._checks.get(traffic_class)
         if checks is None:
-            checks = self._checks[traffic_class] = tuple((rule.check, s) for rule, s in self.rules
-                                                         if s.applies_to(traffic_class))
+            checks = self._checks[traffic_class] = tuple(
+                (rule.check, s) for rule, s in self.rules
+                if s.applies_to(traffic_class) and not getattr(rule, "idle", _never_idle)(s))
         return checks
 
     @functools.cached_property
@@ -78,6 +86,10 @@ class Policy:
 
     def settings(self, name: str) -> Any:
         return self._by_name[name]
+
+
+def _never_idle(_settings: Any) -> bool:
+    return False
 
 
 _POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns"}
@@ -115,23 +127,27 @@ def load_policy(policy: dict | None = None, rules: dict | None = None, class_rul
         parsed.append((rule, rule.parse_settings(raw, zone) if rule in _ZONED else rule.parse_settings(raw)))
     class_rules_parsed = classes.parse_classes(class_rules or [], policy.get("confirmation_patterns"))
     content_s = dict((r.NAME, s) for r, s in parsed)["content"]
-    needs_text = classes.needs_text(class_rules_parsed) or bool(
-        content_s.enabled and (content_s.forbidden or content_s.required))
+    needs_text = classes.needs_text(class_rules_parsed) or bool(content_s.enabled and not content.idle(content_s))
     return Policy(region, zone, class_rules_parsed, tuple(parsed), needs_text)
 
 
 def make_submission(policy: Policy, address: str, ton: int, sender: str, account: str, service_type: str = "",
                     text: str | None = None, concat: tuple[int, int, int] | None = None,
-                    index: Index | None = None) -> Submission:
+                    index: Index | None = None, text_of: Callable[[], str | None] | None = None) -> Submission:
     """The Submission for one destination. With the Index, the confirmation patterns are matched only when
     they could change the verdict: when the rules treat confirmation like marketing, being a confirmation
     matters only for the optout grace, which needs a recent opt-out of this recipient (the verdict is the same
-    either way; the case-insensitive patterns cost more than the rest of the policy)."""
+    either way; the case-insensitive patterns cost more than the rest of the policy). `text_of` decodes the
+    text when `text` is not given, only if a class rule or the content rule will read it."""
     recipient = normalise(address, ton, policy.default_region)
     rules = policy.classes
+    wants_text = policy.needs_text
     if (index is not None and recipient is not None and policy.confirmation_like_marketing
             and not _recent_optout(index, recipient, sender, account)):
         rules = policy.classes_without_confirmation
+        wants_text = policy.needs_text_without_confirmation
+    if text is None and text_of is not None and wants_text:
+        text = text_of()
     cls = classes.classify(rules, account, sender, service_type, text)
     return Submission(recipient, address, sender, account, cls, service_type, text, concat)
 

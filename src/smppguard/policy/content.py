@@ -29,6 +29,11 @@ def parse_settings(raw: dict) -> Settings:
                     required=get(NAME, raw, "required", [], patterns))
 
 
+def idle(s: Settings) -> bool:
+    """Nothing to look for: decide() leaves the rule out."""
+    return not (s.forbidden or s.required)
+
+
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     text = sub.text
     if text is None or not (s.forbidden or s.required):

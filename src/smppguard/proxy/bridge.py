@@ -159,12 +159,13 @@ class Bridge:
                 if len(entry.seen) >= concat.total:
                     del guard.concat[ckey]
                 return self._act(pdu, v, entry.verdict, entry.reservation, guard, audit=False)
-        text = None
+        text_of = None
         if guard.policy.needs_text:
-            data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
-            text = decode(data, v.data_coding, *guard.text_codecs)
+            def text_of() -> str | None:  # decoded only if a rule will read it (most messages: none)
+                data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
+                return decode(data, v.data_coding, *guard.text_codecs)
         sub = make_submission(guard.policy, v.destination_addr, v.dest_addr_ton, v.source_addr, account,
-                              v.service_type, text, concat, guard.index)
+                              v.service_type, None, concat, guard.index, text_of)
         verdict = decide(sub, guard.index, now, guard.policy)
         reservation = self._reserve(sub, verdict, guard, now)
         if ckey is not None:
