@@ -75,6 +75,9 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
                                f"{e.strerror or e}") from None
         log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
+        if config.policy.default_region is None and config.policy.settings("invalid").enabled:
+            log.warning("no [policy] default_region: destinations without a country code (13800138000) are "
+                        "refused as invalid; with one (8613800138000, +8613800138000) they pass")
         if ready is not None:
             ready(proxy)
         await (shutdown_trigger or _wait_for_signal)()

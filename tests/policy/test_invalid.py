@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from policy_helpers import CN_MOBILE, at, sub
 
 from smppguard.errors import ConfigError
-from smppguard.policy import invalid
+from smppguard.policy import invalid, load_policy
 from smppguard.policy.model import Action, Index
 from smppguard.smpp.status import Status
 
@@ -26,6 +26,22 @@ def test_invalid_refuses_a_number_that_did_not_normalise():
     v = invalid.check(sub(None, address="1380013"), Index(), NOW, S)
     assert v.action is Action.REJECT and v.rule == "invalid" and v.status == Status.RINVDSTADR
     assert "'1380013'" in v.reason
+
+
+@pytest.mark.parametrize("address, region, hint", [
+    ("13800138000", None, True),  # national, and no region to place it: say what is missing
+    ("13800138000", "CN", False),  # a region was given: the number is simply not valid there
+    ("+1380013", None, False),
+    ("001380013", None, False),
+])
+def test_invalid_says_when_a_national_number_needs_a_default_region(address, region, hint):
+    v = invalid.check(sub(None, address=address), Index(), NOW, invalid.parse_settings({}, region))
+    assert ("needs [policy] default_region" in v.reason) is hint
+
+
+def test_invalid_settings_carry_the_policy_region():
+    assert load_policy({"default_region": "cn"}).settings("invalid").default_region == "CN"
+    assert load_policy().settings("invalid").default_region is None
 
 
 def test_invalid_has_no_opinion_on_a_valid_number():

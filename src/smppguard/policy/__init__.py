@@ -124,7 +124,12 @@ def load_policy(policy: dict | None = None, rules: dict | None = None, class_rul
     parsed = []
     for rule in RULES:
         raw = rules.get(rule.NAME, {})
-        parsed.append((rule, rule.parse_settings(raw, zone) if rule in _ZONED else rule.parse_settings(raw)))
+        if rule in _ZONED:
+            parsed.append((rule, rule.parse_settings(raw, zone)))
+        elif rule is invalid:
+            parsed.append((rule, rule.parse_settings(raw, region)))
+        else:
+            parsed.append((rule, rule.parse_settings(raw)))
     class_rules_parsed = classes.parse_classes(class_rules or [], policy.get("confirmation_patterns"))
     content_s = dict((r.NAME, s) for r, s in parsed)["content"]
     needs_text = classes.needs_text(class_rules_parsed) or bool(content_s.enabled and not content.idle(content_s))

@@ -16,15 +16,19 @@ NAME = "invalid"
 
 @dataclass(frozen=True)
 class Settings(Common):
-    pass
+    default_region: str | None = None  # the policy's; without it a national number cannot be placed
 
 
-def parse_settings(raw: dict) -> Settings:
+def parse_settings(raw: dict, default_region: str | None = None) -> Settings:
     c = common(NAME, raw, status=Status.RINVDSTADR, reason="not a valid phone number", classes=("*",))
-    return Settings(**vars(c))
+    return Settings(**vars(c), default_region=default_region)
 
 
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
-    if sub.recipient is None:
-        return Verdict(Action.REJECT, NAME, s.status, f"{s.reason}: {sub.address!r}")
-    return None
+    if sub.recipient is not None:
+        return None
+    reason = f"{s.reason}: {sub.address!r}"
+    address = sub.address.strip()
+    if s.default_region is None and address.isdigit() and not address.startswith("00"):
+        reason += " (a number without a country code needs [policy] default_region)"
+    return Verdict(Action.REJECT, NAME, s.status, reason)
