@@ -104,7 +104,8 @@ def test_blacklist_db_option_finds_the_store_without_a_config(cli, db_path):
     # with no config there is no default region: only international forms are numbers
     r = invoke("blacklist", "add", "13900000001", "--db", db_path)
     assert r.exit_code == 2
-    assert r.stderr.endswith("Error: Invalid value for NUMBER: not a valid phone number: '13900000001'\n")
+    assert r.stderr.endswith("Error: Invalid value for NUMBER: not a valid phone number: '13900000001' "
+                             "(a number without a country code needs [policy] default_region)\n")
 
 
 def test_blacklist_import_csv_with_header_reports_bad_rows_by_line_and_imports_the_rest(cli, tmp_path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..smpp.status import Status
 from .model import Action, Index, Submission, Verdict
+from .numbers import NEEDS_REGION_HINT, needs_region
 from .settings import Common, common
 
 NAME = "invalid"
@@ -28,7 +29,6 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if sub.recipient is not None:
         return None
     reason = f"{s.reason}: {sub.address!r}"
-    address = sub.address.strip()
-    if s.default_region is None and address.isdigit() and not address.startswith("00"):
-        reason += " (a number without a country code needs [policy] default_region)"
+    if needs_region(sub.address, s.default_region):
+        reason += f" ({NEEDS_REGION_HINT})"
     return Verdict(Action.REJECT, NAME, s.status, reason)

@@ -60,6 +60,16 @@ def _region_prefixes(region: str) -> tuple[int, str, str]:
     return md.country_code, md.national_prefix or "", intl
 
 
+def needs_region(address: str, default_region: str | None) -> bool:
+    """Whether an address that did not normalise would need a default region: digits with no country code
+    (no "+" or "00") while none is configured. Lets refusals say what is missing."""
+    address = address.strip()
+    return default_region is None and address.isdigit() and not address.startswith("00")
+
+
+NEEDS_REGION_HINT = "a number without a country code needs [policy] default_region"
+
+
 def check_region(region: str) -> str:
     """Validate a configured default region (ISO 3166 code such as "CN")."""
     _region_prefixes(region.upper())

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-from ..policy.numbers import normalise
+from ..policy.numbers import NEEDS_REGION_HINT, needs_region, normalise
 from . import changelog
 from .changelog import Change
 from .db import AlreadyExists, NotFound, node_id
@@ -45,11 +45,16 @@ def maybe_number(text: str, default_region: str | None) -> int | None:
     return normalise(text, 1 if text.startswith("+") else 0, default_region) if text else None
 
 
+def _not_valid(text: str, default_region: str | None) -> str:
+    hint = f" ({NEEDS_REGION_HINT})" if needs_region(text, default_region) else ""
+    return f"not a valid phone number: {text!r}{hint}"
+
+
 def number_of(text: str, default_region: str | None) -> int:
     """A number in any form -> E.164 int; ValueError with a message for the user."""
     number = maybe_number(text, default_region)
     if number is None:
-        raise ValueError(f"not a valid phone number: {text!r}")
+        raise ValueError(_not_valid(text, default_region))
     return number
 
 
@@ -361,7 +366,7 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
         number_text = row[at].strip() if at < len(row) else ""
         number = maybe_number(number_text, region)
         if number is None:
-            bad.append((line, f"not a valid phone number: {number_text!r}" if number_text else "no number"))
+            bad.append((line, _not_valid(number_text, region) if number_text else "no number"))
             continue
         key = () if len(row) == 1 else tuple(row[i].strip() for i in others if i < len(row))
         group = groups.get(key)
