@@ -35,7 +35,6 @@ class Policy:
     fallback_zone: str
     classes: tuple[classes.ClassRule, ...]
     rules: tuple[tuple[ModuleType, Any], ...]  # (rule module, its Settings), in RULES order
-    needs_text: bool
 
     @functools.cached_property
     def confirmation_like_marketing(self) -> bool:
@@ -48,11 +47,19 @@ class Policy:
         return tuple(c for c in self.classes if c.name != classes.CONFIRMATION)
 
     @functools.cached_property
+    def _content_reads_text(self) -> bool:
+        s = self.settings(content.NAME)
+        return s.enabled and not content.idle(s)
+
+    @functools.cached_property
+    def needs_text(self) -> bool:
+        """Whether any class rule or the content rule reads the decoded text."""
+        return classes.needs_text(self.classes) or self._content_reads_text
+
+    @functools.cached_property
     def needs_text_without_confirmation(self) -> bool:
         """Whether the text matters when the confirmation patterns do not (see make_submission)."""
-        content_s = self.settings(content.NAME)
-        return classes.needs_text(self.classes_without_confirmation) or bool(
-            content_s.enabled and not content.idle(content_s))
+        return classes.needs_text(self.classes_without_confirmation) or self._content_reads_text
 
     @functools.cached_property
     def _checks(self) -> dict[str, tuple[tuple[Any, Any], ...]]:
@@ -131,9 +138,7 @@ def load_policy(policy: dict | None = None, rules: dict | None = None, class_rul
         else:
             parsed.append((rule, rule.parse_settings(raw)))
     class_rules_parsed = classes.parse_classes(class_rules or [], policy.get("confirmation_patterns"))
-    content_s = dict((r.NAME, s) for r, s in parsed)["content"]
-    needs_text = classes.needs_text(class_rules_parsed) or bool(content_s.enabled and not content.idle(content_s))
-    return Policy(region, zone, class_rules_parsed, tuple(parsed), needs_text)
+    return Policy(region, zone, class_rules_parsed, tuple(parsed))
 
 
 def make_submission(policy: Policy, address: str, ton: int, sender: str, account: str, service_type: str = "",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..smpp.status import Status
 from .model import Action, Index, Submission, Verdict
-from .numbers import NEEDS_REGION_HINT, needs_region
+from .numbers import region_hint
 from .settings import Common, common
 
 NAME = "invalid"
@@ -28,7 +28,5 @@ def parse_settings(raw: dict, default_region: str | None = None) -> Settings:
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is not None:
         return None
-    reason = f"{s.reason}: {sub.address!r}"
-    if needs_region(sub.address, s.default_region):
-        reason += f" ({NEEDS_REGION_HINT})"
-    return Verdict(Action.REJECT, NAME, s.status, reason)
+    return Verdict(Action.REJECT, NAME, s.status,
+                   f"{s.reason}: {sub.address!r}{region_hint(sub.address, s.default_region)}")

@@ -60,14 +60,13 @@ def _region_prefixes(region: str) -> tuple[int, str, str]:
     return md.country_code, md.national_prefix or "", intl
 
 
-def needs_region(address: str, default_region: str | None) -> bool:
-    """Whether an address that did not normalise would need a default region: digits with no country code
-    (no "+" or "00") while none is configured. Lets refusals say what is missing."""
+def region_hint(address: str, default_region: str | None) -> str:
+    """For an address that did not normalise: " (what is missing)" when it is digits with no country code
+    (no "+" or "00") and no default region is configured, else "". Lets refusals say what to set."""
     address = address.strip()
-    return default_region is None and address.isdigit() and not address.startswith("00")
-
-
-NEEDS_REGION_HINT = "a number without a country code needs [policy] default_region"
+    if default_region is None and address.isdigit() and not address.startswith("00"):
+        return " (a number without a country code needs [policy] default_region)"
+    return ""
 
 
 def check_region(region: str) -> str:

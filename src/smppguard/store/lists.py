@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-from ..policy.numbers import NEEDS_REGION_HINT, needs_region, normalise
+from ..policy.numbers import normalise, region_hint
 from . import changelog
 from .changelog import Change
 from .db import AlreadyExists, NotFound, node_id
@@ -46,8 +46,7 @@ def maybe_number(text: str, default_region: str | None) -> int | None:
 
 
 def _not_valid(text: str, default_region: str | None) -> str:
-    hint = f" ({NEEDS_REGION_HINT})" if needs_region(text, default_region) else ""
-    return f"not a valid phone number: {text!r}{hint}"
+    return f"not a valid phone number: {text!r}{region_hint(text, default_region)}"
 
 
 def number_of(text: str, default_region: str | None) -> int:
