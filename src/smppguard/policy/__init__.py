@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
 from . import traffic_class as classes
 from .model import ALLOW, SCOPE_SLOTS, Action, Index, Submission, Verdict
-from .numbers import check_region, check_zone, normalise
+from .numbers import UNKNOWN_ZONES, check_region, check_zone, locate
 from .presets import PRESETS, merged
 
 RULES: tuple[ModuleType, ...] = (invalid, dead, blacklist, optout, consent, content, frequency, quiet_hours)
@@ -149,7 +149,8 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
     matters only for the optout grace, which needs a recent opt-out of this recipient (the verdict is the same
     either way; the case-insensitive patterns cost more than the rest of the policy). `text_of` decodes the
     text when `text` is not given, only if a class rule or the content rule will read it."""
-    recipient = normalise(address, ton, policy.default_region)
+    located = locate(address, ton, policy.default_region)
+    recipient, zones = (None, UNKNOWN_ZONES) if located is None else located
     rules = policy.classes
     wants_text = policy.needs_text
     if (index is not None and recipient is not None and policy.confirmation_like_marketing
@@ -159,7 +160,7 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
     if text is None and text_of is not None and wants_text:
         text = text_of()
     cls = classes.classify(rules, account, sender, service_type, text)
-    return Submission(recipient, address, sender, account, cls, service_type, text, concat)
+    return Submission(recipient, address, sender, account, cls, service_type, text, concat, zones)
 
 
 def _recent_optout(index: Index, recipient: int, sender: str, account: str) -> bool:

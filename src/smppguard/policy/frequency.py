@@ -58,7 +58,7 @@ def period_start(sub: Submission, index: Index, now: float, s: Settings) -> floa
     if s.period != CALENDAR_MONTH:
         return now - float(s.period)
     assert sub.recipient is not None
-    zone = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone)[0]
+    zone = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone, sub.zones)[0]
     local = datetime.fromtimestamp(now, timezone.utc).astimezone(_zoneinfo(zone))
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
 

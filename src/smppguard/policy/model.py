@@ -56,6 +56,7 @@ class Submission(NamedTuple):
     service_type: str = ""
     text: str | None = None  # decoded text (None for binary content)
     concat: tuple[int, int, int] | None = None  # (reference, total, seqnum)
+    zones: tuple[str, ...] | None = None  # the recipient's candidate zones from phonenumbers; None: look them up
 
 
 @dataclass

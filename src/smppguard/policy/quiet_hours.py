@@ -123,7 +123,7 @@ def _offsets_change(start: float, end: float, offsets_at: Callable[[float], tupl
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is None or not s.windows:
         return None
-    zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone)
+    zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone, sub.zones)
     quiet = s.quiet_minutes
     for off in utc_offsets(zones, now):
         if quiet[int((now + off) // 60) % 1440]:
