@@ -53,6 +53,11 @@ def test_frequency_rolling_window_edge(now, refused):
     assert (frequency.check(sub(), index, now, S) is not None) is refused
 
 
+def test_frequency_max_zero_refuses_a_recipient_never_sent_to():
+    v = frequency.check(sub(), Index(), T0, frequency.parse_settings({"max": 0}))
+    assert v is not None and "0 of 0 in 30 days" in v.reason
+
+
 def test_frequency_other_recipient_not_counted():
     index = history(T0, T0 + 3 * DAY, T0 + 6 * DAY, T0 + 9 * DAY)
     assert frequency.check(sub(CN_OTHER), index, T0 + 12 * DAY, S) is None
