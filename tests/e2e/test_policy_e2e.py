@@ -136,6 +136,19 @@ def test_three_part_message_counts_once_and_is_refused_whole(tmp_path, client_of
     assert history(cfg.store.path, 8613800138000) == 2
 
 
+def test_message_whose_first_part_the_smsc_refused_counts_once_a_later_part_is_accepted(tmp_path, client_of):
+    cfg = config(tmp_path, POLICY.replace("max = 4", "max = 1"))
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        parts = udh_parts(b"C" * 400, ref=9)
+        stack.sim.submit_status = Status.RSUBMITFAIL
+        assert send(c, FREE, parts[0], esm_class=0x40).status == Status.RSUBMITFAIL  # released: nothing counts
+        stack.sim.submit_status = None
+        assert [send(c, FREE, part, esm_class=0x40).status for part in parts[1:]] == [Status.ROK] * 2
+        assert send(c, FREE, "another").status == Status.RSUBMITFAIL  # the message counted: 1 of 1
+    assert history(cfg.store.path, 8613800138000) == 1
+
+
 def test_concatenated_message_to_a_blacklisted_number_is_refused_whole(tmp_path, client_of):
     cfg = config(tmp_path)
     add_changes(cfg.store.path, changelog.Change("blacklist", "add", BLOCKED))

@@ -93,12 +93,11 @@ def test_frequency_zero_interval_disables_the_gap():
 # --- reservations ------------------------------------------------------------------------------------------------
 
 
-def test_frequency_reservations_count_without_history():
+def test_frequency_reservations_count_before_the_smsc_answers():
     index = Index()
     for _ in range(4):
         assert frequency.check(sub(), index, T0, NO_INTERVAL) is None
         index.reserve(CN_MOBILE, T0)
-    assert index.history == {}
     assert frequency.check(sub(), index, T0, NO_INTERVAL).action is Action.REJECT
     index.release(CN_MOBILE, T0)  # one was refused by the SMSC: it frees its slot
     assert frequency.check(sub(), index, T0, NO_INTERVAL) is None
@@ -109,17 +108,18 @@ def test_frequency_reservation_counts_for_the_interval():
     index.reserve(CN_MOBILE, T0)
     assert frequency.check(sub(), index, T0 + HOUR, S) is not None
     index.release(CN_MOBILE, T0)
-    assert index.reserved == {}
+    assert index.history == {}
     assert frequency.check(sub(), index, T0 + HOUR, S) is None
 
 
-def test_frequency_commit_moves_a_reservation_into_history():
-    index = Index()
-    index.reserve(CN_MOBILE, T0)
-    index.commit(CN_MOBILE, T0)
-    assert index.reserved == {} and index.history == {CN_MOBILE: (T0,)}
-    assert index.sends_between(CN_MOBILE, T0, T0) == 1
-    assert frequency.check(sub(), index, T0 + HOUR, S) is not None
+def test_frequency_release_takes_back_one_send_and_keeps_the_others():
+    index = history(T0, T0 + DAY)
+    index.reserve(CN_MOBILE, T0 + 2 * DAY)
+    index.release(CN_MOBILE, T0 + 2 * DAY)
+    assert index.history == {CN_MOBILE: (T0, T0 + DAY)}
+    index.reserve(CN_MOBILE, T0 + DAY)  # two sends at one instant: releasing one leaves the other
+    index.release(CN_MOBILE, T0 + DAY)
+    assert index.sends_between(CN_MOBILE, T0, T0 + DAY) == 2
 
 
 def test_prune_history_works_through_the_keys_a_budget_at_a_time():
@@ -145,7 +145,7 @@ def test_frequency_release_of_an_unknown_time_is_harmless():
     index.reserve(CN_MOBILE, T0)
     index.release(CN_MOBILE, T0 + 1)
     index.release(CN_OTHER, T0)
-    assert index.reserved == {CN_MOBILE: (T0,)}
+    assert index.history == {CN_MOBILE: (T0,)}
 
 
 # --- calendar month, in the recipient's local time ---------------------------------------------------------------

@@ -67,7 +67,7 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if sub.recipient is None:
         return None
     k = key(sub, index, s)
-    if s.max and k not in index.history and k not in index.reserved:
+    if s.max and k not in index.history:
         return None  # most messages: a recipient with no send on record
     last = index.last_send(k)
     if last is not None and s.min_interval and now - last < s.min_interval:

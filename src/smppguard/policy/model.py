@@ -69,8 +69,8 @@ class Index:
     dead: dict[int, float] = field(default_factory=dict)  # number -> expires at
     consent: dict[int, str] = field(default_factory=dict)  # number * SCOPE_SLOTS + scope id -> pending|confirmed
     tz: dict[int, str] = field(default_factory=dict)  # per-number time zone overrides
-    history: dict[int, tuple[float, ...]] = field(default_factory=dict)  # frequency key -> accepted sends, sorted
-    reserved: dict[int, tuple[float, ...]] = field(default_factory=dict)  # frequency key -> in-flight, sorted
+    # frequency key -> sends, sorted: those the SMSC accepted, and those in flight (reserved) until it answers
+    history: dict[int, tuple[float, ...]] = field(default_factory=dict)
     grace_used: set[int] = field(default_factory=set)  # opt-out keys whose one confirmation was sent
     scope_ids: dict[str, int] = field(default_factory=lambda: {"": GLOBAL})
     change_id: int = 0  # the last change-log row applied
@@ -115,44 +115,36 @@ class Index:
 
     def sends_between(self, key: int, start: float, end: float) -> int:
         """Accepted sends plus in-flight reservations for `key` in [start, end]."""
-        total = 0
-        for times in (self.history.get(key), self.reserved.get(key)):
-            if times:
-                total += bisect.bisect_right(times, end) - bisect.bisect_left(times, start)
-        return total
+        times = self.history.get(key)
+        return bisect.bisect_right(times, end) - bisect.bisect_left(times, start) if times else 0
 
     def last_send(self, key: int) -> float | None:
-        latest = None
-        for times in (self.history.get(key), self.reserved.get(key)):
-            if times and (latest is None or times[-1] > latest):
-                latest = times[-1]
-        return latest
+        times = self.history.get(key)
+        return times[-1] if times else None
 
     # --- writes (the bridge and the change log) ------------------------------------------------------------
 
-    # History and reservations are tuples, not lists: tuples of floats are untracked by the cyclic GC, and with
-    # hundreds of thousands of recipients per day tracked lists made every full collection walk them all.
+    # Sends are tuples, not lists: tuples of floats are untracked by the cyclic GC, and with hundreds of
+    # thousands of recipients per day tracked lists made every full collection walk them all.
+    # A reservation is a send from the start, so that the rules count it while it is in flight, and an
+    # accepted one needs nothing more here: only a refused one is taken back (`release`).
 
     def reserve(self, key: int, now: float) -> None:
-        _insert(self.reserved, key, now)
+        _insert(self.history, key, now)
 
     def release(self, key: int, at: float) -> None:
-        times = self.reserved.get(key)
-        if times == (at,):  # the common case: the recipient's only message in flight
-            del self.reserved[key]
+        """The SMSC refused a reserved send: it no longer counts."""
+        times = self.history.get(key)
+        if times == (at,):  # the common case: the recipient's only send
+            del self.history[key]
         elif times:
             i = bisect.bisect_left(times, at)
             if i < len(times) and times[i] == at:
                 times = times[:i] + times[i + 1:]
             if times:
-                self.reserved[key] = times
+                self.history[key] = times
             else:
-                del self.reserved[key]
-
-    def commit(self, key: int, at: float) -> None:
-        """A reserved send was accepted by the SMSC: it becomes history."""
-        self.release(key, at)
-        self.record_send(key, at)
+                del self.history[key]
 
     def record_send(self, key: int, at: float) -> None:
         _insert(self.history, key, at)

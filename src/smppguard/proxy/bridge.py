@@ -271,11 +271,9 @@ class Bridge:
         r.outstanding -= 1
         if accepted:
             if r.state != "committed":
-                if r.state == "reserved":
-                    guard.index.commit(r.key, r.at)
-                else:
+                if r.state == "released":  # every part so far failed, and now one is accepted after all
                     guard.index.record_send(r.key, r.at)
-                r.state = "committed"
+                r.state = "committed"  # a reserved send already counts in the Index
                 if guard.writer is not None:
                     guard.writer.record_send(r.number, r.account, r.at)
         elif r.outstanding <= 0 and r.state == "reserved":

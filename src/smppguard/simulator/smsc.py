@@ -64,6 +64,7 @@ class Simulator:
         self.enquire_link_interval = enquire_link_interval
         self.respond = True  # False: hold every submit response (to test timeouts and drops)
         self.bind_status: int | None = None  # set to refuse every bind with this status
+        self.submit_status: int | None = None  # set to refuse every submit with this status
         self.received: list[Received] = []
         self.binds: list[Pdu] = []  # every bind PDU as it arrived
         self.held: list[tuple[Session, Pdu, bytes]] = []  # responses held while respond is False
@@ -192,6 +193,9 @@ class Simulator:
     def _submit(self, session: Session, pdu: Pdu, fields: dict) -> None:
         message_id = f"{next(self._ids):08x}"
         self.received.append(Received(pdu.command_id, session.system_id, message_id, pdu, fields))
+        if self.submit_status is not None:
+            session.respond(pdu, self.submit_status)
+            return
         if pdu.command_id == CommandId.SUBMIT_MULTI:
             body = encode_body(CommandId.SUBMIT_MULTI_RESP, message_id=message_id, unsuccess_sme=[])
         else:
