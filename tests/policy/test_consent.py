@@ -7,7 +7,7 @@ from policy_helpers import CN_MOBILE, at, sub
 
 from smppguard.errors import ConfigError
 from smppguard.policy import consent, decide, load_policy
-from smppguard.policy.model import GLOBAL, SCOPE_SLOTS, Action, Index
+from smppguard.policy.model import GLOBAL, Action, Index, scoped
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
@@ -62,7 +62,7 @@ def test_consent_account_pending_does_not_count():
 
 
 def test_consent_keys_pack_number_and_scope():
-    index = Index(consent={CN_MOBILE * SCOPE_SLOTS + GLOBAL: "confirmed"})
+    index = Index(consent={scoped(CN_MOBILE, GLOBAL): "confirmed"})
     assert consent.check(sub(CN_MOBILE), index, NOW, ON) is None
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from policy_helpers import CN_MOBILE, DAY, HOUR, MINUTE, at, sub
 
 from smppguard.policy import ALLOW, RULE_NAMES, RULES, Action, Index, decide, explain, load_policy, make_submission
-from smppguard.policy.model import GLOBAL, SCOPE_SLOTS
+from smppguard.policy.model import GLOBAL, scoped
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
@@ -25,7 +25,7 @@ def listed(*lists: str, number: int = CN_MOBILE, now: float = NOON) -> Index:
     """An Index where `number` is on each named list (or has failed each named check)."""
     index = Index()
     if "consent" not in lists:
-        index.consent[number * SCOPE_SLOTS + GLOBAL] = "confirmed"
+        index.consent[scoped(number, GLOBAL)] = "confirmed"
     if "dead" in lists:
         index.dead[number] = now + DAY
     if "blacklist" in lists:

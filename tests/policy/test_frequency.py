@@ -9,7 +9,7 @@ from policy_helpers import CN_MOBILE, CN_OTHER, DAY, HOUR, MINUTE, NEW_YORK, SHA
 
 from smppguard.errors import ConfigError
 from smppguard.policy import frequency, frequency_key, load_policy
-from smppguard.policy.model import SCOPE_SLOTS, Action, Index
+from smppguard.policy.model import SCOPE_STRIDE, Action, Index
 from smppguard.smpp.status import Status
 
 T0 = at(2025, 6, 1, 10)
@@ -203,7 +203,7 @@ def test_frequency_key_packs_the_account():
     s = frequency.parse_settings({"scope": "account"})
     index = Index()
     k = frequency.key(sub(account="acme"), index, s)
-    assert divmod(k, SCOPE_SLOTS) == (CN_MOBILE, index.maybe_scope_id("account", "acme"))
+    assert divmod(k, SCOPE_STRIDE) == (index.maybe_scope_id("account", "acme"), CN_MOBILE)
     assert frequency.key(sub(account="acme"), index, S) == CN_MOBILE
 
 

@@ -9,7 +9,7 @@ from policy_helpers import CN_MOBILE, CN_OTHER, MINUTE, at, sub
 
 from smppguard.errors import ConfigError
 from smppguard.policy import optout
-from smppguard.policy.model import SCOPE_SLOTS, Action, Index
+from smppguard.policy.model import Action, Index, scoped
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
@@ -54,7 +54,7 @@ def test_optout_other_number_and_invalid_are_not_judged():
 
 def test_optout_set_up_directly_with_scope_ids():
     index = Index()
-    key = CN_MOBILE * SCOPE_SLOTS + index.scope_id("sender", "ACME")
+    key = scoped(CN_MOBILE, index.scope_id("sender", "ACME"))
     index.optouts.add(key)
     assert optout.check(sub(CN_MOBILE, sender="ACME"), index, T, S) is not None
     assert optout.check(sub(CN_MOBILE, sender="OTHER"), index, T, S) is None
@@ -79,7 +79,7 @@ def test_optout_grace_confirmation_passes_once():
     confirmation = sub(CN_MOBILE, sender="ACME", traffic_class="confirmation", text="您已退订成功")
     v = optout.check(confirmation, index, T + 4 * MINUTE, S)
     assert v.action is Action.ALLOW and v.rule == "optout" and v.mark is not None
-    assert v.mark == CN_MOBILE * SCOPE_SLOTS + index.maybe_scope_id("sender", "ACME")
+    assert v.mark == scoped(CN_MOBILE, index.maybe_scope_id("sender", "ACME"))
     index.grace_used.add(v.mark)  # what the bridge does when it forwards the message
     second = optout.check(confirmation, index, T + 4.5 * MINUTE, S)
     assert second.action is Action.REJECT and second.mark is None
@@ -122,7 +122,7 @@ def test_optout_grace_for_an_account_scoped_opt_out(sender, account, allowed):
     v = optout.check(sub(CN_MOBILE, sender=sender, account=account, traffic_class="confirmation"), index,
                      T + 2 * MINUTE, S)
     if allowed:
-        assert v.allowed and v.mark == CN_MOBILE * SCOPE_SLOTS + index.maybe_scope_id("account", "acme")
+        assert v.allowed and v.mark == scoped(CN_MOBILE, index.maybe_scope_id("account", "acme"))
         index.grace_used.add(v.mark)
         again = optout.check(sub(CN_MOBILE, sender=sender, account=account, traffic_class="confirmation"), index,
                              T + 3 * MINUTE, S)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smppguard.policy import load_policy
-from smppguard.policy.model import GLOBAL, SCOPE_SLOTS, Index
+from smppguard.policy.model import GLOBAL, SCOPE_STRIDE, Index, scoped
 from smppguard.store.changelog import Change, last_id, since, write
 from smppguard.store.db import connect
 from smppguard.store.index import HISTORY_S, apply_change, load_index, prune
@@ -26,7 +26,7 @@ def view(index: Index) -> dict:
     names = {sid: name for name, sid in index.scope_ids.items()}
 
     def decode(key):
-        number, sid = divmod(key, SCOPE_SLOTS)
+        sid, number = divmod(key, SCOPE_STRIDE)
         return number, names[sid]
 
     return {"blacklist": set(index.blacklist),
@@ -73,16 +73,16 @@ def test_load_index_matches_the_tables(db):
     index = load_index(db, POLICY, NOW)
     sid = index.scope_id
     assert index.blacklist == {N1}
-    assert index.optouts == {N1 * SCOPE_SLOTS + GLOBAL, N2 * SCOPE_SLOTS + sid("sender", "ACME"),
-                             N3 * SCOPE_SLOTS + sid("account", "acct1"), N3 * SCOPE_SLOTS + sid("sender", "ACME"),
-                             N4 * SCOPE_SLOTS + sid("sender", "ACME")}
-    assert N4 * SCOPE_SLOTS + sid("sender", "ACME") in index.optouts
+    assert index.optouts == {scoped(N1, GLOBAL), scoped(N2, sid("sender", "ACME")),
+                             scoped(N3, sid("account", "acct1")), scoped(N3, sid("sender", "ACME")),
+                             scoped(N4, sid("sender", "ACME"))}
+    assert scoped(N4, sid("sender", "ACME")) in index.optouts
     # the grace remembers a person's own recent replies: not global opt-outs, not imported lists
-    assert index.optout_at == {N2 * SCOPE_SLOTS + sid("sender", "ACME"): NOW - 10,
-                               N3 * SCOPE_SLOTS + sid("account", "acct1"): NOW - 10}
+    assert index.optout_at == {scoped(N2, sid("sender", "ACME")): NOW - 10,
+                               scoped(N3, sid("account", "acct1")): NOW - 10}
     assert index.dead == {N1: NOW + 60, N4: NOW + 86400}
-    assert index.consent == {N1 * SCOPE_SLOTS + GLOBAL: "confirmed",
-                             N2 * SCOPE_SLOTS + sid("account", "acct1"): "pending"}
+    assert index.consent == {scoped(N1, GLOBAL): "confirmed",
+                             scoped(N2, sid("account", "acct1")): "pending"}
     assert index.tz == {N4: "America/Los_Angeles"}
     assert index.change_id == last_id(db) == 15
     assert len(index.scope_ids) == 3  # "", s:ACME, a:acct1 (consent and account opt-outs share "a:" ids)
@@ -115,8 +115,8 @@ def test_send_history_keyed_by_account_when_frequency_scope_is_account(db):
                 (N2, "acct2", NOW - 1), (N2, "acct2", NOW - HISTORY_S - 1)])
     index = load_index(db, policy, NOW)
     a1, a2 = index.scope_id("account", "acct1"), index.scope_id("account", "acct2")
-    assert index.history == {N1 * SCOPE_SLOTS + a1: (NOW - 10, NOW - 5), N1 * SCOPE_SLOTS + a2: (NOW - 86400,),
-                             N2 * SCOPE_SLOTS + a2: (NOW - 1,)}
+    assert index.history == {scoped(N1, a1): (NOW - 10, NOW - 5), scoped(N1, a2): (NOW - 86400,),
+                             scoped(N2, a2): (NOW - 1,)}
 
 
 def test_account_scope_ids_are_shared_between_history_and_opt_outs(db):
@@ -125,8 +125,8 @@ def test_account_scope_ids_are_shared_between_history_and_opt_outs(db):
     _sends(db, [(N2, "acct1", NOW - 1)])
     index = load_index(db, policy, NOW)
     a1 = index.scope_id("account", "acct1")
-    assert index.optouts == {N1 * SCOPE_SLOTS + a1}
-    assert list(index.history) == [N2 * SCOPE_SLOTS + a1]
+    assert index.optouts == {scoped(N1, a1)}
+    assert list(index.history) == [scoped(N2, a1)]
 
 
 def test_load_index_sees_a_consistent_snapshot(tmp_path):
@@ -190,7 +190,7 @@ def test_apply_change_is_idempotent_and_never_moves_change_id_back(db):
 
 def test_prune(db):
     index = Index()
-    fresh, old = N1 * SCOPE_SLOTS, N2 * SCOPE_SLOTS
+    fresh, old = scoped(N1, GLOBAL), scoped(N2, GLOBAL)
     index.optout_at = {fresh: NOW - 10, old: NOW - GRACE - 1}
     index.grace_used = {fresh, old}
     index.dead = {N1: NOW + 1, N2: NOW}

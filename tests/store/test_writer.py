@@ -9,7 +9,7 @@ import time
 import pytest
 
 from smppguard.policy import load_policy
-from smppguard.policy.model import GLOBAL, SCOPE_SLOTS, Index
+from smppguard.policy.model import GLOBAL, Index, scoped
 from smppguard.store.changelog import Change, last_id, write
 from smppguard.store.db import connect
 from smppguard.store.index import load_index
@@ -220,9 +220,9 @@ async def test_tail_once_applies_changes_written_by_another_connection(path, mak
         cli.close()
     assert await w.tail_once() == 7
     assert index.blacklist == {N1}
-    assert index.optouts == {N2 * SCOPE_SLOTS + index.scope_id("sender", "ACME"), N2 * SCOPE_SLOTS + GLOBAL}
+    assert index.optouts == {scoped(N2, index.scope_id("sender", "ACME")), scoped(N2, GLOBAL)}
     assert index.dead == {N1: NOW + 60}
-    assert index.consent == {N2 * SCOPE_SLOTS + index.scope_id("account", "acct1"): "pending"}
+    assert index.consent == {scoped(N2, index.scope_id("account", "acct1")): "pending"}
     assert index.tz == {N2: "Asia/Shanghai"}
     assert index.change_id == expected_id == 8
     assert await w.tail_once() == 0
@@ -241,7 +241,7 @@ async def test_tail_sees_correlated_global_opt_outs(make_writer, other):
         write(other, [Change("optout", "add", N1, "sender", sender)], origin="deliver", correlation_threshold=3,
               now=NOW)
     assert await w.tail_once() == 4
-    assert N1 * SCOPE_SLOTS + GLOBAL in w.index.optouts
+    assert scoped(N1, GLOBAL) in w.index.optouts
 
 
 async def test_background_tail_applies_a_change_within_a_second(make_writer, other):
@@ -286,7 +286,7 @@ async def test_tail_applies_a_batch_row_to_every_number_it_names(make_writer, ot
                   Change("blacklist", "remove", 0, numbers=[N3 - 10, imported[0]])], origin="cli", now=NOW)
     assert await w.tail_once() == 5
     assert index.blacklist == set(imported[1:])
-    assert index.optouts == {n * SCOPE_SLOTS + index.scope_id("sender", "ACME") for n in imported[:3]}
+    assert index.optouts == {scoped(n, index.scope_id("sender", "ACME")) for n in imported[:3]}
     assert index.change_id == last_id(other) == 5
     fresh = load_index(other, load_policy(), NOW)
     assert (fresh.blacklist, fresh.change_id) == (index.blacklist, index.change_id)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ..errors import ConfigError
 from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
 from . import traffic_class as classes
-from .model import ALLOW, SCOPE_SLOTS, Action, Index, Submission, Verdict
+from .model import ALLOW, Action, Index, Submission, Verdict, scoped
 from .numbers import UNKNOWN_ZONES, check_region, check_zone, locate
 from .presets import PRESETS, merged
 
@@ -160,17 +160,17 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
     if text is None and text_of is not None and wants_text:
         text = text_of()
     cls = classes.classify(rules, account, sender, service_type, text)
-    return Submission(recipient, address, sender, account, cls, service_type, text, concat, zones)
+    # _make: the tuple as it is, without the keyword handling of Submission(...); one per message
+    return Submission._make((recipient, address, sender, account, cls, service_type, text, concat, zones))
 
 
 def _recent_optout(index: Index, recipient: int, sender: str, account: str) -> bool:
     recent = index.optout_at
     if not recent:
         return False
-    base = recipient * SCOPE_SLOTS
     for scope, key in (("sender", sender), ("account", account)):
         sid = index.maybe_scope_id(scope, key)
-        if sid is not None and base + sid in recent:
+        if sid is not None and scoped(recipient, sid) in recent:
             return True
     return False
 

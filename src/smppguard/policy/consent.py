@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import GLOBAL, SCOPE_SLOTS, Action, Index, Submission, Verdict
+from .model import GLOBAL, Action, Index, Submission, Verdict, scoped
 from .settings import Common, choice, common, get
 
 NAME = "consent"
@@ -30,12 +30,12 @@ def parse_settings(raw: dict) -> Settings:
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is None:
         return None
-    base = sub.recipient * SCOPE_SLOTS
-    if index.consent.get(base + GLOBAL) == "confirmed":
+    everyone = index.consent.get(scoped(sub.recipient, GLOBAL))
+    if everyone == "confirmed":
         return None
     if s.scope == "account":
         sid = index.maybe_scope_id("account", sub.account)
-        if sid is not None and index.consent.get(base + sid) == "confirmed":
+        if sid is not None and index.consent.get(scoped(sub.recipient, sid)) == "confirmed":
             return None
-    pending = index.consent.get(base + GLOBAL) == "pending"
+    pending = everyone == "pending"
     return Verdict(Action.REJECT, NAME, s.status, s.reason + (" (pending confirmation)" if pending else ""))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..smpp.status import Status
-from .model import SCOPE_SLOTS, Action, Index, Submission, Verdict
+from .model import Action, Index, Submission, Verdict, scoped
 from .numbers import _zoneinfo, candidate_zones
 from .settings import Common, choice, common, get, integer, seconds
 
@@ -50,7 +50,7 @@ def key(sub: Submission, index: Index, s: Settings) -> int:
     """The history key a send to this recipient is counted under."""
     assert sub.recipient is not None
     if s.scope == "account":
-        return sub.recipient * SCOPE_SLOTS + index.scope_id("account", sub.account)
+        return scoped(sub.recipient, index.scope_id("account", sub.account))
     return sub.recipient
 
 

@@ -104,7 +104,6 @@ def _heads() -> dict[str, tuple[int, int, int]]:
 _HEADS = _heads()
 
 
-@lru_cache(maxsize=1024)  # `locate` keeps the answers; this serves its second look and `zones_for`
 def _lookup(digits: str) -> tuple[str, tuple[str, ...]]:
     """(kind, candidate zones) of E.164 digits (no "+"). It runs for every new recipient, so it is one table
     lookup for the country code and one regex call per region (~1.5 us)."""
@@ -152,8 +151,8 @@ def locate(address: str, ton: int = 0, default_region: str | None = None) -> Loc
             scc = str(cc)
             if digits.startswith(intl):
                 candidate = digits[len(intl):]
-            elif digits.startswith(scc) and ton != TON_NATIONAL and _lookup(digits) is not INVALID:
-                candidate = digits  # already international without a prefix (8613800138000)
+            elif digits.startswith(scc) and ton != TON_NATIONAL and (found := _lookup(digits)) is not INVALID:
+                return int(digits), found[1]  # already international without a prefix (8613800138000)
             else:
                 national = digits[len(national_prefix):] if national_prefix and digits.startswith(
                     national_prefix) else digits

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import SCOPE_SLOTS, Action, Index, Submission, Verdict
+from .model import Action, Index, Submission, Verdict, scoped
 from .settings import Common, choice, common, get, integer, seconds, strings
 
 NAME = "optout"
@@ -47,7 +47,7 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
             sid = index.maybe_scope_id(scope, scope_key)
             if sid is None:
                 continue
-            key = sub.recipient * SCOPE_SLOTS + sid
+            key = scoped(sub.recipient, sid)
             at = index.optout_at.get(key)
             if at is not None and now - at <= s.grace and key not in index.grace_used:
                 return Verdict(Action.ALLOW, NAME, 0, "confirmation of the opt-out, within the grace period",

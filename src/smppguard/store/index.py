@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..policy import Policy
-from ..policy.model import GLOBAL, SCOPE_SLOTS, Index
+from ..policy.model import GLOBAL, Index, scoped
 from .changelog import Change
 
 #: How far back send history is loaded: the longest frequency period we offer (a calendar month) plus margin.
@@ -43,15 +43,15 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
             sid = ids.get((scope, key))
             if sid is None:
                 sid = ids[(scope, key)] = scope_id(scope, key)
-            add(number * SCOPE_SLOTS + sid)
+            add(scoped(number, sid))
         for number, scope, key, added_at in db.execute(
                 "SELECT number, scope, scope_key, added_at FROM optout WHERE added_at >= ? "
                 f"AND scope != 'global' AND source != '{IMPORTED}'", (now - grace,)):  # see opens_grace
-            index.optout_at[number * SCOPE_SLOTS + scope_id(scope, key)] = added_at
+            index.optout_at[scoped(number, scope_id(scope, key))] = added_at
         index.dead = dict(db.execute("SELECT number, expires_at FROM dead WHERE expires_at > ?", (now,)))
         for number, key, status in db.execute("SELECT number, scope_key, status FROM consent"):
             sid = scope_id("account", key) if key else GLOBAL
-            index.consent[number * SCOPE_SLOTS + sid] = status
+            index.consent[scoped(number, sid)] = status
         index.tz = dict(db.execute("SELECT number, zone FROM tz_override"))
         freq = policy.settings("frequency")
         per_account = freq.scope == "account"
@@ -59,7 +59,7 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
         for number, account, sent_at in db.execute(
                 "SELECT number, account, sent_at FROM send_history WHERE sent_at > ? ORDER BY sent_at",
                 (now - HISTORY_S,)):
-            key = number * SCOPE_SLOTS + scope_id("account", account) if per_account else number
+            key = scoped(number, scope_id("account", account)) if per_account else number
             history.setdefault(key, []).append(sent_at)  # type: ignore[arg-type]
         for key, times in history.items():
             history[key] = tuple(times)  # see Index: tuples stay out of the cyclic GC
@@ -77,7 +77,7 @@ def apply_change(index: Index, c: Change, now: float) -> None:
         (index.blacklist.update if add else index.blacklist.difference_update)(numbers)
     elif c.kind == "optout":
         sid = index.scope_id(c.scope, c.scope_key)
-        keys = [number * SCOPE_SLOTS + sid for number in numbers]
+        keys = [scoped(number, sid) for number in numbers]
         if add:
             index.optouts.update(keys)
             if opens_grace(c.scope, c.data.get("source", "")):
@@ -92,7 +92,7 @@ def apply_change(index: Index, c: Change, now: float) -> None:
             _forget(index.dead, numbers)
     elif c.kind == "consent":
         sid = index.scope_id("account", c.scope_key) if c.scope_key else GLOBAL
-        keys = [number * SCOPE_SLOTS + sid for number in numbers]
+        keys = [scoped(number, sid) for number in numbers]
         if add:
             index.consent.update(dict.fromkeys(keys, c.data.get("status", "confirmed")))
         else:
