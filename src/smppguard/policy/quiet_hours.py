@@ -120,15 +120,18 @@ def _offsets_change(start: float, end: float, offsets_at: Callable[[float], tupl
     return hi * 60.0
 
 
+@functools.lru_cache(maxsize=4096)
+def _quiet_somewhere(zones: tuple[str, ...], minute: int, quiet: bytes) -> bool:
+    """Whether this minute since the epoch is inside a window at any of the zones' UTC offsets. Memoised:
+    within a minute, every recipient with the same zones gets the same answer."""
+    return any(quiet[(minute + off // 60) % 1440] for off in utc_offsets(zones, minute * 60.0))
+
+
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is None or not s.windows:
         return None
     zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone, sub.zones)
-    quiet = s.quiet_minutes
-    for off in utc_offsets(zones, now):
-        if quiet[int((now + off) // 60) % 1440]:
-            break
-    else:
+    if not _quiet_somewhere(zones, int(now // 60), s.quiet_minutes):
         return None
     until = next_allowed(now, lambda t: utc_offsets(zones, t), s.windows)
     if until is None:
