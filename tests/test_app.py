@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 
 import pytest
 
-from smppguard.app import serve
+from smppguard.app import StoppedError, serve
 from smppguard.config import parse_config
+from smppguard.store.migrations import MIGRATIONS
 
 NO_REGION_WARNING = "no [policy] default_region"
 
@@ -21,3 +23,24 @@ async def test_start_up_warns_when_national_numbers_cannot_be_placed(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="smppguard"):
         await asyncio.wait_for(serve(config, started.wait, ready=lambda _proxy: started.set()), 30)
     assert any(NO_REGION_WARNING in r.getMessage() for r in caplog.records) is warned
+
+
+async def test_daemon_stops_when_a_newer_smppguard_migrates_its_store(tmp_path, caplog):
+    """An upgraded CLI migrated the store under the running daemon, which cannot read what the new version
+    writes: it stops and says why (systemd's Restart=on-failure then starts the upgraded daemon)."""
+    path = tmp_path / "guard.db"
+    config = parse_config(f'[listen]\naddress = "127.0.0.1:0"\n[simulator]\ncontrol = ""\n'
+                          f'[store]\npath = "{path}"\n[policy]\ndefault_region = "CN"\n')
+    addresses = []
+
+    def migrate_under_it(proxy):
+        addresses.append(proxy.address)
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO schema_migrations VALUES (?, 'm_from_a_newer_version', 0)",
+                       (len(MIGRATIONS) + 1,))
+
+    with pytest.raises(StoppedError, match="migrated by a newer smppguard while this one ran"):
+        await asyncio.wait_for(serve(config, asyncio.Event().wait, ready=migrate_under_it), 30)
+    host, port = addresses[0]
+    with pytest.raises(OSError):  # it no longer accepts binds
+        await asyncio.open_connection(host, port)

@@ -46,6 +46,10 @@ class StartupError(Exception):
     """The daemon cannot start: a port in use, an unreadable store. The message says which and why."""
 
 
+class StoppedError(Exception):
+    """The daemon had to stop while running (the store was upgraded under it). The message says why."""
+
+
 async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                 ready: Callable[[ProxyServer], None] | None = None) -> None:
     simulator = store = proxy = None
@@ -80,7 +84,18 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
                         "refused as invalid; with one (8613800138000, +8613800138000) they pass")
         if ready is not None:
             ready(proxy)
-        await (shutdown_trigger or _wait_for_signal)()
+        trigger = asyncio.ensure_future((shutdown_trigger or _wait_for_signal)())
+        failed = store.writer.failed
+        try:
+            await asyncio.wait({trigger, failed} if failed is not None else {trigger},
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            trigger.cancel()
+        if trigger.done() and not trigger.cancelled():
+            trigger.result()  # a trigger that failed says so
+        if failed is not None and failed.done():
+            log.info("shutting down: the store cannot be used any longer")
+            raise StoppedError(failed.result())
         log.info("shutting down")
     finally:
         if proxy is not None:

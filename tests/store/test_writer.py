@@ -11,8 +11,9 @@ import pytest
 from smppguard.policy import load_policy
 from smppguard.policy.model import GLOBAL, Index, scoped
 from smppguard.store.changelog import Change, last_id, write
-from smppguard.store.db import connect
+from smppguard.store.db import StoreError, connect
 from smppguard.store.index import load_index
+from smppguard.store.migrations import MIGRATIONS
 from smppguard.store.writer import StoreWriter
 
 N1, N2, N3 = 8613800000001, 8613800000002, 8613800000003
@@ -301,3 +302,24 @@ async def test_background_tail_applies_an_import_batch_within_a_second(make_writ
     took = await eventually(lambda: len(w.index.blacklist) == 20_000, timeout=5.0)
     assert took < 1.0, took
     assert w.index.blacklist == set(numbers)
+
+
+# --- a store migrated under the running daemon ------------------------------------------------------------------
+
+def migrate_to_a_newer_schema(conn) -> int:
+    """What a newer smppguard's CLI does to the store: one migration this version does not know."""
+    version = len(MIGRATIONS) + 1
+    conn.execute("INSERT INTO schema_migrations VALUES (?, 'm_from_a_newer_version', ?)", (version, NOW))
+    conn.commit()
+    return version
+
+
+async def test_tail_refuses_a_store_migrated_by_a_newer_smppguard(make_writer, other):
+    w = await make_writer(tail_interval=0.05)
+    version = migrate_to_a_newer_schema(other)
+    write(other, [Change("blacklist", "add", N1)], origin="cli", now=NOW)
+    with pytest.raises(StoreError, match=f"schema version {version} is newer"):
+        await w.tail_once()
+    reason = await asyncio.wait_for(w.failed, 5.0)  # the background tail stops and says why
+    assert "migrated by a newer smppguard while this one ran" in reason and "restart" in reason
+    assert N1 not in w.index.blacklist  # nothing it cannot read is applied

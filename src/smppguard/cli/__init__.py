@@ -62,10 +62,10 @@ def run(config_path, listen, upstream) -> None:
                                                                         address=upstream_address(upstream)))
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    from ..app import StartupError
+    from ..app import StartupError, StoppedError
     try:
         run_app(cfg)
-    except StartupError as e:
+    except (StartupError, StoppedError) as e:
         raise click.ClickException(str(e)) from None
 
 

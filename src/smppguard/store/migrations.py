@@ -88,14 +88,24 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m0
                                                                  m005_changelog_batches)
 
 
+NEWEST = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+
+
+def too_new(version: int) -> str | None:
+    """Why a store at this schema version cannot be used by this smppguard, or None when it can."""
+    if version > len(MIGRATIONS):
+        return f"schema version {version} is newer than this smppguard knows ({len(MIGRATIONS)}): upgrade smppguard"
+    return None
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply what is missing; returns the names applied."""
     db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                "applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-    if done and max(done) > len(MIGRATIONS):
-        raise sqlite3.DatabaseError(f"schema version {max(done)} is newer than this smppguard knows "
-                                    f"({len(MIGRATIONS)}): upgrade smppguard")
+    problem = too_new(max(done, default=0))
+    if problem:
+        raise sqlite3.DatabaseError(problem)
     applied = []
     for version, fn in enumerate(MIGRATIONS, 1):
         if version in done:

@@ -7,6 +7,10 @@ Rule 2: `close()` lets a commit in progress finish and flushes what is left, so 
 shutdown.
 The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
 change written by the CLI or another process takes effect live.
+Rule 3: a newer smppguard (an upgraded CLI) may migrate the store under a running daemon, and this daemon
+cannot read what the newer one writes. The tail checks the schema version first; on a newer one it stops and
+`failed` says why, so the daemon exits and its supervisor starts the upgraded code, rather than screening on
+with list changes it cannot see.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import aiosqlite
 from ..policy.model import Index
 from ..session import tasks
 from .changelog import COLUMNS, from_row
-from .db import BUSY_TIMEOUT_MS, connect
+from .db import BUSY_TIMEOUT_MS, StoreError, connect
 from .index import apply_change, prune
 from .lists import apply_due_removals
+from .migrations import NEWEST, too_new
 
 log = logging.getLogger("smppguard.store")
 
@@ -55,8 +60,10 @@ class StoreWriter:
         self._sync_lock = threading.Lock()
         self.commits = 0
         self.rows_written = 0
+        self.failed: asyncio.Future[str] | None = None  # set when the writer must stop the daemon (Rule 3)
 
     async def start(self) -> None:
+        self.failed = asyncio.get_running_loop().create_future()
         self.db = await aiosqlite.connect(self.path, isolation_level=None)
         await self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await self.db.execute("PRAGMA synchronous = NORMAL")
@@ -120,7 +127,9 @@ class StoreWriter:
         self.rows_written += len(sends) + len(audits)
 
     async def tail_once(self) -> int:
-        """Apply change-log rows newer than the Index's; returns how many."""
+        """Apply change-log rows newer than the Index's; returns how many. StoreError: the store's schema is
+        newer than this smppguard's (Rule 3)."""
+        await self._check_schema()
         assert self.db is not None
         applied = 0
         now = time.time()
@@ -137,6 +146,15 @@ class StoreWriter:
             applied += len(rows)
             if len(rows) < 5000:
                 return applied
+
+    async def _check_schema(self) -> None:
+        assert self.db is not None
+        async with self.db.execute(NEWEST) as cur:
+            (version,) = await cur.fetchone()  # type: ignore[misc]
+        problem = too_new(version)
+        if problem:
+            raise StoreError(f"{self.path}: the store was migrated by a newer smppguard while this one ran; "
+                             f"{problem} (restart the daemon on the upgraded version)")
 
     def _apply_due_removals(self) -> list[int]:
         with self._sync_lock:  # close() takes it too, so the connection is never closed under this call
@@ -171,12 +189,19 @@ class StoreWriter:
         while True:
             await asyncio.sleep(self.tail_interval)
             try:
+                await self._check_schema()  # first: a connection the removals open would fail less plainly
                 removed = await asyncio.to_thread(self._apply_due_removals)
                 if removed:
                     log.info("observation period ended: %d numbers removed from the blacklist", len(removed))
                 await self.tail_once()
             except sqlite3.Error:
                 log.exception("reading the change log failed; will retry")
+            except StoreError as e:
+                log.error("%s", e)
+                assert self.failed is not None
+                if not self.failed.done():
+                    self.failed.set_result(str(e))
+                return
             if time.monotonic() - last_prune > 60:
                 last_prune = time.monotonic()
                 prune(self.index, time.time(), self.grace)
