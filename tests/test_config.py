@@ -33,6 +33,7 @@ def test_config_values_parsed():
     ("[text]\ndefault_codec = \"klingon\"\n", "text.default_codec", 2, "unknown text codec"),
     ("[log]\nlevel = \"loud\"\n", "log.level", 2, "one of"),
     ("[store]\nretention = \"7d\"\n", "store.retention", 2, "at least 32d"),
+    ("[policy]\n\ndistribution_lists = \"maybe\"\n", "policy.distribution_lists", 3, "'refuse', 'pass'"),
 ])
 def test_config_error_names_key_and_line(text, key, line, hint):
     with pytest.raises(ConfigError) as e:

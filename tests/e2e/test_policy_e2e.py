@@ -195,9 +195,9 @@ def test_submit_multi_refused_destinations_listed_with_the_smsc_ones(tmp_path):
             resp = parse_body(cid, body)
             assert resp["message_id"] == stack.sim.received[0].message_id
             assert [(u.address, u.status) for u in resp["unsuccess_sme"]] == [
-                ("8613900000001", BLACKLIST_STATUS), ("12345", Status.RINVDSTADR)]
+                ("8613900000001", BLACKLIST_STATUS), ("12345", Status.RINVDSTADR), ("vip", Status.RCNTSUBDL)]
             forwarded = stack.sim.received[0].fields["dest_addresses"]
-            assert forwarded == [SmeDest(1, 1, "8613800138000"), DistributionList("vip")]
+            assert forwarded == [SmeDest(1, 1, "8613800138000")]  # a list's members cannot be screened
             # every destination refused: answered here, nothing forwarded
             peer.send(build(CommandId.SUBMIT_MULTI, 3, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
                                                                   dest_addresses=[SmeDest(1, 1, "8613900000001")],
@@ -208,6 +208,40 @@ def test_submit_multi_refused_destinations_listed_with_the_smsc_ones(tmp_path):
             assert len(stack.sim.received) == 1
         finally:
             peer.close()
+
+
+def submit_multi_to_a_list(stack) -> tuple[int, list]:
+    """submit_multi to one number and one distribution list: (status, the unsuccess_sme list)."""
+    peer = RawPeer(stack.address, 5)
+    try:
+        peer.send(build(CommandId.BIND_TRANSMITTER, 1, encode_body(CommandId.BIND_TRANSMITTER,
+                                                                  system_id="acme", password="pw")))
+        assert peer.read_pdu()[1] == Status.ROK
+        peer.send(build(CommandId.SUBMIT_MULTI, 2, encode_body(
+            CommandId.SUBMIT_MULTI, source_addr="ACME", short_message=b"sale",
+            dest_addresses=[SmeDest(1, 1, "8613800138000"), DistributionList("vip")])))
+        cid, status, _seq, body = peer.read_pdu()
+        return status, [(u.address, u.status) for u in parse_body(cid, body)["unsuccess_sme"]]
+    finally:
+        peer.close()
+
+
+def test_distribution_list_is_refused_and_audited_unless_configured_to_pass(tmp_path):
+    cfg = config(tmp_path)
+    with Stack(cfg, store=True) as stack:
+        assert submit_multi_to_a_list(stack) == (Status.ROK, [("vip", Status.RCNTSUBDL)])
+        assert stack.sim.received[0].fields["dest_addresses"] == [SmeDest(1, 1, "8613800138000")]
+    db = sqlite3.connect(cfg.store.path)
+    try:
+        assert db.execute("SELECT recipient, rule, status FROM audit").fetchall() == [
+            ("list:vip", "distribution_lists", Status.RCNTSUBDL)]
+    finally:
+        db.close()
+    cfg = config(tmp_path, POLICY.replace("[policy]\n", '[policy]\ndistribution_lists = "pass"\n'))
+    with Stack(cfg, store=True) as stack:
+        assert submit_multi_to_a_list(stack) == (Status.ROK, [])
+        assert stack.sim.received[0].fields["dest_addresses"] == [SmeDest(1, 1, "8613800138000"),
+                                                                  DistributionList("vip")]
 
 
 def test_data_sm_to_a_blacklisted_number_refused(tmp_path):

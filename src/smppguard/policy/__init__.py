@@ -35,6 +35,9 @@ class Policy:
     fallback_zone: str
     classes: tuple[classes.ClassRule, ...]
     rules: tuple[tuple[ModuleType, Any], ...]  # (rule module, its Settings), in RULES order
+    # submit_multi to a distribution list: its members are known only to the SMSC, so no rule can screen them.
+    # "refuse" (the default) answers that destination RCNTSUBDL; "pass" forwards it unscreened.
+    distribution_lists: str = "refuse"
 
     @functools.cached_property
     def confirmation_like_marketing(self) -> bool:
@@ -99,7 +102,8 @@ def _never_idle(_settings: Any) -> bool:
     return False
 
 
-_POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns"}
+_POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns", "distribution_lists"}
+DISTRIBUTION_LISTS = ("refuse", "pass")
 
 
 def load_policy(policy: dict | None = None, rules: dict | None = None, class_rules: list | None = None) -> Policy:
@@ -138,7 +142,11 @@ def load_policy(policy: dict | None = None, rules: dict | None = None, class_rul
         else:
             parsed.append((rule, rule.parse_settings(raw)))
     class_rules_parsed = classes.parse_classes(class_rules or [], policy.get("confirmation_patterns"))
-    return Policy(region, zone, class_rules_parsed, tuple(parsed))
+    lists = policy.get("distribution_lists", "refuse")
+    if lists not in DISTRIBUTION_LISTS:
+        raise ConfigError(f"expected one of {', '.join(map(repr, DISTRIBUTION_LISTS))}, got {lists!r}",
+                          key="policy.distribution_lists")
+    return Policy(region, zone, class_rules_parsed, tuple(parsed), lists)
 
 
 def make_submission(policy: Policy, address: str, ton: int, sender: str, account: str, service_type: str = "",

@@ -203,6 +203,12 @@ class Bridge:
         self.downstream.respond(pdu, verdict.status or Status.RSUBMITFAIL)
         return None
 
+    def _refuse_list(self, guard: Guard, sender: str, account: str, name: str, now: float) -> None:
+        if guard.writer is not None:
+            guard.writer.audit(now, account, sender, f"list:{name}", "distribution_lists", Action.REJECT.value,
+                               Status.RCNTSUBDL, "distribution list: its members cannot be screened "
+                               "([policy] distribution_lists = \"refuse\")")
+
     def _audit(self, guard: Guard, sub, verdict: Verdict, now: float) -> None:
         writer = guard.writer
         if writer is not None:
@@ -222,8 +228,13 @@ class Bridge:
             text = decode(data, fields["data_coding"], *guard.text_codecs)
         allowed, refused, reservations = [], [], []
         for dest in fields["dest_addresses"]:
-            if isinstance(dest, DistributionList):
-                allowed.append(dest)  # its members are known only to the SMSC
+            if isinstance(dest, DistributionList):  # its members are known only to the SMSC: nothing to screen
+                if guard.policy.distribution_lists == "pass":
+                    allowed.append(dest)
+                else:
+                    self._refuse_list(guard, fields["source_addr"], account, dest.name, now)
+                    # unsuccess_sme has no form for a list: its name stands as the address, TON/NPI unknown
+                    refused.append(UnsuccessSme(0, 0, dest.name, Status.RCNTSUBDL))
                 continue
             sub = make_submission(guard.policy, dest.address, dest.ton, fields["source_addr"], account,
                                   fields["service_type"], text, None, guard.index)
