@@ -300,3 +300,31 @@ def test_refused_message_releases_nothing_and_smsc_failure_releases_the_reservat
         stack.call(stack.sim.drop_connections)  # the SMSC fails the first: its reservation is released
         assert c.read_pdu().status == Status.RSYSERR
     assert history(cfg.store.path, 8613800138000) == 0
+
+
+CONTENT = POLICY + '\n[rules.content]\nforbidden = ["casino"]\nrequired = ["reply STOP"]\n'
+
+
+def test_content_of_a_concatenated_message_is_judged_as_its_parts_arrive(tmp_path, client_of):
+    with Stack(config(tmp_path, CONTENT), store=True) as stack:
+        c = client_of(stack)
+        parts = udh_parts(b"Weekend sale, everything half price in all our shops. Reply STOP to opt out", ref=1)
+        assert [send(c, FREE, p, esm_class=0x40).status for p in parts] == [Status.ROK] * 3  # STOP ends it
+        parts = udh_parts(b"Weekend sale, everything half price in all our shops, and more to come!!", ref=2)
+        assert [send(c, FREE, p, esm_class=0x40).status for p in parts] == [Status.ROK, Status.ROK,
+                                                                             Status.RSUBMITFAIL]
+        parts = [build_udh(3, 2, 1) + b"Weekend sale: our new cas",  # the word is cut between the parts
+                 build_udh(3, 2, 2) + b"ino opens, everything half price. Reply STOP"]
+        assert [send(c, FREE, p, esm_class=0x40).status for p in parts] == [Status.ROK, Status.RSUBMITFAIL]
+        parts = udh_parts(b"Casino weekend: everything half price in all our shops. Reply STOP now", ref=4)
+        assert [send(c, FREE, p, esm_class=0x40).status for p in parts] == [Status.RSUBMITFAIL] * 3
+        parts = udh_parts(b"Weekend sale, everything half price in all our shops. Reply STOP to opt out", ref=5)
+        assert [send(c, FREE, parts[i], esm_class=0x40).status for i in (2, 0, 1)] == [Status.ROK] * 3  # any order
+        assert len(stack.sim.received) == 3 + 2 + 1 + 3
+    db = sqlite3.connect(config(tmp_path).store.path)
+    try:
+        reasons = [r for (r,) in db.execute("SELECT reason FROM audit WHERE rule = 'content' ORDER BY id")]
+    finally:
+        db.close()
+    assert reasons == ["content refused: no opt-out instruction", "content refused: contains 'casino'",
+                       "content refused: contains 'Casino'"]

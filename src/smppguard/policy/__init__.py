@@ -24,7 +24,7 @@ RULE_NAMES = tuple(r.NAME for r in RULES)
 _ZONED = (frequency, quiet_hours)  # rules that take the policy's fallback zone
 
 __all__ = ["ALLOW", "Action", "Index", "Policy", "RULES", "Submission", "Verdict", "decide", "explain",
-           "load_policy", "make_submission"]
+           "judge_text", "load_policy", "make_submission"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,20 @@ class Policy:
     @functools.cached_property
     def _checks(self) -> dict[str, tuple[tuple[Any, Any], ...]]:
         return {}
+
+    @functools.cached_property
+    def _text_checks(self) -> dict[str, tuple[tuple[Any, Any], ...]]:
+        return {}
+
+    def text_checks_for(self, traffic_class: str) -> tuple[tuple[Any, Any], ...]:
+        """checks_for, of the rules that judge the text (READS_TEXT): what a later part of a concatenated
+        message is judged by, once its text has joined the rest."""
+        checks = self._text_checks.get(traffic_class)
+        if checks is None:
+            rules = {rule.check for rule, _s in self.rules if getattr(rule, "READS_TEXT", False)}
+            checks = self._text_checks[traffic_class] = tuple(
+                (check, s) for check, s in self.checks_for(traffic_class) if check in rules)
+        return checks
 
     def checks_for(self, traffic_class: str) -> tuple[tuple[Any, Any], ...]:
         """(check, settings) of the enabled rules that apply to a class, in order; worked out once per class."""
@@ -168,8 +182,10 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
     if text is None and text_of is not None and wants_text:
         text = text_of()
     cls = classes.classify(rules, account, sender, service_type, text)
+    partial = concat is not None and concat[1] > 1  # the first part of several to arrive
     # _make: the tuple as it is, without the keyword handling of Submission(...); one per message
-    return Submission._make((recipient, address, sender, account, cls, service_type, text, concat, zones))
+    return Submission._make((recipient, address, sender, account, cls, service_type, text, concat, zones,
+                             partial))
 
 
 def _recent_optout(index: Index, recipient: int, sender: str, account: str) -> bool:
@@ -189,6 +205,16 @@ def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict
         if verdict is not None:
             return verdict
     return ALLOW
+
+
+def judge_text(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict | None:
+    """The verdict of the rules that judge the text, for a concatenated message whose `sub.text` has grown by
+    a part (None: none of them objects). The other rules judged the recipient with the first part."""
+    for check, settings in policy.text_checks_for(sub.traffic_class):
+        verdict = check(sub, index, now, settings)
+        if verdict is not None:
+            return verdict
+    return None
 
 
 def explain(sub: Submission, index: Index, now: float, policy: Policy) -> list[tuple[str, str, Verdict | None]]:

@@ -3,6 +3,9 @@
 `forbidden`: regular expressions that refuse a message (sensitive words). `required`: at least one must match
 (MIIT: every marketing message must say how to refuse, e.g. "回T退订|reply STOP"). Binary content (no text)
 is not judged. Matching is case-insensitive.
+A concatenated message is judged as its parts arrive (the bridge joins their text): a forbidden word refuses
+the part it completes and every later one; the required text is looked for once the text is whole, since it
+usually ends the message.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from .model import Action, Index, Submission, Verdict
 from .settings import Common, common, get, patterns
 
 NAME = "content"
+READS_TEXT = True  # judged again as each part of a concatenated message joins the text (judge_text)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,6 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
         m = p.search(text)
         if m:
             return Verdict(Action.REJECT, NAME, s.status, f"{s.reason}: contains {m.group(0)!r}")
-    if s.required and not any(p.search(text) for p in s.required):
+    if s.required and not sub.partial and not any(p.search(text) for p in s.required):
         return Verdict(Action.REJECT, NAME, s.status, f"{s.reason}: no opt-out instruction")
     return None

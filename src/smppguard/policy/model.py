@@ -65,6 +65,7 @@ class Submission(NamedTuple):
     text: str | None = None  # decoded text (None for binary content)
     concat: tuple[int, int, int] | None = None  # (reference, total, seqnum)
     zones: tuple[str, ...] | None = None  # the recipient's candidate zones from phonenumbers; None: look them up
+    partial: bool = False  # `text` is the parts seen so far of a concatenated message, not all of it
 
 
 @dataclass

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..policy import decide, frequency_key, make_submission
+from ..policy import decide, frequency_key, judge_text, make_submission
 from ..policy.model import Action, Verdict
 from ..session import tasks
 from ..session.session import Session
@@ -149,28 +149,47 @@ class Bridge:
         account = self.downstream.system_id
         udh, payload = split_udh(v.short_message, v.esm_class)
         concat = (from_udh(udh) if udh else None) or from_sar(v.tlvs)
-        ckey = None
-        if concat is not None and concat.total > 1:
-            # All parts share the first part's verdict and count once (SMPP-NOTES, Long messages).
-            ckey = (account, v.source_addr, v.destination_addr, concat.reference, concat.total)
-            entry = guard.maybe_concat(ckey, now)
-            if entry is not None:
-                entry.seen.add(concat.seqnum)
-                if len(entry.seen) >= concat.total:
-                    del guard.concat[ckey]
-                return self._act(pdu, v, entry.verdict, entry.reservation, guard, audit=False)
         text_of = None
         if guard.policy.needs_text:
             def text_of() -> str | None:  # decoded only if a rule will read it (most messages: none)
                 data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
                 return decode(data, v.data_coding, *guard.text_codecs)
+        ckey = None
+        if concat is not None and concat.total > 1:
+            # All parts share the first part's verdict and count once (SMPP-NOTES, Long messages); only the text
+            # rules see more with each part (_later_part).
+            ckey = (account, v.source_addr, v.destination_addr, concat.reference, concat.total)
+            entry = guard.maybe_concat(ckey, now)
+            if entry is not None:
+                return self._later_part(pdu, v, concat, ckey, entry, text_of, guard, now)
         sub = make_submission(guard.policy, v.destination_addr, v.dest_addr_ton, v.source_addr, account,
                               v.service_type, None, concat, guard.index, text_of)
         verdict = decide(sub, guard.index, now, guard.policy)
         reservation = self._reserve(sub, verdict, guard, now)
         if ckey is not None:
-            guard.remember_concat(ckey, ConcatEntry(verdict, reservation, now + CONCAT_TTL_S, {concat.seqnum}), now)
+            entry = ConcatEntry(verdict, reservation, now + CONCAT_TTL_S, {concat.seqnum})
+            if sub.text is not None and guard.policy.text_checks_for(sub.traffic_class):
+                entry.sub, entry.texts = sub, {concat.seqnum: sub.text}
+            guard.remember_concat(ckey, entry, now)
         return self._act(pdu, v, verdict, reservation, guard, sub=sub, now=now)
+
+    def _later_part(self, pdu: Pdu, v: SubmitView, concat, ckey: tuple, entry: ConcatEntry, text_of,
+                    guard: Guard, now: float) -> tuple[bytes, object] | None:
+        """A part after the first: the first part's verdict and reservation, unless a rule that judges the
+        text objects now that this part's text has joined the others. Then this part and the ones after it
+        are refused; the parts already forwarded cannot be called back."""
+        entry.seen.add(concat.seqnum)
+        complete = len(entry.seen) >= concat.total
+        if complete:
+            del guard.concat[ckey]
+        if entry.texts is not None and entry.sub is not None and entry.verdict.allowed and text_of is not None:
+            entry.texts[concat.seqnum] = text_of() or ""
+            sub = entry.sub._replace(text=entry.joined(), partial=not complete)
+            verdict = judge_text(sub, guard.index, now, guard.policy)
+            if verdict is not None and not verdict.allowed:
+                entry.verdict = verdict
+                return self._act(pdu, v, verdict, None, guard, sub=sub, now=now)
+        return self._act(pdu, v, entry.verdict, entry.reservation, guard, audit=False)
 
     def _reserve(self, sub, verdict: Verdict, guard: Guard, now: float) -> Reservation | None:
         if verdict.action is not Action.ALLOW and verdict.action is not Action.SCHEDULE:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..config import AuditConfig
 from ..policy import Policy
-from ..policy.model import Index, Verdict
+from ..policy.model import Index, Submission, Verdict
 from ..store.audit import mask_recipient
 
 #: How long the verdict of a concatenated message waits for its remaining parts.
@@ -38,6 +38,13 @@ class ConcatEntry:
     reservation: Reservation | None
     expires: float
     seen: set[int] = field(default_factory=set)
+    # When a rule judges the text: the first part's Submission, and the text of each part seen, by seqnum
+    sub: Submission | None = None
+    texts: dict[int, str] | None = None
+
+    def joined(self) -> str:
+        assert self.texts is not None
+        return "".join(self.texts[k] for k in sorted(self.texts))
 
 
 @dataclass
