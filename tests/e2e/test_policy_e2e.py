@@ -328,3 +328,14 @@ def test_content_of_a_concatenated_message_is_judged_as_its_parts_arrive(tmp_pat
         db.close()
     assert reasons == ["content refused: no opt-out instruction", "content refused: contains 'casino'",
                        "content refused: contains 'Casino'"]
+
+
+def test_parts_of_a_message_scheduled_for_after_quiet_hours_are_judged_too(tmp_path, client_of):
+    at_night = shanghai(23, 0)
+    policy = CONTENT.replace("[rules.quiet_hours]\nenabled = false", "[rules.quiet_hours]\naction = \"schedule\"")
+    with Stack(config(tmp_path, policy), store=True, clock=lambda: at_night) as stack:
+        c = client_of(stack)
+        parts = udh_parts(b"Night owl sale, everything half price in all of our shops until dawn!!", ref=6, parts=2)
+        assert [send(c, FREE, p, esm_class=0x40).status for p in parts] == [Status.ROK, Status.RSUBMITFAIL]
+        assert stack.sim.received[0].fields["schedule_delivery_time"] == "261128010000000+"
+        assert len(stack.sim.received) == 1

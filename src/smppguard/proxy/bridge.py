@@ -182,7 +182,8 @@ class Bridge:
         complete = len(entry.seen) >= concat.total
         if complete:
             del guard.concat[ckey]
-        if entry.texts is not None and entry.sub is not None and entry.verdict.allowed and text_of is not None:
+        forwarded = entry.verdict.action is Action.ALLOW or entry.verdict.action is Action.SCHEDULE
+        if forwarded and entry.texts is not None and entry.sub is not None and text_of is not None:
             entry.texts[concat.seqnum] = text_of() or ""
             sub = entry.sub._replace(text=entry.joined(), partial=not complete)
             verdict = judge_text(sub, guard.index, now, guard.policy)
