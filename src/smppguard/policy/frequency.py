@@ -3,7 +3,8 @@
 Seed: at most 4 marketing SMS per user per month, at least 72 hours apart. `period` is a duration (default 30
 days, a rolling window) or "calendar-month" (since the 1st, in the recipient's local time). A concatenated
 message counts once; a send counts only when the SMSC accepts it, and messages in flight count as reservations
-so concurrent submits cannot overrun the cap (the bridge reserves and commits `key()`). Scope `global` counts
+so concurrent submits cannot overrun the cap (the bridge reserves `key()`, and releases it if the SMSC refuses
+the message). Scope `global` counts
 every account's messages to the number; `account` counts per system_id.
 """
 
