@@ -7,6 +7,7 @@ that matters (changes are idempotent).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 
@@ -39,14 +40,10 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
         (numbers,) = db.execute("SELECT json_group_array(number) FROM blacklist").fetchone()
         index.blacklist = set(json.loads(numbers))
         scope_id = index.scope_id
-        ids: dict[tuple[str, str], int] = {}
-        optouts = index.optouts
-        add = optouts.add
-        for number, scope, key in db.execute("SELECT number, scope, scope_key FROM optout"):
-            sid = ids.get((scope, key))
-            if sid is None:
-                sid = ids[(scope, key)] = scope_id(scope, key)
-            add(scoped(number, sid))
+        for scope, key in db.execute("SELECT DISTINCT scope, scope_key FROM optout").fetchall():
+            (numbers,) = db.execute("SELECT json_group_array(number) FROM optout WHERE scope = ? AND scope_key = ?",
+                                    (scope, key)).fetchone()
+            index.optouts.update(map(scoped, json.loads(numbers), itertools.repeat(scope_id(scope, key))))
         for number, scope, key, added_at in db.execute(
                 "SELECT number, scope, scope_key, added_at FROM optout WHERE added_at >= ? "
                 f"AND scope != 'global' AND source != '{IMPORTED}'", (now - grace,)):  # see opens_grace
