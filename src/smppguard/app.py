@@ -122,17 +122,17 @@ class OpenStore:
 
 
 async def open_store(config: Config, clock: Callable[[], float] = time.time) -> OpenStore:
-    """Migrate the store, load the Index (off the event loop), start the writer and the change-log tail."""
+    """Migrate the store, load the Index, start the writer and the change-log tail.
+
+    The Index is loaded on the event loop's own thread: nothing is served yet, and what another thread
+    allocates stays in that thread's malloc arena, which glibc gives back to the OS less well (30 MiB more
+    resident for 1M blacklist entries and 1M opt-outs)."""
     started = time.monotonic()
-
-    def load():
-        db = connect(config.store.path)
-        try:
-            return load_index(db, config.policy, clock())
-        finally:
-            db.close()
-
-    index = await asyncio.to_thread(load)
+    db = connect(config.store.path)
+    try:
+        index = load_index(db, config.policy, clock())
+    finally:
+        db.close()
     # Millions of list entries are loaded once and live for the process: keep the cyclic GC from walking them
     # on every full collection.
     gc.collect()
