@@ -57,8 +57,8 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
         per_account = freq.scope == "account"
         history = index.history
         known = history.get
-        # Straight into tuples (see Index), in time order: lists first, turned into tuples, cost twice the time
-        # and left a third more memory resident.
+        # Straight into tuples (see Index), in time order: lists first, turned into tuples afterwards, left a
+        # quarter more memory resident.
         for number, account, sent_at in db.execute(
                 "SELECT number, account, sent_at FROM send_history WHERE sent_at > ? ORDER BY sent_at",
                 (now - HISTORY_S,)):
