@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from ..policy import decide, frequency_key, judge_text, make_submission
 from ..policy.model import Action, Verdict
-from ..session import tasks
 from ..session.session import Session
 from ..session.throttle import TokenBucket
 from ..session.window import Outstanding
@@ -107,10 +106,10 @@ class Bridge:
                     session.pause("window")
             elif command_id in cmd.BINDS:
                 session.pause("bind")
-                tasks.spawn(self._bind(pdu), name=f"bind {session.label}")
+                self.server.spawn(self._bind(pdu), name=f"bind {session.label}")
             elif command_id == CommandId.UNBIND:
                 session.pause("unbind")
-                tasks.spawn(self._downstream_unbind(pdu), name=f"unbind {session.label}")
+                self.server.spawn(self._downstream_unbind(pdu), name=f"unbind {session.label}")
             else:
                 session.respond(pdu, Status.RINVCMDID)
         else:
@@ -125,7 +124,7 @@ class Bridge:
             elif command_id == CommandId.ALERT_NOTIFICATION:
                 downstream.send(pdu.raw)  # no response exists (SMPP 3.4 section 4.12.1)
             elif command_id == CommandId.UNBIND:
-                tasks.spawn(self._upstream_unbind(pdu), name=f"unbind {session.label}")
+                self.server.spawn(self._upstream_unbind(pdu), name=f"unbind {session.label}")
             elif command_id == CommandId.OUTBIND:
                 log.warning("%s: outbind on an open upstream connection ignored", session.label)
             else:
@@ -514,7 +513,7 @@ class Bridge:
             if self.upstream is not None and self.upstream.is_open:
                 if not self._closing:
                     log.info("%s: sender disconnected; unbinding upstream", session.label)
-                    tasks.spawn(self._unbind_and_close(self.upstream), name=f"unbind {self.upstream.label}")
+                    self.server.spawn(self._unbind_and_close(self.upstream), name=f"unbind {self.upstream.label}")
             self.server.bridge_closed(self)
         else:
             # A dropped upstream closes the downstream, as a real SMSC would; its in-flight requests were

@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from ..config import Config
+from ..session import tasks
 from .bridge import Bridge
 from .guard import Guard
 
@@ -22,6 +23,7 @@ class ProxyServer:
         self.guard = guard
         self.upstream_address = upstream_address
         self.bridges: set[Bridge] = set()
+        self.tasks: set[asyncio.Task] = set()  # the bridges' binds and unbinds, which stop() waits for
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.base_events.Server | None = None
 
@@ -47,6 +49,13 @@ class ProxyServer:
     def bridge_closed(self, bridge: Bridge) -> None:
         self.bridges.discard(bridge)
 
+    def spawn(self, coro, *, name: str) -> asyncio.Task:
+        """A bridge's background work (a bind, an unbind): kept, so that stop() can wait for it."""
+        task = tasks.spawn(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
     async def stop(self, grace: float | None = None) -> None:
         grace = self.config.session.unbind_grace if grace is None else grace
         if self._server is None:
@@ -57,4 +66,11 @@ class ProxyServer:
             log.info("unbinding %d sessions", len(bridges))
             await asyncio.gather(*(b.shutdown(grace) for b in bridges), return_exceptions=True)
             await asyncio.gather(*(b.downstream.wait_closed() for b in bridges), return_exceptions=True)
+        # A sender that left just before leaves an upstream unbind in flight: let it end within the grace, then
+        # cancel it. Left pending, it would fail when the loop closes, with nobody to hear it.
+        if self.tasks:
+            _done, late = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self._server.wait_closed()

@@ -1,0 +1,61 @@
+"""ProxyServer.stop: nothing the bridges started is left running when it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+from helpers import make_config
+from smppguard.proxy.server import ProxyServer
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.fields import encode_body
+from smppguard.smpp.pdu import build
+
+
+class SilentOnUnbind(asyncio.Protocol):
+    """An SMSC that accepts any bind and never answers anything else: an unbind to it stays in flight."""
+
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while len(self.buffer) >= 16:
+            length, command_id, _status, sequence = struct.unpack(">IIII", self.buffer[:16])
+            if len(self.buffer) < length:
+                return
+            self.buffer = self.buffer[length:]
+            if command_id == CommandId.BIND_TRANSMITTER:
+                self.transport.write(build(CommandId.BIND_TRANSMITTER_RESP, sequence, b"silent\0"))
+
+
+async def read_pdu(reader) -> tuple[int, int]:
+    length, command_id, status, _seq = struct.unpack(">IIII", await reader.readexactly(16))
+    await reader.readexactly(length - 16)
+    return command_id, status
+
+
+async def test_stop_ends_an_upstream_unbind_left_by_a_sender_that_went_away():
+    loop = asyncio.get_running_loop()
+    smsc = await loop.create_server(SilentOnUnbind, "127.0.0.1", 0)
+    proxy = ProxyServer(make_config(session={"unbind_grace": 30.0}), smsc.sockets[0].getsockname()[:2])
+    await proxy.start(("127.0.0.1", 0))
+    try:
+        reader, writer = await asyncio.open_connection(*proxy.address)
+        writer.write(build(CommandId.BIND_TRANSMITTER, 1,
+                           encode_body(CommandId.BIND_TRANSMITTER, system_id="acme", password="pw")))
+        assert await read_pdu(reader) == (CommandId.BIND_TRANSMITTER_RESP, 0)
+        writer.close()  # gone without an unbind: the proxy unbinds upstream, and the SMSC never answers
+        deadline = time.monotonic() + 5
+        while not proxy.tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        (unbind,) = proxy.tasks
+        assert unbind.get_name().startswith("unbind upstream")
+        started = time.monotonic()
+        await proxy.stop(grace=0.2)
+        assert time.monotonic() - started < 2  # the grace, not the 30 s unbind_grace
+        assert unbind.cancelled() and not proxy.tasks  # ended here, not failing later with nobody to hear it
+    finally:
+        smsc.close()
+        await smsc.wait_closed()
