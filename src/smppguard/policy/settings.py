@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from ..config import choice as choice  # re-exported: rules import their parsers from here
 from ..config import duration
+from ..config import integer as integer
 from ..config import string as _str
 from ..errors import ConfigError
 from ..smpp.status import Status
@@ -82,8 +83,6 @@ def _bool(value: Any) -> bool:
     return value
 
 
-
-
 def _classes(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"expected a list of class names such as [\"marketing\"], got {value!r}")
@@ -119,13 +118,3 @@ def clock(value: Any) -> int:
     except ValueError:
         raise ValueError(f"expected a time \"HH:MM\", got {value!r}") from None
     return 1440 if t is None else t.hour * 60 + t.minute
-
-
-def integer(lo: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ValueError(f"expected a whole number of at least {lo}, got {value!r}")
-        return value
-    return parse
-
-
