@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ..errors import ConfigError
 from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
 from . import traffic_class as classes
-from .model import ALLOW, Action, Index, Submission, Verdict, scoped
+from .model import ALLOW, Action, Index, Submission, Verdict
 from .numbers import UNKNOWN_ZONES, check_region, check_zone, locate
 from .presets import PRESETS, merged
 
@@ -190,13 +190,7 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
 
 def _recent_optout(index: Index, recipient: int, sender: str, account: str) -> bool:
     recent = index.optout_at
-    if not recent:
-        return False
-    for scope, key in (("sender", sender), ("account", account)):
-        sid = index.maybe_scope_id(scope, key)
-        if sid is not None and scoped(recipient, sid) in recent:
-            return True
-    return False
+    return bool(recent) and any(key in recent for key in index.own_keys(recipient, sender, account))
 
 
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:

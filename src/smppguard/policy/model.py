@@ -105,6 +105,15 @@ class Index:
             return GLOBAL
         return self.scope_ids.get(f"{scope[0]}:{key}")
 
+    def own_keys(self, number: int, sender: str, account: str) -> list[int]:
+        """The number's keys in this sender's and this account's scopes, of the scopes the Index knows."""
+        keys = []
+        for scope, key in (("sender", sender), ("account", account)):
+            sid = self.maybe_scope_id(scope, key)
+            if sid is not None:
+                keys.append(scoped(number, sid))
+        return keys
+
     # --- reads (what rules call) ---------------------------------------------------------------------------
 
     def maybe_optout_key(self, number: int, sender: str, account: str) -> tuple[str, int] | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import Action, Index, Submission, Verdict, scoped
+from .model import Action, Index, Submission, Verdict
 from .settings import Common, choice, common, get, integer, seconds, strings
 
 NAME = "optout"
@@ -43,11 +43,7 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
         return None
     if sub.traffic_class in s.grace_classes:
         # The opt-out being confirmed is this sender's, or this account's under `scope = "account"` (us-tcpa).
-        for scope, scope_key in (("sender", sub.sender), ("account", sub.account)):
-            sid = index.maybe_scope_id(scope, scope_key)
-            if sid is None:
-                continue
-            key = scoped(sub.recipient, sid)
+        for key in index.own_keys(sub.recipient, sub.sender, sub.account):
             at = index.optout_at.get(key)
             if at is not None and now - at <= s.grace and key not in index.grace_used:
                 return Verdict(Action.ALLOW, NAME, 0, "confirmation of the opt-out, within the grace period",
