@@ -146,9 +146,6 @@ class Index:
     # A reservation is a send from the start, so that the rules count it while it is in flight, and an
     # accepted one needs nothing more here: only a refused one is taken back (`release`).
 
-    def reserve(self, key: int, now: float) -> None:
-        _insert(self.history, key, now)
-
     def release(self, key: int, at: float) -> None:
         """The SMSC refused a reserved send: it no longer counts."""
         times = self.history.get(key)
@@ -165,6 +162,8 @@ class Index:
 
     def record_send(self, key: int, at: float) -> None:
         _insert(self.history, key, at)
+
+    reserve = record_send  # the same thing, said where the send is still in flight (see above)
 
     def prune_history(self, before: float, budget: int = PRUNE_BUDGET) -> None:
         """Forget sends older than `before` (older than the longest frequency period), `budget` recipients per
