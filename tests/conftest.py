@@ -1,4 +1,14 @@
+import hashlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    """Test ids in plain ASCII. An id is also a command-line argument (`pytest 'file::test[id]'`, and mutmut
+    passes ids back that way), and pytest escapes non-ASCII and control characters in ids, which it then
+    cannot find again. Such a string value gets a short stable digest instead."""
+    if isinstance(val, str) and not (val.isascii() and val.isprintable()):
+        return f"{argname}-{hashlib.sha1(val.encode()).hexdigest()[:8]}"
+    return None
