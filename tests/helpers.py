@@ -21,6 +21,9 @@ from smppguard.app import open_store
 from smppguard.config import Config, SessionConfig, SimulatorConfig, UpstreamConfig, parse_config
 from smppguard.proxy.server import ProxyServer
 from smppguard.simulator import Simulator
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.fields import encode_body
+from smppguard.smpp.pdu import build
 
 
 def make_config(policy_toml: str = "", **tables: Any) -> Config:
@@ -36,7 +39,8 @@ class Stack:
     """Simulator + proxy in a background loop. Use `with Stack() as s:`."""
 
     def __init__(self, config: Config | None = None, simulator_config: SimulatorConfig | None = None,
-                 with_proxy: bool = True, store: bool = False, clock: Callable[[], float] | None = None):
+                 with_proxy: bool = True, store: bool = False, clock: Callable[[], float] | None = None,
+                 upstream: tuple[str, int] | None = None):
         self.config = config or make_config(session={"enquire_link_interval": 30.0, "response_timeout": 5.0})
         self.simulator_config = simulator_config or self.config.simulator
         self.with_proxy = with_proxy
@@ -46,6 +50,7 @@ class Stack:
         self.proxy: ProxyServer | None = None
         self.with_store = store
         self.clock = clock
+        self.upstream = upstream  # another SMSC (tests/rawsmsc.py) instead of the built-in simulator
         self.store = None  # smppguard.app.OpenStore when store=True
 
     def call(self, fn: Callable[[], Any]) -> Any:
@@ -61,8 +66,10 @@ class Stack:
         self.thread.start()
         try:
             async def start():
-                self.sim = Simulator(self.simulator_config, response_timeout=self.config.session.response_timeout)
-                await self.sim.start("127.0.0.1", 0)
+                if self.upstream is None:
+                    self.sim = Simulator(self.simulator_config,
+                                         response_timeout=self.config.session.response_timeout)
+                    await self.sim.start("127.0.0.1", 0)
                 guard = None
                 if self.with_store:
                     self.store = await open_store(self.config, self.clock or time.time)
@@ -70,7 +77,8 @@ class Stack:
                         self.store.guard.clock = self.clock
                     guard = self.store.guard
                 if self.with_proxy:
-                    self.proxy = ProxyServer(self.config, self.sim.address, guard)
+                    upstream = self.upstream or self.sim.address  # type: ignore[union-attr]
+                    self.proxy = ProxyServer(self.config, upstream, guard)
                     await self.proxy.start(("127.0.0.1", 0))
             self.run(start())
         except BaseException:
@@ -154,11 +162,28 @@ class RawPeer:
         _, cid, status, seq = struct.unpack(">IIII", pdu[:16])
         return cid, status, seq, pdu[16:]
 
-    def closed_by_peer(self) -> bool:
+    def request(self, command_id: int, sequence: int, **fields: Any) -> None:
+        self.send(build(command_id, sequence, encode_body(command_id, **fields)))
+
+    def bind(self, command_id: int = CommandId.BIND_TRANSCEIVER, system_id: str = "acme", sequence: int = 1) -> None:
+        """Bind and check the answer is ROK."""
+        self.request(command_id, sequence, system_id=system_id, password="pw")
+        cid, status, seq, _ = self.read_pdu()
+        assert (cid, status, seq) == (command_id | 0x80000000, 0, sequence), (hex(cid), hex(status), seq)
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """True once the peer has closed the connection (EOF or reset); False if it is still open after
+        `timeout`, or sends more bytes instead. A timeout is never taken for a close."""
+        before = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionError, socket.timeout):
+        except ConnectionError:
             return True
+        except socket.timeout:
+            return False
+        finally:
+            self.sock.settimeout(before)
 
     def close(self) -> None:
         self.sock.close()
