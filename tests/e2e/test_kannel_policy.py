@@ -1,0 +1,126 @@
+"""What a legacy sender does with the proxy's answers: Kannel, bound through a proxy with its store and rules.
+
+SMPP-NOTES: Kannel retries only "try later" (0x58, 0x14) and takes every other status as a permanent refusal.
+The defaults rely on that, so it is tested against Kannel itself: a refusal (0x45) is reported to Kannel's
+client as rejected (DLR type 16) and never sent again; a quiet-hours hold (0x58) is sent again and again until
+the recipient's window opens, and then it goes through.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime
+from typing import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from helpers import Stack, make_config
+from kannel import Kannel, require_kannel, wait_for
+from smppguard.store import changelog
+from smppguard.store.db import connect
+
+require_kannel()
+pytestmark = pytest.mark.kannel
+
+BLOCKED, FREE = "8613900000001", "8613800000002"
+POLICY = """
+[policy]
+default_region = "CN"
+
+[rules.quiet_hours]
+action = "hold"
+
+[rules.frequency]
+enabled = false
+
+[audit]
+recipient = "full"
+"""
+
+
+def shanghai(hour: int) -> float:
+    return datetime(2026, 11, 27, hour, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+
+
+class Clock:
+    """The proxy's clock, set by the test."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def kannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Kannel, Clock]]:
+    tmp = tmp_path_factory.mktemp("kannel-policy")
+    cfg = make_config(POLICY, store={"path": str(tmp / "guard.db")},
+                      session={"response_timeout": 5.0, "enquire_link_interval": 30.0})
+    db = connect(cfg.store.path)
+    changelog.write(db, [changelog.Change("blacklist", "add", int(BLOCKED), data={"source": "complaint"})],
+                    origin="test")
+    db.close()
+    clock = Clock(shanghai(12))
+    with Stack(cfg, store=True, clock=clock) as s:
+        k = Kannel(s, tmp)
+        try:
+            k.start()
+            yield s, k, clock
+        finally:
+            k.stop()
+
+
+def audited(s: Stack, recipient: str) -> list[tuple[str, int]]:
+    s.run(s.store.writer.flush())
+    db = sqlite3.connect(s.config.store.path)
+    try:
+        return db.execute("SELECT rule, status FROM audit WHERE recipient = ? ORDER BY id",
+                          (f"+{recipient}",)).fetchall()
+    finally:
+        db.close()
+
+
+def dlr_types(k: Kannel, to: str) -> list[str]:
+    return [d["type"] for d in k.dlr_received if d.get("to") == to]
+
+
+def test_kannel_takes_a_refusal_as_final_and_never_sends_it_again(kannel) -> None:
+    s, k, clock = kannel
+    clock.now = shanghai(12)
+    k.sendsms(BLOCKED, "Weekend sale!", dlr=True)
+    try:
+        wait_for(lambda: "16" in dlr_types(k, BLOCKED), "Kannel's 'SMSC rejected' report (DLR type 16)")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{k.logs()}") from None
+    [reject] = [d for d in k.dlr_received if d.get("to") == BLOCKED]
+    assert "0x00000045" in reject["reply"]  # NACK/0x00000045/...: Kannel saw the proxy's status
+    # Kannel resends a "try later" after a second here (sms-resend-freq); three seconds bring no resend
+    time.sleep(3.0)
+    assert audited(s, BLOCKED) == [("blacklist", 0x45)]
+    assert dlr_types(k, BLOCKED) == ["16"]
+    assert not [r for r in s.sim.received if r.fields["destination_addr"] == BLOCKED]
+
+
+def test_kannel_sends_a_quiet_hours_hold_again_until_the_window_opens(kannel) -> None:
+    s, k, clock = kannel
+    clock.now = shanghai(23)  # night in Shanghai: marketing is held, 0x58
+    k.sendsms(FREE, "Night owl offer", dlr=True)
+    try:
+        wait_for(lambda: len(audited(s, FREE)) >= 3, "three attempts by Kannel at the proxy")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{k.logs()}") from None
+    assert set(audited(s, FREE)) == {("quiet_hours", 0x58)}
+    assert "16" not in dlr_types(k, FREE)  # not reported as rejected: Kannel keeps it
+    assert not [r for r in s.sim.received if r.fields["destination_addr"] == FREE]
+    clock.now = shanghai(10)  # morning: the next attempt goes through
+    try:
+        [got] = wait_for(lambda: [r for r in s.sim.received if r.fields["destination_addr"] == FREE],
+                         "the held message at the SMSC")
+        wait_for(lambda: "8" in dlr_types(k, FREE), "Kannel's 'SMSC accepted' report (DLR type 8)")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{k.logs()}") from None
+    assert got.fields["short_message"].decode("gsm03.38") == "Night owl offer"
+    assert "16" not in dlr_types(k, FREE)
