@@ -339,3 +339,30 @@ def test_parts_of_a_message_scheduled_for_after_quiet_hours_are_judged_too(tmp_p
         assert [send(c, FREE, p, esm_class=0x40).status for p in parts] == [Status.ROK, Status.RSUBMITFAIL]
         assert stack.sim.received[0].fields["schedule_delivery_time"] == "261128010000000+"
         assert len(stack.sim.received) == 1
+
+
+def test_a_message_scheduled_for_after_quiet_hours_counts_for_the_frequency_cap(tmp_path, client_of):
+    at_night = shanghai(23, 0)
+    policy = POLICY.replace("[rules.quiet_hours]\nenabled = false", "[rules.quiet_hours]\naction = \"schedule\"")
+    cfg = config(tmp_path, policy.replace("max = 4", "max = 1"))
+    with Stack(cfg, store=True, clock=lambda: at_night) as stack:
+        c = client_of(stack)
+        assert send(c, FREE, "night offer").status == Status.ROK  # forwarded, scheduled for 09:00
+        assert stack.sim.received[-1].fields["schedule_delivery_time"] == "261128010000000+"
+        # the cap (1) is reached by the scheduled message: the next is refused by frequency, not scheduled
+        assert send(c, FREE, "second night offer").status == Status.RSUBMITFAIL
+        assert len(stack.sim.received) == 1
+    assert history(cfg.store.path, 8613800138000) == 1
+
+
+def test_an_opt_out_confirmation_passes_once_within_the_grace(tmp_path, client_of):
+    cfg = config(tmp_path)
+    with Stack(cfg, store=True) as stack:
+        add_changes(cfg.store.path, changelog.Change("optout", "add", 8613800138000, "sender", "ACME",
+                                                     data={"source": "mo", "keyword": "T"}))
+        assert wait_for(lambda: stack.store.guard.index.optout_at, timeout=2.0)
+        c = client_of(stack)
+        assert send(c, FREE, "You are unsubscribed from ACME offers").status == Status.ROK
+        assert send(c, FREE, "You are unsubscribed from ACME offers").status == Status.RSUBMITFAIL  # one only
+        assert send(c, FREE, "Weekend sale").status == Status.RSUBMITFAIL
+        assert [r.fields["short_message"] for r in stack.sim.received] == [b"You are unsubscribed from ACME offers"]

@@ -39,6 +39,11 @@ def listed(*lists: str, number: int = CN_MOBILE, now: float = NOON) -> Index:
     return index
 
 
+def refused(v, rule: str) -> bool:
+    """The verdict refuses, and names `rule`: a rule's name alone would also match its ALLOW (the grace)."""
+    return v.action is Action.REJECT and v.rule == rule and v.status != 0
+
+
 def test_decide_rules_order():
     assert RULE_NAMES == ("invalid", "dead", "blacklist", "optout", "consent", "content", "frequency",
                           "quiet_hours")
@@ -58,7 +63,7 @@ def test_decide_rules_order():
 ])
 def test_decide_first_rule_with_an_opinion_wins(lists, text, expected):
     v = decide(sub(CN_MOBILE, text=text), listed(*lists), NOON, POLICY)
-    assert v.rule == (expected or "") and v.allowed is (expected is None)
+    assert v.rule == (expected or "") and v.allowed is (expected is None) and bool(v.status) is (expected is not None)
 
 
 def test_decide_blacklisted_invalid_number_is_invalid():
@@ -80,14 +85,14 @@ def test_decide_transactional_reaches_a_blacklisted_number(account, expected):
     s = make_submission(POLICY, "13800138000", 0, "BANK", account, text="您的验证码是 1234")
     assert s.traffic_class == ("transactional" if expected is None else "marketing")
     v = decide(s, listed("blacklist", "optout", "consent", "frequency"), NIGHT, POLICY)
-    assert v.rule == (expected or "") and v.allowed is (expected is None)
+    assert v.rule == (expected or "") and v.allowed is (expected is None) and bool(v.status) is (expected is not None)
 
 
 def test_decide_transactional_still_refused_when_invalid_or_dead():
     s = make_submission(POLICY, "13800138000", 0, "BANK", "bank-otp")
-    assert decide(s, listed("dead"), NOON, POLICY).rule == "dead"
+    assert refused(decide(s, listed("dead"), NOON, POLICY), "dead")
     bad = make_submission(POLICY, "12345", 0, "BANK", "bank-otp")
-    assert decide(bad, Index(), NOON, POLICY).rule == "invalid"
+    assert refused(decide(bad, Index(), NOON, POLICY), "invalid")
 
 
 def test_decide_quiet_hours_hold():
@@ -104,16 +109,16 @@ def test_decide_opt_out_confirmation_grace():
     v = decide(confirmation, index, t + 4 * MINUTE, POLICY)
     assert v.allowed and v.rule == "optout" and v.mark is not None
     index.grace_used.add(v.mark)
-    assert decide(confirmation, index, t + 4 * MINUTE, POLICY).rule == "optout"
+    assert refused(decide(confirmation, index, t + 4 * MINUTE, POLICY), "optout")
     fresh = listed()
     apply_change(fresh, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=t), t)
     marketing = make_submission(POLICY, "13800138000", 0, "ACME", "acme", text=GOOD_TEXT)
-    assert decide(marketing, fresh, t + MINUTE, POLICY).rule == "optout"  # no grace for marketing
-    assert decide(confirmation, fresh, t + 6 * MINUTE, POLICY).rule == "optout"  # nor after five minutes
+    assert refused(decide(marketing, fresh, t + MINUTE, POLICY), "optout")  # no grace for marketing
+    assert refused(decide(confirmation, fresh, t + 6 * MINUTE, POLICY), "optout")  # nor after five minutes
     other = make_submission(POLICY, "13800138000", 0, "OTHER", "acme", text="您已退订成功")
     # another signature was never opted out of, so no grace: its "confirmation" gets the marketing rules
     # (here: content requires an opt-out instruction)
-    assert decide(other, fresh, t + MINUTE, POLICY).rule == "content"
+    assert refused(decide(other, fresh, t + MINUTE, POLICY), "content")
 
 
 def test_decide_disabled_rule_is_skipped():
