@@ -44,3 +44,15 @@ async def test_daemon_stops_when_a_newer_smppguard_migrates_its_store(tmp_path, 
     host, port = addresses[0]
     with pytest.raises(OSError):  # it no longer accepts binds
         await asyncio.open_connection(host, port)
+
+
+async def test_the_daemons_writer_deletes_by_the_configured_retention(tmp_path):
+    from smppguard.app import open_store
+
+    config = parse_config(f'[store]\npath = "{tmp_path / "guard.db"}"\nretention = "33d"\n'
+                          '[rules.optout]\ngrace = "2m"\n')
+    store = await open_store(config)
+    try:
+        assert (store.writer.retention, store.writer.grace) == (33 * 86400.0, 120.0)
+    finally:
+        await store.close()

@@ -274,6 +274,19 @@ async def test_expire_deletes_rows_past_retention_in_slices(make_writer, other, 
     assert await w.expire(NOW) == 0
 
 
+async def test_the_daemon_deletes_rows_past_retention_on_its_own_and_again_every_period(make_writer, other):
+    day = 86400.0
+    now = time.time()
+    w = await make_writer(retention=40 * day, tail_interval=0.02, expire_first=0.1, expire_every=0.3)
+    w.record_send(N1, "acct", now - 41 * day)
+    w.record_send(N2, "acct", now - 39 * day)
+    await w.flush()
+    await eventually(lambda: sends(other) == [(N2, "acct", now - 39 * day)], timeout=3.0)  # nobody called expire()
+    w.audit(now - 50 * day, "acct", "ACME", "+86***", "blacklist", "reject", 0x45, "old")
+    await w.flush()
+    await eventually(lambda: not audits(other), timeout=3.0)  # the next period's run
+
+
 async def test_tail_applies_a_batch_row_to_every_number_it_names(make_writer, other):
     """An import logs one row per batch: the daemon's tail applies it to each of its numbers, in order with the
     rows around it, and ends equal to a fresh load."""

@@ -41,7 +41,8 @@ _AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, stat
 
 class StoreWriter:
     def __init__(self, path: str, index: Index, *, interval: float = 0.01, max_batch: int = 2000,
-                 tail_interval: float = 0.5, grace: float = 300.0, retention: float = 400 * 86400.0):
+                 tail_interval: float = 0.5, grace: float = 300.0, retention: float = 400 * 86400.0,
+                 expire_first: float = 60.0, expire_every: float = 3600.0):
         self.path = path
         self.index = index
         self.interval = interval
@@ -49,6 +50,8 @@ class StoreWriter:
         self.tail_interval = tail_interval
         self.grace = grace
         self.retention = retention
+        self.expire_first = expire_first  # the first retention delete, this long after start-up
+        self.expire_every = expire_every  # then this often (hourly)
         self.db: aiosqlite.Connection | None = None
         self._sends: list[tuple] = []
         self._audits: list[tuple] = []
@@ -185,7 +188,7 @@ class StoreWriter:
 
     async def _tail_loop(self) -> None:
         last_prune = time.monotonic()
-        next_expiry = time.monotonic() + 60  # a minute after start-up, then hourly
+        next_expiry = time.monotonic() + self.expire_first
         while True:
             await asyncio.sleep(self.tail_interval)
             try:
@@ -206,7 +209,7 @@ class StoreWriter:
                 last_prune = time.monotonic()
                 prune(self.index, time.time(), self.grace)
             if time.monotonic() >= next_expiry:
-                next_expiry = time.monotonic() + 3600
+                next_expiry = time.monotonic() + self.expire_every
                 try:
                     deleted = await self.expire()
                     if deleted:
