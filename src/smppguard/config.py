@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError
+from .policy import load_policy
 from .smpp import text as smpp_text
+from .values import address, choice, duration, integer, number, string, upstream_address
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -27,77 +29,7 @@ DEFAULT_PATHS = (Path("/etc/smppguard/smppguard.toml"),)
 ENV_CONFIG = "SMPPGUARD_CONFIG"
 
 
-# --- value parsers: each raises ValueError with a message for the user -------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def duration(value: Any) -> float:
-    """Seconds from a number or a string such as "500ms", "30s", "5m", "2h", "3d"."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30 or \"30s\"")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 30 or \"30s\", \"5m\", \"3d\"; got {value!r}")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def address(value: Any) -> tuple[str, int]:
-    if not isinstance(value, str):
-        raise ValueError(f"expected \"host:port\", got {value!r}")
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected \"host:port\" with a port 0-65535, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def upstream_address(value: Any) -> tuple[str, int] | None:
-    """None means the built-in simulator."""
-    if value == "simulator":
-        return None
-    return address(value)
-
-
-def integer(lo: int, hi: int | None = None) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected a whole number, got {value!r}")
-        if value < lo or (hi is not None and value > hi):
-            raise ValueError(f"expected a number from {lo}" + (f" to {hi}" if hi is not None else " up")
-                             + f", got {value}")
-        return value
-    return parse
-
-
-def number(lo: float) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"expected a number, got {value!r}")
-        if value < lo:
-            raise ValueError(f"expected a number of at least {lo}, got {value}")
-        return float(value)
-    return parse
-
-
-def string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value
-
-
-def choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}; got {value!r}")
-        return value
-    return parse
-
+# --- value parsers: values.py (shared with the rules' settings); the ones below are config's own -----------
 
 def codec(value: Any) -> str:
     try:
@@ -225,7 +157,6 @@ POLICY_TABLES = ("policy", "rules", "classes")
 
 
 def _load_policy(policy: dict, rules: dict, classes: list):
-    from .policy import load_policy  # policy depends on config's parsers, so import it late
     return load_policy(policy, rules, classes)
 
 

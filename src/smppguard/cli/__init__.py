@@ -15,7 +15,7 @@ import click
 
 from .. import __version__
 from ..config import SimulatorConfig
-from ..config import address as parse_address
+from ..values import address as parse_address
 from .common import CONTEXT, config_option
 from .common import load as _load
 from .lists import blacklist, consent, dead, optout, tz
@@ -51,7 +51,7 @@ def run(config_path, listen, upstream) -> None:
     import dataclasses
 
     from ..app import run as run_app
-    from ..config import upstream_address
+    from ..values import upstream_address
 
     cfg = _load(config_path)
     try:

@@ -12,8 +12,9 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from ..config import ConfigError, duration, load_config
+from ..config import ConfigError, load_config
 from ..store.db import StoreError, connect
+from ..values import duration
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 

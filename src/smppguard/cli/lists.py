@@ -8,7 +8,7 @@ import time
 
 import click
 
-from ..config import duration
+from ..values import duration
 from ..store import lists
 from ..store.changelog import Change
 from ..store.db import AlreadyExists, NotFound

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import time as dtime
 from typing import Any, Callable
 
-from ..config import choice as choice  # re-exported: rules import their parsers from here
-from ..config import duration
-from ..config import integer as integer
-from ..config import string as _str
 from ..errors import ConfigError
 from ..smpp.status import Status
+from ..values import choice as choice  # re-exported: rules import their parsers from here
+from ..values import duration
+from ..values import integer as integer
+from ..values import string as _str
 
 ALL_CLASSES = "*"
 COMMON_KEYS = frozenset({"enabled", "classes", "status", "reason"})

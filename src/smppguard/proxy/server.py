@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .. import tasks
 from ..config import Config
-from ..session import tasks
 from .bridge import Bridge
 from .guard import Guard
 

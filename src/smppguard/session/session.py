@@ -22,6 +22,7 @@ import struct
 import threading
 from typing import Protocol
 
+from .. import tasks
 from ..smpp import commands as cmd
 from ..smpp.commands import RESPONSE_BIT, CommandId
 from ..smpp.errors import PduError
@@ -29,7 +30,6 @@ from ..smpp.framing import MAX_PDU_LEN, NEED_DATA, PduBuffer
 from ..smpp.pdu import Pdu, build, generic_nack, renumber, response_to
 from ..smpp.state import ALLOWED, BOUND, BindState, Role
 from ..smpp.status import Status
-from . import tasks
 from .window import Outstanding, Window
 
 log = logging.getLogger("smppguard.session")

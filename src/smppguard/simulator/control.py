@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .smsc import Simulator
+from typing import Any, Protocol
 
 log = logging.getLogger("smppguard.simulator")
 MAX_BODY = 64 * 1024
 
 
-async def start_control(sim: "Simulator", host: str, port: int) -> asyncio.base_events.Server:
+class Controlled(Protocol):
+    """What the control interface needs of the simulator (smsc.py), which starts it: imports go one way."""
+
+    received: list[Any]
+
+    def inject_mo(self, source: str, destination: str, text: str, system_id: str | None = None) -> bool: ...
+
+
+async def start_control(sim: Controlled, host: str, port: int) -> asyncio.base_events.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, payload = await _serve_one(sim, reader)
@@ -37,7 +42,7 @@ async def start_control(sim: "Simulator", host: str, port: int) -> asyncio.base_
     return await asyncio.start_server(handle, host, port, reuse_address=True)
 
 
-async def _serve_one(sim: "Simulator", reader: asyncio.StreamReader) -> tuple[int, object]:
+async def _serve_one(sim: Controlled, reader: asyncio.StreamReader) -> tuple[int, object]:
     request_line = (await reader.readline()).decode("latin-1").split()
     if len(request_line) < 2:
         raise ValueError("bad request line")

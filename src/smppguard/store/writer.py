@@ -24,7 +24,7 @@ import time
 import aiosqlite
 
 from ..policy.model import Index
-from ..session import tasks
+from .. import tasks
 from .changelog import COLUMNS, from_row
 from .db import BUSY_TIMEOUT_MS, StoreError, connect
 from .index import apply_change, prune

@@ -15,7 +15,7 @@ _running: set[asyncio.Task] = set()
 
 
 def spawn(coro: Coroutine, *, name: str) -> asyncio.Task:
-    task = asyncio.get_running_loop().create_task(coro, name=name)  # noqa: the one allowed create_task
+    task = asyncio.get_running_loop().create_task(coro, name=name)  # noqa: TID251 - the one allowed create_task
     _running.add(task)
     task.add_done_callback(_done)
     return task
