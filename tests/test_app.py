@@ -53,6 +53,6 @@ async def test_the_daemons_writer_deletes_by_the_configured_retention(tmp_path):
                           '[rules.optout]\ngrace = "2m"\n')
     store = await open_store(config)
     try:
-        assert (store.writer.retention, store.writer.grace) == (33 * 86400.0, 120.0)
+        assert (store.writer.retention, store.writer.policy.grace_s) == (33 * 86400.0, 120.0)
     finally:
         await store.close()

@@ -78,10 +78,10 @@ def test_shipped_config_documents_every_rule_setting():
     cfg = load_config(SHIPPED)
     text = SHIPPED.read_text()
     for rule, settings in cfg.policy.rules:
-        section = re.search(rf"^\[rules\.{rule.NAME}\]\n(.*?)(?=^\[)", text, re.M | re.S)
-        assert section, f"[rules.{rule.NAME}] missing from the shipped config"
+        section = re.search(rf"^\[rules\.{rule.name}\]\n(.*?)(?=^\[)", text, re.M | re.S)
+        assert section, f"[rules.{rule.name}] missing from the shipped config"
         for f in dataclasses.fields(settings):
-            if (rule.NAME, f.name) in {("frequency", "fallback_zone"), ("invalid", "default_region")}:
+            if (rule.name, f.name) in {("frequency", "fallback_zone"), ("invalid", "default_region")}:
                 continue  # taken from [policy], not a key of the rule
-            assert re.search(rf"^#?\s*{f.name}\s*=", section.group(1), re.M), f"rules.{rule.NAME}.{f.name}"
-    assert [r.NAME for r, _ in cfg.policy.rules] == [r.NAME for r in RULES]
+            assert re.search(rf"^#?\s*{f.name}\s*=", section.group(1), re.M), f"rules.{rule.name}.{f.name}"
+    assert [r.name for r, _ in cfg.policy.rules] == [r.name for r in RULES]

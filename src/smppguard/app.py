@@ -79,9 +79,8 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
                                f"{e.strerror or e}") from None
         log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
-        if config.policy.default_region is None and config.policy.settings("invalid").enabled:
-            log.warning("no [policy] default_region: destinations without a country code (13800138000) are "
-                        "refused as invalid; with one (8613800138000, +8613800138000) they pass")
+        for warning in config.policy.warnings():
+            log.warning("%s", warning)
         if ready is not None:
             ready(proxy)
         trigger = asyncio.ensure_future((shutdown_trigger or _wait_for_signal)())
@@ -138,8 +137,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     gc.collect()
     gc.freeze()
     _release_freed_memory()
-    writer = StoreWriter(config.store.path, index, grace=config.policy.settings("optout").grace,
-                         retention=config.store.retention)
+    writer = StoreWriter(config.store.path, index, config.policy, retention=config.store.retention)
     await writer.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from policy_helpers import CN_MOBILE, CN_OTHER, at, sub
 
-from smppguard.policy import blacklist
+from smppguard.policy import blacklist, load_policy
 from smppguard.policy.model import Action, Index
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
+
+POLICY = load_policy()  # what apply_change asks of the rules
 
 NOW = at(2025, 6, 13, 10)
 S = blacklist.parse_settings({})
@@ -37,9 +39,9 @@ def test_blacklist_default_classes(cls, applies):
 
 def test_blacklist_follows_the_change_log():
     index = Index()
-    apply_change(index, Change("blacklist", "add", CN_MOBILE, data={"source": "12321"}), NOW)
+    apply_change(index, Change("blacklist", "add", CN_MOBILE, data={"source": "12321"}), NOW, POLICY)
     assert blacklist.check(sub(CN_MOBILE), index, NOW, S) is not None
-    apply_change(index, Change("blacklist", "remove", CN_MOBILE), NOW)
+    apply_change(index, Change("blacklist", "remove", CN_MOBILE), NOW, POLICY)
     assert blacklist.check(sub(CN_MOBILE), index, NOW, S) is None
 
 

@@ -12,6 +12,8 @@ from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
 
+POLICY = load_policy()  # what apply_change asks of the rules
+
 NOW = at(2025, 6, 13, 10)
 ON = consent.parse_settings({"enabled": True})
 PER_ACCOUNT = consent.parse_settings({"enabled": True, "scope": "account"})
@@ -20,7 +22,8 @@ PER_ACCOUNT = consent.parse_settings({"enabled": True, "scope": "account"})
 def with_consent(status: str | None, account: str = "") -> Index:
     index = Index()
     if status is not None:
-        apply_change(index, Change("consent", "add", CN_MOBILE, scope_key=account, data={"status": status}), NOW)
+        apply_change(index, Change("consent", "add", CN_MOBILE, scope_key=account, data={"status": status}), NOW,
+                     POLICY)
     return index
 
 

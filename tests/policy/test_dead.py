@@ -8,11 +8,13 @@ from hypothesis import strategies as st
 from policy_helpers import CN_MOBILE, CN_OTHER, DAY, at, sub
 
 from smppguard.errors import ConfigError
-from smppguard.policy import dead
+from smppguard.policy import dead, load_policy
 from smppguard.policy.model import Action, Index
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
+
+POLICY = load_policy()  # what apply_change asks of the rules
 
 NOW = at(2025, 6, 13, 10)
 S = dead.parse_settings({})
@@ -41,7 +43,7 @@ def test_dead_other_numbers_and_invalid_are_not_judged():
 
 def test_dead_entry_from_the_change_log_expires_after_90_days_by_default():
     index = Index()
-    apply_change(index, Change("dead", "add", CN_MOBILE, at=NOW), NOW)
+    apply_change(index, Change("dead", "add", CN_MOBILE, at=NOW), NOW, POLICY)
     assert dead.check(sub(CN_MOBILE), index, NOW + 89 * DAY, S) is not None
     assert dead.check(sub(CN_MOBILE), index, NOW + 90 * DAY, S) is None
 

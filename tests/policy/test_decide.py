@@ -31,7 +31,7 @@ def listed(*lists: str, number: int = CN_MOBILE, now: float = NOON) -> Index:
     if "blacklist" in lists:
         index.blacklist.add(number)
     if "optout" in lists:
-        apply_change(index, Change("optout", "add", number, "sender", "ACME", at=now - DAY), now)
+        apply_change(index, Change("optout", "add", number, "sender", "ACME", at=now - DAY), now, POLICY)
     if "frequency" in lists:
         index.record_send(number, now - HOUR)
     if "quiet" in lists:
@@ -47,7 +47,7 @@ def refused(v, rule: str) -> bool:
 def test_decide_rules_order():
     assert RULE_NAMES == ("invalid", "dead", "blacklist", "optout", "consent", "content", "frequency",
                           "quiet_hours")
-    assert tuple(rule.NAME for rule, _ in POLICY.rules) == RULE_NAMES == tuple(r.NAME for r in RULES)
+    assert tuple(rule.name for rule, _ in POLICY.rules) == RULE_NAMES == tuple(r.name for r in RULES)
 
 
 @pytest.mark.parametrize("lists, text, expected", [
@@ -103,7 +103,7 @@ def test_decide_quiet_hours_hold():
 def test_decide_opt_out_confirmation_grace():
     t = at(2025, 6, 13, 21)  # quiet hours do not apply to the confirmation class
     index = listed()
-    apply_change(index, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=t), t)
+    apply_change(index, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=t), t, POLICY)
     confirmation = make_submission(POLICY, "13800138000", 0, "ACME", "acme", text="您已退订成功，回复Y恢复")
     assert confirmation.traffic_class == "confirmation"
     v = decide(confirmation, index, t + 4 * MINUTE, POLICY)
@@ -111,7 +111,7 @@ def test_decide_opt_out_confirmation_grace():
     index.grace_used.add(v.mark)
     assert refused(decide(confirmation, index, t + 4 * MINUTE, POLICY), "optout")
     fresh = listed()
-    apply_change(fresh, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=t), t)
+    apply_change(fresh, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=t), t, POLICY)
     marketing = make_submission(POLICY, "13800138000", 0, "ACME", "acme", text=GOOD_TEXT)
     assert refused(decide(marketing, fresh, t + MINUTE, POLICY), "optout")  # no grace for marketing
     assert refused(decide(confirmation, fresh, t + 6 * MINUTE, POLICY), "optout")  # nor after five minutes
@@ -173,7 +173,7 @@ def test_policy_settings_lookup_and_needs_text():
 def test_make_submission_decodes_the_text_only_when_a_rule_reads_it(policy, recent_optout, decoded):
     index = Index()
     if recent_optout:
-        apply_change(index, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=NOON - MINUTE), NOON)
+        apply_change(index, Change("optout", "add", CN_MOBILE, "sender", "ACME", at=NOON - MINUTE), NOON, POLICY)
     calls = []
 
     def text_of():

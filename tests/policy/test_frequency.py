@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from policy_helpers import CN_MOBILE, CN_OTHER, DAY, HOUR, MINUTE, NEW_YORK, SHANGHAI, US_NY, at, sub
 
 from smppguard.errors import ConfigError
-from smppguard.policy import frequency, frequency_key, load_policy
-from smppguard.policy.model import SCOPE_STRIDE, Action, Index
+from smppguard.policy import frequency, load_policy
+from smppguard.policy.model import ALLOW, SCOPE_STRIDE, Action, Index, Verdict
 from smppguard.smpp.status import Status
 
 T0 = at(2025, 6, 1, 10)
@@ -194,7 +194,7 @@ def test_frequency_scope_other_accounts_sends(scope, refused):
     s = frequency.parse_settings({"scope": scope})
     index = Index()
     other = sub(account="other")
-    index.record_send(frequency.key(other, index, s), T0)
+    index.record_send(frequency.history_key(other.recipient, other.account, index, s), T0)
     assert (frequency.check(sub(account="acme"), index, T0 + HOUR, s) is not None) is refused
     assert frequency.check(other, index, T0 + HOUR, s) is not None  # its own send always counts
 
@@ -202,17 +202,28 @@ def test_frequency_scope_other_accounts_sends(scope, refused):
 def test_frequency_key_packs_the_account():
     s = frequency.parse_settings({"scope": "account"})
     index = Index()
-    k = frequency.key(sub(account="acme"), index, s)
+    k = frequency.history_key(CN_MOBILE, "acme", index, s)
     assert divmod(k, SCOPE_STRIDE) == (index.maybe_scope_id("account", "acme"), CN_MOBILE)
-    assert frequency.key(sub(account="acme"), index, S) == CN_MOBILE
+    assert frequency.history_key(CN_MOBILE, "acme", index, S) == CN_MOBILE
 
 
-def test_frequency_key_from_policy():
+def test_policy_forward_reserves_the_send_of_a_counted_message_only():
     policy = load_policy()
-    assert frequency_key(sub(), Index(), policy) == CN_MOBILE
-    assert frequency_key(sub(None), Index(), policy) is None
-    assert frequency_key(sub(traffic_class="transactional"), Index(), policy) is None
-    assert frequency_key(sub(), Index(), load_policy(rules={"frequency": {"enabled": False}})) is None
+    index = Index()
+    assert policy.forward(sub(), ALLOW, index, T0) == CN_MOBILE
+    assert index.history == {CN_MOBILE: (T0,)}  # counted while in flight
+    assert policy.forward(sub(None), ALLOW, index, T0 + 1) is None
+    assert policy.forward(sub(traffic_class="transactional"), ALLOW, index, T0 + 2) is None
+    off = load_policy(rules={"frequency": {"enabled": False}})
+    assert off.forward(sub(), ALLOW, index, T0 + 3) is None
+    assert index.history == {CN_MOBILE: (T0,)}
+
+
+def test_policy_forward_spends_the_one_time_allowance_a_verdict_used():
+    index = Index()
+    grace = Verdict(Action.ALLOW, "optout", mark=12345)
+    load_policy().forward(sub(traffic_class="confirmation"), grace, index, T0)
+    assert index.grace_used == {12345}
 
 
 @pytest.mark.parametrize("raw, key", [({"max": -1}, "rules.frequency.max"),

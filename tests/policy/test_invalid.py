@@ -9,7 +9,7 @@ from policy_helpers import CN_MOBILE, at, sub
 
 from smppguard.errors import ConfigError
 from smppguard.policy import invalid, load_policy
-from smppguard.policy.model import Action, Index
+from smppguard.policy.model import Action, Index, RuleContext
 from smppguard.smpp.status import Status
 
 NOW = at(2025, 6, 13, 10)
@@ -35,7 +35,8 @@ def test_invalid_refuses_a_number_that_did_not_normalise():
     ("001380013", None, False),
 ])
 def test_invalid_says_when_a_national_number_needs_a_default_region(address, region, hint):
-    v = invalid.check(sub(None, address=address), Index(), NOW, invalid.parse_settings({}, region))
+    s = invalid.parse_settings({}, RuleContext(default_region=region))
+    v = invalid.check(sub(None, address=address), Index(), NOW, s)
     assert ("needs [policy] default_region" in v.reason) is hint
 
 

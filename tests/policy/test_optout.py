@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from policy_helpers import CN_MOBILE, CN_OTHER, MINUTE, at, sub
 
 from smppguard.errors import ConfigError
-from smppguard.policy import optout
+from smppguard.policy import load_policy, optout
 from smppguard.policy.model import Action, Index, scoped
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
@@ -16,11 +16,12 @@ from smppguard.store.index import apply_change
 
 T = at(2025, 6, 13, 10)  # the moment the recipient replied T / STOP
 S = optout.parse_settings({})
+POLICY = load_policy()  # what apply_change asks of the rules
 
 
 def opted_out(scope: str, scope_key: str, number: int = CN_MOBILE, when: float = T) -> Index:
     index = Index()
-    apply_change(index, Change("optout", "add", number, scope, scope_key, at=when), when)
+    apply_change(index, Change("optout", "add", number, scope, scope_key, at=when), when, POLICY)
     return index
 
 
@@ -62,7 +63,7 @@ def test_optout_set_up_directly_with_scope_ids():
 
 def test_optout_removed_allows_again():
     index = opted_out("sender", "ACME")
-    apply_change(index, Change("optout", "remove", CN_MOBILE, "sender", "ACME"), T + 60)
+    apply_change(index, Change("optout", "remove", CN_MOBILE, "sender", "ACME"), T + 60, POLICY)
     assert optout.check(sub(CN_MOBILE), index, T + 60, S) is None
 
 
@@ -162,7 +163,7 @@ scopes = st.sampled_from([("sender", "A"), ("sender", "B"), ("account", "a"), ("
 def test_optout_refuses_exactly_when_a_scope_covers_the_message(entries, sender, account):
     index = Index()
     for scope, key in entries:
-        apply_change(index, Change("optout", "add", CN_MOBILE, scope, key, at=T - 3600), T - 3600)
+        apply_change(index, Change("optout", "add", CN_MOBILE, scope, key, at=T - 3600), T - 3600, POLICY)
     covered = any(scope == "global" or (scope == "sender" and key == sender) or
                   (scope == "account" and key == account) for scope, key in entries)
     v = optout.check(sub(CN_MOBILE, sender=sender, account=account), index, T, S)

@@ -20,7 +20,7 @@ def window(start: str, end: str) -> tuple[int, int]:
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_presets_each_loads(preset):
     policy = load_policy({"preset": preset})
-    assert [rule.NAME for rule, _ in policy.rules] == list(RULE_NAMES)
+    assert [rule.name for rule, _ in policy.rules] == list(RULE_NAMES)
     assert policy.settings("quiet_hours").windows  # every regime has quiet hours
     assert policy.settings("frequency").fallback_zone == policy.fallback_zone
     assert policy.settings("quiet_hours").fallback_zone == policy.fallback_zone

@@ -33,13 +33,14 @@ from policy_helpers import (
 
 from smppguard.errors import ConfigError
 from smppguard.policy import load_policy, quiet_hours
-from smppguard.policy.model import Action, Index
+from smppguard.policy.model import Action, Index, RuleContext
 from smppguard.policy.numbers import candidate_zones
 from smppguard.smpp.status import Status
 
 CN = load_policy({"preset": "cn-marketing"}).settings("quiet_hours")  # quiet 07-09, 20-22, 22-07
 US_WINDOWS = [{"start": "21:00", "end": "08:00"}]
-US = quiet_hours.parse_settings({"windows": US_WINDOWS}, NEW_YORK)
+IN_SHANGHAI, IN_NEW_YORK = RuleContext(fallback_zone=SHANGHAI), RuleContext(fallback_zone=NEW_YORK)
+US = quiet_hours.parse_settings({"windows": US_WINDOWS}, IN_NEW_YORK)
 
 
 def check(number: int, now: float, s=CN, index: Index | None = None):
@@ -98,7 +99,7 @@ def test_quiet_hours_end_of_month_and_year():
 
 
 def test_quiet_hours_window_to_midnight():
-    s = quiet_hours.parse_settings({"windows": [{"start": "22:00", "end": "24:00"}]}, SHANGHAI)
+    s = quiet_hours.parse_settings({"windows": [{"start": "22:00", "end": "24:00"}]}, IN_SHANGHAI)
     assert check(CN_MOBILE, at(2025, 6, 13, 23), s).until == at(2025, 6, 14)
     assert check(CN_MOBILE, at(2025, 6, 14, 0), s) is None
 
@@ -134,7 +135,7 @@ def test_quiet_hours_dst_evening_edge():
 
 def test_quiet_hours_window_ending_inside_the_spring_gap():
     # Quiet until 02:30, which does not exist on 9 March 2025: allowed from 03:00 EDT, the change itself.
-    s = quiet_hours.parse_settings({"windows": [{"start": "23:00", "end": "02:30"}]}, NEW_YORK)
+    s = quiet_hours.parse_settings({"windows": [{"start": "23:00", "end": "02:30"}]}, IN_NEW_YORK)
     v = check(US_NY, at(2025, 3, 8, 23, 30, zone=NEW_YORK), s)
     assert v.until == at(2025, 3, 9, 3, 0, zone=NEW_YORK) == at(2025, 3, 9, 7, zone="UTC")
 
@@ -200,7 +201,7 @@ def test_quiet_hours_us_toll_free_with_cn_windows_never_allowed_in_summer(action
     # In July St John's is UTC-2:30 and the span is 11.5 h > the 11 allowed hours: never allowed. check()
     # must still end, never answer None, and neither hold nor schedule to a time that is quiet too: a
     # permanent refusal that says what to do.
-    s = quiet_hours.parse_settings({"action": action}, SHANGHAI)
+    s = quiet_hours.parse_settings({"action": action}, IN_SHANGHAI)
     day = at(2025, 7, 13, zone="UTC")
     for m in range(0, 1440, 10):
         v = check(US_TOLL_FREE, day + m * MINUTE, s)
@@ -229,7 +230,7 @@ def test_quiet_hours_per_number_override_wins():
     ("UTC", 21, True),  # 13:00 UTC
 ])
 def test_quiet_hours_unknown_zone_uses_fallback(fallback, hour, allowed):
-    s = quiet_hours.parse_settings({}, fallback)
+    s = quiet_hours.parse_settings({}, RuleContext(fallback_zone=fallback))
     assert (check(NO_ZONE, at(2025, 6, 13, hour), s) is None) is allowed
 
 
@@ -246,7 +247,7 @@ def test_quiet_hours_rule_fallback_zone_overrides_the_policy():
                                                          ("schedule", Action.SCHEDULE, True),
                                                          ("reject", Action.REJECT, False)])
 def test_quiet_hours_actions(action, expected, has_until):
-    s = quiet_hours.parse_settings({"action": action}, SHANGHAI)
+    s = quiet_hours.parse_settings({"action": action}, IN_SHANGHAI)
     v = check(CN_MOBILE, at(2025, 6, 13, 21), s)
     assert v.action is expected and v.status == Status.RTHROTTLED
     assert v.until == (at(2025, 6, 14, 9) if has_until else None)
@@ -254,7 +255,7 @@ def test_quiet_hours_actions(action, expected, has_until):
 
 
 def test_quiet_hours_no_windows_or_invalid_number_no_opinion():
-    s = quiet_hours.parse_settings({"windows": []}, SHANGHAI)
+    s = quiet_hours.parse_settings({"windows": []}, IN_SHANGHAI)
     assert check(CN_MOBILE, at(2025, 6, 13, 3), s) is None
     assert quiet_hours.check(sub(None), Index(), at(2025, 6, 13, 3), CN) is None
 
@@ -309,7 +310,7 @@ def quiet_somewhere(zones, t, windows) -> bool:
 def test_quiet_hours_hold_until_is_the_first_allowed_instant(recipient, data, now):
     number, override, usable = recipient
     windows = WINDOW_SETS[data.draw(st.sampled_from(usable.split()))]
-    s = quiet_hours.parse_settings({"windows": windows}, SHANGHAI)
+    s = quiet_hours.parse_settings({"windows": windows}, IN_SHANGHAI)
     index = Index(tz={number: override} if override else {})
     zones = candidate_zones(number, override, SHANGHAI)
     v = check(number, now, s, index)

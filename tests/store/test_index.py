@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smppguard.policy import load_policy
+from smppguard.policy.frequency import HISTORY_S
 from smppguard.policy.model import GLOBAL, SCOPE_STRIDE, Index, scoped
 from smppguard.store.changelog import Change, last_id, since, write
 from smppguard.store.db import connect
-from smppguard.store.index import HISTORY_S, apply_change, load_index, prune
+from smppguard.store.index import apply_change, load_index
 
 NOW = 1_700_000_000.0
 POLICY = load_policy()
@@ -40,7 +41,7 @@ def view(index: Index) -> dict:
 def replay(changes, now=NOW) -> Index:
     index = Index()
     for c in changes:
-        apply_change(index, c, now)
+        apply_change(index, c, now, POLICY)
     return index
 
 
@@ -138,7 +139,7 @@ def test_load_index_sees_a_consistent_snapshot(tmp_path):
         write(a, [Change("blacklist", "add", N2)], origin="o", now=NOW)
         assert index.blacklist == {N1} and index.change_id == 1
         for c in since(b, index.change_id):  # tailing from change_id picks up exactly what came after
-            apply_change(index, c, NOW)
+            apply_change(index, c, NOW, POLICY)
         assert index.blacklist == {N1, N2} and index.change_id == 2
     finally:
         a.close()
@@ -181,21 +182,21 @@ def test_apply_change_is_idempotent_and_never_moves_change_id_back(db):
     index = replay(logged)
     before = view(index)
     for c in logged:  # a replay of everything (e.g. a reload overlapping the tail)
-        apply_change(index, c, NOW)
+        apply_change(index, c, NOW, POLICY)
     assert view(index) == before
     assert index.change_id == len(logged)
-    apply_change(index, Change("blacklist", "add", N4, id=3), NOW)
+    apply_change(index, Change("blacklist", "add", N4, id=3), NOW, POLICY)
     assert index.change_id == len(logged) and N4 in index.blacklist
 
 
-def test_prune(db):
+def test_policy_tidy_forgets_what_every_rule_no_longer_needs(db):
     index = Index()
     fresh, old = scoped(N1, GLOBAL), scoped(N2, GLOBAL)
     index.optout_at = {fresh: NOW - 10, old: NOW - GRACE - 1}
     index.grace_used = {fresh, old}
     index.dead = {N1: NOW + 1, N2: NOW}
     index.history = {N1: (NOW - HISTORY_S - 1, NOW - 1), N2: (NOW - HISTORY_S - 5,)}
-    prune(index, NOW, GRACE)
+    POLICY.tidy(index, NOW)
     assert index.optout_at == {fresh: NOW - 10} and index.grace_used == {fresh}
     assert index.dead == {N1: NOW + 1}
     assert index.history == {N1: (NOW - 1,)}
@@ -274,7 +275,7 @@ def test_property_tailing_the_log_with_correlation_equals_load_index(tmp_path_fa
         for batch in batches:
             write(conn, batch, origin="o", correlation_threshold=2, now=NOW)
             for c in since(conn, index.change_id):
-                apply_change(index, c, NOW)
+                apply_change(index, c, NOW, POLICY)
             loaded = load_index(conn, POLICY, NOW)
             assert view(index) == view(loaded)
             assert index.change_id == loaded.change_id

@@ -18,6 +18,7 @@ from smppguard.store.writer import StoreWriter
 
 N1, N2, N3 = 8613800000001, 8613800000002, 8613800000003
 NOW = 1_700_000_000.0
+POLICY = load_policy()
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ async def make_writer(path):
     writers = []
 
     async def make(index: Index | None = None, **kw) -> StoreWriter:
-        w = StoreWriter(str(path), index if index is not None else Index(), **kw)
+        w = StoreWriter(str(path), index if index is not None else Index(), POLICY, **kw)
         writers.append(w)
         await w.start()
         return w
@@ -98,7 +99,7 @@ async def test_rows_reach_the_database_without_an_explicit_flush(make_writer, ot
 
 
 async def test_close_flushes_pending_rows(path, other):
-    w = StoreWriter(str(path), Index(), interval=10.0)  # the loop would wait 10 s: only close() can write them
+    w = StoreWriter(str(path), Index(), POLICY, interval=10.0)  # the loop would wait 10 s: only close() can write them
     await w.start()
     try:
         for i in range(100):
@@ -181,7 +182,7 @@ async def test_concurrent_flushes_write_every_row_once(make_writer, other, caplo
 
 
 async def test_close_during_an_in_flight_commit_loses_nothing(path, other):
-    w = StoreWriter(str(path), Index(), max_batch=100)
+    w = StoreWriter(str(path), Index(), POLICY, max_batch=100)
     await w.start()
     try:
         for i in range(5000):

@@ -8,11 +8,11 @@ import time
 
 import click
 
-from ..values import duration
+from ..policy.model import IMPORTED
 from ..store import lists
 from ..store.changelog import Change
 from ..store.db import AlreadyExists, NotFound
-from ..store.index import IMPORTED
+from ..values import duration
 from .common import (
     CONTEXT,
     EXIT_INPUT_ERROR,
@@ -278,7 +278,7 @@ def optout_add(ctx: Ctx, numbers, scope, key, keyword) -> None:
     """
     _need_key(scope, key)
     parsed = _numbers(ctx, numbers)
-    threshold = ctx.config.policy.settings("optout").correlation_threshold
+    threshold = ctx.config.policy.correlation_threshold
     written = lists.add_optouts(ctx.db, [(n, scope, key) for n in parsed], keyword=keyword,
                                 correlation_threshold=threshold)
     click.echo(f"opted out {len(parsed)} number{'s' * (len(parsed) != 1)}"
@@ -348,7 +348,7 @@ def optout_import(ctx: Ctx, file, scope, key, silent) -> None:
         return Change("optout", "add", 0, sc, "" if sc == "global" else k,
                       {"source": IMPORTED, "keyword": row.get("keyword", "")})
 
-    threshold = ctx.config.policy.settings("optout").correlation_threshold
+    threshold = ctx.config.policy.correlation_threshold
     _import(ctx, file, ("number", "scope", "key", "keyword"), change, silent, threshold)
 
 

@@ -3,28 +3,33 @@
 Rules run in the order of `RULES` (mitmproxy's default_addons habit: one explicit tuple you can grep); the first
 that has an opinion decides, and a rule that does not apply to the message's traffic class is skipped. Nothing
 here does I/O or raises on a message: a rule that has nothing to say returns None.
+Each rule is one `Rule` record (model.py), listed once in `RULES`: what the store and the proxy need of a rule
+(its Index keys, its idle work, its start-up warnings) they ask the `Policy`, which asks the records, so no code
+outside a rule's own module names it.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Callable
 
 from ..errors import ConfigError
 from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
 from . import traffic_class as classes
-from .model import ALLOW, Action, Index, Submission, Verdict
+from .model import ALLOW, Action, History, Index, OptoutTerms, Rule, RuleContext, Submission, Verdict
 from .numbers import UNKNOWN_ZONES, check_region, check_zone, locate
 from .presets import PRESETS, merged
 
-RULES: tuple[ModuleType, ...] = (invalid, dead, blacklist, optout, consent, content, frequency, quiet_hours)
-RULE_NAMES = tuple(r.NAME for r in RULES)
-_ZONED = (frequency, quiet_hours)  # rules that take the policy's fallback zone
+#: The rules, in the order they are asked. A new rule is a module with a `RULE`, and one entry here.
+RULES: tuple[Rule, ...] = (invalid.RULE, dead.RULE, blacklist.RULE, optout.RULE, consent.RULE, content.RULE,
+                           frequency.RULE, quiet_hours.RULE)
+RULE_NAMES = tuple(r.name for r in RULES)
 
-__all__ = ["ALLOW", "Action", "Index", "Policy", "RULES", "Submission", "Verdict", "decide", "explain",
+__all__ = ["ALLOW", "Action", "Index", "Policy", "RULES", "Rule", "Submission", "Verdict", "decide", "explain",
            "judge_text", "load_policy", "make_submission"]
+
+Check = Callable[[Submission, Index, float, Any], "Verdict | None"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,14 @@ class Policy:
     default_region: str | None
     fallback_zone: str
     classes: tuple[classes.ClassRule, ...]
-    rules: tuple[tuple[ModuleType, Any], ...]  # (rule module, its Settings), in RULES order
+    rules: tuple[tuple[Rule, Any], ...]  # (rule, its Settings), in the registry's order
     # submit_multi to a distribution list: its members are known only to the SMSC, so no rule can screen them.
     # "refuse" (the default) answers that destination RCNTSUBDL; "pass" forwards it unscreened.
     distribution_lists: str = "refuse"
+
+    @functools.cached_property
+    def rule_names(self) -> tuple[str, ...]:
+        return tuple(rule.name for rule, _s in self.rules)
 
     @functools.cached_property
     def confirmation_like_marketing(self) -> bool:
@@ -50,80 +59,149 @@ class Policy:
         return tuple(c for c in self.classes if c.name != classes.CONFIRMATION)
 
     @functools.cached_property
-    def _content_reads_text(self) -> bool:
-        s = self.settings(content.NAME)
-        return s.enabled and not content.idle(s)
+    def _rules_read_text(self) -> bool:
+        return any(rule.reads_text and s.enabled and not rule.inactive(s) for rule, s in self.rules)
 
     @functools.cached_property
     def needs_text(self) -> bool:
-        """Whether any class rule or the content rule reads the decoded text."""
-        return classes.needs_text(self.classes) or self._content_reads_text
+        """Whether any class rule or any rule that reads text will read the decoded text."""
+        return classes.needs_text(self.classes) or self._rules_read_text
 
     @functools.cached_property
     def needs_text_without_confirmation(self) -> bool:
         """Whether the text matters when the confirmation patterns do not (see make_submission)."""
-        return classes.needs_text(self.classes_without_confirmation) or self._content_reads_text
+        return classes.needs_text(self.classes_without_confirmation) or self._rules_read_text
 
     @functools.cached_property
-    def _checks(self) -> dict[str, tuple[tuple[Any, Any], ...]]:
+    def _checks(self) -> dict[str, tuple[tuple[Check, Any], ...]]:
         return {}
 
     @functools.cached_property
-    def _text_checks(self) -> dict[str, tuple[tuple[Any, Any], ...]]:
+    def _text_checks(self) -> dict[str, tuple[tuple[Check, Any], ...]]:
         return {}
 
-    def text_checks_for(self, traffic_class: str) -> tuple[tuple[Any, Any], ...]:
-        """checks_for, of the rules that judge the text (READS_TEXT): what a later part of a concatenated
-        message is judged by, once its text has joined the rest."""
+    def text_checks_for(self, traffic_class: str) -> tuple[tuple[Check, Any], ...]:
+        """checks_for, of the rules that read the text: what a later part of a concatenated message is judged
+        by, once its text has joined the rest."""
         checks = self._text_checks.get(traffic_class)
         if checks is None:
-            rules = {rule.check for rule, _s in self.rules if getattr(rule, "READS_TEXT", False)}
+            reading = {rule.check for rule, _s in self.rules if rule.reads_text}
             checks = self._text_checks[traffic_class] = tuple(
-                (check, s) for check, s in self.checks_for(traffic_class) if check in rules)
+                (check, s) for check, s in self.checks_for(traffic_class) if check in reading)
         return checks
 
-    def checks_for(self, traffic_class: str) -> tuple[tuple[Any, Any], ...]:
+    def checks_for(self, traffic_class: str) -> tuple[tuple[Check, Any], ...]:
         """(check, settings) of the enabled rules that apply to a class, in order; worked out once per class."""
         checks = self._checks.get(traffic_class)
         if checks is None:
             checks = self._checks[traffic_class] = tuple(
-                (rule.check, s) for rule, s in self.rules
-                if s.applies_to(traffic_class) and not getattr(rule, "idle", _never_idle)(s))
+                (rule.check, s) for rule, s in self.rules if s.applies_to(traffic_class) and not rule.inactive(s))
         return checks
+
+    # --- what the store and the proxy ask of the rules -----------------------------------------------------
+
+    @functools.cached_property
+    def _history(self) -> tuple[History, Any] | None:
+        """The send history's terms and the settings of the rule that owns it."""
+        return next(((rule.history, s) for rule, s in self.rules if rule.history is not None), None)
+
+    @property
+    def history_span_s(self) -> float:
+        """How far back send history is read (0: no rule counts sends)."""
+        return self._history[0].span_s if self._history else 0.0
+
+    def history_key(self, number: int, account: str, index: Index) -> int | None:
+        """The Index.history key a send to `number` by `account` counts under (None: no rule counts sends)."""
+        if self._history is None:
+            return None
+        history, s = self._history
+        keys = history.keys(index, s)
+        return number if keys is None else keys(number, account)
+
+    def history_keys(self, index: Index) -> Callable[[int, str], int] | None:
+        """history_key as a function of (number, account); None where the key is the number itself."""
+        return self._history[0].keys(index, self._history[1]) if self._history else None
 
     @functools.cached_property
     def _counting(self) -> dict[str, Any]:
         return {}
 
-    def counting_for(self, traffic_class: str) -> Any:
-        """The frequency rule's settings when it counts messages of this class, else None; once per class."""
+    def _counts(self, traffic_class: str) -> Any:
+        """The counting rule's settings when it counts messages of this class, else None; once per class."""
         try:
             return self._counting[traffic_class]
         except KeyError:
-            s = self.settings(frequency.NAME)
-            found = self._counting[traffic_class] = s if s.applies_to(traffic_class) else None
+            found = self._counting[traffic_class] = (
+                self._history[1] if self._history and self._history[1].applies_to(traffic_class) else None)
             return found
+
+    def forward(self, sub: Submission, verdict: Verdict, index: Index, now: float) -> int | None:
+        """A message with this verdict goes out now: spend the one-time allowance it used (the opt-out grace),
+        and reserve its send in the history, so that concurrent messages count it. Returns the history key
+        reserved, to be released if the SMSC refuses the message (Index.release), or None."""
+        if verdict.mark is not None:
+            index.grace_used.add(verdict.mark)  # the one confirmation is spent as it goes out
+        if sub.recipient is None or self._counts(sub.traffic_class) is None:
+            return None
+        key = self.history_key(sub.recipient, sub.account, index)
+        if key is not None:
+            index.reserve(key, now)
+        return key
+
+    @functools.cached_property
+    def _optouts(self) -> tuple[OptoutTerms, Any] | None:
+        """How opt-outs are kept, and the settings of the rule that owns them."""
+        return next(((rule.optouts, s) for rule, s in self.rules if rule.optouts is not None), None)
+
+    @property
+    def grace_s(self) -> float:
+        """How long a recent opt-out is remembered for its confirmation (0: never)."""
+        return self._optouts[0].grace_s(self._optouts[1]) if self._optouts else 0.0
+
+    def opens_grace(self, scope: str, source: str) -> bool:
+        """Whether an opt-out of this scope and source is remembered (Index.optout_at) for its confirmation."""
+        return self._optouts is not None and self._optouts[0].opens_grace(scope, source)
+
+    def maybe_in_grace(self, index: Index, number: int, sender: str, account: str) -> bool:
+        """Whether a confirmation to this recipient from this sender could pass the opt-out grace now."""
+        return self._optouts is not None and self._optouts[0].maybe_in_grace(index, number, sender, account)
+
+    @property
+    def correlation_threshold(self) -> int:
+        """Opt-outs from this many senders make a number opted out globally (0: never)."""
+        return self._optouts[0].correlation_threshold(self._optouts[1]) if self._optouts else 0
+
+    def tidy(self, index: Index, now: float) -> None:
+        """Each rule's idle work: forget Index entries no rule needs any more (every minute or so)."""
+        for rule, s in self.rules:
+            if rule.tidy is not None:
+                rule.tidy(index, now, s)
+
+    def warnings(self) -> list[str]:
+        """What the rules have to say about their settings at start-up."""
+        return [w for rule, s in self.rules for w in rule.warnings(s)]
+
+    # --- by name, for people (check-config, check) and tests -----------------------------------------------
 
     @functools.cached_property
     def _by_name(self) -> dict[str, Any]:
-        return {rule.NAME: s for rule, s in self.rules}
+        return {rule.name: s for rule, s in self.rules}
 
     def settings(self, name: str) -> Any:
         return self._by_name[name]
-
-
-def _never_idle(_settings: Any) -> bool:
-    return False
 
 
 _POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns", "distribution_lists"}
 DISTRIBUTION_LISTS = ("refuse", "pass")
 
 
-def load_policy(policy: dict | None = None, rules: dict | None = None, class_rules: list | None = None) -> Policy:
-    """Build the Policy from the [policy], [rules.*] and [[classes]] tables; ConfigError names a bad key."""
+def load_policy(policy: dict | None = None, rules: dict | None = None, class_rules: list | None = None,
+                registry: tuple[Rule, ...] = RULES) -> Policy:
+    """Build the Policy from the [policy], [rules.*] and [[classes]] tables; ConfigError names a bad key.
+    `registry` is the rule list, in order (RULES; a test may add its own)."""
     policy = dict(policy or {})
     rules = dict(rules or {})
+    names = tuple(rule.name for rule in registry)
     for key in policy:
         if key not in _POLICY_KEYS:
             raise ConfigError(f"unknown key (known: {', '.join(sorted(_POLICY_KEYS))})", key=f"policy.{key}")
@@ -131,8 +209,8 @@ def load_policy(policy: dict | None = None, rules: dict | None = None, class_rul
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", key="policy.preset")
     for name, values in rules.items():
-        if name not in RULE_NAMES:
-            raise ConfigError(f"unknown rule (rules are {', '.join(RULE_NAMES)})", key=f"rules.{name}")
+        if name not in names:
+            raise ConfigError(f"unknown rule (rules are {', '.join(names)})", key=f"rules.{name}")
         if not isinstance(values, dict):
             raise ConfigError("expected a table", key=f"rules.{name}")
     policy, rules = merged(preset, policy, rules)
@@ -146,21 +224,14 @@ def load_policy(policy: dict | None = None, rules: dict | None = None, class_rul
         zone = check_zone(policy.get("fallback_zone", "UTC"))
     except ValueError as e:
         raise ConfigError(str(e), key="policy.fallback_zone") from None
-    parsed = []
-    for rule in RULES:
-        raw = rules.get(rule.NAME, {})
-        if rule in _ZONED:
-            parsed.append((rule, rule.parse_settings(raw, zone)))
-        elif rule is invalid:
-            parsed.append((rule, rule.parse_settings(raw, region)))
-        else:
-            parsed.append((rule, rule.parse_settings(raw)))
+    context = RuleContext(region, zone)
+    parsed = tuple((rule, rule.parse(rules.get(rule.name, {}), context)) for rule in registry)
     class_rules_parsed = classes.parse_classes(class_rules or [], policy.get("confirmation_patterns"))
     lists = policy.get("distribution_lists", "refuse")
     if lists not in DISTRIBUTION_LISTS:
         raise ConfigError(f"expected one of {', '.join(map(repr, DISTRIBUTION_LISTS))}, got {lists!r}",
                           key="policy.distribution_lists")
-    return Policy(region, zone, class_rules_parsed, tuple(parsed), lists)
+    return Policy(region, zone, class_rules_parsed, parsed, lists)
 
 
 def make_submission(policy: Policy, address: str, ton: int, sender: str, account: str, service_type: str = "",
@@ -168,15 +239,15 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
                     index: Index | None = None, text_of: Callable[[], str | None] | None = None) -> Submission:
     """The Submission for one destination. With the Index, the confirmation patterns are matched only when
     they could change the verdict: when the rules treat confirmation like marketing, being a confirmation
-    matters only for the optout grace, which needs a recent opt-out of this recipient (the verdict is the same
+    matters only for the opt-out grace, which needs a recent opt-out of this recipient (the verdict is the same
     either way; the case-insensitive patterns cost more than the rest of the policy). `text_of` decodes the
-    text when `text` is not given, only if a class rule or the content rule will read it."""
+    text when `text` is not given, only if a class rule or a rule that reads text will read it."""
     located = locate(address, ton, policy.default_region)
     recipient, zones = (None, UNKNOWN_ZONES) if located is None else located
     rules = policy.classes
     wants_text = policy.needs_text
     if (index is not None and recipient is not None and policy.confirmation_like_marketing
-            and not _recent_optout(index, recipient, sender, account)):
+            and not policy.maybe_in_grace(index, recipient, sender, account)):
         rules = policy.classes_without_confirmation
         wants_text = policy.needs_text_without_confirmation
     if text is None and text_of is not None and wants_text:
@@ -188,11 +259,6 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
                              partial))
 
 
-def _recent_optout(index: Index, recipient: int, sender: str, account: str) -> bool:
-    recent = index.optout_at
-    return bool(recent) and any(key in recent for key in index.own_keys(recipient, sender, account))
-
-
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:
     for check, settings in policy.checks_for(sub.traffic_class):
         verdict = check(sub, index, now, settings)
@@ -202,7 +268,7 @@ def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict
 
 
 def judge_text(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict | None:
-    """The verdict of the rules that judge the text, for a concatenated message whose `sub.text` has grown by
+    """The verdict of the rules that read the text, for a concatenated message whose `sub.text` has grown by
     a part (None: none of them objects). The other rules judged the recipient with the first part."""
     for check, settings in policy.text_checks_for(sub.traffic_class):
         verdict = check(sub, index, now, settings)
@@ -216,17 +282,9 @@ def explain(sub: Submission, index: Index, now: float, policy: Policy) -> list[t
     out = []
     for rule, settings in policy.rules:
         if not settings.enabled:
-            out.append((rule.NAME, "disabled", None))
+            out.append((rule.name, "disabled", None))
         elif not settings.applies_to(sub.traffic_class):
-            out.append((rule.NAME, f"not for class {sub.traffic_class}", None))
+            out.append((rule.name, f"not for class {sub.traffic_class}", None))
         else:
-            out.append((rule.NAME, "applies", rule.check(sub, index, now, settings)))
+            out.append((rule.name, "applies", rule.check(sub, index, now, settings)))
     return out
-
-
-def frequency_key(sub: Submission, index: Index, policy: Policy) -> int | None:
-    """The history key to reserve for an allowed message, or None when no frequency cap counts it."""
-    s = policy.counting_for(sub.traffic_class)
-    if s is None or sub.recipient is None:
-        return None
-    return frequency.key(sub, index, s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import Action, Index, Submission, Verdict
+from .model import NO_CONTEXT, Action, Index, Rule, RuleContext, Submission, Verdict
 from .settings import Common, common
 
 NAME = "blacklist"
@@ -20,7 +20,7 @@ class Settings(Common):
     pass
 
 
-def parse_settings(raw: dict) -> Settings:
+def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
     c = common(NAME, raw, status=Status.RSUBMITFAIL, reason="number is blacklisted",
                classes=("marketing", "confirmation"))
     return Settings(**vars(c))
@@ -30,3 +30,6 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if sub.recipient is not None and sub.recipient in index.blacklist:
         return Verdict(Action.REJECT, NAME, s.status, s.reason)
     return None
+
+
+RULE = Rule(NAME, parse_settings, check)

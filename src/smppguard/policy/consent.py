@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import GLOBAL, Action, Index, Submission, Verdict, scoped
+from .model import GLOBAL, NO_CONTEXT, Action, Index, Rule, RuleContext, Submission, Verdict, scoped
 from .settings import Common, choice, common, get
 
 NAME = "consent"
@@ -21,7 +21,7 @@ class Settings(Common):
     scope: str = "global"
 
 
-def parse_settings(raw: dict) -> Settings:
+def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
     c = common(NAME, raw, status=Status.RSUBMITFAIL, reason="no confirmed consent", enabled=False,
                extra=frozenset({"scope"}))
     return Settings(**vars(c), scope=get(NAME, raw, "scope", "global", choice("global", "account")))
@@ -39,3 +39,6 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
             return None
     pending = everyone == "pending"
     return Verdict(Action.REJECT, NAME, s.status, s.reason + (" (pending confirmation)" if pending else ""))
+
+
+RULE = Rule(NAME, parse_settings, check)

@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import Action, Index, Submission, Verdict
+from .model import NO_CONTEXT, Action, Index, Rule, RuleContext, Submission, Verdict
 from .settings import Common, common, get, patterns
 
 NAME = "content"
-READS_TEXT = True  # judged again as each part of a concatenated message joins the text (judge_text)
 
 
 @dataclass(frozen=True)
@@ -26,14 +25,14 @@ class Settings(Common):
     required: tuple = ()
 
 
-def parse_settings(raw: dict) -> Settings:
+def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
     c = common(NAME, raw, status=Status.RSUBMITFAIL, reason="content refused",
                extra=frozenset({"forbidden", "required"}))
     return Settings(**vars(c), forbidden=get(NAME, raw, "forbidden", [], patterns),
                     required=get(NAME, raw, "required", [], patterns))
 
 
-def idle(s: Settings) -> bool:
+def inactive(s: Settings) -> bool:
     """Nothing to look for: decide() leaves the rule out."""
     return not (s.forbidden or s.required)
 
@@ -49,3 +48,7 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if s.required and not sub.partial and not any(p.search(text) for p in s.required):
         return Verdict(Action.REJECT, NAME, s.status, f"{s.reason}: no opt-out instruction")
     return None
+
+
+# judged again as each part of a concatenated message joins the text (policy.judge_text)
+RULE = Rule(NAME, parse_settings, check, reads_text=True, inactive=inactive)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import Action, Index, Submission, Verdict
+from .model import NO_CONTEXT, Action, Index, Rule, RuleContext, Submission, Verdict
 from .settings import Common, common, get, seconds
 
 NAME = "dead"
@@ -20,7 +20,7 @@ class Settings(Common):
     expire: float = 90 * 86400.0
 
 
-def parse_settings(raw: dict) -> Settings:
+def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
     c = common(NAME, raw, status=Status.RINVDSTADR, reason="number is dead (empty or suspended)",
                classes=("*",), extra=frozenset({"expire"}))
     return Settings(**vars(c), expire=get(NAME, raw, "expire", "90d", seconds))
@@ -33,3 +33,13 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if expires is not None and expires > now:
         return Verdict(Action.REJECT, NAME, s.status, s.reason)
     return None
+
+
+def tidy(index: Index, now: float, s: Settings) -> None:
+    """Forget expired entries (the store keeps them until they are cleared)."""
+    for number, expires in list(index.dead.items()):
+        if expires <= now:
+            del index.dead[number]
+
+
+RULE = Rule(NAME, parse_settings, check, tidy=tidy)

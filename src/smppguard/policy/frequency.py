@@ -3,23 +3,27 @@
 Seed: at most 4 marketing SMS per user per month, at least 72 hours apart. `period` is a duration (default 30
 days, a rolling window) or "calendar-month" (since the 1st, in the recipient's local time). A concatenated
 message counts once; a send counts only when the SMSC accepts it, and messages in flight count as reservations
-so concurrent submits cannot overrun the cap (the bridge reserves `key()`, and releases it if the SMSC refuses
-the message). Scope `global` counts
-every account's messages to the number; `account` counts per system_id.
+so concurrent submits cannot overrun the cap (screening reserves `history_key()` through `Policy.forward`, and
+releases it if the SMSC refuses the message). Scope `global` counts every account's messages to the number;
+`account` counts per system_id. The rule owns Index.history: the store loads `HISTORY_S` of it under
+`history_key`, and `tidy` forgets what is older.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 from ..smpp.status import Status
-from .model import Action, Index, Submission, Verdict, scoped
+from .model import NO_CONTEXT, Action, History, Index, Rule, RuleContext, Submission, Verdict, scoped
 from .numbers import _zoneinfo, candidate_zones
 from .settings import Common, choice, common, get, integer, seconds
 
 NAME = "frequency"
 CALENDAR_MONTH = "calendar-month"
+#: How far back sends are read: the longest period offered (a calendar month) plus margin.
+HISTORY_S = 32 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -37,22 +41,21 @@ def _period(value) -> float | str:
     return seconds(value)
 
 
-def parse_settings(raw: dict, fallback_zone: str = "UTC") -> Settings:
+def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
     c = common(NAME, raw, status=Status.RSUBMITFAIL, reason="frequency cap reached",
                extra=frozenset({"max", "period", "min_interval", "scope"}))
     return Settings(**vars(c), max=get(NAME, raw, "max", 4, integer(0)),
                     period=get(NAME, raw, "period", "30d", _period),
                     min_interval=get(NAME, raw, "min_interval", "72h", seconds),
                     scope=get(NAME, raw, "scope", "global", choice("global", "account")),
-                    fallback_zone=fallback_zone)
+                    fallback_zone=ctx.fallback_zone)
 
 
-def key(sub: Submission, index: Index, s: Settings) -> int:
-    """The history key a send to this recipient is counted under."""
-    assert sub.recipient is not None
+def history_key(number: int, account: str, index: Index, s: Settings) -> int:
+    """The history key a send to `number` by `account` is counted under."""
     if s.scope == "account":
-        return scoped(sub.recipient, index.scope_id("account", sub.account))
-    return sub.recipient
+        return scoped(number, index.scope_id("account", account))
+    return number
 
 
 def period_start(sub: Submission, index: Index, now: float, s: Settings) -> float:
@@ -67,7 +70,7 @@ def period_start(sub: Submission, index: Index, now: float, s: Settings) -> floa
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is None:
         return None
-    k = key(sub, index, s)
+    k = history_key(sub.recipient, sub.account, index, s)
     if s.max and k not in index.history:
         return None  # most messages: a recipient with no send on record
     last = index.last_send(k)
@@ -81,3 +84,17 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
         period = "this calendar month" if s.period == CALENDAR_MONTH else f"{float(s.period) / 86400:g} days"
         return Verdict(Action.REJECT, NAME, s.status, f"{s.reason}: {count} of {s.max} in {period}")
     return None
+
+
+def history_keys(index: Index, s: Settings) -> Callable[[int, str], int] | None:
+    """history_key as a function of (number, account) for these settings; None where the key is the number."""
+    if s.scope == "account":
+        return lambda number, account: scoped(number, index.scope_id("account", account))
+    return None
+
+
+def tidy(index: Index, now: float, s: Settings) -> None:
+    index.prune_history(now - HISTORY_S)
+
+
+RULE = Rule(NAME, parse_settings, check, tidy=tidy, history=History(history_keys, HISTORY_S))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..smpp.status import Status
-from .model import Action, Index, Submission, Verdict
+from .model import NO_CONTEXT, Action, Index, Rule, RuleContext, Submission, Verdict
 from .numbers import region_hint
 from .settings import Common, common
 
@@ -20,9 +20,9 @@ class Settings(Common):
     default_region: str | None = None  # the policy's; without it a national number cannot be placed
 
 
-def parse_settings(raw: dict, default_region: str | None = None) -> Settings:
+def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
     c = common(NAME, raw, status=Status.RINVDSTADR, reason="not a valid phone number", classes=("*",))
-    return Settings(**vars(c), default_region=default_region)
+    return Settings(**vars(c), default_region=ctx.default_region)
 
 
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
@@ -30,3 +30,13 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
         return None
     return Verdict(Action.REJECT, NAME, s.status,
                    f"{s.reason}: {sub.address!r}{region_hint(sub.address, s.default_region)}")
+
+
+def warnings(s: Settings) -> tuple[str, ...]:
+    if s.enabled and s.default_region is None:
+        return ("no [policy] default_region: destinations without a country code (13800138000) are refused as "
+                "invalid; with one (8613800138000, +8613800138000) they pass",)
+    return ()
+
+
+RULE = Rule(NAME, parse_settings, check, warnings=warnings)

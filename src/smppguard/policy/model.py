@@ -1,4 +1,5 @@
-"""The policy's types: what is decided (`Submission`), on what (`Index`), and the answer (`Verdict`). Pure.
+"""The policy's types: what is decided (`Submission`), on what (`Index`), the answer (`Verdict`), and what a rule
+is (`Rule`). Pure.
 
 Rule: the Index is the only state a rule reads, and it lives in memory, so `decide()` never waits on a
 database. The store loads it at start-up and the change log keeps it current; the bridge alone records sends
@@ -13,12 +14,14 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 SCOPE_STRIDE = 1 << 50  # above every E.164 number (15 digits at most)
 MAX_SCOPES = 1 << 20
 PRUNE_BUDGET = 50_000  # history keys looked at per prune call (about 15 ms)
 GLOBAL = 0  # scope id of the global scope
+#: The source of list entries read from a file (`smppguard optout import`, `blacklist import`).
+IMPORTED = "import"
 
 
 def scoped(number: int, scope_id: int) -> int:
@@ -195,3 +198,70 @@ def _insert(table: dict, key: int, at: float) -> None:
     else:
         i = bisect.bisect_right(times, at)
         table[key] = times[:i] + (at,) + times[i:]
+
+
+# --- what a rule is -----------------------------------------------------------------------------------------
+
+class RuleContext(NamedTuple):
+    """What a rule's settings may take from the [policy] table besides its own [rules.<name>] table."""
+
+    default_region: str | None = None
+    fallback_zone: str = "UTC"
+
+
+NO_CONTEXT = RuleContext()  # no [policy] table: what the built-in defaults give
+
+
+class History(NamedTuple):
+    """Send history, owned by the rule that counts sends (frequency)."""
+
+    #: (index, settings) -> a function (number, account) -> the Index.history key a send to `number` by
+    #: `account` counts under; or None when that key is the number itself (the common case, which a load of
+    #: millions of rows can then skip)
+    keys: Callable[[Index, Any], Callable[[int, str], int] | None]
+    #: how far back the rule reads sends: the store loads this much history at start-up
+    span_s: float
+
+
+class OptoutTerms(NamedTuple):
+    """How opt-outs are kept, owned by the rule that reads them (optout): the one confirmation a recipient may
+    still get (the grace), and when opt-outs from several senders become global."""
+
+    grace_s: Callable[[Any], float]  # settings -> how long after an opt-out its confirmation may go
+    opens_grace: Callable[[str, str], bool]  # (scope, source) -> whether such an opt-out opens a grace
+    #: (index, number, sender, account) -> whether a grace may be open for this recipient and sender, so a
+    #: confirmation could pass: make_submission then matches the confirmation patterns
+    maybe_in_grace: Callable[[Index, int, str, str], bool]
+    correlation_threshold: Callable[[Any], int]  # settings -> senders whose opt-outs make a global one (0: never)
+
+
+def _never(_settings: Any) -> bool:
+    return False
+
+
+def _no_warnings(_settings: Any) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compliance rule: all that the rest of smppguard knows of it (DESIGN, Seams). A rule module defines one,
+    `RULE`, and policy/__init__.py lists it once in RULES; no other code names a rule. Adding a rule is one file
+    and one line."""
+
+    name: str
+    #: ([rules.<name>] table, context) -> its Settings (a settings.Common); ConfigError names the bad key
+    parse: Callable[[Mapping[str, Any], RuleContext], Any]
+    #: (submission, index, now, settings) -> a Verdict, or None for no opinion
+    check: Callable[[Submission, Index, float, Any], Verdict | None]
+    #: judged again as each part of a concatenated message joins the text (policy.judge_text)
+    reads_text: bool = False
+    #: settings that leave the rule nothing to check: decide() leaves it out
+    inactive: Callable[[Any], bool] = _never
+    #: idle work, every minute or so: (index, now, settings) -> forget Index entries the rule no longer needs
+    tidy: Callable[[Index, float, Any], None] | None = None
+    #: settings -> what the operator should hear at start-up (a setting that refuses more than it seems to)
+    warnings: Callable[[Any], tuple[str, ...]] = _no_warnings
+    # The Index entries the rule owns, and what the store and the proxy ask of them:
+    history: History | None = None
+    optouts: OptoutTerms | None = None

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from ..smpp.status import Status
-from .model import Action, Index, Submission, Verdict
+from .model import NO_CONTEXT, Action, Index, Rule, RuleContext, Submission, Verdict
 from .numbers import candidate_zones, check_zone, utc_offsets
 from .settings import Common, choice, clock, common, get
 
@@ -54,11 +54,11 @@ def _windows(value) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def parse_settings(raw: dict, fallback_zone: str = "UTC") -> Settings:
+def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
     c = common(NAME, raw, status=Status.RTHROTTLED, reason="quiet hours at the recipient",
                extra=frozenset({"windows", "action", "fallback_zone"}))
     action = get(NAME, raw, "action", "hold", choice("hold", "reject", "schedule"))
-    zone = get(NAME, raw, "fallback_zone", fallback_zone, check_zone)
+    zone = get(NAME, raw, "fallback_zone", ctx.fallback_zone, check_zone)
     return Settings(**vars(c), windows=get(NAME, raw, "windows", DEFAULT_WINDOWS, _windows), action=action,
                     fallback_zone=zone)
 
@@ -146,3 +146,6 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
         return Verdict(Action.REJECT, NAME, s.status, f"{s.reason} ({where}); allowed from {local}")
     action = Action.HOLD if s.action == "hold" else Action.SCHEDULE
     return Verdict(action, NAME, s.status, f"{s.reason} ({where}); held until {local}", until=until)
+
+
+RULE = Rule(NAME, parse_settings, check)

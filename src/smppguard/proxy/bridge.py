@@ -17,7 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..policy import decide, frequency_key, judge_text, make_submission
+from ..policy import decide, judge_text, make_submission
 from ..policy.model import Action, Verdict
 from ..session.session import Session
 from ..session.throttle import TokenBucket
@@ -194,12 +194,9 @@ class Bridge:
     def _reserve(self, sub, verdict: Verdict, guard: Guard, now: float) -> Reservation | None:
         if verdict.action is not Action.ALLOW and verdict.action is not Action.SCHEDULE:
             return None
-        if verdict.mark is not None:
-            guard.index.grace_used.add(verdict.mark)  # the one confirmation is spent as it goes out
-        key = frequency_key(sub, guard.index, guard.policy)
+        key = guard.policy.forward(sub, verdict, guard.index, now)
         if key is None:
             return None
-        guard.index.reserve(key, now)
         return Reservation(key, now, sub.recipient, sub.account)
 
     def _act(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None, guard: Guard,

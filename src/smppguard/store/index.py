@@ -15,24 +15,12 @@ from ..policy import Policy
 from ..policy.model import GLOBAL, Index, scoped
 from .changelog import Change
 
-#: How far back send history is loaded: the longest frequency period we offer (a calendar month) plus margin.
-HISTORY_S = 32 * 86400.0
-
-
-#: The source of opt-outs read from a file (`smppguard optout import`).
-IMPORTED = "import"
-
-
-def opens_grace(scope: str, source: str) -> bool:
-    """Whether an opt-out is remembered (Index.optout_at) for the confirmation grace: a person's own reply to a
-    sender or an account. An imported list is history, not a reply just now (and a million of them would fill
-    memory for nothing); the grace never looks at global opt-outs."""
-    return scope != "global" and source != IMPORTED
-
 
 def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
+    """The Index as of the store's last change. What a rule owns it asks the policy: how far back sends are
+    read and under which key (the rule that counts sends), which recent opt-outs are remembered for a
+    confirmation, and for how long (the rule that reads opt-outs)."""
     index = Index()
-    grace = policy.settings("optout").grace
     db.execute("BEGIN")
     try:
         index.change_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
@@ -44,33 +32,40 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
             (numbers,) = db.execute("SELECT json_group_array(number) FROM optout WHERE scope = ? AND scope_key = ?",
                                     (scope, key)).fetchone()
             index.optouts.update(map(scoped, json.loads(numbers), itertools.repeat(scope_id(scope, key))))
-        for number, scope, key, added_at in db.execute(
-                "SELECT number, scope, scope_key, added_at FROM optout WHERE added_at >= ? "
-                f"AND scope != 'global' AND source != '{IMPORTED}'", (now - grace,)):  # see opens_grace
-            index.optout_at[scoped(number, scope_id(scope, key))] = added_at
+        grace = policy.grace_s
+        if grace > 0:
+            for number, scope, key, source, added_at in db.execute(
+                    "SELECT number, scope, scope_key, source, added_at FROM optout WHERE added_at >= ?",
+                    (now - grace,)):
+                if policy.opens_grace(scope, source):
+                    index.optout_at[scoped(number, scope_id(scope, key))] = added_at
         index.dead = dict(db.execute("SELECT number, expires_at FROM dead WHERE expires_at > ?", (now,)))
         for number, key, status in db.execute("SELECT number, scope_key, status FROM consent"):
             sid = scope_id("account", key) if key else GLOBAL
             index.consent[scoped(number, sid)] = status
         index.tz = dict(db.execute("SELECT number, zone FROM tz_override"))
-        freq = policy.settings("frequency")
-        per_account = freq.scope == "account"
-        history = index.history
-        known = history.get
-        # Straight into tuples (see Index), in time order: lists first, turned into tuples afterwards, left a
-        # quarter more memory resident.
-        for number, account, sent_at in db.execute(
-                "SELECT number, account, sent_at FROM send_history WHERE sent_at > ? ORDER BY sent_at",
-                (now - HISTORY_S,)):
-            key = scoped(number, scope_id("account", account)) if per_account else number
-            times = known(key)
-            history[key] = (sent_at,) if times is None else times + (sent_at,)
+        if policy.history_span_s > 0:
+            _load_history(db, policy, now, index)
     finally:
         db.execute("COMMIT")
     return index
 
 
-def apply_change(index: Index, c: Change, now: float) -> None:
+def _load_history(db: sqlite3.Connection, policy: Policy, now: float, index: Index) -> None:
+    history = index.history
+    known = history.get
+    key_of = policy.history_keys(index)
+    # Straight into tuples (see Index), in time order: lists first, turned into tuples afterwards, left a
+    # quarter more memory resident.
+    for number, account, sent_at in db.execute(
+            "SELECT number, account, sent_at FROM send_history WHERE sent_at > ? ORDER BY sent_at",
+            (now - policy.history_span_s,)):
+        key = number if key_of is None else key_of(number, account)
+        times = known(key)
+        history[key] = (sent_at,) if times is None else times + (sent_at,)
+
+
+def apply_change(index: Index, c: Change, now: float, policy: Policy) -> None:
     """Bring one change-log row into the Index (idempotent). A batch row applies to each of its numbers, in
     bulk: a set or dict update per row, whatever the size of the batch."""
     numbers = c.targets()
@@ -82,7 +77,7 @@ def apply_change(index: Index, c: Change, now: float) -> None:
         keys = [scoped(number, sid) for number in numbers]
         if add:
             index.optouts.update(keys)
-            if opens_grace(c.scope, c.data.get("source", "")):
+            if policy.opens_grace(c.scope, c.data.get("source", "")):
                 index.optout_at.update(dict.fromkeys(keys, c.at))
         else:
             index.optouts.difference_update(keys)
@@ -112,15 +107,3 @@ def _forget(table: dict, keys) -> None:
     pop = table.pop
     for key in keys:
         pop(key, None)
-
-
-def prune(index: Index, now: float, grace: float) -> None:
-    """Drop what no rule needs any more: old grace marks, expired dead numbers, history past every period."""
-    for key, at in list(index.optout_at.items()):
-        if now - at > grace:
-            del index.optout_at[key]
-            index.grace_used.discard(key)
-    for number, expires in list(index.dead.items()):
-        if expires <= now:
-            del index.dead[number]
-    index.prune_history(now - HISTORY_S)

@@ -23,11 +23,12 @@ import time
 
 import aiosqlite
 
-from ..policy.model import Index
 from .. import tasks
+from ..policy import Policy
+from ..policy.model import Index
 from .changelog import COLUMNS, from_row
 from .db import BUSY_TIMEOUT_MS, StoreError, connect
-from .index import apply_change, prune
+from .index import apply_change
 from .lists import apply_due_removals
 from .migrations import NEWEST, too_new
 
@@ -40,15 +41,15 @@ _AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, stat
 
 
 class StoreWriter:
-    def __init__(self, path: str, index: Index, *, interval: float = 0.01, max_batch: int = 2000,
-                 tail_interval: float = 0.5, grace: float = 300.0, retention: float = 400 * 86400.0,
+    def __init__(self, path: str, index: Index, policy: Policy, *, interval: float = 0.01, max_batch: int = 2000,
+                 tail_interval: float = 0.5, retention: float = 400 * 86400.0,
                  expire_first: float = 60.0, expire_every: float = 3600.0):
         self.path = path
         self.index = index
         self.interval = interval
         self.max_batch = max_batch
         self.tail_interval = tail_interval
-        self.grace = grace
+        self.policy = policy
         self.retention = retention
         self.expire_first = expire_first  # the first retention delete, this long after start-up
         self.expire_every = expire_every  # then this often (hourly)
@@ -142,7 +143,7 @@ class StoreWriter:
                 rows = await cur.fetchall()
             for row in rows:
                 try:
-                    apply_change(self.index, from_row(row), now)
+                    apply_change(self.index, from_row(row), now, self.policy)
                 except Exception:  # one bad row must not stop live updates: skip it, say so
                     log.exception("change-log row %s could not be applied; skipped", row[0])
                     self.index.change_id = max(self.index.change_id, row[0])
@@ -207,7 +208,7 @@ class StoreWriter:
                 return
             if time.monotonic() - last_prune > 60:
                 last_prune = time.monotonic()
-                prune(self.index, time.time(), self.grace)
+                self.policy.tidy(self.index, time.time())
             if time.monotonic() >= next_expiry:
                 next_expiry = time.monotonic() + self.expire_every
                 try:
