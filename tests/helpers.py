@@ -19,6 +19,7 @@ import smpplib.consts
 
 from smppguard.app import open_store
 from smppguard.config import Config, SessionConfig, SimulatorConfig, UpstreamConfig, parse_config
+from smppguard.hooks import NO_HOOKS
 from smppguard.proxy.server import ProxyServer
 from smppguard.simulator import Simulator
 from smppguard.smpp.commands import CommandId
@@ -70,15 +71,13 @@ class Stack:
                     self.sim = Simulator(self.simulator_config,
                                          response_timeout=self.config.session.response_timeout)
                     await self.sim.start("127.0.0.1", 0)
-                guard = None
+                screening, hooks = None, NO_HOOKS
                 if self.with_store:
                     self.store = await open_store(self.config, self.clock or time.time)
-                    if self.clock is not None:
-                        self.store.guard.clock = self.clock
-                    guard = self.store.guard
+                    screening, hooks = self.store.screening, self.store.hooks
                 if self.with_proxy:
                     upstream = self.upstream or self.sim.address  # type: ignore[union-attr]
-                    self.proxy = ProxyServer(self.config, upstream, guard)
+                    self.proxy = ProxyServer(self.config, upstream, screening, hooks)
                     await self.proxy.start(("127.0.0.1", 0))
             self.run(start())
         except BaseException:

@@ -16,9 +16,11 @@ import time
 from typing import Awaitable, Callable
 
 from .config import Config
-from .proxy.guard import Guard
+from .hooks import Hooks
+from .proxy.screening import Screening
 from .proxy.server import ProxyServer
 from .simulator import Simulator
+from .store.audit import AuditLog
 from .store.db import StoreError, connect
 from .store.index import load_index
 from .store.writer import StoreWriter
@@ -72,7 +74,7 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             store = await open_store(config)
         except StoreError as e:
             raise StartupError(f"{e} ([store] path)") from None
-        proxy = ProxyServer(config, upstream, store.guard)
+        proxy = ProxyServer(config, upstream, store.screening, store.hooks)
         try:
             await proxy.start()
         except OSError as e:
@@ -110,11 +112,13 @@ def _where(address: tuple[str, int] | None) -> str:
 
 
 class OpenStore:
-    """The daemon's store: the Index loaded from SQLite, the group-commit writer, and the Guard around them."""
+    """The daemon's store: the Index loaded from SQLite, the group-commit writer, the screening that reads the
+    one and writes through the other, and the hooks with the audit log among their observers."""
 
-    def __init__(self, guard: Guard, writer: StoreWriter):
-        self.guard = guard
+    def __init__(self, screening: Screening, writer: StoreWriter, hooks: Hooks):
+        self.screening = screening
         self.writer = writer
+        self.hooks = hooks
 
     async def close(self) -> None:
         await self.writer.close()
@@ -142,9 +146,10 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),
              time.monotonic() - started)
-    guard = Guard(config.policy, index, writer, config.audit, clock,
-                  (config.text.default_codec, config.text.ia5_codec))
-    return OpenStore(guard, writer)
+    hooks = Hooks([AuditLog(writer.audit, config.audit.recipient, config.audit.salt)])
+    screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
+                          text_codecs=(config.text.default_codec, config.text.ia5_codec))
+    return OpenStore(screening, writer, hooks)
 
 
 def _release_freed_memory() -> None:

@@ -66,7 +66,7 @@ def test_daemon_blacklist_add_refuses_the_next_marketing_message_within_a_second
     r = cli("blacklist", "add", DEST, "--source", "complaint", "--reason", "10086 complaint")
     assert (r.exit_code, r.stdout) == (0, "blacklisted 1 number\n")
     written = time.monotonic()
-    assert wait_for(lambda: NUMBER in stack.store.guard.index.blacklist, timeout=1.0)
+    assert wait_for(lambda: NUMBER in stack.store.screening.index.blacklist, timeout=1.0)
     assert send(client, DEST, "Sale again!").status == BLACKLIST_STATUS
     took = time.monotonic() - written
     assert took < 1.2, f"refused {took:.2f}s after the CLI wrote the change"
@@ -75,7 +75,7 @@ def test_daemon_blacklist_add_refuses_the_next_marketing_message_within_a_second
 
 def test_daemon_applies_a_pending_removal_when_its_period_ends(cli, daemon, db_path):
     stack, client = daemon
-    index = stack.store.guard.index
+    index = stack.store.screening.index
     cli("blacklist", "add", DEST, "--source", "complaint")
     assert wait_for(lambda: NUMBER in index.blacklist, timeout=1.0)
     r = cli("blacklist", "remove", DEST, "--reason", "customer verified", "--observe", "3d")
@@ -105,7 +105,7 @@ def test_daemon_ends_with_exactly_the_numbers_an_import_wrote(cli, daemon, db_pa
 
     monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 4096)  # ~300 rows a chunk: many commits during the import
     stack, client = daemon
-    index = stack.store.guard.index
+    index = stack.store.screening.index
     imported = {NUMBER + i for i in range(20_000)}
     path = tmp_path / "complaints.csv"
     path.write_text("number,source,reason\n" + "".join(f"+{n},complaint,10086\n" for n in sorted(imported))

@@ -102,7 +102,7 @@ def test_submit_multi_lists_the_smscs_failures_with_the_proxys_and_counts_only_w
         assert sorted((u.address, u.status) for u in resp["unsuccess_sme"]) == [
             (B, Status.RSUBMITFAIL), (C, SMSC_FAILURE)]
         assert smsc.received[0].destinations == [A, C]  # the blacklisted one never left the proxy
-        history = stack.call(lambda: dict(stack.store.guard.index.history))
+        history = stack.call(lambda: dict(stack.store.screening.index.history))
         assert list(history) == [int(A)]  # the SMSC failed C: its send does not count
 
         # The cap is 1: A is now refused here, while C, never delivered, may still be sent to.
@@ -130,7 +130,7 @@ def test_a_burst_of_throttled_answers_reaches_the_sender_and_counts_no_send(tmp_
         answers = read_answers(peer, 3)
         assert {seq: a[:2] for seq, a in answers.items()} == {
             seq: (CommandId.SUBMIT_SM_RESP, Status.RTHROTTLED) for seq in (2, 3, 4)}
-        assert stack.call(lambda: dict(stack.store.guard.index.history)) == {}
+        assert stack.call(lambda: dict(stack.store.screening.index.history)) == {}
         # The sender retries (0x58 means "later"): with a cap of 1, the retries pass, since nothing counted.
         for seq, dest in enumerate((A, B, C), 5):
             peer.request(CommandId.SUBMIT_SM, seq, source_addr="ACME", destination_addr=dest, short_message=b"x")

@@ -166,7 +166,7 @@ def test_change_written_by_another_process_takes_effect_within_a_second(tmp_path
         assert send(c, "13700000001", "before").status == Status.ROK
         add_changes(cfg.store.path, changelog.Change("blacklist", "add", 8613700000001))
         start = time.monotonic()
-        assert wait_for(lambda: 8613700000001 in stack.store.guard.index.blacklist, timeout=1.0)
+        assert wait_for(lambda: 8613700000001 in stack.store.screening.index.blacklist, timeout=1.0)
         assert send(c, "13700000001", "after").status == BLACKLIST_STATUS
         print(f"change applied after {time.monotonic() - start:.2f}s")
 
@@ -360,7 +360,7 @@ def test_an_opt_out_confirmation_passes_once_within_the_grace(tmp_path, client_o
     with Stack(cfg, store=True) as stack:
         add_changes(cfg.store.path, changelog.Change("optout", "add", 8613800138000, "sender", "ACME",
                                                      data={"source": "mo", "keyword": "T"}))
-        assert wait_for(lambda: stack.store.guard.index.optout_at, timeout=2.0)
+        assert wait_for(lambda: stack.store.screening.index.optout_at, timeout=2.0)
         c = client_of(stack)
         assert send(c, FREE, "You are unsubscribed from ACME offers").status == Status.ROK
         assert send(c, FREE, "You are unsubscribed from ACME offers").status == Status.RSUBMITFAIL  # one only

@@ -1,12 +1,17 @@
-"""The bridge: one downstream bind paired with its own upstream bind. The hot path reads top to bottom here.
+"""The bridge: one downstream bind paired with its own upstream bind. It relays; screening decides.
 
 Guarantees:
 - Every request from either leg gets exactly one response: the peer's (renumbered back, bytes untouched
-  otherwise) or ours (0x08 RSYSERR when the other leg timed out, dropped, or could not be reached).
+  otherwise) or ours (0x08 RSYSERR when the other leg timed out, dropped, or could not be reached; 0x64
+  RX_T_APPN for a deliver_sm the sender did not answer).
 - A downstream bind opens one upstream bind with the very same bind PDU (system_id, password, system_type,
   interface_version, address range), and the sender gets the SMSC's own bind response.
 - Back-pressure, not loss: a full upstream window, an upstream write buffer over its high-water mark or the
   carrier's max_tps pause reading from the sender; the symmetric rules hold for deliver_sm going down.
+- The hot path, from a submit read to its bytes written upstream (or its answer), has no await: it is one
+  callback through `request_received` and `Screening.screen`.
+The bridge knows no rule and no socket: `connect` opens the upstream leg (a TCP connection in the server, an
+in-memory one in tests), and what it does is told to the hooks.
 """
 
 from __future__ import annotations
@@ -15,51 +20,47 @@ import asyncio
 import collections
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Awaitable, Callable
 
-from ..policy import decide, judge_text, make_submission
-from ..policy.model import Action, Verdict
+from .. import tasks
+from ..config import Config
+from ..hooks import NO_HOOKS, Answered, Bound, Delivered, Hooks, Unbound
 from ..session.session import Session
 from ..session.throttle import TokenBucket
 from ..session.window import Outstanding
 from ..smpp import commands as cmd
 from ..smpp.commands import CommandId
-from ..smpp.concat import from_sar, from_udh, split_udh
 from ..smpp.errors import PduError
-from ..smpp.fields import (
-    DistributionList,
-    SubmitView,
-    TlvTag,
-    UnsuccessSme,
-    encode_body,
-    parse_body,
-    submit_view,
-    tlv_value,
-)
+from ..smpp.fields import parse_body
 from ..smpp.pdu import Pdu, build, renumber
 from ..smpp.state import BIND_TRANSITIONS, BindState, Role
 from ..smpp.status import Status
-from ..smpp.text import decode
-from .guard import CONCAT_TTL_S, ConcatEntry, Guard, Reservation
-
-if TYPE_CHECKING:
-    from .server import ProxyServer
+from .screening import Answer, Forward, Hold, Screening
 
 log = logging.getLogger("smppguard.proxy")
 
+#: Opens the upstream leg: connects `session` (an asyncio Protocol) to the SMSC, or raises OSError.
+Connect = Callable[[Session], Awaitable[Any]]
+
 _FORWARD_DOWN = frozenset({CommandId.DELIVER_SM, CommandId.DATA_SM})
+_UPWARD_OTHER = frozenset({CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.REPLACE_SM})
 
 
 class Bridge:
-    def __init__(self, server: "ProxyServer"):
-        self.server = server
-        cfg = server.config
-        self.config = cfg
-        self.downstream = Session(Role.SMSC, self, window=cfg.upstream.window,
-                                  response_timeout=cfg.session.response_timeout,
-                                  enquire_link_interval=cfg.session.enquire_link_interval, name="downstream")
+    def __init__(self, config: Config, connect: Connect, *, screening: Screening | None = None,
+                 hooks: Hooks = NO_HOOKS, spawn: Callable[..., asyncio.Task] | None = None,
+                 on_closed: Callable[["Bridge"], None] | None = None, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.connect = connect
+        self.screening = screening
+        self.hooks = hooks
+        self.clock = clock
+        self._spawn = spawn or tasks.spawn
+        self._on_closed = on_closed
+        self.downstream = Session(Role.SMSC, self, window=config.upstream.window,
+                                  response_timeout=config.session.response_timeout,
+                                  enquire_link_interval=config.session.enquire_link_interval, name="downstream")
         self.upstream: Session | None = None
-        self.guard: Guard | None = server.guard
         self._bucket: TokenBucket | None = None
         self._throttled: collections.deque[tuple[Pdu, bytes, object]] = collections.deque()
         self._throttle_timer: asyncio.TimerHandle | None = None
@@ -81,24 +82,14 @@ class Bridge:
                     session.respond(pdu, Status.RSYSERR)
                     return
                 raw, context = pdu.raw, None
-                guard = self.guard
-                if guard is not None and command_id in cmd.SUBMITS:
-                    try:
-                        outcome = self._screen(pdu, guard)
-                    except PduError as e:
-                        log.info("%s: malformed %s: %s", session.label, cmd.command_name(command_id), e)
-                        session.respond(pdu, e.status)
-                        return
-                    except Exception:  # a bug in a rule: never a silent allow; 0x08 makes the sender retry
-                        log.exception("%s: screening %s failed; answered RSYSERR", session.label,
-                                      cmd.command_name(command_id))
-                        session.respond(pdu, Status.RSYSERR)
-                        return
-                    if outcome is None:
+                screening = self.screening
+                if screening is not None and command_id in cmd.SUBMITS:
+                    outcome = self._screen(session, pdu, screening)
+                    if type(outcome) is not Forward:
                         return  # answered here (refused, or held)
-                    raw, context = outcome
+                    raw, context = outcome  # type: ignore[misc]
                 if self._bucket is not None and command_id in cmd.SUBMITS and (
-                        self._throttled or self._bucket.take(self.server.loop.time()) > 0):
+                        self._throttled or self._bucket.take(_now()) > 0):
                     self._throttle(pdu, raw, context)
                     return
                 upstream.send_request(raw, session, pdu.sequence, context)
@@ -106,10 +97,10 @@ class Bridge:
                     session.pause("window")
             elif command_id in cmd.BINDS:
                 session.pause("bind")
-                self.server.spawn(self._bind(pdu), name=f"bind {session.label}")
+                self._spawn(self._bind(pdu), name=f"bind {session.label}")
             elif command_id == CommandId.UNBIND:
                 session.pause("unbind")
-                self.server.spawn(self._downstream_unbind(pdu), name=f"unbind {session.label}")
+                self._spawn(self._downstream_unbind(pdu), name=f"unbind {session.label}")
             else:
                 session.respond(pdu, Status.RINVCMDID)
         else:
@@ -121,216 +112,56 @@ class Bridge:
                 downstream.send_request(pdu.raw, session, pdu.sequence)
                 if downstream.window.full:
                     session.pause("window")
+                if self.hooks.wants_delivered:
+                    self.hooks.delivered(Delivered(self.clock(), downstream.system_id, pdu))
             elif command_id == CommandId.ALERT_NOTIFICATION:
                 downstream.send(pdu.raw)  # no response exists (SMPP 3.4 section 4.12.1)
             elif command_id == CommandId.UNBIND:
-                self.server.spawn(self._upstream_unbind(pdu), name=f"unbind {session.label}")
+                self._spawn(self._upstream_unbind(pdu), name=f"unbind {session.label}")
             elif command_id == CommandId.OUTBIND:
                 log.warning("%s: outbind on an open upstream connection ignored", session.label)
             else:
                 session.respond(pdu, Status.RINVCMDID)
 
-    # --- screening: parse what policy needs, decide, act. No await anywhere below. -------------------------
-
-    def _screen(self, pdu: Pdu, guard: Guard) -> tuple[bytes, object] | None:
-        """(bytes to forward, response context), or None when the sender has been answered here."""
-        command_id = pdu.command_id
-        if command_id == CommandId.SUBMIT_MULTI:
-            return self._screen_multi(pdu, guard)
-        if command_id == CommandId.SUBMIT_SM:
-            v = submit_view(pdu.body, pdu.sequence)
-        else:  # data_sm: no short_message; text in message_payload, concatenation only by SAR
-            f = parse_body(command_id, pdu.body, pdu.sequence)
-            v = SubmitView(f["service_type"], f["source_addr_ton"], f["source_addr"], f["dest_addr_ton"],
-                           f["destination_addr"], f["esm_class"], f["registered_delivery"], f["data_coding"],
-                           b"", f["tlvs"], -1)
-        now = guard.clock()
-        account = self.downstream.system_id
-        udh, payload = split_udh(v.short_message, v.esm_class)
-        concat = (from_udh(udh) if udh else None) or from_sar(v.tlvs)
-        text_of = None
-        if guard.policy.needs_text:
-            def text_of() -> str | None:  # decoded only if a rule will read it (most messages: none)
-                data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
-                return decode(data, v.data_coding, *guard.text_codecs)
-        ckey = None
-        if concat is not None and concat.total > 1:
-            # All parts share the first part's verdict and count once (SMPP-NOTES, Long messages); only the text
-            # rules see more with each part (_later_part).
-            ckey = (account, v.source_addr, v.destination_addr, concat.reference, concat.total)
-            entry = guard.maybe_concat(ckey, now)
-            if entry is not None:
-                return self._later_part(pdu, v, concat, ckey, entry, text_of, guard, now)
-        sub = make_submission(guard.policy, v.destination_addr, v.dest_addr_ton, v.source_addr, account,
-                              v.service_type, None, concat, guard.index, text_of)
-        verdict = decide(sub, guard.index, now, guard.policy)
-        reservation = self._reserve(sub, verdict, guard, now)
-        if ckey is not None:
-            entry = ConcatEntry(verdict, reservation, now + CONCAT_TTL_S, {concat.seqnum})
-            if sub.text is not None and guard.policy.text_checks_for(sub.traffic_class):
-                entry.sub, entry.texts = sub, {concat.seqnum: sub.text}
-            guard.remember_concat(ckey, entry, now)
-        return self._act(pdu, v, verdict, reservation, guard, sub=sub, now=now)
-
-    def _later_part(self, pdu: Pdu, v: SubmitView, concat, ckey: tuple, entry: ConcatEntry, text_of,
-                    guard: Guard, now: float) -> tuple[bytes, object] | None:
-        """A part after the first: the first part's verdict and reservation, unless a rule that judges the
-        text objects now that this part's text has joined the others. Then this part and the ones after it
-        are refused; the parts already forwarded cannot be called back."""
-        entry.seen.add(concat.seqnum)
-        complete = len(entry.seen) >= concat.total
-        if complete:
-            del guard.concat[ckey]
-        forwarded = entry.verdict.action is Action.ALLOW or entry.verdict.action is Action.SCHEDULE
-        if forwarded and entry.texts is not None and entry.sub is not None and text_of is not None:
-            entry.texts[concat.seqnum] = text_of() or ""
-            sub = entry.sub._replace(text=entry.joined(), partial=not complete)
-            verdict = judge_text(sub, guard.index, now, guard.policy)
-            if verdict is not None and not verdict.allowed:
-                entry.verdict = verdict
-                return self._act(pdu, v, verdict, None, guard, sub=sub, now=now)
-        return self._act(pdu, v, entry.verdict, entry.reservation, guard, audit=False)
-
-    def _reserve(self, sub, verdict: Verdict, guard: Guard, now: float) -> Reservation | None:
-        if verdict.action is not Action.ALLOW and verdict.action is not Action.SCHEDULE:
+    def _screen(self, session: Session, pdu: Pdu, screening: Screening) -> Forward | None:
+        """The screening's outcome, acted on: Forward is returned to be sent, anything else is answered here."""
+        try:
+            outcome = screening.screen(pdu, session.system_id)
+        except PduError as e:
+            log.info("%s: malformed %s: %s", session.label, cmd.command_name(pdu.command_id), e)
+            session.respond(pdu, e.status)
             return None
-        key = guard.policy.forward(sub, verdict, guard.index, now)
-        if key is None:
+        except Exception:  # a bug in a rule: never a silent allow; 0x08 makes the sender retry
+            log.exception("%s: screening %s failed; answered RSYSERR", session.label,
+                          cmd.command_name(pdu.command_id))
+            session.respond(pdu, Status.RSYSERR)
             return None
-        return Reservation(key, now, sub.recipient, sub.account)
-
-    def _act(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None, guard: Guard,
-             *, sub=None, now: float = 0.0, audit: bool = True) -> tuple[bytes, object] | None:
-        action = verdict.action
-        if action is Action.ALLOW:
-            if reservation is not None:
-                reservation.outstanding += 1
-            return pdu.raw, reservation
-        if action is Action.SCHEDULE and v.schedule_at >= 0:
-            if reservation is not None:
-                reservation.outstanding += 1
-            if audit and sub is not None:
-                self._audit(guard, sub, verdict, now)
-            return with_schedule(pdu.raw, v.schedule_at, verdict.until or 0.0), reservation
-        # reject, hold (until the hold queue lands, a hold answers its status: "try later"), or schedule on a
-        # data_sm, which has no schedule_delivery_time to set
-        if audit and sub is not None:
-            self._audit(guard, sub, verdict, now)
-        self.downstream.respond(pdu, verdict.status or Status.RSUBMITFAIL)
+        if type(outcome) is Forward:
+            return outcome
+        if type(outcome) is Hold:  # no hold queue yet: the sender is told to try later
+            session.respond(pdu, outcome.status)
+        else:
+            assert type(outcome) is Answer
+            session.respond(pdu, outcome.status, outcome.body)
         return None
-
-    def _refuse_list(self, guard: Guard, sender: str, account: str, name: str, now: float) -> None:
-        if guard.writer is not None:
-            guard.writer.audit(now, account, sender, f"list:{name}", "distribution_lists", Action.REJECT.value,
-                               Status.RCNTSUBDL, "distribution list: its members cannot be screened "
-                               "([policy] distribution_lists = \"refuse\")")
-
-    def _audit(self, guard: Guard, sub, verdict: Verdict, now: float) -> None:
-        writer = guard.writer
-        if writer is not None:
-            writer.audit(now, sub.account, sub.sender, guard.mask(sub.recipient, sub.address), verdict.rule,
-                         verdict.action.value, verdict.status, verdict.reason)
-
-    def _screen_multi(self, pdu: Pdu, guard: Guard) -> tuple[bytes, object] | None:
-        """submit_multi: a verdict per destination; only allowed ones go upstream; the refused ones are
-        listed in the response (SMPP 3.4 section 4.5.2), merged with the SMSC's own unsuccessful list."""
-        fields = parse_body(pdu.command_id, pdu.body, pdu.sequence)
-        now = guard.clock()
-        account = self.downstream.system_id
-        text = None
-        if guard.policy.needs_text:
-            udh, payload = split_udh(fields["short_message"], fields["esm_class"])
-            data = payload or tlv_value(fields["tlvs"], TlvTag.MESSAGE_PAYLOAD) or b""
-            text = decode(data, fields["data_coding"], *guard.text_codecs)
-        allowed, refused, reservations = [], [], []
-        for dest in fields["dest_addresses"]:
-            if isinstance(dest, DistributionList):  # its members are known only to the SMSC: nothing to screen
-                if guard.policy.distribution_lists == "pass":
-                    allowed.append(dest)
-                else:
-                    self._refuse_list(guard, fields["source_addr"], account, dest.name, now)
-                    # unsuccess_sme has no form for a list: its name stands as the address, TON/NPI unknown
-                    refused.append(UnsuccessSme(0, 0, dest.name, Status.RCNTSUBDL))
-                continue
-            sub = make_submission(guard.policy, dest.address, dest.ton, fields["source_addr"], account,
-                                  fields["service_type"], text, None, guard.index)
-            verdict = decide(sub, guard.index, now, guard.policy)
-            if verdict.action is Action.ALLOW:
-                allowed.append(dest)
-                reservation = self._reserve(sub, verdict, guard, now)
-                if reservation is not None:
-                    reservation.outstanding += 1
-                    reservations.append((dest.address, reservation))
-            else:
-                self._audit(guard, sub, verdict, now)
-                refused.append(UnsuccessSme(dest.ton, dest.npi, dest.address, verdict.status or Status.RSUBMITFAIL))
-        if not allowed:
-            self.downstream.respond(pdu, Status.ROK, encode_body(CommandId.SUBMIT_MULTI_RESP, message_id="",
-                                                                 unsuccess_sme=refused))
-            return None
-        if not refused:
-            return pdu.raw, MultiContext([], reservations) if reservations else None
-        fields["dest_addresses"] = allowed
-        raw = build(pdu.command_id, pdu.sequence, encode_body(pdu.command_id, fields))
-        return raw, MultiContext(refused, reservations)
 
     # --- responses -----------------------------------------------------------------------------------------
 
     def response_received(self, session: Session, pdu: Pdu, entry: Outstanding) -> None:
         origin = entry.origin
         context = entry.context
-        if context is None:
-            if origin is not None:
-                origin.send(pdu.renumbered(entry.origin_sequence))
-            return
         raw = pdu.raw
-        if type(context) is Reservation:
-            self._settle(context, pdu.status == Status.ROK)
-        elif type(context) is MultiContext:
-            raw = self._merge_multi(pdu, context)
+        if context is not None:
+            assert self.screening is not None
+            raw = self.screening.settle(context, pdu)
         if origin is not None:
             origin.send(renumber(raw, entry.origin_sequence))
-
-    def _settle(self, r: Reservation, accepted: bool) -> None:
-        """A part of a message got its answer: the send counts once, when the SMSC first accepts it."""
-        guard = self.guard
-        assert guard is not None
-        r.outstanding -= 1
-        if accepted:
-            if r.state != "committed":
-                if r.state == "released":  # every part so far failed, and now one is accepted after all
-                    guard.index.record_send(r.key, r.at)
-                r.state = "committed"  # a reserved send already counts in the Index
-                if guard.writer is not None:
-                    guard.writer.record_send(r.number, r.account, r.at)
-        elif r.outstanding <= 0 and r.state == "reserved":
-            guard.index.release(r.key, r.at)
-            r.state = "released"
-
-    def _merge_multi(self, pdu: Pdu, ctx: "MultiContext") -> bytes:
-        theirs: list = []
-        fields = None
-        if pdu.command_id == CommandId.SUBMIT_MULTI_RESP and pdu.status == Status.ROK:
-            try:
-                fields = parse_body(pdu.command_id, pdu.body, pdu.sequence)
-                theirs = fields.get("unsuccess_sme", [])
-            except PduError:
-                fields = None
-        failed = {u.address for u in theirs}
-        for address, r in ctx.reservations:
-            self._settle(r, pdu.status == Status.ROK and address not in failed)
-        if not ctx.refused or fields is None:
-            return pdu.raw
-        fields["unsuccess_sme"] = list(theirs) + ctx.refused
-        return build(pdu.command_id, pdu.sequence, encode_body(pdu.command_id, fields), pdu.status)
+        if session is self.upstream and self.hooks.wants_answered:
+            self.hooks.answered(Answered(self.clock(), self.downstream.system_id, pdu.command_id, pdu.status, pdu))
 
     def request_failed(self, session: Session, entry: Outstanding, reason: str) -> None:
-        context = entry.context
-        if type(context) is Reservation:
-            self._settle(context, False)
-        elif type(context) is MultiContext:
-            for _address, r in context.reservations:
-                self._settle(r, False)
+        if entry.context is not None and self.screening is not None:
+            self.screening.failed(entry.context)
         origin = entry.origin
         if origin is None:
             return
@@ -338,7 +169,10 @@ class Bridge:
         if session is self.downstream:
             # deliver_sm the sender did not answer: RX_T_APPN asks the SMSC to redeliver later (3.4 5.1.3).
             status = Status.RX_T_APPN
-        origin.send(build(cmd.response_id(entry.command_id), entry.origin_sequence, b"", status))
+        response_id = cmd.response_id(entry.command_id)
+        origin.send(build(response_id, entry.origin_sequence, b"", status))
+        if session is not self.downstream and self.hooks.wants_answered:
+            self.hooks.answered(Answered(self.clock(), self.downstream.system_id, response_id, status, None))
 
     def window_opened(self, session: Session) -> None:
         if session is self.upstream:
@@ -364,15 +198,14 @@ class Bridge:
     def _release_throttled(self) -> None:
         """Forward queued submits as tokens and the window allow; re-arm the timer for the next token."""
         self._throttle_timer = None
-        loop = self.server.loop
         up = self.upstream
         assert self._bucket is not None
         while self._throttled:
             if up is not None and up.is_open and up.window.full:
                 return  # window_opened calls again
-            wait = self._bucket.take(loop.time())
+            wait = self._bucket.take(_now())
             if wait > 0:
-                self._throttle_timer = loop.call_later(wait, self._release_throttled)
+                self._throttle_timer = asyncio.get_running_loop().call_later(wait, self._release_throttled)
                 return
             self._release_one()
         self.downstream.resume("throttle")
@@ -381,13 +214,17 @@ class Bridge:
         pdu, raw, context = self._throttled.popleft()
         upstream = self.upstream
         if upstream is None or not upstream.is_open:
-            self.request_failed(upstream or self.downstream,  # type: ignore[arg-type]
-                                Outstanding(pdu.command_id, 0.0, self.downstream, pdu.sequence, None, context),
-                                "upstream closed")
+            self._fail_throttled(pdu, context)
             return
         upstream.send_request(raw, self.downstream, pdu.sequence, context)
         if upstream.window.full:
             self.downstream.pause("window")
+
+    def _fail_throttled(self, pdu: Pdu, context: object) -> None:
+        """A submit that waited for max_tps and can no longer go: answered 0x08, its reservation released."""
+        self.request_failed(self.upstream or self.downstream,  # type: ignore[arg-type]
+                            Outstanding(pdu.command_id, 0.0, self.downstream, pdu.sequence, None, context),
+                            "upstream closed")
 
     # --- bind and unbind -----------------------------------------------------------------------------------
 
@@ -402,15 +239,13 @@ class Bridge:
             down.resume("bind")
             return
         down.system_id = body["system_id"]
-        host, port = self.server.upstream_address
-        loop = self.server.loop
         up = Session(Role.ESME, self, window=cfg.upstream.window, response_timeout=cfg.session.response_timeout,
                      enquire_link_interval=cfg.session.enquire_link_interval, name="upstream")
         up.system_id = down.system_id
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: up, host, port), cfg.upstream.connect_timeout)
+            await asyncio.wait_for(self.connect(up), cfg.upstream.connect_timeout)
         except (OSError, asyncio.TimeoutError) as e:
-            log.warning("%s: SMSC %s:%d unreachable (%s); bind answered RSYSERR", down.label, host, port, e)
+            log.warning("%s: SMSC unreachable (%s); bind answered RSYSERR", down.label, e or "timed out")
             down.respond(pdu, Status.RSYSERR)
             down.close()
             return
@@ -430,10 +265,11 @@ class Bridge:
             state = BIND_TRANSITIONS[pdu.command_id]
             up.state = down.state = state
             if cfg.upstream.max_tps > 0:
-                self._bucket = TokenBucket(cfg.upstream.max_tps, loop.time())
+                self._bucket = TokenBucket(cfg.upstream.max_tps, _now())
             down.send(resp.renumbered(pdu.sequence))
             log.info("%s: bound %s through %s", down.label, state.value, up.label)
             down.resume("bind")
+            self.hooks.bound(Bound(self.clock(), down.system_id, down.peer, state.value))
             return
         status = resp.status or Status.RBINDFAIL
         log.info("%s: SMSC refused the bind with 0x%02X", down.label, status)
@@ -447,8 +283,8 @@ class Bridge:
     async def _drain_upstream(self, timeout: float) -> None:
         """Wait, at most `timeout`, for the SMSC to answer what the sender has in flight."""
         up = self.upstream
-        deadline = self.server.loop.time() + timeout
-        while up is not None and up.is_open and len(up.window) and self.server.loop.time() < deadline:
+        deadline = _now() + timeout
+        while up is not None and up.is_open and len(up.window) and _now() < deadline:
             await asyncio.sleep(0.01)
 
     async def _downstream_unbind(self, pdu: Pdu) -> None:
@@ -505,20 +341,22 @@ class Bridge:
         if session is self.downstream:
             while self._throttled:
                 _pdu, _raw, context = self._throttled.popleft()
-                if type(context) is Reservation:
-                    self._settle(context, False)
+                if context is not None and self.screening is not None:
+                    self.screening.failed(context)
             if self.upstream is not None and self.upstream.is_open:
                 if not self._closing:
                     log.info("%s: sender disconnected; unbinding upstream", session.label)
-                    self.server.spawn(self._unbind_and_close(self.upstream), name=f"unbind {self.upstream.label}")
-            self.server.bridge_closed(self)
+                    self._spawn(self._unbind_and_close(self.upstream), name=f"unbind {self.upstream.label}")
+            if self._on_closed is not None:
+                self._on_closed(self)
+            if session.system_id:
+                self.hooks.unbound(Unbound(self.clock(), session.system_id, session.peer))
         else:
             # A dropped upstream closes the downstream, as a real SMSC would; its in-flight requests were
             # answered 0x08 by request_failed when the upstream window drained.
             while self._throttled:
                 pdu, _raw, context = self._throttled.popleft()
-                self.request_failed(session, Outstanding(pdu.command_id, 0.0, self.downstream, pdu.sequence,
-                                                         None, context), "upstream closed")
+                self._fail_throttled(pdu, context)
             if self.downstream.is_open:
                 if not self._closing:
                     log.warning("%s: SMSC connection lost (%s); closing the sender's connection",
@@ -533,27 +371,5 @@ class Bridge:
         session.close()
 
 
-_UPWARD_OTHER = frozenset({CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.REPLACE_SM})
-
-
-class MultiContext:
-    """A submit_multi in flight: destinations refused here, and reservations of the allowed ones."""
-
-    __slots__ = ("refused", "reservations")
-
-    def __init__(self, refused: list, reservations: list):
-        self.refused = refused
-        self.reservations = reservations
-
-
-def smpp_time(epoch: float) -> str:
-    """Absolute time in SMPP format YYMMDDhhmmsstnnp, in UTC (SMPP 3.4 section 7.1.1)."""
-    return time.strftime("%y%m%d%H%M%S", time.gmtime(epoch)) + "000+"
-
-
-def with_schedule(raw: bytes, offset: int, until: float) -> bytes:
-    """The submit_sm with schedule_delivery_time replaced (the only field re-encoded on a forwarded PDU)."""
-    start = 16 + offset
-    end = raw.index(b"\0", start)
-    new = raw[:start] + smpp_time(until).encode() + raw[end:]
-    return len(new).to_bytes(4, "big") + new[4:]
+def _now() -> float:
+    return asyncio.get_running_loop().time()

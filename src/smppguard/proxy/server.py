@@ -2,30 +2,41 @@
 
 Shutdown order (hypercorn's habit of a fixed order with an injectable trigger): stop accepting, then unbind
 both legs of every bridge within the grace period, answering every outstanding request, then return.
+Back-pressure from the store: while the writer has more acknowledged-but-unsaved rows than its bound
+(`hold_senders(True)`), no sender's requests are read; reading resumes when it catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from .. import tasks
 from ..config import Config
-from .bridge import Bridge
-from .guard import Guard
+from ..hooks import NO_HOOKS, Hooks
+from ..session.session import Session
+from .bridge import Bridge, Connect
+from .screening import Screening
 
 log = logging.getLogger("smppguard.proxy")
 
+STORE_PAUSE = "store"  # the pause reason while the store's writer is behind
+
 
 class ProxyServer:
-    def __init__(self, config: Config, upstream_address: tuple[str, int], guard: Guard | None = None):
+    def __init__(self, config: Config, upstream_address: tuple[str, int], screening: Screening | None = None,
+                 hooks: Hooks = NO_HOOKS, connect: Connect | None = None):
         self.config = config
-        self.guard = guard
+        self.screening = screening
+        self.hooks = hooks
         self.upstream_address = upstream_address
+        self.connect = connect or self._connect_tcp
         self.bridges: set[Bridge] = set()
         self.tasks: set[asyncio.Task] = set()  # the bridges' binds and unbinds, which stop() waits for
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.base_events.Server | None = None
+        self._senders_held = False
 
     async def start(self, address: tuple[str, int] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -37,17 +48,30 @@ class ProxyServer:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[:2]
 
-    def _new_connection(self):
-        bridge = Bridge(self)
+    async def _connect_tcp(self, session: Session) -> None:
+        host, port = self.upstream_address
+        await self.loop.create_connection(lambda: session, host, port)
+
+    def _new_connection(self) -> Session:
+        bridge = Bridge(self.config, self.connect, screening=self.screening, hooks=self.hooks, spawn=self.spawn,
+                        on_closed=self.bridges.discard,
+                        clock=self.screening.clock if self.screening is not None else time.time)
         if len(self.bridges) >= self.config.listen.max_connections:
             log.warning("connection refused: max_connections (%d) reached", self.config.listen.max_connections)
             bridge.refuse = True
         else:
             self.bridges.add(bridge)
+            if self._senders_held:
+                bridge.downstream.pause(STORE_PAUSE)
         return bridge.downstream
 
-    def bridge_closed(self, bridge: Bridge) -> None:
-        self.bridges.discard(bridge)
+    def hold_senders(self, held: bool) -> None:
+        """Stop (True) or resume (False) reading requests from every sender: the store's back-pressure."""
+        if held == self._senders_held:
+            return
+        self._senders_held = held
+        for bridge in list(self.bridges):
+            (bridge.downstream.pause if held else bridge.downstream.resume)(STORE_PAUSE)
 
     def spawn(self, coro, *, name: str) -> asyncio.Task:
         """A bridge's background work (a bind, an unbind): kept, so that stop() can wait for it."""

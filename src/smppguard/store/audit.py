@@ -1,4 +1,5 @@
-"""The audit log: how recipients are written into it, and the queries `smppguard audit` and `stats` run.
+"""The audit log: the proxy's observer that writes it, how recipients are written into it, and the queries
+`smppguard audit` and `stats` run.
 
 Recipients are kept as configured ([audit] recipient): in full, masked (+86138****8000) or hashed with a
 secret salt. A query by number applies the same transformation, so it finds rows in every mode (a masked
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from typing import Iterator
+from typing import Callable, Iterator
+
+from ..hooks import Decided
+from ..policy.model import Action
 
 
 def mask_recipient(number: int | None, address: str, mode: str = "masked", salt: str = "") -> str:
@@ -21,6 +25,29 @@ def mask_recipient(number: int | None, address: str, mode: str = "masked", salt:
     if len(shown) <= 6:
         return "*" * len(shown)
     return shown[:-8] + "****" + shown[-4:] if len(shown) > 8 else shown[:2] + "****"
+
+
+class AuditLog:
+    """Observes the proxy's verdicts (hooks.Decided) and writes every one that is not an allow: refusals, holds
+    and scheduled messages, with the rule and its reason. A later part of a concatenated message that shares its
+    first part's verdict is not written again.
+
+    `write(at, account, sender, recipient, rule, action, status, reason)` appends the row (StoreWriter.audit)."""
+
+    def __init__(self, write: Callable[..., None], mode: str = "masked", salt: str = ""):
+        self.write = write
+        self.mode = mode
+        self.salt = salt
+
+    def decided(self, e: Decided) -> None:
+        v = e.verdict
+        if v.action is Action.ALLOW or e.repeat:
+            return
+        if e.sub is None:  # a distribution list: a name, not a person's number
+            recipient = e.destination
+        else:
+            recipient = mask_recipient(e.sub.recipient, e.sub.address, self.mode, self.salt)
+        self.write(e.at, e.account, e.sender, recipient, v.rule, v.action.value, int(v.status), v.reason)
 
 
 def query(db: sqlite3.Connection, *, recipients: tuple[str, ...] = (), rule: str | None = None,
