@@ -46,13 +46,14 @@ async def test_daemon_stops_when_a_newer_smppguard_migrates_its_store(tmp_path, 
         await asyncio.open_connection(host, port)
 
 
-async def test_the_daemons_writer_deletes_by_the_configured_retention(tmp_path):
+async def test_the_daemons_store_runs_by_the_configured_retention_and_bound(tmp_path):
     from smppguard.app import open_store
 
-    config = parse_config(f'[store]\npath = "{tmp_path / "guard.db"}"\nretention = "33d"\n'
-                          '[rules.optout]\ngrace = "2m"\n')
+    config = parse_config(f'[store]\npath = "{tmp_path / "guard.db"}"\nretention = "33d"\nmax_unsaved = 500\n'
+                          'max_unsaved_age = "750ms"\n[rules.optout]\ngrace = "2m"\n')
     store = await open_store(config)
     try:
-        assert (store.writer.retention, store.writer.policy.grace_s) == (33 * 86400.0, 120.0)
+        assert (store.upkeep.retention, store.upkeep.policy.grace_s) == (33 * 86400.0, 120.0)
+        assert (store.writer.max_unsaved, store.writer.max_unsaved_age) == (500, 0.75)
     finally:
         await store.close()

@@ -23,6 +23,7 @@ from .simulator import Simulator
 from .store.audit import AuditLog
 from .store.db import StoreError, connect
 from .store.index import load_index
+from .store.upkeep import Upkeep
 from .store.writer import StoreWriter
 
 log = logging.getLogger("smppguard")
@@ -75,6 +76,7 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         except StoreError as e:
             raise StartupError(f"{e} ([store] path)") from None
         proxy = ProxyServer(config, upstream, store.screening, store.hooks)
+        store.writer.on_behind = proxy.hold_senders  # the bound on what is acknowledged but not yet saved
         try:
             await proxy.start()
         except OSError as e:
@@ -86,7 +88,7 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         if ready is not None:
             ready(proxy)
         trigger = asyncio.ensure_future((shutdown_trigger or _wait_for_signal)())
-        failed = store.writer.failed
+        failed = store.upkeep.failed
         try:
             await asyncio.wait({trigger, failed} if failed is not None else {trigger},
                                return_when=asyncio.FIRST_COMPLETED)
@@ -112,15 +114,18 @@ def _where(address: tuple[str, int] | None) -> str:
 
 
 class OpenStore:
-    """The daemon's store: the Index loaded from SQLite, the group-commit writer, the screening that reads the
-    one and writes through the other, and the hooks with the audit log among their observers."""
+    """The daemon's store: the Index loaded from SQLite, the one write path (the writer) and the background
+    work beside it (the upkeep), the screening that reads the one and writes through the other, and the hooks
+    with the audit log among their observers."""
 
-    def __init__(self, screening: Screening, writer: StoreWriter, hooks: Hooks):
+    def __init__(self, screening: Screening, writer: StoreWriter, upkeep: Upkeep, hooks: Hooks):
         self.screening = screening
         self.writer = writer
+        self.upkeep = upkeep
         self.hooks = hooks
 
     async def close(self) -> None:
+        await self.upkeep.close()
         await self.writer.close()
 
 
@@ -141,15 +146,18 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     gc.collect()
     gc.freeze()
     _release_freed_memory()
-    writer = StoreWriter(config.store.path, index, config.policy, retention=config.store.retention)
+    writer = StoreWriter(config.store.path, max_unsaved=config.store.max_unsaved,
+                         max_unsaved_age=config.store.max_unsaved_age)
     await writer.start()
+    upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention)
+    await upkeep.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),
              time.monotonic() - started)
     hooks = Hooks([AuditLog(writer.audit, config.audit.recipient, config.audit.salt)])
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
                           text_codecs=(config.text.default_codec, config.text.ia5_codec))
-    return OpenStore(screening, writer, hooks)
+    return OpenStore(screening, writer, upkeep, hooks)
 
 
 def _release_freed_memory() -> None:

@@ -102,6 +102,13 @@ class StoreConfig:
     retention: float = option(400 * 86400.0, retention,
                               "How long send history and audit rows are kept (at least 32d); older rows are "
                               "deleted hourly. China's draft rules ask for logs kept at least 6 months.")
+    max_unsaved: int = option(10_000, integer(1),
+                              "Most rows (sends, audit rows) acknowledged but not yet saved. Past it, or past "
+                              "max_unsaved_age, the proxy stops reading from senders until the store catches up; "
+                              "a crash loses at most this many, plus one window per bind.")
+    max_unsaved_age: float = option(2.0, duration,
+                                    "Longest a row may wait to be saved (a store locked by another process, a "
+                                    "slow disk) before the proxy stops reading from senders.")
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,34 @@ async def test_stop_ends_an_upstream_unbind_left_by_a_sender_that_went_away():
     finally:
         smsc.close()
         await smsc.wait_closed()
+
+
+async def test_hold_senders_pauses_every_sender_and_those_that_connect_meanwhile():
+    loop = asyncio.get_running_loop()
+    smsc = await loop.create_server(SilentOnUnbind, "127.0.0.1", 0)
+    proxy = ProxyServer(make_config(), smsc.sockets[0].getsockname()[:2])
+    await proxy.start(("127.0.0.1", 0))
+    writers = []
+    try:
+        async def connect():
+            reader, writer = await asyncio.open_connection(*proxy.address)
+            writers.append(writer)
+            while len(proxy.bridges) < len(writers):
+                await asyncio.sleep(0.01)
+            return reader, writer
+
+        await connect()
+        proxy.hold_senders(True)
+        reader, writer = await connect()  # connects while held
+        assert all("store" in b.downstream.paused for b in proxy.bridges) and len(proxy.bridges) == 2
+        proxy.hold_senders(False)
+        assert not any(b.downstream.paused for b in proxy.bridges)
+        writer.write(build(CommandId.BIND_TRANSMITTER, 1,
+                           encode_body(CommandId.BIND_TRANSMITTER, system_id="acme", password="pw")))
+        assert await asyncio.wait_for(read_pdu(reader), 5) == (CommandId.BIND_TRANSMITTER_RESP, 0)
+    finally:
+        for w in writers:
+            w.close()
+        await proxy.stop(grace=0.2)
+        smsc.close()
+        await smsc.wait_closed()

@@ -139,21 +139,25 @@ def pending_removals(db: sqlite3.Connection, *, include_closed: bool = False) ->
     return [PendingRemoval(*row) for row in db.execute(sql + " ORDER BY effective_at")]
 
 
-def apply_due_removals(db: sqlite3.Connection, now: float | None = None) -> list[int]:
-    """Remove the numbers whose observation period has ended; returns them."""
+def apply_due_removals(db: sqlite3.Connection, now: float | None = None, *, in_transaction: bool = False) -> list[int]:
+    """Remove the numbers whose observation period has ended; returns them. Each removal is its own transaction,
+    or, with `in_transaction`, part of the caller's (the daemon's group commit)."""
     now = time.time() if now is None else now
     due = db.execute("SELECT id, number, reason, actor FROM pending_removal "
                      "WHERE status = 'pending' AND effective_at <= ?", (now,)).fetchall()
     done = []
     origin = node_id(db)
+    own = not in_transaction
     for rid, number, reason, actor in due:
-        db.execute("BEGIN IMMEDIATE")
+        if own:
+            db.execute("BEGIN IMMEDIATE")
         try:
             # re-check inside the transaction: a complaint may have cancelled it a moment ago; the status, the
             # audit row and the removal itself commit together, so no complaint can fall between them
             row = db.execute("SELECT status FROM pending_removal WHERE id = ?", (rid,)).fetchone()
             if row is None or row[0] != "pending":
-                db.execute("ROLLBACK")
+                if own:
+                    db.execute("ROLLBACK")
                 continue
             db.execute("UPDATE pending_removal SET status = 'done', closed_at = ?, close_reason = ? WHERE id = ?",
                        (now, "observation period ended", rid))
@@ -161,9 +165,11 @@ def apply_due_removals(db: sqlite3.Connection, now: float | None = None) -> list
             _audit(db, now, "blacklist-removal", "done", number, reason, actor)
             changelog.write(db, [Change("blacklist", "remove", number, data={"reason": reason})],
                             origin=origin, actor=actor, now=now, in_transaction=True)
-            db.execute("COMMIT")
+            if own:
+                db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if own:
+                db.execute("ROLLBACK")
             raise
         done.append(number)
     return done

@@ -1,16 +1,20 @@
-"""The daemon's store writer: group commit on the hot path, change-log tailing into the Index.
+"""The daemon's one write path: everything it writes to the store goes through here, group-committed.
 
-Rule 1: the hot path never awaits the database. It appends rows to a batch (send history, audit) and returns;
-one task commits the batch every `interval` or when it reaches `max_batch` rows, one transaction and one fsync
-for many messages (DESIGN: group commit).
-Rule 2: `close()` lets a commit in progress finish and flushes what is left, so nothing batched is lost at
-shutdown.
-The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
-change written by the CLI or another process takes effect live.
-Rule 3: a newer smppguard (an upgraded CLI) may migrate the store under a running daemon, and this daemon
-cannot read what the newer one writes. The tail checks the schema version first; on a newer one it stops and
-`failed` says why, so the daemon exits and its supervisor starts the upgraded code, rather than screening on
-with list changes it cannot see.
+Rule 1: the hot path never waits for the database. `record_send` and `audit` append a row and return; one
+commit writes many rows in one transaction and one fsync (DESIGN: group commit), every `interval` or as soon
+as `max_batch` rows wait. `submit(fn)` runs `fn(connection)` inside the next group commit (a list change learned
+from the traffic, a held message) and returns a future that is done only when that commit is durable: a caller
+that must not acknowledge before (the hold queue) awaits it.
+Rule 2: what is acknowledged but not yet saved is bounded. When more than `max_unsaved` rows wait, or the oldest
+has waited `max_unsaved_age` (the store locked by another process, a slow disk), the writer says it is behind
+(`on_behind(True)`), and the proxy stops reading from senders until it has caught up (`on_behind(False)`). A
+kill -9 can then lose at most `max_unsaved` rows, plus what the senders had in flight (one window per bind).
+Rule 3: a failed commit is retried and logged, never dropped: its rows go back in front of the queue, in order.
+Rule 4: `close()` commits what is left.
+Strategy: one thread with its own sqlite3 connection, and one job on it per group commit (BEGIN IMMEDIATE, the
+rows, each submitted function in a savepoint, COMMIT): one thread hop for many messages. aiosqlite would make
+each statement a hop of its own, and could not run the store's own functions (changelog.write, lists) inside the
+same transaction.
 """
 
 from __future__ import annotations
@@ -18,218 +22,273 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
-import time
-
-import aiosqlite
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, NamedTuple
 
 from .. import tasks
-from ..policy import Policy
-from ..policy.model import Index
-from .changelog import COLUMNS, from_row
-from .db import BUSY_TIMEOUT_MS, StoreError, connect
-from .index import apply_change
-from .lists import apply_due_removals
-from .migrations import NEWEST, too_new
+from . import changelog
+from .changelog import Change
+from .db import BUSY_TIMEOUT_MS, connect
 
 log = logging.getLogger("smppguard.store")
 
-EXPIRE_SLICE = 10_000  # rows deleted per transaction by expire()
 _SEND = "INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)"
 _AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # waits between attempts at a commit that failed
+CLOSE_TIMEOUT_S = 30.0  # at close, how long to keep trying to save what is left
+WATCH_S = 0.1  # how often the age of unsaved rows is looked at while any wait
+
+
+class _Batch(NamedTuple):
+    sends: list[tuple]
+    audits: list[tuple]
+    jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]]
+    since: float  # loop time when its oldest row was appended
+
+    def __len__(self) -> int:
+        return len(self.sends) + len(self.audits) + len(self.jobs)
 
 
 class StoreWriter:
-    def __init__(self, path: str, index: Index, policy: Policy, *, interval: float = 0.01, max_batch: int = 2000,
-                 tail_interval: float = 0.5, retention: float = 400 * 86400.0,
-                 expire_first: float = 60.0, expire_every: float = 3600.0):
+    def __init__(self, path: str, *, interval: float = 0.01, max_batch: int = 2000, max_unsaved: int = 10_000,
+                 max_unsaved_age: float = 2.0, on_behind: Callable[[bool], None] | None = None,
+                 busy_timeout: float = BUSY_TIMEOUT_MS / 1000):
         self.path = path
-        self.index = index
         self.interval = interval
         self.max_batch = max_batch
-        self.tail_interval = tail_interval
-        self.policy = policy
-        self.retention = retention
-        self.expire_first = expire_first  # the first retention delete, this long after start-up
-        self.expire_every = expire_every  # then this often (hourly)
-        self.db: aiosqlite.Connection | None = None
-        self._sends: list[tuple] = []
-        self._audits: list[tuple] = []
-        self._wake = asyncio.Event()
-        self._flush_lock = asyncio.Lock()  # one transaction at a time on the one connection
-        self._tasks: list[asyncio.Task] = []
-        self._closing = False
-        self._sync_db: sqlite3.Connection | None = None  # for library calls run in a worker thread
-        self._sync_lock = threading.Lock()
+        self.max_unsaved = max_unsaved
+        self.max_unsaved_age = max_unsaved_age
+        self.on_behind = on_behind
+        self.busy_timeout = busy_timeout  # how long a commit waits for another process's write lock, then fails
+        self.behind = False
         self.commits = 0
         self.rows_written = 0
-        self.failed: asyncio.Future[str] | None = None  # set when the writer must stop the daemon (Rule 3)
+        self.failures = 0  # commits that failed and were retried
+        self.last_error: str | None = None
+        self._sends: list[tuple] = []
+        self._audits: list[tuple] = []
+        self._jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
+        self._since = 0.0  # loop time of the oldest queued row
+        self._inflight: _Batch | None = None
+        self._appended = 0  # rows (and jobs) ever appended ...
+        self._saved = 0  # ... and ever committed: flush() waits for the second to reach the first
+        self._flush_waiters: list[tuple[int, asyncio.Future]] = []
+        self._wake: asyncio.Event | None = None  # rows wait
+        self._urgent: asyncio.Event | None = None  # commit without waiting for the batch to grow
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self.failed = asyncio.get_running_loop().create_future()
-        self.db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await self.db.execute("PRAGMA synchronous = NORMAL")
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._db = await self._loop.run_in_executor(self._thread, self._connect)
         self._tasks = [tasks.spawn(self._commit_loop(), name="store group commit"),
-                       tasks.spawn(self._tail_loop(), name="store change-log tail")]
+                       tasks.spawn(self._watch_age(), name="store unsaved-age watch")]
 
-    # --- hot path: append and return ----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = connect(self.path)
+        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return db
+
+    # --- the hot path: append and return ------------------------------------------------------------------
 
     def record_send(self, number: int, account: str, at: float) -> None:
+        self._queued()
         self._sends.append((number, account, at))
-        self._kick()
 
     def audit(self, at: float, account: str, sender: str, recipient: str, rule: str, action: str, status: int,
               reason: str) -> None:
+        self._queued()
         self._audits.append((at, account, sender, recipient, rule, action, int(status), reason))
-        self._kick()
 
-    def _kick(self) -> None:
-        if not self._wake.is_set():
-            self._wake.set()
+    def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
+        """Run `fn(connection)` on the writer's thread inside the next group commit, in a savepoint of its own
+        (if it raises, its writes are undone and the future gets the exception; the rest commits). The future
+        gets fn's result once the commit is durable."""
+        assert self._loop is not None, "start() first"
+        future = self._loop.create_future()
+        self._queued()
+        self._jobs.append((fn, future))
+        return future
 
-    # --- background ----------------------------------------------------------------------------------------
+    def change(self, changes: list[Change], *, origin: str, actor: str = "",
+               correlation_threshold: int = 0) -> asyncio.Future:
+        """List changes made by the daemon (learned from deliver_sm, received from a peer), applied and logged
+        in the next group commit (changelog.write); the future gets how many log rows were written, once durable.
+        The change-log tail brings them into the Index, as it does the CLI's."""
+        return self.submit(lambda db: changelog.write(db, changes, origin=origin, actor=actor, in_transaction=True,
+                                                      correlation_threshold=correlation_threshold))
 
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            if len(self._sends) + len(self._audits) < self.max_batch and not self._closing:
-                await asyncio.sleep(self.interval)  # let the batch grow: one commit for many messages
-            self._wake.clear()
-            await self.flush()
+    def _queued(self) -> None:
+        """Bookkeeping for one more row (called before it is appended)."""
+        queued = len(self._sends) + len(self._audits) + len(self._jobs) + 1
+        if queued == 1:
+            self._since = self._loop.time() if self._loop is not None else 0.0
+        self._appended += 1
+        wake = self._wake
+        if wake is not None and not wake.is_set():
+            wake.set()
+        if queued >= self.max_batch and self._urgent is not None:
+            self._urgent.set()
+        if not self.behind:
+            inflight = self._inflight
+            unsaved = queued + (len(inflight) if inflight else 0)
+            if unsaved > self.max_unsaved:
+                self._set_behind(True, unsaved)
+
+    @property
+    def unsaved(self) -> int:
+        """Rows appended and not yet committed (acknowledged, for sends and audit rows, but not durable)."""
+        inflight = self._inflight
+        return len(self._sends) + len(self._audits) + len(self._jobs) + (len(inflight) if inflight else 0)
+
+    def unsaved_age(self) -> float:
+        """Seconds the oldest unsaved row has waited (0 when none wait)."""
+        if self._loop is None:
+            return 0.0
+        oldest = [b for b in ((self._inflight.since if self._inflight else None),
+                              (self._since if (self._sends or self._audits or self._jobs) else None))
+                  if b is not None]
+        return self._loop.time() - min(oldest) if oldest else 0.0
 
     async def flush(self) -> None:
-        async with self._flush_lock:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        sends, self._sends = self._sends, []
-        audits, self._audits = self._audits, []
-        if not sends and not audits:
+        """Wait until every row appended so far is committed (durable)."""
+        target = self._appended
+        if self._saved >= target:
             return
-        assert self.db is not None
+        assert self._loop is not None and self._wake is not None
+        future = self._loop.create_future()
+        self._flush_waiters.append((target, future))
+        self._wake.set()
+        assert self._urgent is not None
+        self._urgent.set()
+        await future
+
+    # --- the commit loop ---------------------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        assert self._wake is not None and self._urgent is not None
+        failures = 0
+        while True:
+            await self._wake.wait()
+            if not self._urgent.is_set():  # let the batch grow: one commit for many messages
+                try:
+                    await asyncio.wait_for(self._urgent.wait(), self.interval)
+                except asyncio.TimeoutError:
+                    pass
+            self._wake.clear()
+            self._urgent.clear()
+            if not (self._sends or self._audits or self._jobs):
+                continue
+            if await self._commit_once():
+                failures = 0
+            else:
+                await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
+                failures += 1
+                self._wake.set()
+
+    async def _commit_once(self) -> bool:
+        """Commit what is queued in one transaction; False (rows back in front of the queue) if it failed."""
+        assert self._loop is not None
+        batch = _Batch(self._sends, self._audits, self._jobs, self._since)
+        self._sends, self._audits, self._jobs = [], [], []
+        self._inflight = batch
         try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            if sends:
-                await self.db.executemany(_SEND, sends)
-            if audits:
-                await self.db.executemany(_AUDIT, audits)
-            await self.db.execute("COMMIT")
-        except sqlite3.Error:
-            log.exception("group commit of %d rows failed; retrying", len(sends) + len(audits))
-            try:
-                await self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self._sends[:0] = sends  # lose nothing: put them back in front
-            self._audits[:0] = audits
-            await asyncio.sleep(0.5)
-            self._kick()
-            return
+            results = await self._loop.run_in_executor(self._thread, self._commit_in_thread, batch)
+        except Exception as e:  # sqlite3.Error (locked, disk full, I/O); anything else is a bug, also kept
+            self._inflight = None
+            self.failures += 1
+            self.last_error = str(e)
+            log.error("group commit of %d rows failed (%s); kept, and tried again", len(batch), e)
+            self._sends[:0], self._audits[:0], self._jobs[:0] = batch.sends, batch.audits, batch.jobs
+            self._since = batch.since
+            return False
+        self._inflight = None
         self.commits += 1
-        self.rows_written += len(sends) + len(audits)
+        self.rows_written += len(batch)
+        self._saved += len(batch)
+        for (_fn, future), (ok, value) in zip(batch.jobs, results, strict=True):
+            if not future.done():
+                (future.set_result if ok else future.set_exception)(value)
+        if self._flush_waiters:
+            done = [(t, f) for t, f in self._flush_waiters if t <= self._saved]
+            self._flush_waiters = [(t, f) for t, f in self._flush_waiters if t > self._saved]
+            for _t, f in done:
+                if not f.done():
+                    f.set_result(None)
+        self._check_caught_up()
+        return True
 
-    async def tail_once(self) -> int:
-        """Apply change-log rows newer than the Index's; returns how many. StoreError: the store's schema is
-        newer than this smppguard's (Rule 3)."""
-        await self._check_schema()
-        assert self.db is not None
-        applied = 0
-        now = time.time()
-        while True:
-            async with self.db.execute(f"SELECT {COLUMNS} FROM changelog WHERE id > ? ORDER BY id LIMIT 5000",
-                                       (self.index.change_id,)) as cur:
-                rows = await cur.fetchall()
-            for row in rows:
+    def _commit_in_thread(self, batch: _Batch) -> list[tuple[bool, Any]]:
+        db = self._db
+        assert db is not None
+        results: list[tuple[bool, Any]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.sends:
+                db.executemany(_SEND, batch.sends)
+            if batch.audits:
+                db.executemany(_AUDIT, batch.audits)
+            for fn, _future in batch.jobs:
+                db.execute("SAVEPOINT job")
                 try:
-                    apply_change(self.index, from_row(row), now, self.policy)
-                except Exception:  # one bad row must not stop live updates: skip it, say so
-                    log.exception("change-log row %s could not be applied; skipped", row[0])
-                    self.index.change_id = max(self.index.change_id, row[0])
-            applied += len(rows)
-            if len(rows) < 5000:
-                return applied
+                    results.append((True, fn(db)))
+                except Exception as e:  # the job's own failure: undo its writes, keep the others
+                    db.execute("ROLLBACK TO job")
+                    results.append((False, e))
+                db.execute("RELEASE job")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
 
-    async def _check_schema(self) -> None:
-        assert self.db is not None
-        async with self.db.execute(NEWEST) as cur:
-            (version,) = await cur.fetchone()  # type: ignore[misc]
-        problem = too_new(version)
-        if problem:
-            raise StoreError(f"{self.path}: the store was migrated by a newer smppguard while this one ran; "
-                             f"{problem} (restart the daemon on the upgraded version)")
+    # --- back-pressure -----------------------------------------------------------------------------------------
 
-    def _apply_due_removals(self) -> list[int]:
-        with self._sync_lock:  # close() takes it too, so the connection is never closed under this call
-            if self._closing:
-                return []
-            if self._sync_db is None:
-                self._sync_db = connect(self.path)
-            return apply_due_removals(self._sync_db)
-
-    async def expire(self, now: float | None = None) -> int:
-        """Delete send history and audit rows older than `retention`; returns how many. In slices of
-        EXPIRE_SLICE rows, each its own short transaction, so group commits and CLI writers wait for one slice
-        at most, never for the whole backlog."""
-        assert self.db is not None
-        cutoff = (time.time() if now is None else now) - self.retention
-        deleted = 0
-        for table, column in (("send_history", "sent_at"), ("audit", "at")):
-            while True:
-                async with self._flush_lock:
-                    cur = await self.db.execute(
-                        f"DELETE FROM {table} WHERE rowid IN "
-                        f"(SELECT rowid FROM {table} WHERE {column} < ? LIMIT {EXPIRE_SLICE})", (cutoff,))
-                    n = cur.rowcount
-                deleted += n
-                if n < EXPIRE_SLICE:
-                    break
-        return deleted
-
-    async def _tail_loop(self) -> None:
-        last_prune = time.monotonic()
-        next_expiry = time.monotonic() + self.expire_first
+    async def _watch_age(self) -> None:
+        """Rows may wait too long without more arriving (a locked store): look at their age now and then."""
         while True:
-            await asyncio.sleep(self.tail_interval)
-            try:
-                await self._check_schema()  # first: a connection the removals open would fail less plainly
-                removed = await asyncio.to_thread(self._apply_due_removals)
-                if removed:
-                    log.info("observation period ended: %d numbers removed from the blacklist", len(removed))
-                await self.tail_once()
-            except sqlite3.Error:
-                log.exception("reading the change log failed; will retry")
-            except StoreError as e:
-                log.error("%s", e)
-                assert self.failed is not None
-                if not self.failed.done():
-                    self.failed.set_result(str(e))
-                return
-            if time.monotonic() - last_prune > 60:
-                last_prune = time.monotonic()
-                self.policy.tidy(self.index, time.time())
-            if time.monotonic() >= next_expiry:
-                next_expiry = time.monotonic() + self.expire_every
-                try:
-                    deleted = await self.expire()
-                    if deleted:
-                        log.info("retention %.0f days: deleted %d send-history and audit rows",
-                                 self.retention / 86400, deleted)
-                except sqlite3.Error:
-                    log.exception("deleting rows past retention failed; will retry in an hour")
+            await asyncio.sleep(WATCH_S)
+            if not self.behind and self.unsaved and self.unsaved_age() > self.max_unsaved_age:
+                self._set_behind(True, self.unsaved)
+            elif self.behind:
+                self._check_caught_up()
+
+    def _check_caught_up(self) -> None:
+        if self.behind and self.unsaved <= self.max_unsaved // 2 and self.unsaved_age() <= self.max_unsaved_age / 2:
+            self._set_behind(False, self.unsaved)
+
+    def _set_behind(self, behind: bool, unsaved: int) -> None:
+        self.behind = behind
+        if behind:
+            log.warning("store writer behind: %d rows not yet saved, the oldest for %.1f s; not reading from "
+                        "senders until they are ([store] max_unsaved, max_unsaved_age)", unsaved, self.unsaved_age())
+        else:
+            log.warning("store writer caught up: reading from senders again")
+        if self.on_behind is not None:
+            self.on_behind(behind)
+
+    # --- closing -----------------------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        self._closing = True
-        async with self._flush_lock:  # a commit in flight finishes first: cancelled mid-transaction, its rows were lost
-            for t in self._tasks:
-                t.cancel()
+        """Commit what is left (trying for up to CLOSE_TIMEOUT_S), then close the connection."""
+        if self._db is None:
+            return
+        try:
+            await asyncio.wait_for(self.flush(), CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.error("store writer: %d rows could not be saved within %g s (%s); they are lost",
+                      self.unsaved, CLOSE_TIMEOUT_S, self.last_error)
+        for t in self._tasks:
+            t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.db is not None:
-            await self.flush()
-            await self.db.close()
-            self.db = None
-        with self._sync_lock:
-            if self._sync_db is not None:
-                self._sync_db.close()
-                self._sync_db = None
+        db, self._db = self._db, None
+        assert self._loop is not None and self._thread is not None
+        await self._loop.run_in_executor(self._thread, db.close)
+        self._thread.shutdown(wait=True)

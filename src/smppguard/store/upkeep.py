@@ -1,0 +1,165 @@
+"""The daemon's background work on the store, beside the writer: the change-log tail, the end of observation
+periods, the rules' idle work on the Index, and the retention delete.
+
+The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
+change written by the CLI or another process takes effect live. Reads use a read-only connection of their own;
+every write (a removal whose observation period ended, the retention delete) goes through the writer.
+Rule 1: a newer smppguard (an upgraded CLI) may migrate the store under a running daemon, and this daemon cannot
+read what the newer one writes. Each round checks the schema version first; on a newer one it stops and
+`failed` says why, so the daemon exits and its supervisor starts the upgraded code, rather than screening on
+with list changes it cannot see.
+Rule 2: the retention delete goes in slices of EXPIRE_SLICE rows, each in its own group commit, so no commit
+waits behind the whole backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+from .. import tasks
+from ..policy import Policy
+from ..policy.model import Index
+from .changelog import COLUMNS, from_row
+from .db import BUSY_TIMEOUT_MS, StoreError
+from .index import apply_change
+from .lists import apply_due_removals
+from .migrations import NEWEST, too_new
+from .writer import StoreWriter
+
+log = logging.getLogger("smppguard.store")
+
+EXPIRE_SLICE = 10_000  # rows deleted per group commit by expire()
+TAIL_PAGE = 5000
+_DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
+
+
+class Upkeep:
+    def __init__(self, path: str, index: Index, policy: Policy, writer: StoreWriter, *, tail_interval: float = 0.5,
+                 retention: float = 400 * 86400.0, tidy_every: float = 60.0, expire_first: float = 60.0,
+                 expire_every: float = 3600.0):
+        self.path = path
+        self.index = index
+        self.policy = policy
+        self.writer = writer
+        self.tail_interval = tail_interval
+        self.retention = retention
+        self.tidy_every = tidy_every
+        self.expire_first = expire_first  # the first retention delete, this long after start-up
+        self.expire_every = expire_every  # then this often (hourly)
+        self.failed: asyncio.Future[str] | None = None  # set when the daemon must stop (Rule 1)
+        self._db: sqlite3.Connection | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.failed = asyncio.get_running_loop().create_future()
+        self._db = await asyncio.to_thread(_read_only, self.path)
+        self._task = tasks.spawn(self._loop(), name="store upkeep")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._db is not None:
+            db, self._db = self._db, None
+            await asyncio.to_thread(db.close)
+
+    # --- the change-log tail -------------------------------------------------------------------------------
+
+    async def tail_once(self) -> int:
+        """Apply change-log rows newer than the Index's; returns how many. StoreError: the store's schema is
+        newer than this smppguard's (Rule 1)."""
+        await self._check_schema()
+        applied = 0
+        now = time.time()
+        while True:
+            rows = await asyncio.to_thread(self._read, f"SELECT {COLUMNS} FROM changelog WHERE id > ? ORDER BY id "
+                                                       f"LIMIT {TAIL_PAGE}", (self.index.change_id,))
+            for row in rows:
+                try:
+                    apply_change(self.index, from_row(row), now, self.policy)
+                except Exception:  # one bad row must not stop live updates: skip it, say so
+                    log.exception("change-log row %s could not be applied; skipped", row[0])
+                    self.index.change_id = max(self.index.change_id, row[0])
+            applied += len(rows)
+            if len(rows) < TAIL_PAGE:
+                return applied
+
+    async def _check_schema(self) -> None:
+        ((version,),) = await asyncio.to_thread(self._read, NEWEST, ())
+        problem = too_new(version)
+        if problem:
+            raise StoreError(f"{self.path}: the store was migrated by a newer smppguard while this one ran; "
+                             f"{problem} (restart the daemon on the upgraded version)")
+
+    def _read(self, sql: str, args: tuple) -> list[tuple]:
+        assert self._db is not None
+        return self._db.execute(sql, args).fetchall()
+
+    # --- the store's own clock: removals, retention ----------------------------------------------------------
+
+    async def apply_due_removals(self) -> list[int]:
+        """Blacklist removals whose observation period has ended, applied through the writer (looked for with a
+        read first: most rounds have none, and need no commit)."""
+        now = time.time()
+        if not await asyncio.to_thread(self._read, _DUE, (now,)):
+            return []
+        return await self.writer.submit(lambda db: apply_due_removals(db, now, in_transaction=True))
+
+    async def expire(self, now: float | None = None) -> int:
+        """Delete send history and audit rows older than `retention`; returns how many (Rule 2)."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        deleted = 0
+        for table, column in (("send_history", "sent_at"), ("audit", "at")):
+            sql = (f"DELETE FROM {table} WHERE rowid IN "
+                   f"(SELECT rowid FROM {table} WHERE {column} < ? LIMIT {EXPIRE_SLICE})")
+            while True:
+                n = await self.writer.submit(lambda db, sql=sql: db.execute(sql, (cutoff,)).rowcount)
+                deleted += n
+                if n < EXPIRE_SLICE:
+                    break
+        return deleted
+
+    async def _loop(self) -> None:
+        started = time.monotonic()
+        next_tidy = started + self.tidy_every
+        next_expiry = started + self.expire_first
+        while True:
+            await asyncio.sleep(self.tail_interval)
+            try:
+                await self._check_schema()  # first: the removals would fail less plainly
+                removed = await self.apply_due_removals()
+                if removed:
+                    log.info("observation period ended: %d numbers removed from the blacklist", len(removed))
+                await self.tail_once()
+            except StoreError as e:
+                log.error("%s", e)
+                assert self.failed is not None
+                if not self.failed.done():
+                    self.failed.set_result(str(e))
+                return
+            except sqlite3.Error:
+                log.exception("reading the change log failed; will retry")
+            if time.monotonic() >= next_tidy:
+                next_tidy = time.monotonic() + self.tidy_every
+                self.policy.tidy(self.index, time.time())
+            if time.monotonic() >= next_expiry:
+                next_expiry = time.monotonic() + self.expire_every
+                try:
+                    deleted = await self.expire()
+                    if deleted:
+                        log.info("retention %.0f days: deleted %d send-history and audit rows",
+                                 self.retention / 86400, deleted)
+                except sqlite3.Error:
+                    log.exception("deleting rows past retention failed; will retry in %.0f s", self.expire_every)
+
+
+def _read_only(path: str) -> sqlite3.Connection:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
