@@ -12,6 +12,8 @@ import pytest
 
 from smppguard.bench import format_comparison, format_result, run_bench, run_comparison
 
+pytestmark = pytest.mark.subprocess
+
 
 def _gone(pid: int) -> bool:
     try:

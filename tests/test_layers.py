@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.subprocess
 
 
 def test_the_layer_contracts_are_kept():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from smppguard.cli import main
@@ -29,6 +30,7 @@ def test_run_port_in_use_names_the_setting(tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.subprocess
 def test_run_exits_with_an_error_when_a_newer_smppguard_migrates_the_store(tmp_path):
     """A non-zero exit is what makes systemd (Restart=on-failure) start the upgraded daemon."""
     with socket.socket() as s:

@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from helpers import RawPeer
 from rawsmsc import RawSmsc
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.status import Status
+
+pytestmark = pytest.mark.subprocess
 
 
 def free_port() -> int:

@@ -9,12 +9,14 @@ import sqlite3
 import threading
 import time
 
+import pytest
 from test_sigterm import free_port
 
 from helpers import RawPeer
 from rawsmsc import RawSmsc
 from smppguard.smpp.commands import CommandId
 
+pytestmark = pytest.mark.subprocess
 BOUND, WINDOW = 200, 10
 
 
