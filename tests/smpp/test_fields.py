@@ -265,3 +265,71 @@ def test_submit_view_agrees_with_parse_body_on_broken_bodies(data: st.DataObject
     body = data.draw(st.sampled_from(_SM_BODIES))
     cut = data.draw(st.integers(0, len(body)))
     _agree(body[:cut] + data.draw(st.binary(max_size=6)))
+
+
+# --- every malformed body says which field, with the status and the sequence to answer --------------------------
+
+def _multi(dests: bytes) -> bytes:
+    return b"\0" + h("01 01") + b"447700900000\0" + dests
+
+
+@pytest.mark.parametrize("command_id, body, status, message", [
+    (CommandId.BIND_TRANSMITTER, b"smppclient1", Status.RINVCMDLEN,
+     "system_id: C-octet string has no terminating NUL"),
+    (CommandId.BIND_TRANSMITTER, b"id\0pw\0type\0", Status.RINVCMDLEN, "interface_version: body ends early"),
+    (CommandId.REPLACE_SM, b"1f\0" + h("01 01") + b"447700900000\0" + b"\0\0" + h("01 00"), Status.RINVCMDLEN,
+     "sm_length: body ends early"),
+    (CommandId.REPLACE_SM, b"1f\0" + h("01 01") + b"447700900000\0" + b"\0\0" + h("01 00 04") + b"new",
+     Status.RINVMSGLEN, "sm_length 4 runs past the body"),
+    (CommandId.SUBMIT_MULTI, _multi(b""), Status.RINVCMDLEN, "number_of_dests: body ends early"),
+    (CommandId.SUBMIT_MULTI, _multi(h("01")), Status.RINVCMDLEN, "dest_flag: body ends early"),
+    (CommandId.SUBMIT_MULTI, _multi(h("01 01")), Status.RINVCMDLEN, "dest_addr_ton: body ends early"),
+    (CommandId.SUBMIT_MULTI, _multi(h("01 01 01")), Status.RINVCMDLEN, "dest_addr_npi: body ends early"),
+    (CommandId.SUBMIT_MULTI, _multi(h("01 01 01 01") + b"4477"), Status.RINVCMDLEN,
+     "destination_addr: C-octet string has no terminating NUL"),
+    (CommandId.SUBMIT_MULTI, _multi(h("01 02") + b"friends"), Status.RINVCMDLEN,
+     "dl_name: C-octet string has no terminating NUL"),
+    (CommandId.SUBMIT_MULTI, _multi(h("01 03") + b"x\0"), Status.RINVDESTFLAG, "dest_flag 3 is neither 1 nor 2"),
+    (CommandId.SUBMIT_MULTI_RESP, b"m1\0" + h("01"), Status.RINVCMDLEN, "dest_addr_ton: body ends early"),
+    (CommandId.SUBMIT_MULTI_RESP, b"m1\0" + h("01 01"), Status.RINVCMDLEN, "dest_addr_npi: body ends early"),
+    (CommandId.SUBMIT_MULTI_RESP, b"m1\0" + h("01 01 01") + b"447", Status.RINVCMDLEN,
+     "destination_addr: C-octet string has no terminating NUL"),
+    (CommandId.SUBMIT_MULTI_RESP, b"m1\0" + h("01 01 01") + b"447\0" + h("0000 0B"), Status.RINVCMDLEN,
+     "error_status_code runs past the body"),
+    (CommandId.SUBMIT_SM_RESP, b"1f\0" + h("0424"), Status.RINVOPTPARSTREAM, "truncated optional parameter header"),
+    (CommandId.SUBMIT_SM_RESP, b"1f\0" + h("0424 0005") + b"abcd", Status.RINVPARLEN,
+     "optional parameter 0x0424 runs past the body"),
+    (CommandId.QUERY_SM, b"1f\0" + h("01 01") + b"447700900000\0" + h("0424 0000"), Status.RINVCMDLEN,
+     "4 unexpected octets after the last field"),
+    (0x00000010, b"", Status.RINVCMDID, "unknown command_id 0x00000010"),
+], ids=lambda v: v if isinstance(v, str) and " " not in v else None)
+def test_parse_body_error_names_the_field(command_id: int, body: bytes, status: Status, message: str):
+    e = _raises(command_id, body, status, sequence=7)
+    assert str(e) == message
+    assert type(e.status) is Status  # a known status comes back as the enum, for logs and tests
+
+
+def test_submit_view_error_says_what_is_wrong():
+    with pytest.raises(PduError) as info:
+        submit_view(b"\0\x01\x01ACME", 9)
+    assert (str(info.value), info.value.status, info.value.sequence) == (
+        "submit_sm body ends early or a C-octet string has no NUL", Status.RINVCMDLEN, 9)
+    body = (b"\0" + h("01 01") + b"ACME\0" + h("01 01") + b"4477\0" + h("00 00 00") + b"\0\0"
+            + h("00 00 00 00 05") + b"hi")
+    with pytest.raises(PduError) as info:
+        submit_view(body, 9)
+    assert (str(info.value), info.value.status) == ("sm_length 5 runs past the body", Status.RINVMSGLEN)
+
+
+def test_encode_errors_say_what_is_wrong():
+    with pytest.raises(ValueError, match="^C-octet string contains NUL$"):
+        encode_body(CommandId.BIND_TRANSMITTER, system_id="a\0b")
+    assert encode_body(CommandId.SUBMIT_SM, short_message=b"x" * 255)[-256:] == b"\xff" + b"x" * 255  # the most
+    with pytest.raises(ValueError, match="^short_message longer than 255 octets: use message_payload$"):
+        encode_body(CommandId.SUBMIT_SM, short_message=b"x" * 256)
+    with pytest.raises(ValueError, match="^command 0x00000015 takes no optional parameters$"):
+        encode_body(CommandId.ENQUIRE_LINK, tlvs=[(0x0424, b"x")])
+
+
+def test_encode_body_takes_a_c_string_as_bytes_too():
+    assert encode_body(CommandId.BIND_TRANSMITTER, system_id=b"acme")[:5] == b"acme\0"

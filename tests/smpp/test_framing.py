@@ -139,3 +139,12 @@ def test_framing_eof_after_complete_pdus_then_partial():
     with pytest.raises(PduError) as info:
         buf.next_pdu()
     assert info.value.fatal
+
+
+def test_framing_errors_say_what_is_wrong():
+    e = _fatal(h("00000008 00000015 00000000 00000007"))
+    assert str(e) == f"command_length 8 outside [16, {MAX_PDU_LEN}]"
+    e = _fatal(h("00000015 00000015"), eof=True)
+    assert str(e) == "connection closed inside a PDU header (8 octets)"
+    e = _fatal(h("00000015 00000015 00000000 00000001 00"), eof=True)
+    assert str(e) == "connection closed inside a PDU (17 of 21 octets)"

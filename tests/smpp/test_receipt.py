@@ -122,3 +122,35 @@ def test_receipt_same_message_id(a: str, b: str):
 @pytest.mark.parametrize("a,b", [("1f", "32"), ("abc", "abd"), ("", "0"), ("zz", "35"), ("1f", "")])
 def test_receipt_different_message_id(a: str, b: str):
     assert not same_message_id(a, b)
+
+
+@pytest.mark.parametrize("a,b", [("10", "010"), ("010", "10"), ("X1", "0X1"), ("0X1", "X1"), ("X", "0X"),
+                                 ("ab0", "0ab0")])
+def test_receipt_same_message_id_ignores_leading_zeros_only(a: str, b: str):
+    assert same_message_id(a, b)
+    assert not same_message_id(a + "0", b)  # a trailing zero is part of the id
+
+
+def test_receipt_ids_that_differ_in_more_than_leading_zeros_do_not_match():
+    assert not same_message_id("X", "XX")
+
+
+def test_receipt_tlv_id_keeps_its_own_characters():
+    r = parse_receipt(b"", [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"ABX\0")])
+    assert r is not None and r.message_id == "ABX"
+
+
+def test_receipt_without_stat_or_state_is_unknown():
+    r = parse_receipt(b"", [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"7\0")])
+    assert r is not None and (r.stat, r.state) == ("UNKNOWN", 7)
+
+
+def test_receipt_a_repeated_key_keeps_the_first_and_reads_on():
+    assert parse_text("id:1 id:2 stat:DELIVRD") == {"id": "1", "stat": "DELIVRD"}
+
+
+def test_receipt_format_defaults_and_an_explicit_dlvrd():
+    assert format_receipt("9", "UNDELIV") == (b"id:9 sub:001 dlvrd:000 submit date: done date: stat:UNDELIV "
+                                              b"err:000 text:")
+    assert format_receipt("9", "DELIVRD", dlvrd="005").startswith(b"id:9 sub:001 dlvrd:005 ")
+    assert format_receipt("9", "DELIVRD", text="退订").endswith(b"text:??")  # not Latin-1: replaced, not raised

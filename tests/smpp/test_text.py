@@ -72,3 +72,15 @@ def test_text_check_codec():
     assert check_codec(GSM)
     with pytest.raises(LookupError):
         check_codec("no-such-codec")
+
+
+@pytest.mark.parametrize("data_coding, codec", [(0x01, "ascii"), (0x7F, None), (0x7B, None), (0x78, None),
+                                                (0x1C, None), (0x18, "utf-16-be"), (0xDF, GSM), (0xCF, GSM),
+                                                (0xEF, "utf-16-be"), (0xE8, "utf-16-be"), (0xBF, None)])
+def test_text_codec_at_the_edges_of_each_group(data_coding: int, codec: str | None):
+    assert codec_for(data_coding) == codec
+
+
+def test_text_ucs2_that_happens_to_be_ascii_octets_is_still_ucs2():
+    assert decode(b"ST", 0x08) == "\u5354"
+    assert decode(b"ST", 0x03) == "ST"
