@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from smppguard.hooks import Decided, Hooks
 from smppguard.policy import load_policy
-from smppguard.policy.model import ALLOW, Index
-from smppguard.proxy.screening import CONCAT_TTL_S, ConcatEntry, Screening
+from smppguard.policy.model import ALLOW, Action, Index
+from smppguard.proxy.screening import (
+    CONCAT_TTL_S,
+    Answer,
+    ConcatEntry,
+    Forward,
+    Hold,
+    MultiContext,
+    Reservation,
+    Screening,
+    smpp_time,
+)
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.concat import build_udh
+from smppguard.smpp.fields import DistributionList, SmeDest, UnsuccessSme, encode_body, parse_body
+from smppguard.smpp.pdu import build, from_bytes
+from smppguard.smpp.status import Status
 
 SUB = None
 
@@ -16,3 +35,137 @@ def test_screening_forgets_concatenated_messages_whose_parts_never_came():
     later = 100.0 + CONCAT_TTL_S + 61
     s._remember_concat(("a", "S", "2", 8, 2), ConcatEntry(ALLOW, None, later + CONCAT_TTL_S, SUB), later)
     assert list(s.concat) == [("a", "S", "2", 8, 2)]  # the stale one went in the sweep, unasked for
+
+
+# --- screen(): the outcome, what counts, what the hooks hear --------------------------------------------------
+
+
+
+NOON = datetime(2026, 11, 27, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+NIGHT = datetime(2026, 11, 27, 23, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+CN = {"default_region": "CN", "fallback_zone": "Asia/Shanghai"}
+A, B = 8613800000001, 8613900000001
+
+
+class Heard:
+    def __init__(self):
+        self.events: list[Decided] = []
+
+    def decided(self, e):
+        self.events.append(e)
+
+
+def screening_at(now: float, rules: dict | None = None, index: Index | None = None, sends=None):
+    heard = Heard()
+    s = Screening(load_policy(CN, rules or {}), index if index is not None else Index(), clock=lambda: now,
+                  hooks=Hooks([heard]), record_send=(lambda *row: sends.append(row)) if sends is not None else None)
+    return s, heard
+
+
+def submit(dest: str = "8613800000001", seq: int = 1, **fields):
+    fields.setdefault("short_message", b"sale")
+    return from_bytes(build(CommandId.SUBMIT_SM, seq, encode_body(CommandId.SUBMIT_SM, source_addr="ACME",
+                                                                  destination_addr=dest, **fields)))
+
+
+def data_sm(dest: str = "8613800000001"):
+    return from_bytes(build(CommandId.DATA_SM, 1, encode_body(CommandId.DATA_SM, source_addr="ACME",
+                                                              destination_addr=dest, tlvs=[(0x0424, b"sale")])))
+
+
+def resp(command_id: int, status: int = 0, body: bytes = b"id\0"):
+    return from_bytes(build(command_id, 1, body, status))
+
+
+def test_an_allowed_submit_is_forwarded_as_it_came_and_counts_once_the_smsc_takes_it():
+    sends = []
+    s, heard = screening_at(NOON, sends=sends)
+    pdu = submit()
+    out = s.screen(pdu, "acme")
+    assert type(out) is Forward and out.raw == pdu.raw and type(out.context) is Reservation
+    assert s.index.history == {A: (NOON,)} and sends == []  # counted in flight, saved once accepted
+    assert s.settle(out.context, resp(CommandId.SUBMIT_SM_RESP)) == resp(CommandId.SUBMIT_SM_RESP).raw
+    assert sends == [(A, "acme", NOON)]
+    [e] = heard.events
+    assert (e.account, e.sender, e.destination, e.verdict.action, e.repeat) == (
+        "acme", "ACME", "8613800000001", Action.ALLOW, False)
+
+
+def test_a_send_the_smsc_refuses_or_never_answers_does_not_count():
+    s, _ = screening_at(NOON)
+    out = s.screen(submit(), "acme")
+    s.settle(out.context, resp(CommandId.SUBMIT_SM_RESP, Status.RTHROTTLED, b""))
+    assert s.index.history == {}
+    out = s.screen(submit(), "acme")
+    s.failed(out.context)
+    assert s.index.history == {}
+
+
+def test_a_refused_submit_is_answered_with_the_rules_status():
+    s, heard = screening_at(NOON, index=Index(blacklist={B}))
+    assert s.screen(submit("8613900000001"), "acme") == Answer(Status.RSUBMITFAIL)
+    assert heard.events[0].verdict.rule == "blacklist" and s.index.history == {}
+
+
+def test_quiet_hours_hold_and_schedule():
+    s, _ = screening_at(NIGHT)
+    out = s.screen(submit(), "acme")
+    assert type(out) is Hold and out.status == Status.RTHROTTLED
+    assert out.until == datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    assert s.index.history == {}
+    s, _ = screening_at(NIGHT, {"quiet_hours": {"action": "schedule"}})
+    out = s.screen(submit(), "acme")
+    assert type(out) is Forward
+    assert parse_body(CommandId.SUBMIT_SM, out.raw[16:])["schedule_delivery_time"] == "261128010000000+"
+    assert s.index.history == {A: (NIGHT,)}  # scheduled is sent: it counts
+
+
+def test_a_data_sm_quiet_hours_would_schedule_is_held_and_counts_nothing():
+    s, _ = screening_at(NIGHT, {"quiet_hours": {"action": "schedule"}})
+    out = s.screen(data_sm(), "acme")
+    assert type(out) is Hold and out.status == Status.RTHROTTLED
+    assert s.index.history == {}
+
+
+def test_the_parts_of_a_long_message_share_the_first_verdict_and_count_once():
+    s, heard = screening_at(NOON)
+    parts = [submit(seq=i, esm_class=0x40, short_message=build_udh(7, 3, i) + b"part") for i in (1, 2, 3)]
+    outs = [s.screen(p, "acme") for p in parts]
+    assert all(type(o) is Forward for o in outs)
+    assert len({id(o.context) for o in outs}) == 1 and outs[0].context.outstanding == 3
+    assert s.index.history == {A: (NOON,)}
+    assert [e.repeat for e in heard.events] == [False, True, True]
+    assert s.concat == {}  # the last part ends the message
+
+
+def test_submit_multi_screens_each_destination_and_refuses_a_distribution_list():
+    s, heard = screening_at(NOON, index=Index(blacklist={B}))
+    dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001"), DistributionList("vip")]
+    pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                  dest_addresses=dests, short_message=b"x")))
+    out = s.screen(pdu, "acme")
+    assert type(out) is Forward and type(out.context) is MultiContext
+    assert parse_body(CommandId.SUBMIT_MULTI, out.raw[16:])["dest_addresses"] == [dests[0]]
+    assert [(u.address, u.status) for u in out.context.refused] == [("8613900000001", Status.RSUBMITFAIL),
+                                                                   ("vip", Status.RCNTSUBDL)]
+    lists = [e for e in heard.events if e.sub is None]
+    assert [(e.destination, e.verdict.rule) for e in lists] == [("list:vip", "distribution_lists")]
+    merged = s.settle(out.context, resp(CommandId.SUBMIT_MULTI_RESP, body=encode_body(
+        CommandId.SUBMIT_MULTI_RESP, message_id="m", unsuccess_sme=[])))
+    assert [u.address for u in parse_body(CommandId.SUBMIT_MULTI_RESP, merged[16:])["unsuccess_sme"]] == [
+        "8613900000001", "vip"]
+
+
+def test_submit_multi_with_every_destination_refused_is_answered_here():
+    s, _ = screening_at(NOON, index=Index(blacklist={B}))
+    pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(
+        CommandId.SUBMIT_MULTI, source_addr="ACME", dest_addresses=[SmeDest(1, 1, "8613900000001")],
+        short_message=b"x")))
+    out = s.screen(pdu, "acme")
+    assert type(out) is Answer and out.status == Status.ROK
+    assert parse_body(CommandId.SUBMIT_MULTI_RESP, out.body)["unsuccess_sme"] == [
+        UnsuccessSme(1, 1, "8613900000001", Status.RSUBMITFAIL)]
+
+
+def test_smpp_time_is_utc_in_the_absolute_format():
+    assert smpp_time(datetime(2026, 11, 28, 1, 2, 3, tzinfo=ZoneInfo("UTC")).timestamp()) == "261128010203000+"
