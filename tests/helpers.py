@@ -10,6 +10,8 @@ import asyncio
 import dataclasses
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -105,6 +107,32 @@ class Stack:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
             self.loop.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL) -> tuple[subprocess.Popen, tuple[str, int]]:
+    """`smppguard run` in a child process, as systemd runs it, on a free port with `config_toml` (its [listen]
+    table is added here); returns once it accepts connections. The caller stops it."""
+    port = free_port()
+    cfg = tmp_path / "smppguard.toml"
+    cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n{config_toml}')
+    daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return daemon, ("127.0.0.1", port)
+        except OSError:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                daemon.kill()
+                raise AssertionError(f"the daemon did not start: {daemon.communicate()}") from None
+            time.sleep(0.05)
 
 
 def smpplib_client(address: tuple[str, int], timeout: float = 5) -> smpplib.client.Client:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import pytest
 
-from helpers import Stack
+from helpers import Stack, free_port
 
 BEARERBOX = Path("/usr/sbin/bearerbox")
 SMSBOX = Path("/usr/sbin/smsbox")
@@ -49,12 +49,6 @@ HTTP_USER, HTTP_PASS = "tester", "pw"
 ADMIN_PASS = "admin"
 SENDER = "12345"
 DEADLINE = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE, every: float = 0.1) -> Any:

@@ -2,13 +2,11 @@
 
 import socket
 import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 from click.testing import CliRunner
 
+from helpers import start_daemon
 from smppguard.cli import main
 from smppguard.store.migrations import MIGRATIONS
 
@@ -33,24 +31,10 @@ def test_run_port_in_use_names_the_setting(tmp_path):
 @pytest.mark.subprocess
 def test_run_exits_with_an_error_when_a_newer_smppguard_migrates_the_store(tmp_path):
     """A non-zero exit is what makes systemd (Restart=on-failure) start the upgraded daemon."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     store = tmp_path / "guard.db"
-    cfg = tmp_path / "smppguard.toml"
-    cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n[simulator]\ncontrol = ""\n'
-                   f'[store]\npath = "{store}"\n[policy]\ndefault_region = "CN"\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon, _address = start_daemon(tmp_path, f'[simulator]\ncontrol = ""\n[store]\npath = "{store}"\n'
+                                              '[policy]\ndefault_region = "CN"\n')
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not start"
-                time.sleep(0.05)
         with sqlite3.connect(store) as db:
             db.execute("INSERT INTO schema_migrations VALUES (?, 'm_from_a_newer_version', 0)",
                        (len(MIGRATIONS) + 1,))

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from helpers import RawPeer
+from helpers import RawPeer, start_daemon
 from rawsmsc import RawSmsc
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.status import Status
@@ -19,36 +16,16 @@ from smppguard.smpp.status import Status
 pytestmark = pytest.mark.subprocess
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_daemon(tmp_path, upstream: tuple[str, int]) -> tuple[subprocess.Popen, tuple[str, int]]:
-    port = free_port()
-    cfg = tmp_path / "smppguard.toml"
-    cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n[upstream]\naddress = "{upstream[0]}:{upstream[1]}"\n'
-                   f'[store]\npath = "{tmp_path / "guard.db"}"\n[policy]\ndefault_region = "CN"\n'
-                   '[rules.quiet_hours]\nenabled = false\n[rules.frequency]\nenabled = false\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return daemon, ("127.0.0.1", port)
-        except OSError:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                daemon.kill()
-                raise AssertionError(f"the daemon did not start: {daemon.communicate()}") from None
-            time.sleep(0.05)
+def start(tmp_path, upstream: tuple[str, int]):
+    return start_daemon(tmp_path, f'[upstream]\naddress = "{upstream[0]}:{upstream[1]}"\n'
+                                  f'[store]\npath = "{tmp_path / "guard.db"}"\n[policy]\ndefault_region = "CN"\n'
+                                  '[rules.quiet_hours]\nenabled = false\n[rules.frequency]\nenabled = false\n')
 
 
 def test_sigterm_answers_every_request_in_flight_unbinds_both_legs_and_exits_0(tmp_path):
     with RawSmsc() as smsc:
         smsc.delay = 1.0  # the SMSC takes its time: the submits are still in flight when SIGTERM comes
-        daemon, address = start_daemon(tmp_path, smsc.address)
+        daemon, address = start(tmp_path, smsc.address)
         peer = RawPeer(address, 10)
         try:
             peer.bind()

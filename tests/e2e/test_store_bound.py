@@ -10,9 +10,8 @@ import threading
 import time
 
 import pytest
-from test_sigterm import free_port
 
-from helpers import RawPeer
+from helpers import RawPeer, start_daemon
 from rawsmsc import RawSmsc
 from smppguard.smpp.commands import CommandId
 
@@ -21,28 +20,13 @@ BOUND, WINDOW = 200, 10
 
 
 def start(tmp_path, smsc: RawSmsc):
-    import socket
-    import subprocess
-    import sys
-
-    port = free_port()
     db = tmp_path / "guard.db"
-    cfg = tmp_path / "smppguard.toml"
-    cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n'
-                   f'[upstream]\naddress = "{smsc.address[0]}:{smsc.address[1]}"\nwindow = {WINDOW}\n'
-                   f'[store]\npath = "{db}"\nmax_unsaved = {BOUND}\nmax_unsaved_age = "30s"\n'
-                   '[policy]\ndefault_region = "CN"\n[rules.quiet_hours]\nenabled = false\n'
-                   '[rules.frequency]\nmax = 1000\nmin_interval = "0s"\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return daemon, ("127.0.0.1", port), db
-        except OSError:
-            assert daemon.poll() is None and time.monotonic() < deadline, daemon.communicate()
-            time.sleep(0.05)
+    daemon, address = start_daemon(tmp_path, f'[upstream]\naddress = "{smsc.address[0]}:{smsc.address[1]}"\n'
+                                             f'window = {WINDOW}\n[store]\npath = "{db}"\nmax_unsaved = {BOUND}\n'
+                                             'max_unsaved_age = "30s"\n[policy]\ndefault_region = "CN"\n'
+                                             '[rules.quiet_hours]\nenabled = false\n'
+                                             '[rules.frequency]\nmax = 1000\nmin_interval = "0s"\n')
+    return daemon, address, db
 
 
 class Sender:
