@@ -80,3 +80,9 @@ def test_consent_bad_scope_names_the_key():
     with pytest.raises(ConfigError) as e:
         consent.parse_settings({"scope": "sender"})
     assert e.value.key == "rules.consent.scope"
+
+
+def test_consent_reason_says_when_consent_waits_for_its_confirmation():
+    assert consent.check(sub(CN_MOBILE), with_consent("pending"), NOW, ON).reason == (
+        "no confirmed consent (pending confirmation)")
+    assert consent.check(sub(CN_MOBILE), with_consent(None), NOW, ON).reason == "no confirmed consent"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from policy_helpers import CN_MOBILE, CN_OTHER, DAY, HOUR, MINUTE, NEW_YORK, SHANGHAI, US_NY, at, sub
+from policy_helpers import CN_MOBILE, CN_OTHER, DAY, HOUR, MINUTE, NEW_YORK, NO_ZONE, SHANGHAI, US_NY, at, sub
 
 from smppguard.errors import ConfigError
 from smppguard.policy import frequency, load_policy
-from smppguard.policy.model import ALLOW, SCOPE_STRIDE, Action, Index, Verdict
+from smppguard.policy.model import ALLOW, SCOPE_STRIDE, Action, Index, RuleContext, Verdict
 from smppguard.smpp.status import Status
 
 T0 = at(2025, 6, 1, 10)
@@ -256,3 +256,53 @@ def test_frequency_allowed_sends_never_break_the_cap(gaps, cap, period_d, interv
         assert sent[i + cap] - sent[i] > period  # no closed window of `period` holds cap + 1 sends
     for a, b in zip(sent, sent[1:], strict=False):
         assert b - a >= interval_h * HOUR
+
+
+def test_frequency_month_starts_at_midnight_on_the_first_whatever_the_time_now():
+    now = at(2025, 3, 15, 12, 34) + 56.789  # seconds and a fraction past the minute
+    assert frequency.period_start(sub(), Index(), now, MONTHLY) == at(2025, 3, 1)
+
+
+def test_frequency_month_of_a_number_without_zones_is_the_fallback_zones():
+    s = frequency.parse_settings({"max": 1, "period": "calendar-month"}, RuleContext(fallback_zone=SHANGHAI))
+    start = frequency.period_start(sub(NO_ZONE)._replace(zones=()), Index(), at(2025, 3, 15, 12), s)
+    assert start == at(2025, 3, 1)  # midnight in Shanghai, not in UTC
+
+
+def test_frequency_month_does_not_depend_on_the_machines_zone(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        assert frequency.period_start(sub(), Index(), at(2025, 3, 1, 3), MONTHLY) == at(2025, 3, 1)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_policy_history_terms_come_from_the_rule_that_owns_them():
+    policy = load_policy(rules={"frequency": {"scope": "account"}})
+    index = Index()
+    key = policy.history_key(CN_MOBILE, "acme", index)
+    assert key == frequency.history_key(CN_MOBILE, "acme", index, policy.settings("frequency")) != CN_MOBILE
+    assert load_policy().history_key(CN_MOBILE, "acme", index) == CN_MOBILE
+    assert load_policy().history_span_s == frequency.HISTORY_S == 32 * DAY
+
+
+def test_prune_history_skips_keys_released_since_its_pass_began():
+    index = Index()
+    for n in range(4):
+        index.record_send(CN_MOBILE + n, T0 - 40 * DAY)
+    index.prune_history(T0 - 32 * DAY, budget=1)  # a pass over a snapshot of 4 keys begins
+    index.release(CN_MOBILE, T0 - 40 * DAY)  # gone meanwhile (the SMSC refused it)
+    index.release(CN_MOBILE + 1, T0 - 40 * DAY)
+    for _ in range(4):
+        index.prune_history(T0 - 32 * DAY, budget=1)
+    assert index.history == {}
+
+
+def test_prune_history_keeps_a_send_exactly_at_the_cut():
+    index = Index()
+    index.record_send(CN_MOBILE, T0 - 32 * DAY)
+    index.prune_history(T0 - 32 * DAY)
+    assert index.history == {CN_MOBILE: (T0 - 32 * DAY,)}

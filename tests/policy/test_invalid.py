@@ -71,3 +71,11 @@ def test_invalid_bad_settings_name_the_key(raw, key):
 def test_invalid_rejects_exactly_the_none_recipients(recipient):
     v = invalid.check(sub(recipient), Index(), NOW, S)
     assert (v is not None) == (recipient is None)
+
+
+def test_invalid_warns_at_start_up_only_without_a_default_region():
+    assert load_policy().warnings() == [
+        "no [policy] default_region: destinations without a country code (13800138000) are refused as invalid; "
+        "with one (8613800138000, +8613800138000) they pass"]
+    assert load_policy({"default_region": "CN"}).warnings() == []
+    assert load_policy(rules={"invalid": {"enabled": False}}).warnings() == []

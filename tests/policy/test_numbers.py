@@ -195,3 +195,9 @@ def test_check_region_and_zone():
     for bad in ("Mars/Base", "../etc", ""):
         with pytest.raises(ValueError):
             check_zone(bad)
+
+
+@pytest.mark.parametrize("number, region", [(971501234567, "AE"), (390612345678, "IT"), (3906698123456, "VA"),
+                                            (12025550123, "US"), (80012345678, "001")])
+def test_region_of_three_digit_codes_and_leading_zeros(number, region):
+    assert region_of(number) == region  # Italy keeps the 0 of 06 (phonenumbers' italian_leading_zero)

@@ -169,3 +169,32 @@ def test_optout_refuses_exactly_when_a_scope_covers_the_message(entries, sender,
     v = optout.check(sub(CN_MOBILE, sender=sender, account=account), index, T, S)
     assert (v is not None and v.action is Action.REJECT) == covered
     assert v is None or v.action is Action.REJECT  # no grace an hour later
+
+
+def test_optout_tidy_keeps_a_grace_to_its_last_second_and_forgets_it_after():
+    index = opted_out("sender", "ACME", when=T)
+    [key] = index.optout_at
+    index.grace_used.add(key)
+    optout.tidy(index, T + S.grace, S)
+    assert index.optout_at == {key: T} and index.grace_used == {key}  # at the end of the grace: still on
+    optout.tidy(index, T + S.grace + 1, S)
+    assert index.optout_at == {} and index.grace_used == set()
+
+
+def test_policy_asks_the_optout_rule_for_its_terms():
+    policy = load_policy(rules={"optout": {"grace": "2m", "correlation_threshold": 5}})
+    assert (policy.grace_s, policy.correlation_threshold) == (120.0, 5)
+    assert policy.opens_grace("sender", "mo") and policy.opens_grace("account", "manual")
+    assert not policy.opens_grace("global", "mo") and not policy.opens_grace("sender", "import")
+    index = opted_out("sender", "ACME", when=T)
+    assert policy.maybe_in_grace(index, CN_MOBILE, "ACME", "acme")
+    assert not policy.maybe_in_grace(index, CN_MOBILE, "OTHER", "acme")
+    assert not policy.maybe_in_grace(Index(), CN_MOBILE, "ACME", "acme")
+
+
+def test_index_scope_ids_global_is_zero_and_unknown_scopes_are_none():
+    index = Index()
+    assert index.maybe_scope_id("global", "") == index.scope_id("global", "anything") == 0
+    assert index.maybe_scope_id("sender", "ACME") is None
+    sid = index.scope_id("sender", "ACME")
+    assert index.maybe_scope_id("sender", "ACME") == sid != 0
