@@ -86,13 +86,18 @@ class Hooks:
         self._last_logged: dict[tuple[int, str], float] = {}
         self._calls = {name: tuple((o, getattr(o, name)) for o in self.observers if callable(getattr(o, name, None)))
                        for name in EVENTS}
+        self._decided = self._calls["decided"]
         # Whether anyone observes these: the hot path builds no event otherwise.
-        self.wants_decided = bool(self._calls["decided"])
+        self.wants_decided = bool(self._decided)
         self.wants_answered = bool(self._calls["answered"])
         self.wants_delivered = bool(self._calls["delivered"])
 
     def decided(self, event: Decided) -> None:
-        self._emit("decided", event)
+        for observer, call in self._decided:  # _emit, spelled out: this runs for every message
+            try:
+                call(event)
+            except Exception:
+                self._failed(observer, "decided")
 
     def answered(self, event: Answered) -> None:
         self._emit("answered", event)

@@ -123,17 +123,14 @@ class Policy:
         return self._history[0].keys(index, self._history[1]) if self._history else None
 
     @functools.cached_property
-    def _counting(self) -> dict[str, Any]:
+    def _counted(self) -> dict[str, bool]:
         return {}
 
-    def _counts(self, traffic_class: str) -> Any:
-        """The counting rule's settings when it counts messages of this class, else None; once per class."""
-        try:
-            return self._counting[traffic_class]
-        except KeyError:
-            found = self._counting[traffic_class] = (
-                self._history[1] if self._history and self._history[1].applies_to(traffic_class) else None)
-            return found
+    @functools.cached_property
+    def _key_is_number(self) -> bool:
+        """Whether the history key of a send is the recipient's number whatever the account (the common case):
+        then forward() reserves without asking the rule, which matters at a send per message."""
+        return self._history is not None and self._history[0].keys(Index(), self._history[1]) is None
 
     def forward(self, sub: Submission, verdict: Verdict, index: Index, now: float) -> int | None:
         """A message with this verdict goes out now: spend the one-time allowance it used (the opt-out grace),
@@ -141,11 +138,17 @@ class Policy:
         reserved, to be released if the SMSC refuses the message (Index.release), or None."""
         if verdict.mark is not None:
             index.grace_used.add(verdict.mark)  # the one confirmation is spent as it goes out
-        if sub.recipient is None or self._counts(sub.traffic_class) is None:
+        recipient = sub.recipient
+        if recipient is None:
             return None
-        key = self.history_key(sub.recipient, sub.account, index)
-        if key is not None:
-            index.reserve(key, now)
+        counted = self._counted.get(sub.traffic_class)
+        if counted is None:  # whether the counting rule counts this class: worked out once per class
+            counted = self._counted[sub.traffic_class] = (
+                self._history is not None and self._history[1].applies_to(sub.traffic_class))
+        if not counted:
+            return None
+        key = recipient if self._key_is_number else self.history_key(recipient, sub.account, index)
+        index.reserve(key, now)  # type: ignore[arg-type]
         return key
 
     @functools.cached_property
@@ -162,9 +165,11 @@ class Policy:
         """Whether an opt-out of this scope and source is remembered (Index.optout_at) for its confirmation."""
         return self._optouts is not None and self._optouts[0].opens_grace(scope, source)
 
-    def maybe_in_grace(self, index: Index, number: int, sender: str, account: str) -> bool:
-        """Whether a confirmation to this recipient from this sender could pass the opt-out grace now."""
-        return self._optouts is not None and self._optouts[0].maybe_in_grace(index, number, sender, account)
+    @functools.cached_property
+    def maybe_in_grace(self) -> Callable[[Index, int, str, str], bool]:
+        """(index, number, sender, account) -> whether a confirmation to this recipient from this sender could
+        pass the opt-out grace now: the optout rule's own function, called directly on the hot path."""
+        return self._optouts[0].maybe_in_grace if self._optouts else _never_in_grace
 
     @property
     def correlation_threshold(self) -> int:
@@ -189,6 +194,10 @@ class Policy:
 
     def settings(self, name: str) -> Any:
         return self._by_name[name]
+
+
+def _never_in_grace(_index: Index, _number: int, _sender: str, _account: str) -> bool:
+    return False
 
 
 _POLICY_KEYS = {"preset", "default_region", "fallback_zone", "confirmation_patterns", "distribution_lists"}

@@ -105,6 +105,10 @@ class ConcatEntry:
         return "".join(self.texts[k] for k in sorted(self.texts))
 
 
+_ALLOW, _SCHEDULE = Action.ALLOW, Action.SCHEDULE
+_new_tuple = tuple.__new__  # builds a NamedTuple from a tuple of all its fields, in C
+
+
 def _goes(verdict: Verdict, v: SubmitView) -> bool:
     """Whether a message with this verdict is forwarded now (a data_sm has no schedule_delivery_time to set)."""
     return verdict.action is Action.ALLOW or (verdict.action is Action.SCHEDULE and v.schedule_at >= 0)
@@ -164,14 +168,24 @@ class Screening:
         sub = make_submission(policy, v.destination_addr, v.dest_addr_ton, v.source_addr, account, v.service_type,
                               None, concat, index, text_of)
         verdict = decide(sub, index, now, policy)
-        reservation = self._reserve(sub, verdict, now) if _goes(verdict, v) else None
+        action = verdict.action
+        if action is _ALLOW or (action is _SCHEDULE and v.schedule_at >= 0):  # it goes out now (_goes)
+            reservation = self._reserve(sub, verdict, now)
+        else:
+            reservation = None
         if ckey is not None:
             entry = ConcatEntry(verdict, reservation, now + CONCAT_TTL_S, sub, {concat.seqnum})  # type: ignore
             if sub.text is not None and policy.text_checks_for(sub.traffic_class):
                 entry.texts = {concat.seqnum: sub.text}  # type: ignore[union-attr]
             self._remember_concat(ckey, entry, now)
-        if self.hooks.wants_decided:
-            self.hooks.decided(Decided(now, command_id, account, v.source_addr, v.destination_addr, sub, verdict))
+        hooks = self.hooks
+        if hooks.wants_decided:  # built without the keyword handling of Decided(...): one per message
+            hooks.decided(_new_tuple(Decided, (now, command_id, account, v.source_addr, v.destination_addr, sub,
+                                               verdict, False)))
+        if action is _ALLOW:  # the common case, without _outcome's other cases
+            if reservation is not None:
+                reservation.outstanding += 1
+            return _new_tuple(Forward, (pdu.raw, reservation))
         return self._outcome(pdu, v, verdict, reservation)
 
     def _later_part(self, pdu: Pdu, v: SubmitView, seqnum: int, total: int, ckey: tuple, entry: ConcatEntry,
