@@ -47,3 +47,50 @@ def test_a_failing_observer_is_logged_once_a_minute_and_the_next_still_runs(capl
             hooks.bound(Bound(t, "acme", "peer", "bound_tx"))
     assert seen == [("next", "acme")] * 3
     assert caplog.text.count("observer Broken failed on bound") == 2  # at 0 s and at 61 s
+
+
+class Refusals:
+    ignores_allows = True
+
+    def decided(self, e):
+        pass
+
+
+class Everything:
+    def decided(self, e):
+        pass
+
+
+def test_allowed_messages_build_events_only_for_an_observer_that_wants_them():
+    assert (Hooks([Refusals()]).wants_decided, Hooks([Refusals()]).wants_allowed) == (True, False)
+    assert Hooks([Refusals(), Everything()]).wants_allowed
+    assert not Hooks([]).wants_allowed and not Hooks([]).wants_decided
+
+
+def test_screening_tells_an_allow_only_to_hooks_that_want_allows():
+    from smppguard.policy import load_policy
+    from smppguard.policy.model import Index
+    from smppguard.proxy.screening import Screening
+    from smppguard.smpp.commands import CommandId
+    from smppguard.smpp.fields import encode_body
+    from smppguard.smpp.pdu import build, from_bytes
+
+    seen = []
+
+    class Allows:
+        def decided(self, e):
+            seen.append(("allows", e.verdict.action.value))
+
+    class Quiet:
+        ignores_allows = True
+
+        def decided(self, e):
+            seen.append(("quiet", e.verdict.action.value))
+
+    pdu = from_bytes(build(CommandId.SUBMIT_SM, 1, encode_body(CommandId.SUBMIT_SM, destination_addr="8613800000001",
+                                                               short_message=b"x")))
+    policy = load_policy({"default_region": "CN"}, {"quiet_hours": {"enabled": False}})
+    Screening(policy, Index(), hooks=Hooks([Quiet()])).screen(pdu, "acme")
+    assert seen == []  # no event was built
+    Screening(policy, Index(), hooks=Hooks([Quiet(), Allows()])).screen(pdu, "acme")
+    assert seen == [("quiet", "allow"), ("allows", "allow")]  # one that wants allows gets it; the audit log skips it

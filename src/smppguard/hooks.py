@@ -3,7 +3,9 @@
 The audit log is an observer; learning from deliver_sm, metrics and MQTT sync plug in the same way. An observer
 is any object with a method named after each event it wants, taking the event: `decided(event)`,
 `answered(event)`, `delivered(event)`, `bound(event)`, `unbound(event)`. Hooks looks the methods up once, so an
-event nobody observes costs one empty loop.
+event nobody observes costs nothing: the proxy asks `wants_*` before it builds one. An observer of `decided` that
+has no use for allow verdicts (the audit log) says so with a class attribute `ignores_allows = True`; an allowed
+message, most of the traffic, then builds no event unless another observer wants it.
 
 Rule 1: an observer never changes a verdict or stops traffic. It is called after the proxy has acted, and
 whatever it raises is logged (at most once a minute per observer and event) and swallowed.
@@ -89,6 +91,7 @@ class Hooks:
         self._decided = self._calls["decided"]
         # Whether anyone observes these: the hot path builds no event otherwise.
         self.wants_decided = bool(self._decided)
+        self.wants_allowed = any(not getattr(o, "ignores_allows", False) for o, _call in self._decided)
         self.wants_answered = bool(self._calls["answered"])
         self.wants_delivered = bool(self._calls["delivered"])
 

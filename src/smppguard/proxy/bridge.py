@@ -84,10 +84,15 @@ class Bridge:
                 raw, context = pdu.raw, None
                 screening = self.screening
                 if screening is not None and command_id in cmd.SUBMITS:
-                    outcome = self._screen(session, pdu, screening)
+                    try:
+                        outcome = screening.screen(pdu, session.system_id)
+                    except Exception as e:
+                        self._screening_failed(session, pdu, e)
+                        return
                     if type(outcome) is not Forward:
-                        return  # answered here (refused, or held)
-                    raw, context = outcome  # type: ignore[misc]
+                        self._answer(session, pdu, outcome)  # refused, or held
+                        return
+                    raw, context = outcome
                 if self._bucket is not None and command_id in cmd.SUBMITS and (
                         self._throttled or self._bucket.take(_now()) > 0):
                     self._throttle(pdu, raw, context)
@@ -123,27 +128,23 @@ class Bridge:
             else:
                 session.respond(pdu, Status.RINVCMDID)
 
-    def _screen(self, session: Session, pdu: Pdu, screening: Screening) -> Forward | None:
-        """The screening's outcome, acted on: Forward is returned to be sent, anything else is answered here."""
-        try:
-            outcome = screening.screen(pdu, session.system_id)
-        except PduError as e:
-            log.info("%s: malformed %s: %s", session.label, cmd.command_name(pdu.command_id), e)
-            session.respond(pdu, e.status)
-            return None
-        except Exception:  # a bug in a rule: never a silent allow; 0x08 makes the sender retry
-            log.exception("%s: screening %s failed; answered RSYSERR", session.label,
-                          cmd.command_name(pdu.command_id))
-            session.respond(pdu, Status.RSYSERR)
-            return None
-        if type(outcome) is Forward:
-            return outcome
+    @staticmethod
+    def _answer(session: Session, pdu: Pdu, outcome: Answer | Hold) -> None:
         if type(outcome) is Hold:  # no hold queue yet: the sender is told to try later
             session.respond(pdu, outcome.status)
         else:
             assert type(outcome) is Answer
             session.respond(pdu, outcome.status, outcome.body)
-        return None
+
+    @staticmethod
+    def _screening_failed(session: Session, pdu: Pdu, e: Exception) -> None:
+        if isinstance(e, PduError):
+            log.info("%s: malformed %s: %s", session.label, cmd.command_name(pdu.command_id), e)
+            session.respond(pdu, e.status)
+        else:  # a bug in a rule: never a silent allow; 0x08 makes the sender retry
+            log.error("%s: screening %s failed; answered RSYSERR", session.label, cmd.command_name(pdu.command_id),
+                      exc_info=e)
+            session.respond(pdu, Status.RSYSERR)
 
     # --- responses -----------------------------------------------------------------------------------------
 

@@ -179,7 +179,8 @@ class Screening:
                 entry.texts = {concat.seqnum: sub.text}  # type: ignore[union-attr]
             self._remember_concat(ckey, entry, now)
         hooks = self.hooks
-        if hooks.wants_decided:  # built without the keyword handling of Decided(...): one per message
+        if hooks.wants_allowed if action is _ALLOW else hooks.wants_decided:
+            # built without the keyword handling of Decided(...): one per message
             hooks.decided(_new_tuple(Decided, (now, command_id, account, v.source_addr, v.destination_addr, sub,
                                                verdict, False)))
         if action is _ALLOW:  # the common case, without _outcome's other cases
@@ -207,7 +208,7 @@ class Screening:
                     self.hooks.decided(Decided(now, pdu.command_id, sub.account, sub.sender, v.destination_addr,
                                                sub, verdict))
                 return self._outcome(pdu, v, verdict, None)
-        if self.hooks.wants_decided:
+        if self.hooks.wants_allowed if entry.verdict.allowed else self.hooks.wants_decided:
             self.hooks.decided(Decided(now, pdu.command_id, ckey[0], v.source_addr, v.destination_addr,
                                        entry.sub, entry.verdict, repeat=True))
         return self._outcome(pdu, v, entry.verdict, entry.reservation)
@@ -263,7 +264,7 @@ class Screening:
             sub = make_submission(policy, dest.address, dest.ton, sender, account, fields["service_type"], text,
                                   None, index)
             verdict = decide(sub, index, now, policy)
-            if hooks.wants_decided:
+            if hooks.wants_allowed if verdict.allowed else hooks.wants_decided:
                 hooks.decided(Decided(now, pdu.command_id, account, sender, dest.address, sub, verdict))
             if verdict.action is Action.ALLOW:
                 allowed.append(dest)

@@ -34,6 +34,8 @@ class AuditLog:
 
     `write(at, account, sender, recipient, rule, action, status, reason)` appends the row (StoreWriter.audit)."""
 
+    ignores_allows = True  # hooks.Hooks: no Decided event need be built for an allowed message on its account
+
     def __init__(self, write: Callable[..., None], mode: str = "masked", salt: str = ""):
         self.write = write
         self.mode = mode

@@ -69,10 +69,11 @@ class StoreWriter:
         self._sends: list[tuple] = []
         self._audits: list[tuple] = []
         self._jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
+        self._queued_rows = 0  # rows (and jobs) queued for the next commit
         self._since = 0.0  # loop time of the oldest queued row
         self._inflight: _Batch | None = None
-        self._appended = 0  # rows (and jobs) ever appended ...
-        self._saved = 0  # ... and ever committed: flush() waits for the second to reach the first
+        self._check_at = min(max_batch, max_unsaved + 1)  # queued rows from which _queued() looks at each
+        self._saved = 0  # rows ever committed: flush() waits for it to reach what was appended before it
         self._flush_waiters: list[tuple[int, asyncio.Future]] = []
         self._wake: asyncio.Event | None = None  # rows wait
         self._urgent: asyncio.Event | None = None  # commit without waiting for the batch to grow
@@ -98,13 +99,17 @@ class StoreWriter:
     # --- the hot path: append and return ------------------------------------------------------------------
 
     def record_send(self, number: int, account: str, at: float) -> None:
-        self._queued()
         self._sends.append((number, account, at))
+        n = self._queued_rows = self._queued_rows + 1  # most rows need no more: this runs for every message
+        if n == 1 or n >= self._check_at:
+            self._queued(n)
 
     def audit(self, at: float, account: str, sender: str, recipient: str, rule: str, action: str, status: int,
               reason: str) -> None:
-        self._queued()
         self._audits.append((at, account, sender, recipient, rule, action, int(status), reason))
+        n = self._queued_rows = self._queued_rows + 1
+        if n == 1 or n >= self._check_at:
+            self._queued(n)
 
     def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
         """Run `fn(connection)` on the writer's thread inside the next group commit, in a savepoint of its own
@@ -112,8 +117,9 @@ class StoreWriter:
         gets fn's result once the commit is durable."""
         assert self._loop is not None, "start() first"
         future = self._loop.create_future()
-        self._queued()
         self._jobs.append((fn, future))
+        self._queued_rows += 1
+        self._queued(self._queued_rows)
         return future
 
     def change(self, changes: list[Change], *, origin: str, actor: str = "",
@@ -124,20 +130,17 @@ class StoreWriter:
         return self.submit(lambda db: changelog.write(db, changes, origin=origin, actor=actor, in_transaction=True,
                                                       correlation_threshold=correlation_threshold))
 
-    def _queued(self) -> None:
-        """Bookkeeping for one more row (called before it is appended)."""
-        queued = len(self._sends) + len(self._audits) + len(self._jobs) + 1
+    def _queued(self, queued: int) -> None:
+        """`queued` rows wait now: the first of them wakes the commit loop; a full batch makes it commit at once;
+        past the bound, the writer is behind (Rule 2)."""
         if queued == 1:
             self._since = self._loop.time() if self._loop is not None else 0.0
-        self._appended += 1
-        wake = self._wake
-        if wake is not None and not wake.is_set():
-            wake.set()
+            if self._wake is not None:
+                self._wake.set()
         if queued >= self.max_batch and self._urgent is not None:
             self._urgent.set()
         if not self.behind:
-            inflight = self._inflight
-            unsaved = queued + (len(inflight) if inflight else 0)
+            unsaved = queued + (len(self._inflight) if self._inflight else 0)
             if unsaved > self.max_unsaved:
                 self._set_behind(True, unsaved)
 
@@ -145,20 +148,20 @@ class StoreWriter:
     def unsaved(self) -> int:
         """Rows appended and not yet committed (acknowledged, for sends and audit rows, but not durable)."""
         inflight = self._inflight
-        return len(self._sends) + len(self._audits) + len(self._jobs) + (len(inflight) if inflight else 0)
+        return self._queued_rows + (len(inflight) if inflight else 0)
 
     def unsaved_age(self) -> float:
         """Seconds the oldest unsaved row has waited (0 when none wait)."""
         if self._loop is None:
             return 0.0
         oldest = [b for b in ((self._inflight.since if self._inflight else None),
-                              (self._since if (self._sends or self._audits or self._jobs) else None))
+                              (self._since if self._queued_rows else None))
                   if b is not None]
         return self._loop.time() - min(oldest) if oldest else 0.0
 
     async def flush(self) -> None:
         """Wait until every row appended so far is committed (durable)."""
-        target = self._appended
+        target = self._saved + self.unsaved  # everything appended so far
         if self._saved >= target:
             return
         assert self._loop is not None and self._wake is not None
@@ -183,7 +186,7 @@ class StoreWriter:
                     pass
             self._wake.clear()
             self._urgent.clear()
-            if not (self._sends or self._audits or self._jobs):
+            if not self._queued_rows:
                 continue
             if await self._commit_once():
                 failures = 0
@@ -197,7 +200,9 @@ class StoreWriter:
         assert self._loop is not None
         batch = _Batch(self._sends, self._audits, self._jobs, self._since)
         self._sends, self._audits, self._jobs = [], [], []
+        self._queued_rows = 0
         self._inflight = batch
+        self._check_at = min(self.max_batch, self.max_unsaved + 1 - len(batch))
         try:
             results = await self._loop.run_in_executor(self._thread, self._commit_in_thread, batch)
         except Exception as e:  # sqlite3.Error (locked, disk full, I/O); anything else is a bug, also kept
@@ -206,9 +211,12 @@ class StoreWriter:
             self.last_error = str(e)
             log.error("group commit of %d rows failed (%s); kept, and tried again", len(batch), e)
             self._sends[:0], self._audits[:0], self._jobs[:0] = batch.sends, batch.audits, batch.jobs
+            self._queued_rows += len(batch)
             self._since = batch.since
+            self._check_at = min(self.max_batch, self.max_unsaved + 1)
             return False
         self._inflight = None
+        self._check_at = min(self.max_batch, self.max_unsaved + 1)
         self.commits += 1
         self.rows_written += len(batch)
         self._saved += len(batch)
