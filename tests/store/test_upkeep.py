@@ -7,8 +7,8 @@ import asyncio
 import time
 
 import pytest
+from store_helpers import audits, eventually, sends
 
-from conftest import audits, eventually, sends
 from smppguard.policy import load_policy
 from smppguard.policy.model import GLOBAL, Index, scoped
 from smppguard.store.changelog import Change, last_id, write

@@ -7,8 +7,8 @@ import asyncio
 import logging
 
 import pytest
+from store_helpers import audits, eventually, sends
 
-from conftest import audits, eventually, sends
 from smppguard.store.writer import StoreWriter
 
 N1, N2, N3 = 8613800000001, 8613800000002, 8613800000003

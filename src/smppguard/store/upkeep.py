@@ -131,11 +131,10 @@ class Upkeep:
         while True:
             await asyncio.sleep(self.tail_interval)
             try:
-                await self._check_schema()  # first: the removals would fail less plainly
+                await self.tail_once()  # first: it checks the schema, which the removals would fail on less plainly
                 removed = await self.apply_due_removals()
                 if removed:
                     log.info("observation period ended: %d numbers removed from the blacklist", len(removed))
-                await self.tail_once()
             except StoreError as e:
                 log.error("%s", e)
                 assert self.failed is not None
