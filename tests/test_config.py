@@ -85,3 +85,19 @@ def test_shipped_config_documents_every_rule_setting():
                 continue  # taken from [policy], not a key of the rule
             assert re.search(rf"^#?\s*{f.name}\s*=", section.group(1), re.M), f"rules.{rule.name}.{f.name}"
     assert [r.name for r, _ in cfg.policy.rules] == [r.name for r in RULES]
+
+
+def test_config_is_looked_for_in_the_environment_then_etc_then_defaults(tmp_path, monkeypatch):
+    import smppguard.config as config_module
+
+    etc = tmp_path / "etc.toml"
+    etc.write_text('[upstream]\nwindow = 7\n')
+    env = tmp_path / "env.toml"
+    env.write_text('[upstream]\nwindow = 3\n')
+    monkeypatch.setattr(config_module, "DEFAULT_PATHS", (tmp_path / "missing.toml", etc))
+    monkeypatch.setenv("SMPPGUARD_CONFIG", str(env))
+    assert (load_config().upstream.window, load_config().source) == (3, str(env))
+    monkeypatch.delenv("SMPPGUARD_CONFIG")
+    assert (load_config().upstream.window, load_config().source) == (7, str(etc))
+    monkeypatch.setattr(config_module, "DEFAULT_PATHS", (tmp_path / "missing.toml",))
+    assert load_config().source == "<defaults>" and load_config().upstream.window == 10
