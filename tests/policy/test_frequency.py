@@ -9,7 +9,7 @@ from policy_helpers import CN_MOBILE, CN_OTHER, DAY, HOUR, MINUTE, NEW_YORK, NO_
 
 from smppguard.errors import ConfigError
 from smppguard.policy import frequency, load_policy
-from smppguard.policy.model import ALLOW, SCOPE_STRIDE, Action, Index, RuleContext, Verdict
+from smppguard.policy.model import ALLOW, SCOPE_STRIDE, Action, Index, RuleContext, Verdict, scoped
 from smppguard.smpp.status import Status
 
 T0 = at(2025, 6, 1, 10)
@@ -306,3 +306,28 @@ def test_prune_history_keeps_a_send_exactly_at_the_cut():
     index.record_send(CN_MOBILE, T0 - 32 * DAY)
     index.prune_history(T0 - 32 * DAY)
     assert index.history == {CN_MOBILE: (T0 - 32 * DAY,)}
+
+
+def test_frequency_reasons_say_how_long_ago_and_how_long_to_go():
+    v = frequency.check(sub(), history(T0), T0 + 2 * HOUR, S)
+    assert v.reason == "frequency cap reached: previous message 2.0 h ago, minimum interval 72 h (70.0 h to go)"
+    full = history(T0 - 20 * DAY, T0 - 10 * DAY, T0 - 5 * DAY, T0 - 4 * DAY)
+    assert frequency.check(sub(), full, T0, S).reason == "frequency cap reached: 4 of 4 in 30 days"
+    assert frequency.check(sub(), history(T0), T0 + HOUR, MONTHLY).reason == (
+        "frequency cap reached: 1 of 1 in this calendar month")
+
+
+def test_index_keeps_sends_in_time_order_whatever_order_they_come_in():
+    index = Index()
+    for t in (T0 + 5, T0 + 1, T0 + 9, T0 + 1, T0 + 3):
+        index.record_send(CN_MOBILE, t)
+    assert index.history[CN_MOBILE] == (T0 + 1, T0 + 1, T0 + 3, T0 + 5, T0 + 9)
+    assert index.sends_between(CN_MOBILE, T0 + 2, T0 + 5) == 2
+
+
+def test_policy_forward_reserves_under_the_accounts_key_when_frequency_counts_per_account():
+    policy = load_policy(rules={"frequency": {"scope": "account"}})
+    index = Index()
+    key = policy.forward(sub(account="acme"), ALLOW, index, T0)
+    assert key == scoped(CN_MOBILE, index.maybe_scope_id("account", "acme")) and key != CN_MOBILE
+    assert index.history == {key: (T0,)}

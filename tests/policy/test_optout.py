@@ -9,7 +9,7 @@ from policy_helpers import CN_MOBILE, CN_OTHER, MINUTE, at, sub
 
 from smppguard.errors import ConfigError
 from smppguard.policy import load_policy, optout
-from smppguard.policy.model import Action, Index, scoped
+from smppguard.policy.model import Action, Index, Verdict, scoped
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
@@ -79,8 +79,8 @@ def test_optout_grace_confirmation_passes_once():
     index = opted_out("sender", "ACME")
     confirmation = sub(CN_MOBILE, sender="ACME", traffic_class="confirmation", text="您已退订成功")
     v = optout.check(confirmation, index, T + 4 * MINUTE, S)
-    assert v.action is Action.ALLOW and v.rule == "optout" and v.mark is not None
-    assert v.mark == scoped(CN_MOBILE, index.maybe_scope_id("sender", "ACME"))
+    assert v == Verdict(Action.ALLOW, "optout", 0, "confirmation of the opt-out, within the grace period",
+                        mark=scoped(CN_MOBILE, index.maybe_scope_id("sender", "ACME")))
     index.grace_used.add(v.mark)  # what the bridge does when it forwards the message
     second = optout.check(confirmation, index, T + 4.5 * MINUTE, S)
     assert second.action is Action.REJECT and second.mark is None
@@ -198,3 +198,29 @@ def test_index_scope_ids_global_is_zero_and_unknown_scopes_are_none():
     assert index.maybe_scope_id("sender", "ACME") is None
     sid = index.scope_id("sender", "ACME")
     assert index.maybe_scope_id("sender", "ACME") == sid != 0
+
+
+def test_index_names_the_scope_and_the_key_of_the_opt_out_that_covers_a_recipient():
+    index = Index()
+    sender, account = index.scope_id("sender", "ACME"), index.scope_id("account", "acme")
+    index.optouts = {scoped(CN_MOBILE, sender), scoped(CN_OTHER, account)}
+    assert index.maybe_optout_key(CN_MOBILE, "ACME", "acme") == ("sender", scoped(CN_MOBILE, sender))
+    assert index.maybe_optout_key(CN_OTHER, "ACME", "acme") == ("account", scoped(CN_OTHER, account))
+    assert index.maybe_optout_key(CN_OTHER, "ACME", "other") is None
+
+
+def test_index_refuses_a_scope_past_the_most_it_can_key(monkeypatch):
+    import smppguard.policy.model as model
+    monkeypatch.setattr(model, "MAX_SCOPES", 3)
+    index = Index()  # "" is scope 0
+    assert (index.scope_id("sender", "A"), index.scope_id("sender", "B")) == (1, 2)
+    with pytest.raises(OverflowError, match="^too many opt-out scopes$"):
+        index.scope_id("sender", "C")
+    assert index.scope_id("sender", "B") == 2  # known ones still work
+
+
+def test_without_an_optout_rule_no_text_is_a_confirmation():
+    from smppguard.policy import RULES, make_submission
+    policy = load_policy(registry=tuple(r for r in RULES if r.name != "optout"))
+    sub_ = make_submission(policy, "+8613800138000", 1, "ACME", "acme", text="You are unsubscribed", index=Index())
+    assert sub_.traffic_class == "marketing"  # no grace could let it through: the patterns are not even matched

@@ -322,3 +322,11 @@ def test_quiet_hours_hold_until_is_the_first_allowed_instant(recipient, data, no
         before = max(now, v.until - 1)
         assert quiet_somewhere(zones, before, s.windows)  # ... and not a moment before
         assert v.until - now < 2 * DAY
+
+
+def test_next_allowed_is_none_when_now_is_allowed_everywhere():
+    ny = quiet_hours.parse_settings({"windows": US_WINDOWS}, IN_NEW_YORK).windows
+    noon = at(2025, 3, 5, 12, zone=NEW_YORK)
+    assert quiet_hours.next_allowed(noon, lambda t: (-5 * 3600,), ny) is None
+    night = at(2025, 3, 5, 23, zone=NEW_YORK)
+    assert quiet_hours.next_allowed(night, lambda t: (-5 * 3600,), ny) == at(2025, 3, 6, 8, zone=NEW_YORK)
