@@ -8,7 +8,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 def pytest_make_parametrize_id(config, val, argname):
     """Test ids in plain ASCII. An id is also a command-line argument (`pytest 'file::test[id]'`, and mutmut
     passes ids back that way), and pytest escapes non-ASCII and control characters in ids, which it then
-    cannot find again. Such a string value gets a short stable digest instead."""
+    cannot find again. Such a string or bytes value gets a short stable digest instead."""
     if isinstance(val, str) and not (val.isascii() and val.isprintable()):
         return f"{argname}-{hashlib.sha1(val.encode()).hexdigest()[:8]}"
+    if isinstance(val, bytes) and not (val.isascii() and val.decode().isprintable()):
+        return f"{argname}-{hashlib.sha1(val).hexdigest()[:8]}"
     return None
