@@ -149,12 +149,13 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     writer = StoreWriter(config.store.path, max_unsaved=config.store.max_unsaved,
                          max_unsaved_age=config.store.max_unsaved_age)
     await writer.start()
-    upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention)
+    upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention,
+                    audit_max_size=config.audit.max_size)
     await upkeep.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),
              time.monotonic() - started)
-    hooks = Hooks([AuditLog(writer.audit, config.audit.recipient, config.audit.salt)])
+    hooks = Hooks([AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)])
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
                           text_codecs=(config.text.default_codec, config.text.ia5_codec))
     return OpenStore(screening, writer, upkeep, hooks)

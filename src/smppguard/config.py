@@ -21,7 +21,7 @@ from typing import Any, Callable
 from .errors import ConfigError
 from .policy import load_policy
 from .smpp import text as smpp_text
-from .values import address, choice, duration, integer, number, string, upstream_address
+from .values import address, choice, duration, integer, number, size, string, upstream_address
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -137,6 +137,13 @@ class AuditConfig:
                             "How audit rows keep the recipient: \"full\", \"masked\" (+86138****8000) or "
                             "\"hashed\" (SHA-256, keyed by [audit] salt).")
     salt: str = option("", string, "Secret mixed into hashed recipients, so hashes cannot be looked up.")
+    fold: float = option(3600.0, duration,
+                         "A refusal or hold that repeats the account, sender, recipient, rule and status within "
+                         "this long of the first is counted in the first's row (count, first and last time) "
+                         "instead of a row of its own; 0 = a row each.")
+    max_size: int = option(1_000_000_000, size,
+                           "Most disk space the audit log may take (\"1GB\"); past it the oldest rows are deleted, "
+                           "with a warning in the log.")
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,22 @@ def string(value: Any) -> str:
     return value
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def size(value: Any) -> int:
+    """Bytes from a number or a string such as "500MB", "2GB" (decimal units, as disks are sold)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as \"500MB\" or \"2GB\"")
+    if isinstance(value, int) and value >= 0:
+        return value
+    m = _SIZE.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError(f"expected a size such as \"500MB\" or \"2GB\"; got {value!r}")
+    return int(float(m.group(1)) * _UNIT_BYTES[m.group(2).upper() if m.group(2) else None])
+
+
 def choice(*options: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if value not in options:

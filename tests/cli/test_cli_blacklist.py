@@ -223,8 +223,8 @@ def test_blacklist_removal_cancelled_by_a_new_optout_or_listing(cli, db_path, co
     assert (row["status"], row["note"]) == ("cancelled", f"{why} by {OPERATOR}")
     r = cli("audit", "--rule", "blacklist-removal")
     assert norm(r.stdout).splitlines()[2:] == [
-        f"{TIME}  blacklist-removal  cancelled  0       {B}                   {why:<34}  {OPERATOR}",
-        f"{TIME}  blacklist-removal  requested  0       {B}                   "
+        f"{TIME}        1      blacklist-removal  cancelled  0       {B}                   {why:<34}  {OPERATOR}",
+        f"{TIME}        1      blacklist-removal  requested  0       {B}                   "
         f"{'customer verified (observe 3 days)':<34}  {OPERATOR}"]
     # a cancelled removal never takes effect, even once its period is over
     sql(db_path, "UPDATE pending_removal SET effective_at = ?", (time.time() - 1,))

@@ -20,13 +20,14 @@ OTHER = 8613800138000
 
 
 def insert(db_path, audits=(), sends=(), mode="masked"):
-    """audits: (at, account, rule, action, status, reason, number); sends: (number, account, sent_at)."""
+    """audits: (at, account, rule, action, status, reason, number[, count, last_at]); sends: (number, account,
+    sent_at)."""
     db = connect(db_path)
     try:
-        db.executemany("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(at, account, account.upper(), mask_recipient(n, "", mode), rule, action, status, reason)
-                        for at, account, rule, action, status, reason, n in audits])
+        db.executemany("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, count, "
+                       "last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(at, account, account.upper(), mask_recipient(n, "", mode), rule, action, status, reason,
+                         *(fold or (1, None))) for at, account, rule, action, status, reason, n, *fold in audits])
         db.executemany("INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)", sends)
     finally:
         db.close()
@@ -35,24 +36,31 @@ def insert(db_path, audits=(), sends=(), mode="masked"):
 AUDITS = [
     (DAY1, "acme", "blacklist", "reject", 69, "number is blacklisted", NUMBER),
     (DAY2, "acme", "blacklist", "reject", 69, "number is blacklisted", NUMBER),
-    (DAY2 + 60, "acme", "frequency", "reject", 69, "frequency cap reached", OTHER),
+    (DAY2 + 60, "acme", "frequency", "reject", 69, "frequency cap reached", OTHER, 37, DAY2 + 1800),  # folded
     (DAY2 + 120, "beta", "quiet_hours", "hold", 88, "quiet hours", LOOKALIKE),
 ]
 SENDS = [(OTHER, "acme", DAY1), (OTHER, "acme", DAY2), (8613700000001, "acme", DAY2 + 10)]
 AUDIT_TABLE = table(
-    "at                    rule         action  status  recipient       account  sender  reason                 actor",
-    "--------------------  -----------  ------  ------  --------------  -------  ------  ---------------------  -----",
-    "2026-01-13 09:32:00Z  quiet_hours  hold    88      +86139****0001  beta     BETA    quiet hours",
-    "2026-01-13 09:31:00Z  frequency    reject  69      +86138****8000  acme     ACME    frequency cap reached",
-    "2026-01-13 09:30:00Z  blacklist    reject  69      +86139****0001  acme     ACME    number is blacklisted",
-    "2026-01-10 12:00:00Z  blacklist    reject  69      +86139****0001  acme     ACME    number is blacklisted")
-ROWS = {  # the same rows, as cells (column widths change with the rows shown)
-    "hold": ["2026-01-13 09:32:00Z", "quiet_hours", "hold", "88", "+86139****0001", "beta", "BETA", "quiet hours"],
-    "freq": ["2026-01-13 09:31:00Z", "frequency", "reject", "69", "+86138****8000", "acme", "ACME",
-             "frequency cap reached"],
-    "bl2": ["2026-01-13 09:30:00Z", "blacklist", "reject", "69", "+86139****0001", "acme", "ACME",
+    "first                 last                  count  rule         action  status  recipient       account  sender"
+    "  reason                 actor",
+    "--------------------  --------------------  -----  -----------  ------  ------  --------------  -------  ------"
+    "  ---------------------  -----",
+    "2026-01-13 09:32:00Z                        1      quiet_hours  hold    88      +86139****0001  beta     BETA"
+    "    quiet hours",
+    "2026-01-13 09:31:00Z  2026-01-13 10:00:00Z  37     frequency    reject  69      +86138****8000  acme     ACME"
+    "    frequency cap reached",
+    "2026-01-13 09:30:00Z                        1      blacklist    reject  69      +86139****0001  acme     ACME"
+    "    number is blacklisted",
+    "2026-01-10 12:00:00Z                        1      blacklist    reject  69      +86139****0001  acme     ACME"
+    "    number is blacklisted")
+ROWS = {  # the same rows, as cells (column widths change with the rows shown; an empty `last` is no cell)
+    "hold": ["2026-01-13 09:32:00Z", "1", "quiet_hours", "hold", "88", "+86139****0001", "beta", "BETA",
+             "quiet hours"],
+    "freq": ["2026-01-13 09:31:00Z", "2026-01-13 10:00:00Z", "37", "frequency", "reject", "69", "+86138****8000",
+             "acme", "ACME", "frequency cap reached"],
+    "bl2": ["2026-01-13 09:30:00Z", "1", "blacklist", "reject", "69", "+86139****0001", "acme", "ACME",
             "number is blacklisted"],
-    "bl1": ["2026-01-10 12:00:00Z", "blacklist", "reject", "69", "+86139****0001", "acme", "ACME",
+    "bl1": ["2026-01-10 12:00:00Z", "1", "blacklist", "reject", "69", "+86139****0001", "acme", "ACME",
             "number is blacklisted"],
 }
 
@@ -60,8 +68,8 @@ ROWS = {  # the same rows, as cells (column widths change with the rows shown)
 def cells(text: str) -> list[list[str]]:
     """A table's rows split into cells (two or more spaces apart); checks the header and rule lines."""
     lines = text.splitlines()
-    assert re.split(r" {2,}", lines[0]) == ["at", "rule", "action", "status", "recipient", "account", "sender",
-                                            "reason", "actor"]
+    assert re.split(r" {2,}", lines[0]) == ["first", "last", "count", "rule", "action", "status", "recipient",
+                                            "account", "sender", "reason", "actor"]
     assert set(lines[1]) == {"-", " "}
     return [re.split(r" {2,}", line) for line in lines[2:]]
 
@@ -94,8 +102,8 @@ def test_audit_by_number_matches_the_masked_form_and_says_it_may_match_others(cl
     assert r.stderr == ("note: recipients are masked (+86139****0001); rows of other numbers with the same visible "
                         "digits match too\n")
     r = cli("audit", "--number", "+8613900000001", "--rule", "blacklist", "--json")
-    assert [(x["at"], x["recipient"], x["account"]) for x in as_json(r)] == [
-        (DAY2, "+86139****0001", "acme"), (DAY1, "+86139****0001", "acme")]
+    assert [(x["first"], x["last"], x["count"], x["recipient"], x["account"]) for x in as_json(r)] == [
+        (DAY2, DAY2, 1, "+86139****0001", "acme"), (DAY1, DAY1, 1, "+86139****0001", "acme")]
     assert cli("audit", "--number", "13600000001").exit_code == 1
     assert cli("audit", "--number", "12345").exit_code == 2
 
@@ -134,23 +142,24 @@ def test_audit_on_an_empty_store_exits_1(cli):
     assert (r.exit_code, r.stdout, r.stderr) == (1, "", "nothing found\n")
 
 
-def test_stats_groups_by_day_rule_and_action(cli, filled):
+def test_stats_counts_every_refusal_by_day_account_rule_and_action(cli, filled):
     r = cli("stats")
     assert (r.exit_code, r.stdout) == (0, table(
-        "day         rule         action  count",
-        "----------  -----------  ------  -----",
-        "2026-01-10  -            sent    1",
-        "2026-01-10  blacklist    reject  1",
-        "2026-01-13  -            sent    2",
-        "2026-01-13  blacklist    reject  1",
-        "2026-01-13  frequency    reject  1",
-        "2026-01-13  quiet_hours  hold    1"))
+        "day         account  rule         action  count",
+        "----------  -------  -----------  ------  -----",
+        "2026-01-10  acme     -            sent    1",
+        "2026-01-10  acme     blacklist    reject  1",
+        "2026-01-13  acme     -            sent    2",
+        "2026-01-13  acme     blacklist    reject  1",
+        "2026-01-13  acme     frequency    reject  37",
+        "2026-01-13  beta     quiet_hours  hold    1"))
+    assert re.fullmatch(r"audit log: \d+\.\d MB of 1,000 MB \(\[audit\] max_size, \d+%\)\n", r.stderr)
     r = cli("stats", "--since", "2026-01-11", "--json")
     assert as_json(r) == [
-        {"day": "2026-01-13", "rule": "-", "action": "sent", "count": 2},
-        {"day": "2026-01-13", "rule": "blacklist", "action": "reject", "count": 1},
-        {"day": "2026-01-13", "rule": "frequency", "action": "reject", "count": 1},
-        {"day": "2026-01-13", "rule": "quiet_hours", "action": "hold", "count": 1}]
+        {"day": "2026-01-13", "account": "acme", "rule": "-", "action": "sent", "count": 2},
+        {"day": "2026-01-13", "account": "acme", "rule": "blacklist", "action": "reject", "count": 1},
+        {"day": "2026-01-13", "account": "acme", "rule": "frequency", "action": "reject", "count": 37},
+        {"day": "2026-01-13", "account": "beta", "rule": "quiet_hours", "action": "hold", "count": 1}]
 
 
 def test_stats_leaves_out_operator_actions(cli):
@@ -158,4 +167,5 @@ def test_stats_leaves_out_operator_actions(cli):
     cli("blacklist", "remove", "13800138000", "--reason", "verified")  # audited, with the operator as actor
     assert len(as_json(cli("audit", "--json"))) == 1
     r = cli("stats")
-    assert (r.exit_code, r.stdout, r.stderr) == (1, "", "nothing found\n")
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr.startswith("nothing found\naudit log: ")

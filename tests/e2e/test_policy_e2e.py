@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from datetime import datetime
@@ -323,11 +324,11 @@ def test_content_of_a_concatenated_message_is_judged_as_its_parts_arrive(tmp_pat
         assert len(stack.sim.received) == 3 + 2 + 1 + 3
     db = sqlite3.connect(config(tmp_path).store.path)
     try:
-        reasons = [r for (r,) in db.execute("SELECT reason FROM audit WHERE rule = 'content' ORDER BY id")]
+        rows = db.execute("SELECT reason, count FROM audit WHERE rule = 'content' ORDER BY id").fetchall()
     finally:
         db.close()
-    assert reasons == ["content refused: no opt-out instruction", "content refused: contains 'casino'",
-                       "content refused: contains 'Casino'"]
+    # one recipient, rule and status: one folded row, counting every part refused (1 + 1 + 3)
+    assert rows == [("content refused: no opt-out instruction", 5)]
 
 
 def test_parts_of_a_message_scheduled_for_after_quiet_hours_are_judged_too(tmp_path, client_of):
@@ -366,3 +367,28 @@ def test_an_opt_out_confirmation_passes_once_within_the_grace(tmp_path, client_o
         assert send(c, FREE, "You are unsubscribed from ACME offers").status == Status.RSUBMITFAIL  # one only
         assert send(c, FREE, "Weekend sale").status == Status.RSUBMITFAIL
         assert [r.fields["short_message"] for r in stack.sim.received] == [b"You are unsubscribed from ACME offers"]
+
+
+def test_a_sender_that_resends_what_was_refused_gets_one_audit_row_that_counts_every_refusal(tmp_path, client_of):
+    from click.testing import CliRunner
+
+    from smppguard.cli import main
+
+    cfg = config(tmp_path, POLICY.replace("max = 4", "max = 1"))
+    with Stack(cfg, store=True) as stack:
+        c = client_of(stack)
+        statuses = [send(c, FREE, f"offer {i}").status for i in range(6)]
+        parts = udh_parts(b"D" * 300, ref=11)
+        statuses += [send(c, FREE, p, esm_class=0x40).status for p in parts]  # one message, three refusals
+        assert statuses == [Status.ROK] + [Status.RSUBMITFAIL] * 8
+        stack.run(stack.store.writer.flush())
+    db = sqlite3.connect(cfg.store.path)
+    try:
+        assert db.execute("SELECT rule, status, count FROM audit").fetchall() == [("frequency", 0x45, 8)]
+    finally:
+        db.close()
+    toml = tmp_path / "smppguard.toml"
+    toml.write_text(f'[store]\npath = "{cfg.store.path}"\n[policy]\ndefault_region = "CN"\n')
+    r = CliRunner().invoke(main, ["stats", "--json", "--config", str(toml)])
+    assert [(x["rule"], x["action"], x["count"]) for x in json.loads(r.stdout)] == [
+        ("-", "sent", 1), ("frequency", "reject", 8)]

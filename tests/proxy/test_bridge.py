@@ -392,7 +392,15 @@ def pdu_of(raw: bytes) -> Pdu:
 async def test_hold_verdicts_are_audited_through_the_hooks():
     from smppguard.store.audit import AuditLog
     rows = []
-    audit = AuditLog(lambda *row: rows.append(row), "full")
+
+    class Rows:
+        def audit(self, *row):
+            rows.append(row)
+
+        def audit_fold(self, *fold):
+            raise AssertionError("no repeat here")
+
+    audit = AuditLog(Rows(), "full")
     s = screening(clock=lambda: NIGHT, hooks=Hooks([audit]))
     raw = build(CommandId.SUBMIT_SM, 1, encode_body(CommandId.SUBMIT_SM, source_addr="ACME",
                                                     destination_addr="8613800000001", short_message=b"sale"))

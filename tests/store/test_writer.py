@@ -253,3 +253,34 @@ async def test_close_with_the_store_locked_gives_up_after_its_timeout_and_says_w
         assert "1 rows could not be saved" in caplog.text
     finally:
         other.execute("ROLLBACK")
+
+
+# --- folded audit rows ------------------------------------------------------------------------------------------
+
+async def test_a_folded_rows_count_and_last_time_land_with_one_update_per_commit(make_writer, other):
+    w = await make_writer(interval=0.05)
+    w.audit(NOW, "acct1", "ACME", "+86x", "frequency", "reject", 0x45, "cap")
+    for count in range(2, 101):
+        w.audit_fold(NOW, "acct1", "ACME", "+86x", "frequency", 0x45, count, NOW + count)
+    assert w.unsaved == 2  # the row, and one pending update however often it changed
+    await w.flush()
+    assert other.execute("SELECT at, count, last_at FROM audit").fetchall() == [(NOW, 100, NOW + 100)]
+    w.audit_fold(NOW, "acct1", "ACME", "+86x", "frequency", 0x45, 101, NOW + 101)  # a later commit
+    await w.flush()
+    assert other.execute("SELECT count, last_at FROM audit").fetchall() == [(101, NOW + 101)]
+
+
+async def test_a_failed_commit_keeps_the_newest_fold_update(make_writer, other):
+    w = await make_writer(interval=0.01, busy_timeout=0.02)
+    w.audit(NOW, "acct1", "ACME", "+86x", "frequency", "reject", 0x45, "cap")
+    await w.flush()
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        w.audit_fold(NOW, "acct1", "ACME", "+86x", "frequency", 0x45, 2, NOW + 2)
+        await eventually(lambda: w.failures >= 1, timeout=3.0)  # that update is back in the queue ...
+        w.audit_fold(NOW, "acct1", "ACME", "+86x", "frequency", 0x45, 3, NOW + 3)  # ... and now a newer one
+    finally:
+        other.execute("COMMIT")
+    await w.flush()
+    assert other.execute("SELECT count, last_at FROM audit").fetchall() == [(3, NOW + 3)]
+    assert w.unsaved == 0

@@ -20,6 +20,8 @@ from .common import Ctx, emit, exit_if_empty, output_options, since_option, stor
 def audit(ctx: Ctx, fmt, number, rule, since, limit) -> None:
     """Show audited decisions (refusals, holds) and list operations, newest first. Exit 1 when none match.
 
+    A refusal that repeats within [audit] fold is one row: `count` times from `first` to `last`.
+
     \b
     Example:
         smppguard audit --rule blacklist --since 1d
@@ -30,9 +32,11 @@ def audit(ctx: Ctx, fmt, number, rule, since, limit) -> None:
         n = ctx.number(number)
         a = ctx.config.audit
         recipients = (audit_store.mask_recipient(n, number, a.recipient, a.salt), f"+{n}")
-    rows = audit_store.query(ctx.db, recipients=recipients, rule=rule, since=since, limit=limit)
-    found = emit(rows, ("at", "rule", "action", "status", "recipient", "account", "sender", "reason", "actor"), fmt,
-                 times=("at",))
+    rows = list(audit_store.query(ctx.db, recipients=recipients, rule=rule, since=since, limit=limit))
+    if fmt != "json":  # a table or CSV shows the last time only where a row stands for several
+        rows = [r if r["count"] > 1 else {**r, "last": None} for r in rows]
+    found = emit(rows, ("first", "last", "count", "rule", "action", "status", "recipient", "account", "sender",
+                        "reason", "actor"), fmt, times=("first", "last"))
     if found and number and ctx.config.audit.recipient == "masked":  # the promise in store/audit.py's docstring
         click.echo(f"note: recipients are masked ({recipients[0]}); rows of other numbers with the same visible "
                    "digits match too", err=True)
@@ -44,11 +48,17 @@ def audit(ctx: Ctx, fmt, number, rule, since, limit) -> None:
 @output_options
 @since_option
 def stats(ctx: Ctx, fmt, since) -> None:
-    """Messages per day (UTC) and rule: refused and held per rule, and accepted sends. Exit 1 when empty.
+    """Messages per day (UTC), account and rule: every refusal and hold, and accepted sends. Exit 1 when empty.
+
+    Also says how much of [audit] max_size the audit log takes (on stderr).
 
     \b
     Example:
         smppguard stats --since 7d
     """
     rows = audit_store.stats(ctx.db, since=since)
-    exit_if_empty(emit(rows, ("day", "rule", "action", "count"), fmt))
+    found = emit(rows, ("day", "account", "rule", "action", "count"), fmt)
+    used, bound = audit_store.size(ctx.db), ctx.config.audit.max_size
+    click.echo(f"audit log: {used / 1e6:,.1f} MB of {bound / 1e6:,.0f} MB ([audit] max_size, "
+               f"{100 * used / bound:.0f}%)", err=True)
+    exit_if_empty(found)

@@ -88,11 +88,21 @@ def m006_optout_by_scope(db: sqlite3.Connection) -> None:
     _run(db, "CREATE INDEX optout_by_scope ON optout (scope, scope_key, number)")
 
 
+def m007_audit_folds(db: sqlite3.Connection) -> None:
+    """A refusal that repeats within [audit] fold is counted in the first one's row: `count` of them, from `at`
+    to `last_at` (NULL: the one time `at`)."""
+    _run(db, """
+    ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE audit ADD COLUMN last_at REAL
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
                                                                  m003_optout_recent,
                                                                  m004_send_history_append_only,
                                                                  m005_changelog_batches,
-                                                                 m006_optout_by_scope)
+                                                                 m006_optout_by_scope,
+                                                                 m007_audit_folds)
 
 
 NEWEST = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"

@@ -1,5 +1,5 @@
 """The daemon's background work on the store, beside the writer: the change-log tail, the end of observation
-periods, the rules' idle work on the Index, and the retention delete.
+periods, the rules' idle work on the Index, the retention delete and the audit log's bound on disk.
 
 The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
 change written by the CLI or another process takes effect live. Reads use a read-only connection of their own;
@@ -9,13 +9,14 @@ read what the newer one writes. Each round checks the schema version first; on a
 `failed` says why, so the daemon exits and its supervisor starts the upgraded code, rather than screening on
 with list changes it cannot see.
 Rule 2: the retention delete goes in slices of EXPIRE_SLICE rows, each in its own group commit, so no commit
-waits behind the whole backlog.
+waits behind the whole backlog; so does the pruning of the audit log past [audit] max_size, oldest rows first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 from .. import tasks
 from ..policy import Policy
 from ..policy.model import Index
+from . import audit
 from .changelog import COLUMNS, from_row
 from .db import BUSY_TIMEOUT_MS, StoreError
 from .index import apply_change
@@ -40,7 +42,7 @@ _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at 
 class Upkeep:
     def __init__(self, path: str, index: Index, policy: Policy, writer: StoreWriter, *, tail_interval: float = 0.5,
                  retention: float = 400 * 86400.0, tidy_every: float = 60.0, expire_first: float = 60.0,
-                 expire_every: float = 3600.0):
+                 expire_every: float = 3600.0, audit_max_size: int = 1_000_000_000):
         self.path = path
         self.index = index
         self.policy = policy
@@ -50,6 +52,7 @@ class Upkeep:
         self.tidy_every = tidy_every
         self.expire_first = expire_first  # the first retention delete, this long after start-up
         self.expire_every = expire_every  # then this often (hourly)
+        self.audit_max_size = audit_max_size
         self.failed: asyncio.Future[str] | None = None  # set when the daemon must stop (Rule 1)
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
@@ -124,6 +127,30 @@ class Upkeep:
                     break
         return deleted
 
+    async def bound_audit(self) -> int:
+        """Past [audit] max_size, delete the oldest audit rows until it takes nine tenths of it; returns how many.
+        The rows to delete are estimated from the average row size (dbstat counts the table's and its index's
+        pages); freed pages are reused, so the file stops growing."""
+        used, rows = await asyncio.to_thread(self._audit_size)
+        if used <= self.audit_max_size or rows == 0:
+            return 0
+        left = min(rows, math.ceil((used - 0.9 * self.audit_max_size) / (used / rows)))
+        deleted = 0
+        while left > 0:
+            k = min(left, EXPIRE_SLICE)
+            n = await self.writer.submit(lambda db, k=k: audit.prune_oldest(db, k))
+            deleted += n
+            left -= n
+            if n == 0:
+                break
+        log.warning("audit log took %.1f MB, past [audit] max_size (%.1f MB): deleted its %d oldest rows",
+                    used / 1e6, self.audit_max_size / 1e6, deleted)
+        return deleted
+
+    def _audit_size(self) -> tuple[int, int]:
+        assert self._db is not None
+        return audit.size(self._db), self._db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+
     async def _loop(self) -> None:
         started = time.monotonic()
         next_tidy = started + self.tidy_every
@@ -153,6 +180,7 @@ class Upkeep:
                     if deleted:
                         log.info("retention %.0f days: deleted %d send-history and audit rows",
                                  self.retention / 86400, deleted)
+                    await self.bound_audit()
                 except sqlite3.Error:
                     log.exception("deleting rows past retention failed; will retry in %.0f s", self.expire_every)
 

@@ -35,6 +35,9 @@ log = logging.getLogger("smppguard.store")
 _SEND = "INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)"
 _AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# A fold's row is found by what made it (audit_at narrows it to the rows of that instant): see audit_fold().
+_FOLD = ("UPDATE audit SET count = ?, last_at = ? WHERE at = ? AND account = ? AND sender = ? AND recipient = ? "
+         "AND rule = ? AND status = ? AND actor = ''")
 RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # waits between attempts at a commit that failed
 CLOSE_TIMEOUT_S = 30.0  # at close, how long to keep trying to save what is left
 WATCH_S = 0.1  # how often the age of unsaved rows is looked at while any wait
@@ -43,11 +46,12 @@ WATCH_S = 0.1  # how often the age of unsaved rows is looked at while any wait
 class _Batch(NamedTuple):
     sends: list[tuple]
     audits: list[tuple]
+    folds: dict[tuple, tuple[int, float]]  # a folded audit row -> its count and last time, the newest only
     jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]]
     since: float  # loop time when its oldest row was appended
 
     def __len__(self) -> int:
-        return len(self.sends) + len(self.audits) + len(self.jobs)
+        return len(self.sends) + len(self.audits) + len(self.folds) + len(self.jobs)
 
 
 class StoreWriter:
@@ -68,6 +72,7 @@ class StoreWriter:
         self.last_error: str | None = None
         self._sends: list[tuple] = []
         self._audits: list[tuple] = []
+        self._folds: dict[tuple, tuple[int, float]] = {}
         self._jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
         self._queued_rows = 0  # rows (and jobs) queued for the next commit
         self._since = 0.0  # loop time of the oldest queued row
@@ -110,6 +115,19 @@ class StoreWriter:
         n = self._queued_rows = self._queued_rows + 1
         if n == 1 or n >= self._check_at:
             self._queued(n)
+
+    def audit_fold(self, at: float, account: str, sender: str, recipient: str, rule: str, status: int, count: int,
+                   last_at: float) -> None:
+        """The audit row first written (`audit`) at `at` for this account, sender, recipient, rule and status now
+        stands for `count` occurrences up to `last_at`. Updates of one row within a commit are one UPDATE."""
+        key = (at, account, sender, recipient, rule, int(status))
+        folds = self._folds
+        new = key not in folds
+        folds[key] = (count, last_at)
+        if new:
+            n = self._queued_rows = self._queued_rows + 1
+            if n == 1 or n >= self._check_at:
+                self._queued(n)
 
     def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
         """Run `fn(connection)` on the writer's thread inside the next group commit, in a savepoint of its own
@@ -198,8 +216,8 @@ class StoreWriter:
     async def _commit_once(self) -> bool:
         """Commit what is queued in one transaction; False (rows back in front of the queue) if it failed."""
         assert self._loop is not None
-        batch = _Batch(self._sends, self._audits, self._jobs, self._since)
-        self._sends, self._audits, self._jobs = [], [], []
+        batch = _Batch(self._sends, self._audits, self._folds, self._jobs, self._since)
+        self._sends, self._audits, self._folds, self._jobs = [], [], {}, []
         self._queued_rows = 0
         self._inflight = batch
         self._check_at = min(self.max_batch, self.max_unsaved + 1 - len(batch))
@@ -211,7 +229,9 @@ class StoreWriter:
             self.last_error = str(e)
             log.error("group commit of %d rows failed (%s); kept, and tried again", len(batch), e)
             self._sends[:0], self._audits[:0], self._jobs[:0] = batch.sends, batch.audits, batch.jobs
-            self._queued_rows += len(batch)
+            newer = self._folds  # updates made since the batch was taken are the newer ones: they stay
+            self._folds = {**batch.folds, **newer}
+            self._queued_rows += len(batch) - len(batch.folds) + len(self._folds) - len(newer)
             self._since = batch.since
             self._check_at = min(self.max_batch, self.max_unsaved + 1)
             return False
@@ -242,6 +262,8 @@ class StoreWriter:
                 db.executemany(_SEND, batch.sends)
             if batch.audits:
                 db.executemany(_AUDIT, batch.audits)
+            if batch.folds:  # after the inserts: a fold's first row may be in this very batch
+                db.executemany(_FOLD, [(count, last, *key) for key, (count, last) in batch.folds.items()])
             for fn, _future in batch.jobs:
                 db.execute("SAVEPOINT job")
                 try:
