@@ -212,3 +212,23 @@ async def test_past_its_max_size_the_audit_log_loses_its_oldest_rows_with_a_warn
     left = [at for (at,) in other.execute("SELECT at FROM audit ORDER BY at")]
     assert left == [NOW + i for i in range(deleted, 5000)]  # the oldest went
     assert await u.bound_audit() == 0
+
+
+async def test_close_waits_for_a_read_still_running_on_the_upkeep_thread(make_upkeep, other):
+    """The daemon stops (the upkeep's task cancelled) while its hourly size read of the audit log still runs on
+    a thread: the connection is closed after that read ends, not under it (a close under a running statement
+    crashes the process)."""
+    u = await make_upkeep(tail_interval=60.0)
+    other.execute("BEGIN")
+    other.executemany("INSERT INTO audit (at, last_at, account, sender, recipient, rule, action, status, reason, "
+                      "actor) VALUES (?, ?, 'acct', 'ACME', ?, 'frequency', 'reject', 69, 'frequency cap', '')",
+                      [(NOW + i, NOW + i, f"+86{i:011d}") for i in range(200_000)])
+    other.execute("COMMIT")
+    for i in range(20):
+        reading = asyncio.ensure_future(u.bound_audit())
+        await asyncio.sleep(0.001 * (i % 10))  # the read has started on the thread (or not yet: both)
+        reading.cancel()
+        await u.close()
+        assert u._db is None
+        await u.start()
+    assert await u.bound_audit() == 0  # and the upkeep reads again after a restart

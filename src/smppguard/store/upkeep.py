@@ -4,6 +4,8 @@ periods, the rules' idle work on the Index, the retention delete and the audit l
 The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
 change written by the CLI or another process takes effect live. Reads use a read-only connection of their own;
 every write (a removal whose observation period ended, the retention delete) goes through the writer.
+The reads run on one thread of the upkeep's own; closing the connection is queued on that thread too, so a read
+still running when the daemon stops (its task cancelled) finishes before the connection goes.
 Rule 1: a newer smppguard (an upgraded CLI) may migrate the store under a running daemon, and this daemon cannot
 read what the newer one writes. Each round checks the schema version first; on a newer one it stops and
 `failed` says why, so the daemon exits and its supervisor starts the upgraded code, rather than screening on
@@ -19,6 +21,7 @@ import logging
 import math
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import tasks
@@ -56,10 +59,16 @@ class Upkeep:
         self.failed: asyncio.Future[str] | None = None  # set when the daemon must stop (Rule 1)
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def _in_thread(self, fn, *args):
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def start(self) -> None:
         self.failed = asyncio.get_running_loop().create_future()
-        self._db = await asyncio.to_thread(_read_only, self.path)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-upkeep")
+        self._db = await self._in_thread(_read_only, self.path)
         self._task = tasks.spawn(self._loop(), name="store upkeep")
 
     async def close(self) -> None:
@@ -69,7 +78,10 @@ class Upkeep:
             self._task = None
         if self._db is not None:
             db, self._db = self._db, None
-            await asyncio.to_thread(db.close)
+            await self._in_thread(db.close)  # after any read still running on the thread
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
 
     # --- the change-log tail -------------------------------------------------------------------------------
 
@@ -80,7 +92,7 @@ class Upkeep:
         applied = 0
         now = time.time()
         while True:
-            rows = await asyncio.to_thread(self._read, f"SELECT {COLUMNS} FROM changelog WHERE id > ? ORDER BY id "
+            rows = await self._in_thread(self._read, f"SELECT {COLUMNS} FROM changelog WHERE id > ? ORDER BY id "
                                                        f"LIMIT {TAIL_PAGE}", (self.index.change_id,))
             for row in rows:
                 try:
@@ -93,7 +105,7 @@ class Upkeep:
                 return applied
 
     async def _check_schema(self) -> None:
-        ((version,),) = await asyncio.to_thread(self._read, NEWEST, ())
+        ((version,),) = await self._in_thread(self._read, NEWEST, ())
         problem = too_new(version)
         if problem:
             raise StoreError(f"{self.path}: the store was migrated by a newer smppguard while this one ran; "
@@ -109,7 +121,7 @@ class Upkeep:
         """Blacklist removals whose observation period has ended, applied through the writer (looked for with a
         read first: most rounds have none, and need no commit)."""
         now = time.time()
-        if not await asyncio.to_thread(self._read, _DUE, (now,)):
+        if not await self._in_thread(self._read, _DUE, (now,)):
             return []
         return await self.writer.submit(lambda db: apply_due_removals(db, now, in_transaction=True))
 
@@ -131,7 +143,7 @@ class Upkeep:
         """Past [audit] max_size, delete the oldest audit rows until it takes nine tenths of it; returns how many.
         The rows to delete are estimated from the average row size (dbstat counts the table's and its index's
         pages); freed pages are reused, so the file stops growing."""
-        used, rows = await asyncio.to_thread(self._audit_size)
+        used, rows = await self._in_thread(self._audit_size)
         if used <= self.audit_max_size or rows == 0:
             return 0
         left = min(rows, math.ceil((used - 0.9 * self.audit_max_size) / (used / rows)))
@@ -148,8 +160,9 @@ class Upkeep:
         return deleted
 
     def _audit_size(self) -> tuple[int, int]:
-        assert self._db is not None
-        return audit.size(self._db), self._db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+        db = self._db
+        assert db is not None
+        return audit.size(db), db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
 
     async def _loop(self) -> None:
         started = time.monotonic()
