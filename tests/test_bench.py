@@ -93,3 +93,15 @@ def test_bench_stops_its_children_on_sigterm(command, after_s):
         if bench.poll() is None:
             bench.kill()
             bench.wait()
+
+
+def test_soak_counts_every_refusal_once_folded_and_grows_the_store_little():
+    """The short version of `smppguard bench --soak 2500000 --recipients 50000`."""
+    from smppguard.bench import format_soak, run_soak
+
+    r = run_soak(refusals=20_000, recipients=500, binds=2, window=10)
+    assert r["refusals_received"] == 20_000
+    assert (r["audit_rows"], r["audit_count"]) == (500, 20_000)  # a row per recipient, every refusal counted
+    assert r["audit_matches_per_recipient"] and r["stats_refusals"] == 20_000
+    assert r["store_growth_bytes"] < 1_000_000  # a row per refusal would be about 2.5 MB
+    assert "per recipient             every count = the refusals it got: yes" in format_soak(r)

@@ -20,6 +20,11 @@ Rates depend on what else the machine is doing (the figures include the load ave
 per message is the steadier figure.
 
 ``python -m smppguard.bench -n 200000 -b 4 -w 10 [--policy full|off] [--json]`` is ``smppguard bench`` too.
+
+`run_soak(refusals, recipients)` (``smppguard bench --soak 2500000 --recipients 50000``) is the other kind of
+run: a sender that keeps resending to the same recipients after the frequency cap (1) refused them, as a legacy
+sender or a script in a loop does. It reports what the refusals cost the store (its growth on disk), and checks
+that the audit log counts every refusal the sender got, per recipient and in `stats`.
 """
 
 from __future__ import annotations
@@ -100,9 +105,10 @@ class BenchError(RuntimeError):
 class _Client(asyncio.Protocol):
     """One transmitter bind that keeps `window` submit_sm outstanding, and times each one."""
 
-    def __init__(self, window: int, distinct: bool):
+    def __init__(self, window: int, distinct: bool, cycle: int = 0):
         self.window = window
         self.distinct = distinct
+        self.cycle = cycle  # with distinct: recipients go round numbers 0 .. cycle-1 (0: every one new)
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.pdu_len = 16 + len(SUBMIT_BODY)
@@ -199,8 +205,9 @@ class _Client(asyncio.Protocol):
         if self.distinct:
             number = self.number
             at = self.recipient_at
+            cycle = self.cycle
             for _ in range(k):
-                block[at:at + RECIPIENT_DIGITS] = b"%08d" % number
+                block[at:at + RECIPIENT_DIGITS] = b"%08d" % (number % cycle if cycle else number)
                 number += 1
                 at += size
             self.number = number
@@ -587,6 +594,119 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
             _stop(sink)
 
 
+# --- the soak: refusals, again and again ----------------------------------------------------------------------
+
+#: What the soak's proxy screens: the frequency cap at 1, so that every message to a recipient after its first is
+#: refused; recipients kept in full in the audit log, so its counts can be checked recipient by recipient.
+SOAK_TOML = ('[policy]\ndefault_region = "CN"\nfallback_zone = "Asia/Shanghai"\n\n'
+             '[rules.quiet_hours]\nenabled = false\n\n[rules.frequency]\nmax = 1\nmin_interval = "0s"\n\n'
+             '[audit]\nrecipient = "full"\n')
+#: 2.5 million refusals over 50,000 recipients may grow the store by this much at most.
+TARGET_SOAK_MB_PER_MILLION = 20.0
+
+
+async def _soak_pass(address: tuple[str, int], total: int, binds: int, window: int, recipients: int,
+                     pid: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    clients: list[_Client] = []
+    try:
+        for _ in range(binds):
+            _, client = await loop.create_connection(lambda: _Client(window, True, recipients), *address)
+            clients.append(client)
+        await asyncio.gather(*(c.bind() for c in clients))
+        cpu0 = _cpu_seconds(pid)
+        result = await _run(clients, total, _Numbers())
+        result["cpu_seconds"] = _cpu_seconds(pid) - cpu0
+        result["rss_kb"] = _rss_kb(pid)
+        return result
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def _store_bytes(db: Path) -> int:
+    return sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+
+
+def run_soak(refusals: int = 2_500_000, recipients: int = 50_000, binds: int = 4, window: int = 10) -> dict[str, Any]:
+    """A sender that resends to `recipients` numbers until `refusals` messages have been refused (the frequency
+    cap is 1: each recipient's first message is accepted, every later one refused). Returns what the store grew
+    by, and whether the audit log and `stats` count every refusal the sender received."""
+    import sqlite3
+
+    from .store import audit
+
+    if refusals < 0 or recipients < 1 or binds < 1 or window < 1:
+        raise ValueError("recipients, binds and window must be at least 1, refusals at least 0")
+    total = refusals + recipients
+    sink = proxy = None
+    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-soak-") as tmp:
+        tmpdir = Path(tmp)
+        db = tmpdir / "smppguard.db"
+        sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
+        (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
+        (tmpdir / "proxy.toml").write_text(
+            f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
+            f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = {window}\n\n'
+            '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
+            f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n' + SOAK_TOML)
+        try:
+            sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
+                           "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""], tmpdir / "sink.log", tmp)
+            _wait_accepting(sink, sink_addr, "sink SMSC", tmpdir / "sink.log")
+            proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
+            _wait_accepting(proxy, proxy_addr, "proxy", tmpdir / "proxy.log")
+            before = _store_bytes(db)
+            result = _run_loop(_soak_pass(proxy_addr, total, binds, window, recipients, proxy.pid))
+        finally:
+            _stop(proxy)  # SIGTERM: the proxy saves what it owes before it exits
+            _stop(sink)
+        after = _store_bytes(db)
+        conn = sqlite3.connect(db)
+        try:
+            rows, counted = conn.execute("SELECT COUNT(*), COALESCE(SUM(count), 0) FROM audit "
+                                         "WHERE rule = 'frequency'").fetchone()
+            per_recipient = dict(conn.execute("SELECT recipient, SUM(count) FROM audit WHERE rule = 'frequency' "
+                                              "GROUP BY recipient"))
+            in_stats = sum(r["count"] for r in audit.stats(conn) if r["action"] == "reject")
+            audit_bytes = audit.size(conn)
+        finally:
+            conn.close()
+    # recipient r got the messages i (i % recipients == r) of 0 .. total-1, and one of them was accepted
+    expected = {f"+{RECIPIENT_PREFIX.decode()}{r:08d}": (total - r - 1) // recipients for r in range(recipients)}
+    expected = {k: v for k, v in expected.items() if v}
+    return {"refusals": refusals, "recipients": recipients, "binds": binds, "window": window,
+            "messages": total, "seconds": result["seconds"], "rate": result["rate"],
+            "refusals_received": result["errors"], "store_growth_bytes": after - before,
+            "audit_bytes": audit_bytes, "audit_rows": rows, "audit_count": counted,
+            "audit_matches_per_recipient": per_recipient == expected, "stats_refusals": in_stats,
+            "proxy_cpu_us_per_msg": result["cpu_seconds"] / total * 1e6 if total else 0.0,
+            "proxy_rss_kb": result["rss_kb"],
+            "target_growth_mb": TARGET_SOAK_MB_PER_MILLION * refusals / 1e6}
+
+
+def format_soak(r: dict[str, Any]) -> str:
+    growth_mb = r["store_growth_bytes"] / 1e6
+    per_million = growth_mb / (r["refusals"] / 1e6) if r["refusals"] else 0.0
+    return "\n".join([
+        f"smppguard bench --soak: {r['refusals']:,} refusals over {r['recipients']:,} recipients "
+        f"({r['binds']} binds, window {r['window']}; frequency cap 1, so every message after a recipient's first "
+        "is refused)",
+        "",
+        f"submit_sm sent            {r['messages']:,} in {r['seconds']:.1f} s ({r['rate']:,.0f}/s; "
+        f"proxy CPU {r['proxy_cpu_us_per_msg']:.1f} µs each)",
+        f"refusals received         {r['refusals_received']:,}",
+        f"store growth              {growth_mb:.1f} MB, {per_million:.1f} MB per million refusals "
+        f"(target <= {r['target_growth_mb']:.1f} MB: {_met(growth_mb <= r['target_growth_mb'])})",
+        f"audit log                 {r['audit_rows']:,} rows, {r['audit_bytes'] / 1e6:.1f} MB, counting "
+        f"{r['audit_count']:,} refusals",
+        "per recipient             every count = the refusals it got: "
+        f"{'yes' if r['audit_matches_per_recipient'] else 'NO'}",
+        f"stats                     {r['stats_refusals']:,} refusals = received: "
+        f"{'yes' if r['stats_refusals'] == r['refusals_received'] else 'NO'}",
+        f"proxy RSS at the end      {r['proxy_rss_kb'] * 1024 / 1e6:.0f} MB",
+    ])
+
+
 # --- output -------------------------------------------------------------------------------------------------
 
 def format_result(r: dict[str, Any]) -> str:
@@ -681,17 +801,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lists", type=int, default=0,
                         help="pre-load this many blacklist entries and as many opt-outs into the store")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--soak", type=int, metavar="REFUSALS",
+                        help="instead: resend to --recipients numbers until this many are refused; report the store's "
+                             "growth and check the audit's counts")
+    parser.add_argument("--recipients", type=int, default=50_000, help="with --soak: how many recipients")
     args = parser.parse_args(argv)
-    return run_command(args.messages, args.binds, args.window, args.policy, args.lists, args.json)
+    return run_command(args.messages, args.binds, args.window, args.policy, args.lists, args.json, args.soak,
+                       args.recipients)
 
 
-def run_command(messages: int, binds: int, window: int, policy: str, lists: int, as_json: bool) -> int:
+def run_command(messages: int, binds: int, window: int, policy: str, lists: int, as_json: bool,
+                soak: int | None = None, recipients: int = 50_000) -> int:
     """`smppguard bench` and `python -m smppguard.bench`: measure, print the figures (or one line saying what
     went wrong), return the exit status."""
     import json
 
     try:
-        if policy == "compare":
+        if soak is not None:
+            result = run_soak(soak, recipients, binds, window)
+        elif policy == "compare":
             result = run_comparison(messages, binds, window, lists=lists)
         else:
             result = run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
@@ -705,6 +833,8 @@ def run_command(messages: int, binds: int, window: int, policy: str, lists: int,
         return 1
     if as_json:
         print(json.dumps(result, indent=2))
+    elif soak is not None:
+        print(format_soak(result))
     else:
         print(format_comparison(result) if policy == "compare" else format_result(result))
     return 0

@@ -253,21 +253,27 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
 @click.option("--lists", type=int, default=0, show_default=True,
               help="Pre-load this many blacklist entries and as many opt-outs into the proxy's store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(messages, binds, window, policy, lists, as_json) -> None:
+@click.option("--soak", type=int, metavar="REFUSALS",
+              help="Instead: a sender that resends to --recipients numbers past the frequency cap until this many "
+                   "are refused; prints the store's growth and checks the audit log's counts.")
+@click.option("--recipients", type=int, default=50_000, show_default=True, help="With --soak: how many recipients.")
+def bench(messages, binds, window, policy, lists, as_json, soak, recipients) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
     submit_sm and its response. The sink and the proxy run as separate processes. `--policy compare` runs the
-    relay with every rule off, then with every rule on, and prints the ratio of the two rates.
+    relay with every rule off, then with every rule on, and prints the ratio of the two rates. `--soak` measures
+    what a storm of refusals costs the store instead.
 
     \b
     Example:
         smppguard bench -n 200000 -b 4 -w 10
         smppguard bench -n 200000 --policy compare --lists 1000000
+        smppguard bench --soak 2500000 --recipients 50000
     """
     from ..bench import run_command
 
-    sys.exit(run_command(messages, binds, window, policy, lists, as_json))
+    sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients))
 
 
 for command in (blacklist, optout, consent, tz, dead, audit, stats):
