@@ -12,7 +12,9 @@ send, and every fault is a switch the test flips:
 - `fail_destinations`: {address: status}: submit_multi lists these as unsuccessful, submit_sm / data_sm to
   them are refused with that status;
 - `answer_enquire_link`: False leaves enquire_link unanswered;
-- `delay`: seconds before each submit is answered.
+- `delay`: seconds before each submit is answered;
+- `deliver_on_bind`: deliver_sm bodies written in the same `write()` as the bind response (an SMSC handing over
+  the MOs and receipts it held for the account).
 
 It sends deliver_sm and unbind to a bound connection and records the answers, so the tests can see what the
 proxy tells the SMSC.
@@ -132,6 +134,8 @@ class RawSmsc:
         self.fail_destinations: dict[str, int] = {}
         self.answer_enquire_link = True
         self.delay = 0.0
+        self.deliver_on_bind: list[bytes] = []
+        self.delivered_on_bind: list[int] = []  # their sequence numbers; the answers land in `answers`
         self.received: list[Request] = []  # submits, in arrival order
         self.held: list[Request] = []
         self.unbinds: list[Request] = []  # unbind requests from the proxy
@@ -229,7 +233,13 @@ class RawSmsc:
         if command_id in BINDS:
             conn.system_id = cstr(body, 0)[0]
             conn.bound = True
-            conn.write(pdu(command_id | RESP, seq, b"rawsmsc\0"))
+            data = pdu(command_id | RESP, seq, b"rawsmsc\0")
+            for body in self.deliver_on_bind:
+                with conn._lock:
+                    conn._seq += 1
+                    self.delivered_on_bind.append(conn._seq)
+                data += pdu(DELIVER_SM, conn._seq, body)
+            conn.write(data)  # one sendall: one segment on loopback
         elif command_id == ENQUIRE_LINK:
             with self._changed:
                 self.enquire_links += 1

@@ -241,6 +241,20 @@ def test_deliver_sm_waits_for_a_slot_in_the_senders_window(smsc, peers):
         assert [smsc.answers[s] for s in sent] == [(DELIVER_SM | RESP, Status.ROK)] * 3
 
 
+def test_a_deliver_sm_written_with_the_bind_response_reaches_the_sender(smsc, peers):
+    """The SMSC hands over what it held for the account in the very write that carries bind_resp: the
+    deliver_sm is relayed after the sender's bind_resp, not refused 0x04 for coming before the bound state."""
+    smsc.deliver_on_bind = [deliver_sm_body(A, "10690000", b"held MO")]
+    with Stack(config(), upstream=smsc.address) as stack:
+        peer = peers(stack)
+        peer.bind()  # reads bind_resp ROK: the deliver_sm comes after it
+        cid, _status, seq, body = peer.read_pdu()
+        assert cid == CommandId.DELIVER_SM and parse_body(cid, body)["short_message"] == b"held MO"
+        peer.send(bytes.fromhex("00000011 80000005 00000000") + seq.to_bytes(4, "big") + b"\0")
+        (sent,) = smsc.delivered_on_bind
+        assert smsc.wait(lambda: smsc.answers.get(sent), what="deliver_sm_resp") == (DELIVER_SM | RESP, Status.ROK)
+
+
 def test_a_deliver_sm_the_sender_never_answers_is_answered_temporary_app_error(smsc, peers):
     with Stack(config(response_timeout=0.3), upstream=smsc.address) as stack:
         peer = peers(stack)

@@ -255,7 +255,8 @@ class Bridge:
             up.close()
             return
         try:
-            resp = await up.request(pdu.raw, timeout=cfg.upstream.bind_timeout)
+            # paused on the answer: a deliver_sm the SMSC writes right behind bind_resp waits for the bound state
+            resp = await up.request(pdu.raw, timeout=cfg.upstream.bind_timeout, pause_on_answer="bind")
         except (TimeoutError, ConnectionError) as e:
             log.warning("%s: no bind response from the SMSC (%s); answered RSYSERR", down.label, e)
             down.respond(pdu, Status.RSYSERR)
@@ -271,6 +272,7 @@ class Bridge:
             log.info("%s: bound %s through %s", down.label, state.value, up.label)
             down.resume("bind")
             self.hooks.bound(Bound(self.clock(), down.system_id, down.peer, state.value))
+            up.resume("bind")  # now what the SMSC sent behind its bind_resp
             return
         status = resp.status or Status.RBINDFAIL
         log.info("%s: SMSC refused the bind with 0x%02X", down.label, status)

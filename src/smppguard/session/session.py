@@ -207,6 +207,8 @@ class Session(asyncio.Protocol):
                             self.label, cmd.command_name(command_id), pdu.sequence)
                 return
             if entry.waiter is not None:
+                if entry.context is not None:  # hold what follows in this buffer until the waiter has acted
+                    self._pause_reasons.add(entry.context)
                 if not entry.waiter.done():
                     entry.waiter.set_result(pdu)
             elif entry.context == "enquire_link":
@@ -279,8 +281,12 @@ class Session(asyncio.Protocol):
         self.send(renumber(raw, seq))
         return seq
 
-    def request(self, raw: bytes, timeout: float | None = None) -> asyncio.Future:
-        """Send our own request; the future gets the response `Pdu`, or TimeoutError / ConnectionError."""
+    def request(self, raw: bytes, timeout: float | None = None, pause_on_answer: str | None = None) -> asyncio.Future:
+        """Send our own request; the future gets the response `Pdu`, or TimeoutError / ConnectionError.
+
+        With `pause_on_answer`, the session pauses for that reason the moment the response is dispatched, so no
+        PDU after it (an SMSC writes bind_resp and the deliver_sm it held in one segment) is dispatched before
+        the waiter has acted on the response (moved the bind state) and called `resume(reason)`."""
         assert self._loop is not None
         waiter = self._loop.create_future()
         if not self.is_open:
@@ -288,7 +294,8 @@ class Session(asyncio.Protocol):
             return waiter
         seq = self.window.allocate()
         deadline = self._loop.time() + (self.response_timeout if timeout is None else timeout)
-        self.window.add(seq, Outstanding(int.from_bytes(raw[4:8], "big"), deadline, waiter=waiter))
+        self.window.add(seq, Outstanding(int.from_bytes(raw[4:8], "big"), deadline, waiter=waiter,
+                                         context=pause_on_answer))
         self.send(renumber(raw, seq))
         return waiter
 

@@ -19,7 +19,8 @@ class Outstanding:
     """A request we sent and still owe an answer for.
 
     `origin` is the session the request came from (None for our own, e.g. enquire_link) and `origin_sequence`
-    its sequence number there, so the response can be renumbered back. `waiter` is a future for local requests.
+    its sequence number there, so the response can be renumbered back. `waiter` is a future for local requests
+    (their `context`: the pause reason to set when the response arrives, or None).
     """
 
     command_id: int
