@@ -176,6 +176,19 @@ class Policy:
         """Opt-outs from this many senders make a number opted out globally (0: never)."""
         return self._optouts[0].correlation_threshold(self._optouts[1]) if self._optouts else 0
 
+    @property
+    def optout_scope(self) -> str:
+        """The scope of an opt-out learned from a recipient's reply ("sender" when no rule keeps opt-outs)."""
+        return self._optouts[0].scope(self._optouts[1]) if self._optouts else "sender"
+
+    @property
+    def dead_for_s(self) -> float:
+        """How long a number learned dead stays dead (90 days when no rule reads dead numbers)."""
+        for rule, s in self.rules:
+            if rule.dead_for is not None:
+                return rule.dead_for(s)
+        return 90 * 86400.0
+
     def tidy(self, index: Index, now: float) -> None:
         """Each rule's idle work: forget Index entries no rule needs any more (every minute or so)."""
         for rule, s in self.rules:

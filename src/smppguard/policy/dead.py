@@ -42,4 +42,8 @@ def tidy(index: Index, now: float, s: Settings) -> None:
             del index.dead[number]
 
 
-RULE = Rule(NAME, parse_settings, check, tidy=tidy)
+def _dead_for(s: Settings) -> float:
+    return s.expire
+
+
+RULE = Rule(NAME, parse_settings, check, tidy=tidy, dead_for=_dead_for)

@@ -233,6 +233,7 @@ class OptoutTerms(NamedTuple):
     #: confirmation could pass: make_submission then matches the confirmation patterns
     maybe_in_grace: Callable[[Index, int, str, str], bool]
     correlation_threshold: Callable[[Any], int]  # settings -> senders whose opt-outs make a global one (0: never)
+    scope: Callable[[Any], str]  # settings -> the scope of an opt-out learned from a reply: sender, account, global
 
 
 def _never(_settings: Any) -> bool:
@@ -265,3 +266,5 @@ class Rule:
     # The Index entries the rule owns, and what the store and the proxy ask of them:
     history: History | None = None
     optouts: OptoutTerms | None = None
+    #: settings -> how long a number learned dead (from a receipt) stays dead, for the rule that reads them
+    dead_for: Callable[[Any], float] | None = None

@@ -87,5 +87,9 @@ def _correlation_threshold(s: Settings) -> int:
     return s.correlation_threshold
 
 
+def _scope(s: Settings) -> str:
+    return s.scope
+
+
 RULE = Rule(NAME, parse_settings, check, tidy=tidy,
-            optouts=OptoutTerms(_grace_s, opens_grace, maybe_in_grace, _correlation_threshold))
+            optouts=OptoutTerms(_grace_s, opens_grace, maybe_in_grace, _correlation_threshold, _scope))

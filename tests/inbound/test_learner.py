@@ -1,0 +1,96 @@
+"""The Learner: a deliver_sm or data_sm in, the facts it teaches out."""
+
+from __future__ import annotations
+
+from smppguard.inbound import CONFIRM, OPTIN, OPTOUT, Learner, LearnerSettings
+from smppguard.inbound.receipts import DEAD
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.concat import build_udh
+from smppguard.smpp.fields import Tlv, TlvTag, encode_body
+from smppguard.smpp.pdu import Pdu, build
+
+A = 8613800000001
+SETTINGS = LearnerSettings(default_region="CN", reassembly_timeout_s=60.0)
+
+
+def deliver(text: bytes, *, source: str = str(A), ton: int = 1, to: str = "10690000", dc: int = 0, esm: int = 0,
+            tlvs=(), command_id: int = CommandId.DELIVER_SM) -> Pdu:
+    fields = dict(source_addr_ton=ton, source_addr_npi=1, source_addr=source, dest_addr_ton=0, dest_addr_npi=0,
+                  destination_addr=to, esm_class=esm, data_coding=dc, tlvs=list(tlvs))
+    if command_id == CommandId.DELIVER_SM:
+        fields["short_message"] = text
+    else:
+        fields["tlvs"] = [Tlv(TlvTag.MESSAGE_PAYLOAD, text), *tlvs]
+    raw = build(command_id, 7, encode_body(command_id, **fields))
+    return Pdu(command_id, 0, 7, raw)
+
+
+def kinds(facts) -> list[tuple]:
+    return [(f.kind, f.number, f.sender, f.keyword) for f in facts]
+
+
+def test_a_reply_is_an_opt_out_of_the_address_it_was_sent_to():
+    (fact,) = Learner(SETTINGS).observe("acme", deliver(b"TD"), 1.0)
+    assert (fact.kind, fact.number, fact.account, fact.sender, fact.keyword) == (OPTOUT, A, "acme", "10690000", "td")
+    assert fact.evidence == {"text": "TD", "to": "10690000", "account": "acme"}
+
+
+def test_a_national_number_is_read_in_the_default_region():
+    assert kinds(Learner(SETTINGS).observe("acme", deliver(b"T", source="13800000001", ton=0), 1.0)) == [
+        (OPTOUT, A, "10690000", "t")]
+
+
+def test_data_sm_carries_the_reply_in_message_payload():
+    facts = Learner(SETTINGS).observe("acme", deliver("退订".encode("utf-16-be"), dc=8,
+                                                      command_id=CommandId.DATA_SM), 1.0)
+    assert kinds(facts) == [(OPTOUT, A, "10690000", "退订")]
+
+
+def test_what_cannot_be_read_teaches_nothing():
+    learner = Learner(SETTINGS)
+    assert learner.observe("acme", deliver(b"STOP", dc=0x04), 1.0) == []  # binary
+    assert learner.observe("acme", deliver(b"STOP", source="abc"), 1.0) == []  # not a phone number
+    assert learner.observe("acme", deliver(b"STOP", esm=0x08), 1.0) == []  # an SMSC's own kind of message
+    truncated = deliver(b"STOP")
+    assert learner.observe("acme", Pdu(truncated.command_id, 0, 7, truncated.raw[:30]), 1.0) == []
+    assert learner.observe("acme", Pdu(CommandId.SUBMIT_SM, 0, 7, truncated.raw), 1.0) == []
+
+
+def test_yes_opts_in_and_confirms():
+    assert sorted(kinds(Learner(SETTINGS).observe("acme", deliver(b"yes"), 1.0))) == [
+        (CONFIRM, A, "10690000", "yes"), (OPTIN, A, "10690000", "yes")]
+
+
+def test_sar_parts_are_reassembled_and_an_incomplete_set_is_judged_when_its_time_is_up():
+    learner = Learner(SETTINGS)
+
+    def sar(ref, total, seq):
+        return [Tlv(TlvTag.SAR_MSG_REF_NUM, ref.to_bytes(2, "big")), Tlv(TlvTag.SAR_TOTAL_SEGMENTS, bytes((total,))),
+                Tlv(TlvTag.SAR_SEGMENT_SEQNUM, bytes((seq,)))]
+
+    assert learner.observe("acme", deliver(b"OP", tlvs=sar(5, 2, 2)), 1.0) == []
+    assert kinds(learner.observe("acme", deliver(b"ST", tlvs=sar(5, 2, 1)), 2.0)) == [
+        (OPTOUT, A, "10690000", "stop")]
+    assert learner.observe("acme", deliver(build_udh(6, 3, 1) + b"T", esm=0x40), 10.0) == []
+    assert learner.expire(69.0) == []
+    (fact,) = learner.expire(70.0)
+    assert (fact.kind, fact.keyword, fact.evidence["incomplete"]) == (OPTOUT, "t", True)
+
+
+def test_sender_prefixes_map_an_extended_long_code_to_the_longest_listed_prefix():
+    learner = Learner(LearnerSettings(default_region="CN", sender_prefixes=("1069", "10690123")))
+    assert learner.sender_of("10690123456") == "10690123"
+    assert learner.sender_of("1069999") == "1069"
+    assert learner.sender_of("95555") == "95555"
+
+
+def test_a_receipt_is_read_from_its_tlvs_when_the_text_says_nothing():
+    tlvs = [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"abc\0"), Tlv(TlvTag.MESSAGE_STATE, b"\x05")]
+    learner = Learner(SETTINGS)
+    assert learner.observe("acme", deliver(b"", esm=0x04, tlvs=tlvs), 1.0) == []  # undeliverable, no code
+    text = b"id:abc sub:001 dlvrd:000 submit date:2612011200 done date:2612011201 stat:UNDELIV err:MK:0001 Text:x"
+    (fact,) = learner.observe("acme", deliver(text, esm=0x04, tlvs=tlvs), 1.0)
+    assert (fact.kind, fact.number, fact.keyword) == (DEAD, A, "MK:0001")
+    assert fact.evidence == {"receipt": "abc", "stat": "UNDELIV", "err": "MK:0001", "account": "acme"}
+    # a receipt that is "STOP" as text is still a receipt: never an opt-out
+    assert learner.observe("acme", deliver(b"STOP", esm=0x04), 1.0) == []
