@@ -105,3 +105,14 @@ def test_soak_counts_every_refusal_once_folded_and_grows_the_store_little():
     assert r["audit_matches_per_recipient"] and r["stats_refusals"] == 20_000
     assert r["store_growth_bytes"] < 1_000_000  # a row per refusal would be about 2.5 MB
     assert "per recipient             every count = the refusals it got: yes" in format_soak(r)
+
+
+def test_the_deliver_bench_counts_what_learning_learned_and_only_with_learning_on():
+    """The short version of `smppguard bench --deliver 60000`."""
+    from smppguard.bench_deliver import format_deliver, run_deliver
+
+    r = run_deliver(messages=600, window=10)
+    assert (r["off"]["messages"], r["on"]["messages"]) == (600, 600)
+    assert (r["off"]["not_ok"], r["on"]["not_ok"]) == (0, 0)  # every deliver_sm answered OK by the receiver
+    assert (r["off"]["opt_outs_learned"], r["on"]["opt_outs_learned"]) == (0, 200)  # one per "TD"
+    assert "learning on / off:" in format_deliver(r)

@@ -17,12 +17,16 @@ from typing import Awaitable, Callable
 
 from .config import Config
 from .hooks import Hooks
+from .inbound import Learner, LearnerSettings
+from .inbound.keywords import Keywords
+from .inbound.receipts import ReceiptCodes
 from .proxy.screening import Screening
 from .proxy.server import ProxyServer
 from .simulator import Simulator
-from .store.audit import AuditLog
+from .store.audit import AuditLog, mask_recipient
 from .store.db import StoreError, connect
 from .store.index import load_index
+from .store.learning import Learning, LearningTerms
 from .store.upkeep import Upkeep
 from .store.writer import StoreWriter
 
@@ -118,13 +122,17 @@ class OpenStore:
     work beside it (the upkeep), the screening that reads the one and writes through the other, and the hooks
     with the audit log among their observers."""
 
-    def __init__(self, screening: Screening, writer: StoreWriter, upkeep: Upkeep, hooks: Hooks):
+    def __init__(self, screening: Screening, writer: StoreWriter, upkeep: Upkeep, hooks: Hooks,
+                 learning: Learning | None = None):
         self.screening = screening
         self.writer = writer
         self.upkeep = upkeep
         self.hooks = hooks
+        self.learning = learning
 
     async def close(self) -> None:
+        if self.learning is not None:
+            await self.learning.close()
         await self.upkeep.close()
         await self.writer.close()
 
@@ -155,10 +163,30 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),
              time.monotonic() - started)
-    hooks = Hooks([AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)])
+    audit = AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)
+    learning = _learning(config, writer, clock) if config.inbound.enabled else None
+    hooks = Hooks([audit] + ([learning] if learning is not None else []))
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
                           text_codecs=(config.text.default_codec, config.text.ia5_codec))
-    return OpenStore(screening, writer, upkeep, hooks)
+    if learning is not None:
+        learning.start()
+    return OpenStore(screening, writer, upkeep, hooks, learning)
+
+
+def _learning(config: Config, writer: StoreWriter, clock: Callable[[], float]) -> Learning:
+    """The deliver path's learning, as [inbound] and the rules configure it."""
+    i, policy = config.inbound, config.policy
+    learner = Learner(LearnerSettings(
+        keywords=Keywords.of(i.optout_keywords, i.optin_keywords, i.confirm_keywords, i.match),
+        codes=ReceiptCodes.of(i.dead_codes, i.suspended_codes, i.blacklist_codes),
+        sender_prefixes=i.sender_prefixes, reassembly_timeout_s=i.reassembly_timeout,
+        default_region=policy.default_region, default_codec=config.text.default_codec,
+        ia5_codec=config.text.ia5_codec))
+    terms = LearningTerms(optout_scope=policy.optout_scope, correlation_threshold=policy.correlation_threshold,
+                          dead_for_s=policy.dead_for_s, confirm_within_s=i.confirm_within,
+                          suspended_failures=i.suspended_failures, suspended_within_s=i.suspended_within)
+    a = config.audit
+    return Learning(learner, writer, terms, lambda n: mask_recipient(n, "", a.recipient, a.salt), clock)
 
 
 def _release_freed_memory() -> None:

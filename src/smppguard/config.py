@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError
+from .inbound import keywords as kw
+from .inbound import receipts as rc
 from .policy import load_policy
 from .smpp import text as smpp_text
-from .values import address, choice, duration, integer, number, size, string, upstream_address
+from .values import address, boolean, choice, duration, integer, number, size, string, strings, upstream_address
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -146,6 +148,49 @@ class AuditConfig:
                            "with a warning in the log.")
 
 
+def keywords(value: Any) -> tuple[str, ...]:
+    words = strings(value)
+    empty = [w for w in words if not kw.normalise(w)]
+    if empty:
+        raise ValueError(f"{empty[0]!r} is only spaces and punctuation: it could never match a reply")
+    return words
+
+
+@dataclass(frozen=True)
+class InboundConfig:
+    enabled: bool = option(True, boolean,
+                           "Learn from what the SMSC sends back: replies that opt out, opt in or confirm consent, "
+                           "receipts of dead and carrier-blacklisted numbers.")
+    optout_keywords: tuple[str, ...] = option(kw.DEFAULT_OPTOUT, keywords,
+                                              "Replies that opt the recipient out of the sender they reply to.")
+    optin_keywords: tuple[str, ...] = option(kw.DEFAULT_OPTIN, keywords,
+                                             "Replies that lift an opt-out made by a reply (never a blacklist "
+                                             "entry).")
+    confirm_keywords: tuple[str, ...] = option(kw.DEFAULT_CONFIRM, keywords,
+                                               "Replies that confirm the number's pending consent (double opt-in).")
+    match: str = option("exact", choice("exact", "contains"),
+                        "\"exact\": the whole reply is the keyword; \"contains\": the keyword as a word in it.")
+    confirm_within: float = option(72 * 3600.0, duration, "How long a pending consent waits for its confirmation.")
+    sender_prefixes: tuple[str, ...] = option((), strings,
+                                              "Sender addresses that carry a per-customer extension (CN 106... "
+                                              "long codes): a reply to 1069012345678 is a reply to 1069012345 "
+                                              "when that is listed.")
+    reassembly_timeout: float = option(60.0, duration,
+                                       "How long the parts of a concatenated reply are waited for; then it is "
+                                       "judged on the parts that came.")
+    dead_codes: tuple[str, ...] = option(rc.DEFAULT_DEAD, strings,
+                                         "Receipt stat or err codes of a number that does not exist or is empty: "
+                                         "dead at once.")
+    suspended_codes: tuple[str, ...] = option(rc.DEFAULT_SUSPENDED, strings,
+                                              "Receipt codes of a suspended number: dead after suspended_failures "
+                                              "within suspended_within.")
+    suspended_failures: int = option(3, integer(1), "Suspended receipts that make a number dead.")
+    suspended_within: float = option(30 * 86400.0, duration, "The window those receipts are counted in.")
+    blacklist_codes: tuple[str, ...] = option(rc.DEFAULT_BLACKLISTED, strings,
+                                              "Receipt codes of a carrier blacklist: the number is blacklisted "
+                                              "with source \"carrier\".")
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: str = option("info", choice("debug", "info", "warning", "error"), "Log level.")
@@ -160,6 +205,7 @@ class Config:
     text: TextConfig = TextConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     audit: AuditConfig = AuditConfig()
+    inbound: InboundConfig = InboundConfig()
     log: LogConfig = LogConfig()
     #: The parsed [policy], [rules.*] and [[classes]] tables (smppguard.policy.Policy).
     policy: Any = field(default_factory=lambda: _load_policy({}, {}, []), compare=False)

@@ -51,11 +51,13 @@ class Answered(NamedTuple):
 
 class Delivered(NamedTuple):
     """A deliver_sm or data_sm from the SMSC (a delivery receipt or a mobile-originated message), as it goes to
-    the sender."""
+    the sender; `relayed` False when no sender was there to take it (the SMSC was answered 0x64 and will
+    deliver it again)."""
 
     at: float
     account: str
     pdu: Pdu
+    relayed: bool = True
 
 
 class Bound(NamedTuple):

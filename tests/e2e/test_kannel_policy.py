@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from helpers import Stack, make_config
-from kannel import Kannel, require_kannel, wait_for
+from kannel import SENDER, SYSTEM_ID, Kannel, require_kannel, wait_for
 from smppguard.store import changelog
 from smppguard.store.db import connect
 
@@ -125,3 +125,40 @@ def test_kannel_sends_a_quiet_hours_hold_again_until_the_window_opens(kannel) ->
         raise AssertionError(f"{e}\n{k.logs()}") from None
     assert got.fields["short_message"].decode("gsm03.38") == "Night owl offer"
     assert "16" not in dlr_types(k, FREE)
+
+
+def test_a_td_reply_reaches_kannels_service_and_opts_the_number_out_of_kannels_sender(kannel) -> None:
+    """The deliver path with a legacy sender: the reply reaches Kannel's sms-service as it always did, and the
+    number is opted out of the sender it replied to, so Kannel's next message from that sender is refused."""
+    s, k, clock = kannel
+    clock.now = shanghai(12)
+    replier = "8613800000077"
+    s.call(lambda: s.sim.inject_mo(replier, SENDER, "TD", SYSTEM_ID))
+    try:
+        [mo] = wait_for(lambda: [m for m in k.mo_received if m.get("text") == "TD"], "the reply at smsbox's get-url")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{k.logs()}") from None
+    assert mo["from"].endswith(replier) and mo["to"] == SENDER
+
+    def opted_out() -> list[tuple]:
+        db = sqlite3.connect(s.config.store.path)
+        try:
+            return db.execute("SELECT scope, scope_key, source, keyword FROM optout WHERE number = ?",
+                              (int(replier),)).fetchall()
+        finally:
+            db.close()
+
+    assert wait_for(opted_out, "the opt-out") == [("sender", SENDER, "reply", "td")]
+    db = sqlite3.connect(s.config.store.path)
+    try:
+        (last,) = db.execute("SELECT MAX(id) FROM changelog").fetchone()
+    finally:
+        db.close()
+    wait_for(lambda: s.store.upkeep.index.change_id >= last, "the daemon's Index to apply the opt-out")
+    k.sendsms(replier, "Weekend sale!", dlr=True)
+    try:
+        wait_for(lambda: "16" in dlr_types(k, replier), "Kannel's 'SMSC rejected' report (DLR type 16)")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{k.logs()}") from None
+    assert ("optout", 0x45, 1) in audited(s, replier)
+    assert not [r for r in s.sim.received if r.fields["destination_addr"] == replier]

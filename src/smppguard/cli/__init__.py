@@ -257,7 +257,10 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
               help="Instead: a sender that resends to --recipients numbers past the frequency cap until this many "
                    "are refused; prints the store's growth and checks the audit log's counts.")
 @click.option("--recipients", type=int, default=50_000, show_default=True, help="With --soak: how many recipients.")
-def bench(messages, binds, window, policy, lists, as_json, soak, recipients) -> None:
+@click.option("--deliver", type=int, metavar="MESSAGES",
+              help="Instead: this many deliver_sm (replies and receipts) from the SMSC to a receiver through the "
+                   "proxy, with the deliver path's learning off and on.")
+def bench(messages, binds, window, policy, lists, as_json, soak, recipients, deliver) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -270,9 +273,14 @@ def bench(messages, binds, window, policy, lists, as_json, soak, recipients) -> 
         smppguard bench -n 200000 -b 4 -w 10
         smppguard bench -n 200000 --policy compare --lists 1000000
         smppguard bench --soak 2500000 --recipients 50000
+        smppguard bench --deliver 60000
     """
     from ..bench import run_command
 
+    if deliver is not None:
+        from .. import bench_deliver
+
+        sys.exit(bench_deliver.run_command(deliver, window, as_json))
     sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients))
 
 

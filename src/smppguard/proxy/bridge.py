@@ -113,6 +113,8 @@ class Bridge:
             if command_id in _FORWARD_DOWN:
                 if not downstream.is_open:
                     session.respond(pdu, Status.RX_T_APPN)
+                    if self.hooks.wants_delivered:  # learned from all the same (learning is idempotent)
+                        self.hooks.delivered(Delivered(self.clock(), downstream.system_id, pdu, False))
                     return
                 downstream.send_request(pdu.raw, session, pdu.sequence)
                 if downstream.window.full:

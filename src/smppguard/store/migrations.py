@@ -97,12 +97,23 @@ def m007_audit_folds(db: sqlite3.Connection) -> None:
     """)
 
 
+def m008_receipt_failures(db: sqlite3.Connection) -> None:
+    """Receipts that said a number is suspended: past [inbound] suspended_failures of them within
+    suspended_within, the number is dead."""
+    _run(db, """
+    CREATE TABLE receipt_failure (number INTEGER NOT NULL, at REAL NOT NULL, code TEXT NOT NULL,
+                                  account TEXT NOT NULL DEFAULT '');
+    CREATE INDEX receipt_failure_number ON receipt_failure (number, at)
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
                                                                  m003_optout_recent,
                                                                  m004_send_history_append_only,
                                                                  m005_changelog_batches,
                                                                  m006_optout_by_scope,
-                                                                 m007_audit_folds)
+                                                                 m007_audit_folds,
+                                                                 m008_receipt_failures)
 
 
 NEWEST = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"

@@ -1,0 +1,152 @@
+"""Writing what the deliver path learned: apply_fact in the store, once, with its evidence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smppguard.inbound import CONFIRM, OPTIN, OPTOUT, Fact
+from smppguard.inbound.receipts import BLACKLISTED, DEAD, SUSPENDED
+from smppguard.store import lists
+from smppguard.store.learning import LearningTerms, apply_fact, apply_facts
+
+A = 8613800000001
+NOW = 1_800_000_000.0
+TERMS = LearningTerms()
+
+
+def reply(kind: str, keyword: str, sender: str = "10690000", account: str = "acme", number: int = A) -> Fact:
+    return Fact(kind, number, account, sender, keyword, {"text": keyword, "to": sender, "account": account})
+
+
+def receipt(kind: str, code: str, number: int = A) -> Fact:
+    return Fact(kind, number, "acme", "", code, {"receipt": "r1", "stat": "UNDELIV", "err": code, "account": "acme"})
+
+
+def apply(db, fact, now=NOW, terms=TERMS, recipient="+86138****0001"):
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        return apply_fact(db, fact, now, terms, recipient)
+    finally:
+        db.execute("COMMIT")
+
+
+def changes(db) -> list[tuple]:
+    return db.execute("SELECT kind, op, number, scope, scope_key, actor FROM changelog ORDER BY id").fetchall()
+
+
+def test_an_opt_out_is_written_once_with_its_evidence_and_audited_as_configured(db):
+    assert apply(db, reply(OPTOUT, "td")) == "opted out (sender 10690000)"
+    assert apply(db, reply(OPTOUT, "stop"), NOW + 60) is None  # known already: no second change-log row
+    assert changes(db) == [("optout", "add", A, "sender", "10690000", "deliver_sm")]
+    (data,) = db.execute("SELECT data FROM changelog").fetchone()
+    assert json.loads(data) == {"source": "reply", "keyword": "td", "text": "td", "to": "10690000", "account": "acme"}
+    assert db.execute("SELECT recipient, rule, action, actor, reason FROM audit").fetchall() == [
+        ("+86138****0001", "optout", "learned", "deliver_sm",
+         "opted out (sender 10690000): reply 'TD' to 10690000")]
+
+
+@pytest.mark.parametrize("scope, sender, expected", [
+    ("account", "10690000", ("account", "acme")),
+    ("global", "10690000", ("global", "")),
+    ("sender", "", ("account", "acme")),  # a reply to no address: the account it came on
+])
+def test_the_opt_out_takes_the_rules_scope(db, scope, sender, expected):
+    apply(db, reply(OPTOUT, "t", sender=sender), terms=LearningTerms(optout_scope=scope))
+    assert db.execute("SELECT scope, scope_key FROM optout").fetchall() == [expected]
+
+
+def test_replies_to_three_senders_make_a_global_opt_out_that_an_opt_in_to_one_does_not_lift(db):
+    for sender in ("1", "2", "3"):
+        apply(db, reply(OPTOUT, "t", sender=sender))
+    assert ("global", "", "correlation") in db.execute("SELECT scope, scope_key, source FROM optout").fetchall()
+    assert apply(db, reply(OPTIN, "start", sender="2")) == "opted in again (sender 2)"
+    assert db.execute("SELECT scope, scope_key FROM optout ORDER BY scope, scope_key").fetchall() == [
+        ("global", ""), ("sender", "1"), ("sender", "3")]
+
+
+def test_an_opt_in_lifts_nothing_it_did_not_make(db):
+    lists.add_optouts(db, [(A, "sender", "10690000")], source="manual", actor="ops")
+    lists.add_blacklist(db, [A], source="complaint", actor="ops")
+    assert apply(db, reply(OPTIN, "start")) is None
+    assert db.execute("SELECT COUNT(*) FROM optout").fetchone() == (1,)
+    assert db.execute("SELECT COUNT(*) FROM blacklist").fetchone() == (1,)
+
+
+def test_a_confirmation_confirms_a_pending_consent_of_that_number_and_account_in_time(db):
+    lists.grant_consent(db, A, source="web", actor="ops", now=NOW - 3600)  # global, pending
+    lists.grant_consent(db, A, source="web", account="other", actor="ops", now=NOW - 3600)
+    assert apply(db, reply(CONFIRM, "yes")) == "consent confirmed"
+    assert db.execute("SELECT scope_key, status, granted_at, confirmed_at FROM consent ORDER BY scope_key"
+                      ).fetchall() == [("", "confirmed", NOW - 3600, NOW), ("other", "pending", NOW - 3600, None)]
+    assert apply(db, reply(CONFIRM, "yes")) is None  # nothing pending any more
+
+
+def test_a_confirmation_after_the_time_limit_confirms_nothing(db):
+    lists.grant_consent(db, A, source="web", actor="ops", now=NOW - 73 * 3600)
+    assert apply(db, reply(CONFIRM, "y")) is None
+    assert db.execute("SELECT status FROM consent").fetchall() == [("pending",)]
+
+
+def test_a_dead_number_is_marked_once_for_the_rules_time(db):
+    terms = LearningTerms(dead_for_s=86400.0)
+    assert apply(db, receipt(DEAD, "MK:0001"), terms=terms).startswith("marked dead")
+    assert apply(db, receipt(DEAD, "MK:0001"), NOW + 10, terms=terms) is None
+    assert db.execute("SELECT number, expires_at FROM dead").fetchall() == [(A, NOW + 86400.0)]
+    assert apply(db, receipt(DEAD, "MK:0001"), NOW + 86400.0, terms=terms) is not None  # expired: marked again
+
+
+def test_suspended_receipts_count_only_within_their_window(db):
+    terms = LearningTerms(suspended_failures=2, suspended_within_s=100.0)
+    assert apply(db, receipt(SUSPENDED, "MK:0005"), NOW, terms=terms) is None
+    assert apply(db, receipt(SUSPENDED, "MK:0005"), NOW + 101, terms=terms) is None  # the first is too old
+    assert db.execute("SELECT COUNT(*) FROM dead").fetchone() == (0,)
+    assert apply(db, receipt(SUSPENDED, "DB:0102"), NOW + 150, terms=terms).startswith("marked dead")
+    assert db.execute("SELECT COUNT(*) FROM receipt_failure").fetchone() == (0,)  # dead: its count is spent
+
+
+def test_a_carrier_blacklist_receipt_blacklists_once(db):
+    assert apply(db, receipt(BLACKLISTED, "MBBLACK")) == "blacklisted (carrier)"
+    assert apply(db, receipt(BLACKLISTED, "DBBLACK")) is None
+    assert db.execute("SELECT number, source, reason FROM blacklist").fetchall() == [
+        (A, "carrier", "receipt r1 said MBBLACK")]
+
+
+def apply_batch(db, facts):
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        return apply_facts(db, [(f, NOW + i, "+x") for i, f in enumerate(facts)], TERMS)
+    finally:
+        db.execute("COMMIT")
+
+
+B, C = 8613800000002, 8613800000003
+
+
+def test_a_batch_is_applied_in_order_as_one_fact_after_another_would_be(db):
+    apply(db, reply(OPTOUT, "t", number=C))
+    results = apply_batch(db, [reply(OPTOUT, "t"), reply(OPTOUT, "td", number=B), reply(OPTOUT, "t", number=C),
+                               reply(OPTIN, "start"), reply(OPTOUT, "stop"), reply(OPTOUT, "t", number=B)])
+    assert results == ["opted out (sender 10690000)", "opted out (sender 10690000)", None,
+                       "opted in again (sender 10690000)", "opted out (sender 10690000)", None]
+    assert sorted(db.execute("SELECT number, keyword FROM optout")) == [(A, "stop"), (B, "td"), (C, "t")]
+    assert [r[1:3] for r in changes(db)] == [("add", C), ("add", A), ("add", B), ("remove", A), ("add", A)]
+    assert db.execute("SELECT COUNT(*) FROM audit WHERE action = 'learned'").fetchone() == (5,)
+
+
+def test_a_fact_that_fails_loses_only_itself(db):
+    bogus = Fact("bogus", B, "acme", "10690000", "x", {})
+    results = apply_batch(db, [reply(OPTOUT, "t"), bogus, reply(OPTOUT, "t", number=C)])
+    assert results[0] == results[2] == "opted out (sender 10690000)"
+    assert isinstance(results[1], ValueError)
+    assert sorted(n for (n,) in db.execute("SELECT number FROM optout")) == [A, C]
+
+
+def test_a_run_of_opt_outs_with_a_bad_one_falls_back_to_one_by_one(db):
+    unwritable = Fact(OPTOUT, B, "acme", "10690000", "t", {"text": object()})  # evidence JSON cannot hold
+    results = apply_batch(db, [reply(OPTOUT, "t"), unwritable, reply(OPTOUT, "t", number=C)])
+    assert results[0] == results[2] == "opted out (sender 10690000)"
+    assert isinstance(results[1], TypeError)
+    assert sorted(n for (n,) in db.execute("SELECT number FROM optout")) == [A, C]
+    assert [r[2] for r in changes(db)] == [A, C]
