@@ -154,3 +154,13 @@ def test_receipt_format_defaults_and_an_explicit_dlvrd():
                                               b"err:000 text:")
     assert format_receipt("9", "DELIVRD", dlvrd="005").startswith(b"id:9 sub:001 dlvrd:005 ")
     assert format_receipt("9", "DELIVRD", text="退订").endswith(b"text:??")  # not Latin-1: replaced, not raised
+
+
+def test_network_error_code_gives_err_when_the_text_has_none():
+    from smppguard.smpp.fields import Tlv, TlvTag
+
+    tlvs = [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"7\0"), Tlv(TlvTag.MESSAGE_STATE, b"\x05"),
+            Tlv(TlvTag.NETWORK_ERROR_CODE, b"\x03\x01\x02")]
+    assert parse_receipt(b"", tlvs).err == "3:258"  # GSM (3), error 0x0102
+    assert parse_receipt(b"id:7 stat:UNDELIV err:MK:0001", tlvs).err == "MK:0001"  # the text's own wins
+    assert parse_receipt(b"", tlvs[:2] + [Tlv(TlvTag.NETWORK_ERROR_CODE, b"\x03")]).err == ""  # malformed

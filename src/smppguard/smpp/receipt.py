@@ -2,7 +2,8 @@
 
 Rule: parsing is tolerant, because peers lost receipts over exactly these quirks: keys in any case, `text:`
 optional or last, dates with or without seconds, ids in hex or decimal. A text that is not a receipt gives None.
-TLVs receipted_message_id (0x001E) and message_state (0x0427) win over the text when both are present.
+TLVs receipted_message_id (0x001E) and message_state (0x0427) win over the text when both are present;
+network_error_code (0x0423) gives `err` when the text has none.
 """
 
 from __future__ import annotations
@@ -71,9 +72,21 @@ def parse_receipt(short_message: bytes, tlvs=()) -> Receipt | None:
         return None
     stat = fields.get("stat") or MESSAGE_STATES.get(tlv_state or 0, "UNKNOWN")
     state = tlv_state if tlv_state is not None else STATE_OF_STAT.get(stat.upper())
-    return Receipt(message_id=message_id, stat=stat, err=fields.get("err", ""),
+    err = fields.get("err", "")
+    if not err:
+        err = network_error(tlvs)
+    return Receipt(message_id=message_id, stat=stat, err=err,
                    submit_date=fields.get("submit date", ""), done_date=fields.get("done date", ""),
                    text=fields.get("text", ""), state=state)
+
+
+def network_error(tlvs) -> str:
+    """The network_error_code TLV (SMPP 3.4 section 5.3.2.31: network type, then a 2-octet error code) as
+    "<type>:<code>" in decimal ("3:1" is GSM error 1), or "" when there is none."""
+    value = tlv_value(tlvs, TlvTag.NETWORK_ERROR_CODE)
+    if value is None or len(value) != 3:
+        return ""
+    return f"{value[0]}:{int.from_bytes(value[1:], 'big')}"
 
 
 def same_message_id(a: str, b: str) -> bool:
