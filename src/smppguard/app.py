@@ -146,7 +146,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     started = time.monotonic()
     db = connect(config.store.path)
     try:
-        index = load_index(db, config.policy, clock())
+        index = load_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within)
     finally:
         db.close()
     # Millions of list entries are loaded once and live for the process: keep the cyclic GC from walking them
@@ -158,13 +158,13 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
                          max_unsaved_age=config.store.max_unsaved_age)
     await writer.start()
     upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention,
-                    audit_max_size=config.audit.max_size)
+                    audit_max_size=config.audit.max_size, failures_within_s=config.inbound.suspended_within)
     await upkeep.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),
              time.monotonic() - started)
     audit = AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)
-    learning = _learning(config, writer, clock) if config.inbound.enabled else None
+    learning = _learning(config, writer, upkeep, clock) if config.inbound.enabled else None
     hooks = Hooks([audit] + ([learning] if learning is not None else []))
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
                           text_codecs=(config.text.default_codec, config.text.ia5_codec))
@@ -173,7 +173,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     return OpenStore(screening, writer, upkeep, hooks, learning)
 
 
-def _learning(config: Config, writer: StoreWriter, clock: Callable[[], float]) -> Learning:
+def _learning(config: Config, writer: StoreWriter, upkeep: Upkeep, clock: Callable[[], float]) -> Learning:
     """The deliver path's learning, as [inbound] and the rules configure it."""
     i, policy = config.inbound, config.policy
     learner = Learner(LearnerSettings(
@@ -181,12 +181,13 @@ def _learning(config: Config, writer: StoreWriter, clock: Callable[[], float]) -
         codes=ReceiptCodes.of(i.dead_codes, i.suspended_codes, i.blacklist_codes),
         sender_prefixes=i.sender_prefixes, reassembly_timeout_s=i.reassembly_timeout,
         default_region=policy.default_region, default_codec=config.text.default_codec,
-        ia5_codec=config.text.ia5_codec))
+        ia5_codec=config.text.ia5_codec, count_deliveries=policy.credit_floor is not None))
     terms = LearningTerms(optout_scope=policy.optout_scope, correlation_threshold=policy.correlation_threshold,
                           dead_for_s=policy.dead_for_s, confirm_within_s=i.confirm_within,
                           suspended_failures=i.suspended_failures, suspended_within_s=i.suspended_within)
     a = config.audit
-    return Learning(learner, writer, terms, lambda n: mask_recipient(n, "", a.recipient, a.salt), clock)
+    return Learning(learner, writer, terms, lambda n: mask_recipient(n, "", a.recipient, a.salt), clock,
+                    upkeep.touch)
 
 
 def _release_freed_memory() -> None:

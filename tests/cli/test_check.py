@@ -23,6 +23,9 @@ def config_path(tmp_path, db_path):  # overrides conftest's: the same, plus a tr
     return path
 
 
+VERDICT = 3  # the line of the verdict: after recipient, class and credit
+
+
 def rules_of(stdout: str) -> list[str]:
     return stdout.split("\n\n", 1)[1].splitlines()
 
@@ -33,12 +36,14 @@ def test_check_allow_prints_the_verdict_and_a_line_per_rule(cli):
     assert r.stdout == table(
         "recipient  +8613800138000  region CN  zones Asia/Shanghai",
         "class      marketing",
+        "credit     100  (nothing on record)",
         "verdict    ALLOW",
         "",
         "  invalid      pass",
         "  dead         pass",
         "  blacklist    pass",
         "  optout       pass",
+        "  credit       skipped (disabled)",
         "  consent      skipped (disabled)",
         "  content      pass",
         "  frequency    pass",
@@ -50,7 +55,7 @@ def test_check_blacklisted_number_is_rejected_and_other_rules_still_explained(cl
     cli("optout", "add", "13800138000", "--key", "ACME")
     r = cli("check", "+8613800138000", "--sender", "ACME", "--text", "Sale!", "--at", NOON)
     assert r.exit_code == 0
-    assert r.stdout.splitlines()[2] == "verdict    REJECT by blacklist: number is blacklisted (status 0x00000045)"
+    assert r.stdout.splitlines()[VERDICT] == "verdict    REJECT by blacklist: number is blacklisted (status 0x00000045)"
     assert rules_of(r.stdout)[2:4] == ["  blacklist    reject: number is blacklisted",
                                        "  optout       reject: recipient opted out (sender)"]
     # another sender is refused only by the blacklist
@@ -60,11 +65,13 @@ def test_check_blacklisted_number_is_rejected_and_other_rules_still_explained(cl
 
 def test_check_quiet_hours_hold_at_night_and_transactional_skips_the_rules(cli):
     r = cli("check", "13800138000", "--text", "Sale!", "--at", NIGHT)
-    assert r.stdout.splitlines()[2] == ("verdict    HOLD by quiet_hours: quiet hours at the recipient (Asia/Shanghai); "
-                                        "held until 2026-11-28 01:00 UTC (status 0x00000058)")
+    assert r.stdout.splitlines()[VERDICT] == (
+        "verdict    HOLD by quiet_hours: quiet hours at the recipient (Asia/Shanghai); "
+        "held until 2026-11-28 01:00 UTC (status 0x00000058)")
     cli("blacklist", "add", "13800138000")
     r = cli("check", "13800138000", "--text", "您的验证码是 1234", "--at", NIGHT)
-    assert r.stdout.splitlines()[1:3] == ["class      transactional", "verdict    ALLOW"]
+    assert r.stdout.splitlines()[1:4] == ["class      transactional", "credit     60  (listed 1: -40)",
+                                          "verdict    ALLOW"]
     assert rules_of(r.stdout)[2] == "  blacklist    skipped (not for class transactional)"
 
 
@@ -108,7 +115,7 @@ def test_check_at_needs_an_iso_time_with_an_offset(cli, at, message):
 
 
 def test_check_at_accepts_z_and_now(cli):
-    assert cli("check", "13800138000", "--at", "2026-11-27T15:00Z").stdout.splitlines()[2].startswith(
+    assert cli("check", "13800138000", "--at", "2026-11-27T15:00Z").stdout.splitlines()[VERDICT].startswith(
         "verdict    HOLD by quiet_hours")  # 23:00 in Shanghai
     assert cli("check", "13800138000", "--at", "now").exit_code == 0
 
@@ -116,13 +123,14 @@ def test_check_at_accepts_z_and_now(cli):
 def test_check_db_option_without_a_config(db_path):
     invoke("blacklist", "add", "+8613800138000", "--db", db_path)
     r = invoke("check", "+8613800138000", "--db", db_path, "--at", NOON)
-    assert r.stdout.splitlines()[2] == "verdict    REJECT by blacklist: number is blacklisted (status 0x00000045)"
+    assert r.stdout.splitlines()[VERDICT] == "verdict    REJECT by blacklist: number is blacklisted (status 0x00000045)"
 
 
 def test_check_applies_a_due_removal_like_every_list_command(cli, db_path):
     cli("blacklist", "add", "13800138000")
     cli("blacklist", "remove", "13800138000", "--reason", "verified")
-    assert cli("check", "13800138000", "--at", NOON).stdout.splitlines()[2].startswith("verdict    REJECT by blacklist")
+    verdict = cli("check", "13800138000", "--at", NOON).stdout.splitlines()[VERDICT]
+    assert verdict.startswith("verdict    REJECT by blacklist")
     sql(db_path, "UPDATE pending_removal SET effective_at = ?", (time.time() - 1,))
-    assert cli("check", "13800138000", "--at", NOON).stdout.splitlines()[2] == "verdict    ALLOW"
+    assert cli("check", "13800138000", "--at", NOON).stdout.splitlines()[VERDICT] == "verdict    ALLOW"
     assert sql(db_path, "SELECT status FROM pending_removal") == [("done",)]

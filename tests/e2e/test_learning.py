@@ -300,3 +300,40 @@ def test_a_reply_to_a_long_code_with_an_extension_opts_out_of_the_listed_sender(
             assert sender.submit(SENDER, A) == 0x45
         finally:
             sender.close()
+
+
+def test_replies_to_two_senders_and_a_suspended_receipt_lower_the_credit_score_below_the_floor(tmp_path):
+    """With the credit rule on: two senders' opt-outs (60) still let a third sender through; a receipt that says
+    the number is suspended (50, no change-log row of its own) puts it below min_score (60) for every sender."""
+    path = tmp_path / "guard.db"
+    with Stack(config(tmp_path, POLICY + "\n[rules.credit]\nenabled = true\n"), store=True) as stack:
+        sender = Sender(stack)
+        try:
+            for to in ("10690001", "10690002"):
+                stack.call(lambda to=to: stack.sim.deliver("acme", mo_body(A, to, b"TD")))
+                sender.read_deliver()
+            wait_for(lambda: len(learned(path, A)) == 2, what="two opt-outs")
+            caught_up(stack, path)
+            assert sender.submit("10690003", A) == Status.ROK
+            text = b"id:9 sub:001 dlvrd:000 submit date:2612011200 done date:2612011201 stat:UNDELIV err:MK:0005"
+            stack.call(lambda: stack.sim.deliver("acme", mo_body(A, SENDER, text, esm_class=0x04)))
+            sender.read_deliver()
+            wait_for(lambda: stack.store.upkeep.index.low_credit.get(A) == 50, what="A's score in the Index")
+            assert sender.submit("10690003", A) == 0x45
+            assert sender.submit("10690003", B) == Status.ROK
+            # the other order: the receipt first, then the opt-outs, whose change-log rows rescore B
+            stack.call(lambda: stack.sim.deliver("acme", mo_body(B, SENDER, text, esm_class=0x04)))
+            sender.read_deliver()
+            wait_for(lambda: rows(path, "SELECT 1 FROM receipt_failure WHERE number = ?", B), what="B's receipt")
+            stack.run(stack.store.learning.flush())  # its callback has asked for B to be rescored ...
+            stack.run(stack.store.upkeep.rescore())  # ... and it is (90: not kept), before the opt-outs come
+            assert B not in stack.call(lambda: dict(stack.store.upkeep.index.low_credit))
+            for to in ("10690001", "10690002"):
+                stack.call(lambda to=to: stack.sim.deliver("acme", mo_body(B, to, b"TD")))
+                sender.read_deliver()
+            wait_for(lambda: stack.store.upkeep.index.low_credit.get(B) == 50, what="B's score in the Index")
+            assert sender.submit("10690003", B) == 0x45
+            assert wait_for(lambda: rows(path, "SELECT reason FROM audit WHERE rule = 'credit'"), what="audit") == [
+                ("number's credit score is too low (50 < 60)",)]
+        finally:
+            sender.close()

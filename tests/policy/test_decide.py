@@ -45,7 +45,7 @@ def refused(v, rule: str) -> bool:
 
 
 def test_decide_rules_order():
-    assert RULE_NAMES == ("invalid", "dead", "blacklist", "optout", "consent", "content", "frequency",
+    assert RULE_NAMES == ("invalid", "dead", "blacklist", "optout", "credit", "consent", "content", "frequency",
                           "quiet_hours")
     assert tuple(rule.name for rule, _ in POLICY.rules) == RULE_NAMES == tuple(r.name for r in RULES)
 

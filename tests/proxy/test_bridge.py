@@ -202,7 +202,7 @@ async def test_a_rule_registered_in_one_line_refuses_through_the_bridge(rigs):
     rig.submit(7, dest="13900000001")
     assert (await rig.sender.next())[:3] == (CommandId.SUBMIT_SM_RESP, REFUSED, 6)
     assert (await rig.smsc.next()).command_id == CommandId.SUBMIT_SM  # the other one goes
-    assert len(RULES) == 8  # registered for this test only
+    assert "prefix" not in [r.name for r in RULES]  # registered for this test only
 
 
 async def test_a_message_held_for_quiet_hours_is_answered_try_later_and_not_counted(rigs):

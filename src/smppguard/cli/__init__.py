@@ -189,7 +189,9 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
         smppguard check 13800138000 --sender ACME --account acme --text "Sale!" --at 2026-11-28T21:00+08:00
     """
     from ..policy import decide, explain, make_submission
+    from ..policy.credit import score
     from ..policy.numbers import candidate_zones, e164, region_of
+    from ..store.credit import parts_of
     from ..store.db import StoreError, connect
     from ..store.index import load_index
     from ..store.lists import apply_due_removals
@@ -200,12 +202,15 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
         db = connect(db_path or cfg.store.path)
     except StoreError as e:
         raise click.ClickException(str(e)) from None
+    sub = make_submission(cfg.policy, number, ton, sender, account, service_type, text)
     try:
         apply_due_removals(db)  # as every list command does: the daemon would have applied them too
-        index = load_index(db, cfg.policy, now)
+        index = load_index(db, cfg.policy, now, failures_within_s=cfg.inbound.suspended_within)
+        parts = parts_of(db, [sub.recipient], now, cfg.inbound.suspended_within)[sub.recipient] \
+            if sub.recipient is not None else None
     finally:
         db.close()
-    sub = make_submission(cfg.policy, number, ton, sender, account, service_type, text)
+    credit = score(parts, cfg.policy.credit_weights) if parts is not None else None
     verdict = decide(sub, index, now, cfg.policy)
     rows = explain(sub, index, now, cfg.policy)
     zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), cfg.policy.fallback_zone) \
@@ -214,6 +219,8 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
         click.echo(json.dumps({
             "recipient": e164(sub.recipient) if sub.recipient is not None else None,
             "class": sub.traffic_class, "zones": list(zones),
+            "credit": {"score": credit[0], "parts": [{"part": p, "count": c, "points": pts}
+                                                     for p, c, pts in credit[1]]} if credit else None,
             "verdict": {"action": verdict.action.value, "rule": verdict.rule, "status": int(verdict.status),
                         "reason": verdict.reason, "until": verdict.until},
             "rules": [{"rule": name, "applies": how == "applies", "note": how,
@@ -228,6 +235,9 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
         click.echo(f"recipient  {e164(sub.recipient)}  region {region_of(sub.recipient) or '?'}  "
                    f"zones {', '.join(zones[:3])}{more}")
     click.echo(f"class      {sub.traffic_class}")
+    if credit is not None:
+        shown = ", ".join(f"{p} {c}: {pts:+d}" for p, c, pts in credit[1]) or "nothing on record"
+        click.echo(f"credit     {credit[0]}  ({shown})")
     status = f" (status 0x{int(verdict.status):08X})" if verdict.status else ""
     decided = f" by {verdict.rule}: {verdict.reason}" if verdict.rule else ""
     click.echo(f"verdict    {verdict.action.value.upper()}{decided}{status}")

@@ -29,7 +29,7 @@ from .keywords import CONFIRM, OPTIN, OPTOUT, Keywords
 from .reassembly import Reassembler
 from .receipts import ReceiptCodes
 
-__all__ = ["CONFIRM", "Fact", "Learner", "LearnerSettings", "OPTIN", "OPTOUT"]
+__all__ = ["CONFIRM", "DELIVERED_FACT", "Fact", "Learner", "LearnerSettings", "OPTIN", "OPTOUT"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,13 @@ class LearnerSettings:
     default_region: str | None = None
     default_codec: str = smpp_text.GSM
     ia5_codec: str = "ascii"
+    count_deliveries: bool = False  # a delivered receipt is a fact too (the credit score counts them)
 
 
 @dataclass(frozen=True)
 class Fact:
-    """One thing learned: `kind` is optout / optin / confirm (from a reply) or dead / suspended / blacklisted (from
-    a receipt); `evidence` is what it was learned from, kept with the change."""
+    """One thing learned: `kind` is optout / optin / confirm (from a reply) or dead / suspended / blacklisted /
+    delivered (from a receipt); `evidence` is what it was learned from, kept with the change."""
 
     kind: str
     number: int
@@ -133,7 +134,11 @@ class Learner:
     def _receipt(self, account: str, source: str, ton: int, tlvs: list, message: bytes) -> list[Fact]:
         state = tlv_int(tlvs, TlvTag.MESSAGE_STATE)
         if state == DELIVERED or (state is None and _DELIVERED_TEXT in message):
-            return []  # the common case: a delivered receipt says nothing about the number (TLVs win)
+            # the common case: a delivered receipt says nothing bad about the number (TLVs win)
+            if not self.settings.count_deliveries:
+                return []
+            number = self._number(source, ton)
+            return [] if number is None else [Fact(DELIVERED_FACT, number, account, "", "DELIVRD", {})]
         receipt = parse_receipt(message, tlvs)
         if receipt is None:
             return []
@@ -149,4 +154,5 @@ class Learner:
 
 
 DELIVERED = 2  # message_state DELIVERED
+DELIVERED_FACT = "delivered"
 _DELIVERED_TEXT = b"stat:DELIVRD"

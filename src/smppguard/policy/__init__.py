@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from . import blacklist, consent, content, dead, frequency, invalid, optout, quiet_hours
+from . import blacklist, consent, content, credit, dead, frequency, invalid, optout, quiet_hours
 from . import traffic_class as classes
 from .model import ALLOW, Action, History, Index, OptoutTerms, Rule, RuleContext, Submission, Verdict
 from .numbers import UNKNOWN_ZONES, check_region, check_zone, locate
 from .presets import PRESETS, merged
 
 #: The rules, in the order they are asked. A new rule is a module with a `RULE`, and one entry here.
-RULES: tuple[Rule, ...] = (invalid.RULE, dead.RULE, blacklist.RULE, optout.RULE, consent.RULE, content.RULE,
-                           frequency.RULE, quiet_hours.RULE)
+RULES: tuple[Rule, ...] = (invalid.RULE, dead.RULE, blacklist.RULE, optout.RULE, credit.RULE, consent.RULE,
+                           content.RULE, frequency.RULE, quiet_hours.RULE)
 RULE_NAMES = tuple(r.name for r in RULES)
 
 __all__ = ["ALLOW", "Action", "Index", "Policy", "RULES", "Rule", "Submission", "Verdict", "decide", "explain",
@@ -188,6 +188,17 @@ class Policy:
             if rule.dead_for is not None:
                 return rule.dead_for(s)
         return 90 * 86400.0
+
+    @functools.cached_property
+    def credit_floor(self) -> int | None:
+        """The credit score below which the Index keeps a number's score, or None: no enabled rule reads it."""
+        return next((rule.credit_floor(s) for rule, s in self.rules if rule.credit_floor is not None and s.enabled),
+                    None)
+
+    @functools.cached_property
+    def credit_weights(self) -> tuple[tuple[str, int], ...]:
+        """The points of each part of a credit score, as the rule that reads it weighs them (() : its defaults)."""
+        return next((rule.credit_weights(s) for rule, s in self.rules if rule.credit_weights is not None), ())
 
     def tidy(self, index: Index, now: float) -> None:
         """Each rule's idle work: forget Index entries no rule needs any more (every minute or so)."""

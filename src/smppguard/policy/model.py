@@ -79,6 +79,7 @@ class Index:
     optouts: set[int] = field(default_factory=set)  # scoped(number, scope id)
     optout_at: dict[int, float] = field(default_factory=dict)  # recent opt-outs (same keys), for the grace rule
     dead: dict[int, float] = field(default_factory=dict)  # number -> expires at
+    low_credit: dict[int, int] = field(default_factory=dict)  # number -> credit score, only those below the floor
     consent: dict[int, str] = field(default_factory=dict)  # scoped(number, scope id) -> pending|confirmed
     tz: dict[int, str] = field(default_factory=dict)  # per-number time zone overrides
     # frequency key -> sends, sorted: those the SMSC accepted, and those in flight (reserved) until it answers
@@ -268,3 +269,7 @@ class Rule:
     optouts: OptoutTerms | None = None
     #: settings -> how long a number learned dead (from a receipt) stays dead, for the rule that reads them
     dead_for: Callable[[Any], float] | None = None
+    #: settings -> the credit score below which the Index keeps a number's score (Index.low_credit), and the
+    #: points of each part of the score, for the rule that reads them
+    credit_floor: Callable[[Any], int] | None = None
+    credit_weights: Callable[[Any], tuple[tuple[str, int], ...]] | None = None

@@ -14,9 +14,11 @@ import sqlite3
 from ..policy import Policy
 from ..policy.model import GLOBAL, Index, scoped
 from .changelog import Change
+from .credit import load_low_credit
 
 
-def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
+def load_index(db: sqlite3.Connection, policy: Policy, now: float, *,
+               failures_within_s: float = 30 * 86400.0) -> Index:
     """The Index as of the store's last change. What a rule owns it asks the policy: how far back sends are
     read and under which key (the rule that counts sends), which recent opt-outs are remembered for a
     confirmation, and for how long (the rule that reads opt-outs)."""
@@ -40,6 +42,7 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float) -> Index:
                 if policy.opens_grace(scope, source):
                     index.optout_at[scoped(number, scope_id(scope, key))] = added_at
         index.dead = dict(db.execute("SELECT number, expires_at FROM dead WHERE expires_at > ?", (now,)))
+        index.low_credit = load_low_credit(db, policy, now, failures_within_s)
         for number, key, status in db.execute("SELECT number, scope_key, status FROM consent"):
             sid = scope_id("account", key) if key else GLOBAL
             index.consent[scoped(number, sid)] = status

@@ -28,10 +28,11 @@ from typing import Callable
 
 from .. import tasks
 from ..hooks import Delivered
-from ..inbound import CONFIRM, OPTIN, OPTOUT, Fact, Learner
+from ..inbound import CONFIRM, DELIVERED_FACT, OPTIN, OPTOUT, Fact, Learner
 from ..inbound.receipts import BLACKLISTED, DEAD, SUSPENDED
 from . import changelog
 from .changelog import Change
+from .credit import DELIVERED_WINDOW_S
 from .db import node_id
 from .writer import StoreWriter
 
@@ -197,6 +198,12 @@ def apply_fact(db: sqlite3.Connection, fact: Fact, now: float, terms: LearningTe
             return None
         reason = f"suspended: {failures} receipts within {terms.suspended_within_s / 86400:g} days ({fact.keyword})"
         return _dead(db, fact, now, terms, recipient, reason, write)
+    if fact.kind == DELIVERED_FACT:  # counted for the credit score; not a change, not audited
+        db.execute("INSERT INTO delivery_ok (number, count, since) VALUES (?, 1, ?) ON CONFLICT (number) DO UPDATE "
+                   "SET count = CASE WHEN since > ? THEN count + 1 ELSE 1 END, "
+                   "since = CASE WHEN since > ? THEN since ELSE excluded.since END",
+                   (n, now, now - DELIVERED_WINDOW_S, now - DELIVERED_WINDOW_S))
+        return None
     if fact.kind == DEAD:
         return _dead(db, fact, now, terms, recipient, f"empty or nonexistent ({fact.keyword})", write)
     if fact.kind == BLACKLISTED:
@@ -230,8 +237,10 @@ class Learning:
     """Observes `delivered` (hooks): every deliver_sm and data_sm the SMSC sends, relayed or not."""
 
     def __init__(self, learner: Learner, writer: StoreWriter, terms: LearningTerms,
-                 recipient: Callable[[int], str], clock: Callable[[], float] = time.time):
+                 recipient: Callable[[int], str], clock: Callable[[], float] = time.time,
+                 touched: Callable[[list[int]], None] | None = None):
         self.learner = learner
+        self.touched = touched  # numbers whose credit score a fact with no change-log row may have moved
         self.writer = writer
         self.terms = terms
         self.recipient = recipient  # number -> as the audit log and the log keep it
@@ -265,6 +274,10 @@ class Learning:
             return
         e = future.exception()
         results = [e] * len(batch) if e is not None else future.result()
+        if self.touched is not None:
+            unlogged = [fact.number for fact, _now, _r in batch if fact.kind in (SUSPENDED, DELIVERED_FACT)]
+            if unlogged:
+                self.touched(unlogged)
         for (fact, _now, recipient), done in zip(batch, results, strict=True):
             if isinstance(done, BaseException):
                 log.error("%s: could not save what a deliver_sm taught (%s %s): %s", fact.account, fact.kind,

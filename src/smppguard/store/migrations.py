@@ -107,13 +107,22 @@ def m008_receipt_failures(db: sqlite3.Connection) -> None:
     """)
 
 
+def m009_delivery_ok(db: sqlite3.Connection) -> None:
+    """Successful deliveries per number (counted while the credit rule is on): `count` of them since `since`,
+    which restarts when it is more than 30 days old."""
+    _run(db, """
+    CREATE TABLE delivery_ok (number INTEGER PRIMARY KEY, count INTEGER NOT NULL, since REAL NOT NULL)
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
                                                                  m003_optout_recent,
                                                                  m004_send_history_append_only,
                                                                  m005_changelog_batches,
                                                                  m006_optout_by_scope,
                                                                  m007_audit_folds,
-                                                                 m008_receipt_failures)
+                                                                 m008_receipt_failures,
+                                                                 m009_delivery_ok)
 
 
 NEWEST = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"

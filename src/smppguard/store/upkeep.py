@@ -23,12 +23,14 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterable
 
 from .. import tasks
 from ..policy import Policy
 from ..policy.model import Index
 from . import audit
 from .changelog import COLUMNS, from_row
+from .credit import apply_low_scores, low_scores
 from .db import BUSY_TIMEOUT_MS, StoreError
 from .index import apply_change
 from .lists import apply_due_removals
@@ -39,13 +41,15 @@ log = logging.getLogger("smppguard.store")
 
 EXPIRE_SLICE = 10_000  # rows deleted per group commit by expire()
 TAIL_PAGE = 5000
+_SCORED = frozenset({"optout", "blacklist", "dead"})  # list kinds that are parts of a credit score
 _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
 
 
 class Upkeep:
     def __init__(self, path: str, index: Index, policy: Policy, writer: StoreWriter, *, tail_interval: float = 0.5,
                  retention: float = 400 * 86400.0, tidy_every: float = 60.0, expire_first: float = 60.0,
-                 expire_every: float = 3600.0, audit_max_size: int = 1_000_000_000):
+                 expire_every: float = 3600.0, audit_max_size: int = 1_000_000_000,
+                 failures_within_s: float = 30 * 86400.0):
         self.path = path
         self.index = index
         self.policy = policy
@@ -56,6 +60,8 @@ class Upkeep:
         self.expire_first = expire_first  # the first retention delete, this long after start-up
         self.expire_every = expire_every  # then this often (hourly)
         self.audit_max_size = audit_max_size
+        self.failures_within_s = failures_within_s  # receipts that said suspended count for the credit score
+        self._rescore: set[int] = set()  # numbers whose credit score may have changed
         self.failed: asyncio.Future[str] | None = None  # set when the daemon must stop (Rule 1)
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
@@ -94,15 +100,40 @@ class Upkeep:
         while True:
             rows = await self._in_thread(self._read, f"SELECT {COLUMNS} FROM changelog WHERE id > ? ORDER BY id "
                                                        f"LIMIT {TAIL_PAGE}", (self.index.change_id,))
+            scored = self.policy.credit_floor is not None
             for row in rows:
                 try:
-                    apply_change(self.index, from_row(row), now, self.policy)
+                    change = from_row(row)
+                    apply_change(self.index, change, now, self.policy)
+                    if scored and change.kind in _SCORED:
+                        self._rescore.update(change.targets())
                 except Exception:  # one bad row must not stop live updates: skip it, say so
                     log.exception("change-log row %s could not be applied; skipped", row[0])
                     self.index.change_id = max(self.index.change_id, row[0])
             applied += len(rows)
             if len(rows) < TAIL_PAGE:
+                await self.rescore()
                 return applied
+
+    def touch(self, numbers: Iterable[int]) -> None:
+        """These numbers' credit scores may have changed without a change-log row (a receipt counted): the next
+        round rescores them."""
+        if self.policy.credit_floor is not None:
+            self._rescore.update(numbers)
+
+    async def rescore(self) -> int:
+        """Bring Index.low_credit up to date for the numbers touched since the last round; returns how many."""
+        if not self._rescore:
+            return 0
+        numbers, self._rescore = list(self._rescore), set()
+        scores = await self._in_thread(self._scores, numbers, time.time())
+        apply_low_scores(self.index.low_credit, scores)
+        return len(numbers)
+
+    def _scores(self, numbers: list[int], now: float) -> dict[int, int | None]:
+        db = self._db
+        assert db is not None
+        return low_scores(db, numbers, self.policy, now, self.failures_within_s)
 
     async def _check_schema(self) -> None:
         ((version,),) = await self._in_thread(self._read, NEWEST, ())
