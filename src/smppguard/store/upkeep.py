@@ -1,5 +1,6 @@
 """The daemon's background work on the store, beside the writer: the change-log tail, the end of observation
-periods, the rules' idle work on the Index, the retention delete and the audit log's bound on disk.
+periods, the rules' idle work on the Index, the retention delete, the audit log's bound on disk, and (while the
+credit rule is on) the credit scores of the numbers a change touched (store/credit.py).
 
 The tail reads change-log rows newer than the Index's and applies them, every `tail_interval` (<= 1 s), so a
 change written by the CLI or another process takes effect live. Reads use a read-only connection of their own;
