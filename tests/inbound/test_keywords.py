@@ -97,3 +97,19 @@ def test_the_ascii_fast_path_normalises_as_the_unicode_one_does(text):
     from smppguard.inbound.keywords import _normalise_unicode
 
     assert normalise(text) == _normalise_unicode(text)
+
+
+def test_contains_mode_is_chosen_by_the_mode_and_finds_two_letter_keywords():
+    contains = Keywords.of(mode="contains")
+    assert contains.contains and not Keywords.of(mode="exact").contains
+    assert contains.match("reply TD now") == [(OPTOUT, "td")]
+
+
+def test_contains_mode_reports_the_longest_keyword_that_matches():
+    k = Keywords.of(optout=["OUT", "OPT OUT"], optin=[], confirm=[], mode="contains")
+    assert k.match("please opt out of this") == [(OPTOUT, "opt out")]
+
+
+def test_a_keyword_in_thai_matches_inside_a_thai_sentence_in_contains_mode():
+    k = Keywords.of(optout=["ยกเลิก"], optin=[], confirm=[], mode="contains")  # "cancel", written without spaces
+    assert k.match("กรุณายกเลิกครับ") == [(OPTOUT, "ยกเลิก")]

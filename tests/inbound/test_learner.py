@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from smppguard.inbound import CONFIRM, OPTIN, OPTOUT, Learner, LearnerSettings
-from smppguard.inbound.receipts import DEAD
+from smppguard.inbound.keywords import Keywords
+from smppguard.inbound.receipts import DEAD, ReceiptCodes
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
 from smppguard.smpp.fields import Tlv, TlvTag, encode_body
@@ -94,3 +95,57 @@ def test_a_receipt_is_read_from_its_tlvs_when_the_text_says_nothing():
     assert fact.evidence == {"receipt": "abc", "stat": "UNDELIV", "err": "MK:0001", "account": "acme"}
     # a receipt that is "STOP" as text is still a receipt: never an opt-out
     assert learner.observe("acme", deliver(b"STOP", esm=0x04), 1.0) == []
+
+
+def test_messaging_mode_bits_and_a_reply_path_do_not_hide_a_reply():
+    learner = Learner(SETTINGS)
+    for esm in (0x01, 0x02, 0x03, 0x80):
+        assert kinds(learner.observe("acme", deliver(b"TD", esm=esm), 1.0)) == [(OPTOUT, A, "10690000", "td")]
+
+
+def test_an_ia5_reply_is_decoded_as_configured():
+    assert kinds(Learner(SETTINGS).observe("acme", deliver(b"STOP", dc=0x01), 1.0)) == [
+        (OPTOUT, A, "10690000", "stop")]
+
+
+def test_a_reply_is_kept_as_evidence_up_to_160_characters_and_a_complete_set_is_not_marked_incomplete():
+    learner = Learner(LearnerSettings(default_region="CN", keywords=Keywords.of(mode="contains")))
+    (fact,) = learner.observe("acme", deliver(b"STOP " + b"x" * 200), 1.0)
+    assert fact.evidence["text"] == "STOP " + "x" * 155
+    learner.observe("acme", deliver(build_udh(1, 2, 1) + b"ST", esm=0x40), 1.0)
+    (fact,) = learner.observe("acme", deliver(build_udh(1, 2, 2) + b"OP", esm=0x40), 1.0)
+    assert "incomplete" not in fact.evidence
+
+
+def test_every_set_that_is_judged_at_once_teaches():
+    learner = Learner(LearnerSettings(default_region="CN", reassembly_timeout_s=10.0))
+    learner.observe("acme", deliver(build_udh(1, 2, 1) + b"T", esm=0x40), 1.0)
+    learner.observe("beta", deliver(build_udh(2, 2, 1) + b"TD", source="8613800000002", to="95555", esm=0x40), 2.0)
+    facts = learner.expire(20.0)  # both time out together
+    assert [(f.account, f.number, f.sender, f.keyword) for f in facts] == [
+        ("acme", A, "10690000", "t"), ("beta", 8613800000002, "95555", "td")]
+    learner.reassembly.max_sets = 1  # the oldest is judged when a new set would be one too many
+    learner.observe("acme", deliver(build_udh(3, 2, 1) + b"N", esm=0x40), 30.0)
+    facts = learner.observe("acme", deliver(build_udh(4, 2, 1) + b"R", source="8613800000002", esm=0x40), 31.0)
+    assert [(f.number, f.keyword) for f in facts] == [(A, "n")]
+
+
+def test_delivered_receipts_are_facts_only_when_deliveries_are_counted():
+    text_only = b"id:1 sub:001 dlvrd:001 submit date:2612011200 done date:2612011201 stat:DELIVRD err:000"
+    tlv_only = [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"1\0"), Tlv(TlvTag.MESSAGE_STATE, b"\x02")]
+    off = Learner(SETTINGS)
+    on = Learner(LearnerSettings(default_region="CN", count_deliveries=True))
+    for pdu in (deliver(text_only, esm=0x04), deliver(b"id:1 stat:delivered", esm=0x04, tlvs=tlv_only)):
+        assert off.observe("acme", pdu, 1.0) == []
+        assert kinds(on.observe("acme", pdu, 1.0)) == [("delivered", A, "", "DELIVRD")]
+    # the TLV wins over the text: undeliverable, whatever the text says
+    undelivered = [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"1\0"), Tlv(TlvTag.MESSAGE_STATE, b"\x05")]
+    assert on.observe("acme", deliver(text_only, esm=0x04, tlvs=undelivered), 1.0) == []
+
+
+def test_a_receipt_code_may_come_from_the_network_error_code_tlv():
+    learner = Learner(LearnerSettings(default_region="CN", codes=ReceiptCodes.of(dead=["3:1"])))
+    tlvs = [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"1\0"), Tlv(TlvTag.MESSAGE_STATE, b"\x05"),
+            Tlv(TlvTag.NETWORK_ERROR_CODE, b"\x03\x00\x01")]
+    (fact,) = learner.observe("acme", deliver(b"", esm=0x04, tlvs=tlvs), 1.0)
+    assert (fact.kind, fact.number, fact.sender, fact.keyword) == (DEAD, A, "", "3:1")
