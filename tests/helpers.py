@@ -170,8 +170,10 @@ def raw_socket(address: tuple[str, int], timeout: float = 5) -> "RawPeer":
 class RawPeer:
     """A bare TCP peer for malformed input: send exact bytes, read whole PDUs back."""
 
-    def __init__(self, address: tuple[str, int], timeout: float):
-        self.sock = socket.create_connection(address, timeout=timeout)
+    def __init__(self, address: tuple[str, int], timeout: float, source: str | None = None):
+        """`source`: the local IP address to connect from (another loopback address: another host to the proxy)."""
+        self.sock = socket.create_connection(address, timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, data: bytes) -> None:

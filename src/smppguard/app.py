@@ -20,13 +20,15 @@ from .hooks import Hooks
 from .inbound import Learner, LearnerSettings
 from .inbound.keywords import Keywords
 from .inbound.receipts import ReceiptCodes
+from .logs import SafeFormatter
 from .proxy.screening import Screening
 from .proxy.server import ProxyServer
 from .simulator import Simulator
-from .store.audit import AuditLog, mask_recipient
+from .store.audit import AuditLog
 from .store.db import StoreError, connect
 from .store.index import load_index
 from .store.learning import Learning, LearningTerms
+from .store.recipients import mask_recipient
 from .store.upkeep import Upkeep
 from .store.writer import StoreWriter
 
@@ -34,7 +36,10 @@ log = logging.getLogger("smppguard")
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """One line per record, whatever a peer put in it (logs.SafeFormatter)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 async def _wait_for_signal() -> None:
@@ -155,7 +160,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     gc.freeze()
     _release_freed_memory()
     writer = StoreWriter(config.store.path, max_unsaved=config.store.max_unsaved,
-                         max_unsaved_age=config.store.max_unsaved_age)
+                         max_unsaved_age=config.store.max_unsaved_age,
+                         audit=(config.audit.recipient, config.audit.salt))
     await writer.start()
     upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention,
                     audit_max_size=config.audit.max_size, failures_within_s=config.inbound.suspended_within)

@@ -60,6 +60,12 @@ class ListenConfig:
     address: tuple[str, int] = option(("127.0.0.1", 2775), address,
                                       "Where senders connect and bind, as \"host:port\".")
     max_connections: int = option(1000, integer(1), "Most concurrent sender connections.")
+    max_connections_per_address: int = option(50, integer(1),
+                                              "Most concurrent connections from one IP address, so that no one "
+                                              "address can take every connection.")
+    bind_timeout: float = option(15.0, duration,
+                                 "A connection that has not sent a bind this long after it opened is closed "
+                                 "(SMPP's session_init_timer).")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ _UPWARD_OTHER = frozenset({CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.RE
 class Bridge:
     def __init__(self, config: Config, connect: Connect, *, screening: Screening | None = None,
                  hooks: Hooks = NO_HOOKS, spawn: Callable[..., asyncio.Task] | None = None,
-                 on_closed: Callable[["Bridge"], None] | None = None, clock: Callable[[], float] = time.time):
+                 on_closed: Callable[["Bridge"], None] | None = None, clock: Callable[[], float] = time.time,
+                 admit: Callable[["Bridge"], bool] | None = None):
         self.config = config
         self.connect = connect
         self.screening = screening
@@ -65,10 +66,15 @@ class Bridge:
         self._throttled: collections.deque[tuple[Pdu, bytes, object]] = collections.deque()
         self._throttle_timer: asyncio.TimerHandle | None = None
         self._closing = False
-        self.refuse = False  # over max_connections: closed as soon as it opens
+        self._admit = admit  # the server's limits: False closes the connection as soon as it opens
+        self.bind_started = False  # a bind request came (the bind timeout no longer applies)
 
     def __repr__(self) -> str:
         return f"<Bridge {self.downstream.label}>"
+
+    def admit(self, session: Session) -> bool:
+        """Session: a leg connected. The sender's leg stays if the server's limits say so; ours to the SMSC does."""
+        return session is not self.downstream or self._admit is None or self._admit(self)
 
     # --- requests: the hot path ----------------------------------------------------------------------------
 
@@ -101,6 +107,7 @@ class Bridge:
                 if upstream.window.full:
                     session.pause("window")
             elif command_id in cmd.BINDS:
+                self.bind_started = True
                 session.pause("bind")
                 self._spawn(self._bind(pdu), name=f"bind {session.label}")
             elif command_id == CommandId.UNBIND:

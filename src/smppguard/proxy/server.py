@@ -4,6 +4,10 @@ Shutdown order (hypercorn's habit of a fixed order with an injectable trigger): 
 both legs of every bridge within the grace period, answering every outstanding request, then return.
 Back-pressure from the store: while the writer has more acknowledged-but-unsaved rows than its bound
 (`hold_senders(True)`), no sender's requests are read; reading resumes when it catches up.
+Rule 1: no one can lock the others out. A connection over `[listen] max_connections` or over
+`max_connections_per_address` from its IP address is closed as it opens; one that has not sent a bind within
+`bind_timeout` (an idle socket, a bind sent a byte a second) is closed then. Each is logged once a minute per
+address at most (logs.Throttle).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from .. import tasks
 from ..config import Config
 from ..hooks import NO_HOOKS, Hooks
+from ..logs import Throttle
 from ..session.session import Session
 from .bridge import Bridge, Connect
 from .screening import Screening
@@ -37,6 +42,9 @@ class ProxyServer:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.base_events.Server | None = None
         self._senders_held = False
+        self._per_host: dict[str, int] = {}  # open connections per IP address
+        self._host_of: dict[Bridge, str] = {}
+        self._throttle = Throttle(log)
 
     async def start(self, address: tuple[str, int] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -54,16 +62,48 @@ class ProxyServer:
 
     def _new_connection(self) -> Session:
         bridge = Bridge(self.config, self.connect, screening=self.screening, hooks=self.hooks, spawn=self.spawn,
-                        on_closed=self.bridges.discard,
+                        on_closed=self._closed, admit=self._admit,
                         clock=self.screening.clock if self.screening is not None else time.time)
-        if len(self.bridges) >= self.config.listen.max_connections:
-            log.warning("connection refused: max_connections (%d) reached", self.config.listen.max_connections)
-            bridge.refuse = True
-        else:
-            self.bridges.add(bridge)
-            if self._senders_held:
-                bridge.downstream.pause(STORE_PAUSE)
         return bridge.downstream
+
+    def _admit(self, bridge: Bridge) -> bool:
+        """A sender connected: within the limits it stays, and has `bind_timeout` to bind (Rule 1)."""
+        listen = self.config.listen
+        host = bridge.downstream.peer.rpartition(":")[0]
+        if len(self.bridges) >= listen.max_connections:
+            self._throttle.log(logging.WARNING, "max", "connection from %s refused: max_connections (%d) reached",
+                               host, listen.max_connections)
+            return False
+        if self._per_host.get(host, 0) >= listen.max_connections_per_address:
+            self._throttle.log(logging.WARNING, host, "connection from %s refused: %d open from that address "
+                               "(max_connections_per_address)", host, listen.max_connections_per_address)
+            return False
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        self._host_of[bridge] = host
+        self.bridges.add(bridge)
+        if self._senders_held:
+            bridge.downstream.pause(STORE_PAUSE)
+        self.loop.call_later(listen.bind_timeout, self._bind_deadline, bridge)
+        return True
+
+    def _bind_deadline(self, bridge: Bridge) -> None:
+        if bridge in self.bridges and not bridge.bind_started and bridge.downstream.is_open:
+            host = self._host_of.get(bridge, "?")
+            self._throttle.log(logging.INFO, ("unbound", host), "connection from %s closed: no bind within %g s "
+                               "([listen] bind_timeout)", host, self.config.listen.bind_timeout)
+            self._closed(bridge)  # its slot is free now, not when the loop gets to connection_lost
+            bridge.downstream.abort()
+
+    def _closed(self, bridge: Bridge) -> None:
+        """A sender's connection is gone (or going): its slots are free. Called again, it does nothing."""
+        self.bridges.discard(bridge)
+        host = self._host_of.pop(bridge, None)
+        if host is not None:
+            left = self._per_host[host] - 1
+            if left:
+                self._per_host[host] = left
+            else:
+                del self._per_host[host]
 
     def hold_senders(self, held: bool) -> None:
         """Stop (True) or resume (False) reading requests from every sender: the store's back-pressure."""

@@ -23,6 +23,7 @@ import threading
 from typing import Protocol
 
 from .. import tasks
+from ..logs import Throttle
 from ..smpp import commands as cmd
 from ..smpp.commands import RESPONSE_BIT, CommandId
 from ..smpp.errors import PduError
@@ -33,6 +34,8 @@ from ..smpp.status import Status
 from .window import Outstanding, Window
 
 log = logging.getLogger("smppguard.session")
+#: A peer can send the same protocol error again and again: one line per peer and kind a minute (logs.py).
+_protocol_log = Throttle(log)
 _U32_AT = struct.Struct(">I").unpack_from
 
 
@@ -123,7 +126,8 @@ class Session(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._last_seen = self._loop.time()
         self._ticker = tasks.spawn(self._tick(), name=f"tick {self.label}")
-        if getattr(self.handler, "refuse", False):
+        admit = getattr(self.handler, "admit", None)  # a handler may turn a connection away (limits)
+        if admit is not None and not admit(self):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -203,8 +207,9 @@ class Session(asyncio.Protocol):
             was_full = self.window.full
             entry = self.window.pop(pdu.sequence)
             if entry is None:
-                log.warning("%s: %s for unknown sequence %d dropped (timed out or never sent)",
-                            self.label, cmd.command_name(command_id), pdu.sequence)
+                _protocol_log.log(logging.WARNING, (self.peer, "unknown sequence"),
+                                  "%s: %s for unknown sequence %d dropped (timed out or never sent)",
+                                  self.label, cmd.command_name(command_id), pdu.sequence)
                 return
             if entry.waiter is not None:
                 if entry.context is not None:  # hold what follows in this buffer until the waiter has acted
@@ -226,21 +231,23 @@ class Session(asyncio.Protocol):
     def _illegal(self, pdu: Pdu) -> None:
         command_id = pdu.command_id
         if command_id not in cmd.KNOWN:
-            log.info("%s: unknown command_id 0x%08X answered generic_nack", self.label, command_id)
+            _protocol_log.log(logging.INFO, (self.peer, "unknown"), "%s: unknown command_id 0x%08X answered "
+                              "generic_nack", self.label, command_id)
             self.send(generic_nack(pdu.sequence, Status.RINVCMDID))
         elif command_id & RESPONSE_BIT or command_id in cmd.NO_RESPONSE:
-            log.warning("%s: %s not allowed in state %s, dropped", self.label, cmd.command_name(command_id),
-                        self.state.value)
+            _protocol_log.log(logging.WARNING, (self.peer, "dropped"), "%s: %s not allowed in state %s, dropped",
+                              self.label, cmd.command_name(command_id), self.state.value)
         elif command_id in cmd.BINDS and self.state in BOUND:
             self.send(response_to(pdu, Status.RALYBND))
         else:
-            log.info("%s: %s not allowed in state %s", self.label, cmd.command_name(command_id), self.state.value)
+            _protocol_log.log(logging.INFO, (self.peer, "state"), "%s: %s not allowed in state %s", self.label,
+                              cmd.command_name(command_id), self.state.value)
             self.send(response_to(pdu, Status.RINVBNDSTS))
 
     def _protocol_error(self, e: PduError) -> None:
         """A frame we cannot read: tell the peer (generic_nack with the status hint), and if the byte stream
         cannot be resynchronised, close (SMPP-NOTES, Framing)."""
-        log.warning("%s: malformed PDU: %s", self.label, e)
+        _protocol_log.log(logging.WARNING, (self.peer, "malformed"), "%s: malformed PDU: %s", self.label, e)
         self.send(generic_nack(e.sequence or 0, e.status))
         if e.fatal:
             self.close()

@@ -1,0 +1,131 @@
+"""Hostile clients cannot lock others out or forge log lines (the connection limits, the bind timeout, the log's
+escaping and throttling), against a raw SMSC, with raw sockets as the clients.
+
+127.0.0.2 is another loopback address: to the proxy, a sender on another host.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+
+from helpers import RawPeer, Stack, make_config, start_daemon
+from rawsmsc import RawSmsc
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.fields import encode_body
+from smppguard.smpp.pdu import build
+
+OTHER_HOST = "127.0.0.2"
+
+
+@pytest.fixture
+def smsc():
+    with RawSmsc() as s:
+        yield s
+
+
+@pytest.fixture
+def peers():
+    opened: list[RawPeer] = []
+
+    def make(stack: Stack, source: str | None = None, timeout: float = 5.0) -> RawPeer:
+        peer = RawPeer(stack.address, timeout, source)
+        opened.append(peer)
+        return peer
+
+    yield make
+    for p in opened:
+        p.close()
+
+
+def config(**listen):
+    return make_config(listen=listen, session={"response_timeout": 5.0, "enquire_link_interval": 30.0})
+
+
+def test_idle_connections_from_one_address_cannot_lock_out_a_sender_from_another(smsc, peers, caplog):
+    with Stack(config(max_connections_per_address=5, bind_timeout=30.0), upstream=smsc.address) as stack:
+        with caplog.at_level(logging.WARNING, logger="smppguard.proxy"):
+            idle = [peers(stack) for _ in range(5)]
+            flood = [peers(stack) for _ in range(40)]  # over the cap: each closed as it opens
+            assert all(p.closed_by_peer(timeout=2.0) for p in flood)
+            assert not idle[0].closed_by_peer(timeout=0.2)  # the first five stay (until the bind timeout)
+            peers(stack, OTHER_HOST).bind(system_id="other")  # another address binds at once
+        refused = [r for r in caplog.records if "max_connections_per_address" in r.getMessage()]
+        assert len(refused) == 1  # 40 refusals, one line (once a minute per address)
+
+
+def test_a_connection_that_sends_no_bind_in_time_is_closed_and_its_slot_freed(smsc, peers):
+    with Stack(config(max_connections_per_address=1, bind_timeout=0.5), upstream=smsc.address) as stack:
+        idle = peers(stack)
+        started = time.monotonic()
+        assert idle.closed_by_peer(timeout=3.0)
+        assert time.monotonic() - started >= 0.4
+        peers(stack).bind()  # the slot is free again; a bound connection is not timed out
+        bound = stack.proxy.bridges
+        time.sleep(0.8)
+        assert len(bound) == 1 and next(iter(bound)).downstream.is_open
+
+
+def test_a_bind_sent_a_byte_at_a_time_is_cut_off_by_the_bind_timeout(smsc, peers):
+    bind = build(CommandId.BIND_TRANSCEIVER, 1, encode_body(CommandId.BIND_TRANSCEIVER, system_id="slow",
+                                                            password="pw"))
+    with Stack(config(bind_timeout=0.5), upstream=smsc.address) as stack:
+        slow = peers(stack)
+        sent = 0
+        try:
+            for byte in bind[:-1]:
+                slow.send(bytes((byte,)))
+                sent += 1
+                time.sleep(0.05)
+        except OSError:
+            pass  # closed under us: what is expected
+        assert slow.closed_by_peer(timeout=2.0)
+        assert sent < len(bind) - 1
+        assert not smsc.conns  # it never reached the SMSC
+
+
+def test_a_system_id_with_a_newline_cannot_forge_a_log_line(tmp_path):
+    daemon, address = start_daemon(tmp_path, '[log]\nlevel = "info"\n')
+    try:
+        peer = RawPeer(address, 5.0)
+        peer.request(CommandId.BIND_TRANSCEIVER, 1, system_id="x\nCRITICAL FORGED", password="pw")
+        peer.read_pdu()
+        peer.close()
+        time.sleep(0.3)
+    finally:
+        daemon.terminate()
+        _, stderr = daemon.communicate(timeout=10)
+    lines = stderr.splitlines()
+    assert not [line for line in lines if line.startswith("CRITICAL") or line.startswith("FORGED")]
+    assert any("x\\nCRITICAL FORGED" in line for line in lines), stderr[-2000:]
+
+
+def test_the_flood_costs_no_memory_past_the_caps(smsc, peers):
+    """Connections over the caps are closed as they open: the proxy keeps no bridge for them."""
+    with Stack(config(max_connections=10, max_connections_per_address=3, bind_timeout=30.0),
+               upstream=smsc.address) as stack:
+        kept = [peers(stack) for _ in range(3)]
+        for _ in range(100):
+            s = socket.create_connection(stack.address, timeout=2.0)
+            s.close()
+        time.sleep(0.2)
+        assert stack.call(lambda: (len(stack.proxy.bridges), dict(stack.proxy._per_host))) == (
+            3, {"127.0.0.1": 3})
+        for p in kept:
+            p.close()
+        time.sleep(0.2)
+        assert stack.call(lambda: (len(stack.proxy.bridges), dict(stack.proxy._per_host))) == (0, {})
+
+
+def test_a_flood_of_unknown_commands_is_answered_each_and_logged_once(smsc, peers, caplog):
+    with Stack(config(), upstream=smsc.address) as stack:
+        with caplog.at_level(logging.INFO, logger="smppguard.session"):
+            peer = peers(stack)
+            peer.send(b"".join(build(0x00000999, seq, b"") for seq in range(1, 1001)))
+            answers = [peer.read_pdu() for _ in range(1000)]
+        assert {(cid, status) for cid, status, _seq, _body in answers} == {(CommandId.GENERIC_NACK, 0x03)}
+        unknown = [r for r in caplog.records if "unknown command_id" in r.getMessage()]
+        assert len(unknown) == 1
