@@ -11,6 +11,9 @@ from cli_helpers import OPERATOR, TIME, as_json, config_text, invoke, norm, sql,
 A, B, C = "+8613700000001", "+8613800138000", "+8613900000001"
 
 
+B_AUDITED = "+86138****8000"  # as the audit log keeps it: masked, the default
+
+
 def numbers(result) -> list[str]:
     return [row["number"] for row in as_json(result)]
 
@@ -205,7 +208,7 @@ def test_blacklist_remove_opens_a_pending_removal_and_a_second_request_exits_1(c
         1, f"Error: {B} already has a pending removal\nHint: see `smppguard blacklist pending`\n")
     rows = as_json(cli("audit", "--rule", "blacklist-removal", "--json"))
     assert [(x["action"], x["recipient"], x["reason"], x["actor"]) for x in rows] == [
-        ("requested", B, "customer verified (observe 5 days)", OPERATOR)]
+        ("requested", B_AUDITED, "customer verified (observe 5 days)", OPERATOR)]
 
 
 @pytest.mark.parametrize("command, why", [
@@ -223,8 +226,9 @@ def test_blacklist_removal_cancelled_by_a_new_optout_or_listing(cli, db_path, co
     assert (row["status"], row["note"]) == ("cancelled", f"{why} by {OPERATOR}")
     r = cli("audit", "--rule", "blacklist-removal")
     assert norm(r.stdout).splitlines()[2:] == [
-        f"{TIME}        1      blacklist-removal  cancelled  0       {B}                   {why:<34}  {OPERATOR}",
-        f"{TIME}        1      blacklist-removal  requested  0       {B}                   "
+        f"{TIME}        1      blacklist-removal  cancelled  0       {B_AUDITED}                   "
+        f"{why:<34}  {OPERATOR}",
+        f"{TIME}        1      blacklist-removal  requested  0       {B_AUDITED}                   "
         f"{'customer verified (observe 3 days)':<34}  {OPERATOR}"]
     # a cancelled removal never takes effect, even once its period is over
     sql(db_path, "UPDATE pending_removal SET effective_at = ?", (time.time() - 1,))
@@ -242,8 +246,8 @@ def test_blacklist_due_removal_is_applied_by_the_next_cli_command(cli, db_path):
     assert (row["status"], row["note"]) == ("done", "observation period ended")
     rows = as_json(cli("audit", "--rule", "blacklist-removal", "--json"))
     assert [(x["action"], x["recipient"], x["reason"], x["actor"]) for x in rows] == [
-        ("done", B, "customer verified", OPERATOR),
-        ("requested", B, "customer verified (observe 3 days)", OPERATOR)]
+        ("done", B_AUDITED, "customer verified", OPERATOR),
+        ("requested", B_AUDITED, "customer verified (observe 3 days)", OPERATOR)]
     assert sql(db_path, "SELECT number, reason FROM watched") == [(8613800138000, "customer verified")]
     assert sql(db_path, "SELECT kind, op, number FROM changelog ORDER BY id DESC LIMIT 1") == [
         ("blacklist", "remove", 8613800138000)]
@@ -271,3 +275,16 @@ def test_blacklist_import_counts_one_row_and_one_bad_row_in_the_singular(cli):
     r = cli("blacklist", "import", "-", input="13600000001\nnot-a-number\n")
     assert r.exit_code == 2
     assert re.fullmatch(r"imported 1 row in \d+\.\ds; 1 bad row skipped\n", r.stdout)
+
+
+@pytest.mark.parametrize("mode, kept", [("full", "+8613800138000"), ("hashed", "sha256:")])
+def test_the_audit_rows_of_list_operations_keep_the_recipient_as_configured(tmp_path, db_path, mode, kept):
+    path = tmp_path / "audit.toml"
+    path.write_text(config_text(db_path, f'\n[audit]\nrecipient = "{mode}"\nsalt = "s3cret"\n'))
+    invoke("blacklist", "add", "13800138000", "--config", path)
+    invoke("blacklist", "remove", "13800138000", "--reason", "verified", "--config", path)
+    invoke("optout", "add", "13800138000", "--key", "ACME", "--config", path)  # cancels the removal
+    rows = sql(db_path, "SELECT action, recipient FROM audit WHERE rule = 'blacklist-removal' ORDER BY id")
+    assert [action for action, _ in rows] == ["requested", "cancelled"]
+    assert all(recipient.startswith(kept) for _, recipient in rows)
+    assert mode == "full" or all("13800138000" not in recipient for _, recipient in rows)

@@ -186,3 +186,23 @@ def test_m005_keeps_an_older_store_s_change_log_readable(path, monkeypatch):
         assert [(c.id, c.number, c.numbers) for c in since(conn, 0)] == [(1, 7, ()), (2, 0, (8, 9))]
     finally:
         conn.close()
+
+
+def test_a_new_store_its_wal_and_shm_and_its_new_folder_are_private_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    from smppguard.store.db import connect
+
+    old = os.umask(0o002)  # a umask that would leave them readable by everyone
+    try:
+        path = tmp_path / "new" / "deeper" / "guard.db"
+        db = connect(path)
+        db.execute("INSERT INTO meta VALUES ('x', 'y')")  # the WAL and SHM files exist once written
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        dirs = [stat.S_IMODE(d.stat().st_mode) for d in (path.parent, path.parent.parent)]
+        db.close()
+    finally:
+        os.umask(old)
+    assert modes == {"guard.db": 0o600, "guard.db-wal": 0o600, "guard.db-shm": 0o600}
+    assert dirs == [0o700, 0o700]

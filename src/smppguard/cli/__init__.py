@@ -199,7 +199,7 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     cfg = _load(config_path)
     now = _parse_at(at)
     try:
-        db = connect(db_path or cfg.store.path)
+        db = connect(db_path or cfg.store.path, audit=(cfg.audit.recipient, cfg.audit.salt))
     except StoreError as e:
         raise click.ClickException(str(e)) from None
     sub = make_submission(cfg.policy, number, ton, sender, account, service_type, text)

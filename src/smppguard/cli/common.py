@@ -47,7 +47,7 @@ class Ctx:
     def db(self):
         if self._db is None:
             try:
-                self._db = connect(self.db_path)
+                self._db = connect(self.db_path, audit=(self.config.audit.recipient, self.config.audit.salt))
             except StoreError as e:
                 raise click.ClickException(str(e)) from None
             from ..store.lists import apply_due_removals

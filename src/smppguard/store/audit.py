@@ -12,24 +12,13 @@ sums the counts.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import sqlite3
 from typing import Iterator, Protocol
 
 from ..hooks import Decided
 from ..policy.model import Action
-
-
-def mask_recipient(number: int | None, address: str, mode: str = "masked", salt: str = "") -> str:
-    shown = f"+{number}" if number is not None else address
-    if mode == "full":
-        return shown
-    if mode == "hashed":
-        return "sha256:" + hashlib.sha256((salt + shown).encode()).hexdigest()[:24]
-    if len(shown) <= 6:
-        return "*" * len(shown)
-    return shown[:-8] + "****" + shown[-4:] if len(shown) > 8 else shown[:2] + "****"
+from .recipients import mask_recipient
 
 
 class AuditWriter(Protocol):

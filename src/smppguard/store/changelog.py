@@ -227,8 +227,8 @@ def _cancel_removals(db: sqlite3.Connection, rows: list[Change], d: _Stamp) -> N
             db.execute("UPDATE pending_removal SET status = 'cancelled', closed_at = ?, close_reason = ? "
                        "WHERE id = ?", (at, f"{why} by {who}", rid))
             db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
-                       "VALUES (?, '', '', ?, 'blacklist-removal', 'cancelled', 0, ?, ?)",
-                       (at, f"+{number}", why, who))
+                       "VALUES (?, '', '', audit_recipient(?), 'blacklist-removal', 'cancelled', 0, ?, ?)",
+                       (at, number, why, who))
 
 
 def _correlate(db: sqlite3.Connection, batch: list[Change], threshold: int, d: _Stamp) -> list[Change]:

@@ -1,7 +1,8 @@
 """Opening the store: one SQLite file in WAL mode, shared by the daemon and the admin CLI.
 
 Rule: every connection is opened here, so pragmas and migrations are never skipped. WAL lets the CLI write while
-the daemon reads and writes; busy_timeout makes the two wait for each other instead of failing.
+the daemon reads and writes; busy_timeout makes the two wait for each other instead of failing. A new store (and
+the folders made for it) is private to its owner: 0600 and 0700, whatever the umask.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+from . import recipients
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
@@ -28,13 +30,18 @@ class AlreadyExists(StoreError):
     pass
 
 
-def connect(path: str | os.PathLike, *, create: bool = True) -> sqlite3.Connection:
-    """A migrated connection in autocommit mode (transactions are explicit: BEGIN ... COMMIT)."""
+def connect(path: str | os.PathLike, *, create: bool = True,
+            audit: tuple[str, str] = ("masked", "")) -> sqlite3.Connection:
+    """A migrated connection in autocommit mode (transactions are explicit: BEGIN ... COMMIT). `audit`: how its
+    audit rows keep recipients, ([audit] recipient, salt) (recipients.install)."""
     p = Path(path)
     if not create and not p.exists():
         raise NotFound(f"no store at {p}")
-    if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
+    missing = [d for d in (p.parent, *p.parent.parents) if not d.exists()]
+    for d in reversed(missing):  # mkdir(parents=True) would give the parents the umask's mode
+        d.mkdir(mode=0o700, exist_ok=True)
+    if not p.exists():
+        _create_private(p)
     try:
         db = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -42,9 +49,21 @@ def connect(path: str | os.PathLike, *, create: bool = True) -> sqlite3.Connecti
         db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, safe against corruption
         db.execute("PRAGMA cache_size = -65536")  # up to 64 MiB of pages: bulk imports into big lists stay in memory
         migrate(db)
+        recipients.install(db, *audit)
     except sqlite3.DatabaseError as e:
         raise StoreError(f"cannot open store {p}: {e}") from None
     return db
+
+
+def _create_private(p: Path) -> None:
+    """The store holds phone numbers: a new one is readable by its owner only, whatever the umask. SQLite gives
+    the -wal and -shm files it creates the database file's permissions."""
+    try:
+        os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:  # another process made it first
+        pass
+    except OSError as e:
+        raise StoreError(f"cannot create store {p}: {e.strerror or e}") from None
 
 
 def node_id(db: sqlite3.Connection) -> str:

@@ -59,7 +59,7 @@ def number_of(text: str, default_region: str | None) -> int:
 
 def _audit(db: sqlite3.Connection, now: float, rule: str, action: str, number: int, reason: str, actor: str):
     db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
-               "VALUES (?, '', '', ?, ?, ?, 0, ?, ?)", (now, f"+{number}", rule, action, reason, actor))
+               "VALUES (?, '', '', audit_recipient(?), ?, ?, 0, ?, ?)", (now, number, rule, action, reason, actor))
 
 
 # --- blacklist ---------------------------------------------------------------------------------------------

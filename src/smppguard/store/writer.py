@@ -57,8 +57,9 @@ class _Batch(NamedTuple):
 class StoreWriter:
     def __init__(self, path: str, *, interval: float = 0.01, max_batch: int = 2000, max_unsaved: int = 10_000,
                  max_unsaved_age: float = 2.0, on_behind: Callable[[bool], None] | None = None,
-                 busy_timeout: float = BUSY_TIMEOUT_MS / 1000):
+                 busy_timeout: float = BUSY_TIMEOUT_MS / 1000, audit: tuple[str, str] = ("masked", "")):
         self.path = path
+        self.audit_recipient = audit  # ([audit] recipient, salt): for audit rows written in SQL
         self.interval = interval
         self.max_batch = max_batch
         self.max_unsaved = max_unsaved
@@ -97,7 +98,7 @@ class StoreWriter:
                        tasks.spawn(self._watch_age(), name="store unsaved-age watch")]
 
     def _connect(self) -> sqlite3.Connection:
-        db = connect(self.path)
+        db = connect(self.path, audit=self.audit_recipient)
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         return db
 
