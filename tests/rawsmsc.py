@@ -14,7 +14,9 @@ send, and every fault is a switch the test flips:
 - `answer_enquire_link`: False leaves enquire_link unanswered;
 - `delay`: seconds before each submit is answered;
 - `deliver_on_bind`: deliver_sm bodies written in the same `write()` as the bind response (an SMSC handing over
-  the MOs and receipts it held for the account).
+  the MOs and receipts it held for the account);
+- `passwords`: {system_id: password}; when set, a bind with another password is refused 0x0E (RINVPASWD). Every
+  bind is counted in `binds`.
 
 It sends deliver_sm and unbind to a bound connection and records the answers, so the tests can see what the
 proxy tells the SMSC.
@@ -135,6 +137,8 @@ class RawSmsc:
         self.answer_enquire_link = True
         self.delay = 0.0
         self.deliver_on_bind: list[bytes] = []
+        self.passwords: dict[str, str] = {}
+        self.binds = 0
         self.delivered_on_bind: list[int] = []  # their sequence numbers; the answers land in `answers`
         self.received: list[Request] = []  # submits, in arrival order
         self.held: list[Request] = []
@@ -231,7 +235,15 @@ class RawSmsc:
                 self._changed.notify_all()
             return
         if command_id in BINDS:
-            conn.system_id = cstr(body, 0)[0]
+            system_id, pos = cstr(body, 0)
+            password, _ = cstr(body, pos)
+            with self._changed:
+                self.binds += 1
+                self._changed.notify_all()
+            if self.passwords and self.passwords.get(system_id) != password:
+                conn.write(pdu(command_id | RESP, seq, status=0x0E))
+                return
+            conn.system_id = system_id
             conn.bound = True
             data = pdu(command_id | RESP, seq, b"rawsmsc\0")
             for body in self.deliver_on_bind:

@@ -48,6 +48,21 @@ def accounts(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
+def strings_or_empty(value: Any) -> tuple[str, ...]:
+    return () if value == [] else strings(value)
+
+
+def networks(value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    for n in strings_or_empty(value):
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError:
+            raise ValueError(f"{n!r} is not an address or network (\"10.0.0.0/8\", \"192.0.2.7\")") from None
+    return strings_or_empty(value)
+
+
 def option(default: Any, parse: Callable[[Any], Any], help: str) -> Any:
     """One option: its default, its parser and its help text, together."""
     return field(default=default, metadata={"parse": parse, "help": help})
@@ -66,6 +81,18 @@ class ListenConfig:
     bind_timeout: float = option(15.0, duration,
                                  "A connection that has not sent a bind this long after it opened is closed "
                                  "(SMPP's session_init_timer).")
+    allow_system_ids: tuple[str, ...] = option((), strings_or_empty,
+                                               "The system_ids that may bind; [] = any. Others are refused 0x0F "
+                                               "without reaching the SMSC.")
+    allow_networks: tuple[str, ...] = option((), networks,
+                                             "The addresses (CIDR) senders may bind from; [] = any. Others are "
+                                             "refused 0x0D without reaching the SMSC.")
+    max_binds_per_account: int = option(20, integer(0),
+                                        "Most binds of one system_id at once; one more is refused 0x05. 0 = no cap.")
+    failed_binds: int = option(5, integer(1),
+                               "Binds from one address that the SMSC refuses, in a row, before that address's "
+                               "binds are refused here for bind_backoff (doubled after each further failure).")
+    bind_backoff: float = option(60.0, duration, "How long binds from that address are refused here, at first.")
 
 
 @dataclass(frozen=True)

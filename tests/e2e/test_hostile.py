@@ -129,3 +129,47 @@ def test_a_flood_of_unknown_commands_is_answered_each_and_logged_once(smsc, peer
         assert {(cid, status) for cid, status, _seq, _body in answers} == {(CommandId.GENERIC_NACK, 0x03)}
         unknown = [r for r in caplog.records if "unknown command_id" in r.getMessage()]
         assert len(unknown) == 1
+
+
+# --- the bind gate -----------------------------------------------------------------------------------------
+
+def bind_status(peer: RawPeer, system_id: str, password: str, seq: int = 1) -> int:
+    peer.request(CommandId.BIND_TRANSCEIVER, seq, system_id=system_id, password=password)
+    cid, status, got_seq, _ = peer.read_pdu()
+    assert (cid, got_seq) == (CommandId.BIND_TRANSCEIVER_RESP, seq)
+    return status
+
+
+def test_a_password_guesser_makes_a_few_upstream_binds_and_is_then_refused_here(smsc, peers):
+    smsc.passwords = {"acme": "right"}
+    with Stack(config(failed_binds=3, bind_backoff=0.5), upstream=smsc.address) as stack:
+        statuses = [bind_status(peers(stack), "acme", f"guess{i}") for i in range(20)]
+        assert statuses[:3] == [0x0E] * 3  # the SMSC's own answer, three times
+        assert statuses[3:] == [0x0D] * 17  # then refused here: the SMSC saw none of them
+        assert smsc.binds == 3
+        assert bind_status(peers(stack, OTHER_HOST), "acme", "right") == 0  # another address binds meanwhile
+        assert bind_status(peers(stack), "acme", "right") == 0x0D  # the guesser's address, even with the password
+        time.sleep(0.6)  # the backoff ends
+        assert bind_status(peers(stack), "acme", "right") == 0
+        assert smsc.binds == 5
+
+
+def test_binds_outside_the_allowed_system_ids_and_networks_never_reach_the_smsc(smsc, peers):
+    with Stack(config(allow_system_ids=["acme"], allow_networks=["127.0.0.2/32"]), upstream=smsc.address) as stack:
+        assert bind_status(peers(stack, OTHER_HOST), "evil", "pw") == 0x0F
+        assert bind_status(peers(stack), "acme", "pw") == 0x0D  # 127.0.0.1 is not allowed
+        assert smsc.binds == 0
+        assert bind_status(peers(stack, OTHER_HOST), "acme", "pw") == 0
+        assert smsc.binds == 1
+
+
+def test_an_account_has_at_most_max_binds_per_account_at_once(smsc, peers):
+    with Stack(config(max_binds_per_account=2), upstream=smsc.address) as stack:
+        first, second = peers(stack), peers(stack)
+        assert bind_status(first, "acme", "pw") == bind_status(second, "acme", "pw") == 0
+        assert bind_status(peers(stack), "acme", "pw") == 0x05  # RALYBND
+        assert bind_status(peers(stack), "beta", "pw") == 0  # another account
+        first.close()
+        smsc.wait(lambda: sum(1 for c in smsc.conns if c.closed.is_set()) == 1, what="first's upstream closed")
+        time.sleep(0.1)
+        assert bind_status(peers(stack), "acme", "pw") == 0

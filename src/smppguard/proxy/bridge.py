@@ -20,11 +20,12 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from .. import tasks
 from ..config import Config
 from ..hooks import NO_HOOKS, Answered, Bound, Delivered, Hooks, Unbound
+from ..logs import Throttle
 from ..session.session import Session
 from ..session.throttle import TokenBucket
 from ..session.window import Outstanding
@@ -35,9 +36,18 @@ from ..smpp.fields import parse_body
 from ..smpp.pdu import Pdu, build, renumber
 from ..smpp.state import BIND_TRANSITIONS, BindState, Role
 from ..smpp.status import Status
+from .limits import AUTH_FAILURES
 from .screening import Answer, Forward, Hold, Screening
 
 log = logging.getLogger("smppguard.proxy")
+
+
+class Gate(Protocol):
+    """Who may bind (the server's, over proxy/limits.py's BindGate)."""
+
+    def check(self, bridge: "Bridge", system_id: str) -> tuple[int, str] | None: ...
+    def bound(self, bridge: "Bridge") -> None: ...
+    def failed(self, bridge: "Bridge") -> None: ...
 
 #: Opens the upstream leg: connects `session` (an asyncio Protocol) to the SMSC, or raises OSError.
 Connect = Callable[[Session], Awaitable[Any]]
@@ -47,10 +57,12 @@ _UPWARD_OTHER = frozenset({CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.RE
 
 
 class Bridge:
+    _gate_log = Throttle(log)  # refused binds: once a minute per address and status
+
     def __init__(self, config: Config, connect: Connect, *, screening: Screening | None = None,
                  hooks: Hooks = NO_HOOKS, spawn: Callable[..., asyncio.Task] | None = None,
                  on_closed: Callable[["Bridge"], None] | None = None, clock: Callable[[], float] = time.time,
-                 admit: Callable[["Bridge"], bool] | None = None):
+                 admit: Callable[["Bridge"], bool] | None = None, gate: "Gate | None" = None):
         self.config = config
         self.connect = connect
         self.screening = screening
@@ -67,6 +79,8 @@ class Bridge:
         self._throttle_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._admit = admit  # the server's limits: False closes the connection as soon as it opens
+        self._gate = gate  # who may bind, and how often they may fail (proxy/limits.py)
+        self.bound_as = ""  # the system_id this bridge is counted as bound under, at the gate
         self.bind_started = False  # a bind request came (the bind timeout no longer applies)
 
     def __repr__(self) -> str:
@@ -249,6 +263,14 @@ class Bridge:
             down.resume("bind")
             return
         down.system_id = body["system_id"]
+        refused = self._gate.check(self, down.system_id) if self._gate is not None else None
+        if refused is not None:
+            status, why = refused
+            self._gate_log.log(logging.INFO, (down.peer.rpartition(":")[0], status), "%s: bind refused 0x%02X: %s",
+                               down.label, status, why)
+            down.respond(pdu, status)
+            down.close()
+            return
         up = Session(Role.ESME, self, window=cfg.upstream.window, response_timeout=cfg.session.response_timeout,
                      enquire_link_interval=cfg.session.enquire_link_interval, name="upstream")
         up.system_id = down.system_id
@@ -275,6 +297,9 @@ class Bridge:
         if resp.command_id == cmd.response_id(pdu.command_id) and resp.status == Status.ROK:
             state = BIND_TRANSITIONS[pdu.command_id]
             up.state = down.state = state
+            if self._gate is not None:
+                self._gate.bound(self)
+                self.bound_as = down.system_id
             if cfg.upstream.max_tps > 0:
                 self._bucket = TokenBucket(cfg.upstream.max_tps, _now())
             down.send(resp.renumbered(pdu.sequence))
@@ -285,6 +310,8 @@ class Bridge:
             return
         status = resp.status or Status.RBINDFAIL
         log.info("%s: SMSC refused the bind with 0x%02X", down.label, status)
+        if self._gate is not None and status in AUTH_FAILURES:
+            self._gate.failed(self)
         if resp.command_id == cmd.response_id(pdu.command_id):
             down.send(resp.renumbered(pdu.sequence))  # the SMSC's own answer, body and all
         else:

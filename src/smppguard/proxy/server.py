@@ -22,6 +22,7 @@ from ..hooks import NO_HOOKS, Hooks
 from ..logs import Throttle
 from ..session.session import Session
 from .bridge import Bridge, Connect
+from .limits import BindGate
 from .screening import Screening
 
 log = logging.getLogger("smppguard.proxy")
@@ -45,6 +46,10 @@ class ProxyServer:
         self._per_host: dict[str, int] = {}  # open connections per IP address
         self._host_of: dict[Bridge, str] = {}
         self._throttle = Throttle(log)
+        listen = config.listen
+        self.gate = BindGate(allow_system_ids=listen.allow_system_ids, allow_networks=listen.allow_networks,
+                             max_binds_per_account=listen.max_binds_per_account, failed_binds=listen.failed_binds,
+                             backoff_s=listen.bind_backoff)
 
     async def start(self, address: tuple[str, int] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -62,7 +67,7 @@ class ProxyServer:
 
     def _new_connection(self) -> Session:
         bridge = Bridge(self.config, self.connect, screening=self.screening, hooks=self.hooks, spawn=self.spawn,
-                        on_closed=self._closed, admit=self._admit,
+                        on_closed=self._closed, admit=self._admit, gate=self,
                         clock=self.screening.clock if self.screening is not None else time.time)
         return bridge.downstream
 
@@ -94,8 +99,22 @@ class ProxyServer:
             self._closed(bridge)  # its slot is free now, not when the loop gets to connection_lost
             bridge.downstream.abort()
 
+    # --- the bind gate (proxy/limits.py), by the sender's address ---------------------------------------------
+
+    def check(self, bridge: Bridge, system_id: str) -> tuple[int, str] | None:
+        return self.gate.check(self._host_of.get(bridge, ""), system_id)
+
+    def bound(self, bridge: Bridge) -> None:
+        self.gate.bound(self._host_of.get(bridge, ""), bridge.downstream.system_id)
+
+    def failed(self, bridge: Bridge) -> None:
+        self.gate.failed(self._host_of.get(bridge, ""))
+
     def _closed(self, bridge: Bridge) -> None:
         """A sender's connection is gone (or going): its slots are free. Called again, it does nothing."""
+        if bridge.bound_as:
+            self.gate.unbound(bridge.bound_as)
+            bridge.bound_as = ""
         self.bridges.discard(bridge)
         host = self._host_of.pop(bridge, None)
         if host is not None:
