@@ -173,3 +173,69 @@ def test_an_account_has_at_most_max_binds_per_account_at_once(smsc, peers):
         smsc.wait(lambda: sum(1 for c in smsc.conns if c.closed.is_set()) == 1, what="first's upstream closed")
         time.sleep(0.1)
         assert bind_status(peers(stack), "acme", "pw") == 0
+
+
+# --- no way around the rules: query_sm, cancel_sm, replace_sm ----------------------------------------------
+
+CONTENT = """
+[policy]
+default_region = "CN"
+
+[rules.quiet_hours]
+enabled = false
+
+[rules.content]
+forbidden = ["赌博", "casino"]
+"""
+
+
+def submit(peer: RawPeer, seq: int) -> bytes:
+    peer.request(CommandId.SUBMIT_SM, seq, source_addr="ACME", dest_addr_ton=1, destination_addr="8613800000001",
+                 short_message=b"hello")
+    cid, status, got, body = peer.read_pdu()
+    assert (cid, status, got) == (CommandId.SUBMIT_SM_RESP, 0, seq)
+    return body.rstrip(b"\0")
+
+
+def other_request(peer: RawPeer, command_id: int, seq: int, message_id: bytes, text: bytes = b"") -> int:
+    fields = {"message_id": message_id.decode(), "source_addr": "ACME"}
+    if command_id == CommandId.REPLACE_SM:
+        fields["short_message"] = text
+    peer.request(command_id, seq, **fields)
+    cid, status, got, _ = peer.read_pdu()
+    assert got == seq
+    return status
+
+
+def test_one_account_cannot_query_cancel_or_replace_anothers_messages(tmp_path, smsc, peers):
+    cfg = make_config(CONTENT, store={"path": str(tmp_path / "guard.db")})
+    with Stack(cfg, store=True, upstream=smsc.address) as stack:
+        owner, intruder = peers(stack), peers(stack)
+        owner.bind(system_id="acme")
+        intruder.bind(system_id="beta")
+        message_id = submit(owner, 2)
+        for seq, command_id in enumerate((CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.REPLACE_SM), 3):
+            assert other_request(intruder, command_id, seq, message_id) == {
+                CommandId.QUERY_SM: 0x67, CommandId.CANCEL_SM: 0x11, CommandId.REPLACE_SM: 0x13}[command_id]
+            # the owner's own request goes to the SMSC (which answers this one generic_nack 0x03)
+            assert other_request(owner, command_id, seq, message_id) == 0x03
+        assert other_request(intruder, CommandId.QUERY_SM, 9, b"unknown-id") == 0x03  # not ours to judge
+
+
+@pytest.mark.parametrize("text", ["澳门赌博".encode("utf-16-be"), b"best casino in town"], ids=["ucs2", "gsm"])
+def test_replace_sm_cannot_bring_in_text_the_content_rule_forbids(tmp_path, smsc, peers, text):
+    cfg = make_config(CONTENT, store={"path": str(tmp_path / "guard.db")}, audit={"recipient": "full"})
+    with Stack(cfg, store=True, upstream=smsc.address) as stack:
+        owner = peers(stack)
+        owner.bind(system_id="acme")
+        message_id = submit(owner, 2)
+        assert other_request(owner, CommandId.REPLACE_SM, 3, message_id, text) == 0x45
+        assert other_request(owner, CommandId.REPLACE_SM, 4, message_id, b"spring sale") == 0x03  # to the SMSC
+        stack.run(stack.store.writer.flush())
+        import sqlite3
+        db = sqlite3.connect(tmp_path / "guard.db")
+        try:
+            assert db.execute("SELECT rule, status, recipient FROM audit").fetchall() == [
+                ("content", 0x45, f"message {message_id.decode()}")]
+        finally:
+            db.close()

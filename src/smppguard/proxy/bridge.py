@@ -37,6 +37,7 @@ from ..smpp.pdu import Pdu, build, renumber
 from ..smpp.state import BIND_TRANSITIONS, BindState, Role
 from ..smpp.status import Status
 from .limits import AUTH_FAILURES
+from .owners import REFUSAL, MessageOwners, message_id_of
 from .screening import Answer, Forward, Hold, Screening
 
 log = logging.getLogger("smppguard.proxy")
@@ -58,11 +59,13 @@ _UPWARD_OTHER = frozenset({CommandId.QUERY_SM, CommandId.CANCEL_SM, CommandId.RE
 
 class Bridge:
     _gate_log = Throttle(log)  # refused binds: once a minute per address and status
+    _owner_log = Throttle(log)  # requests for another account's messages: once a minute per account
 
     def __init__(self, config: Config, connect: Connect, *, screening: Screening | None = None,
                  hooks: Hooks = NO_HOOKS, spawn: Callable[..., asyncio.Task] | None = None,
                  on_closed: Callable[["Bridge"], None] | None = None, clock: Callable[[], float] = time.time,
-                 admit: Callable[["Bridge"], bool] | None = None, gate: "Gate | None" = None):
+                 admit: Callable[["Bridge"], bool] | None = None, gate: "Gate | None" = None,
+                 owners: MessageOwners | None = None):
         self.config = config
         self.connect = connect
         self.screening = screening
@@ -80,6 +83,7 @@ class Bridge:
         self._closing = False
         self._admit = admit  # the server's limits: False closes the connection as soon as it opens
         self._gate = gate  # who may bind, and how often they may fail (proxy/limits.py)
+        self.owners = owners  # which account got which message id (proxy/owners.py), shared by every bridge
         self.bound_as = ""  # the system_id this bridge is counted as bound under, at the gate
         self.bind_started = False  # a bind request came (the bind timeout no longer applies)
 
@@ -103,6 +107,8 @@ class Bridge:
                     return
                 raw, context = pdu.raw, None
                 screening = self.screening
+                if command_id in _UPWARD_OTHER and self._refuse_other(session, pdu):
+                    return
                 if screening is not None and command_id in cmd.SUBMITS:
                     try:
                         outcome = screening.screen(pdu, session.system_id)
@@ -151,6 +157,28 @@ class Bridge:
             else:
                 session.respond(pdu, Status.RINVCMDID)
 
+    def _refuse_other(self, session: Session, pdu: Pdu) -> bool:
+        """query_sm, cancel_sm, replace_sm: refused (and answered) if the message is another account's, or if a
+        replace_sm's new text breaks a rule that reads text; False lets it go to the SMSC."""
+        try:
+            body = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+            message_id = body["message_id"].encode("latin-1")
+            if self.owners is not None and self.owners.refuses(message_id, session.system_id):
+                self._owner_log.log(logging.WARNING, (session.system_id, "owner"),
+                                    "%s: %s for a message of another account refused", session.label,
+                                    cmd.command_name(pdu.command_id))
+                session.respond(pdu, REFUSAL[pdu.command_id])
+                return True
+            if pdu.command_id == CommandId.REPLACE_SM and self.screening is not None:
+                answer = self.screening.screen_replace(pdu, session.system_id)
+                if answer is not None:
+                    session.respond(pdu, answer.status)
+                    return True
+        except Exception as e:
+            self._screening_failed(session, pdu, e)
+            return True
+        return False
+
     @staticmethod
     def _answer(session: Session, pdu: Pdu, outcome: Answer | Hold) -> None:
         if type(outcome) is Hold:  # no hold queue yet: the sender is told to try later
@@ -180,6 +208,9 @@ class Bridge:
             raw = self.screening.settle(context, pdu)
         if origin is not None:
             origin.send(renumber(raw, entry.origin_sequence))
+        if self.owners is not None and pdu.status == 0 and entry.command_id in cmd.SUBMITS and \
+                session is self.upstream:
+            self.owners.record(message_id_of(pdu.body), self.downstream.system_id)
         if session is self.upstream and self.hooks.wants_answered:
             self.hooks.answered(Answered(self.clock(), self.downstream.system_id, pdu.command_id, pdu.status, pdu))
 

@@ -284,6 +284,32 @@ class Screening:
 
     # --- answers -------------------------------------------------------------------------------------------
 
+    def screen_replace(self, pdu: Pdu, account: str) -> Answer | None:
+        """A replace_sm's new text goes through the rules that read text, as a submit's would (None: it may go).
+        The PDU carries no data_coding (the replaced message's applies), so the text is judged as the default
+        alphabet and as UCS2 both: whichever the original used, a forbidden word is found. PduError: malformed."""
+        policy = self.policy
+        if not policy.needs_text:
+            return None
+        f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+        payload = f["short_message"] or tlv_value(f["tlvs"], TlvTag.MESSAGE_PAYLOAD) or b""
+        now = self.clock()
+        texts = {decode(payload, 0, *self.text_codecs)}
+        if len(payload) % 2 == 0:
+            texts.add(decode(payload, 0x08))
+        replaced = f"message {f['message_id']}"  # what the audit log names: there is no recipient in a replace_sm
+        for text in texts:
+            if text is None:
+                continue
+            sub = make_submission(policy, replaced, 0, f["source_addr"], account, "", text)
+            verdict = judge_text(sub, self.index, now, policy)
+            if verdict is not None and verdict.action is not Action.ALLOW:
+                if self.hooks.wants_decided:
+                    self.hooks.decided(Decided(now, pdu.command_id, account, f["source_addr"], replaced, sub,
+                                               verdict))
+                return Answer(verdict.status)
+        return None
+
     def settle(self, context: object, response: Pdu) -> bytes:
         """The SMSC answered a forwarded request with `response`: count what it accepted, release what it did
         not. Returns the bytes to relay (a submit_multi_resp also lists the destinations refused here)."""

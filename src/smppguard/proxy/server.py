@@ -23,6 +23,7 @@ from ..logs import Throttle
 from ..session.session import Session
 from .bridge import Bridge, Connect
 from .limits import BindGate
+from .owners import MessageOwners
 from .screening import Screening
 
 log = logging.getLogger("smppguard.proxy")
@@ -46,6 +47,7 @@ class ProxyServer:
         self._per_host: dict[str, int] = {}  # open connections per IP address
         self._host_of: dict[Bridge, str] = {}
         self._throttle = Throttle(log)
+        self.owners = MessageOwners()
         listen = config.listen
         self.gate = BindGate(allow_system_ids=listen.allow_system_ids, allow_networks=listen.allow_networks,
                              max_binds_per_account=listen.max_binds_per_account, failed_binds=listen.failed_binds,
@@ -67,7 +69,7 @@ class ProxyServer:
 
     def _new_connection(self) -> Session:
         bridge = Bridge(self.config, self.connect, screening=self.screening, hooks=self.hooks, spawn=self.spawn,
-                        on_closed=self._closed, admit=self._admit, gate=self,
+                        on_closed=self._closed, admit=self._admit, gate=self, owners=self.owners,
                         clock=self.screening.clock if self.screening is not None else time.time)
         return bridge.downstream
 

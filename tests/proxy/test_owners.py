@@ -1,0 +1,43 @@
+"""Which account got which message id: bounded by count and age."""
+
+from __future__ import annotations
+
+from smppguard.proxy.owners import MessageOwners, message_id_of
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_another_accounts_message_is_refused_an_unknown_one_is_not():
+    owners = MessageOwners()
+    owners.record(b"m1", "acme")
+    assert owners.refuses(b"m1", "beta") and not owners.refuses(b"m1", "acme")
+    assert not owners.refuses(b"m2", "beta")
+
+
+def test_at_most_max_ids_the_oldest_forgotten_first():
+    owners = MessageOwners(max_ids=3)
+    for i in range(5):
+        owners.record(b"m%d" % i, "acme")
+    assert len(owners) == 3
+    assert not owners.refuses(b"m0", "beta") and owners.refuses(b"m4", "beta")
+
+
+def test_an_id_older_than_max_age_is_let_through_and_forgotten_as_new_ones_come():
+    clock = Clock()
+    owners = MessageOwners(max_age_s=10.0, clock=clock)
+    owners.record(b"old", "acme")
+    clock.now = 11.0
+    assert not owners.refuses(b"old", "beta")
+    for i in range(1023):  # the old ones are looked for every 1024 records
+        owners.record(b"new%d" % i, "acme")
+    assert len(owners) == 1023 and not owners.refuses(b"old", "beta")
+
+
+def test_message_id_of():
+    assert message_id_of(b"abc\0rest") == b"abc"
+    assert message_id_of(b"abc") == b"abc"
