@@ -11,6 +11,8 @@ import pytest
 from helpers import RawPeer, start_daemon
 from rawsmsc import RawSmsc
 from smppguard.smpp.commands import CommandId
+from smppguard.smpp.fields import encode_body
+from smppguard.smpp.pdu import build
 from smppguard.smpp.status import Status
 
 pytestmark = pytest.mark.subprocess
@@ -56,3 +58,74 @@ def test_sigterm_answers_every_request_in_flight_unbinds_both_legs_and_exits_0(t
         assert "shutting down" in err and "Traceback" not in err
         with socket.socket() as s:  # and it no longer accepts binds
             assert s.connect_ex(address) != 0
+
+
+def start_windowed(tmp_path, upstream: tuple[str, int], grace: str):
+    return start_daemon(tmp_path, f'[upstream]\naddress = "{upstream[0]}:{upstream[1]}"\nwindow = 2\n'
+                                  f'[session]\nunbind_grace = "{grace}"\n'
+                                  f'[store]\npath = "{tmp_path / "guard.db"}"\n[policy]\ndefault_region = "CN"\n'
+                                  '[rules.quiet_hours]\nenabled = false\n[rules.frequency]\nenabled = false\n')
+
+
+def pipeline(peer: RawPeer, count: int) -> list[int]:
+    sequences = list(range(2, 2 + count))
+    peer.send(b"".join(build(CommandId.SUBMIT_SM, seq, encode_body(
+        CommandId.SUBMIT_SM, source_addr="ACME", destination_addr=f"86138000{seq:05d}", short_message=b"x"))
+        for seq in sequences))
+    return sequences
+
+
+def answers_then_unbind(peer: RawPeer, sequences: list[int]) -> dict[int, tuple[int, bytes]]:
+    answers = {}
+    while len(answers) < len(sequences):
+        cid, status, seq, body = peer.read_pdu()
+        assert cid == CommandId.SUBMIT_SM_RESP, hex(cid)
+        answers[seq] = (status, body[:3])
+    cid, _status, seq, _body = peer.read_pdu()
+    assert cid == CommandId.UNBIND
+    peer.send(bytes.fromhex("00000010 80000006 00000000") + seq.to_bytes(4, "big"))
+    return answers
+
+
+def test_sigterm_forwards_what_it_read_beyond_the_window_and_the_smsc_answers_it(tmp_path):
+    """Ten pipelined submits, a window of 2: eight were read but not forwarded when SIGTERM came. Each goes on
+    within the grace and gets the SMSC's own answer."""
+    with RawSmsc() as smsc:
+        smsc.delay = 0.2
+        daemon, address = start_windowed(tmp_path, smsc.address, "10s")
+        peer = RawPeer(address, 15)
+        try:
+            peer.bind()
+            sequences = pipeline(peer, 10)
+            smsc.wait(lambda: len(smsc.received) >= 2, what="the first two submits")
+            daemon.send_signal(signal.SIGTERM)
+            answers = answers_then_unbind(peer, sequences)
+            _out, err = daemon.communicate(timeout=20)
+        finally:
+            peer.close()
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.communicate()
+        assert answers == {seq: (Status.ROK, b"raw") for seq in sequences}
+        assert len(smsc.received) == 10 and daemon.returncode == 0, err
+
+
+def test_sigterm_answers_0x08_what_the_grace_leaves_unforwarded(tmp_path):
+    with RawSmsc() as smsc:
+        smsc.answer = "never"  # the SMSC answers nothing: every request is still owed an answer at the end
+        daemon, address = start_windowed(tmp_path, smsc.address, "1s")
+        peer = RawPeer(address, 15)
+        try:
+            peer.bind()
+            sequences = pipeline(peer, 10)
+            smsc.wait(lambda: len(smsc.received) >= 2, what="the first two submits")
+            daemon.send_signal(signal.SIGTERM)
+            answers = answers_then_unbind(peer, sequences)
+            _out, err = daemon.communicate(timeout=20)
+        finally:
+            peer.close()
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.communicate()
+        assert answers == {seq: (Status.RSYSERR, b"") for seq in sequences}  # every one answered: 0x08, retry
+        assert "8 requests read but not forwarded within the grace answered 0x08" in err

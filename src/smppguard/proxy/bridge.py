@@ -391,11 +391,24 @@ class Bridge:
         up.close()
 
     async def shutdown(self, grace: float) -> None:
-        """Unbind both legs within `grace`, answering everything outstanding."""
+        """Unbind both legs within `grace`, answering everything outstanding: the requests in flight upstream,
+        and those read from the sender but not yet forwarded (held by a full window, say), which go on as usual
+        while the grace lasts; what is left then is answered 0x08."""
         down, up = self.downstream, self.upstream
         self._closing = True
+        down.stop_reading()
+        deadline = _now() + grace
+        while _now() < deadline and down.is_open and (down.has_buffered_pdu or self._throttled or (
+                up is not None and up.is_open and len(up.window))):
+            await asyncio.sleep(0.01)
         down.pause("shutdown")
-        await self._drain_upstream(grace)
+        left = down.answer_buffered(Status.RSYSERR)
+        if left:
+            log.warning("%s: stopping: %d requests read but not forwarded within the grace answered 0x08",
+                        down.label, left)
+        await self._drain_upstream(max(0.0, deadline - _now()))
+        if up is not None and len(up.window):  # the SMSC did not answer in time: 0x08 before the unbind
+            up.fail_outstanding("not answered before the stop")
         legs = [leg for leg in (up, down) if leg is not None and leg.is_open and leg.state is not BindState.OPEN]
         waits = [leg.request(build(CommandId.UNBIND, 0), timeout=grace) for leg in legs]
         if waits:

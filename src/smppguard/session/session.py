@@ -94,6 +94,7 @@ class Session(asyncio.Protocol):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pause_reasons: set[str] = set()
         self._transport_paused = False
+        self._reading_stopped = False  # stop_reading(): no more bytes, ever
         self._processing = False
         self._last_seen = 0.0
         self._enquiring = False
@@ -320,13 +321,51 @@ class Session(asyncio.Protocol):
         if reasons or self.transport is None:
             return
         self._process()
-        if not self._pause_reasons and self._transport_paused and self.transport is not None:
+        if (not self._pause_reasons and self._transport_paused and not self._reading_stopped
+                and self.transport is not None):
             self._transport_paused = False
             self.transport.resume_reading()
 
     @property
     def paused(self) -> frozenset[str]:
         return frozenset(self._pause_reasons)
+
+    # --- stopping: what was read is still owed an answer -----------------------------------------------------
+
+    def stop_reading(self) -> None:
+        """Read no more bytes from the peer; PDUs already read are still dispatched as the pauses allow."""
+        self._reading_stopped = True
+        if self.transport is not None and not self._transport_paused:
+            self.transport.pause_reading()
+            self._transport_paused = True
+
+    def fail_outstanding(self, reason: str) -> int:
+        """Give up on every request in the window now: each origin is told (Rule 1); returns how many."""
+        entries = self.window.drain()
+        for _seq, entry in entries:
+            self._fail(entry, reason)
+        return len(entries)
+
+    @property
+    def has_buffered_pdu(self) -> bool:
+        """Whether a whole PDU that was read waits in the buffer (a pause holds it)."""
+        return self.buffer.has_pdu
+
+    def answer_buffered(self, status: int) -> int:
+        """Answer every request still in the buffer with `status` (the proxy is stopping and cannot forward it);
+        returns how many. Responses and what cannot be framed are dropped."""
+        answered = 0
+        while True:
+            try:
+                pdu = self.buffer.next_pdu()
+            except PduError:
+                return answered
+            if pdu is NEED_DATA:
+                return answered
+            if not pdu.command_id & RESPONSE_BIT and pdu.command_id not in cmd.NO_RESPONSE:  # type: ignore[union-attr]
+                self.send(response_to(pdu, status) if pdu.command_id in cmd.KNOWN  # type: ignore[union-attr]
+                          else generic_nack(pdu.sequence, status))  # type: ignore[union-attr]
+                answered += 1
 
     # --- timers and closing --------------------------------------------------------------------------------
 

@@ -49,6 +49,12 @@ class PduBuffer:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def has_pdu(self) -> bool:
+        """Whether the buffer holds a whole PDU (or a header that next_pdu will refuse)."""
+        buf = self._buf
+        return len(buf) >= HEADER_LEN and len(buf) >= HEADER.unpack_from(buf)[0]
+
     def next_pdu(self) -> Pdu | _NeedData:
         buf = self._buf
         if len(buf) < HEADER_LEN:
