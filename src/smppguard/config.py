@@ -164,6 +164,11 @@ class SimulatorConfig:
     receipt_err: str = option("000", string, "The err: of the receipts it sends.")
     control: tuple[str, int] | None = option(("127.0.0.1", 8775), lambda v: None if v == "" else address(v),
                                              "HTTP control address for injecting MO messages; \"\" = off.")
+    keep: int = option(10_000, integer(0), "How many of the latest accepted messages (and deliver_sm answers) the "
+                                           "simulator keeps for GET /messages and query_sm; older ones are "
+                                           "forgotten.")
+    max_queued_mo: int = option(10_000, integer(0), "Most MO messages queued for a receiver that has not bound; "
+                                                    "past it, POST /mo answers 503.")
 
 
 @dataclass(frozen=True)

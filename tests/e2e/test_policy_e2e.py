@@ -157,7 +157,7 @@ def test_concatenated_message_to_a_blacklisted_number_is_refused_whole(tmp_path,
         c = client_of(stack)
         statuses = [send(c, "13900000001", part, esm_class=0x40).status for part in udh_parts(b"C" * 300, 9)]
         assert statuses == [BLACKLIST_STATUS] * 3
-        assert stack.sim.received == []
+        assert not stack.sim.received
 
 
 def test_change_written_by_another_process_takes_effect_within_a_second(tmp_path, client_of):

@@ -82,3 +82,32 @@ def test_simulate_mo_without_a_simulator_says_where_it_looked():
                                        "--text", "T"])
     assert result.exit_code == 1
     assert "cannot reach the simulator's control interface at 127.0.0.1:9" in result.output
+
+
+async def test_the_simulator_keeps_a_bounded_number_of_messages_and_queued_mo():
+    from smppguard.config import SimulatorConfig
+
+    sim = Simulator(SimulatorConfig(keep=5, max_queued_mo=3))
+    await sim.start("127.0.0.1", 0, control=("127.0.0.1", 0))
+    try:
+        control = sim.control_address
+        for _ in range(3):
+            assert (await http(control, "POST", "/mo", b'{"from": "1", "to": "2", "text": "T"}'))[0] == 200
+        status, answer = await http(control, "POST", "/mo", b'{"from": "1", "to": "2", "text": "T"}')
+        assert status == 503 and "max_queued_mo" in answer["error"]
+        result = await asyncio.to_thread(CliRunner().invoke, main, [
+            "simulate", "--control", f"{control[0]}:{control[1]}", "mo", "--from", "1", "--to", "2", "--text", "T"])
+        assert result.exit_code == 1 and "the simulator refused it: 3 MO messages already wait" in result.output
+        reader, writer = await asyncio.open_connection(*sim.address)
+        writer.write(build(CommandId.BIND_TRANSMITTER, 1, encode_body(CommandId.BIND_TRANSMITTER, system_id="a")))
+        await read_pdu(reader)
+        for seq in range(2, 22):
+            writer.write(build(CommandId.SUBMIT_SM, seq, encode_body(CommandId.SUBMIT_SM, destination_addr=str(seq),
+                                                                    short_message=b"x")))
+            await read_pdu(reader)
+        assert [r.fields["destination_addr"] for r in sim.received] == [str(s) for s in range(17, 22)]  # the latest
+        status, messages = await http(control, "GET", "/messages")
+        assert [m["destination"] for m in messages] == [str(s) for s in range(17, 22)]
+        writer.close()
+    finally:
+        await sim.stop()

@@ -145,6 +145,9 @@ def simulate_mo(obj, source, destination, text, system_id) -> None:
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             result = json.loads(resp.read())
+    except urllib.error.HTTPError as e:  # the simulator said why (its MO queue is full: 503)
+        raise click.ClickException(f"the simulator refused it: {json.loads(e.read() or b'{}').get('error', e)}") \
+            from None
     except (urllib.error.URLError, OSError) as e:
         raise click.ClickException(
             f"cannot reach the simulator's control interface at {host}:{port}: {e}") from None

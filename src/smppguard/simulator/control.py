@@ -31,7 +31,7 @@ async def start_control(sim: Controlled, host: str, port: int) -> asyncio.base_e
         except (asyncio.IncompleteReadError, ConnectionError, ValueError) as e:
             status, payload = 400, {"error": str(e)}
         body = json.dumps(payload).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}.get(status, "OK")
         writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
         try:
@@ -65,6 +65,9 @@ async def _serve_one(sim: Controlled, reader: asyncio.StreamReader) -> tuple[int
         data = json.loads(body or b"{}")
         if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("from", "to", "text")):
             raise ValueError('expected JSON {"from": ..., "to": ..., "text": ...}')
-        delivered = sim.inject_mo(data["from"], data["to"], data["text"], data.get("system_id"))
+        try:
+            delivered = sim.inject_mo(data["from"], data["to"], data["text"], data.get("system_id"))
+        except OverflowError as e:
+            return 503, {"error": str(e)}
         return 200, {"delivered": delivered, "queued": not delivered}
     return 404, {"error": f"no such endpoint: {method} {path}"}

@@ -10,6 +10,7 @@ on for tests: hold all responses (`respond = False`), refuse binds, drop every c
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -54,6 +55,10 @@ def _timestamp(t: float) -> str:
     return time.strftime("%y%m%d%H%M%S", time.localtime(t))
 
 
+class QueueFull(OverflowError):
+    """The simulator keeps no more MO messages for receivers that have not bound."""
+
+
 class Simulator:
     def __init__(self, config: SimulatorConfig | None = None, *, sink: bool = False, window: int = 100,
                  response_timeout: float = 30.0, enquire_link_interval: float = 30.0):
@@ -65,10 +70,11 @@ class Simulator:
         self.respond = True  # False: hold every submit response (to test timeouts and drops)
         self.bind_status: int | None = None  # set to refuse every bind with this status
         self.submit_status: int | None = None  # set to refuse every submit with this status
-        self.received: list[Received] = []
+        self.received: collections.deque[Received] = collections.deque(maxlen=self.config.keep)
         self.binds: list[Pdu] = []  # every bind PDU as it arrived
         self.held: list[tuple[Session, Pdu, bytes]] = []  # responses held while respond is False
-        self.delivered: list[tuple[Pdu, Pdu]] = []  # (deliver_sm sent, its response)
+        # (deliver_sm sent, its response), the latest `keep`
+        self.delivered: collections.deque[tuple[Pdu, Pdu]] = collections.deque(maxlen=self.config.keep)
         self.sessions: set[Session] = set()
         self._ids = itertools.count(1)
         self._pending: dict[str, list[bytes]] = {}  # system_id -> deliver_sm bodies waiting for a receiver
@@ -240,7 +246,11 @@ class Simulator:
         receivers = [s for s in self.sessions if s.state in RECEIVING and s.is_open
                      and (system_id is None or s.system_id == system_id)]
         if not receivers:
-            self._pending.setdefault(system_id or "", []).append(body)
+            queued = self._pending.setdefault(system_id or "", [])
+            if sum(map(len, self._pending.values())) >= self.config.max_queued_mo:
+                raise QueueFull(f"{self.config.max_queued_mo} MO messages already wait for a receiver "
+                                "([simulator] max_queued_mo)")
+            queued.append(body)
             return False
         self._deliver_to(receivers[next(self._rr) % len(receivers)], body)
         return True
