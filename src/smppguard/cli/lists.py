@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import sys
 import time
@@ -47,21 +49,64 @@ def _rows(n: int, what: str = "") -> str:
     return f"{n} {what}row" + ("" if n == 1 else "s")
 
 
-def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_threshold: int = 0) -> None:
-    """Shared by the import commands: progress by bytes, bad rows reported by line, the rest imported."""
+#: What --encoding accepts besides "auto": what spreadsheets and legacy systems export.
+ENCODINGS = ("auto", "utf-8", "utf-16", "gb18030", "gbk", "big5", "latin-1", "cp1252", "shift_jis")
+
+
+def text_of(raw, encoding: str) -> io.TextIOWrapper:
+    """The import file as text. "auto": a byte-order mark says UTF-8 or UTF-16; without one, UTF-8 if the first
+    64 KB are UTF-8, else GB18030 (what Chinese spreadsheet exports produce). Bytes that are not text in the
+    encoding become U+FFFD, and the rows holding them are reported as bad rows, never imported garbled."""
+    if encoding == "auto":
+        head = raw.peek(65536)[:65536] if hasattr(raw, "peek") else b""
+        if head.startswith(codecs.BOM_UTF8):
+            encoding = "utf-8-sig"
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"
+        else:
+            try:
+                codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+                encoding = "utf-8-sig"
+            except UnicodeDecodeError:
+                encoding = "gb18030"
+    elif encoding == "utf-8":
+        encoding = "utf-8-sig"  # a BOM is not part of the first number
+    return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+
+
+def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_threshold: int = 0,
+            encoding: str = "auto", label: str = "") -> None:
+    """Shared by the import commands: progress by bytes, bad rows reported by line, the rest imported; the
+    summary is printed however the import ends."""
     # A stream with no name (click re-wraps stdin; CliRunner's stdin is a BytesIO) has no size to show either.
     stdin = getattr(file, "name", "-") in ("<stdin>", "-")
     show = not (silent or stdin or not sys.stderr.isatty())
     size = os.fstat(file.fileno()).st_size if not stdin else 0
     started = time.monotonic()
     region = ctx.config.policy.default_region
-    if show:
-        with click.progressbar(length=size, label="importing", file=sys.stderr) as bar:
-            result = lists.import_csv(ctx.db, _Counting(file, bar), columns, make_change,
-                                      default_region=region, correlation_threshold=correlation_threshold)
-    else:
-        result = lists.import_csv(ctx.db, file, columns, make_change,
-                                  default_region=region, correlation_threshold=correlation_threshold)
+    text = text_of(file if hasattr(file, "peek") else io.BufferedReader(file), encoding)
+    result = lists.ImportResult()
+    name = f"{label} {getattr(file, 'name', '-')}".strip()
+    try:
+        if show:
+            with click.progressbar(length=size, label="importing", file=sys.stderr) as bar:
+                lists.import_csv(ctx.db, _Counting(text, bar), columns, make_change, default_region=region,
+                                 correlation_threshold=correlation_threshold, label=name, result=result)
+        else:
+            lists.import_csv(ctx.db, text, columns, make_change, default_region=region,
+                             correlation_threshold=correlation_threshold, label=name, result=result)
+    except BaseException as e:
+        _summary(result, started)
+        click.echo(f"the import stopped ({type(e).__name__}{': ' + str(e) if str(e) else ''}); the rows above "
+                   "were imported: import the file again to finish (rows already imported change nothing)",
+                   err=True)
+        raise
+    _summary(result, started)
+    if result.errors:
+        sys.exit(EXIT_INPUT_ERROR)
+
+
+def _summary(result, started: float) -> None:
     for line, message in result.errors[:50]:
         click.echo(f"line {line}: {message}", err=True)
     if len(result.errors) > 50:
@@ -69,8 +114,6 @@ def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_thre
     bad = len(result.errors)
     click.echo(f"imported {_rows(result.imported)} in {time.monotonic() - started:.1f}s"
                + (f"; {_rows(bad, 'bad ')} skipped" if bad else ""))
-    if result.errors:
-        sys.exit(EXIT_INPUT_ERROR)
 
 
 def _export(file, rows, columns: tuple[str, ...]) -> None:
@@ -148,12 +191,14 @@ def blacklist_count(ctx: Ctx, fmt, source) -> None:
 
 @blacklist.command("import")
 @store_options
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("rb"))
+@click.option("--encoding", type=click.Choice(ENCODINGS), default="auto", show_default=True,
+              help="The file's encoding; auto: a byte-order mark, else UTF-8, else GB18030.")
 @click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), default="manual", show_default=True,
               help="Source for rows that do not name one.")
 @click.option("--reason", default="", help="Reason for rows that do not give one.")
 @click.option("--silent", is_flag=True, help="No progress bar.")
-def blacklist_import(ctx: Ctx, file, source, reason, silent) -> None:
+def blacklist_import(ctx: Ctx, file, encoding, source, reason, silent) -> None:
     """Import a CSV of number[,source,reason] (a header row is optional; - reads stdin).
 
     Bad rows are reported with their line numbers and skipped; the rest is imported (exit 2 if any were bad).
@@ -168,7 +213,8 @@ def blacklist_import(ctx: Ctx, file, source, reason, silent) -> None:
             raise ValueError(f"unknown source {src!r}")
         return Change("blacklist", "add", 0, data={"source": src, "reason": row.get("reason") or reason})
 
-    _import(ctx, file, ("number", "source", "reason"), change, silent)
+    _import(ctx, file, ("number", "source", "reason"), change, silent, encoding=encoding,
+            label="blacklist import")
 
 
 @blacklist.command("export")
@@ -326,12 +372,14 @@ def optout_list(ctx: Ctx, fmt, number, scope, key) -> None:
 
 @optout.command("import")
 @store_options
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("rb"))
+@click.option("--encoding", type=click.Choice(ENCODINGS), default="auto", show_default=True,
+              help="The file's encoding; auto: a byte-order mark, else UTF-8, else GB18030.")
 @click.option("--scope", type=click.Choice(lists.OPTOUT_SCOPES), default="sender", show_default=True,
               help="Scope for rows that do not name one.")
 @click.option("--key", "-k", default="", help="Sender/account for rows that do not name one.")
 @click.option("--silent", is_flag=True, help="No progress bar.")
-def optout_import(ctx: Ctx, file, scope, key, silent) -> None:
+def optout_import(ctx: Ctx, file, encoding, scope, key, silent) -> None:
     """Import a CSV of number[,scope,key,keyword]; bad rows are reported by line and skipped (exit 2).
 
     \b
@@ -349,7 +397,8 @@ def optout_import(ctx: Ctx, file, scope, key, silent) -> None:
                       {"source": IMPORTED, "keyword": row.get("keyword", "")})
 
     threshold = ctx.config.policy.correlation_threshold
-    _import(ctx, file, ("number", "scope", "key", "keyword"), change, silent, threshold)
+    _import(ctx, file, ("number", "scope", "key", "keyword"), change, silent, threshold, encoding=encoding,
+            label="optout import")
 
 
 @optout.command("export")

@@ -288,6 +288,10 @@ class ImportResult:
 IMPORT_CHUNK_CHARS = 256 * 1024
 #: Fewer rows than this making the same change are logged one by one (a batch row would not be cheaper).
 BATCH_MIN = 8
+#: A line longer than this is a bad row, not a field to read (csv's own field limit is 131,072).
+MAX_LINE_CHARS = 65_536
+#: What a decoder puts for bytes that are not text in the file's encoding: a row holding it is a bad row.
+UNDECODABLE = "\ufffd"
 
 
 def _blocks_of_lines(lines: Iterable[str]) -> Iterator[str]:
@@ -318,26 +322,49 @@ def _cut(block: str, quotes_before: int) -> int:
     return 0
 
 
-def _text_chunks(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
+def _text_chunks(stream: Iterable[str], oversized: list[int] | None = None) -> Iterator[tuple[int, str]]:
     """(number of the first line, whole lines of text) in chunks of about IMPORT_CHUNK_CHARS that never split a
-    quoted field. Reads blocks, not lines: this process only counts newlines and quotes; the workers parse."""
+    quoted field. Reads blocks, not lines: this process only counts newlines and quotes; the workers parse.
+    Text that goes on for more than 16 MAX_LINE_CHARS with no place to end a chunk (a huge line, an unclosed
+    quote) is dropped up to its next newline, and its first line number goes to `oversized`: memory stays
+    bounded whatever the file."""
     read = getattr(stream, "read", None)
     blocks = iter(lambda: read(IMPORT_CHUNK_CHARS), "") if read is not None else _blocks_of_lines(stream)
     head: list[str] = []  # text read since the last chunk, with no place to end one yet
+    held = 0  # characters in head
     quotes = 0  # '"' in head
     line = 1
+    skipping = False  # dropping an oversized stretch up to its next newline
     for block in blocks:
+        if skipping:
+            newline = block.find("\n")
+            if newline < 0:
+                continue
+            block, skipping = block[newline + 1:], False
+            line += 1
+            if not block:
+                continue
         cut = _cut(block, quotes)
         if not cut:
             head.append(block)
+            held += len(block)
             quotes += block.count('"')
+            if held > 16 * MAX_LINE_CHARS:
+                text = "".join(head)
+                whole = text.rfind("\n") + 1  # whole lines before the stretch: kept, parsed as they are
+                if whole:
+                    yield line, text[:whole]
+                    line += text.count("\n", 0, whole)
+                if oversized is not None:
+                    oversized.append(line)
+                head, held, quotes, skipping = [], 0, 0, True
             continue
         head.append(block[:cut])
         chunk = "".join(head)
         yield line, chunk
         line += chunk.count("\n")
         rest = block[cut:]
-        head, quotes = ([rest], rest.count('"')) if rest else ([], 0)
+        head, quotes, held = ([rest], rest.count('"'), len(rest)) if rest else ([], 0, 0)
     if head:
         yield line, "".join(head)
 
@@ -359,6 +386,13 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
     others = [i for i, name in enumerate(names) if name in columns and i != at]
     groups: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
     bad = []
+    if len(text) > MAX_LINE_CHARS:  # blank the lines too long to be rows, keeping every line's number
+        lines = text.split("\n")
+        for i, one in enumerate(lines):
+            if len(one) > MAX_LINE_CHARS:
+                bad.append((first_line + i, f"line longer than {MAX_LINE_CHARS:,} characters"))
+                lines[i] = ""
+        text = "\n".join(lines)
     reader = csv.reader(io.StringIO(text, newline="\n"))  # lines end at "\n" only, as the file's lines did
     end = 0  # the chunk's last line read
     for row in reader:
@@ -368,6 +402,12 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
             continue
         if line == 1 and row[0].strip().lower() == columns[0]:
             continue  # the header (the caller read it already)
+        if len(row) > len(names):
+            bad.append((line, f"{len(row)} fields, expected at most {len(names)} ({','.join(names)})"))
+            continue
+        if any(UNDECODABLE in field for field in row):
+            bad.append((line, "bytes that are not text in the file's encoding (see --encoding)"))
+            continue
         number_text = row[at].strip() if at < len(row) else ""
         number = maybe_number(number_text, region)
         if number is None:
@@ -380,6 +420,26 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
         group[0].append(line)
         group[1].append(number)
     return _Parsed(groups, bad)
+
+
+def _audit_import(db: sqlite3.Connection, action: str, reason: str, actor: str) -> int:
+    """An audit row for an import starting or finishing; returns its id."""
+    return db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                      "VALUES (?, '', '', '', 'import', ?, 0, ?, ?)", (time.time(), action, reason, actor)).lastrowid
+
+
+def _die_with_parent(parent: int) -> None:
+    """In each import worker: end when the importing process ends, however it ends (SIGKILL too), instead of
+    waiting for work that never comes (Linux; elsewhere the pool's own shutdown is all there is)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call above
+        os._exit(1)
 
 
 def _header_of(first: str, columns: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -428,7 +488,8 @@ def _changes(made: list[tuple[Change, list[int], list[int]]]) -> list[Change]:
 def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str, ...],
                make_change: Callable[[dict], Change], *, default_region: str | None,
                actor: str | None = None, correlation_threshold: int = 0,
-               progress: Callable[[int], None] | None = None, workers: int | None = None) -> ImportResult:
+               progress: Callable[[int], None] | None = None, workers: int | None = None,
+               label: str = "", result: ImportResult | None = None) -> ImportResult:
     """Import CSV rows as changes, one transaction per chunk of lines.
 
     Worker processes parse the CSV and normalise numbers (phonenumbers is the costly part, and the machine has
@@ -437,15 +498,23 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
     returns the change every row like it makes, with number 0 (filled in here), or raises ValueError naming
     what is wrong; such rows, and rows whose number is not valid, are reported by line and skipped. It is
     called once per distinct row (not per number): the rows of a chunk that make the same change are written
-    as one batch change. `stream` is a text file, or lines as a file yields them."""
-    result = ImportResult()
+    as one batch change. `stream` is a text file, or lines as a file yields them.
+
+    An import is resumable, not all-or-nothing: each chunk commits on its own, and importing the same file
+    again changes nothing twice. It is audited (rule "import", `label` naming it): a row "started" when it
+    begins and "finished" with its counts when it ends, so an import that was killed shows as started and
+    never finished. `result`, if given, is filled as the import goes (what was done before an error)."""
+    result = result if result is not None else ImportResult()
     origin = node_id(db)
     actor = actor or os_user()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    chunks = _text_chunks(stream)
+    oversized: list[int] = []
+    chunks = _text_chunks(stream, oversized)
+    started = _audit_import(db, "started", label, actor)
     try:
         first_no, first_text = next(chunks)
     except StopIteration:
+        _audit_import(db, "finished", f"{label} (import {started}): empty", actor)
         return result
     names = _header_of(first_text.partition("\n")[0], columns) or columns
     at = names.index("number") if "number" in names else 0
@@ -457,6 +526,9 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
 
     def write(parsed: _Parsed) -> None:
         errors = list(parsed.bad)
+        errors.extend((line, f"line longer than {16 * MAX_LINE_CHARS:,} characters, or a quote never closed")
+                      for line in oversized)
+        oversized.clear()
         made = []  # (change with number 0, lines, numbers)
         for key, (lines, numbers) in parsed.groups.items():
             try:
@@ -475,14 +547,21 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
         if progress:
             progress(result.imported)
 
+    def finish() -> ImportResult:
+        if oversized:  # the file ended inside an oversized stretch
+            write(_Parsed({}, []))
+        _audit_import(db, "finished", f"{label} (import {started}): {result.imported} rows imported, "
+                                      f"{len(result.errors)} bad", actor)
+        return result
+
     if workers <= 1:
         for first, text in all_chunks():
             write(_parse_chunk(text, first, columns, names, default_region))
-        return result
+        return finish()
     import collections
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         in_flight: collections.deque = collections.deque()
         for first, text in all_chunks():
             in_flight.append(pool.submit(_parse_chunk, text, first, columns, names, default_region))
@@ -490,7 +569,7 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
                 write(in_flight.popleft().result())
         while in_flight:
             write(in_flight.popleft().result())
-    return result
+    return finish()
 
 
 def write_csv(stream: io.TextIOBase, rows: Iterable[dict], columns: tuple[str, ...]) -> int:
