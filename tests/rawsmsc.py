@@ -25,6 +25,7 @@ proxy tells the SMSC.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -130,7 +131,9 @@ class Conn:
 
 
 class RawSmsc:
-    def __init__(self) -> None:
+    def __init__(self, tls: "ssl.SSLContext | None" = None) -> None:
+        """`tls`: a server-side context: the SMSC speaks TLS (the handshake happens on the connection's thread)."""
+        self.tls = tls
         self.answer = "now"
         self.throttle_next = 0
         self.fail_destinations: dict[str, int] = {}
@@ -203,6 +206,8 @@ class RawSmsc:
                 sock, _ = self._listener.accept()
             except OSError:
                 return
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             conn = Conn(self, sock)
             with self._changed:
                 self.conns.append(conn)
@@ -212,6 +217,8 @@ class RawSmsc:
     def _serve(self, conn: Conn) -> None:
         buf = b""
         try:
+            if self.tls is not None:
+                conn.sock.do_handshake()  # a client that does not trust us fails here: no bind is seen
             while True:
                 chunk = conn.sock.recv(65536)
                 if not chunk:

@@ -23,6 +23,7 @@ from .inbound.receipts import ReceiptCodes
 from .logs import SafeFormatter
 from .proxy.screening import Screening
 from .proxy.server import ProxyServer
+from .proxy.tls import TlsError
 from .simulator import Simulator
 from .store.audit import AuditLog
 from .store.db import StoreError, connect
@@ -88,6 +89,8 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         store.writer.on_behind = proxy.hold_senders  # the bound on what is acknowledged but not yet saved
         try:
             await proxy.start()
+        except TlsError as e:
+            raise StartupError(str(e)) from None
         except OSError as e:
             raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
                                f"{e.strerror or e}") from None

@@ -89,6 +89,10 @@ class ListenConfig:
                                              "refused 0x0D without reaching the SMSC.")
     max_binds_per_account: int = option(20, integer(0),
                                         "Most binds of one system_id at once; one more is refused 0x05. 0 = no cap.")
+    tls_cert: str = option("", string, "PEM certificate (chain) for TLS on the listener; \"\" = plain SMPP.")
+    tls_key: str = option("", string, "Its private key (PEM); \"\" = in tls_cert.")
+    tls_client_ca: str = option("", string, "With TLS: senders must present a certificate signed by this CA (PEM); "
+                                            "\"\" = no client certificates.")
     failed_binds: int = option(5, integer(1),
                                "Binds from one address that the SMSC refuses, in a row, before that address's "
                                "binds are refused here for bind_backoff (doubled after each further failure).")
@@ -108,6 +112,14 @@ class UpstreamConfig:
                             "Excess submits wait their turn.")
     connect_timeout: float = option(5.0, duration, "How long to wait for the SMSC's TCP connection.")
     bind_timeout: float = option(10.0, duration, "How long to wait for the SMSC's bind response.")
+    tls: bool = option(False, boolean, "Connect to the SMSC over TLS.")
+    tls_ca: str = option("", string, "With tls: the CA file (PEM) the SMSC's certificate must chain to; \"\" = the "
+                                     "system's trusted CAs.")
+    tls_verify: bool = option(True, boolean, "With tls: check the SMSC's certificate and name (leave on).")
+    tls_server_name: str = option("", string, "With tls: the name the SMSC's certificate must carry; \"\" = the "
+                                              "host of [upstream] address.")
+    tls_cert: str = option("", string, "With tls: a client certificate (PEM) for SMSCs that ask for one.")
+    tls_key: str = option("", string, "Its private key (PEM); \"\" = in tls_cert.")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 from .. import tasks
@@ -21,6 +22,7 @@ from ..config import Config
 from ..hooks import NO_HOOKS, Hooks
 from ..logs import Throttle
 from ..session.session import Session
+from . import tls
 from .bridge import Bridge, Connect
 from .limits import BindGate
 from .owners import MessageOwners
@@ -48,15 +50,20 @@ class ProxyServer:
         self._host_of: dict[Bridge, str] = {}
         self._throttle = Throttle(log)
         self.owners = MessageOwners()
+        self._upstream_tls: ssl.SSLContext | None = None
         listen = config.listen
         self.gate = BindGate(allow_system_ids=listen.allow_system_ids, allow_networks=listen.allow_networks,
                              max_binds_per_account=listen.max_binds_per_account, failed_binds=listen.failed_binds,
                              backoff_s=listen.bind_backoff)
 
     async def start(self, address: tuple[str, int] | None = None) -> None:
+        """Listen. TlsError: a TLS file of the config cannot be used (checked before anything listens)."""
         self.loop = asyncio.get_running_loop()
         host, port = address or self.config.listen.address
-        self._server = await self.loop.create_server(self._new_connection, host, port, reuse_address=True)
+        listener_tls = tls.listener_context(self.config.listen)
+        self._upstream_tls = tls.upstream_context(self.config.upstream)
+        self._server = await self.loop.create_server(self._new_connection, host, port, reuse_address=True,
+                                                     ssl=listener_tls)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -65,7 +72,14 @@ class ProxyServer:
 
     async def _connect_tcp(self, session: Session) -> None:
         host, port = self.upstream_address
-        await self.loop.create_connection(lambda: session, host, port)
+        if self._upstream_tls is None:
+            await self.loop.create_connection(lambda: session, host, port)
+            return
+        try:
+            await self.loop.create_connection(lambda: session, host, port, ssl=self._upstream_tls,
+                                              server_hostname=self.config.upstream.tls_server_name or host)
+        except ssl.SSLError as e:  # a certificate that does not verify: the bind fails as an unreachable SMSC does
+            raise OSError(f"TLS to the SMSC failed: {e.reason or e}") from None
 
     def _new_connection(self) -> Session:
         bridge = Bridge(self.config, self.connect, screening=self.screening, hooks=self.hooks, spawn=self.spawn,
