@@ -80,6 +80,8 @@ class Stack:
                 if self.with_proxy:
                     upstream = self.upstream or self.sim.address  # type: ignore[union-attr]
                     self.proxy = ProxyServer(self.config, upstream, screening, hooks)
+                    if self.store is not None:  # as app.serve joins them: the store's back-pressure
+                        self.store.writer.on_behind = self.proxy.hold_senders
                     await self.proxy.start(("127.0.0.1", 0))
             self.run(start())
         except BaseException:

@@ -117,3 +117,38 @@ def test_a_locked_store_stops_acknowledging_at_the_bound_and_a_kill_loses_no_mor
             if daemon.poll() is None:
                 daemon.kill()
             daemon.communicate()
+
+
+def test_a_full_disk_stops_acknowledging_at_the_bound_says_so_and_loses_nothing_when_space_returns(tmp_path, caplog):
+    """SQLITE_FULL (the disk is full: here the store may not grow a page) on every group commit: the proxy goes
+    on answering until the bound, then holds the sender; the log says why; freed space lets it all be saved."""
+    import logging
+
+    from helpers import Stack, make_config
+
+    db = tmp_path / "guard.db"
+    cfg = make_config('[policy]\ndefault_region = "CN"\n[rules.quiet_hours]\nenabled = false\n'
+                      '[rules.frequency]\nmax = 1000\nmin_interval = "0s"\n',
+                      store={"path": str(db), "max_unsaved": BOUND, "max_unsaved_age": 30.0},
+                      upstream={"window": WINDOW})
+    with RawSmsc() as smsc, Stack(cfg, store=True, upstream=smsc.address) as stack:
+        writer = stack.store.writer
+        (pages,) = writer._db.execute("PRAGMA page_count").fetchone()
+        writer._db.execute(f"PRAGMA max_page_count = {pages}")  # not one page more: the disk is full
+        sender = Sender(stack.address)
+        try:
+            with caplog.at_level(logging.ERROR, logger="smppguard.store"):
+                sender.send(1000)
+                first = sender.settled()
+                # what fitted in the store's free pages was saved; past that, the bound on the rest holds
+                unsaved = first - saved(db)
+                assert BOUND <= unsaved <= BOUND + 1 + WINDOW and first < 1000, (first, saved(db))
+                assert writer.failures > 0 and writer.behind
+            assert any("database or disk is full" in r.getMessage() for r in caplog.records)
+            writer._db.execute("PRAGMA max_page_count = 1073741823")  # space again
+            deadline = time.monotonic() + 20
+            while (sender.acked < 1000 or saved(db) < 1000) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert (sender.acked, saved(db)) == (1000, 1000)
+        finally:
+            sender.peer.close()
