@@ -239,3 +239,42 @@ def test_replace_sm_cannot_bring_in_text_the_content_rule_forbids(tmp_path, smsc
                 ("content", 0x45, f"message {message_id.decode()}")]
         finally:
             db.close()
+
+
+def test_at_max_connections_a_new_sender_takes_the_place_of_the_oldest_idle_connection(smsc, peers):
+    """Idle sockets from many addresses fill max_connections: a sender still gets in, in place of the oldest
+    connection that has sent no bind; only when every connection is bound is one refused."""
+    with Stack(config(max_connections=4, bind_timeout=30.0), upstream=smsc.address) as stack:
+        idle = [peers(stack, f"127.0.1.{i}") for i in range(1, 5)]
+        time.sleep(0.1)
+        peers(stack, OTHER_HOST).bind(system_id="sender")
+        assert idle[0].closed_by_peer(timeout=2.0)  # the oldest idle one made room
+        assert not idle[1].closed_by_peer(timeout=0.2)
+        for n, p in enumerate(idle[1:]):
+            p.bind(system_id=f"late{n}")  # the three others bind: now every connection is bound
+        assert peers(stack, "127.0.1.9").closed_by_peer(timeout=2.0)  # refused: no idle one to replace
+
+
+def test_connections_that_come_and_go_leave_nothing_behind(smsc, peers):
+    """A bind flood (each refused, closed at once): no Bridge outlives its connection, though the bind timeout
+    of each would still be running."""
+    import gc
+
+    smsc.passwords = {"acme": "right"}
+    with Stack(config(bind_timeout=60.0, failed_binds=3), upstream=smsc.address) as stack:
+        for n in range(300):
+            peer = peers(stack)
+            assert bind_status(peer, "acme", f"guess{n}") in (0x0D, 0x0E)
+            peer.close()
+        def bridges_in_memory() -> int:
+            gc.collect()
+            return sum(1 for o in gc.get_objects() if type(o).__name__ == "Bridge")
+
+        for _ in range(100):
+            left = stack.call(bridges_in_memory)
+            if left == 0:
+                break
+            time.sleep(0.05)
+        assert left == 0
+        assert stack.call(lambda: (len(stack.proxy.bridges), len(stack.proxy._unbound), len(stack.proxy._host_of))) \
+            == (0, 0, 0)

@@ -4,9 +4,10 @@ Shutdown order (hypercorn's habit of a fixed order with an injectable trigger): 
 both legs of every bridge within the grace period, answering every outstanding request, then return.
 Back-pressure from the store: while the writer has more acknowledged-but-unsaved rows than its bound
 (`hold_senders(True)`), no sender's requests are read; reading resumes when it catches up.
-Rule 1: no one can lock the others out. A connection over `[listen] max_connections` or over
-`max_connections_per_address` from its IP address is closed as it opens; one that has not sent a bind within
-`bind_timeout` (an idle socket, a bind sent a byte a second) is closed then. Each is logged once a minute per
+Rule 1: no one can lock the others out. A connection over `max_connections_per_address` from its IP address is
+closed as it opens; at `[listen] max_connections`, a new connection takes the place of the oldest one that has
+sent no bind (and is refused only when every one is bound); one that has not sent a bind within `bind_timeout`
+(an idle socket, a bind sent a byte a second) is closed then. Each is logged once a minute per
 address at most (logs.Throttle).
 """
 
@@ -48,6 +49,8 @@ class ProxyServer:
         self._senders_held = False
         self._per_host: dict[str, int] = {}  # open connections per IP address
         self._host_of: dict[Bridge, str] = {}
+        # connections that have sent no bind, oldest first, and their bind_timeout timers
+        self._unbound: dict[Bridge, asyncio.TimerHandle] = {}
         self._throttle = Throttle(log)
         self.owners = MessageOwners()
         self._upstream_tls: ssl.SSLContext | None = None
@@ -91,21 +94,34 @@ class ProxyServer:
         """A sender connected: within the limits it stays, and has `bind_timeout` to bind (Rule 1)."""
         listen = self.config.listen
         host = bridge.downstream.peer.rpartition(":")[0]
-        if len(self.bridges) >= listen.max_connections:
-            self._throttle.log(logging.WARNING, "max", "connection from %s refused: max_connections (%d) reached",
-                               host, listen.max_connections)
-            return False
         if self._per_host.get(host, 0) >= listen.max_connections_per_address:
             self._throttle.log(logging.WARNING, host, "connection from %s refused: %d open from that address "
                                "(max_connections_per_address)", host, listen.max_connections_per_address)
+            return False
+        if len(self.bridges) >= listen.max_connections and not self._make_room(host):
+            self._throttle.log(logging.WARNING, "max", "connection from %s refused: max_connections (%d) reached, "
+                               "every one of them bound", host, listen.max_connections)
             return False
         self._per_host[host] = self._per_host.get(host, 0) + 1
         self._host_of[bridge] = host
         self.bridges.add(bridge)
         if self._senders_held:
             bridge.downstream.pause(STORE_PAUSE)
-        self.loop.call_later(listen.bind_timeout, self._bind_deadline, bridge)
+        self._unbound[bridge] = self.loop.call_later(listen.bind_timeout, self._bind_deadline, bridge)
         return True
+
+    def _make_room(self, host: str) -> bool:
+        """At max_connections, a new connection takes the place of the oldest one that has sent no bind: idle
+        sockets, from however many addresses, cannot keep a sender out while any of them is idle."""
+        for idle in self._unbound:
+            if not idle.bind_started:
+                self._throttle.log(logging.WARNING, "evict", "max_connections (%d) reached: the oldest connection "
+                                   "that has not bound (from %s) closed for one from %s",
+                                   self.config.listen.max_connections, self._host_of.get(idle, "?"), host)
+                self._closed(idle)
+                idle.downstream.abort()
+                return True
+        return False
 
     def _bind_deadline(self, bridge: Bridge) -> None:
         if bridge in self.bridges and not bridge.bind_started and bridge.downstream.is_open:
@@ -118,7 +134,13 @@ class ProxyServer:
     # --- the bind gate (proxy/limits.py), by the sender's address ---------------------------------------------
 
     def check(self, bridge: Bridge, system_id: str) -> tuple[int, str] | None:
+        self._forget_unbound(bridge)  # it has sent a bind: no longer the first to go at max_connections
         return self.gate.check(self._host_of.get(bridge, ""), system_id)
+
+    def _forget_unbound(self, bridge: Bridge) -> None:
+        deadline = self._unbound.pop(bridge, None)
+        if deadline is not None:
+            deadline.cancel()  # a timer left to run would keep the closed bridge in memory until it fires
 
     def bound(self, bridge: Bridge) -> None:
         self.gate.bound(self._host_of.get(bridge, ""), bridge.downstream.system_id)
@@ -132,6 +154,7 @@ class ProxyServer:
             self.gate.unbound(bridge.bound_as)
             bridge.bound_as = ""
         self.bridges.discard(bridge)
+        self._forget_unbound(bridge)
         host = self._host_of.pop(bridge, None)
         if host is not None:
             left = self._per_host[host] - 1
