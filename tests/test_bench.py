@@ -87,7 +87,7 @@ def test_bench_stops_its_children_on_sigterm(command, after_s):
         time.sleep(after_s)
         bench.send_signal(signal.SIGTERM)
         assert bench.wait(timeout=20) == 128 + signal.SIGTERM
-        assert bench.stderr.read().decode().strip() == "terminated: both child processes stopped"
+        assert bench.stderr.read().decode().strip() == "terminated: the child processes stopped"
         assert all(_gone(pid) for pid in children)
     finally:
         if bench.poll() is None:

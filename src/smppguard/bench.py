@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .smpp.commands import CommandId
 from .smpp.fields import encode_body
@@ -814,29 +814,33 @@ def run_command(messages: int, binds: int, window: int, policy: str, lists: int,
                 soak: int | None = None, recipients: int = 50_000) -> int:
     """`smppguard bench` and `python -m smppguard.bench`: measure, print the figures (or one line saying what
     went wrong), return the exit status."""
+    def measure() -> dict[str, Any]:
+        if soak is not None:
+            return run_soak(soak, recipients, binds, window)
+        if policy == "compare":
+            return run_comparison(messages, binds, window, lists=lists)
+        return run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
+
+    formatter = format_soak if soak is not None else format_comparison if policy == "compare" else format_result
+    return report(measure, formatter, as_json)
+
+
+def report(measure: Callable[[], dict[str, Any]], formatter: Callable[[dict[str, Any]], str], as_json: bool) -> int:
+    """Run `measure`, print its figures (as JSON, or through `formatter`) or one line saying what went wrong;
+    return the exit status (EXIT_TERMINATED when SIGTERM ended it: the children are stopped either way)."""
     import json
 
     try:
-        if soak is not None:
-            result = run_soak(soak, recipients, binds, window)
-        elif policy == "compare":
-            result = run_comparison(messages, binds, window, lists=lists)
-        else:
-            result = run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists)
+        result = measure()
     except (BenchError, ValueError, *TERMINATION) as e:
         if terminated():
-            print("terminated: both child processes stopped", file=sys.stderr)
+            print("terminated: the child processes stopped", file=sys.stderr)
             return EXIT_TERMINATED
         if isinstance(e, TERMINATION):
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if as_json:
-        print(json.dumps(result, indent=2))
-    elif soak is not None:
-        print(format_soak(result))
-    else:
-        print(format_comparison(result) if policy == "compare" else format_result(result))
+    print(json.dumps(result, indent=2) if as_json else formatter(result))
     return 0
 
 

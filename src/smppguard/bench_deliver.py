@@ -13,18 +13,14 @@ must be one per "TD".
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from .bench import (
-    EXIT_TERMINATED,
-    TERMINATION,
     BenchError,
     _cpu_seconds,
     _free_port,
@@ -33,7 +29,7 @@ from .bench import (
     _stop,
     _terminated_cleanly,
     _wait_accepting,
-    terminated,
+    report,
 )
 from .smpp.commands import CommandId
 from .smpp.fields import Tlv, TlvTag, encode_body
@@ -259,15 +255,4 @@ def format_deliver(r: dict[str, Any]) -> str:
 
 def run_command(messages: int, window: int, as_json: bool) -> int:
     """`smppguard bench --deliver N`: measure, print the figures (or what went wrong), return the exit status."""
-    try:
-        result = run_deliver(messages, window)
-    except (BenchError, ValueError, *TERMINATION) as e:
-        if terminated():
-            print("terminated: the proxy stopped", file=sys.stderr)
-            return EXIT_TERMINATED
-        if isinstance(e, TERMINATION):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2) if as_json else format_deliver(result))
-    return 0
+    return report(lambda: run_deliver(messages, window), format_deliver, as_json)

@@ -13,33 +13,13 @@ import time
 import pytest
 
 from helpers import RawPeer, Stack, make_config
-from rawsmsc import DELIVER_SM, RESP, RawSmsc, deliver_sm_body
+from rawsmsc import DELIVER_SM, RESP, deliver_sm_body
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import SmeDest, parse_body
 from smppguard.smpp.status import Status
 
 A, B, C = "8613800000001", "8613800000002", "8613800000003"
 SMSC_FAILURE = 0x400  # vendor-specific: distinct from every status the proxy itself answers
-
-
-@pytest.fixture
-def smsc():
-    with RawSmsc() as s:
-        yield s
-
-
-@pytest.fixture
-def peers():
-    opened: list[RawPeer] = []
-
-    def make(stack: Stack, timeout: float = 5.0) -> RawPeer:
-        peer = RawPeer(stack.address, timeout)
-        opened.append(peer)
-        return peer
-
-    yield make
-    for p in opened:
-        p.close()
 
 
 def config(tmp_path=None, policy: str = "", *, window: int = 10, response_timeout: float = 5.0,

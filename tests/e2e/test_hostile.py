@@ -13,32 +13,11 @@ import time
 import pytest
 
 from helpers import RawPeer, Stack, make_config, start_daemon
-from rawsmsc import RawSmsc
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import encode_body
 from smppguard.smpp.pdu import build
 
 OTHER_HOST = "127.0.0.2"
-
-
-@pytest.fixture
-def smsc():
-    with RawSmsc() as s:
-        yield s
-
-
-@pytest.fixture
-def peers():
-    opened: list[RawPeer] = []
-
-    def make(stack: Stack, source: str | None = None, timeout: float = 5.0) -> RawPeer:
-        peer = RawPeer(stack.address, timeout, source)
-        opened.append(peer)
-        return peer
-
-    yield make
-    for p in opened:
-        p.close()
 
 
 def config(**listen):

@@ -87,45 +87,39 @@ def answers_then_unbind(peer: RawPeer, sequences: list[int]) -> dict[int, tuple[
     return answers
 
 
+def stop_under_pipeline(tmp_path, smsc: RawSmsc, grace: str) -> tuple[dict, str, int, int]:
+    """Ten pipelined submits through a window of 2, SIGTERM once the SMSC has the first two: (the answers by
+    sequence, the daemon's stderr, its exit status, the submits the SMSC received)."""
+    daemon, address = start_windowed(tmp_path, smsc.address, grace)
+    peer = RawPeer(address, 15)
+    try:
+        peer.bind()
+        sequences = pipeline(peer, 10)
+        smsc.wait(lambda: len(smsc.received) >= 2, what="the first two submits")
+        daemon.send_signal(signal.SIGTERM)
+        answers = answers_then_unbind(peer, sequences)
+        _out, err = daemon.communicate(timeout=20)
+    finally:
+        peer.close()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    return answers, err, daemon.returncode, len(smsc.received)
+
+
 def test_sigterm_forwards_what_it_read_beyond_the_window_and_the_smsc_answers_it(tmp_path):
-    """Ten pipelined submits, a window of 2: eight were read but not forwarded when SIGTERM came. Each goes on
-    within the grace and gets the SMSC's own answer."""
+    """Eight of the ten were read but not forwarded when SIGTERM came. Each goes on within the grace and gets
+    the SMSC's own answer."""
     with RawSmsc() as smsc:
         smsc.delay = 0.2
-        daemon, address = start_windowed(tmp_path, smsc.address, "10s")
-        peer = RawPeer(address, 15)
-        try:
-            peer.bind()
-            sequences = pipeline(peer, 10)
-            smsc.wait(lambda: len(smsc.received) >= 2, what="the first two submits")
-            daemon.send_signal(signal.SIGTERM)
-            answers = answers_then_unbind(peer, sequences)
-            _out, err = daemon.communicate(timeout=20)
-        finally:
-            peer.close()
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.communicate()
-        assert answers == {seq: (Status.ROK, b"raw") for seq in sequences}
-        assert len(smsc.received) == 10 and daemon.returncode == 0, err
+        answers, err, status, received = stop_under_pipeline(tmp_path, smsc, "10s")
+    assert answers == {seq: (Status.ROK, b"raw") for seq in range(2, 12)}
+    assert received == 10 and status == 0, err
 
 
 def test_sigterm_answers_0x08_what_the_grace_leaves_unforwarded(tmp_path):
     with RawSmsc() as smsc:
         smsc.answer = "never"  # the SMSC answers nothing: every request is still owed an answer at the end
-        daemon, address = start_windowed(tmp_path, smsc.address, "1s")
-        peer = RawPeer(address, 15)
-        try:
-            peer.bind()
-            sequences = pipeline(peer, 10)
-            smsc.wait(lambda: len(smsc.received) >= 2, what="the first two submits")
-            daemon.send_signal(signal.SIGTERM)
-            answers = answers_then_unbind(peer, sequences)
-            _out, err = daemon.communicate(timeout=20)
-        finally:
-            peer.close()
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.communicate()
-        assert answers == {seq: (Status.RSYSERR, b"") for seq in sequences}  # every one answered: 0x08, retry
-        assert "8 requests read but not forwarded within the grace answered 0x08" in err
+        answers, err, _status, _received = stop_under_pipeline(tmp_path, smsc, "1s")
+    assert answers == {seq: (Status.RSYSERR, b"") for seq in range(2, 12)}  # every one answered: 0x08, retry
+    assert "8 requests read but not forwarded within the grace answered 0x08" in err
