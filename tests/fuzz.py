@@ -2,9 +2,11 @@
 
     scripts/fuzz [--cases 100000] [--seed 1] [--connections 4]
 
-The corpus is real PDUs as other implementations write them: smpplib's (submit_sm plain, UCS2 and with a
-UDH, query_sm, data_sm, enquire_link, unbind, generic_nack, deliver_sm_resp) and smppguard's own codec's
-(cancel_sm, replace_sm, data_sm with SAR TLVs, submit_multi with a distribution list, a second bind).
+The corpus is real PDUs as other implementations write them: Kannel's, captured through the proxy
+(tests/fuzz_corpus_kannel.txt: its bind, submit_sm with a DLR request, in UCS2, in concatenated parts),
+smpplib's (submit_sm plain, UCS2 and with a UDH, query_sm, data_sm, enquire_link, unbind, generic_nack,
+deliver_sm_resp) and smppguard's own codec's (cancel_sm, replace_sm, data_sm with SAR TLVs, submit_multi with a
+distribution list, a second bind).
 Each case is one of them mutated (bits flipped, bytes inserted, cut or spliced, command_length or command_id
 changed, TLVs garbled, C-strings left without their NUL), sent on a bound connection, followed by an
 enquire_link. The case passes when that enquire_link is answered
@@ -56,7 +58,8 @@ def corpus() -> list[bytes]:
             return self.sequence
 
     client = _Client()
-    out = []
+    kannel = Path(__file__).with_name("fuzz_corpus_kannel.txt").read_text().splitlines()
+    out = [bytes.fromhex(line) for line in kannel if line and not line.startswith("#")]
 
     def lib(name: str, **kw) -> None:
         pdu = smpplib.smpp.make_pdu(name, client=client, **kw)

@@ -22,7 +22,7 @@ def test_the_corpus_is_real_pdus_and_mutations_keep_the_header():
     import struct
 
     pdus = corpus()
-    assert len(pdus) >= 14 and all(struct.unpack_from(">I", p)[0] == len(p) for p in pdus)
+    assert len(pdus) >= 19 and all(struct.unpack_from(">I", p)[0] == len(p) for p in pdus)
     rng = random.Random(1)
     assert all(len(mutate(rng, p)) >= 16 for p in pdus for _ in range(50))
 
