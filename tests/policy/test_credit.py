@@ -67,3 +67,36 @@ def test_a_transactional_message_is_not_judged_by_credit():
     index = Index()
     index.low_credit[A] = 0
     assert decide(sub(A, traffic_class="transactional"), index, NOON, policy).action is Action.ALLOW
+
+
+@pytest.mark.parametrize("points, ok", [(-100, True), (100, True), (-101, False), (101, False)])
+def test_points_run_from_minus_100_to_100(points, ok):
+    if ok:
+        assert dict(parse_settings({"weights": {"dead": points}}).weights)["dead"] == points
+    else:
+        with pytest.raises(ConfigError, match="from -100 to 100"):
+            parse_settings({"weights": {"dead": points}})
+
+
+def test_the_messages_name_the_parts_and_the_keys():
+    with pytest.raises(ConfigError) as e:
+        parse_settings({"weights": {"opt_out": 1}})
+    assert "parts are complaint, listed, watched, optout, global_optout, dead, suspended, delivered" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        parse_settings({"weights": 3})
+    assert "expected a table of part = points" in str(e.value)
+    for min_score, ok in ((0, True), (101, True), (-1, False), (102, False)):
+        if ok:
+            assert parse_settings({"min_score": min_score}).min_score == min_score
+        else:
+            with pytest.raises(ConfigError) as e:
+                parse_settings({"min_score": min_score})
+            assert e.value.key == "rules.credit.min_score"
+    with pytest.raises(ConfigError) as e:
+        parse_settings({"min_scor": 1})
+    assert e.value.key == "rules.credit.min_scor"
+
+
+def test_the_defaults_off_for_marketing_only():
+    s = parse_settings({})
+    assert (s.enabled, s.classes, s.min_score, s.status) == (False, frozenset({"marketing"}), 60, 0x45)
