@@ -217,27 +217,12 @@ def _rss_mb(pid: int) -> float:
 
 
 def start_proxy(tmp: Path) -> tuple[subprocess.Popen, tuple[str, int]]:
-    import socket
+    from helpers import start_daemon
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = tmp / "fuzz.toml"
-    config.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\nmax_binds_per_account = 0\n\n'
-                      f'[simulator]\ncontrol = ""\n\n[store]\npath = "{tmp / "guard.db"}"\n\n'
-                      '[policy]\ndefault_region = "CN"\n\n[log]\nlevel = "warning"\n')
-    proxy = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(config)],
-                             stdout=subprocess.DEVNULL, stderr=open(tmp / "proxy.log", "wb"))
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proxy, ("127.0.0.1", port)
-        except OSError:
-            if proxy.poll() is not None or time.monotonic() > deadline:
-                proxy.kill()
-                raise RuntimeError((tmp / "proxy.log").read_text(errors="replace")[-2000:]) from None
-            time.sleep(0.05)
+    with open(tmp / "proxy.log", "w") as log:
+        return start_daemon(tmp, f'max_binds_per_account = 0\n\n[simulator]\ncontrol = ""\n\n'
+                                 f'[store]\npath = "{tmp / "guard.db"}"\n\n[policy]\ndefault_region = "CN"\n\n'
+                                 '[log]\nlevel = "warning"\n', stderr=log)
 
 
 async def _fuzz(address: tuple[str, int], cases: int, seed: int, connections: int) -> dict[str, int]:

@@ -117,14 +117,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL) -> tuple[subprocess.Popen, tuple[str, int]]:
+def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE) -> tuple[subprocess.Popen, tuple[str, int]]:
     """`smppguard run` in a child process, as systemd runs it, on a free port with `config_toml` (its [listen]
-    table is added here); returns once it accepts connections. The caller stops it."""
+    table starts with the address, so the caller's keys of [listen] come first in it); returns once it accepts
+    connections. The caller stops it."""
     port = free_port()
     cfg = tmp_path / "smppguard.toml"
     cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n{config_toml}')
     daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
-                              stdout=stdout, stderr=subprocess.PIPE, text=True)
+                              stdout=stdout, stderr=stderr, text=True)
     deadline = time.monotonic() + 20
     while True:
         try:
