@@ -150,21 +150,12 @@ def apply_fact(db: sqlite3.Connection, fact: Fact, now: float, terms: LearningTe
     when it was known already or teaches nothing here."""
     n = fact.number
     origin = origin or node_id(db)
-    data_of = {"source": REPLY, "keyword": fact.keyword, **fact.evidence}
 
-    def write(changes: list[Change], threshold: int = 0) -> None:
-        changelog.write(db, changes, origin=origin, actor=ACTOR, correlation_threshold=threshold, now=now,
-                        in_transaction=True)
+    def write(changes: list[Change]) -> None:
+        changelog.write(db, changes, origin=origin, actor=ACTOR, now=now, in_transaction=True)
 
-    if fact.kind == OPTOUT:
-        scope, key = _optout_key(fact, terms.optout_scope)
-        if db.execute("SELECT 1 FROM optout WHERE number = ? AND scope = ? AND scope_key = ?",
-                      (n, scope, key)).fetchone():
-            return None
-        write([Change("optout", "add", n, scope, key, data_of)], terms.correlation_threshold)
-        done = f"opted out ({scope}{' ' + key if key else ''})"
-        _audit(db, now, fact, recipient, "optout", f"{done}: {_said(fact)}")
-        return done
+    if fact.kind == OPTOUT:  # a run of one
+        return _apply_optouts(db, [(fact, now, recipient)], terms, origin)[0]
     if fact.kind == OPTIN:
         rows = db.execute(
             "SELECT scope, scope_key FROM optout WHERE number = ? AND source = ? AND ("
