@@ -55,12 +55,13 @@ def strings_or_empty(value: Any) -> tuple[str, ...]:
 def networks(value: Any) -> tuple[str, ...]:
     import ipaddress
 
-    for n in strings_or_empty(value):
+    listed = strings_or_empty(value)
+    for n in listed:
         try:
             ipaddress.ip_network(n, strict=False)
         except ValueError:
             raise ValueError(f"{n!r} is not an address or network (\"10.0.0.0/8\", \"192.0.2.7\")") from None
-    return strings_or_empty(value)
+    return listed
 
 
 def option(default: Any, parse: Callable[[Any], Any], help: str) -> Any:

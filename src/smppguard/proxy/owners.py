@@ -8,6 +8,7 @@ SMSC then judges it as it always did. Pure: the clock is passed in.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from ..smpp.commands import CommandId
@@ -20,12 +21,10 @@ REFUSAL = {CommandId.QUERY_SM: Status.RQUERYFAIL, CommandId.CANCEL_SM: Status.RC
 
 class MessageOwners:
     def __init__(self, max_ids: int = 200_000, max_age_s: float = 86400.0,
-                 clock: Callable[[], float] | None = None):
-        import time
-
+                 clock: Callable[[], float] = time.monotonic):
         self.max_ids = max_ids
         self.max_age_s = max_age_s
-        self.clock = clock or time.monotonic
+        self.clock = clock
         self._owner: dict[bytes, tuple[str, float]] = {}  # message id -> (account, when); oldest first
         self._recorded = 0
 
