@@ -79,7 +79,8 @@ class Stack:
                     screening, hooks = self.store.screening, self.store.hooks
                 if self.with_proxy:
                     upstream = self.upstream or self.sim.address  # type: ignore[union-attr]
-                    self.proxy = ProxyServer(self.config, upstream, screening, hooks)
+                    self.proxy = ProxyServer(self.config, upstream, screening, hooks,
+                                             holds=self.store.holds if self.store is not None else None)
                     if self.store is not None:  # as app.serve joins them: the store's back-pressure
                         self.store.writer.on_behind = self.proxy.hold_senders
                     await self.proxy.start(("127.0.0.1", 0))

@@ -21,12 +21,14 @@ from .inbound import Learner, LearnerSettings
 from .inbound.keywords import Keywords
 from .inbound.receipts import ReceiptCodes
 from .logs import SafeFormatter
+from .proxy.holds import HoldQueue, HoldSettings
 from .proxy.screening import Screening
 from .proxy.server import ProxyServer
 from .proxy.tls import TlsError
 from .simulator import Simulator
 from .store.audit import AuditLog
 from .store.db import StoreError, connect
+from .store.holds import HeldRow, QueueStore
 from .store.index import load_index
 from .store.learning import Learning, LearningTerms
 from .store.recipients import mask_recipient
@@ -85,7 +87,7 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             store = await open_store(config)
         except StoreError as e:
             raise StartupError(f"{e} ([store] path)") from None
-        proxy = ProxyServer(config, upstream, store.screening, store.hooks)
+        proxy = ProxyServer(config, upstream, store.screening, store.hooks, holds=store.holds)
         store.writer.on_behind = proxy.hold_senders  # the bound on what is acknowledged but not yet saved
         try:
             await proxy.start()
@@ -131,14 +133,17 @@ class OpenStore:
     with the audit log among their observers."""
 
     def __init__(self, screening: Screening, writer: StoreWriter, upkeep: Upkeep, hooks: Hooks,
-                 learning: Learning | None = None):
+                 learning: Learning | None = None, holds: HoldQueue | None = None):
         self.screening = screening
         self.writer = writer
         self.upkeep = upkeep
         self.hooks = hooks
         self.learning = learning
+        self.holds = holds
 
     async def close(self) -> None:
+        if self.holds is not None:
+            await self.holds.close()
         if self.learning is not None:
             await self.learning.close()
         await self.upkeep.close()
@@ -175,11 +180,24 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     audit = AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)
     learning = _learning(config, writer, upkeep, clock) if config.inbound.enabled else None
     hooks = Hooks([audit] + ([learning] if learning is not None else []))
+    codecs = (config.text.default_codec, config.text.ia5_codec)
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
-                          text_codecs=(config.text.default_codec, config.text.ia5_codec))
+                          text_codecs=codecs, holding=True)
+    # `queue release`: the rules without quiet hours (the operator says "now"); everything else still decides
+    forced = Screening(config.policy.without("quiet_hours"), index, record_send=writer.record_send, hooks=hooks,
+                       clock=clock, text_codecs=codecs, holding=True)
+    h = config.hold
+    holds = HoldQueue(QueueStore(writer), screening, forced=forced, clock=clock, row_type=HeldRow,
+                      settings=HoldSettings(max_messages=h.max_messages, max_per_account=h.max_per_account,
+                                            max_hold=h.max_hold, release_rate=h.release_rate, map_ttl=h.map_ttl,
+                                            max_owed=h.max_owed),
+                      audit=lambda at, account, sender, number, address, rule, action, status, reason: writer.audit(
+                          at, account, sender, mask_recipient(number, address, config.audit.recipient,
+                                                              config.audit.salt), rule, action, status, reason))
+    await holds.start()
     if learning is not None:
         learning.start()
-    return OpenStore(screening, writer, upkeep, hooks, learning)
+    return OpenStore(screening, writer, upkeep, hooks, learning, holds)
 
 
 def _learning(config: Config, writer: StoreWriter, upkeep: Upkeep, clock: Callable[[], float]) -> Learning:

@@ -240,6 +240,33 @@ class InboundConfig:
     blacklist_codes: tuple[str, ...] = option(rc.DEFAULT_BLACKLISTED, strings,
                                               "Receipt codes of a carrier blacklist: the number is blacklisted "
                                               "with source \"carrier\".")
+    no_receiver: str = option("retry", choice("retry", "keep"),
+                              "A reply or receipt for an account with no receiver bound: \"retry\" answers the "
+                              "SMSC 0x64 so it delivers it again later; \"keep\" accepts it, keeps it in the "
+                              "store and delivers it when a receiver of that account binds.")
+
+
+@dataclass(frozen=True)
+class HoldConfig:
+    max_messages: int = option(1_000_000, integer(0),
+                               "Most messages held at once; past it a message to hold is answered 0x14 (message "
+                               "queue full: the sender retries later).")
+    max_per_account: int = option(200_000, integer(0),
+                                  "Most messages one account (system_id) may have held, so one sender cannot fill "
+                                  "the queue for the others.")
+    max_hold: float = option(24 * 3600.0, duration,
+                             "How long a message is kept when its validity_period says nothing (or more); then it "
+                             "expires, with a receipt stat EXPIRED if the sender asked for receipts.")
+    release_rate: float = option(100.0, number(0.1),
+                                 "Most held messages released per second, over all accounts (each bind's window "
+                                 "and [upstream] max_tps apply too), so the morning release neither floods the "
+                                 "SMSC nor starves live traffic.")
+    map_ttl: float = option(72 * 3600.0, duration,
+                            "How long the SMSC id of a released message is remembered, to give its receipts and "
+                            "query_sm the id the sender knows.")
+    max_owed: int = option(100_000, integer(0),
+                           "Most deliveries kept for senders with no receiver bound (receipts the proxy makes, "
+                           "replies kept by [inbound] no_receiver = \"keep\").")
 
 
 @dataclass(frozen=True)
@@ -257,6 +284,7 @@ class Config:
     simulator: SimulatorConfig = SimulatorConfig()
     audit: AuditConfig = AuditConfig()
     inbound: InboundConfig = InboundConfig()
+    hold: HoldConfig = HoldConfig()
     log: LogConfig = LogConfig()
     #: The parsed [policy], [rules.*] and [[classes]] tables (smppguard.policy.Policy).
     policy: Any = field(default_factory=lambda: _load_policy({}, {}, []), compare=False)

@@ -36,9 +36,10 @@ from ..smpp.fields import parse_body
 from ..smpp.pdu import Pdu, build, renumber
 from ..smpp.state import BIND_TRANSITIONS, BindState, Role
 from ..smpp.status import Status
+from .holds import HoldQueue, Owed, Released, Translated
 from .limits import AUTH_FAILURES
 from .owners import REFUSAL, MessageOwners, message_id_of
-from .screening import Answer, Forward, Hold, Screening
+from .screening import Answer, Forward, Hold, HoldMulti, MultiContext, Screening
 
 log = logging.getLogger("smppguard.proxy")
 
@@ -65,7 +66,7 @@ class Bridge:
                  hooks: Hooks = NO_HOOKS, spawn: Callable[..., asyncio.Task] | None = None,
                  on_closed: Callable[["Bridge"], None] | None = None, clock: Callable[[], float] = time.time,
                  admit: Callable[["Bridge"], bool] | None = None, gate: "Gate | None" = None,
-                 owners: MessageOwners | None = None):
+                 owners: MessageOwners | None = None, holds: HoldQueue | None = None, keep_deliveries: bool = False):
         self.config = config
         self.connect = connect
         self.screening = screening
@@ -78,14 +79,18 @@ class Bridge:
                                   enquire_link_interval=config.session.enquire_link_interval, name="downstream")
         self.upstream: Session | None = None
         self._bucket: TokenBucket | None = None
-        self._throttled: collections.deque[tuple[Pdu, bytes, object]] = collections.deque()
+        # submits waiting for max_tps or the window: the sender's (its Pdu) and released held ones (None)
+        self._throttled: collections.deque[tuple[Pdu | None, bytes, object]] = collections.deque()
         self._throttle_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._admit = admit  # the server's limits: False closes the connection as soon as it opens
         self._gate = gate  # who may bind, and how often they may fail (proxy/limits.py)
         self.owners = owners  # which account got which message id (proxy/owners.py), shared by every bridge
+        self.holds = holds  # the hold queue (proxy/holds.py), shared by every bridge; None: holds answered 0x58
+        self.keep_deliveries = keep_deliveries  # [inbound] no_receiver = "keep"
         self.bound_as = ""  # the system_id this bridge is counted as bound under, at the gate
         self.bind_started = False  # a bind request came (the bind timeout no longer applies)
+        self._keeping = 0  # deliveries kept for the account ([inbound] no_receiver = "keep") not yet saved
 
     def __repr__(self) -> str:
         return f"<Bridge {self.downstream.label}>"
@@ -107,18 +112,23 @@ class Bridge:
                     return
                 raw, context = pdu.raw, None
                 screening = self.screening
-                if command_id in _UPWARD_OTHER and self._refuse_other(session, pdu):
-                    return
-                if screening is not None and command_id in cmd.SUBMITS:
+                if command_id in _UPWARD_OTHER:
+                    forward = self._other(session, pdu)
+                    if forward is None:
+                        return  # answered here
+                    raw, context = forward
+                elif screening is not None:
                     try:
                         outcome = screening.screen(pdu, session.system_id)
+                        if type(outcome) is not Forward:
+                            self._answer(session, pdu, outcome)  # refused, or held
+                            return
+                        raw, context = outcome
+                        if type(context) is MultiContext and context.held:
+                            self._hold_some(session, pdu, context)
                     except Exception as e:
                         self._screening_failed(session, pdu, e)
                         return
-                    if type(outcome) is not Forward:
-                        self._answer(session, pdu, outcome)  # refused, or held
-                        return
-                    raw, context = outcome
                 if self._bucket is not None and command_id in cmd.SUBMITS and (
                         self._throttled or self._bucket.take(_now()) > 0):
                     self._throttle(pdu, raw, context)
@@ -138,10 +148,11 @@ class Bridge:
         else:
             downstream = self.downstream
             if command_id in _FORWARD_DOWN:
+                holds = self.holds
+                if holds is not None and holds.maps_ids:
+                    pdu = holds.rewrite_receipt(pdu, downstream.system_id)  # a released message's: the proxy id
                 if not downstream.is_open:
-                    session.respond(pdu, Status.RX_T_APPN)
-                    if self.hooks.wants_delivered:  # learned from all the same (learning is idempotent)
-                        self.hooks.delivered(Delivered(self.clock(), downstream.system_id, pdu, False))
+                    self._no_receiver(session, pdu)
                     return
                 downstream.send_request(pdu.raw, session, pdu.sequence)
                 if downstream.window.full:
@@ -157,35 +168,82 @@ class Bridge:
             else:
                 session.respond(pdu, Status.RINVCMDID)
 
-    def _refuse_other(self, session: Session, pdu: Pdu) -> bool:
+    def _no_receiver(self, session: Session, pdu: Pdu) -> None:
+        """A deliver_sm or data_sm with no sender to take it: kept for the account's next receiver ([inbound]
+        no_receiver = "keep") and acknowledged once saved, or answered 0x64 so the SMSC delivers it again."""
+        account = self.downstream.system_id
+        future = self.holds.keep(account, pdu) if self.keep_deliveries and self.holds is not None and account \
+            else None
+        if future is None:
+            session.respond(pdu, Status.RX_T_APPN)
+        else:
+            self._keeping += 1  # the SMSC's leg stays up until it is answered (_unbind_and_close)
+
+            def saved(f: asyncio.Future) -> None:
+                self._keeping -= 1
+                session.respond(pdu, Status.ROK if not f.cancelled() and f.exception() is None else Status.RX_T_APPN)
+            future.add_done_callback(saved)
+        if self.hooks.wants_delivered:  # learned from all the same (learning is idempotent)
+            self.hooks.delivered(Delivered(self.clock(), account, pdu, False))
+
+    def _other(self, session: Session, pdu: Pdu) -> tuple[bytes, object] | None:
         """query_sm, cancel_sm, replace_sm: refused (and answered) if the message is another account's, or if a
-        replace_sm's new text breaks a rule that reads text; False lets it go to the SMSC."""
+        replace_sm's new text breaks a rule that reads text; answered from the hold queue if the message is held
+        there; else what to send the SMSC (with the SMSC's id if it is a released message). None: answered."""
         try:
             body = parse_body(pdu.command_id, pdu.body, pdu.sequence)
-            message_id = body["message_id"].encode("latin-1")
-            if self.owners is not None and self.owners.refuses(message_id, session.system_id):
+            message_id = body["message_id"]
+            holds = self.holds
+            held_by = holds.owner(message_id) if holds is not None else None
+            if (held_by is not None and held_by != session.system_id) or (
+                    self.owners is not None and self.owners.refuses(message_id.encode("latin-1"), session.system_id)):
                 self._owner_log.log(logging.WARNING, (session.system_id, "owner"),
                                     "%s: %s for a message of another account refused", session.label,
                                     cmd.command_name(pdu.command_id))
                 session.respond(pdu, REFUSAL[pdu.command_id])
-                return True
+                return None
             if pdu.command_id == CommandId.REPLACE_SM and self.screening is not None:
                 answer = self.screening.screen_replace(pdu, session.system_id)
                 if answer is not None:
                     session.respond(pdu, answer.status)
-                    return True
+                    return None
+            if holds is not None:
+                if held_by is not None and holds.answer_request(session, pdu, body):
+                    return None
+                translated = holds.translate(pdu, body, session.system_id)
+                if translated is not None:
+                    return translated
         except Exception as e:
             self._screening_failed(session, pdu, e)
-            return True
-        return False
+            return None
+        return pdu.raw, None
 
-    @staticmethod
-    def _answer(session: Session, pdu: Pdu, outcome: Answer | Hold) -> None:
-        if type(outcome) is Hold:  # no hold queue yet: the sender is told to try later
-            session.respond(pdu, outcome.status)
+    def _answer(self, session: Session, pdu: Pdu, outcome: Answer | Hold | HoldMulti) -> None:
+        holds = self.holds
+        if type(outcome) is Hold:
+            if holds is None:  # no hold queue: the sender is told to try later
+                session.respond(pdu, outcome.status)
+            else:
+                holds.hold(session, pdu, outcome)  # answered OK once saved
+        elif type(outcome) is HoldMulti:
+            assert holds is not None
+            holds.hold_multi(session, pdu, outcome.held, outcome.refused, forwarded=False)
         else:
             assert type(outcome) is Answer
             session.respond(pdu, outcome.status, outcome.body)
+
+    def _hold_some(self, session: Session, pdu: Pdu, context: MultiContext) -> None:
+        """A submit_multi going out with some destinations held: the hold queue keeps those; when it cannot,
+        they are listed as failed (0x14) in the answer."""
+        from ..smpp.fields import UnsuccessSme
+        assert self.holds is not None and context.held
+        kept = self.holds.hold_multi(session, pdu, context.held, context.refused, forwarded=True)
+        if kept is None:
+            context.refused = context.refused + [UnsuccessSme(d.ton, d.npi, d.address, Status.RMSGQFUL)
+                                                 for d, _until, _n in context.held]
+            context.held = None
+        else:
+            context.hold = kept
 
     @staticmethod
     def _screening_failed(session: Session, pdu: Pdu, e: Exception) -> None:
@@ -203,10 +261,28 @@ class Bridge:
         origin = entry.origin
         context = entry.context
         raw = pdu.raw
+        deferred = False
         if context is not None:
-            assert self.screening is not None
-            raw = self.screening.settle(context, pdu)
-        if origin is not None:
+            kind = type(context)
+            if kind is Released:
+                assert self.holds is not None
+                self.holds.settled(context, pdu)
+            elif kind is Owed:
+                assert self.holds is not None
+                self.holds.delivered(context, pdu)
+            elif kind is Translated:
+                raw = HoldQueue.untranslate(context, pdu)
+            else:
+                assert self.screening is not None
+                raw = self.screening.settle(context, pdu)
+                if kind is MultiContext and context.hold is not None and origin is not None:
+                    assert self.holds is not None
+                    proxy_id, future = context.hold
+                    sequence = entry.origin_sequence
+                    self.holds.answer_multi(proxy_id, future, context.held, pdu, raw,
+                                            lambda b: origin.send(renumber(b, sequence)))
+                    deferred = True
+        if origin is not None and not deferred:
             origin.send(renumber(raw, entry.origin_sequence))
         if self.owners is not None and pdu.status == 0 and entry.command_id in cmd.SUBMITS and \
                 session is self.upstream:
@@ -215,8 +291,8 @@ class Bridge:
             self.hooks.answered(Answered(self.clock(), self.downstream.system_id, pdu.command_id, pdu.status, pdu))
 
     def request_failed(self, session: Session, entry: Outstanding, reason: str) -> None:
-        if entry.context is not None and self.screening is not None:
-            self.screening.failed(entry.context)
+        if entry.context is not None:
+            self._context_failed(entry.context, sent=True)
         origin = entry.origin
         if origin is None:
             return
@@ -228,6 +304,58 @@ class Bridge:
         origin.send(build(response_id, entry.origin_sequence, b"", status))
         if session is not self.downstream and self.hooks.wants_answered:
             self.hooks.answered(Answered(self.clock(), self.downstream.system_id, response_id, status, None))
+
+    def _context_failed(self, context: object, sent: bool) -> None:
+        """A request with this context will get no answer (`sent`: it left, but none came)."""
+        kind = type(context)
+        if kind is Released:
+            assert self.holds is not None
+            self.holds.unanswered(context, sent)  # type: ignore[arg-type]
+        elif kind is Owed:
+            assert self.holds is not None
+            self.holds.delivered(context, None)  # type: ignore[arg-type]
+        elif kind is Translated:
+            pass
+        elif self.screening is not None:
+            self.screening.failed(context)
+            if kind is MultiContext and context.hold is not None and self.holds is not None:  # type: ignore
+                self.holds.cancel_all(context.hold[0])  # type: ignore[attr-defined]
+
+    # --- the hold queue's ways in (proxy/holds.py) -----------------------------------------------------------
+
+    def can_release(self) -> bool:
+        """A held message of this account may go out through this bind now."""
+        up = self.upstream
+        return (not self._closing and up is not None and up.is_open and self.downstream.is_open
+                and up.state in (BindState.BOUND_TX, BindState.BOUND_TRX))
+
+    def release_load(self) -> int:
+        up = self.upstream
+        return (len(up.window) if up is not None else 0) + len(self._throttled)
+
+    def release(self, raw: bytes, context: object) -> None:
+        """Submit a released message: through the window and max_tps, like the sender's own, but answered to the
+        hold queue (no origin)."""
+        up = self.upstream
+        assert up is not None
+        if self._throttled or up.window.full or (self._bucket is not None and self._bucket.take(_now()) > 0):
+            self._throttle(None, raw, context)
+            return
+        up.send_request(raw, None, 0, context)
+        if up.window.full:
+            self.downstream.pause("window")
+
+    def can_receive(self) -> bool:
+        down = self.downstream
+        return not self._closing and down.is_open and down.state in (BindState.BOUND_RX, BindState.BOUND_TRX)
+
+    def deliver_room(self) -> int:
+        window = self.downstream.window
+        return window.size - len(window)
+
+    def deliver(self, raw: bytes, context: object) -> None:
+        """A deliver_sm the proxy owes the sender (a receipt it made, a reply kept for it)."""
+        self.downstream.send_request(raw, None, 0, context)
 
     def window_opened(self, session: Session) -> None:
         if session is self.upstream:
@@ -244,7 +372,7 @@ class Bridge:
 
     # --- throttle (max_tps) --------------------------------------------------------------------------------
 
-    def _throttle(self, pdu: Pdu, raw: bytes, context: object) -> None:
+    def _throttle(self, pdu: Pdu | None, raw: bytes, context: object) -> None:
         self._throttled.append((pdu, raw, context))
         self.downstream.pause("throttle")
         if self._throttle_timer is None:
@@ -254,11 +382,10 @@ class Bridge:
         """Forward queued submits as tokens and the window allow; re-arm the timer for the next token."""
         self._throttle_timer = None
         up = self.upstream
-        assert self._bucket is not None
         while self._throttled:
             if up is not None and up.is_open and up.window.full:
                 return  # window_opened calls again
-            wait = self._bucket.take(_now())
+            wait = self._bucket.take(_now()) if self._bucket is not None else 0.0
             if wait > 0:
                 self._throttle_timer = asyncio.get_running_loop().call_later(wait, self._release_throttled)
                 return
@@ -271,12 +398,18 @@ class Bridge:
         if upstream is None or not upstream.is_open:
             self._fail_throttled(pdu, context)
             return
-        upstream.send_request(raw, self.downstream, pdu.sequence, context)
+        if pdu is None:  # a released message
+            upstream.send_request(raw, None, 0, context)
+        else:
+            upstream.send_request(raw, self.downstream, pdu.sequence, context)
         if upstream.window.full:
             self.downstream.pause("window")
 
-    def _fail_throttled(self, pdu: Pdu, context: object) -> None:
+    def _fail_throttled(self, pdu: Pdu | None, context: object) -> None:
         """A submit that waited for max_tps and can no longer go: answered 0x08, its reservation released."""
+        if pdu is None:
+            self._context_failed(context, sent=False)
+            return
         self.request_failed(self.upstream or self.downstream,  # type: ignore[arg-type]
                             Outstanding(pdu.command_id, 0.0, self.downstream, pdu.sequence, None, context),
                             "upstream closed")
@@ -399,7 +532,7 @@ class Bridge:
         down.stop_reading()
         deadline = _now() + grace
         while _now() < deadline and down.is_open and (down.has_buffered_pdu or self._throttled or (
-                up is not None and up.is_open and len(up.window))):
+                up is not None and up.is_open and len(up.window)) or (self.holds is not None and self.holds.busy)):
             await asyncio.sleep(0.01)
         down.pause("shutdown")
         left = down.answer_buffered(Status.RSYSERR)
@@ -424,8 +557,8 @@ class Bridge:
         if session is self.downstream:
             while self._throttled:
                 _pdu, _raw, context = self._throttled.popleft()
-                if context is not None and self.screening is not None:
-                    self.screening.failed(context)
+                if context is not None:
+                    self._context_failed(context, sent=False)
             if self.upstream is not None and self.upstream.is_open:
                 if not self._closing:
                     log.info("%s: sender disconnected; unbinding upstream", session.label)
@@ -447,6 +580,9 @@ class Bridge:
                 self.downstream.close()
 
     async def _unbind_and_close(self, session: Session) -> None:
+        deadline = _now() + self.config.session.unbind_grace
+        while self._keeping and _now() < deadline:  # kept deliveries are answered before the leg goes
+            await asyncio.sleep(0.01)
         try:
             await session.request(build(CommandId.UNBIND, 0), timeout=self.config.session.unbind_grace)
         except (TimeoutError, ConnectionError):

@@ -6,8 +6,11 @@
   destinations, or a submit_sm with schedule_delivery_time set); `context` goes with the request and comes
   back with the SMSC's answer to `settle()`;
 - `Answer(status, body)`: answer the sender now (a refusal; a submit_multi whose every destination was refused);
-- `Hold(until, status)`: keep it until `until`. Until the hold queue lands the bridge answers `status` (0x58,
-  "try later").
+- `Hold(until, status, number)`: keep it until `until` (the hold queue, proxy/holds.py; a proxy without one
+  answers `status`, 0x58 "try later");
+- `HoldMulti(held, refused)`: a submit_multi none of whose destinations goes now and some are held. A
+  submit_multi with some destinations allowed and some held is a Forward whose MultiContext lists the held ones.
+  Without a hold queue (`holding` False) held destinations are refused with their rule's status instead.
 Every verdict is told to the hooks (`Decided`); the audit log is one of their observers.
 
 Rule 1: a message's parts share one verdict and count once for the frequency cap (SMPP-NOTES, Long messages);
@@ -60,10 +63,16 @@ class Answer(NamedTuple):
 
 class Hold(NamedTuple):
     until: float  # when the message may go (UTC epoch seconds)
-    status: int  # what the sender is answered while there is no hold queue
+    status: int  # what the sender is answered when there is no hold queue
+    number: int | None = None  # the recipient, E.164
 
 
-Outcome = Forward | Answer | Hold
+class HoldMulti(NamedTuple):
+    held: list  # (SmeDest, until, number) of each destination to hold
+    refused: list  # UnsuccessSme of each destination refused here
+
+
+Outcome = Forward | Answer | Hold | HoldMulti
 
 
 class Reservation:
@@ -80,13 +89,16 @@ class Reservation:
 
 
 class MultiContext:
-    """A submit_multi in flight: destinations refused here, and reservations of the allowed ones."""
+    """A submit_multi in flight: destinations refused here, reservations of the allowed ones, and the ones held
+    (the bridge hands those to the hold queue, which then gives the answer its proxy id)."""
 
-    __slots__ = ("refused", "reservations")
+    __slots__ = ("refused", "reservations", "held", "hold")
 
-    def __init__(self, refused: list, reservations: list):
+    def __init__(self, refused: list, reservations: list, held: list | None = None):
         self.refused = refused
         self.reservations = reservations
+        self.held = held
+        self.hold: tuple | None = None  # (proxy id, durability future), set by the bridge
 
 
 @dataclass
@@ -122,8 +134,9 @@ class Screening:
 
     def __init__(self, policy: Policy, index: Index, *, record_send: Callable[[int, str, float], None] | None = None,
                  hooks: Hooks = NO_HOOKS, clock: Callable[[], float] = time.time,
-                 text_codecs: tuple[str, str] = ("gsm03.38", "ascii")):
+                 text_codecs: tuple[str, str] = ("gsm03.38", "ascii"), holding: bool = False):
         self.policy = policy
+        self.holding = holding  # a hold queue keeps held submit_multi destinations
         self.index = index
         self.record_send = record_send
         self.hooks = hooks
@@ -187,7 +200,7 @@ class Screening:
             if reservation is not None:
                 reservation.outstanding += 1
             return _new_tuple(Forward, (pdu.raw, reservation))
-        return self._outcome(pdu, v, verdict, reservation)
+        return self._outcome(pdu, v, verdict, reservation, sub.recipient)
 
     def _later_part(self, pdu: Pdu, v: SubmitView, seqnum: int, total: int, ckey: tuple, entry: ConcatEntry,
                     text_of: Callable[[], str | None] | None, now: float) -> Outcome:
@@ -207,11 +220,11 @@ class Screening:
                 if self.hooks.wants_decided:
                     self.hooks.decided(Decided(now, pdu.command_id, sub.account, sub.sender, v.destination_addr,
                                                sub, verdict))
-                return self._outcome(pdu, v, verdict, None)
+                return self._outcome(pdu, v, verdict, None, sub.recipient)
         if self.hooks.wants_allowed if entry.verdict.allowed else self.hooks.wants_decided:
             self.hooks.decided(Decided(now, pdu.command_id, ckey[0], v.source_addr, v.destination_addr,
                                        entry.sub, entry.verdict, repeat=True))
-        return self._outcome(pdu, v, entry.verdict, entry.reservation)
+        return self._outcome(pdu, v, entry.verdict, entry.reservation, entry.sub.recipient)
 
     def _reserve(self, sub: Submission, verdict: Verdict, now: float) -> Reservation | None:
         """The message goes out now: its send counts from here on (Rule 2)."""
@@ -220,7 +233,8 @@ class Screening:
             return None
         return Reservation(key, now, sub.recipient, sub.account)  # type: ignore[arg-type]
 
-    def _outcome(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None) -> Outcome:
+    def _outcome(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None,
+                 number: int | None = None) -> Outcome:
         action = verdict.action
         if action is Action.ALLOW:
             if reservation is not None:
@@ -232,7 +246,7 @@ class Screening:
             return Forward(with_schedule(pdu.raw, v.schedule_at, verdict.until or 0.0), reservation)
         status = verdict.status or Status.RSUBMITFAIL
         if action is Action.HOLD or action is Action.SCHEDULE:  # a data_sm has no schedule_delivery_time to set
-            return Hold(verdict.until or 0.0, status)
+            return Hold(verdict.until or 0.0, status, number)
         return Answer(status)
 
     def _screen_multi(self, pdu: Pdu, account: str) -> Outcome:
@@ -247,7 +261,7 @@ class Screening:
             _udh, payload = split_udh(fields["short_message"], fields["esm_class"])
             data = payload or tlv_value(fields["tlvs"], TlvTag.MESSAGE_PAYLOAD) or b""
             text = decode(data, fields["data_coding"], *self.text_codecs)
-        allowed, refused, reservations = [], [], []
+        allowed, refused, reservations, held = [], [], [], []
         for dest in fields["dest_addresses"]:
             if isinstance(dest, DistributionList):  # its members are known only to the SMSC: nothing to screen
                 if policy.distribution_lists == "pass":
@@ -272,15 +286,19 @@ class Screening:
                 if reservation is not None:
                     reservation.outstanding += 1
                     reservations.append((dest.address, reservation))
+            elif self.holding and verdict.action in (Action.HOLD, Action.SCHEDULE) and verdict.until is not None:
+                held.append((dest, verdict.until, sub.recipient))  # no schedule per destination: held
             else:
                 refused.append(UnsuccessSme(dest.ton, dest.npi, dest.address, verdict.status or Status.RSUBMITFAIL))
         if not allowed:
+            if held:
+                return HoldMulti(held, refused)
             return Answer(Status.ROK, encode_body(CommandId.SUBMIT_MULTI_RESP, message_id="", unsuccess_sme=refused))
-        if not refused:
+        if not refused and not held:
             return Forward(pdu.raw, MultiContext([], reservations) if reservations else None)
         fields["dest_addresses"] = allowed
         raw = build(pdu.command_id, pdu.sequence, encode_body(pdu.command_id, fields))
-        return Forward(raw, MultiContext(refused, reservations))
+        return Forward(raw, MultiContext(refused, reservations, held or None))
 
     # --- answers -------------------------------------------------------------------------------------------
 

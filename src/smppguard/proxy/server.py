@@ -25,6 +25,7 @@ from ..logs import Throttle
 from ..session.session import Session
 from . import tls
 from .bridge import Bridge, Connect
+from .holds import HoldQueue
 from .limits import BindGate
 from .owners import MessageOwners
 from .screening import Screening
@@ -36,8 +37,11 @@ STORE_PAUSE = "store"  # the pause reason while the store's writer is behind
 
 class ProxyServer:
     def __init__(self, config: Config, upstream_address: tuple[str, int], screening: Screening | None = None,
-                 hooks: Hooks = NO_HOOKS, connect: Connect | None = None):
+                 hooks: Hooks = NO_HOOKS, connect: Connect | None = None, holds: HoldQueue | None = None):
         self.config = config
+        self.holds = holds
+        if holds is not None:
+            holds.bridges = lambda: list(self.bridges)
         self.screening = screening
         self.hooks = hooks
         self.upstream_address = upstream_address
@@ -87,6 +91,7 @@ class ProxyServer:
     def _new_connection(self) -> Session:
         bridge = Bridge(self.config, self.connect, screening=self.screening, hooks=self.hooks, spawn=self.spawn,
                         on_closed=self._closed, admit=self._admit, gate=self, owners=self.owners,
+                        holds=self.holds, keep_deliveries=self.config.inbound.no_receiver == "keep",
                         clock=self.screening.clock if self.screening is not None else time.time)
         return bridge.downstream
 

@@ -115,6 +115,28 @@ def m009_delivery_ok(db: sqlite3.Connection) -> None:
     """)
 
 
+def m010_hold_queue(db: sqlite3.Connection) -> None:
+    """The hold queue (store/holds.py): held messages, the SMSC ids of released ones, and deliveries owed to a
+    sender (receipts made by the proxy, replies kept while no receiver is bound)."""
+    _run(db, """
+    CREATE TABLE held (
+        seq INTEGER PRIMARY KEY, id TEXT NOT NULL, account TEXT NOT NULL, sender TEXT NOT NULL,
+        recipient TEXT NOT NULL, number INTEGER, command_id INTEGER NOT NULL, pdu BLOB NOT NULL,
+        grp TEXT NOT NULL DEFAULT '', part INTEGER NOT NULL DEFAULT 1, parts INTEGER NOT NULL DEFAULT 1,
+        held_at REAL NOT NULL, release_at REAL NOT NULL, expires_at REAL NOT NULL,
+        receipt INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'held', forced INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX held_id ON held (id);
+    CREATE INDEX held_due ON held (release_at) WHERE state = 'held';
+    CREATE INDEX held_grp ON held (grp) WHERE grp != '';
+    CREATE TABLE message_map (
+        account TEXT NOT NULL, smsc_id TEXT NOT NULL, proxy_id TEXT NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (account, smsc_id)) WITHOUT ROWID;
+    CREATE INDEX message_map_expires ON message_map (expires_at);
+    CREATE TABLE owed (
+        seq INTEGER PRIMARY KEY, account TEXT NOT NULL, body BLOB NOT NULL, kind TEXT NOT NULL, made_at REAL NOT NULL)
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
                                                                  m003_optout_recent,
                                                                  m004_send_history_append_only,
@@ -122,7 +144,8 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m0
                                                                  m006_optout_by_scope,
                                                                  m007_audit_folds,
                                                                  m008_receipt_failures,
-                                                                 m009_delivery_ok)
+                                                                 m009_delivery_ok,
+                                                                 m010_hold_queue)
 
 
 NEWEST = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"

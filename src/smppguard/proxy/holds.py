@@ -1,0 +1,810 @@
+"""The hold queue: a message that quiet hours hold is kept in the store, answered OK with a proxy message id once
+it is saved, and submitted when the recipient's window ends, through a live bind of the same account.
+
+Guarantees:
+- Durable before OK: the sender's OK (with the proxy id) is sent only when the group commit that saved the PDU is
+  done. Queue full (in all, or for the account) is answered 0x14 at once; a failed commit 0x08.
+- Never twice: a message is marked "sending" in a commit before its bytes leave. After a crash it is "unknown"
+  (it may have reached the SMSC) and is not sent again unless an operator says so (`queue release`). One the SMSC
+  never answered is "unknown" too. So a held message reaches the SMSC at most once, and exactly once unless the
+  daemon dies (or the SMSC goes silent) between that mark and the SMSC's answer; `queue list` shows those.
+- Still screened at release: the rules decide again (an opt-out, a blacklisting or the cap reached meanwhile
+  drops it, with an audit row and, if the sender asked for receipts, a receipt stat REJECTD carrying the proxy
+  id); quiet hours that still apply (a zone changed) hold it again. Expired (validity_period, else [hold]
+  max_hold): dropped, receipt stat EXPIRED.
+- The parts of a concatenated message are held under one group and released together in order, or dropped
+  together.
+- Released at `release_rate` per second over all accounts, each through a bind's window and max_tps like live
+  traffic; with no bind of the account up, its messages wait (and expire on time).
+- Ids: the SMSC's id of a released message maps to the proxy id (for `map_ttl`); its receipts reach the sender
+  with the proxy id in receipted_message_id and in the text, and query_sm / cancel_sm / replace_sm with the proxy
+  id are answered from the queue while it is held and translated after it is released.
+- Deliveries the proxy owes a sender (the receipts it makes; replies kept by [inbound] no_receiver = "keep") are
+  saved and delivered to a receiver of the account when one is bound, until the sender acknowledges them.
+The queue's state lives in the store (store/holds.py); in memory only the ids, counts and id maps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import secrets
+import time
+from typing import Any, Callable, Iterable, NamedTuple, Protocol
+
+from .. import tasks
+from ..logs import Throttle
+from ..smpp.commands import CommandId
+from ..smpp.concat import from_sar, from_udh, split_udh
+from ..smpp.errors import PduError
+from ..smpp.fields import Tlv, TlvTag, UnsuccessSme, encode_body, parse_body, tlv_value
+from ..smpp.pdu import Pdu, build
+from ..smpp.receipt import ESM_SMSC_RECEIPT, STATE_OF_STAT, format_receipt, is_receipt
+from ..smpp.status import TEMPORARY, Status
+from ..smpp.times import parse_time
+from .screening import Answer, Forward, Hold, HoldMulti, Screening
+
+log = logging.getLogger("smppguard.hold")
+
+#: query_sm_resp message_state of a held message (SMPP 3.4 section 5.2.28: ENROUTE)
+ENROUTE = 1
+_ID_IN_TEXT = re.compile(rb"(id:\s*)(\S+)", re.IGNORECASE)
+
+
+class HoldSettings(NamedTuple):
+    max_messages: int = 1_000_000
+    max_per_account: int = 200_000
+    max_hold: float = 86400.0
+    release_rate: float = 100.0
+    map_ttl: float = 72 * 3600.0
+    max_owed: int = 100_000
+    retry_after: float = 60.0  # a release the SMSC answered "try later" waits this long
+    tick: float = 0.2  # how often the queue looks for due messages and owed deliveries
+
+
+DEFAULTS = HoldSettings()
+
+
+class Released:
+    """The context of a released message's submit: back to the queue with the SMSC's answer."""
+
+    __slots__ = ("row", "inner", "sent")
+
+    def __init__(self, row, inner: object):
+        self.row, self.inner, self.sent = row, inner, False
+
+
+class Owed:
+    """The context of a delivery the proxy owes a sender."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int):
+        self.seq = seq
+
+
+class Translated:
+    """A query_sm / cancel_sm / replace_sm of a released message, sent with the SMSC's id; the answer gets the
+    proxy id back."""
+
+    __slots__ = ("proxy_id",)
+
+    def __init__(self, proxy_id: str):
+        self.proxy_id = proxy_id
+
+
+CONTEXTS = (Released, Owed, Translated)
+
+
+class QueueStore(Protocol):
+    """The store's side (store.holds.QueueStore): each call returns a durability future."""
+
+    def add(self, rows: list) -> asyncio.Future: ...
+    def load(self, now: float) -> asyncio.Future: ...
+    def due(self, now: float, accounts: list[str], limit: int) -> asyncio.Future: ...
+    def round(self, mark, drop, later, owed) -> asyncio.Future: ...
+    def sent(self, seq: int, account: str, proxy_id: str, smsc_id: str, map_until: float) -> asyncio.Future: ...
+    def map_id(self, account: str, smsc_id: str, proxy_id: str, map_until: float) -> asyncio.Future: ...
+    def finish(self, drop, later, unknown, owed) -> asyncio.Future: ...
+    def by_id(self, proxy_id: str) -> asyncio.Future: ...
+    def cancel(self, proxy_id: str, account: str) -> asyncio.Future: ...
+    def replace(self, seq: int, pdu: bytes, expires_at: float | None, receipt: bool) -> asyncio.Future: ...
+    def owe(self, account: str, body: bytes, kind: str, at: float) -> asyncio.Future: ...
+    def owed_for(self, accounts: list[str], limit: int, skip: list[int]) -> asyncio.Future: ...
+    def owed_done(self, seqs: list[int]) -> asyncio.Future: ...
+    def prune(self, now: float) -> asyncio.Future: ...
+    def states(self) -> asyncio.Future: ...
+
+
+def new_id() -> str:
+    """A proxy message id: 16 hex digits, random (an SMSC's ids and ours never meet in one sender's view)."""
+    return secrets.token_hex(8)
+
+
+class HoldQueue:
+    _log = Throttle(log)
+
+    def __init__(self, store: QueueStore, screening: Screening, *, settings: HoldSettings = DEFAULTS,
+                 forced: Screening | None = None, clock: Callable[[], float] = time.time,
+                 audit: Callable[..., None] | None = None, row_type: Callable[..., Any] | None = None):
+        self.store = store
+        self.screening = screening
+        self.forced = forced or screening  # the rules without quiet hours: `queue release`
+        self.s = settings
+        self.clock = clock
+        self.audit = audit  # (at, account, sender, number, address, rule, action, status, reason)
+        self.row_type = row_type  # store.holds.HeldRow
+        self.bridges: Callable[[], Iterable[Any]] = lambda: ()  # the server's bridges (ProxyServer.bridges)
+        self._ids: dict[str, list] = {}  # proxy id -> [account, rows in the queue]
+        self._per_account: collections.Counter[str] = collections.Counter()
+        self._count = 0  # rows in the queue
+        self._by_smsc: dict[tuple[str, str], str] = {}  # (account, SMSC id) -> proxy id
+        self._by_proxy: dict[tuple[str, str], str] = {}  # (account, proxy id) -> SMSC id
+        self._expiry: collections.deque[tuple[float, str, str, str]] = collections.deque()
+        self._groups: dict[tuple, tuple[str, float]] = {}  # a concatenated message's key -> its group, until when
+        self._owed = 0
+        self._owed_inflight: set[int] = set()
+        self._pending = 0  # holds and cancels waiting for their commit
+        self._sending = 0  # released messages waiting for the SMSC's answer
+        self._tokens = 0.0
+        self._last_round: float | None = None
+        self._task: asyncio.Task | None = None
+        self._next_states = 0.0
+        self.released = self.dropped = self.expired = 0
+
+    # --- start and stop ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        now = self.clock()
+        unknown, ids, maps, owed = await self.store.load(now)
+        if unknown:
+            log.warning("hold queue: %d released messages may or may not have reached the SMSC before the last "
+                        "stop; they are kept as \"unknown\" and not sent again (smppguard queue list)", unknown)
+        self._load_ids(ids)
+        for account, smsc_id, proxy_id, expires in sorted(maps, key=lambda m: m[3]):
+            self._remember(account, smsc_id, proxy_id, expires)
+        self._owed = owed
+        if self._count:
+            log.info("hold queue: %d messages held", self._count)
+        self._task = tasks.spawn(self._run(), name="hold queue")
+
+    def _load_ids(self, ids: Iterable[tuple[str, str, str]]) -> None:
+        self._ids.clear()
+        self._per_account.clear()
+        for proxy_id, account, _state in ids:
+            entry = self._ids.setdefault(proxy_id, [account, 0])
+            entry[1] += 1
+            self._per_account[account] += 1
+        self._count = sum(self._per_account.values())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    @property
+    def busy(self) -> bool:
+        """Holds or cancels still waiting for their commit (shutdown waits for their answers)."""
+        return self._pending > 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    # --- holding -------------------------------------------------------------------------------------------
+
+    def hold(self, session, pdu: Pdu, outcome: Hold) -> None:
+        """Keep a submit_sm or data_sm; answer OK with the proxy id once saved. PduError: malformed."""
+        account = session.system_id
+        now = self.clock()
+        f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+        if pdu.command_id == CommandId.SUBMIT_SM:
+            udh, _payload = split_udh(f["short_message"], f["esm_class"])
+            concat = (from_udh(udh) if udh else None) or from_sar(f["tlvs"])
+        else:
+            concat = from_sar(f["tlvs"])
+        grp, part, parts = "", 1, 1
+        if concat is not None and concat.total > 1:
+            key = (account, f["source_addr"], f["destination_addr"], concat.reference, concat.total)
+            found = self._groups.get(key)
+            if found is None or found[1] < now:
+                if len(self._groups) > 10_000:
+                    self._groups = {k: g for k, g in self._groups.items() if g[1] >= now}
+                found = self._groups[key] = (new_id(), now + 600.0)
+            grp, part, parts = found[0], concat.seqnum, concat.total
+        row = self._row(new_id(), account, f, pdu.command_id, pdu.raw, outcome.until, outcome.number, now,
+                        grp, part, parts)
+        self._keep(session, pdu, [row], lambda: _message_id_body(pdu.command_id, row.id))
+
+    def hold_multi(self, session, pdu: Pdu, held: list, refused: list, forwarded: bool) -> tuple[str, Any] | None:
+        """submit_multi: each held destination kept as its own row (a submit_multi to that one address), all
+        under one proxy id. `forwarded`: the other destinations go to the SMSC now, and the answer waits for
+        both (answer_multi); otherwise the sender is answered here. Returns (proxy id, future) when forwarded."""
+        account = session.system_id
+        now = self.clock()
+        f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+        proxy_id = new_id()
+        rows = []
+        for dest, until, number in held:
+            one = dict(f, dest_addresses=[dest])
+            raw = build(pdu.command_id, 0, encode_body(pdu.command_id, one))
+            rows.append(self._row(proxy_id, account, dict(f, destination_addr=dest.address), pdu.command_id, raw,
+                                  until, number, now, "", 1, 1))
+        if forwarded:
+            if not self._room(account, len(rows)):
+                return None
+            return proxy_id, self._save(rows)
+        body = lambda: encode_body(CommandId.SUBMIT_MULTI_RESP, message_id=proxy_id,  # noqa: E731
+                                   unsuccess_sme=refused)
+        self._keep(session, pdu, rows, body)
+        return None
+
+    def _row(self, proxy_id: str, account: str, f: dict, command_id: int, raw: bytes, until: float,
+             number: int | None, now: float, grp: str, part: int, parts: int):
+        expires = now + self.s.max_hold
+        try:
+            validity = parse_time(f.get("validity_period", ""), now)
+        except PduError:
+            validity = None
+        if validity is not None:
+            expires = min(expires, validity)
+        assert self.row_type is not None
+        return self.row_type(0, proxy_id, account, f["source_addr"], f["destination_addr"], number, command_id,
+                             raw, grp, part, parts, now, until, expires, bool(f["registered_delivery"] & 0x03))
+
+    def _room(self, account: str, n: int) -> bool:
+        if self._count + n > self.s.max_messages or self._per_account[account] + n > self.s.max_per_account:
+            self._log.log(logging.WARNING, ("full", account), "hold queue full (%d held, %d of account %s; [hold] "
+                          "max_messages, max_per_account): answered 0x14", self._count, self._per_account[account],
+                          account)
+            return False
+        return True
+
+    def _save(self, rows: list) -> asyncio.Future:
+        """Count the rows in now (the bound holds while their commit is pending), save them."""
+        for r in rows:
+            entry = self._ids.setdefault(r.id, [r.account, 0])
+            entry[1] += 1
+            self._per_account[r.account] += 1
+            self._count += 1
+        self._pending += 1
+        future = self.store.add(rows)
+
+        def done(f: asyncio.Future) -> None:
+            self._pending -= 1
+            if f.cancelled() or f.exception() is not None:
+                self._forget(rows)
+                log.error("hold queue: saving %d held messages failed (%s); the sender was answered 0x08",
+                          len(rows), None if f.cancelled() else f.exception())
+        future.add_done_callback(done)
+        return future
+
+    def _keep(self, session, pdu: Pdu, rows: list, body: Callable[[], bytes]) -> None:
+        if not self._room(session.system_id, len(rows)):
+            session.respond(pdu, Status.RMSGQFUL)
+            return
+        future = self._save(rows)
+
+        def answer(f: asyncio.Future) -> None:
+            if f.cancelled() or f.exception() is not None:
+                session.respond(pdu, Status.RSYSERR)
+            else:
+                session.respond(pdu, Status.ROK, body())
+        future.add_done_callback(answer)
+
+    def answer_multi(self, proxy_id: str, future: asyncio.Future, held: list, response: Pdu, merged: bytes,
+                     send: Callable[[bytes], None]) -> None:
+        """The SMSC answered the forwarded part of a submit_multi whose other destinations are held: the sender
+        gets one answer, with the proxy id, once the held part is saved (its destinations listed as failed if it
+        could not be). If the SMSC refused the whole request, the held part is dropped too: the sender was told
+        it failed, and would send it again."""
+        def finish(_f: asyncio.Future | None = None) -> None:
+            ok = not future.cancelled() and future.exception() is None
+            if response.status != Status.ROK:
+                if ok:
+                    self.cancel_all(proxy_id)
+                send(merged)
+                return
+            fields = parse_body(CommandId.SUBMIT_MULTI_RESP, merged[16:])
+            smsc_id = fields["message_id"]
+            account = self._ids.get(proxy_id, ["", 0])[0]
+            if smsc_id and ok and account:
+                until = self.clock() + self.s.map_ttl
+                self._remember(account, smsc_id, proxy_id, until)
+                self.store.map_id(account, smsc_id, proxy_id, until)
+            fields["message_id"] = proxy_id if ok else smsc_id
+            if not ok:
+                fields["unsuccess_sme"] = list(fields.get("unsuccess_sme", [])) + [
+                    UnsuccessSme(d.ton, d.npi, d.address, Status.RSYSERR) for d, _u, _n in held]
+            send(build(response.command_id, response.sequence, encode_body(response.command_id, fields),
+                       response.status))
+        if future.done():
+            finish()
+        else:
+            future.add_done_callback(finish)
+
+    def cancel_all(self, proxy_id: str) -> None:
+        """Drop every row of this proxy id (the sender was told its submit failed)."""
+        entry = self._ids.get(proxy_id)
+        if entry is not None:
+            self.store.cancel(proxy_id, entry[0]).add_done_callback(lambda f: self._forget_id(proxy_id, f))
+
+    def _forget(self, rows: Iterable) -> None:
+        for r in rows:
+            entry = self._ids.get(r.id)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._ids[r.id]
+            self._per_account[r.account] -= 1
+            if self._per_account[r.account] <= 0:
+                del self._per_account[r.account]
+            self._count -= 1
+
+    def _forget_id(self, proxy_id: str, f: asyncio.Future) -> None:
+        if f.cancelled() or f.exception() is not None:
+            return
+        entry = self._ids.pop(proxy_id, None)
+        if entry is not None:
+            n = f.result() if isinstance(f.result(), int) else entry[1]
+            self._per_account[entry[0]] -= n
+            self._count -= n
+
+    # --- query_sm, cancel_sm, replace_sm of a held or released message -------------------------------------
+
+    def owner(self, message_id: str) -> str | None:
+        """The account of a held message with this proxy id, or of a released one; None if not ours."""
+        entry = self._ids.get(message_id)
+        if entry is not None:
+            return entry[0]
+        return None
+
+    def answer_request(self, session, pdu: Pdu, fields: dict) -> bool:
+        """query_sm / cancel_sm / replace_sm naming a held message: answered here (True). A released one is
+        left to translate(); anything else to the SMSC (False)."""
+        message_id = fields["message_id"]
+        entry = self._ids.get(message_id)
+        if entry is None or entry[0] != session.system_id:
+            return False
+        command_id = pdu.command_id
+        if command_id == CommandId.QUERY_SM:
+            session.respond(pdu, Status.ROK, encode_body(CommandId.QUERY_SM_RESP, message_id=message_id,
+                                                         final_date="", message_state=ENROUTE, error_code=0))
+            return True
+        self._pending += 1
+        if command_id == CommandId.CANCEL_SM:
+            future = self.store.cancel(message_id, session.system_id)
+
+            def cancelled(f: asyncio.Future) -> None:
+                self._pending -= 1
+                ok = not f.cancelled() and f.exception() is None and f.result() > 0
+                if ok:
+                    self._forget_id(message_id, f)
+                    self._audit_rows(f"cancelled by the sender ({message_id})", "cancelled", message_id,
+                                     session.system_id)
+                session.respond(pdu, Status.ROK if ok else Status.RCANCELFAIL)
+            future.add_done_callback(cancelled)
+            return True
+        # replace_sm: the new text (already screened by the rules that read text) into the held request
+        future = self.store.by_id(message_id)
+
+        def found(f: asyncio.Future) -> None:
+            rows = [] if f.cancelled() or f.exception() is not None else [r for r in f.result() if r.state == "held"]
+            if len(rows) != 1 or rows[0].command_id != CommandId.SUBMIT_SM:
+                self._pending -= 1
+                session.respond(pdu, Status.RREPLACEFAIL)
+                return
+            row = rows[0]
+            new, expires = _replaced(row.pdu, fields, self.clock())
+            receipt = bool(fields["registered_delivery"] & 0x03) if fields["registered_delivery"] else row.receipt
+            self.store.replace(row.seq, new, expires, receipt).add_done_callback(replaced)
+
+        def replaced(f: asyncio.Future) -> None:
+            self._pending -= 1
+            ok = not f.cancelled() and f.exception() is None and f.result()
+            session.respond(pdu, Status.ROK if ok else Status.RREPLACEFAIL)
+        future.add_done_callback(found)
+        return True
+
+    def translate(self, pdu: Pdu, fields: dict, account: str) -> tuple[bytes, Translated] | None:
+        """A query_sm / cancel_sm / replace_sm naming a released message by its proxy id: the request with the
+        SMSC's id, and the context that gives the answer the proxy id back."""
+        if not self._by_proxy:
+            return None
+        proxy_id = fields["message_id"]
+        smsc_id = self._by_proxy.get((account, proxy_id))
+        if smsc_id is None:
+            return None
+        new = encode_body(pdu.command_id, dict(fields, message_id=smsc_id))
+        return build(pdu.command_id, pdu.sequence, new), Translated(proxy_id)
+
+    @staticmethod
+    def untranslate(context: Translated, response: Pdu) -> bytes:
+        if response.command_id != CommandId.QUERY_SM_RESP or not response.body:
+            return response.raw
+        end = response.body.find(b"\0")
+        if end < 0:
+            return response.raw
+        body = context.proxy_id.encode("latin-1") + response.body[end:]
+        return build(response.command_id, response.sequence, body, response.status)
+
+    # --- receipts of released messages ---------------------------------------------------------------------
+
+    @property
+    def maps_ids(self) -> bool:
+        return bool(self._by_smsc)
+
+    def rewrite_receipt(self, pdu: Pdu, account: str) -> Pdu:
+        """A receipt of a released message, with the proxy id in receipted_message_id and in the text's id:;
+        anything else unchanged (the same Pdu)."""
+        try:
+            f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+        except PduError:
+            return pdu
+        if not is_receipt(f["esm_class"]):
+            return pdu
+        tlv = tlv_value(f["tlvs"], TlvTag.RECEIPTED_MESSAGE_ID)
+        text = f.get("short_message", b"") or tlv_value(f["tlvs"], TlvTag.MESSAGE_PAYLOAD) or b""
+        m = _ID_IN_TEXT.search(text)
+        proxy_id = None
+        for candidate in ((tlv.rstrip(b"\0").decode("latin-1") if tlv else None),
+                          (m.group(2).decode("latin-1") if m else None)):
+            if candidate:
+                proxy_id = self._find(account, candidate)
+                if proxy_id is not None:
+                    break
+        if proxy_id is None:
+            return pdu
+        pid = proxy_id.encode("latin-1")
+        if tlv is not None:
+            f["tlvs"] = [_tlv(t[0], pid + b"\0") if t[0] == TlvTag.RECEIPTED_MESSAGE_ID else t for t in f["tlvs"]]
+        if m is not None:
+            new_text = text[:m.start(2)] + pid + text[m.end(2):]
+            if f.get("short_message"):
+                f["short_message"] = new_text
+            else:
+                f["tlvs"] = [_tlv(t[0], new_text) if t[0] == TlvTag.MESSAGE_PAYLOAD else t for t in f["tlvs"]]
+        raw = build(pdu.command_id, pdu.sequence, encode_body(pdu.command_id, f), pdu.status)
+        return Pdu(pdu.command_id, pdu.status, pdu.sequence, raw)
+
+    def _find(self, account: str, smsc_id: str) -> str | None:
+        found = self._by_smsc.get((account, smsc_id))
+        if found is not None:
+            return found
+        for alt in _id_forms(smsc_id):  # hex in one place, decimal in the other (SMPP-NOTES)
+            found = self._by_smsc.get((account, alt))
+            if found is not None:
+                return found
+        return None
+
+    def _remember(self, account: str, smsc_id: str, proxy_id: str, until: float) -> None:
+        self._by_smsc[(account, smsc_id)] = proxy_id
+        self._by_proxy[(account, proxy_id)] = smsc_id
+        self._expiry.append((until, account, smsc_id, proxy_id))
+
+    def _forget_maps(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _t, account, smsc_id, proxy_id = expiry.popleft()
+            if self._by_smsc.get((account, smsc_id)) == proxy_id:
+                del self._by_smsc[(account, smsc_id)]
+            if self._by_proxy.get((account, proxy_id)) == smsc_id:
+                del self._by_proxy[(account, proxy_id)]
+
+    # --- deliveries owed to a sender -----------------------------------------------------------------------
+
+    def keep(self, account: str, pdu: Pdu) -> asyncio.Future | None:
+        """[inbound] no_receiver = "keep": a deliver_sm or data_sm for an account with no receiver bound, saved
+        to be delivered when one binds. None when too many are kept already (the SMSC gets 0x64)."""
+        if self._owed >= self.s.max_owed:
+            self._log.log(logging.WARNING, "owed", "%d deliveries kept for senders with no receiver bound "
+                          "([hold] max_owed): the SMSC is answered 0x64", self._owed)
+            return None
+        self._owed += 1
+        body = pdu.body if pdu.command_id == CommandId.DELIVER_SM else _as_deliver_sm(pdu)
+        return self.store.owe(account, body, "mo", self.clock())
+
+    def _receipt(self, row, stat: str, err: str, now: float) -> tuple[str, bytes, str, float] | None:
+        """A receipt the proxy makes for a held message it did not send, if the sender asked for one."""
+        if not row.receipt or self._owed >= self.s.max_owed:
+            return None
+        self._owed += 1
+        stamp = time.strftime("%y%m%d%H%M", time.gmtime(row.held_at))
+        done = time.strftime("%y%m%d%H%M", time.gmtime(now))
+        try:
+            f = parse_body(row.command_id, row.pdu[16:])
+            ton, npi, sm = f.get("dest_addr_ton", 0), f.get("dest_addr_npi", 0), f.get("short_message", b"")
+            if row.command_id == CommandId.SUBMIT_MULTI:
+                d = f["dest_addresses"][0]
+                ton, npi = d.ton, d.npi
+            src_ton, src_npi = f["source_addr_ton"], f["source_addr_npi"]
+        except (PduError, IndexError, KeyError):
+            ton = npi = src_ton = src_npi = 0
+            sm = b""
+        text = format_receipt(row.id, stat, err, stamp, done, sm[:20].decode("latin-1", "replace"), dlvrd="000")
+        body = encode_body(CommandId.DELIVER_SM, source_addr_ton=ton, source_addr_npi=npi,
+                           source_addr=row.recipient, dest_addr_ton=src_ton, dest_addr_npi=src_npi,
+                           destination_addr=row.sender, esm_class=ESM_SMSC_RECEIPT, short_message=text,
+                           tlvs=[_tlv(TlvTag.RECEIPTED_MESSAGE_ID, row.id.encode("latin-1") + b"\0"),
+                                 _tlv(TlvTag.MESSAGE_STATE, bytes((STATE_OF_STAT[stat],)))])
+        return (row.account, body, "receipt", now)
+
+    # --- the release loop ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.s.tick)
+            try:
+                await self.round()
+            except Exception:
+                log.exception("hold queue: a release round failed; trying again")
+                await asyncio.sleep(1.0)
+
+    def _senders(self) -> dict[str, list]:
+        """Bridges a held message can go through, by account."""
+        out: dict[str, list] = {}
+        for b in self.bridges():
+            if b.can_release():
+                out.setdefault(b.downstream.system_id, []).append(b)
+        return out
+
+    def _receivers(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for b in self.bridges():
+            if b.can_receive():
+                out.setdefault(b.downstream.system_id, []).append(b)
+        return out
+
+    async def round(self) -> None:
+        """One look at the queue: release what is due (at release_rate), drop what expired, deliver what is
+        owed."""
+        now = self.clock()
+        self._forget_maps(now)
+        if now >= self._next_states:  # the CLI may have dropped or released rows: recount now and then
+            self._next_states = now + 10.0
+            self._load_ids(await self.store.states())
+        if self._count:
+            await self._release(now)
+        if self._owed:
+            await self._deliver_owed()
+
+    async def _release(self, now: float) -> None:
+        loop_now = time.monotonic()
+        last = self._last_round if self._last_round is not None else loop_now - self.s.tick
+        self._last_round = loop_now
+        rate = self.s.release_rate
+        self._tokens = min(max(rate * self.s.tick * 2, 1.0), self._tokens + rate * (loop_now - last))
+        senders = self._senders()
+        budget = int(self._tokens)
+        rows = await self.store.due(now, list(senders) if budget else [], max(budget, 1))
+        if not rows:
+            return
+        go: list[tuple[Any, Forward]] = []
+        drop: list[int] = []
+        later: list[tuple[int, float]] = []
+        owed: list = []
+        for group in _groups(rows):
+            first = group[0]
+            if any(r.expires_at <= now for r in group):
+                drop += [r.seq for r in group]
+                owed += [o for r in group if (o := self._receipt(r, "EXPIRED", "000", now)) is not None]
+                self._audit(first, "expired", Status.ROK, "held message expired before its release", now, len(group))
+                self.expired += len(group)
+                continue
+            if first.account not in senders:
+                continue  # due, but no bind of its account is up: it waits (and expires on time)
+            outcomes = []
+            for r in group:
+                screening = self.forced if r.forced else self.screening
+                try:
+                    outcomes.append(screening.screen(Pdu(r.command_id, 0, 0, r.pdu), r.account))
+                except PduError as e:
+                    outcomes.append(Answer(e.status))
+            refused = next((o for o in outcomes if type(o) is Answer), None)
+            held = next((o for o in outcomes if type(o) is Hold or type(o) is HoldMulti), None)
+            if refused is not None or held is not None:
+                for o in outcomes:  # a part that would have gone gives its reservation back
+                    if type(o) is Forward and o.context is not None:
+                        self.screening.failed(o.context)
+            if refused is not None:
+                drop += [r.seq for r in group]
+                owed += [o for r in group if (o := self._receipt(r, "REJECTD", "000", now)) is not None]
+                self._audit(first, "dropped", refused.status, "held message refused at its release", now, len(group))
+                self.dropped += len(group)
+            elif held is not None:
+                until = held.until if type(held) is Hold else held.held[0][1]
+                later += [(r.seq, until) for r in group]
+            else:
+                go += list(zip(group, outcomes, strict=True))
+        self._tokens -= len(go)
+        if not (go or drop or later or owed):
+            return
+        marked = await self.store.round([r.seq for r, _o in go], drop, later, owed)
+        dropping = set(drop)
+        dropped = [r for r in rows if r.seq in dropping]
+        self._forget(dropped)
+        unsent = []
+        for r, outcome in go:
+            if r.seq not in marked:  # dropped or released by the CLI meanwhile
+                if outcome.context is not None:
+                    self.screening.failed(outcome.context)
+                continue
+            bridges = [b for b in senders.get(r.account, ()) if b.can_release()]
+            if not bridges:
+                unsent.append(r)
+                if outcome.context is not None:
+                    self.screening.failed(outcome.context)
+                continue
+            bridge = min(bridges, key=lambda b: b.release_load())
+            context = Released(r, outcome.context)
+            self._sending += 1
+            bridge.release(outcome.raw, context)
+        if unsent:  # the bind went while the marks were saved: nothing left, so they are simply held again
+            await self.store.finish([], [(r.seq, r.release_at) for r in unsent], [], [])
+
+    def settled(self, context: Released, response: Pdu) -> None:
+        """The SMSC answered a released message."""
+        self._sending -= 1
+        row = context.row
+        accepted = response.status == Status.ROK
+        if accepted and response.command_id == CommandId.SUBMIT_MULTI_RESP:
+            try:
+                failed = parse_body(response.command_id, response.body).get("unsuccess_sme", [])
+            except PduError:
+                failed = []
+            if failed:
+                accepted = False
+                response = Pdu(response.command_id, failed[0].status, response.sequence, response.raw)
+        if context.inner is not None:
+            self.screening.settle(context.inner, response) if accepted else self.screening.failed(context.inner)
+        now = self.clock()
+        if accepted:
+            end = response.body.find(b"\0")
+            smsc_id = (response.body[:end] if end >= 0 else response.body).decode("latin-1")
+            until = now + self.s.map_ttl
+            if smsc_id:
+                self._remember(row.account, smsc_id, row.id, until)
+            self.store.sent(row.seq, row.account, row.id, smsc_id, until)
+            self._forget([row])
+            self._audit(row, "released", Status.ROK, f"held message released (SMSC id {smsc_id})", now, 1)
+            self.released += 1
+        elif response.status in TEMPORARY:
+            self.store.finish([], [(row.seq, now + self.s.retry_after)], [], [])
+        else:
+            receipt = self._receipt(row, "REJECTD", "000", now)
+            self.store.finish([row.seq], [], [], [receipt] if receipt else [])
+            self._forget([row])
+            self._audit(row, "dropped", response.status, f"the SMSC refused the released message with "
+                        f"0x{response.status:02X}", now, 1)
+            self.dropped += 1
+
+    def unanswered(self, context: Released, sent: bool) -> None:
+        """A released message got no answer: sent (the SMSC may have it) it becomes "unknown"; never sent (the
+        bind went while it waited for the window or max_tps), it is held again."""
+        self._sending -= 1
+        row = context.row
+        if context.inner is not None:
+            self.screening.failed(context.inner)
+        if sent:
+            self._log.log(logging.WARNING, "unknown", "hold queue: the SMSC did not answer released message %s; kept "
+                          "as \"unknown\", not sent again (smppguard queue list)", row.id)
+            self.store.finish([], [], [row.seq], [])
+        else:
+            self.store.finish([], [(row.seq, row.release_at)], [], [])
+
+    async def _deliver_owed(self) -> None:
+        receivers = self._receivers()
+        if not receivers:
+            return
+        room = sum(b.deliver_room() for bs in receivers.values() for b in bs)
+        if room <= 0:
+            return
+        rows = await self.store.owed_for(list(receivers), room, list(self._owed_inflight))
+        for seq, account, body in rows:
+            bridges = [b for b in receivers.get(account, ()) if b.can_receive() and b.deliver_room() > 0]
+            if not bridges:
+                continue
+            self._owed_inflight.add(seq)
+            bridges[0].deliver(build(CommandId.DELIVER_SM, 0, body), Owed(seq))
+
+    def delivered(self, context: Owed, response: Pdu | None) -> None:
+        """The sender answered (or did not answer: None) a delivery the proxy owed it."""
+        if response is not None and response.status == Status.ROK:
+            future = self.store.owed_done([context.seq])
+            self._owed = max(0, self._owed - 1)
+            future.add_done_callback(lambda _f: self._owed_inflight.discard(context.seq))
+        else:
+            self._owed_inflight.discard(context.seq)
+
+    # --- audit -----------------------------------------------------------------------------------------------
+
+    def _audit(self, row, action: str, status: int, reason: str, now: float, parts: int) -> None:
+        if self.audit is not None:
+            more = f" ({parts} parts)" if parts > 1 else ""
+            self.audit(now, row.account, row.sender, row.number, row.recipient, "hold", action, int(status),
+                       f"{reason}{more}; proxy id {row.id}")
+
+    def _audit_rows(self, reason: str, action: str, proxy_id: str, account: str) -> None:
+        if self.audit is not None:
+            self.audit(self.clock(), account, "", None, "", "hold", action, 0, f"{reason}")
+
+
+def _groups(rows: list) -> list[list]:
+    """Rows in order, the parts of a concatenated message together."""
+    out: list[list] = []
+    by_grp: dict[str, list] = {}
+    for r in rows:
+        if not r.grp:
+            out.append([r])
+        elif r.grp in by_grp:
+            by_grp[r.grp].append(r)
+        else:
+            by_grp[r.grp] = [r]
+            out.append(by_grp[r.grp])
+    for g in out:
+        g.sort(key=lambda r: (r.part, r.seq))
+    return out
+
+
+def _id_forms(message_id: str) -> list[str]:
+    out = []
+    try:
+        out.append(str(int(message_id, 16)))
+    except ValueError:
+        pass
+    if message_id.isdigit():
+        n = int(message_id)
+        out += [format(n, "x"), format(n, "X")]
+    return out
+
+
+def _tlv(tag: int, value: bytes) -> Tlv:
+    return Tlv(tag, value)
+
+
+def _message_id_body(command_id: int, proxy_id: str) -> bytes:
+    if command_id == CommandId.DATA_SM:
+        return encode_body(CommandId.DATA_SM_RESP, message_id=proxy_id)
+    return encode_body(CommandId.SUBMIT_SM_RESP, message_id=proxy_id)
+
+
+def _replaced(raw: bytes, replace: dict, now: float) -> tuple[bytes, float | None]:
+    """A held submit_sm with what a replace_sm changes: the text (short_message or message_payload),
+    registered_delivery when set, validity_period when set (its new expiry)."""
+    f = parse_body(CommandId.SUBMIT_SM, raw[16:])
+    payload = tlv_value(replace["tlvs"], TlvTag.MESSAGE_PAYLOAD)
+    if payload is not None:
+        f["short_message"] = b""
+        f["tlvs"] = [t for t in f["tlvs"] if t[0] != TlvTag.MESSAGE_PAYLOAD] + [_tlv(TlvTag.MESSAGE_PAYLOAD, payload)]
+    else:
+        f["short_message"] = replace["short_message"]
+        f["tlvs"] = [t for t in f["tlvs"] if t[0] != TlvTag.MESSAGE_PAYLOAD]
+    if replace["registered_delivery"]:
+        f["registered_delivery"] = replace["registered_delivery"]
+    if replace["sm_default_msg_id"]:
+        f["sm_default_msg_id"] = replace["sm_default_msg_id"]
+    expires = None
+    if replace["validity_period"]:
+        f["validity_period"] = replace["validity_period"]
+        try:
+            expires = parse_time(replace["validity_period"], now)
+        except PduError:
+            expires = None
+    return build(CommandId.SUBMIT_SM, 0, encode_body(CommandId.SUBMIT_SM, f)), expires
+
+
+def _as_deliver_sm(pdu: Pdu) -> bytes:
+    """A data_sm from the SMSC kept for a sender: delivered as it came would need data_sm support on the sender's
+    side; it is kept as a deliver_sm carrying the same addresses, esm_class, coding and payload."""
+    f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
+    payload = tlv_value(f["tlvs"], TlvTag.MESSAGE_PAYLOAD) or b""
+    tlvs = [t for t in f["tlvs"] if t[0] != TlvTag.MESSAGE_PAYLOAD]
+    sm, extra = (payload, []) if len(payload) <= 254 else (b"", [_tlv(TlvTag.MESSAGE_PAYLOAD, payload)])
+    return encode_body(CommandId.DELIVER_SM, service_type=f["service_type"], source_addr_ton=f["source_addr_ton"],
+                       source_addr_npi=f["source_addr_npi"], source_addr=f["source_addr"],
+                       dest_addr_ton=f["dest_addr_ton"], dest_addr_npi=f["dest_addr_npi"],
+                       destination_addr=f["destination_addr"], esm_class=f["esm_class"],
+                       registered_delivery=f["registered_delivery"], data_coding=f["data_coding"],
+                       short_message=sm, tlvs=tlvs + extra)

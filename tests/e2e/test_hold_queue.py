@@ -1,0 +1,447 @@
+"""The hold queue through the running proxy: smpplib sends, the simulator receives and sends receipts, real SQLite
+behind the proxy, and the proxy's clock set by the test (23:00 in Shanghai holds marketing, 10:00 releases it).
+
+What each test shows is what the sender and the SMSC see: the OK and its proxy id, nothing at the SMSC while
+held, then the message exactly once, and a receipt that names the id the sender knows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import smpplib.smpp
+
+from helpers import RawPeer, Stack, make_config, smpplib_client
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.concat import build_udh
+from smppguard.smpp.fields import SmeDest, TlvTag, encode_body, parse_body, tlv_value
+from smppguard.smpp.pdu import build
+from smppguard.smpp.receipt import parse_receipt
+from smppguard.smpp.status import Status
+from smppguard.store import changelog
+from smppguard.store import holds as held_store
+from smppguard.store.db import connect
+
+POLICY = """
+[policy]
+default_region = "CN"
+fallback_zone = "Asia/Shanghai"
+
+[rules.quiet_hours]
+action = "hold"
+
+[rules.frequency]
+max = 2
+period = "30d"
+min_interval = "0s"
+"""
+A, B, C = "13800138000", "13800138001", "13800138002"
+OFFER = "Winter sale: 20% off"
+
+
+def shanghai(hour: int, minute: int = 0) -> float:
+    return datetime(2026, 11, 27, hour, minute, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+
+
+NIGHT = shanghai(23)
+MORNING = NIGHT + 10.5 * 3600  # 09:30 the next day
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def config(tmp_path, policy: str = POLICY, **tables):
+    return make_config(policy, store={"path": str(tmp_path / "guard.db")},
+                       session={"response_timeout": 5.0, "enquire_link_interval": 30.0}, **tables)
+
+
+def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def rows(path, sql, *args):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+class Sender:
+    """A transceiver bind of account acme through the proxy; deliver_sm it is sent are kept and answered."""
+
+    def __init__(self, stack: Stack, system_id: str = "acme"):
+        self.client = smpplib_client(stack.address)
+        self.client.bind_transceiver(system_id=system_id, password="pw")
+        self.delivered: list = []
+
+    def request(self, name: str, **params):
+        pdu = smpplib.smpp.make_pdu(name, client=self.client, **params)
+        self.client.send_pdu(pdu)
+        while True:
+            got = self.client.read_pdu()
+            if got.command == "deliver_sm":
+                self.delivered.append(got)
+                self.client._message_received(got)  # deliver_sm_resp
+            elif got.command == "enquire_link":
+                self.client._enquire_link_received(got)
+            elif got.sequence == pdu.sequence:
+                return got
+
+    def submit(self, dest: str, text: str | bytes = OFFER, **params):
+        params = dict(dict(source_addr_ton=5, source_addr="ACME", dest_addr_ton=0, dest_addr_npi=1,
+                           destination_addr=dest, short_message=text.encode() if isinstance(text, str) else text),
+                      **params)
+        return self.request("submit_sm", **params)
+
+    def receipts(self, count: int = 1, timeout: float = 5.0) -> list:
+        """Wait until `count` deliver_sm have come (answering them), and return them."""
+        deadline = time.monotonic() + timeout
+        self.client._socket.settimeout(0.2)
+        try:
+            while len(self.delivered) < count and time.monotonic() < deadline:
+                try:
+                    got = self.client.read_pdu()
+                except Exception:  # a read timeout: look again
+                    continue
+                if got.command == "deliver_sm":
+                    self.delivered.append(got)
+                    self.client._message_received(got)
+                elif got.command == "enquire_link":
+                    self.client._enquire_link_received(got)
+        finally:
+            self.client._socket.settimeout(5.0)
+        assert len(self.delivered) >= count, f"{len(self.delivered)} deliver_sm of {count} within {timeout} s"
+        return self.delivered
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+def at_smsc(stack: Stack, dest: str) -> list:
+    return [r for r in stack.sim.received if r.fields.get("destination_addr") == dest]
+
+
+def proxy_id_of(resp) -> str:
+    message_id = resp.message_id.decode() if isinstance(resp.message_id, bytes) else resp.message_id
+    assert len(message_id) == 16 and int(message_id, 16) >= 0, message_id
+    return message_id
+
+
+def released(stack: Stack) -> int:
+    return stack.store.holds.released
+
+
+def test_a_held_message_is_answered_ok_sent_once_when_the_window_opens_and_its_receipt_names_the_proxy_id(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        resp = s.submit(A, registered_delivery=1)
+        assert resp.status == Status.ROK
+        proxy_id = proxy_id_of(resp)
+        [(state, account, recipient)] = rows(stack.config.store.path, "SELECT state, account, recipient FROM held "
+                                             "WHERE id = ?", proxy_id)  # saved before the OK
+        assert (state, account, recipient) == ("held", "acme", A)
+        time.sleep(0.6)  # three rounds of the queue: still night
+        assert at_smsc(stack, A) == []
+        clock.now = MORNING
+        [got] = wait_for(lambda: at_smsc(stack, A), what="the released message at the SMSC")
+        assert got.fields["short_message"] == OFFER.encode()
+        [receipt] = s.receipts(1)
+        assert receipt.receipted_message_id.rstrip(b"\0").decode() == proxy_id
+        assert parse_receipt(receipt.short_message).message_id == proxy_id
+        assert got.message_id != proxy_id  # the SMSC's own id never reaches the sender
+        time.sleep(0.6)
+        assert len(at_smsc(stack, A)) == 1  # exactly once
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(0,)]
+        assert rows(stack.config.store.path, "SELECT smsc_id, proxy_id FROM message_map") == [(got.message_id,
+                                                                                              proxy_id)]
+        s.close()
+
+
+def test_an_opt_out_reply_while_held_drops_the_message_with_a_rejected_receipt(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        proxy_id = proxy_id_of(s.submit(B, registered_delivery=1))
+        stack.call(lambda: stack.sim.inject_mo("86" + B, "ACME", "TD", "acme"))
+        s.receipts(1)  # the reply itself reaches the sender
+        path = stack.config.store.path
+        wait_for(lambda: rows(path, "SELECT 1 FROM optout WHERE number = ?", int("86" + B)), what="opt-out")
+        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
+                 what="Index caught up")
+        clock.now = MORNING
+        delivered = s.receipts(2)
+        receipt = parse_receipt(delivered[1].short_message)
+        assert (receipt.message_id, receipt.stat) == (proxy_id, "REJECTD")
+        assert tlv_value_of(delivered[1], "receipted_message_id") == proxy_id
+        time.sleep(0.5)
+        assert at_smsc(stack, B) == []
+        assert rows(path, "SELECT COUNT(*) FROM held") == [(0,)]
+        [(rule, action)] = rows(path, "SELECT rule, action FROM audit WHERE action = 'dropped'")
+        assert rule == "hold" and "proxy id " + proxy_id in rows(path, "SELECT reason FROM audit WHERE action = "
+                                                                       "'dropped'")[0][0]
+        s.close()
+
+
+def tlv_value_of(pdu, name: str) -> str:
+    value = getattr(pdu, name)
+    return (value.decode() if isinstance(value, bytes) else value).rstrip("\0")
+
+
+def test_a_three_part_message_is_held_and_released_together_in_order(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        ids = []
+        for part in (1, 2, 3):
+            resp = s.submit(C, build_udh(0x42, 3, part) + f"part {part} ".encode(), esm_class=0x40)
+            assert resp.status == Status.ROK
+            ids.append(proxy_id_of(resp))
+        assert len(set(ids)) == 3
+        groups = rows(stack.config.store.path, "SELECT DISTINCT grp FROM held")
+        assert len(groups) == 1 and groups[0][0]
+        clock.now = MORNING
+        got = wait_for(lambda: len(at_smsc(stack, C)) == 3 and at_smsc(stack, C), what="three parts")
+        assert [r.fields["short_message"][6:] for r in got] == [b"part 1 ", b"part 2 ", b"part 3 "]
+        time.sleep(0.5)
+        assert len(at_smsc(stack, C)) == 3
+        s.close()
+
+
+class Raw(RawPeer):
+    """A transceiver bind of `system_id` for the requests smpplib does not have (cancel_sm, submit_multi)."""
+
+    def __init__(self, stack: Stack, system_id: str = "acme"):
+        super().__init__(stack.address, 5.0)
+        self.bind(system_id=system_id)
+        self.seq = 1
+
+    def ask(self, command_id: int, **fields) -> tuple[int, dict]:
+        """Send a request; its response's status and fields (deliver_sm met meanwhile are answered)."""
+        self.seq += 1
+        self.request(command_id, self.seq, **fields)
+        while True:
+            cid, status, seq, body = self.read_pdu()
+            if cid == CommandId.DELIVER_SM:
+                self.send(build(CommandId.DELIVER_SM_RESP, seq, b"\0"))
+            elif seq == self.seq:
+                assert cid == command_id | 0x80000000, hex(cid)
+                return status, (parse_body(cid, body) if body and status == 0 else {})
+
+
+SUBMIT = dict(source_addr_ton=5, source_addr="ACME", dest_addr_ton=0, dest_addr_npi=1)
+
+
+def test_query_cancel_and_replace_of_a_held_message_are_answered_from_the_queue(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        status, kept = s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=b"old text", **SUBMIT)
+        kept = kept["message_id"]
+        status, gone = s.ask(CommandId.SUBMIT_SM, destination_addr=B, short_message=OFFER.encode(), **SUBMIT)
+        gone = gone["message_id"]
+        status, q = s.ask(CommandId.QUERY_SM, message_id=kept, source_addr_ton=5, source_addr="ACME")
+        assert (status, q["message_id"], q["message_state"]) == (Status.ROK, kept, 1)  # ENROUTE: waiting
+        assert s.ask(CommandId.CANCEL_SM, message_id=gone, source_addr="ACME")[0] == Status.ROK
+        assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME",
+                     short_message=b"new text")[0] == Status.ROK
+        assert s.ask(CommandId.CANCEL_SM, message_id=gone, source_addr="ACME")[0] != Status.ROK  # gone already
+        other = Raw(stack, "other")
+        assert other.ask(CommandId.QUERY_SM, message_id=kept, source_addr="ACME")[0] == Status.RQUERYFAIL
+        assert other.ask(CommandId.CANCEL_SM, message_id=kept, source_addr="ACME")[0] == Status.RCANCELFAIL
+        clock.now = MORNING
+        [got] = wait_for(lambda: at_smsc(stack, A), what="the replaced message at the SMSC")
+        assert got.fields["short_message"] == b"new text"
+        wait_for(lambda: not rows(stack.config.store.path, "SELECT 1 FROM held"), what="the queue empty")
+        # released: a query with the proxy id reaches the SMSC with the SMSC's id, and comes back with ours
+        status, q = s.ask(CommandId.QUERY_SM, message_id=kept, source_addr="ACME")
+        assert (status, q["message_id"]) == (Status.ROK, kept)
+        time.sleep(0.5)
+        assert at_smsc(stack, B) == []
+        other.close()
+        s.close()
+
+
+def test_a_full_queue_answers_0x14_and_holds_nothing_more(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path, hold={"max_per_account": 2}), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        assert s.submit(A).status == Status.ROK
+        assert s.submit(B).status == Status.ROK
+        assert s.submit(C).status == Status.RMSGQFUL
+        other = Sender(stack, "other")
+        assert other.submit(C).status == Status.ROK  # one account cannot fill the queue for the others
+        assert rows(stack.config.store.path, "SELECT account, COUNT(*) FROM held GROUP BY account ORDER BY 1") == [
+            ("acme", 2), ("other", 1)]
+        other.close()
+        s.close()
+
+
+def test_a_message_past_its_validity_expires_with_an_expired_receipt(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        proxy_id = proxy_id_of(s.submit(A, registered_delivery=1, validity_period="000000020000000R"))  # 2 h
+        clock.now = NIGHT + 3 * 3600  # 02:00: still night, but past its validity
+        [receipt] = s.receipts(1)
+        got = parse_receipt(receipt.short_message)
+        assert (got.message_id, got.stat) == (proxy_id, "EXPIRED")
+        clock.now = MORNING
+        time.sleep(0.5)
+        assert at_smsc(stack, A) == []
+        s.close()
+
+
+def test_held_messages_survive_a_restart_and_one_marked_sending_is_never_sent_again(tmp_path):
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path)
+    with Stack(cfg, store=True, clock=clock) as stack:
+        s = Sender(stack)
+        kept = proxy_id_of(s.submit(A))
+        maybe_sent = proxy_id_of(s.submit(B))
+        s.close()
+    # as a kill -9 after the mark and before the SMSC's answer leaves it
+    db = connect(cfg.store.path)
+    db.execute("UPDATE held SET state = 'sending' WHERE id = ?", (maybe_sent,))
+    db.close()
+    clock.now = MORNING
+    with Stack(cfg, store=True, clock=clock) as stack:
+        s = Sender(stack)
+        [got] = wait_for(lambda: at_smsc(stack, A), what="the held message after the restart")
+        time.sleep(0.6)
+        assert at_smsc(stack, B) == []
+        assert rows(cfg.store.path, "SELECT id, state FROM held") == [(maybe_sent, "unknown")]
+        s.close()
+    # the operator judges it did not reach the SMSC: `queue release` sends it (once)
+    db = connect(cfg.store.path)
+    assert held_store.release_now(db, maybe_sent, clock.now) == 1
+    db.close()
+    with Stack(cfg, store=True, clock=clock) as stack:
+        s = Sender(stack)
+        wait_for(lambda: at_smsc(stack, B), what="the released unknown message")
+        s.close()
+    assert kept != maybe_sent and got is not None
+
+
+def test_queue_release_sends_now_through_the_other_rules(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        first = proxy_id_of(s.submit(A))
+        listed = proxy_id_of(s.submit(B))
+        path = stack.config.store.path
+        db = connect(path)
+        changelog.write(db, [changelog.Change("blacklist", "add", int("86" + B), data={"source": "complaint"})],
+                        origin="test")
+        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
+                 what="Index caught up")
+        assert held_store.release_now(db, first, clock.now) == 1
+        assert held_store.release_now(db, listed, clock.now) == 1
+        db.close()
+        wait_for(lambda: at_smsc(stack, A), what="the message released by hand, at night")
+        wait_for(lambda: not rows(path, "SELECT 1 FROM held"), what="the blacklisted one dropped")
+        assert at_smsc(stack, B) == []
+        s.close()
+
+
+def test_submit_multi_destinations_are_held_under_one_proxy_id(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        status, resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME",
+                             short_message=OFFER.encode(), dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
+        assert status == Status.ROK and resp["unsuccess_sme"] == []
+        proxy_id = resp["message_id"]
+        assert rows(stack.config.store.path, "SELECT id, recipient FROM held ORDER BY seq") == [
+            (proxy_id, A), (proxy_id, B)]
+        clock.now = MORNING
+        got = wait_for(lambda: len(stack.sim.received) == 2 and list(stack.sim.received), what="both released")
+        assert sorted(d.address for r in got for d in r.fields["dest_addresses"]) == [A, B]
+        s.close()
+
+
+def test_a_submit_multi_partly_held_forwards_the_rest_and_answers_with_the_proxy_id(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        # B is given a zone where it is daytime now: its part goes at once, A's is held
+        db = connect(stack.config.store.path)
+        changelog.write(db, [changelog.Change("tz", "add", int("86" + B), data={"zone": "America/New_York"})],
+                        origin="test")
+        db.close()
+        path = stack.config.store.path
+        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
+                 what="Index caught up")
+        status, resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME",
+                             short_message=OFFER.encode(), dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
+        assert status == Status.ROK and resp["unsuccess_sme"] == []
+        [now_sent] = list(stack.sim.received)
+        assert [d.address for d in now_sent.fields["dest_addresses"]] == [B]
+        assert resp["message_id"] != now_sent.message_id  # the proxy id, also for the part that went
+        assert rows(path, "SELECT id, recipient FROM held") == [(resp["message_id"], A)]
+        stack.run(stack.store.writer.flush())
+        assert rows(path, "SELECT smsc_id, proxy_id FROM message_map") == [(now_sent.message_id, resp["message_id"])]
+        s.close()
+
+
+def test_a_data_sm_is_held_and_answered_with_a_proxy_id(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        resp = s.request("data_sm", source_addr_ton=5, source_addr="ACME", dest_addr_ton=0, dest_addr_npi=1,
+                         destination_addr=A, message_payload=OFFER.encode())
+        assert resp.status == Status.ROK
+        proxy_id_of(resp)
+        clock.now = MORNING
+        [got] = wait_for(lambda: at_smsc(stack, A), what="the released data_sm")
+        assert got.command_id == CommandId.DATA_SM
+        s.close()
+
+
+@pytest.mark.parametrize("mode", ["retry", "keep"])
+def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp_path, mode):
+    """[inbound] no_receiver: a reply that comes as the sender's bind goes (its leg closed, the SMSC's not yet
+    unbound). "keep" saves it and gives it to the account's next receiver; "retry" leaves it to the SMSC (0x64)."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    with Stack(config(tmp_path, policy, inbound={"no_receiver": mode}), store=True) as stack:
+        s = Sender(stack)
+        bridge = wait_for(lambda: next(iter(stack.proxy.bridges), None), what="the bridge")
+        smsc_leg = wait_for(lambda: next((x for x in stack.sim.sessions if x.system_id == "acme"), None),
+                            what="the SMSC's session")
+        body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                           destination_addr="ACME", short_message=b"hello there")
+        answers = []
+
+        def reply_as_the_sender_goes():
+            bridge.downstream.close()
+            smsc_leg.request(build(CommandId.DELIVER_SM, 0, body), timeout=5).add_done_callback(
+                lambda f: answers.append(f.result().status if not f.exception() else f.exception()))
+        stack.call(reply_as_the_sender_goes)
+        wait_for(lambda: answers, what="the proxy's answer to the SMSC")
+        if mode == "retry":
+            assert answers == [Status.RX_T_APPN]
+            assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)]
+            return
+        assert answers == [Status.ROK]
+        assert rows(stack.config.store.path, "SELECT account, kind FROM owed") == [("acme", "mo")]
+        later = Sender(stack)
+        [got] = later.receipts(1)
+        assert got.short_message == b"hello there"
+        wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        later.close()
