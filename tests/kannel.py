@@ -195,7 +195,7 @@ class Kannel:
         if dlr:  # every report: delivered 1, failed 2, buffered 4, SMSC accepted 8, SMSC rejected 16
             params["dlr-mask"] = "31"
             params["dlr-url"] = (f"http://127.0.0.1:{self.mo_server.server_address[1]}/dlr"
-                                 f"?to={urllib.parse.quote(to)}&type=%d&reply=%A")
+                                 f"?to={urllib.parse.quote(to)}&type=%d&reply=%A&id=%F")
         url = f"http://127.0.0.1:{self.ports['sendsms']}/cgi-bin/sendsms?" + urllib.parse.urlencode(params)
         with urllib.request.urlopen(url, timeout=10) as resp:
             body = resp.read().decode("utf-8", "replace")

@@ -2,8 +2,8 @@
 
 SMPP-NOTES: Kannel retries only "try later" (0x58, 0x14) and takes every other status as a permanent refusal.
 The defaults rely on that, so it is tested against Kannel itself: a refusal (0x45) is reported to Kannel's
-client as rejected (DLR type 16) and never sent again; a quiet-hours hold (0x58) is sent again and again until
-the recipient's window opens, and then it goes through.
+client as rejected (DLR type 16) and never sent again; a quiet-hours hold is answered OK with the proxy's id,
+sent once when the recipient's window opens, and its receipt reaches Kannel matched to the message.
 """
 
 from __future__ import annotations
@@ -105,25 +105,35 @@ def test_kannel_takes_a_refusal_as_final_and_never_sends_it_again(kannel) -> Non
     assert not [r for r in s.sim.received if r.fields["destination_addr"] == BLOCKED]
 
 
-def test_kannel_sends_a_quiet_hours_hold_again_until_the_window_opens(kannel) -> None:
+def test_kannel_gets_ok_for_a_held_message_and_its_delivery_report_when_it_is_released(kannel) -> None:
+    """Quiet hours hold Kannel's message: Kannel is told OK (the proxy id) and never sends it again; in the
+    morning the proxy sends it once, and the SMSC's receipt, rewritten to the proxy id, is matched by Kannel to
+    the message it sent (its dlr-url is called with "delivered")."""
     s, k, clock = kannel
-    clock.now = shanghai(23)  # night in Shanghai: marketing is held, 0x58
+    clock.now = shanghai(23)  # night in Shanghai: marketing is held
     k.sendsms(FREE, "Night owl offer", dlr=True)
     try:
-        wait_for(lambda: sum(count for _r, _s, count in audited(s, FREE)) >= 3, "three attempts by Kannel at the proxy")
+        [accepted] = wait_for(lambda: [d for d in k.dlr_received if d.get("to") == FREE and d["type"] == "8"],
+                              "Kannel's 'SMSC accepted' report (DLR type 8)")
     except AssertionError as e:
         raise AssertionError(f"{e}\n{k.logs()}") from None
+    proxy_id = accepted["id"]
+    assert len(proxy_id) == 16
+    time.sleep(2.0)  # Kannel would resend a "try later" after a second: it has nothing to resend
     assert {(rule, status) for rule, status, _count in audited(s, FREE)} == {("quiet_hours", 0x58)}
-    assert "16" not in dlr_types(k, FREE)  # not reported as rejected: Kannel keeps it
     assert not [r for r in s.sim.received if r.fields["destination_addr"] == FREE]
-    clock.now = shanghai(10)  # morning: the next attempt goes through
+    clock.now = shanghai(23) + 10.5 * 3600  # 09:30 the next morning: released
     try:
         [got] = wait_for(lambda: [r for r in s.sim.received if r.fields["destination_addr"] == FREE],
                          "the held message at the SMSC")
-        wait_for(lambda: "8" in dlr_types(k, FREE), "Kannel's 'SMSC accepted' report (DLR type 8)")
+        [delivered] = wait_for(lambda: [d for d in k.dlr_received if d.get("to") == FREE and d["type"] == "1"],
+                               "Kannel's 'delivered' report (DLR type 1), matched to its message")
     except AssertionError as e:
         raise AssertionError(f"{e}\n{k.logs()}") from None
     assert got.fields["short_message"].decode("gsm03.38") == "Night owl offer"
+    assert delivered["id"] == proxy_id != got.message_id
+    time.sleep(1.0)
+    assert len([r for r in s.sim.received if r.fields["destination_addr"] == FREE]) == 1
     assert "16" not in dlr_types(k, FREE)
 
 

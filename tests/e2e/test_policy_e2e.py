@@ -268,13 +268,20 @@ def shanghai(hour, minute=0):
     return datetime(2026, 11, 27, hour, minute, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
 
 
-def test_quiet_hours_hold_answers_try_later_and_schedule_sets_the_time(tmp_path, client_of):
+def test_quiet_hours_hold_keeps_the_message_and_schedule_sets_the_time(tmp_path, client_of):
     at_night = shanghai(23, 0)
     policy = POLICY.replace("[rules.quiet_hours]\nenabled = false", "[rules.quiet_hours]\naction = \"hold\"")
     with Stack(config(tmp_path, policy), store=True, clock=lambda: at_night) as stack:
         c = client_of(stack)
-        assert send(c, FREE, "night offer").status == Status.RTHROTTLED
+        assert send(c, FREE, "night offer").status == Status.ROK  # held: OK with a proxy id, not sent
+        assert [r.fields["short_message"] for r in stack.sim.received] == []
         assert send(c, FREE, "您的验证码是 1234").status == Status.ROK  # transactional ignores quiet hours
+        assert [r.fields["short_message"] for r in stack.sim.received] == ["您的验证码是 1234".encode("utf-16-be")]
+    policy = POLICY.replace("[rules.quiet_hours]\nenabled = false",
+                            "[rules.quiet_hours]\naction = \"hold\"\n[hold]\nmax_messages = 0")
+    with Stack(config(tmp_path, policy), store=True, clock=lambda: at_night) as stack:
+        c = client_of(stack)
+        assert send(c, "13800138001", "night offer").status == Status.RMSGQFUL  # no room: try later
     policy = POLICY.replace("[rules.quiet_hours]\nenabled = false", "[rules.quiet_hours]\naction = \"schedule\"")
     with Stack(config(tmp_path, policy), store=True, clock=lambda: at_night) as stack:
         c = client_of(stack)
