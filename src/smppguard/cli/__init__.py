@@ -19,6 +19,7 @@ from ..values import address as parse_address
 from .common import CONTEXT, config_option
 from .common import load as _load
 from .lists import blacklist, consent, dead, optout, tz
+from .queue import queue
 from .reports import audit, stats
 
 
@@ -297,7 +298,7 @@ def bench(messages, binds, window, policy, lists, as_json, soak, recipients, del
     sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients))
 
 
-for command in (blacklist, optout, consent, tz, dead, audit, stats):
+for command in (blacklist, optout, consent, tz, dead, queue, audit, stats):
     main.add_command(command)
 
 

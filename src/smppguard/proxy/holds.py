@@ -41,7 +41,7 @@ from ..smpp.concat import from_sar, from_udh, split_udh
 from ..smpp.errors import PduError
 from ..smpp.fields import Tlv, TlvTag, UnsuccessSme, encode_body, parse_body, tlv_value
 from ..smpp.pdu import Pdu, build
-from ..smpp.receipt import ESM_SMSC_RECEIPT, STATE_OF_STAT, format_receipt, is_receipt
+from ..smpp.receipt import is_receipt, receipt_body
 from ..smpp.status import TEMPORARY, Status
 from ..smpp.times import parse_time
 from .screening import Answer, Forward, Hold, HoldMulti, Screening
@@ -152,6 +152,7 @@ class HoldQueue:
         self._last_round: float | None = None
         self._task: asyncio.Task | None = None
         self._next_states = 0.0
+        self._next_prune = 0.0
         self.released = self.dropped = self.expired = 0
 
     # --- start and stop ------------------------------------------------------------------------------------
@@ -511,25 +512,7 @@ class HoldQueue:
         if not row.receipt or self._owed >= self.s.max_owed:
             return None
         self._owed += 1
-        stamp = time.strftime("%y%m%d%H%M", time.gmtime(row.held_at))
-        done = time.strftime("%y%m%d%H%M", time.gmtime(now))
-        try:
-            f = parse_body(row.command_id, row.pdu[16:])
-            ton, npi, sm = f.get("dest_addr_ton", 0), f.get("dest_addr_npi", 0), f.get("short_message", b"")
-            if row.command_id == CommandId.SUBMIT_MULTI:
-                d = f["dest_addresses"][0]
-                ton, npi = d.ton, d.npi
-            src_ton, src_npi = f["source_addr_ton"], f["source_addr_npi"]
-        except (PduError, IndexError, KeyError):
-            ton = npi = src_ton = src_npi = 0
-            sm = b""
-        text = format_receipt(row.id, stat, err, stamp, done, sm[:20].decode("latin-1", "replace"), dlvrd="000")
-        body = encode_body(CommandId.DELIVER_SM, source_addr_ton=ton, source_addr_npi=npi,
-                           source_addr=row.recipient, dest_addr_ton=src_ton, dest_addr_npi=src_npi,
-                           destination_addr=row.sender, esm_class=ESM_SMSC_RECEIPT, short_message=text,
-                           tlvs=[_tlv(TlvTag.RECEIPTED_MESSAGE_ID, row.id.encode("latin-1") + b"\0"),
-                                 _tlv(TlvTag.MESSAGE_STATE, bytes((STATE_OF_STAT[stat],)))])
-        return (row.account, body, "receipt", now)
+        return (row.account, held_receipt(row, stat, now, err), "receipt", now)
 
     # --- the release loop ----------------------------------------------------------------------------------
 
@@ -563,8 +546,12 @@ class HoldQueue:
         now = self.clock()
         self._forget_maps(now)
         if now >= self._next_states:  # the CLI may have dropped or released rows: recount now and then
+            if now >= self._next_prune:  # and, hourly, forget the id maps past map_ttl in the store too
+                self._next_prune = now + 3600.0
+                self.store.prune(now)
             self._next_states = now + 10.0
-            self._load_ids(await self.store.states())
+            ids, self._owed = await self.store.states()
+            self._load_ids(ids)
         if self._count:
             await self._release(now)
         if self._owed:
@@ -808,3 +795,12 @@ def _as_deliver_sm(pdu: Pdu) -> bytes:
                        destination_addr=f["destination_addr"], esm_class=f["esm_class"],
                        registered_delivery=f["registered_delivery"], data_coding=f["data_coding"],
                        short_message=sm, tlvs=tlvs + extra)
+
+
+def held_receipt(row, stat: str, now: float, err: str = "000") -> bytes:
+    """The receipt body for a held message (a store.holds.HeldRow) that was not sent."""
+    try:
+        request = parse_body(row.command_id, row.pdu[16:])
+    except PduError:
+        request = {"source_addr": row.sender, "destination_addr": row.recipient}
+    return receipt_body(row.id, request, stat, row.held_at, now, err)

@@ -9,9 +9,11 @@ network_error_code (0x0423) gives `err` when the text has none.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
-from .fields import TlvTag, tlv_int, tlv_value
+from .commands import CommandId
+from .fields import Tlv, TlvTag, encode_body, tlv_int, tlv_value
 
 ESM_RECEIPT_MASK = 0x3C
 ESM_SMSC_RECEIPT = 0x04
@@ -107,3 +109,25 @@ def format_receipt(message_id: str, stat: str, err: str = "000", submit_date: st
     dlvrd = dlvrd if dlvrd is not None else ("001" if stat == "DELIVRD" else "000")
     return (f"id:{message_id} sub:{sub} dlvrd:{dlvrd} submit date:{submit_date} done date:{done_date} "
             f"stat:{stat} err:{err} text:{text[:20]}").encode("latin-1", "replace")
+
+
+def receipt_body(message_id: str, request: dict, stat: str, submitted: float, done: float, err: str = "000") -> bytes:
+    """The body of a deliver_sm receipt for a message the SMSC never saw (one the sender's own gateway made:
+    held and then dropped, expired, refused), from the fields of the request it answers (a submit_sm, data_sm, or
+    a submit_multi to one address): text and TLVs both name `message_id`."""
+    dests = request.get("dest_addresses")
+    if dests:
+        ton, npi, recipient = dests[0].ton, dests[0].npi, dests[0].address
+    else:
+        ton, npi, recipient = request.get("dest_addr_ton", 0), request.get("dest_addr_npi", 0), \
+            request.get("destination_addr", "")
+    sm = request.get("short_message", b"") or b""
+    text = format_receipt(message_id, stat, err, time.strftime("%y%m%d%H%M", time.gmtime(submitted)),
+                          time.strftime("%y%m%d%H%M", time.gmtime(done)), sm[:20].decode("latin-1", "replace"),
+                          dlvrd="000")
+    return encode_body(CommandId.DELIVER_SM, source_addr_ton=ton, source_addr_npi=npi, source_addr=recipient,
+                       dest_addr_ton=request.get("source_addr_ton", 0), dest_addr_npi=request.get("source_addr_npi", 0),
+                       destination_addr=request.get("source_addr", ""), esm_class=ESM_SMSC_RECEIPT,
+                       short_message=text,
+                       tlvs=[Tlv(TlvTag.RECEIPTED_MESSAGE_ID, message_id.encode("latin-1") + b"\0"),
+                             Tlv(TlvTag.MESSAGE_STATE, bytes((STATE_OF_STAT[stat],)))])

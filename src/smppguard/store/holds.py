@@ -13,7 +13,7 @@ A released message leaves the table; its SMSC id is kept in `message_map` for `[
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 HELD, SENDING, UNKNOWN = "held", "sending", "unknown"
 
@@ -281,4 +281,30 @@ class QueueStore:
         return self.writer.submit(lambda db: prune_mappings(db, now))
 
     def states(self):
-        return self.writer.submit(held_ids)
+        return self.writer.submit(lambda db: (held_ids(db), owed_count(db)))
+
+
+# --- the admin's side (smppguard queue) --------------------------------------------------------------------
+
+def drop(db: sqlite3.Connection, proxy_id: str, actor: str, now: float,
+         mask: Callable[[int | None, str], str], receipt: Callable[[HeldRow], bytes] | None = None) -> int:
+    """`queue drop`: remove a held message (every row of its id) with an audit row each, its recipient as
+    `mask` writes it ([audit] recipient), and the receipt `receipt` makes owed to the sender if it asked for one.
+    A row being sent now is left alone (its fate is the SMSC's answer). Returns how many were dropped."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = by_id(db, proxy_id)
+        gone = [r for r in rows if r.state != SENDING]
+        for r in gone:
+            db.execute("DELETE FROM held WHERE seq = ?", (r.seq,))
+            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                       "VALUES (?, ?, ?, ?, 'hold', 'dropped', 0, ?, ?)",
+                       (now, r.account, r.sender, mask(r.number, r.recipient),
+                        f"held message dropped by hand; proxy id {r.id}", actor))
+            if r.receipt and receipt is not None:
+                owe(db, r.account, receipt(r), "receipt", now)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return len(gone)
