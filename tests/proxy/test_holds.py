@@ -1,0 +1,80 @@
+"""The hold queue's id work, without sockets: receipts of released messages get the proxy id (in the TLV and in
+the text, whichever form the SMSC wrote the id in), nothing else is touched; query_sm is translated both ways."""
+
+from __future__ import annotations
+
+from smppguard.policy import load_policy
+from smppguard.policy.model import Index
+from smppguard.proxy.holds import HoldQueue, Translated, _groups
+from smppguard.proxy.screening import Screening
+from smppguard.smpp.commands import CommandId
+from smppguard.smpp.fields import Tlv, TlvTag, encode_body, parse_body, tlv_value
+from smppguard.smpp.pdu import Pdu, build, from_bytes
+from smppguard.smpp.receipt import format_receipt
+from smppguard.store.holds import HeldRow
+
+PROXY_ID = "0123456789abcdef"
+
+
+def queue() -> HoldQueue:
+    q = HoldQueue(None, Screening(load_policy(), Index()))  # type: ignore[arg-type]
+    q._remember("acme", "1f4", PROXY_ID, 1e12)  # the SMSC's id, in hex
+    return q
+
+
+def receipt(message_id: str, tlv_id: str | None = None, esm_class: int = 0x04, payload: bool = False) -> Pdu:
+    text = format_receipt(message_id, "DELIVRD", submit_date="2611272300", done_date="2611272301")
+    tlvs = [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, tlv_id.encode() + b"\0")] if tlv_id else []
+    if payload:
+        tlvs.append(Tlv(TlvTag.MESSAGE_PAYLOAD, text))
+    body = encode_body(CommandId.DELIVER_SM, source_addr="8613800138000", destination_addr="ACME",
+                       esm_class=esm_class, short_message=b"" if payload else text, tlvs=tlvs)
+    return from_bytes(build(CommandId.DELIVER_SM, 7, body))
+
+
+def fields(pdu: Pdu) -> dict:
+    return parse_body(pdu.command_id, pdu.body)
+
+
+def test_a_receipt_with_the_tlv_and_the_text_gets_the_proxy_id_in_both():
+    got = queue().rewrite_receipt(receipt("1f4", "1f4"), "acme")
+    f = fields(got)
+    assert tlv_value(f["tlvs"], TlvTag.RECEIPTED_MESSAGE_ID) == PROXY_ID.encode() + b"\0"
+    assert f["short_message"].startswith(f"id:{PROXY_ID} sub:001".encode())
+    assert got.sequence == 7 and f["source_addr"] == "8613800138000"
+
+
+def test_a_text_only_receipt_with_the_id_in_decimal_is_found_too():
+    f = fields(queue().rewrite_receipt(receipt("500"), "acme"))  # 0x1f4 == 500
+    assert f["short_message"].startswith(f"id:{PROXY_ID} ".encode())
+    f = fields(queue().rewrite_receipt(receipt("500", payload=True), "acme"))
+    assert tlv_value(f["tlvs"], TlvTag.MESSAGE_PAYLOAD).startswith(f"id:{PROXY_ID} ".encode())
+
+
+def test_anything_else_passes_untouched():
+    q = queue()
+    for pdu, account in ((receipt("999", "999"), "acme"),  # not a released message
+                         (receipt("1f4", "1f4"), "other"),  # another account's id space
+                         (receipt("1f4", "1f4", esm_class=0), "acme")):  # an MO that looks like a receipt
+        assert q.rewrite_receipt(pdu, account) is pdu
+
+
+def test_a_query_for_a_released_message_goes_with_the_smsc_id_and_comes_back_with_the_proxy_id():
+    q = queue()
+    body = encode_body(CommandId.QUERY_SM, message_id=PROXY_ID, source_addr="ACME")
+    pdu = from_bytes(build(CommandId.QUERY_SM, 3, body))
+    raw, context = q.translate(pdu, parse_body(CommandId.QUERY_SM, body), "acme")
+    assert parse_body(CommandId.QUERY_SM, raw[16:])["message_id"] == "1f4"
+    assert q.translate(pdu, parse_body(CommandId.QUERY_SM, body), "other") is None
+    resp = from_bytes(build(CommandId.QUERY_SM_RESP, 9, encode_body(CommandId.QUERY_SM_RESP, message_id="1f4",
+                                                                    final_date="", message_state=2, error_code=0)))
+    back = parse_body(CommandId.QUERY_SM_RESP, HoldQueue.untranslate(context, resp)[16:])
+    assert (back["message_id"], back["message_state"]) == (PROXY_ID, 2)
+    assert isinstance(context, Translated)
+
+
+def test_groups_keep_the_parts_of_a_message_together_in_part_order():
+    def r(seq, grp="", part=1):
+        return HeldRow(seq, str(seq), "acme", "", "", None, 4, b"", grp, part, 3, 0, 0, 0, False)
+    rows = [r(1), r(2, "g", 2), r(3), r(4, "g", 1), r(5, "g", 3)]
+    assert [[x.seq for x in g] for g in _groups(rows)] == [[1], [4, 2, 5], [3]]
