@@ -329,6 +329,13 @@ class Bridge:
         return (not self._closing and up is not None and up.is_open and self.downstream.is_open
                 and up.state in (BindState.BOUND_TX, BindState.BOUND_TRX))
 
+    def release_room(self) -> int:
+        """How many more requests the SMSC's window takes now."""
+        up = self.upstream
+        if up is None:
+            return 0
+        return max(0, up.window.size - len(up.window) - len(self._throttled))
+
     def release_load(self) -> int:
         up = self.upstream
         return (len(up.window) if up is not None else 0) + len(self._throttled)

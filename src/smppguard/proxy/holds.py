@@ -153,6 +153,7 @@ class HoldQueue:
         self._task: asyncio.Task | None = None
         self._next_states = 0.0
         self._next_prune = 0.0
+        self._went = False  # the last round released messages (the next comes sooner)
         self.released = self.dropped = self.expired = 0
 
     # --- start and stop ------------------------------------------------------------------------------------
@@ -518,7 +519,8 @@ class HoldQueue:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.s.tick)
+            # while messages are going out, the next batch follows as soon as the window has room again
+            await asyncio.sleep(0.01 if self._went else self.s.tick)
             try:
                 await self.round()
             except Exception:
@@ -564,7 +566,10 @@ class HoldQueue:
         rate = self.s.release_rate
         self._tokens = min(max(rate * self.s.tick * 2, 1.0), self._tokens + rate * (loop_now - last))
         senders = self._senders()
-        budget = int(self._tokens)
+        # No more are marked "sending" than the windows can take now: after a crash, at most a window per bind
+        # of released messages is in doubt ("unknown").
+        budget = min(int(self._tokens), sum(b.release_room() for bs in senders.values() for b in bs))
+        self._went = False
         rows = await self.store.due(now, list(senders) if budget else [], max(budget, 1))
         if not rows:
             return
@@ -606,6 +611,7 @@ class HoldQueue:
             else:
                 go += list(zip(group, outcomes, strict=True))
         self._tokens -= len(go)
+        self._went = bool(go)
         if not (go or drop or later or owed):
             return
         marked = await self.store.round([r.seq for r, _o in go], drop, later, owed)
