@@ -60,8 +60,8 @@ class Clock:
 
 
 def config(tmp_path, policy: str = POLICY, **tables):
-    return make_config(policy, store={"path": str(tmp_path / "guard.db")},
-                       session={"response_timeout": 5.0, "enquire_link_interval": 30.0}, **tables)
+    tables.setdefault("session", {"response_timeout": 5.0, "enquire_link_interval": 30.0})
+    return make_config(policy, store={"path": str(tmp_path / "guard.db")}, **tables)
 
 
 def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
@@ -305,6 +305,24 @@ def test_a_message_past_its_validity_expires_with_an_expired_receipt(tmp_path):
         clock.now = MORNING
         time.sleep(0.5)
         assert at_smsc(stack, A) == []
+        s.close()
+
+
+def test_a_released_message_is_marked_sending_in_the_store_before_the_smsc_sees_it(tmp_path):
+    """The mark that makes a crash unable to send it twice is durable before the submit leaves; an SMSC that
+    never answers leaves the message "unknown", not held again."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, session={"response_timeout": 1.0, "enquire_link_interval": 30.0})
+    with Stack(cfg, store=True, clock=clock) as stack:
+        s = Sender(stack)
+        proxy_id = proxy_id_of(s.submit(A))
+        stack.sim.respond = False
+        clock.now = MORNING
+        wait_for(lambda: at_smsc(stack, A), what="the submit at the SMSC")
+        assert rows(cfg.store.path, "SELECT state FROM held WHERE id = ?", proxy_id) == [("sending",)]
+        wait_for(lambda: rows(cfg.store.path, "SELECT state FROM held") == [("unknown",)], what="unknown")
+        time.sleep(0.5)
+        assert len(at_smsc(stack, A)) == 1
         s.close()
 
 
