@@ -105,8 +105,9 @@ class BenchError(RuntimeError):
 class _Client(asyncio.Protocol):
     """One transmitter bind that keeps `window` submit_sm outstanding, and times each one."""
 
-    def __init__(self, window: int, distinct: bool, cycle: int = 0):
+    def __init__(self, window: int, distinct: bool, cycle: int = 0, bind_body: bytes = BIND_BODY):
         self.window = window
+        self.bind_body = bind_body
         self.distinct = distinct
         self.cycle = cycle  # with distinct: recipients go round numbers 0 .. cycle-1 (0: every one new)
         self.buf = bytearray()
@@ -246,7 +247,7 @@ class _Client(asyncio.Protocol):
         return await asyncio.wait_for(self.control, timeout)
 
     async def bind(self) -> None:
-        status = await self._control_request(CommandId.BIND_TRANSMITTER, BIND_BODY, 10.0)
+        status = await self._control_request(CommandId.BIND_TRANSMITTER, self.bind_body, 10.0)
         if status:
             raise BenchError(f"bind_transmitter refused with status 0x{status:08X}")
 

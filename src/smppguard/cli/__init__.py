@@ -274,7 +274,11 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
 @click.option("--deliver", type=int, metavar="MESSAGES",
               help="Instead: this many deliver_sm (replies and receipts) from the SMSC to a receiver through the "
                    "proxy, with the deliver path's learning off and on.")
-def bench(messages, binds, window, policy, lists, as_json, soak, recipients, deliver) -> None:
+@click.option("--hold", type=int, metavar="MESSAGES",
+              help="Instead: hold this many messages (quiet hours), release them all at once, and send live "
+                   "traffic beside the release; prints the store's size, memory, release rate and live latency.")
+@click.option("--release-rate", type=float, default=1000.0, show_default=True, help="With --hold: [hold] release_rate.")
+def bench(messages, binds, window, policy, lists, as_json, soak, recipients, deliver, hold, release_rate) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -288,9 +292,14 @@ def bench(messages, binds, window, policy, lists, as_json, soak, recipients, del
         smppguard bench -n 200000 --policy compare --lists 1000000
         smppguard bench --soak 2500000 --recipients 50000
         smppguard bench --deliver 60000
+        smppguard bench --hold 100000
     """
     from ..bench import run_command
 
+    if hold is not None:
+        from .. import bench_hold
+
+        sys.exit(bench_hold.run_command(hold, 20_000, release_rate, as_json))
     if deliver is not None:
         from .. import bench_deliver
 

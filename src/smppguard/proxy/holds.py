@@ -103,7 +103,7 @@ class QueueStore(Protocol):
 
     def add(self, rows: list) -> asyncio.Future: ...
     def load(self, now: float) -> asyncio.Future: ...
-    def due(self, now: float, accounts: list[str], limit: int) -> asyncio.Future: ...
+    def due(self, now: float, accounts: list[str], limit: int, expired: bool) -> asyncio.Future: ...
     def round(self, mark, drop, later, owed) -> asyncio.Future: ...
     def sent(self, seq: int, account: str, proxy_id: str, smsc_id: str, map_until: float) -> asyncio.Future: ...
     def map_id(self, account: str, smsc_id: str, proxy_id: str, map_until: float) -> asyncio.Future: ...
@@ -154,6 +154,7 @@ class HoldQueue:
         self._next_states = 0.0
         self._next_prune = 0.0
         self._went = False  # the last round released messages (the next comes sooner)
+        self._next_expiry = 0.0
         self.released = self.dropped = self.expired = 0
 
     # --- start and stop ------------------------------------------------------------------------------------
@@ -520,7 +521,7 @@ class HoldQueue:
     async def _run(self) -> None:
         while True:
             # while messages are going out, the next batch follows as soon as the window has room again
-            await asyncio.sleep(0.01 if self._went else self.s.tick)
+            await asyncio.sleep(0.002 if self._went else self.s.tick)
             try:
                 await self.round()
             except Exception:
@@ -570,7 +571,12 @@ class HoldQueue:
         # of released messages is in doubt ("unknown").
         budget = min(int(self._tokens), sum(b.release_room() for bs in senders.values() for b in bs))
         self._went = False
-        rows = await self.store.due(now, list(senders) if budget else [], max(budget, 1))
+        expired = now >= self._next_expiry  # expired messages of every account, once a second
+        if expired:
+            self._next_expiry = now + 1.0
+        if not budget and not expired:
+            return
+        rows = await self.store.due(now, list(senders) if budget else [], max(budget, 1), expired)
         if not rows:
             return
         go: list[tuple[Any, Forward]] = []

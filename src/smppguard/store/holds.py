@@ -60,10 +60,10 @@ def add(db: sqlite3.Connection, rows: Iterable[HeldRow]) -> list[int]:
 
 
 def due(db: sqlite3.Connection, now: float, accounts: Iterable[str] | None, limit: int) -> list[HeldRow]:
-    """Held messages due (or expired) now, whole concatenated messages at a time, oldest first, parts in order.
+    """Held messages due now, whole concatenated messages at a time, oldest first, parts in order.
     `accounts`: only those (the ones with a bind to send through); None: every account."""
-    where = "state = 'held' AND (release_at <= ? OR expires_at <= ?)"
-    args: list = [now, now]
+    where = "state = 'held' AND release_at <= ?"
+    args: list = [now]
     if accounts is not None:
         accounts = list(accounts)
         if not accounts:
@@ -214,22 +214,23 @@ class QueueStore:
         self.writer = writer
 
     def add(self, rows: list[HeldRow]):
-        return self.writer.submit(lambda db: add(db, rows))
+        return self.writer.submit(lambda db: add(db, rows), urgent=True)  # the sender waits for its OK
 
     def load(self, now: float):
         """At start: reconcile, then what the daemon keeps in memory."""
         return self.writer.submit(lambda db: (reconcile(db), held_ids(db), mappings(db, now), owed_count(db)))
 
-    def due(self, now: float, accounts: list[str], limit: int):
-        """Due rows of these accounts, and expired rows of any account."""
+    def due(self, now: float, accounts: list[str], limit: int, expired: bool):
+        """Due rows of these accounts, and (`expired`) expired rows of any account."""
         def job(db):
             rows = due(db, now, accounts, limit) if accounts else []
-            seen = {r.seq for r in rows}
-            expired = [HeldRow.of(r) for r in db.execute(
-                f"SELECT {_COLUMNS} FROM held WHERE state = 'held' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
-                (now, limit)) if r[0] not in seen]
-            return rows + expired
-        return self.writer.submit(job)
+            if expired:
+                seen = {r.seq for r in rows}
+                rows += [HeldRow.of(r) for r in db.execute(
+                    f"SELECT {_COLUMNS} FROM held WHERE state = 'held' AND expires_at <= ? ORDER BY expires_at "
+                    "LIMIT 1000", (now,)) if r[0] not in seen]
+            return rows
+        return self.writer.submit(job, urgent=True)
 
     def round(self, mark: list[int], drop: list[int], later: list[tuple[int, float]],
               owed: list[tuple[str, bytes, str, float]]):
@@ -240,7 +241,7 @@ class QueueStore:
             for o in owed:
                 owe(db, *o)
             return mark_sending(db, mark)
-        return self.writer.submit(job)
+        return self.writer.submit(job, urgent=True)
 
     def sent(self, seq: int, account: str, proxy_id: str, smsc_id: str, map_until: float):
         return self.writer.submit(lambda db: sent(db, seq, account, proxy_id, smsc_id, map_until))

@@ -127,6 +127,7 @@ def m010_hold_queue(db: sqlite3.Connection) -> None:
         receipt INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'held', forced INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX held_id ON held (id);
     CREATE INDEX held_due ON held (release_at) WHERE state = 'held';
+    CREATE INDEX held_expires ON held (expires_at) WHERE state = 'held';
     CREATE INDEX held_grp ON held (grp) WHERE grp != '';
     CREATE TABLE message_map (
         account TEXT NOT NULL, smsc_id TEXT NOT NULL, proxy_id TEXT NOT NULL, expires_at REAL NOT NULL,

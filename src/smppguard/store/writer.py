@@ -130,15 +130,18 @@ class StoreWriter:
             if n == 1 or n >= self._check_at:
                 self._queued(n)
 
-    def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
+    def submit(self, fn: Callable[[sqlite3.Connection], Any], *, urgent: bool = False) -> asyncio.Future:
         """Run `fn(connection)` on the writer's thread inside the next group commit, in a savepoint of its own
         (if it raises, its writes are undone and the future gets the exception; the rest commits). The future
-        gets fn's result once the commit is durable."""
+        gets fn's result once the commit is durable. `urgent`: commit now rather than let the batch grow for
+        `interval` (a caller that waits on it before it can go on, such as a release of held messages)."""
         assert self._loop is not None, "start() first"
         future = self._loop.create_future()
         self._jobs.append((fn, future))
         self._queued_rows += 1
         self._queued(self._queued_rows)
+        if urgent and self._urgent is not None:
+            self._urgent.set()
         return future
 
     def change(self, changes: list[Change], *, origin: str, actor: str = "",
