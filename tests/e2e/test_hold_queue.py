@@ -463,3 +463,23 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
         assert got.short_message == b"hello there"
         wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
         later.close()
+
+
+def test_a_stop_during_the_release_leaves_nothing_unknown_that_did_not_leave(tmp_path):
+    """SIGTERM while held messages go out: the round in progress ends first, so every message the store calls
+    "unknown" did reach the SMSC, and every one that did not is still held (it goes after the restart)."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"release_rate": 1000})
+    with Stack(cfg, store=True, clock=clock) as stack:
+        s = Sender(stack)
+        numbers = [f"1380013{i:04d}" for i in range(60)]
+        for n in numbers:
+            assert s.submit(n).status == Status.ROK
+        clock.now = MORNING
+        wait_for(lambda: stack.sim.received, what="the release under way")
+        s.client._socket.close()
+    reached = {r.fields["destination_addr"] for r in stack.sim.received}
+    states = dict(rows(cfg.store.path, "SELECT recipient, state FROM held"))
+    assert all(n in reached for n, state in states.items() if state == "unknown"), states
+    assert all(states.get(n) == "held" for n in numbers if n not in reached)
+    assert "sending" not in states.values()

@@ -65,6 +65,9 @@ class HoldSettings(NamedTuple):
 
 
 DEFAULTS = HoldSettings()
+#: Most id maps of released messages kept in memory (about 300 bytes each); past it the oldest go first, and a
+#: receipt that comes later still reaches the sender, with the SMSC's id.
+MAX_MAPPED = 1_000_000
 
 
 class Released:
@@ -155,6 +158,7 @@ class HoldQueue:
         self._next_prune = 0.0
         self._went = False  # the last round released messages (the next comes sooner)
         self._next_expiry = 0.0
+        self._stopping = False
         self.released = self.dropped = self.expired = 0
 
     # --- start and stop ------------------------------------------------------------------------------------
@@ -182,9 +186,15 @@ class HoldQueue:
             self._per_account[account] += 1
         self._count = sum(self._per_account.values())
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop after the round in progress: cancelled between its mark and its sends, the marked messages
+        would be "unknown" without having left."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except asyncio.TimeoutError:
+                self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
@@ -486,6 +496,8 @@ class HoldQueue:
         self._by_smsc[(account, smsc_id)] = proxy_id
         self._by_proxy[(account, proxy_id)] = smsc_id
         self._expiry.append((until, account, smsc_id, proxy_id))
+        if len(self._expiry) > MAX_MAPPED:  # memory stays bounded: the oldest are forgotten first
+            self._forget_maps(self._expiry[0][0])
 
     def _forget_maps(self, now: float) -> None:
         expiry = self._expiry
@@ -519,7 +531,7 @@ class HoldQueue:
     # --- the release loop ----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             # while messages are going out, the next batch follows as soon as the window has room again
             await asyncio.sleep(0.002 if self._went else self.s.tick)
             try:
@@ -552,7 +564,7 @@ class HoldQueue:
             if now >= self._next_prune:  # and, hourly, forget the id maps past map_ttl in the store too
                 self._next_prune = now + 3600.0
                 self.store.prune(now)
-            self._next_states = now + 10.0
+            self._next_states = now + 60.0
             ids, self._owed = await self.store.states()
             self._load_ids(ids)
         if self._count:
