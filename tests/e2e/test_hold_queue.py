@@ -483,3 +483,20 @@ def test_a_stop_during_the_release_leaves_nothing_unknown_that_did_not_leave(tmp
     assert all(n in reached for n, state in states.items() if state == "unknown"), states
     assert all(states.get(n) == "held" for n in numbers if n not in reached)
     assert "sending" not in states.values()
+
+
+def test_due_messages_of_an_account_with_no_bind_wait_and_say_so(tmp_path, caplog):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        proxy_id_of(s.submit(A))
+        s.close()
+        wait_for(lambda: not stack.proxy.bridges, what="the bind gone")
+        with caplog.at_level("WARNING", logger="smppguard.hold"):
+            clock.now = MORNING
+            wait_for(lambda: "1 messages of account acme are due and wait for a transmitter or transceiver bind"
+                     in caplog.text, what="the log line")
+        assert at_smsc(stack, A) == []
+        s = Sender(stack)  # a bind of the account: now it goes
+        wait_for(lambda: at_smsc(stack, A), what="the message once the account bound")
+        s.close()

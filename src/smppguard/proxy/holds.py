@@ -118,7 +118,7 @@ class QueueStore(Protocol):
     def owed_for(self, accounts: list[str], limit: int, skip: list[int]) -> asyncio.Future: ...
     def owed_done(self, seqs: list[int]) -> asyncio.Future: ...
     def prune(self, now: float) -> asyncio.Future: ...
-    def states(self) -> asyncio.Future: ...
+    def states(self, now: float) -> asyncio.Future: ...
 
 
 def new_id() -> str:
@@ -565,8 +565,13 @@ class HoldQueue:
                 self._next_prune = now + 3600.0
                 self.store.prune(now)
             self._next_states = now + 60.0
-            ids, self._owed = await self.store.states()
+            ids, self._owed, due = await self.store.states(now)
             self._load_ids(ids)
+            senders = self._senders()
+            for account, n in due.items():
+                if account not in senders:
+                    self._log.log(logging.WARNING, ("waiting", account), "hold queue: %d messages of account %s "
+                                  "are due and wait for a transmitter or transceiver bind of it", n, account)
         if self._count:
             await self._release(now)
         if self._owed:

@@ -281,8 +281,12 @@ class QueueStore:
     def prune(self, now: float):
         return self.writer.submit(lambda db: prune_mappings(db, now))
 
-    def states(self):
-        return self.writer.submit(lambda db: (held_ids(db), owed_count(db)))
+    def states(self, now: float):
+        """What the daemon keeps in memory, again (the CLI may have changed the queue), and how many messages
+        of each account are due."""
+        return self.writer.submit(lambda db: (held_ids(db), owed_count(db), dict(db.execute(
+            "SELECT account, COUNT(*) FROM held WHERE state = 'held' AND release_at <= ? GROUP BY account",
+            (now,)).fetchall())))
 
 
 # --- the admin's side (smppguard queue) --------------------------------------------------------------------
