@@ -18,7 +18,7 @@ import smpplib.smpp
 from helpers import RawPeer, Stack, make_config, smpplib_client
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
-from smppguard.smpp.fields import SmeDest, TlvTag, encode_body, parse_body, tlv_value
+from smppguard.smpp.fields import SmeDest, encode_body, parse_body
 from smppguard.smpp.pdu import build
 from smppguard.smpp.receipt import parse_receipt
 from smppguard.smpp.status import Status
@@ -438,7 +438,7 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
     unbound). "keep" saves it and gives it to the account's next receiver; "retry" leaves it to the SMSC (0x64)."""
     policy = POLICY.replace('action = "hold"', 'enabled = false')
     with Stack(config(tmp_path, policy, inbound={"no_receiver": mode}), store=True) as stack:
-        s = Sender(stack)
+        first = Sender(stack)
         bridge = wait_for(lambda: next(iter(stack.proxy.bridges), None), what="the bridge")
         smsc_leg = wait_for(lambda: next((x for x in stack.sim.sessions if x.system_id == "acme"), None),
                             what="the SMSC's session")
@@ -463,6 +463,7 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
         assert got.short_message == b"hello there"
         wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
         later.close()
+        first.client._socket.close()
 
 
 def test_a_stop_during_the_release_leaves_nothing_unknown_that_did_not_leave(tmp_path):
