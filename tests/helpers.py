@@ -33,6 +33,7 @@ def make_config(policy_toml: str = "", **tables: Any) -> Config:
     """A Config with table overrides given as dicts, e.g. make_config(upstream={"window": 2}); policy tables
     ([policy], [rules.*], [[classes]]) as TOML text, parsed as a config file would be."""
     cfg = parse_config(policy_toml) if policy_toml else Config()
+    tables.setdefault("metrics", {"address": None})  # off unless a test asks: tests run side by side
     for name, values in tables.items():
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
     return cfg
@@ -125,7 +126,8 @@ def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
     connections. The caller stops it."""
     port = free_port()
     cfg = tmp_path / "smppguard.toml"
-    cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n{config_toml}')
+    metrics_off = "" if "[metrics]" in config_toml else '\n[metrics]\naddress = ""\n'
+    cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n{config_toml}{metrics_off}')
     daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
                               stdout=stdout, stderr=stderr, text=True)
     deadline = time.monotonic() + 20

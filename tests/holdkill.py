@@ -145,6 +145,8 @@ action = "hold"
 windows = {windows}
 [hold]
 release_rate = 1000
+[metrics]
+address = ""
 [log]
 level = "warning"
 """)

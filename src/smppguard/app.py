@@ -21,6 +21,7 @@ from .inbound import Learner, LearnerSettings
 from .inbound.keywords import Keywords
 from .inbound.receipts import ReceiptCodes
 from .logs import SafeFormatter
+from .metrics import Metrics, MetricsServer, State
 from .proxy.holds import HoldQueue, HoldSettings
 from .proxy.screening import Screening
 from .proxy.server import ProxyServer
@@ -67,7 +68,7 @@ class StoppedError(Exception):
 
 async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                 ready: Callable[[ProxyServer], None] | None = None) -> None:
-    simulator = store = proxy = None
+    simulator = store = proxy = metrics_server = None
     try:
         upstream = config.upstream.address
         if upstream is None:
@@ -87,7 +88,10 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             store = await open_store(config)
         except StoreError as e:
             raise StartupError(f"{e} ([store] path)") from None
-        proxy = ProxyServer(config, upstream, store.screening, store.hooks, holds=store.holds)
+        m = store.metrics
+        proxy = ProxyServer(config, upstream, store.screening, store.hooks, holds=store.holds,
+                            timing=m.decision_time if m is not None else None,
+                            bind_failed=m.bind_failed if m is not None else None)
         store.writer.on_behind = proxy.hold_senders  # the bound on what is acknowledged but not yet saved
         try:
             await proxy.start()
@@ -97,6 +101,14 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
                                f"{e.strerror or e}") from None
         log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
+        if m is not None and config.metrics.address is not None:
+            metrics_server = MetricsServer(State(m, proxy, store))
+            try:
+                await metrics_server.start(*config.metrics.address)
+            except OSError as e:
+                raise StartupError(f"cannot serve metrics on {_where(config.metrics.address)} ([metrics] address): "
+                                   f"{e.strerror or e}") from None
+            log.info("metrics on http://%s:%d/metrics", *metrics_server.address)
         for warning in config.policy.warnings():
             log.warning("%s", warning)
         if ready is not None:
@@ -115,6 +127,8 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             raise StoppedError(failed.result())
         log.info("shutting down")
     finally:
+        if metrics_server is not None:
+            await metrics_server.stop()
         if proxy is not None:
             await proxy.stop()
         if store is not None:
@@ -133,13 +147,14 @@ class OpenStore:
     with the audit log among their observers."""
 
     def __init__(self, screening: Screening, writer: StoreWriter, upkeep: Upkeep, hooks: Hooks,
-                 learning: Learning | None = None, holds: HoldQueue | None = None):
+                 learning: Learning | None = None, holds: HoldQueue | None = None, metrics: Metrics | None = None):
         self.screening = screening
         self.writer = writer
         self.upkeep = upkeep
         self.hooks = hooks
         self.learning = learning
         self.holds = holds
+        self.metrics = metrics  # counts for /metrics ([metrics] address), an observer of the hooks
 
     async def close(self) -> None:
         if self.holds is not None:
@@ -179,7 +194,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
              time.monotonic() - started)
     audit = AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)
     learning = _learning(config, writer, upkeep, clock) if config.inbound.enabled else None
-    hooks = Hooks([audit] + ([learning] if learning is not None else []))
+    metrics = Metrics() if config.metrics.address is not None else None
+    hooks = Hooks([audit] + [o for o in (learning, metrics) if o is not None])
     codecs = (config.text.default_codec, config.text.ia5_codec)
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
                           text_codecs=codecs, holding=True)
@@ -197,7 +213,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     await holds.start()
     if learning is not None:
         learning.start()
-    return OpenStore(screening, writer, upkeep, hooks, learning, holds)
+    return OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics)
 
 
 def _learning(config: Config, writer: StoreWriter, upkeep: Upkeep, clock: Callable[[], float]) -> Learning:

@@ -569,6 +569,7 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
             f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
             f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = {window}\n\n'
             '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
+            f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
             f'[store]\npath = "{tmpdir / "smppguard.db"}"\n\n'
             '[log]\nlevel = "warning"\n\n' + _POLICY_TOML[policy])
         if lists:
@@ -649,6 +650,7 @@ def run_soak(refusals: int = 2_500_000, recipients: int = 50_000, binds: int = 4
             f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
             f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = {window}\n\n'
             '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
+            f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
             f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n' + SOAK_TOML)
         try:
             sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",

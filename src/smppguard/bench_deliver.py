@@ -203,6 +203,7 @@ def _one(messages: int, window: int, learning: bool) -> dict[str, Any]:
                     f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
                     f'[upstream]\naddress = "127.0.0.1:{smsc_port}"\nwindow = {window}\n\n'
                     '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
+                    f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
                     f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n'
                     f'[inbound]\nenabled = {"true" if learning else "false"}\n\n'
                     '[policy]\ndefault_region = "CN"\n')

@@ -139,6 +139,7 @@ def run_hold(messages: int = 100_000, live: int = 20_000, release_rate: float = 
             f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
             f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = 10\n\n'
             '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
+            f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
             f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n' + HOLD_TOML % {"rate": release_rate})
         try:
             sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",

@@ -270,6 +270,13 @@ class HoldConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    address: tuple[str, int] | None = option(("127.0.0.1", 9775), lambda v: None if v == "" else address(v),
+                                             "Where /metrics (Prometheus), /healthz and /status are served, "
+                                             "\"host:port\"; \"\" = off.")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = option("info", choice("debug", "info", "warning", "error"), "Log level.")
 
@@ -285,6 +292,7 @@ class Config:
     audit: AuditConfig = AuditConfig()
     inbound: InboundConfig = InboundConfig()
     hold: HoldConfig = HoldConfig()
+    metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
     #: The parsed [policy], [rules.*] and [[classes]] tables (smppguard.policy.Policy).
     policy: Any = field(default_factory=lambda: _load_policy({}, {}, []), compare=False)

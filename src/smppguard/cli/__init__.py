@@ -16,7 +16,7 @@ import click
 from .. import __version__
 from ..config import SimulatorConfig
 from ..values import address as parse_address
-from .common import CONTEXT, config_option
+from .common import CONTEXT, config_option, fail
 from .common import load as _load
 from .lists import blacklist, consent, dead, optout, tz
 from .queue import queue
@@ -68,6 +68,60 @@ def run(config_path, listen, upstream) -> None:
         run_app(cfg)
     except (StartupError, StoppedError) as e:
         raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's answer as JSON.")
+def status(config_path, as_json) -> None:
+    """Show the running daemon's binds, windows, store writer and hold queue (from [metrics] address).
+
+    Exit 1 when the daemon cannot be reached, 3 when it answers but is unhealthy.
+
+    \b
+    Example:
+        smppguard status --config /etc/smppguard/smppguard.toml
+    """
+    cfg = _load(config_path)
+    if cfg.metrics.address is None:
+        fail("[metrics] address is off in this config: the daemon serves no status", "set [metrics] address")
+    host, port = cfg.metrics.address
+    url = f"http://{host}:{port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            data = json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        fail(f"no daemon answers at {url}: {getattr(e, 'reason', e)}", "is `smppguard run` running with this config?")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(f"{'healthy' if data['healthy'] else 'UNHEALTHY'}, up {_age(data['uptime_s'])}")
+        for problem in data["problems"]:
+            click.echo(f"  problem: {problem}")
+        binds = data["binds"]
+        click.echo(f"binds: {len(binds)}")
+        for b in binds:
+            click.echo(f"  {b['account'] or '-':<16} {b['peer']:<22} {b['state']:<10} upstream {b['upstream']:<10} "
+                       f"window {b['window_used']}/{b['window_size']}")
+        w = data.get("writer")
+        if w:
+            click.echo(f"store writer: {w['unsaved']} unsaved (oldest {w['unsaved_age_s']:.2f} s), "
+                       f"{'BEHIND' if w['behind'] else 'keeping up'}, {w['commits']} commits, {w['failures']} failed")
+        h = data.get("hold")
+        if h:
+            click.echo(f"hold queue: {h['held']} held (oldest {_age(h['oldest_age_s'])}), {h['released']} released, "
+                       f"{h['dropped']} dropped, {h['expired']} expired; {h['owed']} deliveries owed to senders")
+    if not data["healthy"]:
+        sys.exit(3)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 @main.command("check-config")

@@ -66,7 +66,8 @@ class Bridge:
                  hooks: Hooks = NO_HOOKS, spawn: Callable[..., asyncio.Task] | None = None,
                  on_closed: Callable[["Bridge"], None] | None = None, clock: Callable[[], float] = time.time,
                  admit: Callable[["Bridge"], bool] | None = None, gate: "Gate | None" = None,
-                 owners: MessageOwners | None = None, holds: HoldQueue | None = None, keep_deliveries: bool = False):
+                 owners: MessageOwners | None = None, holds: HoldQueue | None = None, keep_deliveries: bool = False,
+                 timing: Callable[[float], None] | None = None, bind_failed: Callable[[str], None] | None = None):
         self.config = config
         self.connect = connect
         self.screening = screening
@@ -88,6 +89,8 @@ class Bridge:
         self.owners = owners  # which account got which message id (proxy/owners.py), shared by every bridge
         self.holds = holds  # the hold queue (proxy/holds.py), shared by every bridge; None: holds answered 0x58
         self.keep_deliveries = keep_deliveries  # [inbound] no_receiver = "keep"
+        self._timing = timing  # metrics: seconds each screening took
+        self._bind_failed = bind_failed or (lambda _why: None)  # metrics: why a bind failed
         self.bound_as = ""  # the system_id this bridge is counted as bound under, at the gate
         self.bind_started = False  # a bind request came (the bind timeout no longer applies)
         self._keeping = 0  # deliveries kept for the account ([inbound] no_receiver = "keep") not yet saved
@@ -119,7 +122,12 @@ class Bridge:
                     raw, context = forward
                 elif screening is not None:
                     try:
-                        outcome = screening.screen(pdu, session.system_id)
+                        if self._timing is None:
+                            outcome = screening.screen(pdu, session.system_id)
+                        else:
+                            started = time.perf_counter()
+                            outcome = screening.screen(pdu, session.system_id)
+                            self._timing(time.perf_counter() - started)
                         if type(outcome) is not Forward:
                             self._answer(session, pdu, outcome)  # refused, or held
                             return
@@ -441,6 +449,7 @@ class Bridge:
                                down.label, status, why)
             down.respond(pdu, status)
             down.close()
+            self._bind_failed("refused_here")
             return
         up = Session(Role.ESME, self, window=cfg.upstream.window, response_timeout=cfg.session.response_timeout,
                      enquire_link_interval=cfg.session.enquire_link_interval, name="upstream")
@@ -449,6 +458,7 @@ class Bridge:
             await asyncio.wait_for(self.connect(up), cfg.upstream.connect_timeout)
         except (OSError, asyncio.TimeoutError) as e:
             log.warning("%s: SMSC unreachable (%s); bind answered RSYSERR", down.label, e or "timed out")
+            self._bind_failed("smsc_unreachable")
             down.respond(pdu, Status.RSYSERR)
             down.close()
             return
@@ -461,6 +471,7 @@ class Bridge:
             resp = await up.request(pdu.raw, timeout=cfg.upstream.bind_timeout, pause_on_answer="bind")
         except (TimeoutError, ConnectionError) as e:
             log.warning("%s: no bind response from the SMSC (%s); answered RSYSERR", down.label, e)
+            self._bind_failed("smsc_no_answer")
             down.respond(pdu, Status.RSYSERR)
             down.close()
             up.close()
@@ -481,6 +492,7 @@ class Bridge:
             return
         status = resp.status or Status.RBINDFAIL
         log.info("%s: SMSC refused the bind with 0x%02X", down.label, status)
+        self._bind_failed("smsc_refused")
         if self._gate is not None and status in AUTH_FAILURES:
             self._gate.failed(self)
         if resp.command_id == cmd.response_id(pdu.command_id):

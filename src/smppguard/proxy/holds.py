@@ -159,6 +159,7 @@ class HoldQueue:
         self._went = False  # the last round released messages (the next comes sooner)
         self._next_expiry = 0.0
         self._stopping = False
+        self._oldest = 0.0  # held_at of the oldest held message, at the last look
         self.released = self.dropped = self.expired = 0
 
     # --- start and stop ------------------------------------------------------------------------------------
@@ -197,6 +198,15 @@ class HoldQueue:
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+    @property
+    def owed(self) -> int:
+        """Deliveries kept for senders (receipts made here, replies kept), as last counted."""
+        return self._owed
+
+    def oldest_age(self) -> float:
+        """Age of the oldest held message, as of the last look at the queue (once a minute); 0 when empty."""
+        return max(0.0, self.clock() - self._oldest) if self._count and self._oldest else 0.0
 
     @property
     def busy(self) -> bool:
@@ -565,7 +575,7 @@ class HoldQueue:
                 self._next_prune = now + 3600.0
                 self.store.prune(now)
             self._next_states = now + 60.0
-            ids, self._owed, due = await self.store.states(now)
+            ids, self._owed, due, self._oldest = await self.store.states(now)
             self._load_ids(ids)
             senders = self._senders()
             for account, n in due.items():

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import ssl
 import time
+from typing import Callable
 
 from .. import tasks
 from ..config import Config
@@ -37,8 +38,11 @@ STORE_PAUSE = "store"  # the pause reason while the store's writer is behind
 
 class ProxyServer:
     def __init__(self, config: Config, upstream_address: tuple[str, int], screening: Screening | None = None,
-                 hooks: Hooks = NO_HOOKS, connect: Connect | None = None, holds: HoldQueue | None = None):
+                 hooks: Hooks = NO_HOOKS, connect: Connect | None = None, holds: HoldQueue | None = None,
+                 timing: Callable[[float], None] | None = None, bind_failed: Callable[[str], None] | None = None):
         self.config = config
+        self.timing = timing  # the time each screening took (metrics)
+        self.bind_failed = bind_failed  # why a bind failed (metrics)
         self.holds = holds
         if holds is not None:
             holds.bridges = lambda: list(self.bridges)
@@ -73,6 +77,10 @@ class ProxyServer:
                                                      ssl=listener_tls)
 
     @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
     def address(self) -> tuple[str, int]:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[:2]
@@ -92,6 +100,7 @@ class ProxyServer:
         bridge = Bridge(self.config, self.connect, screening=self.screening, hooks=self.hooks, spawn=self.spawn,
                         on_closed=self._closed, admit=self._admit, gate=self, owners=self.owners,
                         holds=self.holds, keep_deliveries=self.config.inbound.no_receiver == "keep",
+                        timing=self.timing, bind_failed=self.bind_failed,
                         clock=self.screening.clock if self.screening is not None else time.time)
         return bridge.downstream
 

@@ -286,7 +286,7 @@ class QueueStore:
         of each account are due."""
         return self.writer.submit(lambda db: (held_ids(db), owed_count(db), dict(db.execute(
             "SELECT account, COUNT(*) FROM held WHERE state = 'held' AND release_at <= ? GROUP BY account",
-            (now,)).fetchall())))
+            (now,)).fetchall()), db.execute("SELECT COALESCE(MIN(held_at), 0) FROM held").fetchone()[0]))
 
 
 # --- the admin's side (smppguard queue) --------------------------------------------------------------------

@@ -20,6 +20,7 @@ that cannot be written is logged (the SMSC's next receipt or the person's next r
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import sqlite3
 import time
@@ -237,6 +238,7 @@ class Learning:
         self.recipient = recipient  # number -> as the audit log and the log keep it
         self.clock = clock
         self.learned = 0  # facts written (not those known already)
+        self.learned_by_kind: collections.Counter[str] = collections.Counter()
         self._gathered: list[tuple[Fact, float, str]] = []
         self._task: asyncio.Task | None = None
         self._pending: set[asyncio.Future] = set()
@@ -275,6 +277,7 @@ class Learning:
                           recipient, done)
             elif done:
                 self.learned += 1
+                self.learned_by_kind[fact.kind] += 1
                 log.info("%s: %s %s: %s", fact.account, recipient, done, _said(fact))
 
     async def flush(self) -> None:

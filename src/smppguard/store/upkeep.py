@@ -55,6 +55,7 @@ class Upkeep:
         self.index = index
         self.policy = policy
         self.writer = writer
+        self.last_tail = time.monotonic()  # when the change-log tail last caught up (metrics)
         self.tail_interval = tail_interval
         self.retention = retention
         self.tidy_every = tidy_every
@@ -114,6 +115,7 @@ class Upkeep:
             applied += len(rows)
             if len(rows) < TAIL_PAGE:
                 await self.rescore()
+                self.last_tail = time.monotonic()
                 return applied
 
     def touch(self, numbers: Iterable[int]) -> None:

@@ -71,6 +71,7 @@ class StoreWriter:
         self.rows_written = 0
         self.failures = 0  # commits that failed and were retried
         self.last_error: str | None = None
+        self.failing = False  # the last commit failed (the store cannot be written now)
         self._sends: list[tuple] = []
         self._audits: list[tuple] = []
         self._folds: dict[tuple, tuple[int, float]] = {}
@@ -230,6 +231,7 @@ class StoreWriter:
         except Exception as e:  # sqlite3.Error (locked, disk full, I/O); anything else is a bug, also kept
             self._inflight = None
             self.failures += 1
+            self.failing = True
             self.last_error = str(e)
             log.error("group commit of %d rows failed (%s); kept, and tried again", len(batch), e)
             self._sends[:0], self._audits[:0], self._jobs[:0] = batch.sends, batch.audits, batch.jobs
@@ -241,6 +243,7 @@ class StoreWriter:
             return False
         self._inflight = None
         self._check_at = min(self.max_batch, self.max_unsaved + 1)
+        self.failing = False
         self.commits += 1
         self.rows_written += len(batch)
         self._saved += len(batch)

@@ -1,0 +1,289 @@
+"""Metrics, health and live status over HTTP on `[metrics] address`: `/metrics` (Prometheus text format),
+`/healthz` (200, or 503 with the reasons as JSON) and `/status` (JSON, what `smppguard status` prints).
+
+Rule 1: the hot path only increments a dict (an observer of the hooks' events, and the decision-time buckets);
+prometheus-client's metric families are built when someone scrapes (a custom Collector), from those counts and
+from the live state of the proxy, the store's writer, the upkeep and the hold queue.
+Rule 2: no label carries a phone number: accounts (system_id), rules, verdicts, kinds, legs and states only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from .hooks import Bound, Decided, Delivered, Unbound
+from .smpp.commands import CommandId
+from .smpp.errors import SmppError
+from .smpp.fields import parse_body, submit_view
+from .smpp.receipt import is_receipt
+
+log = logging.getLogger("smppguard.metrics")
+
+#: Decision time buckets (seconds): screening one submit, from the PDU read to its verdict.
+BUCKETS = (0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)
+
+
+class Metrics:
+    """Counts what the proxy does: an observer of `decided`, `delivered`, `bound`, `unbound` (hooks.py)."""
+
+    def __init__(self) -> None:
+        self.verdicts: collections.Counter[tuple[str, str, str]] = collections.Counter()  # account, verdict, rule
+        self.deliveries: collections.Counter[tuple[str, str]] = collections.Counter()  # account, kind
+        self.binds: collections.Counter[str] = collections.Counter()
+        self.unbinds: collections.Counter[str] = collections.Counter()
+        self.bind_failures: collections.Counter[str] = collections.Counter()  # why
+        self.decision_buckets = [0] * (len(BUCKETS) + 1)
+        self.decision_sum = 0.0
+
+    # hooks
+
+    def decided(self, e: Decided) -> None:
+        v = e.verdict
+        self.verdicts[(e.account, v.action.value, v.rule or "")] += 1
+
+    def delivered(self, e: Delivered) -> None:
+        pdu = e.pdu
+        try:
+            if pdu.command_id == CommandId.DELIVER_SM:
+                esm_class = submit_view(pdu.body).esm_class
+            else:
+                esm_class = parse_body(pdu.command_id, pdu.body)["esm_class"]
+        except SmppError:
+            kind = "malformed"
+        else:
+            kind = "receipt" if is_receipt(esm_class) else "mo"
+        self.deliveries[(e.account, kind if e.relayed else kind + "_unrelayed")] += 1
+
+    def bound(self, e: Bound) -> None:
+        self.binds[e.account] += 1
+
+    def unbound(self, e: Unbound) -> None:
+        self.unbinds[e.account] += 1
+
+    # the bridge
+
+    def decision_time(self, seconds: float) -> None:
+        self.decision_buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.decision_sum += seconds
+
+    def bind_failed(self, why: str) -> None:
+        self.bind_failures[why] += 1
+
+
+class State:
+    """What the daemon is made of, read when scraped (any may be None: a proxy without a store)."""
+
+    def __init__(self, metrics: Metrics, server: Any = None, store: Any = None, started: float | None = None):
+        self.metrics = metrics
+        self.server = server  # proxy.server.ProxyServer
+        self.store = store  # app.OpenStore: writer, upkeep, holds, learning
+        self.started = started if started is not None else time.time()
+
+    def health(self) -> list[str]:
+        """Why the daemon is not healthy; [] when it is."""
+        why = []
+        server = self.server
+        if server is None or not server.listening:
+            why.append("the SMPP listener is not up")
+        writer = getattr(self.store, "writer", None)
+        if writer is not None:
+            if writer.failing:
+                why.append(f"the store cannot be written: {writer.last_error}")
+            if writer.behind:
+                why.append(f"the store writer is behind: {writer.unsaved} rows not yet saved, the oldest for "
+                           f"{writer.unsaved_age():.1f} s")
+        upkeep = getattr(self.store, "upkeep", None)
+        if upkeep is not None and upkeep.failed is not None and upkeep.failed.done():
+            why.append(str(upkeep.failed.result()))
+        return why
+
+    def status(self) -> dict[str, Any]:
+        """Live binds per account, window occupancy, the writer, the hold queue: `smppguard status`."""
+        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 1), "healthy": not self.health(),
+                               "problems": self.health(), "binds": [], "writer": None, "hold": None}
+        if self.server is not None:
+            for b in sorted(self.server.bridges, key=lambda b: (b.downstream.system_id, b.downstream.peer)):
+                down, up = b.downstream, b.upstream
+                out["binds"].append({
+                    "account": down.system_id, "peer": down.peer, "state": down.state.value,
+                    "upstream": up.state.value if up is not None and up.is_open else "none",
+                    "window_used": len(up.window) if up is not None else 0,
+                    "window_size": up.window.size if up is not None else 0})
+        writer = getattr(self.store, "writer", None)
+        if writer is not None:
+            out["writer"] = {"unsaved": writer.unsaved, "unsaved_age_s": round(writer.unsaved_age(), 3),
+                             "behind": writer.behind, "commits": writer.commits, "failures": writer.failures}
+        holds = getattr(self.store, "holds", None)
+        if holds is not None:
+            out["hold"] = {"held": len(holds), "oldest_age_s": holds.oldest_age(), "released": holds.released,
+                           "dropped": holds.dropped, "expired": holds.expired, "owed": holds.owed}
+        return out
+
+
+class Collector:
+    """prometheus-client's view of a State, built at each scrape."""
+
+    def __init__(self, state: State):
+        self.state = state
+
+    def collect(self):  # noqa: C901 - one family after another
+        st, m = self.state, self.state.metrics
+        c = CounterMetricFamily("smppguard_submits", "Verdicts on submit_sm, data_sm and submit_multi destinations",
+                                labels=["account", "verdict", "rule"])
+        for (account, verdict, rule), n in sorted(m.verdicts.items()):
+            c.add_metric([account, verdict, rule], n)
+        yield c
+        c = CounterMetricFamily("smppguard_deliveries", "deliver_sm and data_sm from the SMSC, by kind (mo, receipt; "
+                                "_unrelayed: no sender took it)", labels=["account", "kind"])
+        for (account, kind), n in sorted(m.deliveries.items()):
+            c.add_metric([account, kind], n)
+        yield c
+        learning = getattr(st.store, "learning", None)
+        c = CounterMetricFamily("smppguard_learned", "Facts learned from replies and receipts and written to the "
+                                "lists", labels=["kind"])
+        if learning is not None:
+            for kind, n in sorted(learning.learned_by_kind.items()):
+                c.add_metric([kind], n)
+        yield c
+        c = CounterMetricFamily("smppguard_binds", "Sender binds made through to the SMSC", labels=["account"])
+        for account, n in sorted(m.binds.items()):
+            c.add_metric([account], n)
+        yield c
+        c = CounterMetricFamily("smppguard_bind_failures", "Binds that failed, by why", labels=["why"])
+        for why, n in sorted(m.bind_failures.items()):
+            c.add_metric([why], n)
+        yield c
+        h = HistogramMetricFamily("smppguard_decision_seconds", "Time to screen one request (PDU read to verdict)")
+        total, buckets = 0, []
+        for bound, n in zip((*BUCKETS, float("inf")), m.decision_buckets, strict=True):
+            total += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        h.add_metric([], buckets, m.decision_sum)
+        yield h
+        g = GaugeMetricFamily("smppguard_binds_up", "Binds up now", labels=["leg", "account", "state"])
+        w = GaugeMetricFamily("smppguard_window_in_flight", "Requests waiting for the SMSC's answer, and the "
+                              "windows' size", labels=["what"])
+        if st.server is not None:
+            up_counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+            used = size = 0
+            for b in list(st.server.bridges):
+                down, up = b.downstream, b.upstream
+                up_counts[("downstream", down.system_id, down.state.value)] += 1
+                if up is not None and up.is_open:
+                    up_counts[("upstream", down.system_id, up.state.value)] += 1
+                    used += len(up.window)
+                    size += up.window.size
+            for key, n in sorted(up_counts.items()):
+                g.add_metric(list(key), n)
+            w.add_metric(["in_flight"], used)
+            w.add_metric(["size"], size)
+        yield g
+        yield w
+        writer = getattr(st.store, "writer", None)
+        if writer is not None:
+            yield GaugeMetricFamily("smppguard_store_unsaved_rows", "Rows acknowledged but not yet saved",
+                                    value=writer.unsaved)
+            yield GaugeMetricFamily("smppguard_store_unsaved_age_seconds", "How long the oldest unsaved row has "
+                                    "waited", value=writer.unsaved_age())
+            yield GaugeMetricFamily("smppguard_store_behind", "1 while senders are not read because the store is "
+                                    "behind", value=int(writer.behind))
+            yield CounterMetricFamily("smppguard_store_commits", "Group commits", value=writer.commits)
+            yield CounterMetricFamily("smppguard_store_rows_written", "Rows written by group commits",
+                                      value=writer.rows_written)
+            yield GaugeMetricFamily("smppguard_store_batch_rows", "Rows per group commit, on average",
+                                    value=writer.rows_written / writer.commits if writer.commits else 0.0)
+            yield CounterMetricFamily("smppguard_store_commit_failures", "Group commits that failed (retried)",
+                                      value=writer.failures)
+        upkeep = getattr(st.store, "upkeep", None)
+        if upkeep is not None:
+            yield GaugeMetricFamily("smppguard_changelog_tail_age_seconds", "Seconds since the change-log tail last "
+                                    "caught up", value=time.monotonic() - upkeep.last_tail)
+        holds = getattr(st.store, "holds", None)
+        if holds is not None:
+            yield GaugeMetricFamily("smppguard_hold_queue_messages", "Messages held", value=len(holds))
+            yield GaugeMetricFamily("smppguard_hold_queue_oldest_age_seconds", "Age of the oldest held message (as "
+                                    "of the last minute's look)", value=holds.oldest_age())
+            c = CounterMetricFamily("smppguard_hold_ends", "Held messages that left the queue, by how",
+                                    labels=["how"])
+            for how in ("released", "dropped", "expired"):
+                c.add_metric([how], getattr(holds, how))
+            yield c
+            yield GaugeMetricFamily("smppguard_owed_deliveries", "Receipts and replies kept for senders with no "
+                                    "receiver bound", value=holds.owed)
+        yield GaugeMetricFamily("smppguard_up_seconds", "Seconds since the daemon started",
+                                value=time.time() - st.started)
+
+
+class MetricsServer:
+    """/metrics, /healthz and /status on one address: a tiny HTTP/1.0 server on the daemon's loop."""
+
+    def __init__(self, state: State):
+        self.state = state
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(Collector(state))  # type: ignore[arg-type]
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[:2]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            method, _, rest = request.decode("latin-1").partition(" ")
+            path = rest.split(" ", 1)[0].split("?", 1)[0]
+            status, ctype, body = self.respond(method, path)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            writer.close()
+            return
+        except Exception:
+            log.exception("metrics request failed")
+            status, ctype, body = 500, "text/plain", b"internal error\n"
+        head = (f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        try:
+            writer.write(head + (body if method != "HEAD" else b""))
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain", b"GET only\n"
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
+        if path == "/healthz":
+            why = self.state.health()
+            body = json.dumps({"status": "ok" if not why else "unhealthy", "problems": why}).encode() + b"\n"
+            return (200 if not why else 503), "application/json", body
+        if path == "/status":
+            return 200, "application/json", json.dumps(self.state.status(), indent=2).encode() + b"\n"
+        return 404, "text/plain", b"not found: /metrics, /healthz, /status\n"
+
+
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+
+
+def timer(metrics: Metrics | None) -> Callable[[float], None] | None:
+    return metrics.decision_time if metrics is not None else None
