@@ -15,12 +15,12 @@ import signal
 import time
 from typing import Awaitable, Callable
 
+from . import logs
 from .config import Config
 from .hooks import Hooks
 from .inbound import Learner, LearnerSettings
 from .inbound.keywords import Keywords
 from .inbound.receipts import ReceiptCodes
-from .logs import SafeFormatter
 from .metrics import Metrics, MetricsServer, State
 from .proxy.holds import HoldQueue, HoldSettings
 from .proxy.screening import Screening
@@ -39,11 +39,9 @@ from .store.writer import StoreWriter
 log = logging.getLogger("smppguard")
 
 
-def configure_logging(level: str) -> None:
-    """One line per record, whatever a peer put in it (logs.SafeFormatter)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """One line per record, whatever a peer put in it (logs.SafeFormatter, logs.JsonFormatter)."""
+    logs.configure(level, fmt)
 
 
 async def _wait_for_signal() -> None:
@@ -195,7 +193,12 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     audit = AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)
     learning = _learning(config, writer, upkeep, clock) if config.inbound.enabled else None
     metrics = Metrics() if config.metrics.address is not None else None
-    hooks = Hooks([audit] + [o for o in (learning, metrics) if o is not None])
+    verdicts = None
+    if config.log.verdicts != "off":
+        a = config.audit
+        verdicts = logs.VerdictLog(logging.getLevelName(config.log.verdicts.upper()),
+                                   lambda n, address: mask_recipient(n, address, a.recipient, a.salt))
+    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts) if o is not None])
     codecs = (config.text.default_codec, config.text.ia5_codec)
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
                           text_codecs=codecs, holding=True)
@@ -253,7 +256,7 @@ def run_loop(main: Awaitable) -> None:
 
 
 def run(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
-    configure_logging(config.log.level)
+    configure_logging(config.log.level, config.log.format)
     run_loop(serve(config, shutdown_trigger))
 
 

@@ -278,7 +278,12 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = option("info", choice("debug", "info", "warning", "error"), "Log level.")
+    level: str = option("info", choice("debug", "info", "warning", "error"),
+                        "Log level of smppguard's own lines (libraries stay at warning).")
+    format: str = option("text", choice("text", "json"), "\"text\" lines, or \"json\": one object per line.")
+    verdicts: str = option("info", choice("debug", "info", "warning", "off"),
+                           "The level of the line logged for each refusal or hold (rule, account, recipient as "
+                           "[audit] recipient keeps it, status), at most 20 a second; \"off\": none.")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,9 @@ def main() -> None:
 @config_option
 @click.option("--listen", help="Override [listen] address, e.g. 0.0.0.0:2775.")
 @click.option("--upstream", help='Override [upstream] address: "host:port" or "simulator".')
-def run(config_path, listen, upstream) -> None:
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Override [log] level.")
+def run(config_path, listen, upstream, log_level) -> None:
     """Run the proxy until SIGTERM or Ctrl-C.
 
     With no config file it listens on 127.0.0.1:2775 and forwards to the built-in SMSC simulator.
@@ -61,6 +63,8 @@ def run(config_path, listen, upstream) -> None:
         if upstream:
             cfg = dataclasses.replace(cfg, upstream=dataclasses.replace(cfg.upstream,
                                                                         address=upstream_address(upstream)))
+        if log_level:
+            cfg = dataclasses.replace(cfg, log=dataclasses.replace(cfg.log, level=log_level))
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     from ..app import StartupError, StoppedError
@@ -172,7 +176,7 @@ def simulate(ctx, config_path, listen, control, sink) -> None:
         ctrl = cfg.simulator.control if control is None else (parse_address(control) if control else None)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    configure_logging(cfg.log.level)
+    configure_logging(cfg.log.level, cfg.log.format)
     run_simulator(cfg, host, port, ctrl, sink)
 
 
