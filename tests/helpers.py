@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
 import struct
 import subprocess
@@ -120,7 +121,7 @@ def free_port() -> int:
 
 
 def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE) -> tuple[subprocess.Popen, tuple[str, int]]:
+                 stderr=subprocess.PIPE, env: dict | None = None) -> tuple[subprocess.Popen, tuple[str, int]]:
     """`smppguard run` in a child process, as systemd runs it, on a free port with `config_toml` (its [listen]
     table starts with the address, so the caller's keys of [listen] come first in it); returns once it accepts
     connections. The caller stops it."""
@@ -129,7 +130,8 @@ def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
     metrics_off = "" if "[metrics]" in config_toml else '\n[metrics]\naddress = ""\n'
     cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n{config_toml}{metrics_off}')
     daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
-                              stdout=stdout, stderr=stderr, text=True)
+                              stdout=stdout, stderr=stderr, text=True,
+                              env=None if env is None else {**os.environ, **env})
     deadline = time.monotonic() + 20
     while True:
         try:

@@ -15,7 +15,7 @@ import signal
 import time
 from typing import Awaitable, Callable
 
-from . import logs
+from . import logs, sdnotify, tasks
 from .config import Config
 from .hooks import Hooks
 from .inbound import Learner, LearnerSettings
@@ -111,13 +111,28 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             log.warning("%s", warning)
         if ready is not None:
             ready(proxy)
+        sdnotify.notify("READY=1", f"STATUS=listening on {_where(proxy.address)}")
         trigger = asyncio.ensure_future((shutdown_trigger or _wait_for_signal)())
         failed = store.upkeep.failed
+        reloader = Reloader(config, store, proxy)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, reloader.request)
+        except (ValueError, RuntimeError):  # not the main thread (an embedding program): no reload by signal
+            pass
+        watchdog = tasks.spawn(_watchdog(), name="systemd watchdog") if sdnotify.watchdog_interval() else None
         try:
             await asyncio.wait({trigger, failed} if failed is not None else {trigger},
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             trigger.cancel()
+            try:
+                loop.remove_signal_handler(signal.SIGHUP)
+            except (ValueError, RuntimeError):
+                pass
+            if watchdog is not None:
+                watchdog.cancel()
+            sdnotify.notify("STOPPING=1")
         if trigger.done() and not trigger.cancelled():
             trigger.result()  # a trigger that failed says so
         if failed is not None and failed.done():
@@ -133,6 +148,100 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             await store.close()
         if simulator is not None:
             await simulator.stop()
+
+
+async def _watchdog() -> None:
+    interval = sdnotify.watchdog_interval() or 10.0
+    while True:
+        sdnotify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+class Reloader:
+    """SIGHUP: re-read the config file and apply what can change without dropping a bind (the rules, classes and
+    presets, the deliver path's keywords and codes, logging, the listener's limits, the hold queue's settings,
+    audit folding). An invalid file is refused, with the same message as at start-up, and the config in force
+    stays. What needs a restart (the listen and upstream addresses, TLS, the store, metrics, the simulator, how
+    audit rows keep recipients) is named in the log."""
+
+    def __init__(self, config: Config, store: "OpenStore", proxy: ProxyServer):
+        self.config = config
+        self.store = store
+        self.proxy = proxy
+        self._running: asyncio.Task | None = None
+
+    def request(self) -> None:
+        if self._running is None or self._running.done():
+            self._running = tasks.spawn(self.reload(), name="reload")
+
+    async def reload(self) -> bool:
+        """True when the new config is in force."""
+        from .config import ConfigError, load_config
+
+        old = self.config
+        if not old.source or old.source.startswith("<"):
+            log.warning("SIGHUP: the daemon runs on built-in defaults; there is no config file to read again")
+            return False
+        sdnotify.reloading()
+        try:
+            try:
+                new = await asyncio.get_running_loop().run_in_executor(None, load_config, old.source)
+            except ConfigError as e:
+                log.error("SIGHUP: %s is not valid; the config in force stays: %s", old.source, e)
+                return False
+            except OSError as e:
+                log.error("SIGHUP: cannot read %s (%s); the config in force stays", old.source, e.strerror or e)
+                return False
+            restart = self.apply(new)
+            self.config = new
+            log.info("SIGHUP: %s read again and in force%s", old.source,
+                     f"; these need a restart to change: {', '.join(restart)}" if restart else "")
+            return True
+        finally:
+            sdnotify.notify("READY=1")
+
+    def apply(self, new: Config) -> list[str]:
+        old, store, proxy = self.config, self.store, self.proxy
+        restart = [what for what, same in (
+            ("[listen] address", old.listen.address == new.listen.address),
+            ("[listen] tls_*", (old.listen.tls_cert, old.listen.tls_key, old.listen.tls_client_ca)
+             == (new.listen.tls_cert, new.listen.tls_key, new.listen.tls_client_ca)),
+            ("[upstream]", old.upstream == new.upstream),
+            ("[store]", old.store == new.store),
+            ("[metrics] address", old.metrics == new.metrics),
+            ("[simulator]", old.simulator == new.simulator),
+            ("[audit] recipient / salt", (old.audit.recipient, old.audit.salt) == (new.audit.recipient,
+                                                                                  new.audit.salt)),
+            ("[text]", old.text == new.text),
+        ) if not same]
+        policy = new.policy
+        if policy.history_span_s > old.policy.history_span_s:
+            restart.append("a longer [rules.frequency] period (sends older than the old one are counted after a "
+                           "restart)")
+        store.screening.policy = policy
+        if store.holds is not None:
+            store.holds.forced.policy = policy.without("quiet_hours")
+            h = new.hold
+            store.holds.s = store.holds.s._replace(max_messages=h.max_messages, max_per_account=h.max_per_account,
+                                                   max_hold=h.max_hold, release_rate=h.release_rate,
+                                                   map_ttl=h.map_ttl, max_owed=h.max_owed)
+        store.upkeep.policy = policy
+        if store.learning is not None and new.inbound.enabled:
+            fresh = _learning(new, store.writer, store.upkeep, store.screening.clock)
+            fresh.learner.reassembly = store.learning.learner.reassembly  # replies half-way through stay
+            store.learning.learner, store.learning.terms = fresh.learner, fresh.terms
+        elif store.learning is not None or new.inbound.enabled:
+            restart.append("[inbound] enabled")
+        for observer in store.hooks.observers:
+            if isinstance(observer, AuditLog):
+                observer.fold = new.audit.fold
+            elif isinstance(observer, logs.VerdictLog) and new.log.verdicts != "off":
+                observer.level = logging.getLevelName(new.log.verdicts.upper())
+        if (old.log.verdicts == "off") != (new.log.verdicts == "off"):
+            restart.append("[log] verdicts on or off")
+        logs.configure(new.log.level, new.log.format)
+        proxy.apply_limits(new)
+        return restart
 
 
 def _where(address: tuple[str, int] | None) -> str:

@@ -146,7 +146,9 @@ def retention(value: Any) -> float:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: str = option("smppguard.db", string, "The SQLite database file (relative to the working directory).")
+    path: str = option("smppguard.db", string,
+                       "The SQLite database file; a relative path is relative to the config file's folder (with no "
+                       "config file, to the working directory). Its folder must exist.")
     retention: float = option(400 * 86400.0, retention,
                               "How long send history and audit rows are kept (at least 32d); older rows are "
                               "deleted hourly. China's draft rules ask for logs kept at least 6 months.")
@@ -408,7 +410,24 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError("config file not found", source=str(p)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file: {e}", source=str(p)) from None
-    return parse_config(text, source=str(p))
+    return relative_to(parse_config(text, source=str(p)), p.parent)
+
+
+#: (table, key) of the options that name files: a relative one is relative to the config file's folder.
+FILE_OPTIONS = (("store", "path"), ("listen", "tls_cert"), ("listen", "tls_key"), ("listen", "tls_client_ca"),
+                ("upstream", "tls_ca"), ("upstream", "tls_cert"), ("upstream", "tls_key"))
+
+
+def relative_to(cfg: Config, folder: Path) -> Config:
+    """The config with each relative file path made relative to `folder` (the config file's), so the daemon and
+    every command given the same config use the same files, whatever their working directory."""
+    for table, key in FILE_OPTIONS:
+        section = getattr(cfg, table)
+        value = getattr(section, key)
+        if value and not Path(value).is_absolute():
+            cfg = dataclasses.replace(cfg, **{table: dataclasses.replace(section, **{key: str(folder.absolute()
+                                                                                           / value)})})
+    return cfg
 
 
 def options() -> list[tuple[str, str, Any, str]]:

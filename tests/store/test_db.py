@@ -147,9 +147,13 @@ def test_existing_file_without_create_opens(path):
     conn.close()
 
 
-def test_missing_parent_directories_are_created(tmp_path):
+def test_a_missing_folder_is_an_error_naming_it_unless_asked_for(tmp_path):
     path = tmp_path / "a" / "b" / "store.db"
-    conn = connect(path)
+    with pytest.raises(StoreError) as e:
+        connect(path)
+    assert str(e.value).startswith(f"cannot open store {path}: its folder {path.parent} does not exist")
+    assert not (tmp_path / "a").exists()
+    conn = connect(path, make_folders=True)
     try:
         assert path.exists()
         assert tables(conn) >= TABLES
@@ -197,7 +201,7 @@ def test_a_new_store_its_wal_and_shm_and_its_new_folder_are_private_whatever_the
     old = os.umask(0o002)  # a umask that would leave them readable by everyone
     try:
         path = tmp_path / "new" / "deeper" / "guard.db"
-        db = connect(path)
+        db = connect(path, make_folders=True)
         db.execute("INSERT INTO meta VALUES ('x', 'y')")  # the WAL and SHM files exist once written
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
         dirs = [stat.S_IMODE(d.stat().st_mode) for d in (path.parent, path.parent.parent)]

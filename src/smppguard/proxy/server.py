@@ -14,6 +14,8 @@ address at most (logs.Throttle).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import logging
 import ssl
 import time
@@ -176,6 +178,20 @@ class ProxyServer:
                 self._per_host[host] = left
             else:
                 del self._per_host[host]
+
+    def apply_limits(self, config: Config) -> None:
+        """A reloaded config's listener limits and session settings, for the connections and binds from now on;
+        the listen address and TLS stay as they were started (a restart changes them). Binds already counted at
+        the gate stay counted."""
+        listen = dataclasses.replace(config.listen, address=self.config.listen.address,
+                                     tls_cert=self.config.listen.tls_cert, tls_key=self.config.listen.tls_key,
+                                     tls_client_ca=self.config.listen.tls_client_ca)
+        self.config = dataclasses.replace(config, listen=listen, upstream=self.config.upstream)
+        gate = self.gate
+        gate.allow_system_ids = frozenset(listen.allow_system_ids)
+        gate.allow_networks = tuple(ipaddress.ip_network(n, strict=False) for n in listen.allow_networks)
+        gate.max_binds_per_account = listen.max_binds_per_account
+        gate.failed_binds, gate.backoff_s = listen.failed_binds, listen.bind_backoff
 
     def hold_senders(self, held: bool) -> None:
         """Stop (True) or resume (False) reading requests from every sender: the store's back-pressure."""

@@ -30,16 +30,29 @@ class AlreadyExists(StoreError):
     pass
 
 
-def connect(path: str | os.PathLike, *, create: bool = True,
+#: The service's own state directory (systemd's StateDirectory=smppguard): made when missing, unlike any other.
+STATE_DIRECTORY = Path("/var/lib/smppguard")
+
+
+def connect(path: str | os.PathLike, *, create: bool = True, make_folders: bool = False,
             audit: tuple[str, str] = ("masked", "")) -> sqlite3.Connection:
     """A migrated connection in autocommit mode (transactions are explicit: BEGIN ... COMMIT). `audit`: how its
-    audit rows keep recipients, ([audit] recipient, salt) (recipients.install)."""
+    audit rows keep recipients, ([audit] recipient, salt) (recipients.install). A store whose folder does not
+    exist is an error naming it (a typo in [store] path must not start an empty store somewhere), unless
+    `make_folders`, or the folder is the service's state directory."""
     p = Path(path)
     if not create and not p.exists():
         raise NotFound(f"no store at {p}")
     missing = [d for d in (p.parent, *p.parent.parents) if not d.exists()]
+    state = {STATE_DIRECTORY, Path(os.environ.get("STATE_DIRECTORY", STATE_DIRECTORY))}
+    if missing and not make_folders and p.parent.absolute() not in state:
+        raise StoreError(f"cannot open store {p}: its folder {missing[-1] if len(missing) == 1 else p.parent} "
+                         f"does not exist (create it, or give [store] path an existing folder)")
     for d in reversed(missing):  # mkdir(parents=True) would give the parents the umask's mode
-        d.mkdir(mode=0o700, exist_ok=True)
+        try:
+            d.mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the store's folder {d}: {e.strerror or e}") from None
     if not p.exists():
         _create_private(p)
     try:
