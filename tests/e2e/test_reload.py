@@ -122,3 +122,16 @@ def test_the_same_config_finds_the_same_store_from_any_working_directory(tmp_pat
     out = cli(a, "blacklist", "list")
     assert out.returncode == 1 and f"its folder {tmp_path / 'missing'} does not exist" in out.stderr
     assert not (tmp_path / "missing").exists()
+
+
+def test_the_watchdog_is_fed_at_half_the_interval_systemd_sets(tmp_path, notify_socket):
+    path, sock = notify_socket
+    proc, _address = start_daemon(tmp_path, '[store]\npath = "guard.db"\n',
+                                  env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    try:
+        got = [sock.recv(4096).decode() for _ in range(4)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert got[0].startswith("READY=1")
+    assert got.count("WATCHDOG=1") >= 2
