@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError
+from .errors import ConfigError, ConfigErrors
 from .inbound import keywords as kw
 from .inbound import receipts as rc
 from .policy import load_policy
@@ -341,7 +341,15 @@ def _suggest(name: str, options) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def parse_config(text: str, source: str = "<string>") -> Config:
+def parse_config(text: str, source: str = "<string>", *, all_errors: bool = False) -> Config:
+    """The Config of a TOML text. ConfigError names the first bad key and its line; with `all_errors`, every one
+    is looked for (ConfigErrors)."""
+    found: list[ConfigError] = []
+
+    def bad(e: ConfigError) -> None:
+        if not all_errors:
+            raise e
+        found.append(e)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -351,28 +359,34 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     policy_raw = {name: raw.pop(name) for name in POLICY_TABLES if name in raw}
     for name, values in raw.items():
         if name not in TABLES:
-            raise ConfigError("unknown table" + _suggest(name, [*TABLES, *POLICY_TABLES]), key=name,
-                              line=_line_of(text, None, name), source=source)
+            bad(ConfigError("unknown table" + _suggest(name, [*TABLES, *POLICY_TABLES]), key=name,
+                            line=_line_of(text, None, name), source=source))
+            continue
         if not isinstance(values, dict):
-            raise ConfigError("expected a table", key=name, line=_line_of(text, None, name), source=source)
+            bad(ConfigError("expected a table", key=name, line=_line_of(text, None, name), source=source))
+            continue
         cls = TABLES[name]
         known = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in values.items():
             if key not in known:
-                raise ConfigError("unknown key" + _suggest(key, known), key=f"{name}.{key}",
-                                  line=_line_of(text, name, key), source=source)
+                bad(ConfigError("unknown key" + _suggest(key, known), key=f"{name}.{key}",
+                                line=_line_of(text, name, key), source=source))
+                continue
             try:
                 kwargs[key] = known[key].metadata["parse"](value)
             except ValueError as e:
-                raise ConfigError(str(e), key=f"{name}.{key}", line=_line_of(text, name, key),
-                                  source=source) from None
+                bad(ConfigError(str(e), key=f"{name}.{key}", line=_line_of(text, name, key), source=source))
         tables[name] = cls(**kwargs)
+    policy = None
     try:
         policy = _load_policy(policy_raw.get("policy", {}), policy_raw.get("rules", {}),
                               policy_raw.get("classes", []))
     except ConfigError as e:
-        raise ConfigError(e.message, key=e.key, line=_line_of_dotted(text, e.key or ""), source=source) from None
+        bad(ConfigError(e.message, key=e.key, line=_line_of_dotted(text, e.key or ""), source=source))
+    if found:
+        found.sort(key=lambda e: e.line or 0)
+        raise ConfigErrors(found)
     return Config(**tables, policy=policy, source=source)
 
 
@@ -390,7 +404,7 @@ def _line_of_dotted(text: str, key: str) -> int | None:
     return None
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
+def load_config(path: str | os.PathLike | None = None, *, all_errors: bool = False) -> Config:
     """Load `path`; without one, $SMPPGUARD_CONFIG, then /etc/smppguard/smppguard.toml, then the defaults."""
     if path is None:
         env = os.environ.get(ENV_CONFIG)
@@ -410,7 +424,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError("config file not found", source=str(p)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file: {e}", source=str(p)) from None
-    return relative_to(parse_config(text, source=str(p)), p.parent)
+    return relative_to(parse_config(text, source=str(p), all_errors=all_errors), p.parent)
 
 
 #: (table, key) of the options that name files: a relative one is relative to the config file's folder.

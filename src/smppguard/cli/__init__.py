@@ -131,21 +131,60 @@ def _age(seconds: float) -> str:
 @main.command("check-config")
 @config_option
 def check_config(config_path) -> None:
-    """Check a config file and print the settings in force.
+    """Check a config file, and that its store can be written; print every setting in force as TOML.
+
+    The output is a valid config (defaults and presets filled in) that can be copied back. Every error in the
+    file is reported, each with its line. Exit 0 when valid, 2 when the file is not, 1 when the store cannot be
+    written.
 
     \b
     Example:
         smppguard check-config --config config/smppguard.toml
     """
-    cfg = _load(config_path)
-    click.echo(f"{cfg.source}: ok")
-    import dataclasses
+    from ..config import ConfigError, load_config
+    from ..config_toml import to_toml
 
-    from ..config import TABLES
-    for table in TABLES:
-        section = getattr(cfg, table)
-        for f in dataclasses.fields(section):
-            click.echo(f"{table}.{f.name} = {getattr(section, f.name)!r}")
+    try:
+        cfg = load_config(config_path, all_errors=True)
+    except ConfigError as e:
+        fail(f"bad config:\n{e}", code=2)
+    click.echo(to_toml(cfg), nl=False)
+    problem = _store_writable(cfg.store.path)
+    if problem:
+        fail(problem)
+    click.echo(f"{cfg.source}: ok", err=True)
+
+
+def _store_writable(path: str) -> str | None:
+    """Why the store at `path` cannot be written, or None. An existing store is opened and write-locked for a
+    moment; a new one's folder must exist and be writable (the service's state directory is made at start)."""
+    import os
+    from pathlib import Path
+
+    from ..store.db import STATE_DIRECTORY, StoreError, connect
+
+    p = Path(path)
+    if p.exists():
+        try:
+            db = connect(p, create=False)
+        except StoreError as e:
+            return str(e)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except Exception as e:
+            return f"store {p} cannot be written: {e} ([store] path)"
+        finally:
+            db.close()
+        return None
+    folder = p.parent.absolute()
+    if folder == STATE_DIRECTORY and not folder.exists():
+        return None
+    if not folder.is_dir():
+        return f"the store's folder {folder} does not exist ([store] path)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the store's folder {folder} is not writable by this user ([store] path)"
+    return None
 
 
 @main.group(invoke_without_command=True, context_settings=CONTEXT)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .settings import patterns, strings
@@ -30,6 +30,7 @@ class ClassRule:
     source_addr: tuple[re.Pattern, ...] = ()
     service_type: tuple[re.Pattern, ...] = ()
     patterns: tuple[re.Pattern, ...] = ()
+    globs: dict = field(default_factory=dict, compare=False)  # the globs as written, by key (check-config)
 
     def matches(self, system_id: str, source_addr: str, service_type: str, text: str | None) -> bool:
         for wanted, value in ((self.system_id, system_id), (self.source_addr, source_addr),
@@ -69,7 +70,9 @@ def parse_classes(raw: list, confirmation_patterns: list[str] | None = None) -> 
                               "patterns", key=where)
         try:
             rules.append(ClassRule(name, _globs(entry.get("system_id", [])), _globs(entry.get("source_addr", [])),
-                                   _globs(entry.get("service_type", [])), patterns(entry.get("patterns", []))))
+                                   _globs(entry.get("service_type", [])), patterns(entry.get("patterns", [])),
+                                   {k: strings(entry[k]) for k in ("system_id", "source_addr", "service_type")
+                                    if entry.get(k)}))
         except ValueError as e:
             raise ConfigError(str(e), key=where) from None
     confirmation = DEFAULT_CONFIRMATION_PATTERNS if confirmation_patterns is None else confirmation_patterns
