@@ -132,3 +132,20 @@ def test_status_says_when_no_daemon_answers(tmp_path):
     out = subprocess.run([sys.executable, "-m", "smppguard", "status", "--config", str(config)], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 1 and "no daemon answers at http://127.0.0.1:" in out.stderr
+
+
+def test_the_grafana_dashboard_asks_only_for_series_the_daemon_serves():
+    from pathlib import Path
+
+    from smppguard.metrics import Collector, Metrics, State
+
+    served = {f.name for f in Collector(State(Metrics())).collect()}
+    dashboard = json.loads((Path(__file__).parents[2] / "config" / "grafana-dashboard.json").read_text())
+    asked = {name for p in dashboard["panels"] for t in p["targets"]
+             for name in re.findall(r"smppguard_[a-z_]+", t["expr"])}
+    known = served | {f"{n}_total" for n in served} | {f"{n}_bucket" for n in served}
+    # families built only when their source exists (a store, a hold queue) count as served too
+    known |= {"smppguard_store_unsaved_rows", "smppguard_store_behind", "smppguard_store_commits_total",
+              "smppguard_store_commit_failures_total", "smppguard_hold_queue_messages", "smppguard_owed_deliveries",
+              "smppguard_hold_ends_total"}
+    assert asked and asked <= known, asked - known
