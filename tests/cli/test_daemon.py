@@ -95,7 +95,8 @@ def test_daemon_applies_a_pending_removal_when_its_period_ends(cli, daemon, db_p
     assert [(x["rule"], x["action"], x["actor"], x["account"]) for x in rows] == [
         ("blacklist-removal", "done", OPERATOR, ""),
         ("blacklist", "reject", "", "acme"),
-        ("blacklist-removal", "requested", OPERATOR, "")]
+        ("blacklist-removal", "requested", OPERATOR, ""),
+        ("blacklist", "add", OPERATOR, "")]  # the list operations are audited too
 
 
 def test_daemon_ends_with_exactly_the_numbers_an_import_wrote(cli, daemon, db_path, tmp_path, monkeypatch):

@@ -45,22 +45,22 @@ AUDIT_TABLE = table(
     "  reason                 actor",
     "--------------------  --------------------  -----  -----------  ------  ------  --------------  -------  ------"
     "  ---------------------  -----",
-    "2026-01-13 09:32:00Z                        1      quiet_hours  hold    88      +86139****0001  beta     BETA"
+    "2026-01-13 09:32:00Z                        1      quiet_hours  hold    0x58    +86139****0001  beta     BETA"
     "    quiet hours",
-    "2026-01-13 09:31:00Z  2026-01-13 10:00:00Z  37     frequency    reject  69      +86138****8000  acme     ACME"
+    "2026-01-13 09:31:00Z  2026-01-13 10:00:00Z  37     frequency    reject  0x45    +86138****8000  acme     ACME"
     "    frequency cap reached",
-    "2026-01-13 09:30:00Z                        1      blacklist    reject  69      +86139****0001  acme     ACME"
+    "2026-01-13 09:30:00Z                        1      blacklist    reject  0x45    +86139****0001  acme     ACME"
     "    number is blacklisted",
-    "2026-01-10 12:00:00Z                        1      blacklist    reject  69      +86139****0001  acme     ACME"
+    "2026-01-10 12:00:00Z                        1      blacklist    reject  0x45    +86139****0001  acme     ACME"
     "    number is blacklisted")
 ROWS = {  # the same rows, as cells (column widths change with the rows shown; an empty `last` is no cell)
-    "hold": ["2026-01-13 09:32:00Z", "1", "quiet_hours", "hold", "88", "+86139****0001", "beta", "BETA",
+    "hold": ["2026-01-13 09:32:00Z", "1", "quiet_hours", "hold", "0x58", "+86139****0001", "beta", "BETA",
              "quiet hours"],
-    "freq": ["2026-01-13 09:31:00Z", "2026-01-13 10:00:00Z", "37", "frequency", "reject", "69", "+86138****8000",
+    "freq": ["2026-01-13 09:31:00Z", "2026-01-13 10:00:00Z", "37", "frequency", "reject", "0x45", "+86138****8000",
              "acme", "ACME", "frequency cap reached"],
-    "bl2": ["2026-01-13 09:30:00Z", "1", "blacklist", "reject", "69", "+86139****0001", "acme", "ACME",
+    "bl2": ["2026-01-13 09:30:00Z", "1", "blacklist", "reject", "0x45", "+86139****0001", "acme", "ACME",
             "number is blacklisted"],
-    "bl1": ["2026-01-10 12:00:00Z", "1", "blacklist", "reject", "69", "+86139****0001", "acme", "ACME",
+    "bl1": ["2026-01-10 12:00:00Z", "1", "blacklist", "reject", "0x45", "+86139****0001", "acme", "ACME",
             "number is blacklisted"],
 }
 
@@ -103,7 +103,8 @@ def test_audit_by_number_matches_the_masked_form_and_says_it_may_match_others(cl
                         "digits match too\n")
     r = cli("audit", "--number", "+8613900000001", "--rule", "blacklist", "--json")
     assert [(x["first"], x["last"], x["count"], x["recipient"], x["account"]) for x in as_json(r)] == [
-        (DAY2, DAY2, 1, "+86139****0001", "acme"), (DAY1, DAY1, 1, "+86139****0001", "acme")]
+        ("2026-01-13T09:30:00.000Z", "2026-01-13T09:30:00.000Z", 1, "+86139****0001", "acme"),
+        ("2026-01-10T12:00:00.000Z", "2026-01-10T12:00:00.000Z", 1, "+86139****0001", "acme")]
     assert cli("audit", "--number", "13600000001").exit_code == 1
     assert cli("audit", "--number", "12345").exit_code == 2
 
@@ -165,7 +166,8 @@ def test_stats_counts_every_refusal_by_day_account_rule_and_action(cli, filled):
 def test_stats_leaves_out_operator_actions(cli):
     cli("blacklist", "add", "13800138000")
     cli("blacklist", "remove", "13800138000", "--reason", "verified")  # audited, with the operator as actor
-    assert len(as_json(cli("audit", "--json"))) == 1
+    assert [(a["rule"], a["action"], a["actor"]) for a in as_json(cli("audit", "--json"))] == [
+        ("blacklist-removal", "requested", "alice"), ("blacklist", "add", "alice")]
     r = cli("stats")
     assert (r.exit_code, r.stdout) == (1, "")
     assert r.stderr.startswith("nothing found\naudit log: ")

@@ -283,7 +283,8 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     """Show the verdict for a message to NUMBER, and every rule's reasoning.
 
     Uses the same config, store and decision code as the running proxy (messages in flight in a running
-    proxy are not visible here).
+    proxy are not visible here). Exit 0 when it would be allowed, 3 refused, 4 held or scheduled (quiet
+    hours), 2 for a bad option.
 
     \b
     Example:
@@ -323,12 +324,13 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
             "credit": {"score": credit[0], "parts": [{"part": p, "count": c, "points": pts}
                                                      for p, c, pts in credit[1]]} if credit else None,
             "verdict": {"action": verdict.action.value, "rule": verdict.rule, "status": int(verdict.status),
-                        "reason": verdict.reason, "until": verdict.until},
+                        "status_hex": f"0x{int(verdict.status):02X}", "reason": verdict.reason,
+                        "until": verdict.until},
             "rules": [{"rule": name, "applies": how == "applies", "note": how,
                        "result": (v.action.value if v else "pass") if how == "applies" else "skipped",
                        "reason": v.reason if v else ""} for name, how, v in rows],
         }, ensure_ascii=False, indent=2))
-        return
+        sys.exit(CHECK_EXIT[verdict.action.value])
     if sub.recipient is None:
         click.echo(f"recipient  {number!r}: not a valid number")
     else:
@@ -352,6 +354,11 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
         else:
             result = f"{v.action.value}: {v.reason}"
         click.echo(f"  {name:<{width}}  {result}")
+    sys.exit(CHECK_EXIT[verdict.action.value])
+
+
+#: `smppguard check`'s exit status by verdict.
+CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
 
 
 @main.command()

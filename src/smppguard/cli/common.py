@@ -98,6 +98,13 @@ def when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def iso(epoch: float | None) -> str | None:
+    """ISO 8601 in UTC, to the millisecond: 2026-11-28T13:00:00.000Z."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def since_option(fn: Callable) -> Callable:
     return click.option("--since", callback=_parse_since,
                         help="Only entries from this time on: an ISO date/time (2026-11-01, "
@@ -124,8 +131,9 @@ def emit(rows: Iterable[dict], columns: tuple[str, ...], fmt: str, *, times: tup
          empty: str = "nothing found") -> int:
     """Print rows; returns how many. Times are epoch seconds in the data, ISO text in tables and CSV."""
     rows = list(rows)
-    if fmt == "json":
-        click.echo(json.dumps([{c: r.get(c) for c in columns} for r in rows], ensure_ascii=False, indent=2))
+    if fmt == "json":  # times as ISO 8601 (UTC), as everywhere a person or a script reads them
+        click.echo(json.dumps([{c: (iso(r.get(c)) if c in times else r.get(c)) for c in columns} for r in rows],
+                              ensure_ascii=False, indent=2))
         return len(rows)
     shown = [{c: (when(r.get(c)) if c in times else "" if r.get(c) is None else str(r.get(c))) for c in columns}
              for r in rows]

@@ -151,8 +151,13 @@ def blacklist_add(ctx: Ctx, numbers, reason, source) -> None:
         smppguard blacklist add 13800138000 +8613900000001 --source complaint --reason "10086 complaint"
     """
     parsed = _numbers(ctx, numbers)
+    already = {n for (n,) in ctx.db.execute(
+        f"SELECT number FROM blacklist WHERE number IN ({','.join('?' * len(parsed))})", parsed)} if parsed else set()
     lists.add_blacklist(ctx.db, parsed, source=source, reason=reason)
-    click.echo(f"blacklisted {len(parsed)} number{'s' * (len(parsed) != 1)}")
+    new = len(parsed) - len(already)
+    click.echo(f"blacklisted {new} number{'s' * (new != 1)}" + (
+        f"; already listed (source and reason updated): {', '.join(f'+{n}' for n in sorted(already))}"
+        if already else ""))
 
 
 @blacklist.command("list")

@@ -33,6 +33,7 @@ def audit(ctx: Ctx, fmt, number, rule, since, limit) -> None:
         a = ctx.config.audit
         recipients = (audit_store.mask_recipient(n, number, a.recipient, a.salt), f"+{n}")
     rows = list(audit_store.query(ctx.db, recipients=recipients, rule=rule, since=since, limit=limit))
+    rows = [{**r, "status": f"0x{r['status']:02X}"} for r in rows]  # as SMPP writes command_status
     if fmt != "json":  # a table or CSV shows the last time only where a row stands for several
         rows = [r if r["count"] > 1 else {**r, "last": None} for r in rows]
     found = emit(rows, ("first", "last", "count", "rule", "action", "status", "recipient", "account", "sender",

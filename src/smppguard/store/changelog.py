@@ -152,18 +152,26 @@ def _log_rows(rows: list[Change], d: _Stamp) -> list[tuple]:
 
 
 def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, actor: str = "",
-          correlation_threshold: int = 0, now: float | None = None, in_transaction: bool = False) -> int:
+          correlation_threshold: int = 0, now: float | None = None, in_transaction: bool = False,
+          audited: bool = False) -> int:
     """Apply `changes` and log them in one transaction. Returns how many rows were logged (correlation may add
-    global opt-outs). Changes without a time get `now`; without an origin or actor, the ones given here."""
+    global opt-outs). Changes without a time get `now`; without an origin or actor, the ones given here.
+    `audited`: also an audit row per kind of change in the batch (a person's list operation: `audit` shows it
+    with the OS user; an import's batch as one row with its count)."""
     batch = changes if isinstance(changes, list) else list(changes)
     if not batch:
         return 0
     stamp = _Stamp(time.time() if now is None else now, origin, actor)
     if in_transaction:  # the caller's transaction: its other writes and these commit together
-        return _write_batch(db, batch, correlation_threshold, stamp)
+        written = _write_batch(db, batch, correlation_threshold, stamp)
+        if audited:
+            _audit_operation(db, batch, stamp)
+        return written
     db.execute("BEGIN IMMEDIATE")
     try:
         written = _write_batch(db, batch, correlation_threshold, stamp)
+        if audited:
+            _audit_operation(db, batch, stamp)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -202,6 +210,28 @@ def _apply(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> int:
             # a new complaint, carrier or regulator listing; re-adding by hand (or restoring a backup) is not
             _cancel_removals(db, [c for c in rows if c.data.get("source", "manual") != "manual"], d)
     return len(batch)
+
+
+def _audit_operation(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> None:
+    """One audit row per (kind, op, scope, scope_key, source) of a list operation: the number as the audit log
+    keeps it when there is one, else how many."""
+    groups: dict[tuple, list[int]] = {}
+    for c in batch:
+        key = (c.kind, c.op, c.scope, c.scope_key, c.data.get("source", ""), c.data.get("reason", ""),
+               c.data.get("zone", ""))
+        groups.setdefault(key, []).extend(c.targets())
+    for (kind, op, scope, scope_key, source, reason, zone), numbers in groups.items():
+        detail = ", ".join(x for x in (f"{scope} {scope_key}".strip() if scope else "", f"source {source}"
+                                       if source else "", zone, reason) if x)
+        what = f"{kind} {op}" + (f" ({detail})" if detail else "")
+        if len(numbers) == 1:
+            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                       "VALUES (?, '', '', audit_recipient(?), ?, ?, 0, ?, ?)",
+                       (d.at, numbers[0], kind, op, what, d.actor))
+        else:
+            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                       "VALUES (?, '', '', ?, ?, ?, 0, ?, ?)",
+                       (d.at, f"{len(numbers)} numbers", kind, op, what, d.actor))
 
 
 def _json_array(numbers: tuple[int, ...]) -> str:

@@ -69,7 +69,7 @@ def add_blacklist(db: sqlite3.Connection, numbers: Iterable[int], *, source: str
     if source not in BLACKLIST_SOURCES:
         raise ValueError(f"source must be one of {', '.join(BLACKLIST_SOURCES)}")
     changes = [Change("blacklist", "add", n, data={"source": source, "reason": reason}) for n in numbers]
-    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now)
+    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now, audited=True)
 
 
 def list_blacklist(db: sqlite3.Connection, *, source: str | None = None, since: float | None = None,
@@ -164,7 +164,7 @@ def apply_due_removals(db: sqlite3.Connection, now: float | None = None, *, in_t
             db.execute("INSERT OR REPLACE INTO watched VALUES (?, ?, ?)", (number, now, reason))
             _audit(db, now, "blacklist-removal", "done", number, reason, actor)
             changelog.write(db, [Change("blacklist", "remove", number, data={"reason": reason})],
-                            origin=origin, actor=actor, now=now, in_transaction=True)
+                            origin=origin, actor=actor, now=now, in_transaction=True)  # audited above
             if own:
                 db.execute("COMMIT")
         except BaseException:
@@ -187,7 +187,7 @@ def add_optouts(db: sqlite3.Connection, entries: Iterable[tuple[int, str, str]],
         changes.append(Change("optout", "add", number, scope, "" if scope == "global" else key,
                               {"source": source, "keyword": keyword}))
     return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(),
-                           correlation_threshold=correlation_threshold, now=now)
+                           correlation_threshold=correlation_threshold, now=now, audited=True)
 
 
 def remove_optout(db: sqlite3.Connection, number: int, scope: str, key: str, *, actor: str | None = None,
@@ -197,7 +197,7 @@ def remove_optout(db: sqlite3.Connection, number: int, scope: str, key: str, *, 
                       (number, scope, key)).fetchone():
         raise NotFound(f"+{number} has no {scope} opt-out" + (f" for {key!r}" if key else ""))
     changelog.write(db, [Change("optout", "remove", number, scope, key)], origin=node_id(db),
-                    actor=actor or os_user(), now=now)
+                    actor=actor or os_user(), now=now, audited=True)
 
 
 def list_optouts(db: sqlite3.Connection, *, number: int | None = None, scope: str | None = None,
@@ -217,7 +217,7 @@ def grant_consent(db: sqlite3.Connection, number: int, *, source: str, wording: 
     status = "confirmed" if confirmed else "pending"
     changelog.write(db, [Change("consent", "add", number, "account" if account else "", account,
                                 {"status": status, "source": source, "wording": wording})],
-                    origin=node_id(db), actor=actor or os_user(), now=now)
+                    origin=node_id(db), actor=actor or os_user(), now=now, audited=True)
 
 
 def revoke_consent(db: sqlite3.Connection, number: int, *, account: str = "", actor: str | None = None,
@@ -225,7 +225,7 @@ def revoke_consent(db: sqlite3.Connection, number: int, *, account: str = "", ac
     if not db.execute("SELECT 1 FROM consent WHERE number = ? AND scope_key = ?", (number, account)).fetchone():
         raise NotFound(f"+{number} has no consent record" + (f" for account {account!r}" if account else ""))
     changelog.write(db, [Change("consent", "remove", number, "account" if account else "", account)],
-                    origin=node_id(db), actor=actor or os_user(), now=now)
+                    origin=node_id(db), actor=actor or os_user(), now=now, audited=True)
 
 
 def show_consent(db: sqlite3.Connection, number: int) -> list[dict]:
@@ -238,7 +238,7 @@ def show_consent(db: sqlite3.Connection, number: int) -> list[dict]:
 def set_zone(db: sqlite3.Connection, number: int, zone: str | None, *, actor: str | None = None,
              now: float | None = None) -> None:
     change = Change("tz", "add", number, data={"zone": zone}) if zone else Change("tz", "remove", number)
-    changelog.write(db, [change], origin=node_id(db), actor=actor or os_user(), now=now)
+    changelog.write(db, [change], origin=node_id(db), actor=actor or os_user(), now=now, audited=True)
 
 
 def list_dead(db: sqlite3.Connection, *, include_expired: bool = False, now: float | None = None) -> list[dict]:
@@ -261,14 +261,14 @@ def clear_dead(db: sqlite3.Connection, numbers: Iterable[int] | None = None, *, 
         numbers = [n for n in dict.fromkeys(numbers)
                    if db.execute("SELECT 1 FROM dead WHERE number = ?", (n,)).fetchone()]
     changes = [Change("dead", "remove", n) for n in numbers]
-    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now)
+    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now, audited=True)
 
 
 def mark_dead(db: sqlite3.Connection, numbers: Iterable[int], *, reason: str, expire_s: float,
               actor: str | None = None, now: float | None = None) -> int:
     now = time.time() if now is None else now
     changes = [Change("dead", "add", n, data={"reason": reason, "expires_at": now + expire_s}) for n in numbers]
-    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now)
+    return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(), now=now, audited=True)
 
 
 # --- CSV import / export -------------------------------------------------------------------------------
@@ -540,7 +540,7 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
             made.append((template, lines, numbers))
         if made:
             changelog.write(db, _changes(made), origin=origin, actor=actor,
-                            correlation_threshold=correlation_threshold)
+                            correlation_threshold=correlation_threshold, audited=True)
             # count the file's rows: write() also counts the global opt-outs correlation adds
             result.imported += sum(len(lines) for _, lines, _ in made)
         result.errors.extend(sorted(errors))
