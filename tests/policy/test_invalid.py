@@ -79,3 +79,18 @@ def test_invalid_warns_at_start_up_only_without_a_default_region():
         "with one (8613800138000, +8613800138000) they pass"]
     assert load_policy({"default_region": "CN"}).warnings() == []
     assert load_policy(rules={"invalid": {"enabled": False}}).warnings() == []
+
+
+def test_a_national_number_sent_as_international_says_the_ton_decided():
+    from smppguard.policy import decide, load_policy, make_submission
+    from smppguard.policy.model import Index
+
+    policy = load_policy({"default_region": "CN"})
+    v = decide(make_submission(policy, "13800138000", 1, "ACME", "acme"), Index(), 0.0, policy)
+    assert v.rule == "invalid" and v.reason.endswith(
+        "(dest_addr_ton 1 says international, so the digits need their country code; as a national number of CN "
+        "it would be +8613800138000)")
+    v = decide(make_submission(policy, "13800138000", 0, "ACME", "acme"), Index(), 0.0, policy)
+    assert v.rule != "invalid"
+    v = decide(make_submission(policy, "12", 1, "ACME", "acme"), Index(), 0.0, policy)
+    assert "dest_addr_ton 1: read as an international number" in v.reason

@@ -294,7 +294,7 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
     partial = concat is not None and concat[1] > 1  # the first part of several to arrive
     # _make: the tuple as it is, without the keyword handling of Submission(...); one per message
     return Submission._make((recipient, address, sender, account, cls, service_type, text, concat, zones,
-                             partial))
+                             partial, ton))
 
 
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..smpp.status import Status
 from .model import NO_CONTEXT, Action, Index, Rule, RuleContext, Submission, Verdict
-from .numbers import region_hint
+from .numbers import locate, region_hint
 from .settings import Common, common
 
 NAME = "invalid"
@@ -29,7 +29,18 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if sub.recipient is not None:
         return None
     return Verdict(Action.REJECT, NAME, s.status,
-                   f"{s.reason}: {sub.address!r}{region_hint(sub.address, s.default_region)}")
+                   f"{s.reason}: {sub.address!r}{region_hint(sub.address, s.default_region)}{_ton_hint(sub, s)}")
+
+
+def _ton_hint(sub: Submission, s: Settings) -> str:
+    """When the TON decided: digits sent as international (TON 1) that are a valid national number."""
+    if sub.ton != 1 or not s.default_region:
+        return ""
+    national = locate(sub.address, 0, s.default_region)
+    if national is None:
+        return " (dest_addr_ton 1: read as an international number, with its country code first)"
+    return (f" (dest_addr_ton 1 says international, so the digits need their country code; as a national number "
+            f"of {s.default_region} it would be +{national[0]})")
 
 
 def warnings(s: Settings) -> tuple[str, ...]:

@@ -69,6 +69,7 @@ class Submission(NamedTuple):
     concat: tuple[int, int, int] | None = None  # (reference, total, seqnum)
     zones: tuple[str, ...] | None = None  # the recipient's candidate zones from phonenumbers; None: look them up
     partial: bool = False  # `text` is the parts seen so far of a concatenated message, not all of it
+    ton: int = 0  # dest_addr_ton as sent (1 international: the digits carry their country code)
 
 
 @dataclass
