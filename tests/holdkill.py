@@ -110,10 +110,11 @@ class Sender(threading.Thread):
 
 
 def this_minute() -> tuple[str, float]:
-    """A quiet window of the current minute (Asia/Shanghai), and when it ends (epoch seconds)."""
+    """A quiet window of the rest of the current minute (Asia/Shanghai), and when it ends (epoch seconds); with
+    less than 20 s of it left, of the next minute too, so that messages are held before it ends."""
     now = datetime.now(ZoneInfo("Asia/Shanghai"))
     start = now.replace(second=0, microsecond=0)
-    end = start + timedelta(minutes=1)
+    end = start + timedelta(minutes=1 if now.second < 40 else 2)
     return f'[{{ start = "{start:%H:%M}", end = "{end:%H:%M}" }}]', end.timestamp()
 
 
