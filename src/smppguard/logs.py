@@ -120,9 +120,9 @@ class VerdictLog:
         self.left_out = 0
 
     def decided(self, e) -> None:
-        if not self.logger.isEnabledFor(self.level):
-            return
         v = e.verdict
+        if v.allowed or not self.logger.isEnabledFor(self.level):  # an allow comes when another observer asks
+            return
         now = self.clock()
         self._tokens = min(self.per_second, self._tokens + (now - self._last) * self.per_second)
         self._last = now

@@ -61,3 +61,32 @@ def test_text_logs_have_one_line_per_refusal_and_verdicts_can_be_off(tmp_path):
     assert "INFO smppguard.verdicts: acme\\nFORGED lin reject from ACME to +86138****8000: content, status " \
            "0x45" in line
     assert not any(x.startswith("FORGED") for x in err.splitlines())
+
+
+def test_allowed_messages_are_not_logged_as_verdicts_even_with_metrics_on(tmp_path):
+    """With [metrics] on, allowed messages reach every observer of verdicts; the verdict log still shows only
+    refusals and holds."""
+    import logging
+
+    from smppguard.hooks import Decided, Hooks
+    from smppguard.logs import VerdictLog
+    from smppguard.metrics import Metrics
+    from smppguard.policy import ALLOW
+
+    class Lines(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    lines = Lines()
+    logging.getLogger("smppguard.verdicts").addHandler(lines)
+    try:
+        hooks = Hooks([VerdictLog(logging.WARNING, lambda n, a: a), Metrics()])
+        assert hooks.wants_allowed
+        hooks.decided(Decided(0.0, 4, "acme", "ACME", "8613800138000", None, ALLOW))
+    finally:
+        logging.getLogger("smppguard.verdicts").removeHandler(lines)
+    assert lines.records == []
