@@ -229,3 +229,25 @@ class RawPeer:
 
 __all__ = ["Stack", "make_config", "smpplib_client", "raw_socket", "RawPeer", "SessionConfig", "UpstreamConfig",
            "smpplib", "send_submit"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition", every: float = 0.02) -> Any:
+    """Poll until predicate() is truthy and return its value; an AssertionError naming `what` after `timeout`
+    (a timeout is never taken for success)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def rows(path, sql: str, *args: Any) -> list[tuple]:
+    """The rows of one query on a store file, read as another process would."""
+    import sqlite3
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()

@@ -550,6 +550,16 @@ def fill_store(path: Path, entries: int, seed: int = 7) -> None:
         db.close()
 
 
+def proxy_toml(proxy: tuple[str, int], upstream: tuple[str, int], window: int, db: Path, rest: str) -> str:
+    """The proxy's config in every benchmark: its address, the SMSC's, long timeouts (a pass must not time out
+    under load), metrics on as shipped, the store, quiet logs, and `rest` (the policy, mostly)."""
+    return (f'[listen]\naddress = "{proxy[0]}:{proxy[1]}"\n\n'
+            f'[upstream]\naddress = "{upstream[0]}:{upstream[1]}"\nwindow = {window}\n\n'
+            '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
+            f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'
+            f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n' + rest)
+
+
 def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warmup: int = WARMUP,
               low_load: int = LOW_LOAD_MESSAGES, policy: str = "full", lists: int = 0) -> dict[str, Any]:
     """Start a sink SMSC and the proxy as child processes, measure both ways, stop both; return the figures.
@@ -565,13 +575,8 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
         sink_addr = ("127.0.0.1", _free_port())
         proxy_addr = ("127.0.0.1", _free_port())
         (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
-        (tmpdir / "proxy.toml").write_text(
-            f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
-            f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = {window}\n\n'
-            '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
-            f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
-            f'[store]\npath = "{tmpdir / "smppguard.db"}"\n\n'
-            '[log]\nlevel = "warning"\n\n' + _POLICY_TOML[policy])
+        (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, window, tmpdir / "smppguard.db",
+                                                      _POLICY_TOML[policy]))
         if lists:
             fill_store(tmpdir / "smppguard.db", lists)
         try:
@@ -646,12 +651,7 @@ def run_soak(refusals: int = 2_500_000, recipients: int = 50_000, binds: int = 4
         db = tmpdir / "smppguard.db"
         sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
         (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
-        (tmpdir / "proxy.toml").write_text(
-            f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
-            f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = {window}\n\n'
-            '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
-            f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
-            f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n' + SOAK_TOML)
+        (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, window, db, SOAK_TOML))
         try:
             sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
                            "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""], tmpdir / "sink.log", tmp)

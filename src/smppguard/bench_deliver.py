@@ -29,6 +29,7 @@ from .bench import (
     _stop,
     _terminated_cleanly,
     _wait_accepting,
+    proxy_toml,
     report,
 )
 from .smpp.commands import CommandId
@@ -199,14 +200,9 @@ def _one(messages: int, window: int, learning: bool) -> dict[str, Any]:
             listener = await asyncio.get_running_loop().create_server(lambda: _Smsc(server), "127.0.0.1", 0)
             try:
                 smsc_port = listener.sockets[0].getsockname()[1]
-                (tmpdir / "proxy.toml").write_text(
-                    f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
-                    f'[upstream]\naddress = "127.0.0.1:{smsc_port}"\nwindow = {window}\n\n'
-                    '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
-                    f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
-                    f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n'
-                    f'[inbound]\nenabled = {"true" if learning else "false"}\n\n'
-                    '[policy]\ndefault_region = "CN"\n')
+                (tmpdir / "proxy.toml").write_text(proxy_toml(
+                    proxy_addr, ("127.0.0.1", smsc_port), window, db,
+                    f'[inbound]\nenabled = {"true" if learning else "false"}\n\n[policy]\ndefault_region = "CN"\n'))
                 proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
                 await asyncio.to_thread(_wait_accepting, proxy, proxy_addr, "proxy", tmpdir / "proxy.log")
                 return await _deliver_pass(proxy_addr, server, proxy.pid)

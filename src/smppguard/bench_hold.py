@@ -35,6 +35,7 @@ from .bench import (
     _store_bytes,
     _terminated_cleanly,
     _wait_accepting,
+    proxy_toml,
     report,
 )
 from .smpp.commands import CommandId
@@ -135,12 +136,8 @@ def run_hold(messages: int = 100_000, live: int = 20_000, release_rate: float = 
         db = tmpdir / "smppguard.db"
         sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
         (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
-        (tmpdir / "proxy.toml").write_text(
-            f'[listen]\naddress = "{proxy_addr[0]}:{proxy_addr[1]}"\n\n'
-            f'[upstream]\naddress = "{sink_addr[0]}:{sink_addr[1]}"\nwindow = 10\n\n'
-            '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
-            f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'  # on, as shipped
-            f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n' + HOLD_TOML % {"rate": release_rate})
+        (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, 10, db,
+                                                      HOLD_TOML % {"rate": release_rate}))
         try:
             sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
                            "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""], tmpdir / "sink.log", tmp)

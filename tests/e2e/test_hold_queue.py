@@ -7,7 +7,6 @@ held, then the message exactly once, and a receipt that names the id the sender 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -15,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import smpplib.smpp
 
-from helpers import RawPeer, Stack, make_config, smpplib_client
+from helpers import RawPeer, Stack, make_config, rows, smpplib_client, wait_for
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
 from smppguard.smpp.fields import SmeDest, encode_body, parse_body
@@ -64,22 +63,6 @@ def config(tmp_path, policy: str = POLICY, **tables):
     return make_config(policy, store={"path": str(tmp_path / "guard.db")}, **tables)
 
 
-def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"no {what} within {timeout} s")
-
-
-def rows(path, sql, *args):
-    db = sqlite3.connect(path)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
 
 
 class Sender:

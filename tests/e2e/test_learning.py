@@ -7,13 +7,10 @@ is the learned fact at work, and an allow is not a fact that has not arrived yet
 
 from __future__ import annotations
 
-import sqlite3
-import time
-
 import pytest
 import smpplib.smpp
 
-from helpers import Stack, make_config, smpplib_client
+from helpers import Stack, make_config, rows, smpplib_client, wait_for
 from rawsmsc import DELIVER_SM, RESP, RawSmsc, deliver_sm_body
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
@@ -43,22 +40,6 @@ def config(tmp_path, policy: str = POLICY, **tables):
                        session={"response_timeout": 5.0, "enquire_link_interval": 30.0}, **tables)
 
 
-def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"no {what} within {timeout} s")
-
-
-def rows(path, sql, *args):
-    db = sqlite3.connect(path)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
 
 
 def mo_body(number: int, to: str, payload: bytes, data_coding: int = 0, esm_class: int = 0, tlvs=()) -> bytes:

@@ -10,13 +10,12 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from helpers import free_port, send_submit, smpplib_client, start_daemon
+from helpers import free_port, send_submit, smpplib_client, start_daemon, wait_for
 
 pytestmark = pytest.mark.subprocess
 
@@ -40,15 +39,6 @@ def series(text: str, name: str) -> dict[str, float]:
             out[m.group(1) or ""] = float(m.group(2))
     return out
 
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"no {what} within {timeout} s")
 
 
 @pytest.fixture

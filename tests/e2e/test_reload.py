@@ -8,11 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from helpers import send_submit, smpplib_client, start_daemon
+from helpers import send_submit, smpplib_client, start_daemon, wait_for
 
 pytestmark = pytest.mark.subprocess
 
@@ -28,15 +27,6 @@ enabled = false
 forbidden = ["{word}"]
 """
 
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"no {what} within {timeout} s")
 
 
 def rewrite(config, text: str) -> None:
