@@ -3,10 +3,8 @@ the text, whichever form the SMSC wrote the id in), nothing else is touched; que
 
 from __future__ import annotations
 
-from smppguard.policy import load_policy
-from smppguard.policy.model import Index
-from smppguard.proxy.holds import HoldQueue, Translated, _groups
-from smppguard.proxy.screening import Screening
+from smppguard.proxy.hold_ids import IdMap, Translated
+from smppguard.proxy.holds import _groups
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import Tlv, TlvTag, encode_body, parse_body, tlv_value
 from smppguard.smpp.pdu import Pdu, build, from_bytes
@@ -16,9 +14,9 @@ from smppguard.store.holds import HeldRow
 PROXY_ID = "0123456789abcdef"
 
 
-def queue() -> HoldQueue:
-    q = HoldQueue(None, Screening(load_policy(), Index()))  # type: ignore[arg-type]
-    q._remember("acme", "1f4", PROXY_ID, 1e12)  # the SMSC's id, in hex
+def queue() -> IdMap:
+    q = IdMap()
+    q.remember("acme", "1f4", PROXY_ID, 1e12)  # the SMSC's id, in hex
     return q
 
 
@@ -68,7 +66,7 @@ def test_a_query_for_a_released_message_goes_with_the_smsc_id_and_comes_back_wit
     assert q.translate(pdu, parse_body(CommandId.QUERY_SM, body), "other") is None
     resp = from_bytes(build(CommandId.QUERY_SM_RESP, 9, encode_body(CommandId.QUERY_SM_RESP, message_id="1f4",
                                                                     final_date="", message_state=2, error_code=0)))
-    back = parse_body(CommandId.QUERY_SM_RESP, HoldQueue.untranslate(context, resp)[16:])
+    back = parse_body(CommandId.QUERY_SM_RESP, IdMap.untranslate(context, resp)[16:])
     assert (back["message_id"], back["message_state"]) == (PROXY_ID, 2)
     assert isinstance(context, Translated)
 
@@ -78,3 +76,17 @@ def test_groups_keep_the_parts_of_a_message_together_in_part_order():
         return HeldRow(seq, str(seq), "acme", "", "", None, 4, b"", grp, part, 3, 0, 0, 0, False)
     rows = [r(1), r(2, "g", 2), r(3), r(4, "g", 1), r(5, "g", 3)]
     assert [[x.seq for x in g] for g in _groups(rows)] == [[1], [4, 2, 5], [3]]
+
+
+def test_maps_are_forgotten_when_they_expire_and_past_the_memory_bound(monkeypatch):
+    import smppguard.proxy.hold_ids as hold_ids
+
+    q = IdMap()
+    q.remember("acme", "a", "P1", 100.0)
+    q.remember("acme", "b", "P2", 200.0)
+    q.forget(150.0)
+    assert len(q) == 1 and q._find("acme", "a") is None and q._find("acme", "b") == "P2"
+    monkeypatch.setattr(hold_ids, "MAX_MAPPED", 2)
+    q.remember("acme", "c", "P3", 300.0)
+    q.remember("acme", "d", "P4", 400.0)  # a third: the oldest goes
+    assert [q._find("acme", x) for x in "bcd"] == [None, "P3", "P4"]

@@ -36,7 +36,8 @@ from ..smpp.fields import parse_body
 from ..smpp.pdu import Pdu, build, renumber
 from ..smpp.state import BIND_TRANSITIONS, BindState, Role
 from ..smpp.status import Status
-from .holds import HoldQueue, Owed, Released, Translated
+from .hold_ids import IdMap, Translated
+from .holds import HoldQueue, Owed, Released
 from .limits import AUTH_FAILURES
 from .owners import REFUSAL, MessageOwners, message_id_of
 from .screening import Answer, Forward, Hold, HoldMulti, MultiContext, Screening
@@ -279,7 +280,7 @@ class Bridge:
                 assert self.holds is not None
                 self.holds.delivered(context, pdu)
             elif kind is Translated:
-                raw = HoldQueue.untranslate(context, pdu)
+                raw = IdMap.untranslate(context, pdu)
             else:
                 assert self.screening is not None
                 raw = self.screening.settle(context, pdu)

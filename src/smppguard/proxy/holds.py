@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 import secrets
 import time
 from typing import Any, Callable, Iterable, NamedTuple, Protocol
@@ -41,16 +40,16 @@ from ..smpp.concat import from_sar, from_udh, split_udh
 from ..smpp.errors import PduError
 from ..smpp.fields import Tlv, TlvTag, UnsuccessSme, encode_body, parse_body, tlv_value
 from ..smpp.pdu import Pdu, build
-from ..smpp.receipt import is_receipt, receipt_body
+from ..smpp.receipt import receipt_body
 from ..smpp.status import TEMPORARY, Status
 from ..smpp.times import parse_time
+from .hold_ids import IdMap, Translated
 from .screening import Answer, Forward, Hold, HoldMulti, Screening
 
 log = logging.getLogger("smppguard.hold")
 
 #: query_sm_resp message_state of a held message (SMPP 3.4 section 5.2.28: ENROUTE)
 ENROUTE = 1
-_ID_IN_TEXT = re.compile(rb"(id:\s*)(\S+)", re.IGNORECASE)
 
 
 class HoldSettings(NamedTuple):
@@ -65,9 +64,6 @@ class HoldSettings(NamedTuple):
 
 
 DEFAULTS = HoldSettings()
-#: Most id maps of released messages kept in memory (about 300 bytes each); past it the oldest go first, and a
-#: receipt that comes later still reaches the sender, with the SMSC's id.
-MAX_MAPPED = 1_000_000
 
 
 class Released:
@@ -86,16 +82,6 @@ class Owed:
 
     def __init__(self, seq: int):
         self.seq = seq
-
-
-class Translated:
-    """A query_sm / cancel_sm / replace_sm of a released message, sent with the SMSC's id; the answer gets the
-    proxy id back."""
-
-    __slots__ = ("proxy_id",)
-
-    def __init__(self, proxy_id: str):
-        self.proxy_id = proxy_id
 
 
 CONTEXTS = (Released, Owed, Translated)
@@ -143,9 +129,7 @@ class HoldQueue:
         self._ids: dict[str, list] = {}  # proxy id -> [account, rows in the queue]
         self._per_account: collections.Counter[str] = collections.Counter()
         self._count = 0  # rows in the queue
-        self._by_smsc: dict[tuple[str, str], str] = {}  # (account, SMSC id) -> proxy id
-        self._by_proxy: dict[tuple[str, str], str] = {}  # (account, proxy id) -> SMSC id
-        self._expiry: collections.deque[tuple[float, str, str, str]] = collections.deque()
+        self.ids = IdMap()  # SMSC id <-> proxy id of released messages
         self._groups: dict[tuple, tuple[str, float]] = {}  # a concatenated message's key -> its group, until when
         self._owed = 0
         self._owed_inflight: set[int] = set()
@@ -172,7 +156,7 @@ class HoldQueue:
                         "stop; they are kept as \"unknown\" and not sent again (smppguard queue list)", unknown)
         self._load_ids(ids)
         for account, smsc_id, proxy_id, expires in sorted(maps, key=lambda m: m[3]):
-            self._remember(account, smsc_id, proxy_id, expires)
+            self.ids.remember(account, smsc_id, proxy_id, expires)
         self._owed = owed
         if self._count:
             log.info("hold queue: %d messages held", self._count)
@@ -335,7 +319,7 @@ class HoldQueue:
             account = self._ids.get(proxy_id, ["", 0])[0]
             if smsc_id and ok and account:
                 until = self.clock() + self.s.map_ttl
-                self._remember(account, smsc_id, proxy_id, until)
+                self.ids.remember(account, smsc_id, proxy_id, until)
                 self.store.map_id(account, smsc_id, proxy_id, until)
             fields["message_id"] = proxy_id if ok else smsc_id
             if not ok:
@@ -431,92 +415,17 @@ class HoldQueue:
         future.add_done_callback(found)
         return True
 
+    # --- ids of released messages (proxy/hold_ids.py) -------------------------------------------------------
+
     def translate(self, pdu: Pdu, fields: dict, account: str) -> tuple[bytes, Translated] | None:
-        """A query_sm / cancel_sm / replace_sm naming a released message by its proxy id: the request with the
-        SMSC's id, and the context that gives the answer the proxy id back."""
-        if not self._by_proxy:
-            return None
-        proxy_id = fields["message_id"]
-        smsc_id = self._by_proxy.get((account, proxy_id))
-        if smsc_id is None:
-            return None
-        new = encode_body(pdu.command_id, dict(fields, message_id=smsc_id))
-        return build(pdu.command_id, pdu.sequence, new), Translated(proxy_id)
-
-    @staticmethod
-    def untranslate(context: Translated, response: Pdu) -> bytes:
-        if response.command_id != CommandId.QUERY_SM_RESP or not response.body:
-            return response.raw
-        end = response.body.find(b"\0")
-        if end < 0:
-            return response.raw
-        body = context.proxy_id.encode("latin-1") + response.body[end:]
-        return build(response.command_id, response.sequence, body, response.status)
-
-    # --- receipts of released messages ---------------------------------------------------------------------
+        return self.ids.translate(pdu, fields, account)
 
     @property
     def maps_ids(self) -> bool:
-        return bool(self._by_smsc)
+        return bool(self.ids)
 
     def rewrite_receipt(self, pdu: Pdu, account: str) -> Pdu:
-        """A receipt of a released message, with the proxy id in receipted_message_id and in the text's id:;
-        anything else unchanged (the same Pdu)."""
-        try:
-            f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
-        except PduError:
-            return pdu
-        if not is_receipt(f["esm_class"]):
-            return pdu
-        tlv = tlv_value(f["tlvs"], TlvTag.RECEIPTED_MESSAGE_ID)
-        text = f.get("short_message", b"") or tlv_value(f["tlvs"], TlvTag.MESSAGE_PAYLOAD) or b""
-        m = _ID_IN_TEXT.search(text)
-        proxy_id = None
-        for candidate in ((tlv.rstrip(b"\0").decode("latin-1") if tlv else None),
-                          (m.group(2).decode("latin-1") if m else None)):
-            if candidate:
-                proxy_id = self._find(account, candidate)
-                if proxy_id is not None:
-                    break
-        if proxy_id is None:
-            return pdu
-        pid = proxy_id.encode("latin-1")
-        if tlv is not None:
-            f["tlvs"] = [_tlv(t[0], pid + b"\0") if t[0] == TlvTag.RECEIPTED_MESSAGE_ID else t for t in f["tlvs"]]
-        if m is not None:
-            new_text = text[:m.start(2)] + pid + text[m.end(2):]
-            if f.get("short_message"):
-                f["short_message"] = new_text
-            else:
-                f["tlvs"] = [_tlv(t[0], new_text) if t[0] == TlvTag.MESSAGE_PAYLOAD else t for t in f["tlvs"]]
-        raw = build(pdu.command_id, pdu.sequence, encode_body(pdu.command_id, f), pdu.status)
-        return Pdu(pdu.command_id, pdu.status, pdu.sequence, raw)
-
-    def _find(self, account: str, smsc_id: str) -> str | None:
-        found = self._by_smsc.get((account, smsc_id))
-        if found is not None:
-            return found
-        for alt in _id_forms(smsc_id):  # hex in one place, decimal in the other (SMPP-NOTES)
-            found = self._by_smsc.get((account, alt))
-            if found is not None:
-                return found
-        return None
-
-    def _remember(self, account: str, smsc_id: str, proxy_id: str, until: float) -> None:
-        self._by_smsc[(account, smsc_id)] = proxy_id
-        self._by_proxy[(account, proxy_id)] = smsc_id
-        self._expiry.append((until, account, smsc_id, proxy_id))
-        if len(self._expiry) > MAX_MAPPED:  # memory stays bounded: the oldest are forgotten first
-            self._forget_maps(self._expiry[0][0])
-
-    def _forget_maps(self, now: float) -> None:
-        expiry = self._expiry
-        while expiry and expiry[0][0] <= now:
-            _t, account, smsc_id, proxy_id = expiry.popleft()
-            if self._by_smsc.get((account, smsc_id)) == proxy_id:
-                del self._by_smsc[(account, smsc_id)]
-            if self._by_proxy.get((account, proxy_id)) == smsc_id:
-                del self._by_proxy[(account, proxy_id)]
+        return self.ids.rewrite_receipt(pdu, account)
 
     # --- deliveries owed to a sender -----------------------------------------------------------------------
 
@@ -569,7 +478,7 @@ class HoldQueue:
         """One look at the queue: release what is due (at release_rate), drop what expired, deliver what is
         owed."""
         now = self.clock()
-        self._forget_maps(now)
+        self.ids.forget(now)
         if now >= self._next_states:  # the CLI may have dropped or released rows: recount now and then
             if now >= self._next_prune:  # and, hourly, forget the id maps past map_ttl in the store too
                 self._next_prune = now + 3600.0
@@ -691,7 +600,7 @@ class HoldQueue:
             smsc_id = (response.body[:end] if end >= 0 else response.body).decode("latin-1")
             until = now + self.s.map_ttl
             if smsc_id:
-                self._remember(row.account, smsc_id, row.id, until)
+                self.ids.remember(row.account, smsc_id, row.id, until)
             self.store.sent(row.seq, row.account, row.id, smsc_id, until)
             self._forget([row])
             self._audit(row, "released", Status.ROK, f"held message released (SMSC id {smsc_id})", now, 1)
@@ -771,18 +680,6 @@ def _groups(rows: list) -> list[list]:
             out.append(by_grp[r.grp])
     for g in out:
         g.sort(key=lambda r: (r.part, r.seq))
-    return out
-
-
-def _id_forms(message_id: str) -> list[str]:
-    out = []
-    try:
-        out.append(str(int(message_id, 16)))
-    except ValueError:
-        pass
-    if message_id.isdigit():
-        n = int(message_id)
-        out += [format(n, "x"), format(n, "X")]
     return out
 
 
