@@ -314,7 +314,11 @@ class HoldQueue:
                     self.cancel_all(proxy_id)
                 send(merged)
                 return
-            fields = parse_body(CommandId.SUBMIT_MULTI_RESP, merged[16:])
+            try:
+                fields = parse_body(CommandId.SUBMIT_MULTI_RESP, merged[16:])
+            except PduError:  # the SMSC's answer cannot be read: relayed as it came, the held part stays held
+                send(merged)
+                return
             smsc_id = fields["message_id"]
             account = self._ids.get(proxy_id, ["", 0])[0]
             if smsc_id and ok and account:
@@ -404,7 +408,13 @@ class HoldQueue:
                 session.respond(pdu, Status.RREPLACEFAIL)
                 return
             row = rows[0]
-            new, expires = _replaced(row.pdu, fields, self.clock())
+            try:
+                new, expires = _replaced(row.pdu, fields, self.clock())
+            except (PduError, ValueError) as e:  # a text too long for short_message, say
+                self._pending -= 1
+                log.info("replace_sm of held message %s refused: %s", message_id, e)
+                session.respond(pdu, Status.RREPLACEFAIL)
+                return
             receipt = bool(fields["registered_delivery"] & 0x03) if fields["registered_delivery"] else row.receipt
             self.store.replace(row.seq, new, expires, receipt).add_done_callback(replaced)
 
