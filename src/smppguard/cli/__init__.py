@@ -370,6 +370,9 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
                    "off, then full, and what the rules cost.")
 @click.option("--lists", type=int, default=0, show_default=True,
               help="Pre-load this many blacklist entries and as many opt-outs into the proxy's store.")
+@click.option("--history", type=int, default=0, show_default=True,
+              help="Pre-load this many accepted sends of the last 30 days, to a third as many recipients, into the "
+                   "proxy's store (a month of a real sender's history).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--soak", type=int, metavar="REFUSALS",
               help="Instead: a sender that resends to --recipients numbers past the frequency cap until this many "
@@ -382,7 +385,8 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
               help="Instead: hold this many messages (quiet hours), release them all at once, and send live "
                    "traffic beside the release; prints the store's size, memory, release rate and live latency.")
 @click.option("--release-rate", type=float, default=1000.0, show_default=True, help="With --hold: [hold] release_rate.")
-def bench(messages, binds, window, policy, lists, as_json, soak, recipients, deliver, hold, release_rate) -> None:
+def bench(messages, binds, window, policy, lists, history, as_json, soak, recipients, deliver, hold,
+          release_rate) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -408,7 +412,7 @@ def bench(messages, binds, window, policy, lists, as_json, soak, recipients, del
         from .. import bench_deliver
 
         sys.exit(bench_deliver.run_command(deliver, window, as_json))
-    sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients))
+    sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients, history))
 
 
 for command in (blacklist, optout, consent, tz, dead, queue, audit, stats):
