@@ -266,6 +266,10 @@ class HoldConfig:
     map_ttl: float = option(72 * 3600.0, duration,
                             "How long the SMSC id of a released message is remembered, to give its receipts and "
                             "query_sm the id the sender knows.")
+    accounts: tuple[tuple[str, str], ...] = option((), accounts,
+                                                   "system_id = \"password\" of accounts whose held messages the "
+                                                   "proxy may release through a transmitter bind of its own when "
+                                                   "no sender of the account is bound; {} = wait for a sender.")
     max_owed: int = option(100_000, integer(0),
                            "Most deliveries kept for senders with no receiver bound (receipts the proxy makes, "
                            "replies kept by [inbound] no_receiver = \"keep\").")

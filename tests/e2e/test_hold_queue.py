@@ -484,3 +484,25 @@ def test_due_messages_of_an_account_with_no_bind_wait_and_say_so(tmp_path, caplo
         s = Sender(stack)  # a bind of the account: now it goes
         wait_for(lambda: at_smsc(stack, A), what="the message once the account bound")
         s.close()
+
+
+def test_with_hold_accounts_the_proxy_binds_itself_to_release_what_no_sender_is_bound_for(tmp_path):
+    """[hold] accounts: the sender held a message at night and went away; in the morning the proxy opens a
+    transmitter bind of that account itself, releases the message once, and unbinds when nothing is due."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path, hold={"accounts": (("acme", "pw"),)}), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        proxy_id_of(s.submit(A))
+        s.close()
+        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        binds_before = len(stack.sim.binds)
+        clock.now = MORNING
+        [got] = wait_for(lambda: at_smsc(stack, A), timeout=10, what="the message released through the proxy's bind")
+        [own] = stack.sim.binds[binds_before:]
+        assert own.command_id == CommandId.BIND_TRANSMITTER
+        assert parse_body(own.command_id, own.body)["system_id"] == "acme"
+        assert got.system_id == "acme"
+        wait_for(lambda: not stack.store.holds._own, timeout=10, what="the proxy's bind closed")
+        time.sleep(0.5)
+        assert len(at_smsc(stack, A)) == 1
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(0,)]

@@ -332,6 +332,10 @@ class Bridge:
 
     # --- the hold queue's ways in (proxy/holds.py) -----------------------------------------------------------
 
+    @property
+    def account(self) -> str:
+        return self.downstream.system_id
+
     def can_release(self) -> bool:
         """A held message of this account may go out through this bind now."""
         up = self.upstream

@@ -44,6 +44,7 @@ from ..smpp.receipt import receipt_body
 from ..smpp.status import TEMPORARY, Status
 from ..smpp.times import parse_time
 from .hold_ids import IdMap, Translated
+from .release_bind import ReleaseBind
 from .screening import Answer, Forward, Hold, HoldMulti, Screening
 
 log = logging.getLogger("smppguard.hold")
@@ -103,6 +104,7 @@ class QueueStore(Protocol):
     def owe(self, account: str, body: bytes, kind: str, at: float) -> asyncio.Future: ...
     def owed_for(self, accounts: list[str], limit: int, skip: list[int]) -> asyncio.Future: ...
     def owed_done(self, seqs: list[int]) -> asyncio.Future: ...
+    def due_accounts(self, now: float) -> asyncio.Future: ...
     def prune(self, now: float) -> asyncio.Future: ...
     def states(self, now: float) -> asyncio.Future: ...
 
@@ -143,6 +145,12 @@ class HoldQueue:
         self._went = False  # the last round released messages (the next comes sooner)
         self._next_expiry = 0.0
         self._stopping = False
+        self.own_accounts: dict[str, str] = {}  # [hold] accounts: system_id -> password for binds of our own
+        self.config: Any = None  # the daemon's Config, for those binds' window, timeouts and max_tps
+        self.connect: Callable[..., Any] | None = None  # opens the upstream leg (the server's)
+        self._own: dict[str, ReleaseBind] = {}
+        self._own_retry: dict[str, float] = {}
+        self._next_own = 0.0
         self._oldest = 0.0  # held_at of the oldest held message, at the last look
         self.released = self.dropped = self.expired = 0
 
@@ -182,6 +190,9 @@ class HoldQueue:
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        for own in list(self._own.values()):
+            await own.close()
+        self._own.clear()
 
     @property
     def owed(self) -> int:
@@ -470,12 +481,33 @@ class HoldQueue:
                 await asyncio.sleep(1.0)
 
     def _senders(self) -> dict[str, list]:
-        """Bridges a held message can go through, by account."""
+        """Bridges a held message can go through, by account, and the binds the proxy opened itself."""
         out: dict[str, list] = {}
         for b in self.bridges():
             if b.can_release():
-                out.setdefault(b.downstream.system_id, []).append(b)
+                out.setdefault(b.account, []).append(b)
+        for account, own in self._own.items():
+            if own.can_release():
+                out.setdefault(account, []).append(own)
         return out
+
+    async def _own_binds(self, now: float) -> None:
+        """[hold] accounts: open a transmitter bind for an account with due messages and no sender bound; close
+        it once nothing of that account is due or on its way."""
+        due = await self.store.due_accounts(now)
+        senders = {b.account for b in self.bridges() if b.can_release()}
+        for account, password in self.own_accounts.items():
+            own = self._own.get(account)
+            if due.get(account) and account not in senders and own is None and self.connect is not None:
+                if time.monotonic() >= self._own_retry.get(account, 0.0):
+                    self._own[account] = pending = ReleaseBind(self.config, account, password, self.settled,
+                                                               self.unanswered)
+                    if not await pending.open(self.connect):
+                        del self._own[account]
+                        self._own_retry[account] = time.monotonic() + 30.0
+            elif own is not None and (not own.can_release() or (not due.get(account) and not own.release_load())):
+                del self._own[account]
+                await own.close()
 
     def _receivers(self) -> dict[str, list]:
         out: dict[str, list] = {}
@@ -501,6 +533,9 @@ class HoldQueue:
                 if account not in senders:
                     self._log.log(logging.WARNING, ("waiting", account), "hold queue: %d messages of account %s "
                                   "are due and wait for a transmitter or transceiver bind of it", n, account)
+        if self.own_accounts and (self._count or self._own) and time.monotonic() >= self._next_own:
+            self._next_own = time.monotonic() + 2.0
+            await self._own_binds(now)
         if self._count:
             await self._release(now)
         if self._owed:

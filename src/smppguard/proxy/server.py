@@ -46,12 +46,15 @@ class ProxyServer:
         self.timing = timing  # the time each screening took (metrics)
         self.bind_failed = bind_failed  # why a bind failed (metrics)
         self.holds = holds
-        if holds is not None:
-            holds.bridges = lambda: list(self.bridges)
         self.screening = screening
         self.hooks = hooks
         self.upstream_address = upstream_address
         self.connect = connect or self._connect_tcp
+        if holds is not None:
+            holds.bridges = lambda: list(self.bridges)
+            holds.connect = self.connect
+            holds.config = config
+            holds.own_accounts = dict(config.hold.accounts)
         self.bridges: set[Bridge] = set()
         self.tasks: set[asyncio.Task] = set()  # the bridges' binds and unbinds, which stop() waits for
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]

@@ -275,6 +275,12 @@ class QueueStore:
     def owed_for(self, accounts: list[str], limit: int, skip: list[int]):
         return self.writer.submit(lambda db: owed_for(db, accounts, limit, skip))
 
+    def due_accounts(self, now: float):
+        """How many messages of each account are due now."""
+        return self.writer.submit(lambda db: dict(db.execute(
+            "SELECT account, COUNT(*) FROM held WHERE state = 'held' AND release_at <= ? GROUP BY account",
+            (now,)).fetchall()))
+
     def owed_done(self, seqs: list[int]):
         return self.writer.submit(lambda db: owed_done(db, seqs))
 
