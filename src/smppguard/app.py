@@ -241,6 +241,9 @@ class Reloader:
             restart.append("[log] verdicts on or off")
         logs.configure(new.log.level, new.log.format)
         proxy.apply_limits(new)
+        if store.holds is not None:
+            store.holds.own_accounts = dict(new.hold.accounts)
+            store.holds.config = proxy.config
         return restart
 
 
