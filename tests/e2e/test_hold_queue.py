@@ -245,6 +245,9 @@ def test_query_cancel_and_replace_of_a_held_message_are_answered_from_the_queue(
         assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME",
                      short_message=b"new text")[0] == Status.ROK
         assert s.ask(CommandId.CANCEL_SM, message_id=gone, source_addr="ACME")[0] != Status.ROK  # gone already
+        stack.run(stack.store.writer.flush())
+        assert rows(stack.config.store.path, "SELECT account, action, reason FROM audit WHERE action = 'cancelled'") \
+            == [("acme", "cancelled", f"held message cancelled by the sender; proxy id {gone}")]
         other = Raw(stack, "other")
         assert other.ask(CommandId.QUERY_SM, message_id=kept, source_addr="ACME")[0] == Status.RQUERYFAIL
         assert other.ask(CommandId.CANCEL_SM, message_id=kept, source_addr="ACME")[0] == Status.RCANCELFAIL

@@ -404,8 +404,7 @@ class HoldQueue:
                 ok = not f.cancelled() and f.exception() is None and f.result() > 0
                 if ok:
                     self._forget_id(message_id, f)
-                    self._audit_rows(f"cancelled by the sender ({message_id})", "cancelled", message_id,
-                                     session.system_id)
+                    self._audit_cancel(message_id, session.system_id)
                 session.respond(pdu, Status.ROK if ok else Status.RCANCELFAIL)
             future.add_done_callback(cancelled)
             return True
@@ -706,9 +705,11 @@ class HoldQueue:
             self.audit(now, row.account, row.sender, row.number, row.recipient, "hold", action, int(status),
                        f"{reason}{more}; proxy id {row.id}")
 
-    def _audit_rows(self, reason: str, action: str, proxy_id: str, account: str) -> None:
+    def _audit_cancel(self, proxy_id: str, account: str) -> None:
+        """A cancel_sm took a held message (every row of its proxy id) out of the queue."""
         if self.audit is not None:
-            self.audit(self.clock(), account, "", None, "", "hold", action, 0, f"{reason}")
+            self.audit(self.clock(), account, "", None, "", "hold", "cancelled", 0,
+                       f"held message cancelled by the sender; proxy id {proxy_id}")
 
 
 def _groups(rows: list) -> list[list]:
