@@ -36,7 +36,6 @@ from typing import Any, Callable, Iterable, NamedTuple, Protocol
 from .. import tasks
 from ..logs import Throttle
 from ..smpp.commands import CommandId
-from ..smpp.concat import from_sar, from_udh, split_udh
 from ..smpp.errors import PduError
 from ..smpp.fields import Tlv, TlvTag, UnsuccessSme, encode_body, parse_body, tlv_value
 from ..smpp.pdu import Pdu, build
@@ -218,20 +217,15 @@ class HoldQueue:
         account = session.system_id
         now = self.clock()
         f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
-        if pdu.command_id == CommandId.SUBMIT_SM:
-            udh, _payload = split_udh(f["short_message"], f["esm_class"])
-            concat = (from_udh(udh) if udh else None) or from_sar(f["tlvs"])
-        else:
-            concat = from_sar(f["tlvs"])
         grp, part, parts = "", 1, 1
-        if concat is not None and concat.total > 1:
-            key = (account, f["source_addr"], f["destination_addr"], concat.reference, concat.total)
+        if outcome.group is not None:  # screening's key of the concatenated message this part belongs to
+            key, part, parts = outcome.group
             found = self._groups.get(key)
             if found is None or found[1] < now:
                 if len(self._groups) > 10_000:
                     self._groups = {k: g for k, g in self._groups.items() if g[1] >= now}
                 found = self._groups[key] = (new_id(), now + 600.0)
-            grp, part, parts = found[0], concat.seqnum, concat.total
+            grp = found[0]
         row = self._row(new_id(), account, f, pdu.command_id, pdu.raw, outcome.until, outcome.number, now,
                         grp, part, parts)
         self._keep(session, pdu, [row], lambda: _message_id_body(pdu.command_id, row.id))
@@ -355,24 +349,28 @@ class HoldQueue:
 
     def _forget(self, rows: Iterable) -> None:
         for r in rows:
-            entry = self._ids.get(r.id)
-            if entry is not None:
-                entry[1] -= 1
-                if entry[1] <= 0:
-                    del self._ids[r.id]
-            self._per_account[r.account] -= 1
-            if self._per_account[r.account] <= 0:
-                del self._per_account[r.account]
-            self._count -= 1
+            self._uncount(r.id, r.account, 1)
 
     def _forget_id(self, proxy_id: str, f: asyncio.Future) -> None:
+        """Every row of this proxy id left the store (the future of that delete: how many)."""
         if f.cancelled() or f.exception() is not None:
             return
-        entry = self._ids.pop(proxy_id, None)
+        entry = self._ids.get(proxy_id)
         if entry is not None:
-            n = f.result() if isinstance(f.result(), int) else entry[1]
-            self._per_account[entry[0]] -= n
-            self._count -= n
+            deleted = f.result()
+            self._uncount(proxy_id, entry[0], deleted if isinstance(deleted, int) else entry[1])
+
+    def _uncount(self, proxy_id: str, account: str, n: int) -> None:
+        """n rows of this proxy id and account are no longer in the queue."""
+        entry = self._ids.get(proxy_id)
+        if entry is not None:
+            entry[1] -= n
+            if entry[1] <= 0:
+                del self._ids[proxy_id]
+        self._per_account[account] -= n
+        if self._per_account[account] <= 0:
+            del self._per_account[account]
+        self._count -= n
 
     # --- query_sm, cancel_sm, replace_sm of a held or released message -------------------------------------
 
@@ -481,14 +479,7 @@ class HoldQueue:
 
     def _senders(self) -> dict[str, list]:
         """Bridges a held message can go through, by account, and the binds the proxy opened itself."""
-        out: dict[str, list] = {}
-        for b in self.bridges():
-            if b.can_release():
-                out.setdefault(b.account, []).append(b)
-        for account, own in self._own.items():
-            if own.can_release():
-                out.setdefault(account, []).append(own)
-        return out
+        return _by_account(b for b in (*self.bridges(), *self._own.values()) if b.can_release())
 
     async def _own_binds(self, now: float) -> None:
         """[hold] accounts: open a transmitter bind for an account with due messages and no sender bound; close
@@ -509,11 +500,8 @@ class HoldQueue:
                 await own.close()
 
     def _receivers(self) -> dict[str, list]:
-        out: dict[str, list] = {}
-        for b in self.bridges():
-            if b.can_receive():
-                out.setdefault(b.downstream.system_id, []).append(b)
-        return out
+        """Bridges a delivery owed to a sender can go through, by account."""
+        return _by_account(b for b in self.bridges() if b.can_receive())
 
     async def round(self) -> None:
         """One look at the queue: release what is due (at release_rate), drop what expired, deliver what is
@@ -710,6 +698,13 @@ class HoldQueue:
         if self.audit is not None:
             self.audit(self.clock(), account, "", None, "", "hold", "cancelled", 0,
                        f"held message cancelled by the sender; proxy id {proxy_id}")
+
+
+def _by_account(binds: Iterable[Any]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for b in binds:
+        out.setdefault(b.account, []).append(b)
+    return out
 
 
 def _groups(rows: list) -> list[list]:

@@ -65,6 +65,7 @@ class Hold(NamedTuple):
     until: float  # when the message may go (UTC epoch seconds)
     status: int  # what the sender is answered when there is no hold queue
     number: int | None = None  # the recipient, E.164
+    group: tuple | None = None  # a part of a concatenated message: (its message's key, seqnum, total)
 
 
 class HoldMulti(NamedTuple):
@@ -200,7 +201,8 @@ class Screening:
             if reservation is not None:
                 reservation.outstanding += 1
             return _new_tuple(Forward, (pdu.raw, reservation))
-        return self._outcome(pdu, v, verdict, reservation, sub.recipient)
+        return self._outcome(pdu, v, verdict, reservation, sub.recipient,
+                             (ckey, concat.seqnum, concat.total) if ckey is not None else None)  # type: ignore[union-attr]
 
     def _later_part(self, pdu: Pdu, v: SubmitView, seqnum: int, total: int, ckey: tuple, entry: ConcatEntry,
                     text_of: Callable[[], str | None] | None, now: float) -> Outcome:
@@ -220,11 +222,11 @@ class Screening:
                 if self.hooks.wants_decided:
                     self.hooks.decided(Decided(now, pdu.command_id, sub.account, sub.sender, v.destination_addr,
                                                sub, verdict))
-                return self._outcome(pdu, v, verdict, None, sub.recipient)
+                return self._outcome(pdu, v, verdict, None, sub.recipient, (ckey, seqnum, total))
         if self.hooks.wants_allowed if entry.verdict.allowed else self.hooks.wants_decided:
             self.hooks.decided(Decided(now, pdu.command_id, ckey[0], v.source_addr, v.destination_addr,
                                        entry.sub, entry.verdict, repeat=True))
-        return self._outcome(pdu, v, entry.verdict, entry.reservation, entry.sub.recipient)
+        return self._outcome(pdu, v, entry.verdict, entry.reservation, entry.sub.recipient, (ckey, seqnum, total))
 
     def _reserve(self, sub: Submission, verdict: Verdict, now: float) -> Reservation | None:
         """The message goes out now: its send counts from here on (Rule 2)."""
@@ -234,7 +236,7 @@ class Screening:
         return Reservation(key, now, sub.recipient, sub.account)  # type: ignore[arg-type]
 
     def _outcome(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None,
-                 number: int | None = None) -> Outcome:
+                 number: int | None = None, group: tuple | None = None) -> Outcome:
         action = verdict.action
         if action is Action.ALLOW:
             if reservation is not None:
@@ -246,7 +248,7 @@ class Screening:
             return Forward(with_schedule(pdu.raw, v.schedule_at, verdict.until or 0.0), reservation)
         status = verdict.status or Status.RSUBMITFAIL
         if action is Action.HOLD or action is Action.SCHEDULE:  # a data_sm has no schedule_delivery_time to set
-            return Hold(verdict.until or 0.0, status, number)
+            return Hold(verdict.until or 0.0, status, number, group)
         return Answer(status)
 
     def _screen_multi(self, pdu: Pdu, account: str) -> Outcome:
