@@ -113,8 +113,7 @@ def sent(db: sqlite3.Connection, seq: int, account: str, proxy_id: str, smsc_id:
     """The SMSC accepted a released message: it leaves the queue, and its SMSC id maps to the proxy id."""
     db.execute("DELETE FROM held WHERE seq = ?", (seq,))
     if smsc_id:
-        db.execute("INSERT OR REPLACE INTO message_map (account, smsc_id, proxy_id, expires_at) VALUES (?, ?, ?, ?)",
-                   (account, smsc_id, proxy_id, map_until))
+        map_id(db, account, smsc_id, proxy_id, map_until)
 
 
 def map_id(db: sqlite3.Connection, account: str, smsc_id: str, proxy_id: str, map_until: float) -> None:
@@ -175,6 +174,12 @@ def listing(db: sqlite3.Connection, *, account: str | None = None, due_before: f
         args.append(due_before)
     sql = f"SELECT {_COLUMNS} FROM held" + (f" WHERE {' AND '.join(where)}" if where else "")
     return [HeldRow.of(r) for r in db.execute(sql + " ORDER BY release_at, seq LIMIT ?", (*args, limit))]
+
+
+def due_by_account(db: sqlite3.Connection, now: float) -> dict[str, int]:
+    """How many held messages of each account are due now."""
+    return dict(db.execute("SELECT account, COUNT(*) FROM held WHERE state = 'held' AND release_at <= ? "
+                           "GROUP BY account", (now,)).fetchall())
 
 
 def counts(db: sqlite3.Connection) -> dict[str, int]:
@@ -277,9 +282,7 @@ class QueueStore:
 
     def due_accounts(self, now: float):
         """How many messages of each account are due now."""
-        return self.writer.submit(lambda db: dict(db.execute(
-            "SELECT account, COUNT(*) FROM held WHERE state = 'held' AND release_at <= ? GROUP BY account",
-            (now,)).fetchall()))
+        return self.writer.submit(lambda db: due_by_account(db, now))
 
     def owed_done(self, seqs: list[int]):
         return self.writer.submit(lambda db: owed_done(db, seqs))
@@ -290,9 +293,8 @@ class QueueStore:
     def states(self, now: float):
         """What the daemon keeps in memory, again (the CLI may have changed the queue), and how many messages
         of each account are due."""
-        return self.writer.submit(lambda db: (held_ids(db), owed_count(db), dict(db.execute(
-            "SELECT account, COUNT(*) FROM held WHERE state = 'held' AND release_at <= ? GROUP BY account",
-            (now,)).fetchall()), db.execute("SELECT COALESCE(MIN(held_at), 0) FROM held").fetchone()[0]))
+        return self.writer.submit(lambda db: (held_ids(db), owed_count(db), due_by_account(db, now),
+                                              db.execute("SELECT COALESCE(MIN(held_at), 0) FROM held").fetchone()[0]))
 
 
 # --- the admin's side (smppguard queue) --------------------------------------------------------------------
