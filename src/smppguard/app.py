@@ -32,7 +32,7 @@ from .store.db import StoreError, connect
 from .store.holds import HeldRow, QueueStore
 from .store.index import load_index
 from .store.learning import Learning, LearningTerms
-from .store.recipients import mask_recipient
+from .store.recipients import masker
 from .store.upkeep import Upkeep
 from .store.writer import StoreWriter
 
@@ -221,10 +221,8 @@ class Reloader:
         store.screening.policy = policy
         if store.holds is not None:
             store.holds.forced.policy = policy.without("quiet_hours")
-            h = new.hold
-            store.holds.s = store.holds.s._replace(max_messages=h.max_messages, max_per_account=h.max_per_account,
-                                                   max_hold=h.max_hold, release_rate=h.release_rate,
-                                                   map_ttl=h.map_ttl, max_owed=h.max_owed)
+            old_s = store.holds.s  # [hold]'s keys from the new file; the rest as they run
+            store.holds.s = hold_settings(new)._replace(retry_after=old_s.retry_after, tick=old_s.tick)
         store.upkeep.policy = policy
         if store.learning is not None and new.inbound.enabled:
             fresh = _learning(new, store.writer, store.upkeep, store.screening.clock)
@@ -305,11 +303,10 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     audit = AuditLog(writer, config.audit.recipient, config.audit.salt, config.audit.fold)
     learning = _learning(config, writer, upkeep, clock) if config.inbound.enabled else None
     metrics = Metrics() if config.metrics.address is not None else None
+    mask = masker(config.audit.recipient, config.audit.salt)
     verdicts = None
     if config.log.verdicts != "off":
-        a = config.audit
-        verdicts = logs.VerdictLog(logging.getLevelName(config.log.verdicts.upper()),
-                                   lambda n, address: mask_recipient(n, address, a.recipient, a.salt))
+        verdicts = logs.VerdictLog(logging.getLevelName(config.log.verdicts.upper()), mask)
     hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts) if o is not None])
     codecs = (config.text.default_codec, config.text.ia5_codec)
     screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
@@ -317,18 +314,21 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     # `queue release`: the rules without quiet hours (the operator says "now"); everything else still decides
     forced = Screening(config.policy.without("quiet_hours"), index, record_send=writer.record_send, hooks=hooks,
                        clock=clock, text_codecs=codecs, holding=True)
-    h = config.hold
     holds = HoldQueue(QueueStore(writer), screening, forced=forced, clock=clock, row_type=HeldRow,
-                      settings=HoldSettings(max_messages=h.max_messages, max_per_account=h.max_per_account,
-                                            max_hold=h.max_hold, release_rate=h.release_rate, map_ttl=h.map_ttl,
-                                            max_owed=h.max_owed),
+                      settings=hold_settings(config),
                       audit=lambda at, account, sender, number, address, rule, action, status, reason: writer.audit(
-                          at, account, sender, mask_recipient(number, address, config.audit.recipient,
-                                                              config.audit.salt), rule, action, status, reason))
+                          at, account, sender, mask(number, address), rule, action, status, reason))
     await holds.start()
     if learning is not None:
         learning.start()
     return OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics)
+
+
+def hold_settings(config: Config) -> HoldSettings:
+    """The hold queue's settings from [hold] (at start, and again at a reload)."""
+    h = config.hold
+    return HoldSettings(max_messages=h.max_messages, max_per_account=h.max_per_account, max_hold=h.max_hold,
+                        release_rate=h.release_rate, map_ttl=h.map_ttl, max_owed=h.max_owed)
 
 
 def _learning(config: Config, writer: StoreWriter, upkeep: Upkeep, clock: Callable[[], float]) -> Learning:
@@ -343,9 +343,8 @@ def _learning(config: Config, writer: StoreWriter, upkeep: Upkeep, clock: Callab
     terms = LearningTerms(optout_scope=policy.optout_scope, correlation_threshold=policy.correlation_threshold,
                           dead_for_s=policy.dead_for_s, confirm_within_s=i.confirm_within,
                           suspended_failures=i.suspended_failures, suspended_within_s=i.suspended_within)
-    a = config.audit
-    return Learning(learner, writer, terms, lambda n: mask_recipient(n, "", a.recipient, a.salt), clock,
-                    upkeep.touch)
+    mask = masker(config.audit.recipient, config.audit.salt)
+    return Learning(learner, writer, terms, lambda n: mask(n, ""), clock, upkeep.touch)
 
 
 def _release_freed_memory() -> None:

@@ -108,8 +108,9 @@ class State:
 
     def status(self) -> dict[str, Any]:
         """Live binds per account, window occupancy, the writer, the hold queue: `smppguard status`."""
-        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 1), "healthy": not self.health(),
-                               "problems": self.health(), "binds": [], "writer": None, "hold": None}
+        problems = self.health()
+        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 1), "healthy": not problems,
+                               "problems": problems, "binds": [], "writer": None, "hold": None}
         if self.server is not None:
             for b in sorted(self.server.bridges, key=lambda b: (b.downstream.system_id, b.downstream.peer)):
                 down, up = b.downstream, b.upstream

@@ -12,7 +12,7 @@ import click
 
 from ..store import holds
 from ..store.lists import os_user
-from ..store.recipients import mask_recipient
+from ..store.recipients import masker
 from .common import CONTEXT, Ctx, emit, exit_if_empty, fail, output_options, store_options, to_json, when
 
 COLUMNS = ("id", "account", "sender", "recipient", "state", "release_at", "expires_at", "held_at", "part")
@@ -26,8 +26,7 @@ def _row(r: holds.HeldRow, mask) -> dict:
 
 
 def _masker(ctx: Ctx):
-    a = ctx.config.audit
-    return lambda number, address: mask_recipient(number, address, a.recipient, a.salt)
+    return masker(ctx.config.audit.recipient, ctx.config.audit.salt)
 
 
 def _due_before(ctx, param, value):

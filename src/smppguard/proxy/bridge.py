@@ -32,7 +32,7 @@ from ..session.window import Outstanding
 from ..smpp import commands as cmd
 from ..smpp.commands import CommandId
 from ..smpp.errors import PduError
-from ..smpp.fields import parse_body
+from ..smpp.fields import UnsuccessSme, parse_body
 from ..smpp.pdu import Pdu, build, renumber
 from ..smpp.state import BIND_TRANSITIONS, BindState, Role
 from ..smpp.status import Status
@@ -244,7 +244,6 @@ class Bridge:
     def _hold_some(self, session: Session, pdu: Pdu, context: MultiContext) -> None:
         """A submit_multi going out with some destinations held: the hold queue keeps those; when it cannot,
         they are listed as failed (0x14) in the answer."""
-        from ..smpp.fields import UnsuccessSme
         assert self.holds is not None and context.held
         kept = self.holds.hold_multi(session, pdu, context.held, context.refused, forwarded=True)
         if kept is None:

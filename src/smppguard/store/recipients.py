@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from typing import Callable
 
 MODES = ("full", "masked", "hashed")
 
@@ -20,6 +21,11 @@ def mask_recipient(number: int | None, address: str, mode: str = "masked", salt:
     if len(shown) <= 6:
         return "*" * len(shown)
     return shown[:-8] + "****" + shown[-4:] if len(shown) > 8 else shown[:2] + "****"
+
+
+def masker(mode: str = "masked", salt: str = "") -> Callable[[int | None, str], str]:
+    """mask_recipient with the mode and salt of [audit]: (number, address as sent) -> as the audit log keeps it."""
+    return lambda number, address: mask_recipient(number, address, mode, salt)
 
 
 def install(db: sqlite3.Connection, mode: str = "masked", salt: str = "") -> None:
