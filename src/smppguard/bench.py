@@ -563,6 +563,29 @@ def fill_store(path: Path, entries: int, seed: int = 7, *, history: int = 0, rec
         db.close()
 
 
+def start_sink(tmpdir: Path, address: tuple[str, int]) -> subprocess.Popen:
+    """`smppguard simulate --sink` on `address`, once it accepts binds (stopped again if it never does)."""
+    (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
+    return _started(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink", "--listen",
+                     f"{address[0]}:{address[1]}", "--control", ""], tmpdir, "sink", address, START_TIMEOUT)
+
+
+def start_proxy(tmpdir: Path, address: tuple[str, int], timeout: float = START_TIMEOUT) -> subprocess.Popen:
+    """`smppguard run` with tmpdir/proxy.toml, once it accepts binds (stopped again if it never does)."""
+    return _started(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir, "proxy", address, timeout)
+
+
+def _started(args: list[str], tmpdir: Path, name: str, address: tuple[str, int], timeout: float) -> subprocess.Popen:
+    log = tmpdir / f"{name}.log"
+    proc = _start(args, log, str(tmpdir))
+    try:
+        _wait_accepting(proc, address, "sink SMSC" if name == "sink" else name, log, timeout)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc
+
+
 def proxy_toml(proxy: tuple[str, int], upstream: tuple[str, int], window: int, db: Path, rest: str) -> str:
     """The proxy's config in every benchmark: its address, the SMSC's, long timeouts (a pass must not time out
     under load), metrics on as shipped, the store, quiet logs, and `rest` (the policy, mostly)."""
@@ -588,21 +611,15 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
         tmpdir = Path(tmp)
         sink_addr = ("127.0.0.1", _free_port())
         proxy_addr = ("127.0.0.1", _free_port())
-        (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
         (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, window, tmpdir / "smppguard.db",
                                                       _POLICY_TOML[policy]))
         if lists or history:
             fill_store(tmpdir / "smppguard.db", lists, history=history)
         try:
-            sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
-                           "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""],
-                          tmpdir / "sink.log", tmp)
-            _wait_accepting(sink, sink_addr, "sink SMSC", tmpdir / "sink.log")
+            sink = start_sink(tmpdir, sink_addr)
             launched = time.monotonic()
-            proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
             # a large store takes long to load today: the start-up figure is what is measured, not a failure
-            _wait_accepting(proxy, proxy_addr, "proxy", tmpdir / "proxy.log",
-                            START_TIMEOUT + (lists + history) / 50_000)
+            proxy = start_proxy(tmpdir, proxy_addr, START_TIMEOUT + (lists + history) / 50_000)
             startup_s = time.monotonic() - launched
             startup_rss_kb = _rss_kb(proxy.pid)
             result = _run_loop(_bench(sink_addr, proxy_addr, proxy.pid, messages, binds, window, warmup,
@@ -667,14 +684,10 @@ def run_soak(refusals: int = 2_500_000, recipients: int = 50_000, binds: int = 4
         tmpdir = Path(tmp)
         db = tmpdir / "smppguard.db"
         sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
-        (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
         (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, window, db, SOAK_TOML))
         try:
-            sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
-                           "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""], tmpdir / "sink.log", tmp)
-            _wait_accepting(sink, sink_addr, "sink SMSC", tmpdir / "sink.log")
-            proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
-            _wait_accepting(proxy, proxy_addr, "proxy", tmpdir / "proxy.log")
+            sink = start_sink(tmpdir, sink_addr)
+            proxy = start_proxy(tmpdir, proxy_addr)
             before = _store_bytes(db)
             result = _run_loop(_soak_pass(proxy_addr, total, binds, window, recipients, proxy.pid))
         finally:

@@ -30,13 +30,13 @@ from .bench import (
     _rss_kb,
     _run,
     _run_loop,
-    _start,
     _stop,
     _store_bytes,
     _terminated_cleanly,
-    _wait_accepting,
     proxy_toml,
     report,
+    start_proxy,
+    start_sink,
 )
 from .smpp.commands import CommandId
 from .smpp.fields import encode_body
@@ -135,15 +135,11 @@ def run_hold(messages: int = 100_000, live: int = 20_000, release_rate: float = 
         tmpdir = Path(tmp)
         db = tmpdir / "smppguard.db"
         sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
-        (tmpdir / "sink.toml").write_text('[log]\nlevel = "warning"\n')
         (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, 10, db,
                                                       HOLD_TOML % {"rate": release_rate}))
         try:
-            sink = _start(["simulate", "--config", str(tmpdir / "sink.toml"), "--sink",
-                           "--listen", f"{sink_addr[0]}:{sink_addr[1]}", "--control", ""], tmpdir / "sink.log", tmp)
-            _wait_accepting(sink, sink_addr, "sink SMSC", tmpdir / "sink.log")
-            proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
-            _wait_accepting(proxy, proxy_addr, "proxy", tmpdir / "proxy.log")
+            sink = start_sink(tmpdir, sink_addr)
+            proxy = start_proxy(tmpdir, proxy_addr)
             result = _run_loop(_hold_bench(proxy_addr, proxy.pid, db, messages, live))
             result["release_rate_setting"] = release_rate
             return result
