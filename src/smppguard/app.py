@@ -11,7 +11,9 @@ import asyncio
 import ctypes
 import gc
 import logging
+import os
 import signal
+import sys
 import time
 from typing import Awaitable, Callable
 
@@ -30,7 +32,7 @@ from .simulator import Simulator
 from .store.audit import AuditLog
 from .store.db import StoreError, connect
 from .store.holds import HeldRow, QueueStore
-from .store.index import load_index
+from .store.index import open_index
 from .store.learning import Learning, LearningTerms
 from .store.recipients import masker
 from .store.upkeep import Upkeep
@@ -273,6 +275,10 @@ class OpenStore:
         await self.writer.close()
 
 
+#: Without a current snapshot file the Index was read from the tables: write one this soon after start-up.
+SNAPSHOT_SOON = 10.0
+
+
 async def open_store(config: Config, clock: Callable[[], float] = time.time) -> OpenStore:
     """Migrate the store, load the Index, start the writer and the change-log tail.
 
@@ -282,7 +288,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     started = time.monotonic()
     db = connect(config.store.path)
     try:
-        index = load_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within)
+        index, current = open_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within)
     finally:
         db.close()
     # Millions of list entries are loaded once and live for the process: keep the cyclic GC from walking them
@@ -295,7 +301,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
                          audit=(config.audit.recipient, config.audit.salt))
     await writer.start()
     upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention,
-                    audit_max_size=config.audit.max_size, failures_within_s=config.inbound.suspended_within)
+                    audit_max_size=config.audit.max_size, failures_within_s=config.inbound.suspended_within,
+                    snapshot_first=None if current else SNAPSHOT_SOON)
     await upkeep.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),
@@ -366,8 +373,15 @@ def run_loop(main: Awaitable) -> None:
         uvloop.run(main)  # type: ignore[arg-type]
 
 
+#: How long a thread holding the GIL keeps it while the event loop waits for it (Python's default: 5 ms). The
+#: store's writer, the upkeep's reads and the snapshot's roll forward run Python code in threads: with the
+#: default, the loop stalled up to 5 ms behind a group commit, which was the low-load latency tail.
+SWITCH_INTERVAL = 0.0005
+
+
 def run(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
     configure_logging(config.log.level, config.log.format)
+    sys.setswitchinterval(float(os.environ.get("SMPPGUARD_SWITCH_INTERVAL", SWITCH_INTERVAL)))
     run_loop(serve(config, shutdown_trigger))
 
 

@@ -373,6 +373,10 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
 @click.option("--history", type=int, default=0, show_default=True,
               help="Pre-load this many accepted sends of the last 30 days, to a third as many recipients, into the "
                    "proxy's store (a month of a real sender's history).")
+@click.option("--optouts", type=int, default=None,
+              help="With --lists: this many opt-outs instead of as many as blacklist entries.")
+@click.option("--history-recipients", type=int, default=0,
+              help="With --history: the distinct recipients of those sends (default a third as many as sends).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--soak", type=int, metavar="REFUSALS",
               help="Instead: a sender that resends to --recipients numbers past the frequency cap until this many "
@@ -385,8 +389,8 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
               help="Instead: hold this many messages (quiet hours), release them all at once, and send live "
                    "traffic beside the release; prints the store's size, memory, release rate and live latency.")
 @click.option("--release-rate", type=float, default=1000.0, show_default=True, help="With --hold: [hold] release_rate.")
-def bench(messages, binds, window, policy, lists, history, as_json, soak, recipients, deliver, hold,
-          release_rate) -> None:
+def bench(messages, binds, window, policy, lists, optouts, history, history_recipients, as_json, soak, recipients,
+          deliver, hold, release_rate) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -398,6 +402,8 @@ def bench(messages, binds, window, policy, lists, history, as_json, soak, recipi
     Example:
         smppguard bench -n 200000 -b 4 -w 10
         smppguard bench -n 200000 --policy compare --lists 1000000
+        smppguard bench -n 1000000 --policy compare --lists 20000000 --optouts 5000000 \\
+            --history 30000000 --history-recipients 10000000
         smppguard bench --soak 2500000 --recipients 50000
         smppguard bench --deliver 60000
         smppguard bench --hold 100000
@@ -412,7 +418,8 @@ def bench(messages, binds, window, policy, lists, history, as_json, soak, recipi
         from .. import bench_deliver
 
         sys.exit(bench_deliver.run_command(deliver, window, as_json))
-    sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients, history))
+    sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients, history,
+                         optouts=optouts, history_recipients=history_recipients))
 
 
 for command in (blacklist, optout, consent, tz, dead, queue, audit, stats):

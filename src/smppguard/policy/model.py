@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Mapping, NamedTuple
 
+from .compact import CompactHistory, CompactSet
+
 SCOPE_STRIDE = 1 << 50  # above every E.164 number (15 digits at most)
 MAX_SCOPES = 1 << 20
 PRUNE_BUDGET = 50_000  # history keys looked at per prune call (about 15 ms)
@@ -76,18 +78,21 @@ class Submission(NamedTuple):
 class Index:
     """In-memory list state and send history. Mutated only through its methods."""
 
-    blacklist: set[int] = field(default_factory=set)
-    optouts: set[int] = field(default_factory=set)  # scoped(number, scope id)
+    # The large tables are a set / dict, or (as the store loads them) a CompactSet / CompactHistory: the same
+    # contents in a tenth of the memory (compact.py)
+    blacklist: set[int] | CompactSet = field(default_factory=set)
+    optouts: set[int] | CompactSet = field(default_factory=set)  # scoped(number, scope id)
     optout_at: dict[int, float] = field(default_factory=dict)  # recent opt-outs (same keys), for the grace rule
     dead: dict[int, float] = field(default_factory=dict)  # number -> expires at
     low_credit: dict[int, int] = field(default_factory=dict)  # number -> credit score, only those below the floor
     consent: dict[int, str] = field(default_factory=dict)  # scoped(number, scope id) -> pending|confirmed
     tz: dict[int, str] = field(default_factory=dict)  # per-number time zone overrides
     # frequency key -> sends, sorted: those the SMSC accepted, and those in flight (reserved) until it answers
-    history: dict[int, tuple[float, ...]] = field(default_factory=dict)
+    history: dict[int, tuple[float, ...]] | CompactHistory = field(default_factory=dict)
     grace_used: set[int] = field(default_factory=set)  # opt-out keys whose one confirmation was sent
     scope_ids: dict[str, int] = field(default_factory=lambda: {"": GLOBAL})
     change_id: int = 0  # the last change-log row applied
+    history_mark: int = 0  # the last send row of the store that `history`'s base holds (store/snapshot.py)
     _prune_pending: list[int] = field(default_factory=list, repr=False, compare=False)  # see prune_history
 
     # --- scopes --------------------------------------------------------------------------------------------
@@ -166,7 +171,11 @@ class Index:
                 del self.history[key]
 
     def record_send(self, key: int, at: float) -> None:
-        _insert(self.history, key, at)
+        history = self.history
+        if type(history) is dict:
+            _insert(history, key, at)
+        else:
+            history.insert(key, at)  # type: ignore[union-attr]
 
     reserve = record_send  # the same thing, said where the send is still in flight (see above)
 
@@ -176,6 +185,9 @@ class Index:
         period, so an old entry left for a while costs memory, never a wrong verdict. A pass starts from a
         snapshot of the keys and resumes where the last call stopped."""
         pending = self._prune_pending
+        if isinstance(self.history, CompactHistory):
+            self.history.prune(before, pending, budget)
+            return
         if not pending:
             pending.extend(self.history)
         history = self.history

@@ -26,14 +26,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from .. import tasks
 from ..policy import Policy
+from ..policy.compact import CompactHistory, CompactSet
 from ..policy.model import Index
-from . import audit
+from . import audit, snapshot
 from .changelog import COLUMNS, from_row
 from .credit import apply_low_scores, low_scores
 from .db import BUSY_TIMEOUT_MS, StoreError
-from .index import apply_change
+from .index import apply_change, history_keys_name
 from .lists import apply_due_removals
 from .migrations import NEWEST, too_new
 from .writer import StoreWriter
@@ -50,7 +53,8 @@ class Upkeep:
     def __init__(self, path: str, index: Index, policy: Policy, writer: StoreWriter, *, tail_interval: float = 0.5,
                  retention: float = 400 * 86400.0, tidy_every: float = 60.0, expire_first: float = 60.0,
                  expire_every: float = 3600.0, audit_max_size: int = 1_000_000_000,
-                 failures_within_s: float = 30 * 86400.0):
+                 failures_within_s: float = 30 * 86400.0, snapshot_first: float | None = None,
+                 snapshot_every: float = 3600.0):
         self.path = path
         self.index = index
         self.policy = policy
@@ -63,6 +67,11 @@ class Upkeep:
         self.expire_every = expire_every  # then this often (hourly)
         self.audit_max_size = audit_max_size
         self.failures_within_s = failures_within_s  # receipts that said suspended count for the credit score
+        # the snapshot file's roll forward: this long after start-up (None: as often as after that), then hourly
+        self.snapshot_every = snapshot_every
+        self.snapshot_first = snapshot_every if snapshot_first is None else snapshot_first
+        self.last_snapshot: dict | None = None  # what the last roll forward did (metrics, the benchmark)
+        self._snapshots: asyncio.Task | None = None
         self._rescore: set[int] = set()  # numbers whose credit score may have changed
         self.failed: asyncio.Future[str] | None = None  # set when the daemon must stop (Rule 1)
         self._db: sqlite3.Connection | None = None
@@ -78,8 +87,13 @@ class Upkeep:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-upkeep")
         self._db = await self._in_thread(_read_only, self.path)
         self._task = tasks.spawn(self._loop(), name="store upkeep")
+        self._snapshots = tasks.spawn(self._snapshot_loop(), name="index snapshot")
 
     async def close(self) -> None:
+        if self._snapshots is not None:
+            self._snapshots.cancel()
+            await asyncio.gather(self._snapshots, return_exceptions=True)
+            self._snapshots = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -90,6 +104,59 @@ class Upkeep:
         if self._thread is not None:
             self._thread.shutdown(wait=False)
             self._thread = None
+
+    # --- the snapshot file (store/snapshot.py) ----------------------------------------------------------------
+
+    async def _snapshot_loop(self) -> None:
+        await asyncio.sleep(self.snapshot_first)
+        while True:
+            try:
+                await self.roll_forward()
+            except (OSError, sqlite3.Error, ValueError, MemoryError):
+                log.exception("rolling the index snapshot forward failed; will retry in %.0f s", self.snapshot_every)
+            await asyncio.sleep(self.snapshot_every)
+
+    async def roll_forward(self) -> dict:
+        """Merge the sends logged since the history's base into it (and drop those past the longest period),
+        fold the lists' overlays into their bases, and write the snapshot file: in threads, so the loop goes on
+        screening; the Index then takes the new bases, keeping every write made meanwhile. Returns what it did."""
+        started = time.monotonic()
+        index, policy = self.index, self.policy
+        blacklist, optouts, history = index.blacklist, index.optouts, index.history
+        assert isinstance(blacklist, CompactSet) and isinstance(optouts, CompactSet)
+        assert isinstance(history, CompactHistory)
+        change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
+        bases = (blacklist.base, optouts.base, history.base)
+        mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
+                                           policy.history_span_s > 0)
+        head = await self._in_thread(snapshot.head, self._db, change_id, mark)
+        key_of = policy.history_keys(index)
+        keys = np.array([n if key_of is None else key_of(n, a) for n, a, _ in rows], dtype=np.int64)
+        times = np.array([t for *_, t in rows], dtype=np.float64)
+        after = time.time() - policy.history_span_s
+        meta = {**head, "history_keys": history_keys_name(policy), "scope_ids": dict(index.scope_ids)}
+
+        def build():
+            hist, hist_rows = snapshot.rolled(bases[2], keys, times, after)
+            black_table = snapshot.merged_table(bases[0], *black)
+            opt_table = snapshot.merged_table(bases[1], *opt)
+            snapshot.write(snapshot.path_for(self.path), meta, black_table, opt_table, hist, hist_rows)
+            return black_table, opt_table, hist, hist_rows
+
+        black_table, opt_table, hist, hist_rows = await asyncio.to_thread(build)
+        # a bulk write (an import of 100,000 or more) rebuilt a base meanwhile: that one is newer than ours
+        if blacklist.base is bases[0] and index.blacklist is blacklist:
+            blacklist.install(black_table, *black)
+        if optouts.base is bases[1] and index.optouts is optouts:
+            optouts.install(opt_table, *opt)
+        if index.history is history:
+            history.install(hist, hist_rows)
+            index.history_mark = mark
+        self.last_snapshot = {"seconds": time.monotonic() - started, "sends_merged": len(rows),
+                              "keys": len(hist.keys), "sends": len(hist.times), "change_id": change_id}
+        log.info("index snapshot rolled forward in %.2fs: %d sends merged, %d keys with %d sends, lists as of "
+                 "change %d", self.last_snapshot["seconds"], len(rows), len(hist.keys), len(hist.times), change_id)
+        return self.last_snapshot
 
     # --- the change-log tail -------------------------------------------------------------------------------
 

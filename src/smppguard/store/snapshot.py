@@ -1,0 +1,218 @@
+"""The Index's snapshot file: its large tables (blacklist, opt-outs, send history) as arrays, beside the store as
+`<store>.index`, so that start-up reads them at disk speed and replays only what came after them.
+
+Rule: the snapshot is a cache of the store, never a source. It says what it holds: the lists as of change-log id
+`change_id`, the sends of `send_history` up to row `history_row`, under the history keys of `history_keys`. Start-up
+takes it only when the store still agrees (the same store, that change-log row and that send row unchanged, the
+same keys); otherwise it reads the tables, as without one, and writes a new snapshot. The daemon rolls it forward
+every hour (Upkeep): the sends since `history_row` merged in, older ones dropped, the lists as the Index has them.
+Written to a temporary file and renamed, so a crash leaves the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..policy.compact import MAX_KEY, CompactHistory, CompactSet, HistoryArrays, KeyTable
+from ..policy.model import SCOPE_STRIDE, Index
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+SUFFIX = ".index"
+#: Rows read from SQLite per numpy conversion when the tables are read in full.
+CHUNK = 1 << 16
+
+
+def path_for(store: str | os.PathLike) -> Path:
+    return Path(f"{store}{SUFFIX}")
+
+
+def store_path(db: sqlite3.Connection) -> str:
+    """The file of the connection's main database ('' for an in-memory one)."""
+    return next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
+
+
+class Snapshot(NamedTuple):
+    meta: dict[str, Any]
+    blacklist: KeyTable
+    optouts: KeyTable
+    history: HistoryArrays
+    history_rows: np.ndarray  # the table of history.keys (its `rows`)
+
+
+# --- what the store says now --------------------------------------------------------------------------------
+
+def _change_at(db: sqlite3.Connection, change_id: int) -> float | None:
+    row = db.execute("SELECT at FROM changelog WHERE id = ?", (change_id,)).fetchone()
+    return row[0] if row else None
+
+
+def _lists_agree(db: sqlite3.Connection, meta: dict[str, Any], node: str) -> bool:
+    """The snapshot's lists are of this store, as of a change-log row it still has."""
+    if meta.get("version") != VERSION or meta.get("node_id") != node:
+        return False
+    change_id = meta["change_id"]
+    last = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
+    return change_id <= last and (change_id == 0 or _change_at(db, change_id) == meta["change_at"])
+
+
+def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: str) -> bool:
+    """Its sends are this table's up to a row that is still there, unchanged (rowids are reused only once the
+    rows above them are gone), under the same keys."""
+    if meta.get("history_keys") != history_keys:
+        return False
+    if meta["history_row"] == 0:
+        return meta.get("history_last") is None
+    row = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid = ?",
+                     (meta["history_row"],)).fetchone()
+    return row is not None and list(row) == meta["history_last"]
+
+
+# --- the file -----------------------------------------------------------------------------------------------
+
+def write(path: Path, meta: dict[str, Any], blacklist: KeyTable, optouts: KeyTable, history: HistoryArrays,
+          history_rows: np.ndarray) -> None:
+    """Write the snapshot (npz, uncompressed) to a temporary file, flush it to disk and rename it into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    header = np.frombuffer(json.dumps({**meta, "version": VERSION}).encode(), dtype=np.uint8)
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, meta=header, blacklist=blacklist.keys, blacklist_rows=blacklist.rows, optouts=optouts.keys,
+                 optouts_rows=optouts.rows, history_keys=history.keys, history_offs=history.offs,
+                 history_times=history.times, history_rows=history_rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read(path: Path) -> Snapshot | None:
+    """The snapshot in `path`, or None when there is none or it cannot be read (then the tables are)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            history = HistoryArrays(z["history_keys"], z["history_offs"], z["history_times"])
+            return Snapshot(meta, KeyTable(z["blacklist"], z["blacklist_rows"]),
+                            KeyTable(z["optouts"], z["optouts_rows"]), history, z["history_rows"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("index snapshot %s unreadable (%s): reading the tables instead", path, e)
+        return None
+
+
+# --- loading ------------------------------------------------------------------------------------------------
+
+def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node: str) -> bool:
+    """The blacklist and the opt-outs into `index`: from the snapshot when it agrees with the store (then returns
+    True, and `index.change_id` is the snapshot's: the caller replays the change log after it), else from the
+    tables as of this transaction's change id."""
+    if snap is not None and _lists_agree(db, snap.meta, node):
+        index.scope_ids = dict(snap.meta["scope_ids"])
+        index.blacklist = CompactSet(table=snap.blacklist)
+        index.optouts = CompactSet(table=snap.optouts)
+        index.change_id = snap.meta["change_id"]
+        return True
+    index.change_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
+    index.blacklist = CompactSet(_numbers(db, "SELECT group_concat(number) FROM blacklist", ()))
+    parts, big = [], []
+    for scope, key in db.execute("SELECT DISTINCT scope, scope_key FROM optout").fetchall():
+        numbers = _numbers(db, "SELECT group_concat(number) FROM optout WHERE scope = ? AND scope_key = ?",
+                           (scope, key))
+        sid = index.scope_id(scope, key)
+        if sid * SCOPE_STRIDE + int(numbers.max(initial=0)) <= MAX_KEY:
+            parts.append(numbers + np.int64(sid * SCOPE_STRIDE))
+        else:  # past 8191 scopes: keys beyond int64, kept one by one
+            big.extend(int(n) + sid * SCOPE_STRIDE for n in numbers.tolist())
+    index.optouts = CompactSet(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    index.optouts.update(big)
+    return False
+
+
+def _numbers(db: sqlite3.Connection, sql: str, args: tuple) -> np.ndarray:
+    """One column of integers, as SQLite joins them into one string: a million in a tenth of a second, where a
+    row per number takes seconds."""
+    (text,) = db.execute(sql, args).fetchone()
+    return np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
+
+
+def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, after: float, keys_name: str,
+                 key_of) -> bool:
+    """Sends later than `after` into `index.history`, and `index.history_mark` (the last send row its base
+    holds): the snapshot's base and the rows after it (returns True), or every row of the table (in time order, a
+    chunk of rows at a time) when the snapshot does not agree."""
+    if snap is not None and _history_agrees(db, snap.meta, keys_name):
+        index.history = CompactHistory(snap.history, snap.history_rows)
+        index.history_mark = snap.meta["history_row"]
+        for number, account, sent_at in db.execute(
+                "SELECT number, account, sent_at FROM send_history WHERE rowid > ? AND sent_at > ? ORDER BY sent_at",
+                (index.history_mark, after)):
+            index.record_send(number if key_of is None else key_of(number, account), sent_at)
+        return True
+    index.history_mark = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0]
+    keys, times = [], []
+    if key_of is None:
+        cursor = db.execute("SELECT number, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
+                            "ORDER BY sent_at", (index.history_mark, after))
+        while rows := cursor.fetchmany(CHUNK):
+            pairs = np.array(rows, dtype=[("k", np.int64), ("t", np.float64)])
+            keys.append(pairs["k"])
+            times.append(pairs["t"])
+    else:  # keyed by account too (`[rules.frequency] scope = "account"`): a key per row
+        rows = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
+                          "ORDER BY sent_at", (index.history_mark, after)).fetchall()
+        keys.append(np.array([key_of(number, account) for number, account, _ in rows], dtype=np.int64))
+        times.append(np.array([sent_at for *_, sent_at in rows], dtype=np.float64))
+    index.history = CompactHistory(HistoryArrays.from_rows(np.concatenate(keys), np.concatenate(times), by_time=True)
+                                   if keys else None)
+    return False
+
+
+# --- rolling forward ----------------------------------------------------------------------------------------
+
+def sends_after(db: sqlite3.Connection, row: int, counted: bool = True) -> tuple[int, list[tuple[int, str, float]]]:
+    """The send rows after `row` (number, account, sent_at), and the last one's id (`row` when there are none);
+    not `counted` (no rule counts sends): none, and the table's last row."""
+    if not counted:
+        return db.execute("SELECT COALESCE(MAX(rowid), ?) FROM send_history", (row,)).fetchone()[0], []
+    rows = db.execute("SELECT rowid, number, account, sent_at FROM send_history WHERE rowid > ? ORDER BY rowid",
+                      (row,)).fetchall()
+    return (rows[-1][0] if rows else row), [r[1:] for r in rows]
+
+
+def head(db: sqlite3.Connection, change_id: int, history_row: int) -> dict[str, Any]:
+    """What a snapshot of the lists as of `change_id` and the sends up to `history_row` says of the store, for
+    start-up to check that it still agrees (`_lists_agree`, `_history_agrees`)."""
+    node = db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+    last = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid = ?", (history_row,)).fetchone()
+    return {"node_id": node[0] if node else "", "change_id": change_id, "change_at": _change_at(db, change_id),
+            "history_row": history_row, "history_last": list(last) if last else None}
+
+
+def rolled(history: HistoryArrays, keys: np.ndarray, times: np.ndarray, after: float
+           ) -> tuple[HistoryArrays, np.ndarray]:
+    """The history base with these sends merged in and those at or before `after` dropped, and its table (work
+    for a thread: numpy gives up the GIL for the bulk of it)."""
+    started = time.monotonic()
+    arrays = history.merged(keys, times, after)
+    table = KeyTable(arrays.keys)
+    log.debug("history rolled forward: %d keys, %d sends in %.2fs", len(arrays.keys), len(arrays.times),
+              time.monotonic() - started)
+    return arrays, table.rows
+
+
+def merged_table(table: KeyTable, added: np.ndarray, removed: np.ndarray) -> KeyTable:
+    from ..policy.compact import merged_keys
+
+    if not added.size and not removed.size:
+        return table
+    return KeyTable(merged_keys(table.keys, added, removed))

@@ -1,0 +1,170 @@
+"""The compact Index (CompactSet, CompactHistory, as the store loads it) and the plain one (a set and a dict) hold
+the same and decide the same, whatever the stream of list changes, sends, refusals, prunes, roll forwards of the
+base and times."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from policy_helpers import DAY, HOUR, at, sub
+
+from smppguard.policy import compact, decide, load_policy
+from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeyTable, merged_keys, place
+from smppguard.policy.model import GLOBAL, Index, scoped
+
+T0 = at(2025, 6, 1, 10)
+NUMBERS = [8613800000000 + 7919 * i for i in range(12)]
+POLICY = load_policy(rules={"quiet_hours": {"enabled": False}, "frequency": {"max": 2, "period": "3d",
+                                                                            "min_interval": "6h"}})
+
+
+def test_place_puts_every_key_in_one_slot_reachable_from_its_hash():
+    keys = np.unique(np.random.default_rng(5).integers(0, 2**62, 50_000))
+    table = KeyTable(keys)
+    assert sorted(table.rows[table.rows >= 0].tolist()) == list(range(len(keys)))
+    assert [table.row(int(k)) for k in keys[::7]] == list(range(0, len(keys), 7))
+    assert table.row(int(keys[0]) + 1) in (-1, 1) and table.row(-5) == -1 and table.row(2**70) == -1
+    rows = place(keys, 17)  # a fuller table (0.38): still one key a slot
+    assert (rows >= 0).sum() == len(keys)
+
+
+def test_a_million_sequential_numbers_are_not_one_long_probe_run():
+    keys = np.arange(8613800000000, 8613801000000, dtype=np.int64)
+    table = KeyTable(keys)
+    taken = np.concatenate(([0], (table.rows >= 0).astype(np.int8), [0]))
+    runs = np.diff(np.flatnonzero(np.diff(taken)))[::2]
+    assert runs.max() < 200  # an identity hash would make this one run of a million
+
+
+# --- CompactSet == set ----------------------------------------------------------------------------------------
+
+KEYS = st.sampled_from([*NUMBERS[:6], scoped(NUMBERS[0], 3), scoped(NUMBERS[1], 9000)])  # 9000: past int64
+set_ops = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["add", "discard"]), KEYS),
+    st.tuples(st.sampled_from(["update", "difference_update"]), st.lists(KEYS, max_size=5)),
+    st.tuples(st.just("roll"), st.lists(st.tuples(st.sampled_from(["add", "discard"]), KEYS), max_size=4)),
+), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.lists(KEYS, max_size=6), ops=set_ops)
+def test_property_compact_set_holds_what_a_set_holds(start, ops):
+    plain, packed = set(start), CompactSet(start)
+    with patch.object(compact, "BULK", 3):  # batches of 3 or more rebuild the base at once
+        for op, arg in ops:
+            if op == "roll":  # a roll forward: pending(), writes meanwhile (arg), the new base installed
+                added, removed = packed.pending()
+                table = KeyTable(merged_keys(packed.base.keys, added, removed))
+                for inner, key in arg:
+                    getattr(plain, inner)(key)
+                    getattr(packed, inner)(key)
+                packed.install(table, added, removed)
+            else:
+                getattr(plain, op)(arg)
+                getattr(packed, op)(arg)
+            assert packed == plain and len(packed) == len(plain)
+            assert all((k in packed) == (k in plain) for k in (*NUMBERS[:7], scoped(NUMBERS[0], 3)))
+
+
+# --- the Index, plain and compact: the same verdicts ---------------------------------------------------------
+
+events = st.lists(st.one_of(
+    st.tuples(st.just("list"), st.sampled_from(["blacklist", "optout"]), st.sampled_from(["add", "remove"]),
+              st.sampled_from(NUMBERS)),
+    st.tuples(st.just("send"), st.sampled_from(NUMBERS), st.booleans()),  # accepted by the SMSC, or refused
+    st.tuples(st.just("wait"), st.floats(0, 2 * DAY)),
+    st.tuples(st.just("prune"), st.integers(1, 5)),
+    st.tuples(st.just("roll")),
+), max_size=60)
+
+
+def roll(index: Index, accepted: list[tuple[int, float]], mark: int, now: float) -> int:
+    """What Upkeep.roll_forward does to the Index: the sends the store holds since `mark` merged into the
+    history's base (and those past the longest period dropped), the lists' overlays folded into their bases."""
+    new = accepted[mark:]
+    arrays = index.history.base.merged(np.array([k for k, _ in new], dtype=np.int64),
+                                       np.array([t for _, t in new], dtype=np.float64), now - POLICY.history_span_s)
+    index.history.install(arrays)
+    for packed in (index.blacklist, index.optouts):
+        added, removed = packed.pending()
+        packed.install(KeyTable(merged_keys(packed.base.keys, added, removed)), added, removed)
+    return len(accepted)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=events)
+def test_property_compact_index_decides_as_the_plain_one(stream):
+    plain = Index()
+    packed = Index(blacklist=CompactSet(), optouts=CompactSet(), history=CompactHistory())
+    now, accepted, mark = T0, [], 0
+    for event in stream:
+        if event[0] == "list":
+            _, kind, op, number = event
+            for index in (plain, packed):
+                table = index.blacklist if kind == "blacklist" else index.optouts
+                key = number if kind == "blacklist" else scoped(number, index.scope_id("sender", "ACME"))
+                (table.add if op == "add" else table.discard)(key)
+        elif event[0] == "send":
+            _, number, ok = event
+            verdicts = [decide(sub(number), index, now, POLICY) for index in (plain, packed)]
+            assert verdicts[0] == verdicts[1]
+            if verdicts[0].allowed:
+                for index in (plain, packed):
+                    POLICY.forward(sub(number), verdicts[0], index, now)
+                    if not ok:
+                        index.release(number, now)
+                if ok:
+                    accepted.append((number, now))
+            now += 1.0
+        elif event[0] == "wait":
+            now += event[1]
+        elif event[0] == "prune":
+            for index in (plain, packed):
+                index.prune_history(now - POLICY.history_span_s, budget=event[1])
+        else:
+            mark = roll(packed, accepted, mark, now)
+        for number in NUMBERS:
+            assert decide(sub(number), plain, now, POLICY) == decide(sub(number), packed, now, POLICY)
+            assert decide(sub(number, sender="BETA"), plain, now, POLICY) == \
+                decide(sub(number, sender="BETA"), packed, now, POLICY)
+        assert packed.blacklist == plain.blacklist and packed.optouts == plain.optouts
+    span = now - POLICY.history_span_s
+    recent = {k: tuple(t for t in v if t > span) for k, v in plain.history.items()}
+    assert {k: tuple(t for t in packed.history[k] if t > span) for k in packed.history
+            if any(t > span for t in packed.history[k])} == {k: v for k, v in recent.items() if v}
+
+
+def test_history_arrays_merge_drops_old_sends_and_keeps_each_key_in_time_order():
+    base = HistoryArrays.from_rows(np.array([5, 3, 5, 9]), np.array([10.0, 1.0, 30.0, 2.0]))
+    merged = base.merged(np.array([5, 7, 3, 5]), np.array([40.0, 5.0, 0.5, 20.0]), after=1.5)
+    assert merged.keys.tolist() == [5, 7, 9]
+    assert merged.offs.tolist() == [0, 4, 5, 6]
+    assert merged.times.tolist() == [10.0, 20.0, 30.0, 40.0, 5.0, 2.0]
+    history = CompactHistory(merged)
+    assert history.get(5) == (10.0, 20.0, 30.0, 40.0) and 3 not in history and len(history) == 3
+
+
+def test_scoped_keys_of_one_number_do_not_collide_in_the_table():
+    keys = np.array(sorted(scoped(NUMBERS[0], sid) for sid in range(1, 200)), dtype=np.int64)
+    table = KeyTable(keys)
+    assert all(table.row(int(k)) == i for i, k in enumerate(keys.tolist()))
+    assert table.row(scoped(NUMBERS[0], GLOBAL)) == -1
+
+
+def test_a_prune_keeps_the_sends_made_since_the_last_roll_forward():
+    index = Index(blacklist=CompactSet(), optouts=CompactSet(), history=CompactHistory())
+    n = NUMBERS[0]
+    POLICY.forward(sub(n), decide(sub(n), index, T0, POLICY), index, T0)
+    roll(index, [(n, T0)], 0, T0 + 1)  # the base now holds the first send
+    later = T0 + 7 * HOUR
+    assert decide(sub(n), index, later, POLICY).allowed
+    POLICY.forward(sub(n), decide(sub(n), index, later, POLICY), index, later)
+    index.prune_history(later - POLICY.history_span_s)
+    assert index.history.get(n) == (T0, later)
+    assert decide(sub(n), index, later + 7 * HOUR, POLICY).rule == "frequency"  # 2 in 3 days: a third refused
+    roll(index, [(n, T0), (n, later)], 1, later + 1)
+    index.prune_history(later - POLICY.history_span_s)  # the base has caught up: the overlay lets the key go
+    assert index.history.overlay_size == 0 and index.history.get(n) == (T0, later)

@@ -1,0 +1,173 @@
+"""The Index's snapshot file: start-up from it plus what came after equals start-up from the tables; a snapshot
+that no longer agrees with the store is not used; the daemon rolls it forward on its own."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from store_helpers import eventually
+
+from smppguard.policy import load_policy
+from smppguard.policy.compact import CompactHistory, CompactSet
+from smppguard.policy.model import SCOPE_STRIDE, Index
+from smppguard.store import snapshot
+from smppguard.store.changelog import Change, write
+from smppguard.store.db import connect
+from smppguard.store.index import open_index
+from smppguard.store.upkeep import Upkeep
+from smppguard.store.writer import StoreWriter
+
+POLICY = load_policy()
+ACCOUNT_POLICY = load_policy(rules={"frequency": {"scope": "account"}})
+N = [8613800000000 + i for i in range(12)]
+DAY = 86400.0
+
+
+def view(index: Index) -> dict:
+    names = {sid: name for name, sid in index.scope_ids.items()}
+
+    def decode(key):
+        sid, number = divmod(key, SCOPE_STRIDE)
+        return number, names[sid]
+
+    return {"blacklist": set(index.blacklist), "optouts": {decode(k) for k in index.optouts},
+            "optout_at": {decode(k): at for k, at in index.optout_at.items()}, "dead": dict(index.dead),
+            "consent": {decode(k): v for k, v in index.consent.items()}, "tz": dict(index.tz),
+            "history": {decode(k): index.history[k] for k in index.history}}
+
+
+def lists(conn, now, *numbers, op="add"):
+    changes = [Change("blacklist", op, n) for n in numbers[::2]]
+    changes += [Change("optout", op, n, "sender", "ACME" if n % 3 else "BETA", {"source": "mo"}) for n in numbers[1::2]]
+    write(conn, changes, origin="test", now=now)
+
+
+def sends(conn, rows):
+    conn.executemany("INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)", rows)
+
+
+def opened(conn, policy=POLICY, **kw) -> tuple[Index, bool]:
+    return open_index(conn, policy, time.time(), **kw)
+
+
+async def rolled(path, index: Index, policy=POLICY) -> dict:
+    writer = StoreWriter(str(path))
+    await writer.start()
+    upkeep = Upkeep(str(path), index, policy, writer, snapshot_first=3600)
+    await upkeep.start()
+    try:
+        return await upkeep.roll_forward()
+    finally:
+        await upkeep.close()
+        await writer.close()
+
+
+@pytest.fixture
+def filled(path):
+    """A store with lists, and sends within the last month and before it."""
+    now = time.time()
+    conn = connect(path)
+    lists(conn, now, *N[:8])
+    sends(conn, [(N[0], "acct1", now - 40 * DAY), (N[0], "acct1", now - 2 * DAY), (N[1], "acct2", now - DAY),
+                 (N[1], "acct1", now - 3 * DAY), (N[2], "acct1", now - 10.5)])
+    conn.close()
+    return path
+
+
+async def test_start_up_from_the_snapshot_and_what_came_after_equals_start_up_from_the_tables(filled):
+    conn = connect(filled)
+    try:
+        index, current = opened(conn)
+        assert not current and not snapshot.path_for(filled).exists()
+        assert isinstance(index.blacklist, CompactSet) and isinstance(index.history, CompactHistory)
+        done = await rolled(filled, index)
+        assert done["keys"] == 3 and done["sends"] == 4  # the send 40 days ago is past the longest period
+        assert snapshot.path_for(filled).exists()
+        assert view(opened(conn)[0]) == view(opened(conn, use_snapshot=False)[0])
+        # after the snapshot: entries of its base removed, new ones added, new sends, one to a key it holds
+        now = time.time()
+        lists(conn, now, *N[:4], op="remove")
+        lists(conn, now, *N[8:])
+        sends(conn, [(N[0], "acct1", now - 5), (N[9], "acct1", now - 4)])
+        again, current = opened(conn)
+        assert current
+        expected = view(opened(conn, use_snapshot=False)[0])
+        assert view(again) == expected
+        assert expected["blacklist"] == {N[4], N[6], N[8], N[10]}
+        assert expected["history"][(N[0], "")] == (pytest.approx(now - 2 * DAY), now - 5)
+        # rolled forward once more, the file alone holds it all
+        await rolled(filled, again)
+        third, current = opened(conn)
+        assert current and view(third) == expected
+        assert third.history.overlay_size == 0 and third.blacklist.overlay_size == 0
+    finally:
+        conn.close()
+
+
+async def test_history_keyed_by_account_goes_through_the_snapshot_with_its_scope_ids(filled):
+    conn = connect(filled)
+    try:
+        await rolled(filled, opened(conn, ACCOUNT_POLICY)[0], ACCOUNT_POLICY)
+        sends(conn, [(N[1], "acct3", time.time() - 1)])
+        index, current = opened(conn, ACCOUNT_POLICY)
+        assert current
+        assert view(index) == view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
+        assert view(index)["history"][(N[1], "a:acct3")] and len(index.history) == 5
+        # keyed by number now: the snapshot's history is of no use, its lists still are
+        index, current = opened(conn)
+        assert not current and view(index) == view(opened(conn, use_snapshot=False)[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("change", ["another store", "change-log row", "send row", "corrupt"])
+async def test_a_snapshot_that_no_longer_agrees_with_the_store_is_not_used(filled, tmp_path, change, caplog):
+    conn = connect(filled)
+    try:
+        await rolled(filled, opened(conn)[0])
+        target = filled
+        if change == "another store":  # the same lists and sends, but another store's file
+            target = tmp_path / "other" / "store.db"
+            target.parent.mkdir()
+            shutil.copy(filled, target)
+            conn.close()
+            conn = connect(target)
+            conn.execute("UPDATE meta SET value = 'elsewhere' WHERE key = 'node_id'")
+            shutil.copy(snapshot.path_for(filled), snapshot.path_for(target))
+        elif change == "change-log row":  # the change log was rewritten under the same ids
+            conn.execute("UPDATE changelog SET at = at + 1 WHERE id = (SELECT MAX(id) FROM changelog)")
+        elif change == "send row":  # the snapshot's last send row is gone (the table was emptied and refilled)
+            conn.execute("DELETE FROM send_history")
+            sends(conn, [(N[5], "acct1", time.time() - 1)] * 6)
+        else:
+            snapshot.path_for(filled).write_bytes(b"PK\x03\x04 not a snapshot")
+        index, current = opened(conn)
+        assert not current
+        assert view(index) == view(opened(conn, use_snapshot=False)[0])
+        if change == "send row":
+            assert set(view(index)["history"]) == {(N[5], "")}
+        if change == "corrupt":
+            assert "unreadable" in caplog.text
+    finally:
+        conn.close()
+
+
+async def test_the_daemon_writes_the_snapshot_on_its_own_and_keeps_what_was_written_meanwhile(filled):
+    conn = connect(filled)
+    index = opened(conn)[0]
+    writer = StoreWriter(str(filled))
+    await writer.start()
+    upkeep = Upkeep(str(filled), index, POLICY, writer, snapshot_first=0.05, snapshot_every=3600)
+    await upkeep.start()
+    try:
+        index.blacklist.add(N[11])  # written between the roll forward's start and its end, as far as it knows
+        index.blacklist.discard(N[0])
+        await eventually(lambda: upkeep.last_snapshot is not None)
+        assert N[11] in index.blacklist and N[0] not in index.blacklist and N[2] in index.blacklist
+        assert snapshot.path_for(filled).exists()
+    finally:
+        await upkeep.close()
+        await writer.close()
+        conn.close()
