@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from policy_helpers import DAY, HOUR, at, sub
 
 from smppguard.policy import compact, decide, load_policy
-from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeyTable, merged_keys, place
+from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable, merged_keys, place
 from smppguard.policy.model import GLOBAL, Index, scoped
 
 T0 = at(2025, 6, 1, 10)
@@ -57,7 +57,7 @@ def test_property_compact_set_holds_what_a_set_holds(start, ops):
         for op, arg in ops:
             if op == "roll":  # a roll forward: pending(), writes meanwhile (arg), the new base installed
                 added, removed = packed.pending()
-                table = KeyTable(merged_keys(packed.base.keys, added, removed))
+                table = KeySlots.of(merged_keys(packed.base.keys, added, removed))
                 for inner, key in arg:
                     getattr(plain, inner)(key)
                     getattr(packed, inner)(key)
@@ -90,7 +90,7 @@ def roll(index: Index, accepted: list[tuple[int, float]], mark: int, now: float)
     index.history.install(arrays)
     for packed in (index.blacklist, index.optouts):
         added, removed = packed.pending()
-        packed.install(KeyTable(merged_keys(packed.base.keys, added, removed)), added, removed)
+        packed.install(KeySlots.of(merged_keys(packed.base.keys, added, removed)), added, removed)
     return len(accepted)
 
 

@@ -22,12 +22,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..policy.compact import MAX_KEY, CompactHistory, CompactSet, HistoryArrays, KeyTable
+from ..policy.compact import MAX_KEY, CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable, merged_keys
 from ..policy.model import SCOPE_STRIDE, Index
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: set tables as slots of keys
 SUFFIX = ".index"
 #: Rows read from SQLite per numpy conversion when the tables are read in full.
 CHUNK = 1 << 16
@@ -44,8 +44,8 @@ def store_path(db: sqlite3.Connection) -> str:
 
 class Snapshot(NamedTuple):
     meta: dict[str, Any]
-    blacklist: KeyTable
-    optouts: KeyTable
+    blacklist: KeySlots
+    optouts: KeySlots
     history: HistoryArrays
     history_rows: np.ndarray  # the table of history.keys (its `rows`)
 
@@ -80,15 +80,16 @@ def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: 
 
 # --- the file -----------------------------------------------------------------------------------------------
 
-def write(path: Path, meta: dict[str, Any], blacklist: KeyTable, optouts: KeyTable, history: HistoryArrays,
+def write(path: Path, meta: dict[str, Any], blacklist: KeySlots, optouts: KeySlots, history: HistoryArrays,
           history_rows: np.ndarray) -> None:
     """Write the snapshot (npz, uncompressed) to a temporary file, flush it to disk and rename it into place."""
     tmp = path.with_name(path.name + ".tmp")
-    header = np.frombuffer(json.dumps({**meta, "version": VERSION}).encode(), dtype=np.uint8)
+    meta = {**meta, "version": VERSION, "blacklist": len(blacklist), "optouts": len(optouts)}
+    header = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as f:
-        np.savez(f, meta=header, blacklist=blacklist.keys, blacklist_rows=blacklist.rows, optouts=optouts.keys,
-                 optouts_rows=optouts.rows, history_keys=history.keys, history_offs=history.offs,
+        np.savez(f, meta=header, blacklist=blacklist.slots, optouts=optouts.slots, history_keys=history.keys,
+                 history_offs=history.offs,
                  history_times=history.times, history_rows=history_rows)
         f.flush()
         os.fsync(f.fileno())
@@ -101,8 +102,8 @@ def read(path: Path) -> Snapshot | None:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             history = HistoryArrays(z["history_keys"], z["history_offs"], z["history_times"])
-            return Snapshot(meta, KeyTable(z["blacklist"], z["blacklist_rows"]),
-                            KeyTable(z["optouts"], z["optouts_rows"]), history, z["history_rows"])
+            return Snapshot(meta, KeySlots(z["blacklist"], meta["blacklist"]), KeySlots(z["optouts"], meta["optouts"]),
+                            history, z["history_rows"])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
@@ -210,9 +211,8 @@ def rolled(history: HistoryArrays, keys: np.ndarray, times: np.ndarray, after: f
     return arrays, table.rows
 
 
-def merged_table(table: KeyTable, added: np.ndarray, removed: np.ndarray) -> KeyTable:
-    from ..policy.compact import merged_keys
-
+def merged_table(table: KeySlots, added: np.ndarray, removed: np.ndarray) -> KeySlots:
+    """The set table with an overlay folded in (the same table when it is empty)."""
     if not added.size and not removed.size:
         return table
-    return KeyTable(merged_keys(table.keys, added, removed))
+    return KeySlots.of(merged_keys(table.keys, added, removed))
