@@ -565,14 +565,15 @@ def fill_store(path: Path, entries: int, seed: int = 7, *, history: int = 0, rec
                        "VALUES (?, 'sender', 'SENDER' || ?, 'import', ?)",
                        zip(opt[order].tolist(), sender[order].tolist(), itertools.repeat(now - 86400)))
         del opt, sender, order
-        if history:
+        if history:  # in time order, as the daemon logs them: the index on sent_at grows at its end
             people = recipients or max(1, history // 3)
             month = 30 * 86400
+            times = np.sort(now - rng.random(history) * month)
             for start in range(0, history, 1_000_000):
                 n = min(1_000_000, history - start)
                 db.executemany("INSERT INTO send_history (number, account, sent_at) VALUES (?, 'bench', ?)",
                                zip((8613700000000 + rng.integers(0, people, n)).tolist(),
-                                   (now - rng.random(n) * month).tolist(), strict=True))
+                                   times[start:start + n].tolist(), strict=True))
         db.execute("COMMIT")
     finally:
         db.close()
