@@ -104,7 +104,9 @@ def test_daemon_ends_with_exactly_the_numbers_an_import_wrote(cli, daemon, db_pa
     the log: within a second of the import's end its Index holds exactly the imported numbers."""
     from smppguard.store import lists
 
-    monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 4096)  # ~300 rows a chunk: many commits during the import
+    monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 4096)  # ~300 rows a chunk
+    monkeypatch.setattr(lists, "IMPORT_RUN_ROWS", 2000)  # many commits during the import
+    monkeypatch.setattr(lists, "IMPORT_SLICE", 500)
     stack, client = daemon
     index = stack.store.screening.index
     imported = {NUMBER + i for i in range(20_000)}

@@ -19,8 +19,11 @@ BASE = 8613500000000
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Chunks of ~64 characters: a few rows each, so tests cross many chunk and block boundaries."""
+    """Chunks of ~64 characters: a few rows each, so tests cross many chunk and block boundaries; runs of 7 rows
+    written in slices of 5 numbers, so they cross run and transaction boundaries too."""
     monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 64)
+    monkeypatch.setattr(lists, "IMPORT_RUN_ROWS", 7)
+    monkeypatch.setattr(lists, "IMPORT_SLICE", 5)
 
 
 def blacklist_change(row: dict) -> Change:  # as `smppguard blacklist import --source complaint` makes them
@@ -196,7 +199,29 @@ def test_optout_import_with_correlation(db):
     assert globals_ == [(BASE + i, "correlation") for i in range(10)]
 
 
-def test_progress_is_reported_per_chunk(db, small_chunks):
+def test_progress_is_reported_per_transaction(db, small_chunks):
     seen = []
     run(db, "".join(f"{13500000000 + i}\n" for i in range(40)), progress=seen.append)
     assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 40
+
+
+def test_each_run_of_rows_is_written_in_key_order_a_slice_a_transaction(db, small_chunks):
+    """Runs of 7 rows, slices of 5: each change-log row (a transaction) holds at most 5 numbers, in key order,
+    and a run's rows follow one another in key order; every row is imported once."""
+    import json
+    import random
+
+    numbers = [BASE + i * 37 for i in range(23)]
+    random.Random(3).shuffle(numbers)
+    result = run(db, "".join(f"+{n}\n" for n in numbers))
+    assert result.imported == 23 and not result.errors
+    logged = [json.loads(text) if text else [n] for n, text in db.execute(
+        "SELECT number, numbers FROM changelog WHERE kind = 'blacklist' ORDER BY id")]
+    assert all(len(batch) <= 5 and batch == sorted(batch) for batch in logged)
+    assert sorted(n for batch in logged for n in batch) == sorted(numbers)
+    written = [n for batch in logged for n in batch]
+    ascending = [[written[0]]]  # the written numbers cut where they go down again: one piece per run
+    for n in written[1:]:
+        (ascending[-1].append(n) if n > ascending[-1][-1] else ascending.append([n]))
+    assert len(ascending) in (2, 3) and all(len(piece) >= 7 for piece in ascending[:-1])
+    assert ascending[0] == sorted(numbers[:len(ascending[0])])  # a run is the file's next rows, sorted

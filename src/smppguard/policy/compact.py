@@ -7,14 +7,15 @@ the hash table. What a `set[int]` or a `dict[int, tuple[float, ...]]` given the 
 hold, whatever the base: the overlays record each write against what lies below them (Rule).
 
 Why: a Python int in a set takes about 60 bytes, a recipient's tuple of send times in a dict about 250. For 20M
-blacklisted numbers, 5M opt-outs and 10M recipients with recent sends that is over 4 GB and minutes of start-up;
-here it is 8 bytes per list entry at a load of at most 0.6 (13 bytes a number), and for the history 8 bytes per
-key and per send plus 4 per table slot, read from a snapshot file in a fraction of a second (store/snapshot.py).
+blacklisted numbers, 5M opt-outs and 10M recipients with recent sends that is over 4 GB and minutes of start-up.
+Here a list entry takes one 8-byte table slot at a load of at most 0.6 (13 to 27 bytes), and a recipient 8 bytes
+for its key, 8 for its offset, 4 per table slot and 8 per send; start-up reads them from a snapshot file
+(store/snapshot.py).
 
-The hash is Fibonacci hashing (the key times 2^64/phi, its top bits), with linear probing. `place()` builds the
-table in numpy, a round per probe step; `_probe` walks the same sequence for one key in Python. Keys are
-non-negative and below 2^63; a larger key (an opt-out scope id past 8191, see model.scoped) stays in a Python
-set of its own.
+The hash is Fibonacci hashing (the key times 2^64/phi, the top bits of the low 64), with linear probing.
+`place()` builds a table in numpy, a round per probe step; `KeySlots.has` and `KeyTable.row` walk the same
+sequence for one key in Python. Keys are non-negative and at most MAX_KEY; a larger key (an opt-out scope id past
+8191, see model.scoped) stays in a Python set of its own.
 """
 
 from __future__ import annotations
@@ -67,22 +68,6 @@ def place(keys: np.ndarray, bits: int) -> np.ndarray:
     return owner
 
 
-def lookup_many(table: np.ndarray, keys: np.ndarray, bits: int, values: np.ndarray) -> np.ndarray:
-    """For each of `keys`, the slot of `table` (slot -> index into `values`, or -1) whose value equals it, or -1."""
-    mask = (1 << bits) - 1
-    found = np.full(len(keys), -1, dtype=np.int64)
-    idx = np.arange(len(keys))
-    pos = _hash(keys, bits)
-    while idx.size:
-        row = table[pos]
-        hit = row >= 0
-        hit[hit] = values[row[hit]] == keys[idx[hit]]
-        found[idx[hit]] = pos[hit]
-        more = (row >= 0) & ~hit
-        idx, pos = idx[more], (pos[more] + 1) & mask
-    return found
-
-
 class KeyTable:
     """A hash table of int64 keys, built once: `rows[slot]` is the index of the key in `keys`, or -1."""
 
@@ -111,13 +96,6 @@ class KeyTable:
             if keys[r] == key:
                 return r
             h = (h + 1) & mask
-
-    def rows_of(self, keys: np.ndarray) -> np.ndarray:
-        """`row()` of each of `keys` (int64), vectorized."""
-        slots = lookup_many(self.rows, keys, self.bits, self.keys)
-        out = np.full(len(keys), -1, dtype=np.int64)
-        out[slots >= 0] = self.rows[slots[slots >= 0]]
-        return out
 
 
 class KeySlots:
