@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, NamedTuple
 
+import numpy as np
+
 from ..policy.numbers import normalise, region_hint
 from . import changelog
 from .changelog import Change
@@ -519,13 +521,13 @@ def _slices(made: list[tuple[Change, list[int], list[int]]]) -> Iterator[tuple[l
 
 
 def _changes(made: list[tuple[Change, list[int], list[int]]]) -> list[Change]:
-    """The changes of a chunk's valid groups: one batch per group (a plain change per number when the group is
+    """The changes of a run's valid groups: one batch per group (a plain change per number when the group is
     small), each entry once. In key order: inserting in key order touches each B-tree page once."""
     groups = _last_rows_win(made) if len(made) > 1 else [(template, numbers) for template, _, numbers in made]
     singles: list[Change] = []
     batches: list[Change] = []
     for template, numbers in groups:
-        unique = sorted(set(numbers))
+        unique = np.unique(np.array(numbers, dtype=np.int64)).tolist()  # a million in 0.1 s, sorted(set()) 1 s
         if len(unique) >= BATCH_MIN:
             batches.append(template._replace(numbers=tuple(unique)))
         else:
