@@ -526,7 +526,7 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 def fill_store(path: Path, entries: int, seed: int = 7, *, history: int = 0, recipients: int = 0,
-               optouts: int | None = None) -> None:
+               optouts: int | None = None, history_days: float = 30.0) -> None:
     """`entries` blacklisted numbers and `optouts` (`entries` when None) sender-scoped opt-outs over 50 senders,
     none of them a benchmark recipient (those are 86138...; these are other Chinese mobile ranges), written
     straight into the list tables in key order; and `history` accepted sends over the last 30 days to
@@ -567,8 +567,7 @@ def fill_store(path: Path, entries: int, seed: int = 7, *, history: int = 0, rec
         del opt, sender, order
         if history:  # in time order, as the daemon logs them: the index on sent_at grows at its end
             people = recipients or max(1, history // 3)
-            month = 30 * 86400
-            times = np.sort(now - rng.random(history) * month)
+            times = np.sort(now - rng.random(history) * history_days * 86400)
             for start in range(0, history, 1_000_000):
                 n = min(1_000_000, history - start)
                 db.executemany("INSERT INTO send_history (number, account, sent_at) VALUES (?, 'bench', ?)",
@@ -602,14 +601,16 @@ def _started(args: list[str], tmpdir: Path, name: str, address: tuple[str, int],
     return proc
 
 
-def proxy_toml(proxy: tuple[str, int], upstream: tuple[str, int], window: int, db: Path, rest: str) -> str:
+def proxy_toml(proxy: tuple[str, int], upstream: tuple[str, int], window: int, db: Path, rest: str,
+               store: str = "", log_level: str = "warning") -> str:
     """The proxy's config in every benchmark: its address, the SMSC's, long timeouts (a pass must not time out
-    under load), metrics on as shipped, the store, quiet logs, and `rest` (the policy, mostly)."""
+    under load), metrics on as shipped, the store (and `store`, more of its settings), quiet logs, and `rest`
+    (the policy, mostly)."""
     return (f'[listen]\naddress = "{proxy[0]}:{proxy[1]}"\n\n'
             f'[upstream]\naddress = "{upstream[0]}:{upstream[1]}"\nwindow = {window}\n\n'
             '[session]\nresponse_timeout = "300s"\nenquire_link_interval = "300s"\n\n'
             f'[metrics]\naddress = "127.0.0.1:{_free_port()}"\n\n'
-            f'[store]\npath = "{db}"\n\n[log]\nlevel = "warning"\n\n' + rest)
+            f'[store]\npath = "{db}"\n{store}\n[log]\nlevel = "{log_level}"\n\n' + rest)
 
 
 def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warmup: int = WARMUP,

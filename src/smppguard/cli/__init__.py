@@ -389,8 +389,13 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
               help="Instead: hold this many messages (quiet hours), release them all at once, and send live "
                    "traffic beside the release; prints the store's size, memory, release rate and live latency.")
 @click.option("--release-rate", type=float, default=1000.0, show_default=True, help="With --hold: [hold] release_rate.")
+@click.option("--prune", type=int, metavar="SENDS",
+              help="Instead: a send history of this many rows, the oldest --prune-hours past [store] retention, and "
+                   "-n submit_sm before, during and after the daemon's retention delete.")
+@click.option("--prune-hours", type=float, default=1.0, show_default=True,
+              help="With --prune: the hours of sends the delete removes (1: the hourly delete of a running store).")
 def bench(messages, binds, window, policy, lists, optouts, history, history_recipients, as_json, soak, recipients,
-          deliver, hold, release_rate) -> None:
+          deliver, hold, release_rate, prune, prune_hours) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -407,9 +412,14 @@ def bench(messages, binds, window, policy, lists, optouts, history, history_reci
         smppguard bench --soak 2500000 --recipients 50000
         smppguard bench --deliver 60000
         smppguard bench --hold 100000
+        smppguard bench --prune 30000000 -n 50000
     """
     from ..bench import run_command
 
+    if prune is not None:
+        from .. import bench_prune
+
+        sys.exit(bench_prune.run_command(prune, prune_hours, messages, as_json))
     if hold is not None:
         from .. import bench_hold
 
