@@ -11,9 +11,7 @@ import asyncio
 import ctypes
 import gc
 import logging
-import os
 import signal
-import sys
 import time
 from typing import Awaitable, Callable
 
@@ -373,15 +371,8 @@ def run_loop(main: Awaitable) -> None:
         uvloop.run(main)  # type: ignore[arg-type]
 
 
-#: How long a thread holding the GIL keeps it while the event loop waits for it (Python's default: 5 ms). The
-#: store's writer, the upkeep's reads and the snapshot's roll forward run Python code in threads: with the
-#: default, the loop stalled up to 5 ms behind a group commit, which was the low-load latency tail.
-SWITCH_INTERVAL = 0.0005
-
-
 def run(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
     configure_logging(config.log.level, config.log.format)
-    sys.setswitchinterval(float(os.environ.get("SMPPGUARD_SWITCH_INTERVAL", SWITCH_INTERVAL)))
     run_loop(serve(config, shutdown_trigger))
 
 

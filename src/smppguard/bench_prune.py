@@ -57,6 +57,7 @@ def run_prune(history: int = 30_000_000, hours: float = 1.0, messages: int = 50_
             sink = start_sink(tmpdir, sink_addr)
             proxy = start_proxy(tmpdir, proxy_addr, START_TIMEOUT + history / 50_000)
             opened = time.time()  # the store opened just before it accepted binds: the delete is due a minute on
+            _wait_snapshot(db, opened + EXPIRE_FIRST_S - 15)  # the first snapshot is written meanwhile: not in a pass
             numbers = _Numbers()
             result["before"] = _run_loop(_pass(proxy_addr, messages, binds, window, 0, numbers, True))
             wait = opened + EXPIRE_FIRST_S - time.time()
@@ -75,6 +76,15 @@ def run_prune(history: int = 30_000_000, hours: float = 1.0, messages: int = 50_
             _stop(proxy)
             _stop(sink)
     return result
+
+
+def _wait_snapshot(db: Path, deadline: float) -> None:
+    from .store import snapshot
+
+    while not snapshot.path_for(db).exists():
+        if time.time() > deadline:
+            raise TimeoutError("the proxy wrote no snapshot before the retention delete was due")
+        time.sleep(0.2)
 
 
 def _wait_deleted(log: Path, timeout: float) -> tuple[float, int]:
