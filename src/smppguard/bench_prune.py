@@ -106,7 +106,8 @@ def format_prune(r: dict[str, Any]) -> str:
                f"errors {p['errors']}"
 
     ratio = r["during"]["p99_us"] / r["before"]["p99_us"] if r["before"]["p99_us"] else 0.0
-    overlap = "yes" if r["delete_ended_s"] >= r["during_pass_ended_s"] else "no: the delete ended first"
+    inside = r["delete_ended_s"] <= r["during_pass_ended_s"]
+    overlap = "the whole delete" if inside else f"its first {r['during_pass_ended_s'] - r['delete_started_s']:.1f} s"
     return "\n".join([
         f"smppguard bench --prune: {r['history']:,} sends over {RETENTION_DAYS} days + {r['hours']:g} h, "
         f"retention {RETENTION_DAYS} days; {r['messages']:,} submit_sm a pass over {r['binds']} binds, "
@@ -117,8 +118,8 @@ def format_prune(r: dict[str, Any]) -> str:
         line("after", r["after"]),
         "",
         f"retention delete: {r['deleted_rows']:,} rows, from {r['delete_started_s']:.0f} s to "
-        f"{r['delete_ended_s']:.1f} s after start-up; the 'during' pass ended at {r['during_pass_ended_s']:.1f} s "
-        f"(within the delete: {overlap})",
+        f"{r['delete_ended_s']:.1f} s after start-up; the 'during' pass ran from {r['delete_started_s']:.0f} s to "
+        f"{r['during_pass_ended_s']:.1f} s ({overlap})",
         f"p99 during / before     {ratio:.2f}  (target < 2)",
     ])
 
