@@ -126,6 +126,7 @@ def test_property_compact_index_decides_as_the_plain_one(stream):
                 index.prune_history(now - POLICY.history_span_s, budget=event[1])
         else:
             mark = roll(packed, accepted, mark, now)
+            assert len(packed.history) == sum(1 for _ in packed.history)  # the count kept across a new base
         for number in NUMBERS:
             assert decide(sub(number), plain, now, POLICY) == decide(sub(number), packed, now, POLICY)
             assert decide(sub(number, sender="BETA"), plain, now, POLICY) == \
@@ -168,3 +169,15 @@ def test_a_prune_keeps_the_sends_made_since_the_last_roll_forward():
     roll(index, [(n, T0), (n, later)], 1, later + 1)
     index.prune_history(later - POLICY.history_span_s)  # the base has caught up: the overlay lets the key go
     assert index.history.overlay_size == 0 and index.history.get(n) == (T0, later)
+
+
+def test_a_new_base_keeps_the_count_of_keys_the_overlay_adds_and_deletes():
+    history = CompactHistory(HistoryArrays.from_rows(np.array([1, 2, 5]), np.array([1.0, 2.0, 5.0])))
+    del history[1]  # a key of the base deleted: a tombstone
+    history.insert(3, 3.0)  # a key the base lacks
+    history.insert(2**64, 4.0)  # past int64: never in a base
+    history.insert(5, 6.0)
+    assert len(history) == 4 == sum(1 for _ in history)
+    history.install(HistoryArrays.from_rows(np.array([1, 2, 7]), np.array([1.0, 2.0, 7.0])))
+    assert sorted(history) == [2, 3, 5, 7, 2**64] and len(history) == 5
+    assert history.get(1) is None and history.get(5) == (5.0, 6.0) and history.get(7) == (7.0,)

@@ -359,6 +359,19 @@ class HistoryArrays(NamedTuple):
                              all_times)
 
 
+def _overlay_count(overlay: dict[int, tuple[float, ...]], base: np.ndarray) -> int:
+    """How many keys the overlay adds to the base's (sorted `base`), less those it deletes: vectorized, as a new
+    base is installed on the event loop (a probe per key took 100 ms for 100,000 keys)."""
+    small = [k for k in overlay if k <= MAX_KEY] if any(k > MAX_KEY for k in overlay) else list(overlay)
+    keys = np.array(small, dtype=np.int64)
+    present = np.array([bool(overlay[k]) for k in small], dtype=bool)
+    at = np.searchsorted(base, keys)
+    in_base = at < len(base)
+    in_base[in_base] = base[at[in_base]] == keys[in_base]
+    big = sum(1 for k, t in overlay.items() if k > MAX_KEY and t) if len(small) < len(overlay) else 0
+    return int((present & ~in_base).sum()) - int((~present & in_base).sum()) + big
+
+
 class CompactHistory:
     """Send times by key, as `dict[int, tuple[float, ...]]` does it: a base (`HistoryArrays` and a table of its
     keys) and an overlay of the keys written since, each with all of its times (`()`: none any more)."""
@@ -374,8 +387,7 @@ class CompactHistory:
         self._table = KeyTable(arrays.keys, rows)
         self._offs = memoryview(arrays.offs)
         self._times = memoryview(arrays.times)
-        overlay, row = self._overlay, self._table.row
-        self._n = len(arrays.keys) + sum(1 if t else -1 for k, t in overlay.items() if bool(t) != (row(k) >= 0))
+        self._n = len(arrays.keys) + _overlay_count(self._overlay, arrays.keys)
 
     @property
     def base(self) -> HistoryArrays:
