@@ -171,3 +171,33 @@ async def test_the_daemon_writes_the_snapshot_on_its_own_and_keeps_what_was_writ
         await upkeep.close()
         await writer.close()
         conn.close()
+
+
+async def test_an_import_while_the_daemon_runs_is_folded_into_the_base_at_once(filled, monkeypatch):
+    """Past ROLL_OVERLAY list changes in the overlays the snapshot rolls forward without waiting for the hour:
+    an import's numbers stop costing a Python int each."""
+    from smppguard.store import upkeep as upkeep_module
+
+    monkeypatch.setattr(upkeep_module, "ROLL_OVERLAY", 50)
+    conn = connect(filled)
+    index = opened(conn)[0]
+    await rolled(filled, index)  # the snapshot as of now; what follows is in no base
+    writer = StoreWriter(str(filled))
+    await writer.start()
+    upkeep = Upkeep(str(filled), index, POLICY, writer, snapshot_first=3600, snapshot_every=3600,
+                    tail_interval=0.05)
+    await upkeep.start()
+    try:
+        imported = [8613900000000 + 11 * i for i in range(40)]
+        write(conn, [Change("blacklist", "add", 0, numbers=imported)], origin="import", now=time.time())
+        await eventually(lambda: all(n in index.blacklist for n in imported))
+        assert upkeep.last_snapshot is None and index.blacklist.overlay_size == 40  # 40: not past the bound
+        more = [8613900100000 + 11 * i for i in range(20)]
+        write(conn, [Change("blacklist", "add", 0, numbers=more)], origin="import", now=time.time())
+        await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
+        assert index.blacklist.overlay_size == 0 and all(n in index.blacklist for n in imported + more)
+        assert len(index.blacklist) == len(set(view(opened(conn, use_snapshot=False)[0])["blacklist"]))
+    finally:
+        await upkeep.close()
+        await writer.close()
+        conn.close()

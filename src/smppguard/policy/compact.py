@@ -30,8 +30,8 @@ MAX_KEY = (1 << 63) - 1
 EMPTY = -1
 #: Table slots per key at most 1/LOAD: with linear probing a miss then looks at 3.6 slots on average.
 LOAD = 0.6
-#: A batch of writes this large rebuilds the base at once instead of filling the overlay one key at a time.
-BULK = 100_000
+#: A batch of writes this large looks at the base in one vectorized pass instead of a probe per key.
+VECTORIZE = 1_000
 
 
 def table_bits(n: int) -> int:
@@ -132,6 +132,19 @@ class KeySlots:
     def __len__(self) -> int:
         return self.count
 
+    def has_many(self, keys: np.ndarray) -> np.ndarray:
+        """`has()` of each of `keys` (int64), vectorized: a round per probe step, as place() built the table."""
+        found = np.zeros(len(keys), dtype=bool)
+        idx = np.arange(len(keys))
+        pos = _hash(keys, self.bits)
+        while idx.size:
+            at = self.slots[pos]
+            hit = at == keys[idx]
+            found[idx[hit]] = True
+            more = (at >= 0) & ~hit
+            idx, pos = idx[more], (pos[more] + 1) & self._mask
+        return found
+
     def has(self, key: int) -> bool:
         slots, mask = self._slots, self._mask
         h = (key * _MULT >> self._shift) & mask
@@ -151,21 +164,33 @@ def _array(keys: Iterable[int]) -> np.ndarray:
     return np.fromiter(keys, dtype=np.int64) if not isinstance(keys, np.ndarray) else keys.astype(np.int64)
 
 
-class CompactSet:
-    """A set of non-negative ints: a base table, and the keys added to it (`_added`: not in the base) and taken
-    from it (`_removed`: in the base) since it was built. `compact()` folds those into a new base."""
+class _Frozen(NamedTuple):
+    """The overlay as it was when a new base began to be built from it (CompactSet.pending)."""
 
-    __slots__ = ("_base", "_added", "_removed", "_big", "_n")
+    added: set[int]
+    removed: set[int]
+    added_keys: np.ndarray  # the same, sorted, for vectorized lookups
+    removed_keys: np.ndarray
+
+
+class CompactSet:
+    """A set of non-negative ints: a base table, the keys added to it and taken from it since it was built
+    (`_added`: not below; `_removed`: below), and, while a new base is being built from them, the overlay as it
+    was then (`_frozen`, itself an overlay of the base). A write states each key against what lies below the
+    overlay, so the count stays exact; installing the new base (which holds the frozen overlay) is then O(1)."""
+
+    __slots__ = ("_base", "_added", "_removed", "_frozen", "_big", "_n")
 
     def __init__(self, keys: Iterable[int] | np.ndarray = (), *, table: KeySlots | None = None):
         self._added: set[int] = set()
         self._removed: set[int] = set()
-        self._big: set[int] = set()  # keys above MAX_KEY
+        self._frozen: _Frozen | None = None
+        self._big: set[int] = set()  # keys above MAX_KEY, never in a base
         if table is None:
             arr = _array(k for k in keys if self._small(k)) if not isinstance(keys, np.ndarray) else keys
             table = KeySlots.of(np.unique(arr.astype(np.int64)))
         self._base = table
-        self._n = len(table)
+        self._n = len(table)  # the keys below the overlay: the base's, and the frozen overlay's changes to it
 
     def _small(self, key: int) -> bool:
         if key > MAX_KEY:
@@ -179,7 +204,26 @@ class CompactSet:
 
     @property
     def overlay_size(self) -> int:
-        return len(self._added) + len(self._removed)
+        frozen = self._frozen
+        return len(self._added) + len(self._removed) + (len(frozen.added) + len(frozen.removed) if frozen else 0)
+
+    def _below(self, key: int) -> bool:
+        """Whether `key` is in the set under the overlay (the frozen overlay, then the base)."""
+        frozen = self._frozen
+        if frozen is not None:
+            if key in frozen.added:
+                return True
+            if key in frozen.removed:
+                return False
+        return self._base.has(key)
+
+    def _below_many(self, keys: np.ndarray) -> np.ndarray:
+        found = self._base.has_many(keys)
+        frozen = self._frozen
+        if frozen is not None:
+            found &= ~np.isin(keys, frozen.removed_keys)
+            found |= np.isin(keys, frozen.added_keys)
+        return found
 
     def __contains__(self, key: object) -> bool:
         if key in self._added:
@@ -188,17 +232,20 @@ class CompactSet:
             return False
         if key in self._big:
             return True
-        return self._base.has(key)  # type: ignore[arg-type]
+        return self._below(key)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return self._n + len(self._added) - len(self._removed) + len(self._big)
 
     def __iter__(self) -> Iterator[int]:
-        removed = self._removed
         for key in self._base.slots[self._base.slots >= 0].tolist():
-            if key not in removed:
+            if key in self:
                 yield key
-        yield from self._added
+        below = self._base.has
+        frozen = self._frozen
+        for key in (*(frozen.added if frozen else ()), *self._added):
+            if not below(key) and key in self:
+                yield key
         yield from self._big
 
     def __eq__(self, other: object) -> bool:
@@ -214,7 +261,7 @@ class CompactSet:
     def add(self, key: int) -> None:
         if key > MAX_KEY:
             self._big.add(key)
-        elif self._base.has(key):
+        elif self._below(key):
             self._removed.discard(key)
         else:
             self._added.add(key)
@@ -222,60 +269,68 @@ class CompactSet:
     def discard(self, key: int) -> None:
         if key > MAX_KEY:
             self._big.discard(key)
-        elif self._base.has(key):
+        elif self._below(key):
             self._removed.add(key)
         else:
             self._added.discard(key)
 
     def update(self, keys: Iterable[int]) -> None:
+        """add() each key; a batch (an import's change-log row) with one vectorized look at the base."""
         keys = list(keys)
-        if len(keys) < BULK:
+        if len(keys) < VECTORIZE:
             for key in keys:
                 self.add(key)
             return
-        small = [k for k in keys if self._small(k)]
-        self._rebuild(self._added.union(small), self._removed.difference(small))
+        arr = np.array([k for k in keys if self._small(k)], dtype=np.int64)
+        below = self._below_many(arr)
+        self._removed.difference_update(arr[below].tolist())
+        self._added.update(arr[~below].tolist())
 
     def difference_update(self, keys: Iterable[int]) -> None:
         keys = list(keys)
-        if len(keys) < BULK:
+        if len(keys) < VECTORIZE:
             for key in keys:
                 self.discard(key)
             return
         self._big.difference_update(keys)
-        small = [k for k in keys if k <= MAX_KEY]
-        self._rebuild(self._added.difference(small), self._removed.union(small))
-
-    def _rebuild(self, added: set[int], removed: set[int]) -> None:
-        """The base rebuilt with the overlay `added`, `removed` (disjoint) folded in, at once (a bulk write)."""
-        self._base = KeySlots.of(merged_keys(self._base.keys, np.fromiter(added, np.int64, len(added)),
-                                             np.fromiter(removed, np.int64, len(removed))))
-        self._n = len(self._base)
-        self._added, self._removed = set(), set()
+        arr = np.array([k for k in keys if k <= MAX_KEY], dtype=np.int64)
+        below = self._below_many(arr)
+        self._removed.update(arr[below].tolist())
+        self._added.difference_update(arr[~below].tolist())
 
     def pending(self) -> tuple[np.ndarray, np.ndarray]:
-        """The overlay as arrays (added, removed): `merged_keys(base.keys, added, removed)`, which may run in
-        another thread (the base never changes in place), is then this set as of now; `install` keeps the writes
-        made in between."""
-        return (np.fromiter(self._added, dtype=np.int64, count=len(self._added)),
-                np.fromiter(self._removed, dtype=np.int64, count=len(self._removed)))
-
-    def install(self, table: KeySlots, added: np.ndarray, removed: np.ndarray) -> None:
-        """Take `table`, built from the base and `pending()`'s (added, removed), as the new base. A key written
-        since `pending()` may now differ from it: each key either overlay has touched is restated against it."""
-        old = self._base
-        was_added, was_removed = set(added.tolist()), set(removed.tolist())
-        now_added, now_removed = self._added, self._removed
+        """Freeze the overlay and return it as sorted arrays (added, removed): `merged_keys(base.keys, added,
+        removed)` (in another thread: the base never changes in place) is then this set as of now. Writes from
+        now on go to a new overlay over the frozen one, until `install` or `abandon`."""
+        if self._frozen is not None:
+            raise RuntimeError("a new base is already being built")
+        added = np.array(sorted(self._added), dtype=np.int64)
+        removed = np.array(sorted(self._removed), dtype=np.int64)
+        self._frozen = _Frozen(self._added, self._removed, added, removed)
+        self._n += len(self._added) - len(self._removed)
         self._added, self._removed = set(), set()
-        for key in now_added | now_removed | was_added | was_removed:
-            present = key in now_added or (key not in now_removed and old.has(key))
-            in_table = key in was_added or (key not in was_removed and old.has(key))
-            if present and not in_table:
-                self._added.add(key)
-            elif in_table and not present:
-                self._removed.add(key)
-        self._base = table
-        self._n = len(table)
+        return added, removed
+
+    def install(self, table: KeySlots) -> None:
+        """Take `table`, built from the base and `pending()`'s arrays, as the base: the frozen overlay is in it,
+        and the writes made since were stated against the same keys."""
+        if self._frozen is None:
+            raise RuntimeError("install() without pending()")
+        self._base, self._frozen = table, None
+
+    def abandon(self) -> None:
+        """No new base after all: the frozen overlay and the writes since become one overlay again."""
+        frozen = self._frozen
+        if frozen is None:
+            return
+        top_added, top_removed = self._added, self._removed
+        self._frozen = None
+        self._n -= len(frozen.added) - len(frozen.removed)
+        self._added, self._removed = set(frozen.added), set(frozen.removed)
+        for key in top_added:
+            self.add(key)
+        for key in top_removed:
+            self.discard(key)
 
 
 def merged_keys(base: np.ndarray, added: np.ndarray, removed: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import tasks
 from ..policy import Policy
-from ..policy.compact import CompactHistory, CompactSet
+from ..policy.compact import MAX_KEY, CompactHistory, CompactSet
 from ..policy.model import Index
 from . import audit, snapshot
 from .changelog import COLUMNS, from_row
@@ -44,6 +44,8 @@ from .writer import StoreWriter
 log = logging.getLogger("smppguard.store")
 
 EXPIRE_SLICE = 10_000  # rows deleted per group commit by expire()
+#: List changes held in the Index's overlays past which the snapshot rolls forward at once, not at the hour.
+ROLL_OVERLAY = 1_000_000
 TAIL_PAGE = 5000
 _SCORED = frozenset({"optout", "blacklist", "dead"})  # list kinds that are parts of a credit score
 _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
@@ -72,6 +74,7 @@ class Upkeep:
         self.snapshot_first = snapshot_every if snapshot_first is None else snapshot_first
         self.last_snapshot: dict | None = None  # what the last roll forward did (metrics, the benchmark)
         self._snapshots: asyncio.Task | None = None
+        self._roll_soon = asyncio.Event()
         self._rescore: set[int] = set()  # numbers whose credit score may have changed
         self.failed: asyncio.Future[str] | None = None  # set when the daemon must stop (Rule 1)
         self._db: sqlite3.Connection | None = None
@@ -108,13 +111,28 @@ class Upkeep:
     # --- the snapshot file (store/snapshot.py) ----------------------------------------------------------------
 
     async def _snapshot_loop(self) -> None:
-        await asyncio.sleep(self.snapshot_first)
+        await self._until_roll(self.snapshot_first)
         while True:
             try:
                 await self.roll_forward()
             except (OSError, sqlite3.Error, ValueError, MemoryError):
                 log.exception("rolling the index snapshot forward failed; will retry in %.0f s", self.snapshot_every)
-            await asyncio.sleep(self.snapshot_every)
+            await self._until_roll(self.snapshot_every)
+
+    async def _until_roll(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the lists' overlays have grown past ROLL_OVERLAY (an import while the
+        daemon runs): folded into the bases in a thread, they stop taking 60 bytes a number."""
+        self._roll_soon.clear()
+        try:
+            await asyncio.wait_for(self._roll_soon.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def _check_overlays(self) -> None:
+        index = self.index
+        size = sum(getattr(t, "overlay_size", 0) for t in (index.blacklist, index.optouts))
+        if size > ROLL_OVERLAY:
+            self._roll_soon.set()
 
     async def roll_forward(self) -> dict:
         """Merge the sends logged since the history's base into it (and drop those past the longest period),
@@ -125,33 +143,37 @@ class Upkeep:
         blacklist, optouts, history = index.blacklist, index.optouts, index.history
         assert isinstance(blacklist, CompactSet) and isinstance(optouts, CompactSet)
         assert isinstance(history, CompactHistory)
-        change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
         bases = (blacklist.base, optouts.base, history.base)
         mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
                                            policy.history_span_s > 0)
-        head = await self._in_thread(snapshot.head, self._db, change_id, mark)
         key_of = policy.history_keys(index)
-        keys = np.array([n if key_of is None else key_of(n, a) for n, a, _ in rows], dtype=np.int64)
-        times = np.array([t for *_, t in rows], dtype=np.float64)
+        sends = [(n if key_of is None else key_of(n, a), t) for n, a, t in rows]
+        sends = [(k, t) for k, t in sends if k <= MAX_KEY]  # a key past int64 stays in the overlay
+        keys = np.array([k for k, _ in sends], dtype=np.int64)
+        times = np.array([t for _, t in sends], dtype=np.float64)
         after = time.time() - policy.history_span_s
-        meta = {**head, "history_keys": history_keys_name(policy), "scope_ids": dict(index.scope_ids)}
+        # the lists as of this change id: their overlays frozen now, and folded into new bases in the thread
+        change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
+        try:
+            head = await self._in_thread(snapshot.head, self._db, change_id, mark)
+            meta = {**head, "history_keys": history_keys_name(policy), "scope_ids": dict(index.scope_ids)}
 
-        def build():
-            hist, hist_rows = snapshot.rolled(bases[2], keys, times, after)
-            black_table = snapshot.merged_table(bases[0], *black)
-            opt_table = snapshot.merged_table(bases[1], *opt)
-            snapshot.write(snapshot.path_for(self.path), meta, black_table, opt_table, hist, hist_rows)
-            return black_table, opt_table, hist, hist_rows
+            def build():
+                hist, hist_rows = snapshot.rolled(bases[2], keys, times, after)
+                black_table = snapshot.merged_table(bases[0], *black)
+                opt_table = snapshot.merged_table(bases[1], *opt)
+                snapshot.write(snapshot.path_for(self.path), meta, black_table, opt_table, hist, hist_rows)
+                return black_table, opt_table, hist, hist_rows
 
-        black_table, opt_table, hist, hist_rows = await asyncio.to_thread(build)
-        # a bulk write (an import of 100,000 or more) rebuilt a base meanwhile: that one is newer than ours
-        if blacklist.base is bases[0] and index.blacklist is blacklist:
-            blacklist.install(black_table, *black)
-        if optouts.base is bases[1] and index.optouts is optouts:
-            optouts.install(opt_table, *opt)
-        if index.history is history:
-            history.install(hist, hist_rows)
-            index.history_mark = mark
+            black_table, opt_table, hist, hist_rows = await asyncio.to_thread(build)
+        except BaseException:
+            blacklist.abandon()
+            optouts.abandon()
+            raise
+        blacklist.install(black_table)
+        optouts.install(opt_table)
+        history.install(hist, hist_rows)
+        index.history_mark = mark
         self.last_snapshot = {"seconds": time.monotonic() - started, "sends_merged": len(rows),
                               "keys": len(hist.keys), "sends": len(hist.times), "change_id": change_id}
         log.info("index snapshot rolled forward in %.2fs: %d sends merged, %d keys with %d sends, lists as of "
@@ -180,6 +202,8 @@ class Upkeep:
                     log.exception("change-log row %s could not be applied; skipped", row[0])
                     self.index.change_id = max(self.index.change_id, row[0])
             applied += len(rows)
+            if rows:
+                self._check_overlays()
             if len(rows) < TAIL_PAGE:
                 await self.rescore()
                 self.last_tail = time.monotonic()
