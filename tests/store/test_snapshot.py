@@ -201,3 +201,19 @@ async def test_an_import_while_the_daemon_runs_is_folded_into_the_base_at_once(f
         await upkeep.close()
         await writer.close()
         conn.close()
+
+
+async def test_history_keyed_by_account_is_read_from_the_tables_when_the_lists_are(filled):
+    """Account keys are made with scope ids: when the snapshot's lists (and their ids) are not used, neither is
+    its history, whose keys were made with those ids."""
+    conn = connect(filled)
+    try:
+        await rolled(filled, opened(conn, ACCOUNT_POLICY)[0], ACCOUNT_POLICY)
+        write(conn, [Change("optout", "add", N[9], "sender", "AAA", {"source": "mo"})], origin="test",
+              now=time.time())  # a scope the tables list first: every id after it moves
+        conn.execute("UPDATE changelog SET at = at + 1 WHERE id = (SELECT MAX(id) - 1 FROM changelog)")
+        index, current = opened(conn, ACCOUNT_POLICY)
+        assert not current
+        assert view(index) == view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
+    finally:
+        conn.close()

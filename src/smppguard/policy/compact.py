@@ -107,7 +107,8 @@ class KeySlots:
     def __init__(self, slots: np.ndarray, count: int | None = None):
         self.slots = np.ascontiguousarray(slots, dtype=np.int64)
         self.bits = len(self.slots).bit_length() - 1
-        assert len(self.slots) == 1 << self.bits, "a table of 2^bits slots"
+        if len(self.slots) != 1 << self.bits or len(self.slots) < 16:
+            raise ValueError(f"a key table has 2^n slots (n >= 4), not {len(self.slots)}")
         self.count = int((self.slots >= 0).sum()) if count is None else count
         self._shift = 64 - self.bits
         self._mask = (1 << self.bits) - 1

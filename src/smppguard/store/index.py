@@ -58,7 +58,8 @@ def open_index(db: sqlite3.Connection, policy: Policy, now: float, *, failures_w
         index.tz = dict(db.execute("SELECT number, zone FROM tz_override"))
         if policy.history_span_s > 0:
             current = snapshot.load_history(db, index, snap, now - policy.history_span_s,
-                                            history_keys_name(policy), policy.history_keys(index)) and current
+                                            history_keys_name(policy), policy.history_keys(index),
+                                            lists_current=current) and current
     finally:
         db.execute("COMMIT")
     return index, current

@@ -106,7 +106,7 @@ def read(path: Path) -> Snapshot | None:
                             history, z["history_rows"])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
         log.warning("index snapshot %s unreadable (%s): reading the tables instead", path, e)
         return None
 
@@ -147,11 +147,13 @@ def _numbers(db: sqlite3.Connection, sql: str, args: tuple) -> np.ndarray:
 
 
 def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, after: float, keys_name: str,
-                 key_of) -> bool:
+                 key_of, lists_current: bool = True) -> bool:
     """Sends later than `after` into `index.history`, and `index.history_mark` (the last send row its base
     holds): the snapshot's base and the rows after it (returns True), or every row of the table (in time order, a
-    chunk of rows at a time) when the snapshot does not agree."""
-    if snap is not None and _history_agrees(db, snap.meta, keys_name):
+    chunk of rows at a time) when the snapshot does not agree. Keys by account are made with the scope ids the
+    snapshot's lists brought: with the lists read from the tables instead (`lists_current` false), they are not."""
+    usable = snap is not None and (lists_current or keys_name == "number")
+    if usable and _history_agrees(db, snap.meta, keys_name):
         index.history = CompactHistory(snap.history, snap.history_rows)
         index.history_mark = snap.meta["history_row"]
         for number, account, sent_at in db.execute(
