@@ -217,3 +217,16 @@ async def test_history_keyed_by_account_is_read_from_the_tables_when_the_lists_a
         assert view(index) == view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
     finally:
         conn.close()
+
+
+async def test_a_snapshot_cut_short_is_not_used(filled, caplog):
+    conn = connect(filled)
+    try:
+        await rolled(filled, opened(conn)[0])
+        path = snapshot.path_for(filled)
+        path.write_bytes(path.read_bytes()[:-4096])  # the last array's page lost (a full disk, say)
+        index, current = opened(conn)
+        assert not current and "cut short" in caplog.text
+        assert view(index) == view(opened(conn, use_snapshot=False)[0])
+    finally:
+        conn.close()

@@ -16,7 +16,6 @@ import logging
 import os
 import sqlite3
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +26,7 @@ from ..policy.model import SCOPE_STRIDE, Index
 
 log = logging.getLogger(__name__)
 
-VERSION = 2  # 2: set tables as slots of keys
+VERSION = 3  # 3: one file of page-aligned arrays, mapped
 SUFFIX = ".index"
 #: Rows read from SQLite per numpy conversion when the tables are read in full.
 CHUNK = 1 << 16
@@ -80,33 +79,63 @@ def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: 
 
 # --- the file -----------------------------------------------------------------------------------------------
 
+MAGIC = b"SMPPGIDX"
+_ALIGN = 4096  # each array starts on a page: mapped, it is read from the page cache as lookups touch it
+
+
 def write(path: Path, meta: dict[str, Any], blacklist: KeySlots, optouts: KeySlots, history: HistoryArrays,
           history_rows: np.ndarray) -> None:
-    """Write the snapshot (npz, uncompressed) to a temporary file, flush it to disk and rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write the snapshot to a temporary file, flush it to disk and rename it into place. The file is MAGIC, the
+    length of a JSON header, the header (the meta, and each array's dtype, shape and offset), then the arrays,
+    each on a page of its own."""
+    arrays = {"blacklist": blacklist.slots, "optouts": optouts.slots, "history_keys": history.keys,
+              "history_offs": history.offs, "history_times": history.times, "history_rows": history_rows}
+    layout, offset = {}, 0
+    for name, arr in arrays.items():
+        layout[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset}
+        offset += -(-arr.nbytes // _ALIGN) * _ALIGN
     meta = {**meta, "version": VERSION, "blacklist": len(blacklist), "optouts": len(optouts)}
-    header = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    header = json.dumps({"meta": meta, "arrays": layout}).encode()
+    start = -(-(len(MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as f:
-        np.savez(f, meta=header, blacklist=blacklist.slots, optouts=optouts.slots, history_keys=history.keys,
-                 history_offs=history.offs,
-                 history_times=history.times, history_rows=history_rows)
+        f.write(MAGIC + len(header).to_bytes(8, "little") + header)
+        for name, arr in arrays.items():
+            f.seek(start + layout[name]["offset"])
+            np.ascontiguousarray(arr).tofile(f)
+        f.truncate(start + offset)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def read(path: Path) -> Snapshot | None:
-    """The snapshot in `path`, or None when there is none or it cannot be read (then the tables are)."""
+    """The snapshot in `path`, mapped read-only (start-up reads no more of it than the header: the pages come in
+    as lookups touch them), or None when there is none or it cannot be read (then the tables are)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            history = HistoryArrays(z["history_keys"], z["history_offs"], z["history_times"])
-            return Snapshot(meta, KeySlots(z["blacklist"], meta["blacklist"]), KeySlots(z["optouts"], meta["optouts"]),
-                            history, z["history_rows"])
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                raise ValueError("not a snapshot file")
+            length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(length))
+            size = os.fstat(f.fileno()).st_size
+        start = -(-(len(MAGIC) + 8 + length) // _ALIGN) * _ALIGN
+        arrays = {}
+        for name, spec in header["arrays"].items():
+            dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
+            at = start + spec["offset"]
+            if at + dtype.itemsize * int(np.prod(shape)) > size:
+                raise ValueError(f"cut short: {name} ends past the end of the file")
+            arrays[name] = (np.memmap(path, dtype=dtype, mode="r", offset=at, shape=shape) if np.prod(shape)
+                            else np.zeros(shape, dtype=dtype))
+        meta = header["meta"]
+        history = HistoryArrays(arrays["history_keys"], arrays["history_offs"], arrays["history_times"])
+        return Snapshot(meta, KeySlots(arrays["blacklist"], meta["blacklist"]),
+                        KeySlots(arrays["optouts"], meta["optouts"]), history, arrays["history_rows"])
     except FileNotFoundError:
         return None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
         log.warning("index snapshot %s unreadable (%s): reading the tables instead", path, e)
         return None
 
