@@ -14,9 +14,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
-from .compact import CompactHistory, CompactSet
+if TYPE_CHECKING:  # numpy, which compact.py needs, costs a CLI command that never loads the Index 0.2 s
+    from .compact import CompactHistory, CompactSet
 
 SCOPE_STRIDE = 1 << 50  # above every E.164 number (15 digits at most)
 MAX_SCOPES = 1 << 20
@@ -185,8 +186,8 @@ class Index:
         period, so an old entry left for a while costs memory, never a wrong verdict. A pass starts from a
         snapshot of the keys and resumes where the last call stopped."""
         pending = self._prune_pending
-        if isinstance(self.history, CompactHistory):
-            self.history.prune(before, pending, budget)
+        if type(self.history) is not dict:  # a CompactHistory
+            self.history.prune(before, pending, budget)  # type: ignore[union-attr]
             return
         if not pending:
             pending.extend(self.history)

@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-import numpy as np
-
 from ..policy.numbers import normalise, region_hint
 from . import changelog
 from .changelog import Change
@@ -523,6 +521,8 @@ def _slices(made: list[tuple[Change, list[int], list[int]]]) -> Iterator[tuple[l
 def _changes(made: list[tuple[Change, list[int], list[int]]]) -> list[Change]:
     """The changes of a run's valid groups: one batch per group (a plain change per number when the group is
     small), each entry once. In key order: inserting in key order touches each B-tree page once."""
+    import numpy as np  # here: not every command that imports this module needs it
+
     groups = _last_rows_win(made) if len(made) > 1 else [(template, numbers) for template, _, numbers in made]
     singles: list[Change] = []
     batches: list[Change] = []
