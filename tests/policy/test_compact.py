@@ -185,3 +185,28 @@ def test_a_new_base_keeps_the_count_of_keys_the_overlay_adds_and_deletes():
     history.install(HistoryArrays.from_rows(np.array([1, 2, 7]), np.array([1.0, 2.0, 7.0])))
     assert sorted(history) == [2, 3, 5, 7, 2**64] and len(history) == 5
     assert history.get(1) is None and history.get(5) == (5.0, 6.0) and history.get(7) == (7.0,)
+
+
+def test_a_prune_forgets_old_sends_and_keeps_the_count_key_by_key():
+    base = HistoryArrays.from_rows(np.array([1, 2, 3]), np.array([5.0, 5.0, 50.0]))
+    history = CompactHistory(base)
+    history.insert(1, 60.0)  # in the base too: (5, 60); the base's 5 is old
+    history.insert(2, 7.0)  # (5, 7): all old
+    history.insert(5, 70.0)  # only in the overlay, recent
+    history.insert(4, 8.0)  # only in the overlay, old
+    history.insert(7, 9.0)  # the same
+    history.insert(3, 55.0)
+    del history[3]  # a tombstone over the base's (50,)
+    history.insert(6, 9.5)
+    assert len(history) == 6
+    pending: list[int] = []
+    history.prune(10.0, pending, 2)  # two keys a call, from the end of the pass's list: 3 and 6
+    assert pending == [1, 2, 5, 4, 7] and len(history) == 5 == sum(1 for _ in history)
+    del history[4]  # leaves the overlay while still on the pass's list: the pass goes on past it, to 7
+    history.prune(10.0, pending, 2)
+    assert pending == [1, 2, 5] and 7 not in history and len(history) == 3 == sum(1 for _ in history)
+    while pending:
+        history.prune(10.0, pending, 2)
+    assert history.get(1) == (60.0,) and 2 not in history and history.get(5) == (70.0,) and 3 not in history
+    assert len(history) == 2 == sum(1 for _ in history)
+    assert history.overlay_size == 4  # 1, 5 (the base lacks their recent sends), and the tombstones of 2 and 3
