@@ -90,18 +90,20 @@ async def test_start_up_from_the_snapshot_and_what_came_after_equals_start_up_fr
         now = time.time()
         lists(conn, now, *N[:4], op="remove")
         lists(conn, now, *N[8:])
-        sends(conn, [(N[0], "acct1", now - 5), (N[9], "acct1", now - 4)])
+        sends(conn, [(N[0], "acct1", now - 5), (N[9], "acct1", now - 4), (N[10], "acct2", now - 3)])
         again, current = opened(conn)
         assert current
         expected = view(opened(conn, use_snapshot=False)[0])
         assert view(again) == expected
         assert expected["blacklist"] == {N[4], N[6], N[8], N[10]}
         assert expected["history"][(N[0], "")] == (pytest.approx(now - 2 * DAY), now - 5)
-        # rolled forward once more, the file alone holds it all
-        await rolled(filled, again)
+        # rolled forward once more, the file alone holds it all; and again, with nothing new: nothing twice
+        assert (await rolled(filled, again))["sends_merged"] == 3
+        assert (await rolled(filled, again))["sends_merged"] == 0
         third, current = opened(conn)
         assert current and view(third) == expected
         assert third.history.overlay_size == 0 and third.blacklist.overlay_size == 0
+        assert snapshot.path_for(filled).stat().st_mode & 0o777 == 0o600  # it holds phone numbers
     finally:
         conn.close()
 
@@ -230,3 +232,4 @@ async def test_a_snapshot_cut_short_is_not_used(filled, caplog):
         assert view(index) == view(opened(conn, use_snapshot=False)[0])
     finally:
         conn.close()
+
