@@ -25,7 +25,7 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float, *,
 
 
 def open_index(db: sqlite3.Connection, policy: Policy, now: float, *, failures_within_s: float = 30 * 86400.0,
-         use_snapshot: bool = True) -> tuple[Index, bool]:
+               use_snapshot: bool = True) -> tuple[Index, bool]:
     """The Index as of the store's last change, and whether the snapshot file (store/snapshot.py) was current.
     The lists and the send history come from that file when it agrees with the store, and the change log and
     the sends after it are replayed; from the tables when it does not. What a rule owns it asks the policy: how
