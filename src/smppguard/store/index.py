@@ -2,7 +2,8 @@
 
 Rule: the Index equals the list tables as of `index.change_id`. Loading reads the last change id and the
 tables in one read transaction (a WAL snapshot), so tailing from that id misses nothing and repeats nothing
-that matters (changes are idempotent).
+that matters (changes are idempotent). With a current snapshot file (store/snapshot.py) the large tables come
+from it instead, and the change-log rows after its id are applied in that same transaction.
 """
 
 from __future__ import annotations
