@@ -83,6 +83,16 @@ MAGIC = b"SMPPGIDX"
 _ALIGN = 4096  # each array starts on a page: mapped, it is read from the page cache as lookups touch it
 
 
+def _paged(size: int) -> int:
+    """`size` rounded up to whole pages."""
+    return -(-size // _ALIGN) * _ALIGN
+
+
+def _arrays_start(header_length: int) -> int:
+    """Where the arrays begin: after MAGIC, the header's length (8 bytes) and the header, on a page."""
+    return _paged(len(MAGIC) + 8 + header_length)
+
+
 def write(path: Path, meta: dict[str, Any], blacklist: KeySlots, optouts: KeySlots, history: HistoryArrays,
           history_rows: np.ndarray) -> None:
     """Write the snapshot to a temporary file, flush it to disk and rename it into place. The file is MAGIC, the
@@ -93,10 +103,10 @@ def write(path: Path, meta: dict[str, Any], blacklist: KeySlots, optouts: KeySlo
     layout, offset = {}, 0
     for name, arr in arrays.items():
         layout[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset}
-        offset += -(-arr.nbytes // _ALIGN) * _ALIGN
+        offset += _paged(arr.nbytes)
     meta = {**meta, "version": VERSION, "blacklist": len(blacklist), "optouts": len(optouts)}
     header = json.dumps({"meta": meta, "arrays": layout}).encode()
-    start = -(-(len(MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
+    start = _arrays_start(len(header))
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -120,7 +130,7 @@ def read(path: Path) -> Snapshot | None:
             length = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(length))
             size = os.fstat(f.fileno()).st_size
-        start = -(-(len(MAGIC) + 8 + length) // _ALIGN) * _ALIGN
+        start = _arrays_start(length)
         arrays = {}
         for name, spec in header["arrays"].items():
             dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
