@@ -161,10 +161,6 @@ class KeySlots:
 _NO_KEYS = np.zeros(0, dtype=np.int64)
 
 
-def _array(keys: Iterable[int]) -> np.ndarray:
-    return np.fromiter(keys, dtype=np.int64) if not isinstance(keys, np.ndarray) else keys.astype(np.int64)
-
-
 class _Frozen(NamedTuple):
     """The overlay as it was when a new base began to be built from it (CompactSet.pending)."""
 
@@ -188,8 +184,9 @@ class CompactSet:
         self._frozen: _Frozen | None = None
         self._big: set[int] = set()  # keys above MAX_KEY, never in a base
         if table is None:
-            arr = _array(k for k in keys if self._small(k)) if not isinstance(keys, np.ndarray) else keys
-            table = KeySlots.of(np.unique(arr.astype(np.int64)))
+            if not isinstance(keys, np.ndarray):
+                keys = np.fromiter((k for k in keys if self._small(k)), dtype=np.int64)
+            table = KeySlots.of(np.unique(keys.astype(np.int64)))
         self._base = table
         self._n = len(table)  # the keys below the overlay: the base's, and the frozen overlay's changes to it
 
