@@ -43,7 +43,7 @@ def table_bits(n: int) -> int:
 
 
 def _hash(keys: np.ndarray, bits: int) -> np.ndarray:
-    h = keys.astype(np.uint64) * np.uint64(_MULT)  # wraps modulo 2^64, as _probe's mask does
+    h = keys.astype(np.uint64) * np.uint64(_MULT)  # wraps modulo 2^64, as KeySlots.has and KeyTable.row mask it
     return (h >> np.uint64(64 - bits)).astype(np.int64)
 
 
