@@ -1,0 +1,92 @@
+"""Score a mutmut run, one line per package or module given, and list what is left to look at.
+
+Run by scripts/mutate inside .mutation/. For each name it writes
+    <name>.results      every mutant and its status
+    <name>.survivors    the survivors still to kill or to judge
+    <name>.equivalent   survivors judged equivalent here, with the reason
+and prints mutants, killed, survived, equivalent and the share killed of the mutants that are not equivalent.
+
+The one class judged equivalent here is a change of case inside a string of SQL: SQLite reads its keywords and
+identifiers in any case, so `select` for `SELECT` is the same statement. A literal inside the SQL ('optout') is
+not: a mutant that changes the case of one is kept as a survivor.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import tokenize
+
+from mutmut.__main__ import SourceFileMutationData, walk_mutatable_files
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+
+SQL = re.compile(r"\b(select|insert|update|delete|create|drop|alter|pragma|values|from|where|returning|"
+                 r"on conflict|order by|group by|begin|commit|rollback|attach|vacuum)\b", re.IGNORECASE)
+SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def strings(line: str) -> list[str]:
+    """The string literals on one line of source (a line of a longer statement is read as far as it goes)."""
+    found = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline):
+            if token.type == tokenize.STRING:
+                found.append(token.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return found
+
+
+def sql_case_only(diff: str) -> bool:
+    """True when the mutant's only change is the case of SQL keywords or names in one string literal."""
+    body = [line for line in diff.splitlines() if not line.startswith(("---", "+++", "@@"))]
+    removed = [line[1:] for line in body if line.startswith("-")]
+    added = [line[1:] for line in body if line.startswith("+")]
+    if len(removed) != 1 or len(added) != 1:
+        return False
+    before, after = strings(removed[0]), strings(added[0])
+    if len(before) != len(after):
+        return False
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    if len(changed) != 1:
+        return False
+    a, b = changed[0]
+    return (a.lower() == b.lower() and SQL.search(a) is not None
+            and SQL_LITERAL.findall(a) == SQL_LITERAL.findall(b)
+            and removed[0].replace(a, b, 1) == added[0])
+
+
+def score(name: str) -> str:
+    prefix = f"smppguard.{name}."
+    results, survivors, equivalent = [], [], []
+    for path in walk_mutatable_files():
+        data = SourceFileMutationData(path=path)
+        data.load()
+        for key, code in data.exit_code_by_key.items():
+            if not key.startswith(prefix):
+                continue
+            status = status_by_exit_code[code]
+            results.append(f"{key}: {status}")
+            if status in ("killed", "timeout"):
+                continue
+            if status == "survived" and sql_case_only(get_diff_for_mutant(key, path=data.path)):
+                equivalent.append(f"{key}: equivalent (the case of SQL)")
+            else:
+                survivors.append(f"{key}: {status}")
+    for suffix, lines in (("results", results), ("survivors", survivors), ("equivalent", equivalent)):
+        with open(f"{name}.{suffix}", "w") as out:
+            out.writelines(line + "\n" for line in sorted(lines))
+    total, judged = len(results), len(equivalent)
+    killed = sum(line.endswith((": killed", ": timeout")) for line in results)
+    survived = sum(line.endswith(": survived") for line in survivors)
+    other = total - killed - survived - judged
+    share = 100 * killed / (total - judged) if total > judged else 0.0
+    return (f"{name:<8} {total:5d} mutants, {killed:5d} killed, {survived:4d} survived, {judged:4d} equivalent"
+            + (f", {other} not run or not tested" if other else "") + f": {share:.1f}% killed")
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(score(name))
