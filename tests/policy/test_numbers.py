@@ -16,6 +16,7 @@ from smppguard.policy.numbers import (
     check_region,
     check_zone,
     e164,
+    international_lines,
     locate,
     normalise,
     region_of,
@@ -139,6 +140,38 @@ def test_locate_agrees_with_phonenumbers_on_every_region_and_type():
         if locate("+" + digits) != expected:
             differ.append((digits, locate("+" + digits), expected))
     assert differ == []
+
+
+def test_international_lines_settles_only_what_normalise_finds_valid_and_most_of_it():
+    """A file of numbers, line by line: what international_lines settles is what normalise gives; the example
+    numbers of the calling codes with one region (and their near misses) that are valid as written are all settled."""
+    digits = _example_numbers_and_neighbours()
+    lines = ["+" + d for d in digits] + [" +" + d for d in digits[:50]] + ["+" + d + " " for d in digits[:50]]
+    lines += ["+", "", "+86", "+8613800138000x", "+86１３８００１３８０００", "8613800138000", "+\n8613800138000"]
+    settled = international_lines(lines)
+    assert len(settled) == len(lines)
+    wrong = [(line, got, normalise(line, TON_INTERNATIONAL)) for line, got in zip(lines, settled, strict=True)
+             if got is not None and got != normalise(line, TON_INTERNATIONAL)]
+    assert wrong == []
+    one_region = {cc for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items() if len(regions) == 1}
+    valid_there = [line for line in lines[:len(digits)] if normalise(line, TON_INTERNATIONAL) == int(line[1:])
+                   and phonenumbers.parse(line).country_code in one_region]  # (not "+260 0800…": read as +260 800…)
+    assert len(valid_there) > 2000
+    missed = [line for line, got in zip(lines, settled, strict=True) if line in set(valid_there) and got is None]
+    assert missed == []
+    assert settled[-7:] == [None] * 7
+    # a code's main region among several: settled too (US for +1, GB for +44); another region's number is not
+    assert international_lines(["+12125551234", "+447400123456", "+14165550123"]) == [12125551234, 447400123456,
+                                                                                        None]
+    assert normalise("+14165550123", TON_INTERNATIONAL) == 14165550123  # Canada: read the usual way
+
+
+@given(st.lists(st.sampled_from(["+86138", "+86139", "+861", "+8610", "+44", "+1212", "+49", "+91", "+7", "+"]),
+                min_size=1, max_size=30), st.randoms(use_true_random=False))
+def test_international_lines_agrees_with_normalise_on_any_lines(heads, rnd):
+    lines = [head + "".join(rnd.choice("0123456789") for _ in range(rnd.randint(0, 11))) for head in heads]
+    for line, got in zip(lines, international_lines(lines), strict=True):
+        assert got is None or got == normalise(line, TON_INTERNATIONAL), line
 
 
 # --- zones -------------------------------------------------------------------------------------------------------

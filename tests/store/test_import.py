@@ -6,6 +6,8 @@ import io
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smppguard.policy import load_policy
 from smppguard.store import lists
@@ -225,3 +227,19 @@ def test_each_run_of_rows_is_written_in_key_order_a_slice_a_transaction(db, smal
         (ascending[-1].append(n) if n > ascending[-1][-1] else ascending.append([n]))
     assert len(ascending) in (2, 3) and all(len(piece) >= 7 for piece in ascending[:-1])
     assert ascending[0] == sorted(numbers[:len(ascending[0])])  # a run is the file's next rows, sorted
+
+
+_LINES = ["+8613500000001", "+8613500000002", "+8613500000001", "+86135", "+8610", "13500000003", "+1 212 555 1234",
+          "+12125551234", "+14165550123", "#+8613500000004", "", "  ", "number", "+86 135 0000 0005",
+          " +8613500000006", "+8613500000007 ", "+86１３５００００００08", "+447400123456", "abc", "+8613500000009"]
+
+
+@given(st.lists(st.sampled_from(_LINES), max_size=40), st.integers(1, 3), st.sampled_from(["CN", None]))
+def test_a_chunk_of_bare_lines_parses_as_line_by_line(lines, first_line, region):
+    """The regex passes over a chunk of bare numbers (numbers.international_lines) give exactly what reading
+    each line does: the same numbers by line, the same bad lines with the same messages, the header skipped."""
+    text = "".join(line + "\n" for line in lines)
+    columns = names = ("number", "source", "reason")
+    fast = lists._parse_chunk(text, first_line, columns, names, region)
+    slow = lists._parse_chunk(text, first_line, columns, names, region, settle_bare=False)
+    assert fast == slow

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-from ..policy.numbers import normalise, region_hint
+from ..policy.numbers import international_lines, normalise, region_hint
 from . import changelog
 from .changelog import Change
 from .db import AlreadyExists, NotFound, node_id
@@ -385,11 +385,15 @@ class _Parsed(NamedTuple):
     bad: list[tuple[int, str]]  # (line, message)
 
 
+def _is_csv(text: str) -> bool:
+    return '"' in text or "," in text or "\r" in text
+
+
 def _rows(text: str, first_line: int) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of each CSV row of a chunk; a row over several lines (a quoted newline) has the
     number of its first. Text with no quote, comma or carriage return (a file of bare numbers) is its lines, read
     without the csv module, which took a sixth of the time of a row."""
-    if '"' in text or "," in text or "\r" in text:
+    if _is_csv(text):
         reader = csv.reader(io.StringIO(text, newline="\n"))  # lines end at "\n" only, as the file's lines did
         end = 0  # the chunk's last line read
         for row in reader:
@@ -403,11 +407,24 @@ def _rows(text: str, first_line: int) -> Iterator[tuple[int, list[str]]]:
         yield first_line + i, [one] if one else []
 
 
+def _bare_numbers(text: str) -> list[int | None] | None:
+    """For a chunk that `_rows` reads as its lines: the number of each line that is "+" and a valid number
+    (numbers.international_lines), None for the others; None when the chunk is CSV."""
+    if _is_csv(text):
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return international_lines(lines)
+
+
 def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tuple[str, ...],
-                 region: str | None) -> _Parsed:
+                 region: str | None, settle_bare: bool = True) -> _Parsed:
     """In a worker: a chunk's CSV rows, their numbers normalised, grouped by the rest of `columns`.
 
-    Blank rows, "#" comments and a header line are skipped; columns not in `columns` are ignored."""
+    Blank rows, "#" comments and a header line are skipped; columns not in `columns` are ignored.
+    `settle_bare`: take the lines of bare international numbers a few regex passes at a time (False: each line
+    as any other row; the same result, slower)."""
     at = names.index("number") if "number" in names else 0
     others = [i for i, name in enumerate(names) if name in columns and i != at]
     groups: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
@@ -420,7 +437,17 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
                 lines[i] = ""
         text = "\n".join(lines)
     undecodable = UNDECODABLE in text
+    known = _bare_numbers(text) if settle_bare and at == 0 else None
+    if known and None not in known:  # every line a number: the usual chunk of a big list
+        return _Parsed({(): (list(range(first_line, first_line + len(known))), known)}, bad)
     for line, row in _rows(text, first_line):
+        if known is not None and (number := known[line - first_line]) is not None:
+            group = groups.get(())
+            if group is None:
+                group = groups[()] = ([], [])
+            group[0].append(line)
+            group[1].append(number)
+            continue
         if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
             continue
         if line == 1 and row[0].strip().lower() == columns[0]:
