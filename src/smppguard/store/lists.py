@@ -14,16 +14,20 @@ from __future__ import annotations
 import csv
 import getpass
 import io
+import itertools
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
 from ..policy.numbers import international_lines, normalise, region_hint
 from . import changelog
 from .changelog import Change
 from .db import AlreadyExists, NotFound, node_id
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BLACKLIST_SOURCES = ("complaint", "carrier", "regulator", "manual")
 OPTOUT_SCOPES = ("sender", "account", "global")
@@ -288,8 +292,10 @@ IMPORT_CHUNK_CHARS = 256 * 1024
 #: Parsed rows gathered before they are written. Their numbers are written in key order, IMPORT_SLICE at a time
 #: (a transaction and a change-log row each): a slice then touches the B-tree pages of its own range of keys
 #: only. Written chunk by chunk instead, in 20,000-row transactions of numbers from all over the table, 10M
-#: rows took 560 s: each transaction rewrote most of the table's pages.
-IMPORT_RUN_ROWS = 1_000_000
+#: rows took 560 s: each transaction rewrote most of the table's pages. Each run still rewrites the pages of
+#: the whole table once (its keys are all over it), so fewer, longer runs write less: 10M rows in runs of 1M
+#: took 62 s here, in runs of 2M 51 s (307 MB), of 4M 47 s (476 MB). A run takes 16 bytes a row (int64 arrays).
+IMPORT_RUN_ROWS = 2_000_000
 IMPORT_SLICE = 100_000
 #: Chunks each worker may have parsed or queued ahead of this process, which now and then sorts and writes a run:
 #: with one, the workers waited for it, and a 10M-row import used 1.4 of 2 cores.
@@ -503,64 +509,86 @@ def _by_number(c: Change) -> int:
     return c.number
 
 
-def _last_rows_win(made: list[tuple[Change, list[int], list[int]]]) -> list[tuple[Change, list[int]]]:
+#: A run's rows as its groups keep them: line numbers and numbers, int64 arrays (numpy), one pair per group.
+_Made = list[tuple[Change, "np.ndarray", "np.ndarray"]]
+
+
+def _last_rows_win(made: _Made) -> list[tuple[Change, np.ndarray]]:
     """Rows of different groups may change the same entry (one number with two reasons): keep each entry's
-    last row, as applying the rows in file order would."""
-    last: dict[tuple, tuple[int, int]] = {}  # entry -> (line, group)
-    for g, (template, lines, numbers) in enumerate(made):
-        entry = (template.kind, template.scope, template.scope_key)
-        for line, number in zip(lines, numbers, strict=True):
-            seen = last.get((entry, number))
-            if seen is None or seen[0] < line:
-                last[(entry, number)] = (line, g)
-    kept: list[list[int]] = [[] for _ in made]
-    for (_, number), (_, g) in last.items():
-        kept[g].append(number)
+    last row, as applying the rows in file order would. Returns each group's numbers, sorted, each once."""
+    import numpy as np
+
+    entries: dict[tuple, list[int]] = {}  # (kind, scope, scope_key) -> the groups that change it
+    for g, (template, _, _) in enumerate(made):
+        entries.setdefault((template.kind, template.scope, template.scope_key), []).append(g)
+    kept: list[np.ndarray] = [np.empty(0, np.int64)] * len(made)
+    for groups in entries.values():
+        numbers = np.concatenate([made[g][2] for g in groups])
+        lines = np.concatenate([made[g][1] for g in groups])
+        owner = np.concatenate([np.full(len(made[g][2]), g) for g in groups])
+        order = np.lexsort((lines, numbers))  # by number, then line: a number's last row comes last
+        numbers, owner = numbers[order], owner[order]
+        last = np.ones(len(numbers), bool)
+        last[:-1] = numbers[1:] != numbers[:-1]
+        for g in groups:
+            kept[g] = numbers[last & (owner == g)]
     return [(template, kept[g]) for g, (template, _, _) in enumerate(made)]
 
 
-def _slices(made: list[tuple[Change, list[int], list[int]]]) -> Iterator[tuple[list[Change], int]]:
+def _changes(made: _Made) -> tuple[list[Change], list[tuple[Change, np.ndarray]]]:
+    """The changes of a run's valid groups, each entry once: plain changes, in key order, for groups of fewer
+    than BATCH_MIN numbers, and (template, its numbers sorted) for the others, to be written as batches. In key
+    order: inserting in key order touches each B-tree page once."""
+    import numpy as np  # here: not every command that imports this module needs it
+
+    groups = (_last_rows_win(made) if len(made) > 1
+              else [(template, np.unique(numbers)) for template, _, numbers in made])
+    singles: list[Change] = []
+    batches: list[tuple[Change, np.ndarray]] = []
+    for template, numbers in groups:
+        if len(numbers) >= BATCH_MIN:
+            batches.append((template, numbers))
+        else:
+            singles.extend(template._replace(number=n) for n in numbers.tolist())
+    singles.sort(key=_by_number)
+    return singles, batches
+
+
+def _slices(made: _Made) -> Iterator[tuple[list[Change], int]]:
     """The changes of a run of rows in transactions of at most IMPORT_SLICE numbers, each in key order, with how
-    many of the file's rows each stands for (a share of its group's rows, so the counts add up)."""
-    changes = _changes(made)
+    many of the file's rows each stands for (a share of its group's rows, so the counts add up). A batch's
+    numbers become Python ints a slice at a time."""
+    singles, batches = _changes(made)
     rows = sum(len(lines) for _, lines, _ in made)
-    numbers = sum(len(c.targets()) for c in changes) or 1
+    numbers = len(singles) + sum(len(n) for _, n in batches) or 1
+    pieces: Iterator[tuple[Change, int]] = itertools.chain(
+        ((c, 1) for c in singles),
+        ((template._replace(numbers=tuple(n[i:i + IMPORT_SLICE].tolist())), len(n[i:i + IMPORT_SLICE]))
+         for template, n in batches for i in range(0, len(n), IMPORT_SLICE)))
     pending: list[Change] = []
     size = 0
     written = 0
-    for change in changes:
-        targets = change.numbers
-        pieces = [change] if not targets else [change._replace(numbers=targets[i:i + IMPORT_SLICE])
-                                               for i in range(0, len(targets), IMPORT_SLICE)]
-        for piece in pieces:
-            n = len(piece.targets())
-            if pending and size + n > IMPORT_SLICE:
-                share = rows * size // numbers
-                written += share
-                yield pending, share
-                pending, size = [], 0
-            pending.append(piece)
-            size += n
+    for piece, n in pieces:
+        if pending and size + n > IMPORT_SLICE:
+            share = rows * size // numbers
+            written += share
+            yield pending, share
+            pending, size = [], 0
+        pending.append(piece)
+        size += n
     if pending:
         yield pending, rows - written
 
 
-def _changes(made: list[tuple[Change, list[int], list[int]]]) -> list[Change]:
-    """The changes of a run's valid groups: one batch per group (a plain change per number when the group is
-    small), each entry once. In key order: inserting in key order touches each B-tree page once."""
-    import numpy as np  # here: not every command that imports this module needs it
+def _parse_to_arrays(text: str, first_line: int, columns: tuple[str, ...], names: tuple[str, ...],
+                     region: str | None) -> _Parsed:
+    """_parse_chunk in a worker, each group's lines and numbers as int64 arrays: they cross to this process
+    several times faster than lists of ints, and a run of them takes 16 bytes a row, not 70."""
+    import numpy as np
 
-    groups = _last_rows_win(made) if len(made) > 1 else [(template, numbers) for template, _, numbers in made]
-    singles: list[Change] = []
-    batches: list[Change] = []
-    for template, numbers in groups:
-        unique = np.unique(np.array(numbers, dtype=np.int64)).tolist()  # a million in 0.1 s, sorted(set()) 1 s
-        if len(unique) >= BATCH_MIN:
-            batches.append(template._replace(numbers=tuple(unique)))
-        else:
-            singles.extend(template._replace(number=n) for n in unique)
-    singles.sort(key=_by_number)
-    return singles + batches
+    parsed = _parse_chunk(text, first_line, columns, names, region)
+    return _Parsed({key: (np.array(lines, np.int64), np.array(numbers, np.int64))
+                    for key, (lines, numbers) in parsed.groups.items()}, parsed.bad)
 
 
 def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str, ...],
@@ -602,7 +630,10 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
         yield first_no, first_text
         yield from chunks
 
-    run: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}  # parsed, not yet written: key -> (lines, numbers)
+    import numpy as np
+
+    # parsed, not yet written: key -> (arrays of lines, arrays of numbers), a pair per chunk
+    run: dict[tuple[str, ...], tuple[list[np.ndarray], list[np.ndarray]]] = {}
     run_rows = 0
 
     def gather(parsed: _Parsed) -> None:
@@ -614,10 +645,9 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
         for key, (lines, numbers) in parsed.groups.items():
             group = run.get(key)
             if group is None:
-                run[key] = (lines, numbers)
-            else:
-                group[0].extend(lines)
-                group[1].extend(numbers)
+                group = run[key] = ([], [])
+            group[0].append(np.asarray(lines, np.int64))
+            group[1].append(np.asarray(numbers, np.int64))
             run_rows += len(lines)
         if run_rows >= IMPORT_RUN_ROWS:
             write()
@@ -631,21 +661,23 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
 
     def write() -> None:
         nonlocal run_rows
+        if writing:
+            writing.pop().result()  # the run before: one at a time, in order, and out of memory before this one
         errors = []
-        made = []  # (change with number 0, lines, numbers)
-        for key, (lines, numbers) in run.items():
+        made: _Made = []  # (change with number 0, lines, numbers)
+        for key in list(run):  # each group's chunks let go of as it is joined: a run is in memory once, not twice
+            lines, numbers = run.pop(key)
             try:
                 template = make_change(dict(zip(key_names, key, strict=False)))  # short rows: fewer
             except (ValueError, KeyError) as e:
                 message = str(e) if not isinstance(e, KeyError) else f"missing column {e}"
-                errors.extend((line, message) for line in lines)
+                errors.extend((line, message) for line in np.concatenate(lines).tolist())
                 continue
-            made.append((template, lines, numbers))
-        run.clear()
+            made.append((template, np.concatenate(lines), np.concatenate(numbers)))
+            lines.clear()
+            numbers.clear()
         run_rows = 0
         result.errors.extend(sorted(errors))
-        if writing:
-            writing.pop().result()  # the run before: one at a time, in order
         writing.append(writer.submit(write_made, made))
 
     def write_made(made: list[tuple[Change, list[int], list[int]]]) -> None:
@@ -682,7 +714,7 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
                                  initargs=(os.getpid(),)) as pool:
             in_flight: collections.deque = collections.deque()
             for first, text in all_chunks():
-                in_flight.append(pool.submit(_parse_chunk, text, first, columns, names, default_region))
+                in_flight.append(pool.submit(_parse_to_arrays, text, first, columns, names, default_region))
                 if len(in_flight) > IMPORT_AHEAD * workers:
                     gather(in_flight.popleft().result())
             while in_flight:
