@@ -22,8 +22,10 @@ from mutmut.__main__ import SourceFileMutationData, walk_mutatable_files
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
 
-SQL = re.compile(r"\b(select|insert|update|delete|create|drop|alter|pragma|values|from|where|returning|"
-                 r"on conflict|order by|group by|begin|commit|rollback|attach|vacuum)\b", re.IGNORECASE)
+# A string is SQL when it has a keyword in capitals, as this code base writes them (English has "from" and "in").
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|VALUES|FROM|WHERE|RETURNING|SET|CASE|"
+                 r"WHEN|THEN|ELSE|END|AND|OR|NOT|IN|IS|NULL|EXISTS|ON CONFLICT|ORDER BY|GROUP BY|HAVING|LIMIT|"
+                 r"JOIN|BEGIN|COMMIT|ROLLBACK|ATTACH|VACUUM|INTO|DISTINCT|COALESCE|COUNT|MAX|MIN)\b")
 SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")
 
 

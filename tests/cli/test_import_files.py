@@ -81,8 +81,9 @@ def test_a_killed_import_shows_as_started_never_finished_and_leaves_no_worker_be
     path = tmp_path / "big.csv"
     with open(path, "w") as f:
         f.write("".join(f"+86139{i:08d}\n" for i in range(total)))
-    importer = subprocess.Popen([sys.executable, "-m", "smppguard", "blacklist", "import", str(path), "--source", "complaint", "--silent",
-                                 "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    importer = subprocess.Popen([sys.executable, "-m", "smppguard", "blacklist", "import", str(path), "--source",
+                                 "complaint", "--silent", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not _written(db_path):  # it has written its first chunk

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from smppguard.inbound import CONFIRM, OPTIN, OPTOUT, Fact
+from smppguard.inbound import CONFIRM, DELIVERED_FACT, OPTIN, OPTOUT, Fact
 from smppguard.inbound.receipts import BLACKLISTED, DEAD, SUSPENDED
 from smppguard.store import lists
+from smppguard.store.credit import DELIVERED_WINDOW_S
 from smppguard.store.learning import LearningTerms, apply_fact, apply_facts
 
 A = 8613800000001
@@ -150,3 +151,84 @@ def test_a_run_of_opt_outs_with_a_bad_one_falls_back_to_one_by_one(db):
     assert isinstance(results[1], TypeError)
     assert sorted(n for (n,) in db.execute("SELECT number FROM optout")) == [A, C]
     assert [r[2] for r in changes(db)] == [A, C]
+
+
+def audits(db) -> list[tuple]:
+    return db.execute("SELECT rule, reason FROM audit WHERE action = 'learned' ORDER BY id").fetchall()
+
+
+def test_each_fact_says_what_it_did_and_audits_it_under_its_rule(db):
+    assert apply(db, reply(OPTOUT, "t"), terms=LearningTerms(optout_scope="global")) == "opted out (global)"
+    assert apply(db, reply(OPTIN, "start", number=B)) is None  # nothing to lift: nothing said, nothing audited
+    assert apply(db, reply(OPTIN, "start")) == "opted in again (global)"
+    assert apply(db, receipt(DEAD, "MK:0001")) == "marked dead"
+    assert apply(db, receipt(BLACKLISTED, "MBBLACK", number=B)) == "blacklisted (carrier)"
+    assert [rule for rule, _ in audits(db)] == ["optout", "optout", "dead", "blacklist"]
+    assert audits(db)[2][1] == "marked dead, empty or nonexistent (MK:0001): receipt r1 said MK:0001"
+    # every change the deliver path makes is the deliver path's
+    assert {actor for *_, actor in changes(db)} == {"deliver_sm"}
+
+
+def test_an_opt_in_lifts_the_reply_opt_outs_of_every_scope_it_reaches_and_says_each(db):
+    for scope in ("global", "account", "sender"):
+        apply(db, reply(OPTOUT, "t"), terms=LearningTerms(optout_scope=scope))
+    assert apply(db, reply(OPTIN, "start")) == "opted in again (account acme, global, sender 10690000)"
+    assert db.execute("SELECT COUNT(*) FROM optout").fetchone() == (0,)
+
+
+def test_a_dead_receipt_keeps_its_reason_and_evidence(db):
+    apply(db, receipt(DEAD, "MK:0001"), terms=LearningTerms(dead_for_s=86400.0))
+    assert db.execute("SELECT reason, marked_at, expires_at FROM dead").fetchall() == [
+        ("empty or nonexistent (MK:0001)", NOW, NOW + 86400.0)]
+    (data,) = db.execute("SELECT data FROM changelog").fetchone()
+    assert json.loads(data) == {"reason": "empty or nonexistent (MK:0001)", "expires_at": NOW + 86400.0,
+                                "receipt": "r1", "stat": "UNDELIV", "err": "MK:0001", "account": "acme"}
+
+
+def test_suspended_receipts_make_a_dead_number_whose_reason_counts_them(db):
+    terms = LearningTerms(suspended_failures=2, suspended_within_s=2 * 86400.0)
+    apply(db, receipt(SUSPENDED, "MK:0005"), NOW, terms=terms)
+    apply(db, receipt(SUSPENDED, "MK:0005"), NOW + 2 * 86400.0, terms=terms)  # the first one is just in the window
+    assert db.execute("SELECT reason FROM dead").fetchall() == [("suspended: 2 receipts within 2 days (MK:0005)",)]
+
+
+def test_deliveries_are_counted_within_their_window_and_start_again_after_it(db):
+    delivered = Fact(DELIVERED_FACT, A, "acme", "", "DELIVRD", {})
+    for at in (NOW, NOW + 10, NOW + 20):
+        assert apply(db, delivered, at) is None
+    assert db.execute("SELECT count, since FROM delivery_ok").fetchall() == [(3, NOW)]
+    apply(db, delivered, NOW + DELIVERED_WINDOW_S + 1)  # the first is past the window: counting starts again
+    assert db.execute("SELECT count, since FROM delivery_ok").fetchall() == [(1, NOW + DELIVERED_WINDOW_S + 1)]
+    assert changes(db) == []  # counted, not a list change
+
+
+def test_a_confirmation_of_an_account_consent_keeps_its_source_and_wording(db):
+    lists.grant_consent(db, A, source="web form", wording="Yes to offers", account="acme", actor="ops",
+                        now=NOW - 60)
+    assert apply(db, reply(CONFIRM, "yes")) == "consent confirmed"
+    assert db.execute("SELECT scope_key, status, source, wording, granted_at, confirmed_at FROM consent").fetchall() \
+        == [("acme", "confirmed", "web form", "Yes to offers", NOW - 60, NOW)]
+    kind, op, number, scope, key, actor = changes(db)[-1]
+    assert (kind, op, scope, key, actor) == ("consent", "add", "account", "acme", "deliver_sm")
+    (data,) = db.execute("SELECT data FROM changelog ORDER BY id DESC LIMIT 1").fetchone()
+    assert json.loads(data)["confirmed_by"] == "yes"
+    assert audits(db) == [("consent", "consent confirmed: reply 'YES' to 10690000")]
+
+
+def test_a_reply_that_names_no_address_says_so(db):
+    bare = Fact(OPTOUT, A, "acme", "", "t", {"text": "t"})
+    apply(db, bare)
+    assert audits(db) == [("optout", "opted out (account acme): reply 'T' to ")]
+
+
+def test_a_batch_of_opt_outs_keeps_each_reply_s_time_and_a_repeated_number_once(db):
+    results = apply_batch(db, [reply(OPTOUT, "t"), reply(OPTOUT, "t", number=B), reply(OPTOUT, "td")])
+    assert results[:2] == ["opted out (sender 10690000)"] * 2
+    assert results[2] is None  # the same number and sender again, within the batch
+    assert sorted(db.execute("SELECT number, added_at FROM optout")) == [(A, NOW), (B, NOW + 1)]
+    assert [(r[2], r[0]) for r in changes(db)] == [(A, "optout"), (B, "optout")]
+
+
+def test_an_unknown_fact_is_named_in_its_error(db):
+    with pytest.raises(ValueError, match="unknown fact 'bogus'"):
+        apply(db, Fact("bogus", A, "acme", "", "x", {}))

@@ -140,7 +140,7 @@ def _apply_optouts(db: sqlite3.Connection, run: list[tuple[Fact, float, str]], t
         out.append(done)
     if changes:
         changelog.write(db, changes, origin=origin, actor=ACTOR, correlation_threshold=terms.correlation_threshold,
-                        now=run[0][1], in_transaction=True)
+                        in_transaction=True)  # each change carries its reply's time
         db.executemany(_AUDIT, audits)
     return out
 
