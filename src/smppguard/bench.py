@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, NamedTuple
 
 from .smpp.commands import CommandId
 from .smpp.fields import encode_body
@@ -613,6 +613,40 @@ def proxy_toml(proxy: tuple[str, int], upstream: tuple[str, int], window: int, d
             f'[store]\npath = "{db}"\n{store}\n[log]\nlevel = "{log_level}"\n\n' + rest)
 
 
+class Rig(NamedTuple):
+    """A benchmark's temporary folder, the proxy's store in it and the two addresses (proxy.toml is written);
+    the children started into `children` are stopped, proxy first, when the `rig()` block ends."""
+
+    dir: Path
+    db: Path
+    sink: tuple[str, int]
+    proxy: tuple[str, int]
+    children: list[subprocess.Popen]
+
+    def start(self, child: subprocess.Popen) -> subprocess.Popen:
+        self.children.append(child)
+        return child
+
+    def stop(self) -> None:
+        """Stop the children, last started first (SIGTERM: the proxy saves what it owes before it exits)."""
+        while self.children:
+            _stop(self.children.pop())
+
+
+@contextlib.contextmanager
+def rig(name: str, window: int, rest: str, **toml: str) -> Iterator[Rig]:
+    """The setting of every benchmark that runs `smppguard run` between a client and the sink SMSC; `rest` and
+    `toml` as proxy_toml takes them."""
+    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix=f"smppguard-{name}-") as tmp:
+        tmpdir = Path(tmp)
+        r = Rig(tmpdir, tmpdir / "smppguard.db", ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port()), [])
+        (tmpdir / "proxy.toml").write_text(proxy_toml(r.proxy, r.sink, window, r.db, rest, **toml))
+        try:
+            yield r
+        finally:
+            r.stop()
+
+
 def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warmup: int = WARMUP,
               low_load: int = LOW_LOAD_MESSAGES, policy: str = "full", lists: int = 0,
               history: int = 0, optouts: int | None = None, recipients: int = 0) -> dict[str, Any]:
@@ -623,41 +657,30 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
         raise ValueError("messages, binds and window must be at least 1")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
-    sink = proxy = None
-    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-bench-") as tmp:
-        tmpdir = Path(tmp)
-        sink_addr = ("127.0.0.1", _free_port())
-        proxy_addr = ("127.0.0.1", _free_port())
-        (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, window, tmpdir / "smppguard.db",
-                                                      _POLICY_TOML[policy]))
+    with rig("bench", window, _POLICY_TOML[policy]) as r:
         filled = bool(lists or history or optouts)
         result_store: dict[str, Any] = {}
         if filled:
             started = time.monotonic()
-            fill_store(tmpdir / "smppguard.db", lists, history=history, recipients=recipients, optouts=optouts)
+            fill_store(r.db, lists, history=history, recipients=recipients, optouts=optouts)
             result_store["fill_s"] = time.monotonic() - started
-        try:
-            sink = start_sink(tmpdir, sink_addr)
-            size = lists + (lists if optouts is None else optouts) + history
-            if filled:  # the first start reads the tables and writes the snapshot file; the one measured reads that
-                result_store.update(_first_start(tmpdir, proxy_addr, START_TIMEOUT + size / 50_000))
-            launched = time.monotonic()
-            proxy = start_proxy(tmpdir, proxy_addr, START_TIMEOUT + size / 50_000)
-            startup_s = time.monotonic() - launched
-            startup_rss_kb = _rss_kb(proxy.pid)
-            result = _run_loop(_bench(sink_addr, proxy_addr, proxy.pid, messages, binds, window, warmup,
-                                      low_load, policy))
-            result["sink_pid"], result["proxy_pid"] = sink.pid, proxy.pid
-            result["lists"] = lists
-            result["optouts"] = lists if optouts is None else optouts
-            result["history"] = history
-            result["store"] = result_store
-            result["proxy_startup_s"] = startup_s
-            result["proxy_startup_rss_kb"] = startup_rss_kb
-            return result
-        finally:
-            _stop(proxy)
-            _stop(sink)
+        sink = r.start(start_sink(r.dir, r.sink))
+        size = lists + (lists if optouts is None else optouts) + history
+        if filled:  # the first start reads the tables and writes the snapshot file; the one measured reads that
+            result_store.update(_first_start(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
+        launched = time.monotonic()
+        proxy = r.start(start_proxy(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
+        startup_s = time.monotonic() - launched
+        startup_rss_kb = _rss_kb(proxy.pid)
+        result = _run_loop(_bench(r.sink, r.proxy, proxy.pid, messages, binds, window, warmup, low_load, policy))
+        result["sink_pid"], result["proxy_pid"] = sink.pid, proxy.pid
+        result["lists"] = lists
+        result["optouts"] = lists if optouts is None else optouts
+        result["history"] = history
+        result["store"] = result_store
+        result["proxy_startup_s"] = startup_s
+        result["proxy_startup_rss_kb"] = startup_rss_kb
+        return result
 
 
 def _format_store(s: dict[str, Any]) -> list[str]:
@@ -737,20 +760,13 @@ def run_soak(refusals: int = 2_500_000, recipients: int = 50_000, binds: int = 4
     if refusals < 0 or recipients < 1 or binds < 1 or window < 1:
         raise ValueError("recipients, binds and window must be at least 1, refusals at least 0")
     total = refusals + recipients
-    sink = proxy = None
-    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-soak-") as tmp:
-        tmpdir = Path(tmp)
-        db = tmpdir / "smppguard.db"
-        sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
-        (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, window, db, SOAK_TOML))
-        try:
-            sink = start_sink(tmpdir, sink_addr)
-            proxy = start_proxy(tmpdir, proxy_addr)
-            before = _store_bytes(db)
-            result = _run_loop(_soak_pass(proxy_addr, total, binds, window, recipients, proxy.pid))
-        finally:
-            _stop(proxy)  # SIGTERM: the proxy saves what it owes before it exits
-            _stop(sink)
+    with rig("soak", window, SOAK_TOML) as r:
+        db = r.db
+        r.start(start_sink(r.dir, r.sink))
+        proxy = r.start(start_proxy(r.dir, r.proxy))
+        before = _store_bytes(db)
+        result = _run_loop(_soak_pass(r.proxy, total, binds, window, recipients, proxy.pid))
+        r.stop()  # SIGTERM: the proxy saves what it owes before it exits
         after = _store_bytes(db)
         conn = sqlite3.connect(db)
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,14 @@ from typing import Any
 from .bench import (
     _Client,
     _cpu_seconds,
-    _free_port,
     _Numbers,
     _pass,
     _rss_kb,
     _run,
     _run_loop,
-    _stop,
     _store_bytes,
-    _terminated_cleanly,
-    proxy_toml,
     report,
+    rig,
     start_proxy,
     start_sink,
 )
@@ -130,22 +126,12 @@ async def _hold_bench(proxy: tuple[str, int], pid: int, db: Path, messages: int,
 def run_hold(messages: int = 100_000, live: int = 20_000, release_rate: float = 1000.0) -> dict[str, Any]:
     if messages < 1 or live < 1:
         raise ValueError("messages and live must be at least 1")
-    sink = proxy = None
-    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-hold-") as tmp:
-        tmpdir = Path(tmp)
-        db = tmpdir / "smppguard.db"
-        sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
-        (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, 10, db,
-                                                      HOLD_TOML % {"rate": release_rate}))
-        try:
-            sink = start_sink(tmpdir, sink_addr)
-            proxy = start_proxy(tmpdir, proxy_addr)
-            result = _run_loop(_hold_bench(proxy_addr, proxy.pid, db, messages, live))
-            result["release_rate_setting"] = release_rate
-            return result
-        finally:
-            _stop(proxy)
-            _stop(sink)
+    with rig("hold", 10, HOLD_TOML % {"rate": release_rate}) as r:
+        r.start(start_sink(r.dir, r.sink))
+        proxy = r.start(start_proxy(r.dir, r.proxy))
+        result = _run_loop(_hold_bench(r.proxy, proxy.pid, r.db, messages, live))
+        result["release_rate_setting"] = release_rate
+        return result
 
 
 def format_hold(r: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ delete ran.
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -20,15 +19,12 @@ from typing import Any
 from .bench import (
     _POLICY_TOML,
     START_TIMEOUT,
-    _free_port,
     _Numbers,
     _pass,
     _run_loop,
-    _stop,
-    _terminated_cleanly,
     fill_store,
-    proxy_toml,
     report,
+    rig,
     start_proxy,
     start_sink,
 )
@@ -42,39 +38,31 @@ def run_prune(history: int = 30_000_000, hours: float = 1.0, messages: int = 50_
               window: int = 10) -> dict[str, Any]:
     if history < 1 or hours <= 0 or messages < 1:
         raise ValueError("history and messages must be at least 1, hours more than 0")
-    sink = proxy = None
-    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-prune-") as tmp:
-        tmpdir = Path(tmp)
-        db = tmpdir / "smppguard.db"
-        sink_addr, proxy_addr = ("127.0.0.1", _free_port()), ("127.0.0.1", _free_port())
-        (tmpdir / "proxy.toml").write_text(proxy_toml(proxy_addr, sink_addr, window, db, _POLICY_TOML["full"],
-                                                      store=f'retention = "{RETENTION_DAYS}d"\n', log_level="info"))
+    with rig("prune", window, _POLICY_TOML["full"], store=f'retention = "{RETENTION_DAYS}d"\n',
+             log_level="info") as r:
+        db = r.db
         started = time.monotonic()
         fill_store(db, 0, history=history, history_days=RETENTION_DAYS + hours / 24)
         result: dict[str, Any] = {"history": history, "hours": hours, "fill_s": time.monotonic() - started,
                                   "messages": messages, "binds": binds, "window": window}
-        try:
-            sink = start_sink(tmpdir, sink_addr)
-            proxy = start_proxy(tmpdir, proxy_addr, START_TIMEOUT + history / 50_000)
-            opened = time.time()  # the store opened just before it accepted binds: the delete is due a minute on
-            _wait_snapshot(db, opened + EXPIRE_FIRST_S - 15)  # the first snapshot is written meanwhile: not in a pass
-            numbers = _Numbers()
-            result["before"] = _run_loop(_pass(proxy_addr, messages, binds, window, 0, numbers, True))
-            wait = opened + EXPIRE_FIRST_S - time.time()
-            result["waited_s"] = max(0.0, wait)
-            if wait > 0:
-                time.sleep(wait)
-            result["during"] = _run_loop(_pass(proxy_addr, messages, binds, window, 0, numbers, True))
-            during_end = time.time()
-            deleted_at, deleted = _wait_deleted(tmpdir / "proxy.log", 600)
-            result["after"] = _run_loop(_pass(proxy_addr, messages, binds, window, 0, numbers, True))
-            result["deleted_rows"] = deleted
-            result["delete_started_s"] = EXPIRE_FIRST_S
-            result["delete_ended_s"] = deleted_at - opened
-            result["during_pass_ended_s"] = during_end - opened
-        finally:
-            _stop(proxy)
-            _stop(sink)
+        r.start(start_sink(r.dir, r.sink))
+        r.start(start_proxy(r.dir, r.proxy, START_TIMEOUT + history / 50_000))
+        opened = time.time()  # the store opened just before it accepted binds: the delete is due a minute on
+        _wait_snapshot(db, opened + EXPIRE_FIRST_S - 15)  # the first snapshot is written meanwhile: not in a pass
+        numbers = _Numbers()
+        result["before"] = _run_loop(_pass(r.proxy, messages, binds, window, 0, numbers, True))
+        wait = opened + EXPIRE_FIRST_S - time.time()
+        result["waited_s"] = max(0.0, wait)
+        if wait > 0:
+            time.sleep(wait)
+        result["during"] = _run_loop(_pass(r.proxy, messages, binds, window, 0, numbers, True))
+        during_end = time.time()
+        deleted_at, deleted = _wait_deleted(r.dir / "proxy.log", 600)
+        result["after"] = _run_loop(_pass(r.proxy, messages, binds, window, 0, numbers, True))
+        result["deleted_rows"] = deleted
+        result["delete_started_s"] = EXPIRE_FIRST_S
+        result["delete_ended_s"] = deleted_at - opened
+        result["during_pass_ended_s"] = during_end - opened
     return result
 
 
