@@ -371,3 +371,54 @@ def test_a_batch_listing_cancels_the_pending_removals_of_its_numbers_and_a_manua
         ("+86138****0002", "cancelled", "new blacklist entry (carrier)", "alice")]  # masked, the default
     write(db, [Change("optout", "add", 0, "sender", "ACME", numbers=[N1, N3])], origin="o", actor="alice", now=NOW)
     assert pending_removals(db) == []
+
+
+# --- correlation: only sender opt-outs count, each number of a batch on its own -----------------------------------
+
+
+def test_only_adding_a_sender_opt_out_can_make_a_global_one(db):
+    for s in ("A", "B", "C", "D"):
+        opt_out(db, N1, s)
+    write(db, [Change("optout", "remove", N1, "global", "")], origin="ops", now=NOW)  # an operator lifts it
+    # neither removing one of the four (three stay) nor an account opt-out makes it again
+    write(db, [Change("optout", "remove", N1, "sender", "D")], origin="o", correlation_threshold=3, now=NOW)
+    write(db, [Change("optout", "add", N1, "account", "acme")], origin="o", correlation_threshold=3, now=NOW)
+    assert db.execute("SELECT COUNT(*) FROM optout WHERE scope = 'global'").fetchone() == (0,)
+
+
+def test_a_number_of_a_batch_reaching_the_threshold_after_one_that_does_not_still_counts(db):
+    opt_out(db, N2, "A")
+    opt_out(db, N2, "B")
+    batch = [Change("optout", "add", N1, "sender", "C"), Change("optout", "add", N2, "sender", "C")]
+    write(db, batch, origin="o", correlation_threshold=3, now=NOW)
+    assert [g["number"] for g in global_changes(db)] == [N2]
+
+
+def test_the_global_opt_out_takes_its_cause_s_time_and_origin(db):
+    opt_out(db, N1, "A")
+    opt_out(db, N1, "B")
+    cause = Change("optout", "add", N1, "sender", "C", {"keyword": "TD"}, at=NOW - 30, origin="peer-7", actor="mqtt")
+    write(db, [cause], origin="here", actor="cli", correlation_threshold=3, now=NOW)
+    (g,) = global_changes(db)
+    assert (g["at"], g["origin"], g["actor"]) == (NOW - 30, "peer-7", "mqtt")
+    assert db.execute("SELECT added_at FROM optout WHERE scope = 'global'").fetchone() == (NOW - 30,)
+
+
+# --- the audit row of a list operation -----------------------------------------------------------------------
+
+
+def test_a_list_operation_is_audited_once_per_kind_of_change_saying_what_it_was(db):
+    write(db, [Change("blacklist", "add", N1, data={"source": "complaint", "reason": "10086 complaint"}),
+               Change("blacklist", "add", N2, data={"source": "complaint", "reason": "10086 complaint"}),
+               Change("blacklist", "add", N3, data={"source": "regulator"}),
+               Change("optout", "add", N1, "sender", "ACME", {"source": "manual"}),
+               Change("tz", "add", N2, data={"zone": "Asia/Tokyo"}),
+               Change("consent", "remove", N3)],
+          origin="o", actor="alice", now=NOW, audited=True)
+    got = db.execute("SELECT rule, action, recipient, reason, actor FROM audit ORDER BY id").fetchall()
+    assert got == [
+        ("blacklist", "add", "2 numbers", "blacklist add (source complaint, 10086 complaint)", "alice"),
+        ("blacklist", "add", "+86138****0003", "blacklist add (source regulator)", "alice"),  # masked, by default
+        ("optout", "add", "+86138****0001", "optout add (sender ACME, source manual)", "alice"),
+        ("tz", "add", "+86138****0002", "tz add (Asia/Tokyo)", "alice"),
+        ("consent", "remove", "+86138****0003", "consent remove", "alice")]
