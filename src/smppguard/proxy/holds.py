@@ -114,13 +114,12 @@ def new_id() -> str:
 
 
 class HoldQueue:
-    _log = Throttle(log)
-
     def __init__(self, store: QueueStore, screening: Screening, *, settings: HoldSettings = DEFAULTS,
                  forced: Screening | None = None, clock: Callable[[], float] = time.time,
                  audit: Callable[..., None] | None = None, row_type: Callable[..., Any] | None = None):
         self.store = store
         self.screening = screening
+        self._log = Throttle(log)  # the queue's own: another queue in the process (a test's) says its warnings too
         self.forced = forced or screening  # the rules without quiet hours: `queue release`
         self.s = settings
         self.clock = clock
