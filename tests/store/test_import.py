@@ -243,3 +243,10 @@ def test_a_chunk_of_bare_lines_parses_as_line_by_line(lines, first_line, region)
     fast = lists._parse_chunk(text, first_line, columns, names, region)
     slow = lists._parse_chunk(text, first_line, columns, names, region, settle_bare=False)
     assert fast == slow
+    # the same lines ending in "\r\n" (a file from Windows): what the csv module makes of them, the same rows
+    windows = text.replace("\n", "\r\n")
+    assert lists._parse_chunk(windows, first_line, columns, names, region) == fast
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(lists, "_bare_numbers", lambda text: None)
+        m.setattr(lists, "_is_csv", lambda text: True)  # every chunk through the csv module, as before
+        assert lists._parse_chunk(windows, first_line, columns, names, region) == fast

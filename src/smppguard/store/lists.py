@@ -443,6 +443,8 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
                 lines[i] = ""
         text = "\n".join(lines)
     undecodable = UNDECODABLE in text
+    if "\r" in text and text.count("\r") == text.count("\r\n") and not _is_csv(text.replace("\r\n", "\n")):
+        text = text.replace("\r\n", "\n")  # bare lines from Windows: as the csv module reads them, without it
     known = _bare_numbers(text) if settle_bare and at == 0 else None
     if known and None not in known:  # every line a number: the usual chunk of a big list
         return _Parsed({(): (list(range(first_line, first_line + len(known))), known)}, bad)
