@@ -16,9 +16,9 @@ from smppguard.policy.numbers import (
     check_region,
     check_zone,
     e164,
-    international_lines,
     locate,
     normalise,
+    number_lines,
     region_of,
     utc_offsets,
     zones_for,
@@ -142,13 +142,13 @@ def test_locate_agrees_with_phonenumbers_on_every_region_and_type():
     assert differ == []
 
 
-def test_international_lines_settles_only_what_normalise_finds_valid_and_most_of_it():
+def test_number_lines_settles_only_what_normalise_finds_valid_and_most_of_it():
     """A file of numbers, line by line: what international_lines settles is what normalise gives; the example
     numbers of the calling codes with one region (and their near misses) that are valid as written are all settled."""
     digits = _example_numbers_and_neighbours()
     lines = ["+" + d for d in digits] + [" +" + d for d in digits[:50]] + ["+" + d + " " for d in digits[:50]]
     lines += ["+", "", "+86", "+8613800138000x", "+86１３８００１３８０００", "8613800138000", "+\n8613800138000"]
-    settled = international_lines(lines)
+    settled = number_lines(lines)
     assert len(settled) == len(lines)
     wrong = [(line, got, normalise(line, TON_INTERNATIONAL)) for line, got in zip(lines, settled, strict=True)
              if got is not None and got != normalise(line, TON_INTERNATIONAL)]
@@ -161,17 +161,33 @@ def test_international_lines_settles_only_what_normalise_finds_valid_and_most_of
     assert missed == []
     assert settled[-7:] == [None] * 7
     # a code's main region among several: settled too (US for +1, GB for +44); another region's number is not
-    assert international_lines(["+12125551234", "+447400123456", "+14165550123"]) == [12125551234, 447400123456,
+    assert number_lines(["+12125551234", "+447400123456", "+14165550123"]) == [12125551234, 447400123456,
                                                                                         None]
     assert normalise("+14165550123", TON_INTERNATIONAL) == 14165550123  # Canada: read the usual way
 
 
-@given(st.lists(st.sampled_from(["+86138", "+86139", "+861", "+8610", "+44", "+1212", "+49", "+91", "+7", "+"]),
-                min_size=1, max_size=30), st.randoms(use_true_random=False))
-def test_international_lines_agrees_with_normalise_on_any_lines(heads, rnd):
+@given(st.lists(st.sampled_from(["+86138", "+86139", "+861", "+8610", "+44", "+1212", "+49", "+91", "+7", "+",
+                                 "138", "139", "1", "0", "00", "86", "8613", "2", "7", "212", "020", "44", ""]),
+                min_size=1, max_size=30),
+       st.sampled_from([None, "CN", "US", "GB", "DE", "RU", "IN"]), st.randoms(use_true_random=False))
+def test_number_lines_agrees_with_normalise_on_any_lines(heads, region, rnd):
+    """International lines as normalise reads them with TON 1; the others (national numbers in the default
+    region, or not) as it reads them with TON 0."""
     lines = [head + "".join(rnd.choice("0123456789") for _ in range(rnd.randint(0, 11))) for head in heads]
-    for line, got in zip(lines, international_lines(lines), strict=True):
-        assert got is None or got == normalise(line, TON_INTERNATIONAL), line
+    for line, got in zip(lines, number_lines(lines, region), strict=True):
+        ton = TON_INTERNATIONAL if line.startswith("+") else TON_UNKNOWN
+        assert got is None or got == normalise(line, ton, region), (line, region)
+
+
+def test_national_lines_of_the_default_region_are_settled():
+    lines = ["13800138000", "013800138000", "8613800138000", "008613800138000", "1380013800", "02012345678",
+             "2012345678"]
+    assert number_lines(lines, "CN") == [8613800138000, None, None, None, None, None, 862012345678]
+    assert [normalise(line, TON_UNKNOWN, "CN") for line in lines[:4]] == [8613800138000] * 4  # the slow way
+    assert number_lines(lines, None) == [None] * len(lines)  # without a region: not national numbers
+    assert number_lines(["2125551234", "4165550123"], "US") == [12125551234, None]  # NANPA: US's own pattern
+    # digits that start with the region's own code are read as international first, when that is valid
+    assert normalise("4357054", TON_UNKNOWN, "AT") == 4357054 and number_lines(["4357054"], "AT") == [None]
 
 
 # --- zones -------------------------------------------------------------------------------------------------------

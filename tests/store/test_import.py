@@ -229,7 +229,8 @@ def test_each_run_of_rows_is_written_in_key_order_a_slice_a_transaction(db, smal
     assert ascending[0] == sorted(numbers[:len(ascending[0])])  # a run is the file's next rows, sorted
 
 
-_LINES = ["+8613500000001", "+8613500000002", "+8613500000001", "+86135", "+8610", "13500000003", "+1 212 555 1234",
+_LINES = ["+8613500000001", "+8613500000002", "+8613500000001", "+86135", "+8610", "13500000003", "013500000004",
+          "8613500000005", "008613500000006", "1350000000", "135 0000 0007", "2125551234", "+1 212 555 1234",
           "+12125551234", "+14165550123", "#+8613500000004", "", "  ", "number", "+86 135 0000 0005",
           " +8613500000006", "+8613500000007 ", "+86１３５００００００08", "+447400123456", "abc", "+8613500000009"]
 
@@ -247,6 +248,6 @@ def test_a_chunk_of_bare_lines_parses_as_line_by_line(lines, first_line, region)
     windows = text.replace("\n", "\r\n")
     assert lists._parse_chunk(windows, first_line, columns, names, region) == fast
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(lists, "_bare_numbers", lambda text: None)
+        m.setattr(lists, "_bare_numbers", lambda text, region: None)
         m.setattr(lists, "_is_csv", lambda text: True)  # every chunk through the csv module, as before
         assert lists._parse_chunk(windows, first_line, columns, names, region) == fast

@@ -245,40 +245,55 @@ def _plan(cc: int, length: int) -> tuple[tuple, ...]:
 
 
 @lru_cache(maxsize=4096)
-def _lines_pattern(cc: int, length: int) -> re.Pattern | None:
-    """One regex over many lines: a line is "+", the calling code `cc` and a national number of `length` ASCII
-    digits that the code's first region finds valid. `_lookup` tries that region first; when it has no leading
-    digits (a code's only region, or its main one: US for +1, RU for +7, GB for +44), a number its pattern
-    matches whole is valid there, whatever the other regions say. None when the first region has leading digits."""
+def _lines_pattern(cc: int, length: int, written: str) -> re.Pattern | None:
+    """One regex over many lines: a line is `written` (a regex: "\\+86", or nothing) and a national number of
+    `length` ASCII digits that the first region of calling code `cc` finds valid. `_lookup` tries that region
+    first; when it has no leading digits (a code's only region, or its main one: US for +1, RU for +7, GB for
+    +44), a number its pattern matches whole is valid there, whatever the other regions say. None when the
+    first region has leading digits."""
     plans = _plan(cc, length)
     if not plans or plans[0][0] is not None or plans[0][1] is None:
         return None
     lookahead, sep, alternatives = plans[0][1].pattern.partition(")\\Z)")  # "(?=(?:general)\Z)(?:...)"
     assert sep and lookahead.startswith("(?=(?:"), plans[0][1].pattern
-    return re.compile(f"^\\+{cc}{lookahead})$){alternatives}$", re.MULTILINE | re.ASCII)
+    return re.compile(f"^{written}{lookahead})$){alternatives}$", re.MULTILINE | re.ASCII)
 
 
-def international_lines(lines: list[str]) -> list[int | None]:
-    """For each line, its number when the line is "+" and the digits of a valid number (nothing around them) of
-    its code's first region, else None: not settled here, read it as `normalise` would. The same
-    numbers as `normalise(line, 1)` gives, for a file of numbers at a few regex passes a country and length
-    instead of a call per line (a list import of ten million numbers)."""
+def number_lines(lines: list[str], default_region: str | None = None) -> list[int | None]:
+    """For each line of a file of numbers, its number when the line is nothing but a valid number of its code's
+    first region: "+" and the digits (as `normalise(line, 1)` reads it), or, with a default region, the national
+    digits without a trunk or international prefix (as `normalise(line, 0, region)` reads "13800138000" in CN).
+    None for the others: not settled here, read them as `normalise` would. The same numbers, at a few regex
+    passes a country and length instead of a call per line (a list import of ten million numbers)."""
     out: list[int | None] = [None] * len(lines)
     groups: dict[tuple[str, int], list[int]] = {}
+    home, not_national = "", ("+",)
+    if default_region:
+        cc, trunk, intl = _region_prefixes(default_region)
+        home, not_national = str(cc), tuple(p for p in ("+", trunk, intl, str(cc)) if p)
     for i, line in enumerate(lines):
-        groups.setdefault((line[1:4], len(line)), []).append(i)
-    for (head3, length), at in groups.items():
-        head = _HEADS.get(head3)
-        if head is None or length - 1 > _FAST_PATH_MAX_DIGITS:
-            continue
-        pattern = _lines_pattern(head[0], length - 1 - head[1])
+        if line[:1] == "+":
+            groups.setdefault((line[:4], len(line) - 1), []).append(i)
+        elif home and line and not line.startswith(not_national):
+            groups.setdefault(("", len(line)), []).append(i)
+    for (start, length), at in groups.items():
+        if start:  # "+" and a number: its first three digits settle its calling code
+            head = _HEADS.get(start[1:])
+            if head is None or length > _FAST_PATH_MAX_DIGITS:
+                continue
+            pattern = _lines_pattern(head[0], length - head[1], f"\\+{head[0]}")
+        else:  # a national number of the default region
+            if length > _FAST_PATH_MAX_DIGITS:
+                continue
+            pattern = _lines_pattern(int(home), length, "")
         if pattern is None:
             continue
         # the lines that match become empty; what is left of the others is not empty
         left = pattern.sub("", "\n".join([lines[i] for i in at])).split("\n")
+        written = "" if start else home
         for i, rest in zip(at, left, strict=True):
             if not rest:
-                out[i] = int(lines[i])
+                out[i] = int(written + lines[i])
     return out
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
-from ..policy.numbers import international_lines, normalise, region_hint
+from ..policy.numbers import normalise, number_lines, region_hint
 from . import changelog
 from .changelog import Change
 from .db import AlreadyExists, NotFound, node_id
@@ -413,15 +413,15 @@ def _rows(text: str, first_line: int) -> Iterator[tuple[int, list[str]]]:
         yield first_line + i, [one] if one else []
 
 
-def _bare_numbers(text: str) -> list[int | None] | None:
-    """For a chunk that `_rows` reads as its lines: the number of each line that is "+" and a valid number
-    (numbers.international_lines), None for the others; None when the chunk is CSV."""
+def _bare_numbers(text: str, region: str | None) -> list[int | None] | None:
+    """For a chunk that `_rows` reads as its lines: the number of each line that is nothing but a valid number
+    (numbers.number_lines), None for the others; None when the chunk is CSV."""
     if _is_csv(text):
         return None
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    return international_lines(lines)
+    return number_lines(lines, region)
 
 
 def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tuple[str, ...],
@@ -429,7 +429,7 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
     """In a worker: a chunk's CSV rows, their numbers normalised, grouped by the rest of `columns`.
 
     Blank rows, "#" comments and a header line are skipped; columns not in `columns` are ignored.
-    `settle_bare`: take the lines of bare international numbers a few regex passes at a time (False: each line
+    `settle_bare`: take the lines of bare numbers a few regex passes at a time (False: each line
     as any other row; the same result, slower)."""
     at = names.index("number") if "number" in names else 0
     others = [i for i, name in enumerate(names) if name in columns and i != at]
@@ -445,7 +445,7 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
     undecodable = UNDECODABLE in text
     if "\r" in text and text.count("\r") == text.count("\r\n") and not _is_csv(text.replace("\r\n", "\n")):
         text = text.replace("\r\n", "\n")  # bare lines from Windows: as the csv module reads them, without it
-    known = _bare_numbers(text) if settle_bare and at == 0 else None
+    known = _bare_numbers(text, region) if settle_bare and at == 0 else None
     if known and None not in known:  # every line a number: the usual chunk of a big list
         return _Parsed({(): (list(range(first_line, first_line + len(known))), known)}, bad)
     for line, row in _rows(text, first_line):
