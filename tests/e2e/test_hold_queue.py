@@ -17,7 +17,7 @@ import smpplib.smpp
 from helpers import RawPeer, Stack, make_config, rows, smpplib_client, wait_for
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
-from smppguard.smpp.fields import SmeDest, encode_body, parse_body
+from smppguard.smpp.fields import SmeDest, Tlv, TlvTag, encode_body, parse_body
 from smppguard.smpp.pdu import build
 from smppguard.smpp.receipt import parse_receipt
 from smppguard.smpp.status import Status
@@ -448,6 +448,45 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
         [got] = later.receipts(1)
         assert got.short_message == b"hello there"
         wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        later.close()
+        first.client._socket.close()
+
+
+@pytest.mark.parametrize("payload", [b"TD please", b"\x4e" * 254, b"\x4e" * 255, "退订".encode("utf-16-be") * 70],
+                         ids=["short", "254", "255", "long"])
+def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addresses_and_payload(tmp_path,
+                                                                                              payload):
+    """[inbound] no_receiver = "keep" and a data_sm from the SMSC: the sender's receiver gets a deliver_sm with the
+    same addresses, esm_class, data_coding and text: in short_message up to 254 octets, else in
+    message_payload; its other TLVs kept."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+        first = Sender(stack)
+        bridge = wait_for(lambda: next(iter(stack.proxy.bridges), None), what="the bridge")
+        smsc_leg = wait_for(lambda: next((x for x in stack.sim.sessions if x.system_id == "acme"), None),
+                            what="the SMSC's session")
+        body = encode_body(CommandId.DATA_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                           dest_addr_ton=5, destination_addr="ACME", esm_class=0, data_coding=8,
+                           tlvs=[Tlv(TlvTag.MESSAGE_PAYLOAD, payload),
+                                 Tlv(0x0204, b"\x00\x07")])  # user_message_reference
+        answers = []
+
+        def reply_as_the_sender_goes():
+            bridge.downstream.close()
+            smsc_leg.request(build(CommandId.DATA_SM, 0, body), timeout=5).add_done_callback(
+                lambda f: answers.append(f.result().status if not f.exception() else f.exception()))
+        stack.call(reply_as_the_sender_goes)
+        wait_for(lambda: answers, what="the proxy's answer to the SMSC")
+        assert answers == [Status.ROK]
+        later = Sender(stack)
+        [got] = later.receipts(1)
+        assert (got.source_addr_ton, got.source_addr, got.dest_addr_ton, got.destination_addr) == (
+            1, b"8613800000009", 5, b"ACME")
+        assert (got.esm_class, got.data_coding, got.user_message_reference) == (0, 8, 7)
+        if len(payload) <= 254:
+            assert (got.short_message, got.message_payload) == (payload, None)
+        else:
+            assert (got.short_message, got.message_payload) == (b"", payload)
         later.close()
         first.client._socket.close()
 
