@@ -409,3 +409,39 @@ async def test_hold_verdicts_are_audited_through_the_hooks():
     [(at, account, sender, recipient, rule, action, status, _reason)] = rows
     assert (at, account, sender, recipient, rule, action, status) == (
         NIGHT, "acme", "ACME", "+8613800000001", "quiet_hours", Action.HOLD.value, Status.RTHROTTLED)
+
+
+# --- back-pressure: max_tps and a leg that cannot write -------------------------------------------------------
+
+async def test_submits_waiting_for_max_tps_are_answered_rsyserr_when_the_smsc_goes(rigs):
+    index = Index()
+    rig = rigs(config=make_config(upstream={"max_tps": 1.0}, session={"response_timeout": 5.0}),
+               screening=screening(index=index))
+    await rig.bind()
+    for seq in (70, 71, 72):
+        rig.submit(seq, dest=f"86138000000{seq}")
+    await rig.smsc.next()  # the first goes at once; the second waits for a token, and the third is not read
+    await rig.smsc.nothing()
+    assert "throttle" in rig.bridge.downstream.paused
+    rig.smsc.close()
+    answers = [(p.command_id, p.status, p.sequence) for p in [await rig.sender.next() for _ in range(2)]]
+    assert answers == [(CommandId.SUBMIT_SM_RESP, Status.RSYSERR, s) for s in (70, 71)]  # in flight, then waiting
+    await asyncio.wait_for(rig.sender.closed.wait(), 1)
+    assert index.history == {}  # neither went: neither counted
+    assert [a.status for a in rig.recorder.of(Answered)] == [Status.RSYSERR] * 2
+
+
+async def test_a_leg_that_cannot_write_stops_the_bridge_reading_from_the_other(rigs):
+    """The transport's pause_writing (its buffer is full: the peer reads too slowly) stops reading on the other
+    leg, so nothing piles up in the proxy; resume_writing starts it again."""
+    rig = rigs()
+    await rig.bind()
+    down, up = rig.bridge.downstream, rig.bridge.upstream
+    down.pause_writing()  # the sender does not read its deliver_sm
+    assert "peer-write" in up.paused and "peer-write" not in down.paused
+    down.resume_writing()
+    assert "peer-write" not in up.paused
+    up.pause_writing()  # the SMSC does not read its submits
+    assert "peer-write" in down.paused
+    up.resume_writing()
+    assert "peer-write" not in down.paused

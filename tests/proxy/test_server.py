@@ -90,3 +90,29 @@ async def test_hold_senders_pauses_every_sender_and_those_that_connect_meanwhile
         await proxy.stop(grace=0.2)
         smsc.close()
         await smsc.wait_closed()
+
+
+def test_a_reload_applies_the_new_limits_and_sessions_but_keeps_the_address_tls_and_upstream():
+    """SIGHUP's part here: the gate and the session settings from the new file, for binds from now on; the
+    listener's address and TLS, and the SMSC, stay as started (a restart changes them)."""
+    import ipaddress
+
+    old = make_config(listen={"address": ("127.0.0.1", 2775), "tls_cert": "/etc/a.pem", "tls_key": "/etc/a.key",
+                              "tls_client_ca": "/etc/ca.pem"},
+                      upstream={"address": ("10.0.0.1", 2775), "window": 10})
+    server = ProxyServer(old, ("10.0.0.1", 2775))
+    new = make_config(listen={"address": ("0.0.0.0", 9999), "tls_cert": "", "tls_key": "", "tls_client_ca": "",
+                              "allow_system_ids": ("acme",), "allow_networks": ("10.1.0.0/16",),
+                              "max_binds_per_account": 3, "failed_binds": 2, "bind_backoff": 5.0,
+                              "max_connections": 7},
+                      upstream={"address": ("10.9.9.9", 1), "window": 99}, session={"unbind_grace": 1.5})
+    server.apply_limits(new)
+    listen = server.config.listen
+    assert (listen.address, listen.tls_cert, listen.tls_key, listen.tls_client_ca) == (
+        ("127.0.0.1", 2775), "/etc/a.pem", "/etc/a.key", "/etc/ca.pem")
+    assert listen.max_connections == 7 and server.config.session.unbind_grace == 1.5
+    assert server.config.upstream == old.upstream
+    gate = server.gate
+    assert gate.allow_system_ids == frozenset({"acme"})
+    assert gate.allow_networks == (ipaddress.ip_network("10.1.0.0/16"),)
+    assert (gate.max_binds_per_account, gate.failed_binds, gate.backoff_s) == (3, 2, 5.0)
