@@ -15,6 +15,7 @@ import pytest
 import smpplib.smpp
 
 from helpers import RawPeer, Stack, make_config, rows, smpplib_client, wait_for
+from rawsmsc import RawSmsc
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
 from smppguard.smpp.fields import SmeDest, Tlv, TlvTag, encode_body, parse_body
@@ -401,6 +402,32 @@ def test_a_submit_multi_partly_held_forwards_the_rest_and_answers_with_the_proxy
         assert rows(path, "SELECT id, recipient FROM held") == [(resp["message_id"], A)]
         stack.run(stack.store.writer.flush())
         assert rows(path, "SELECT smsc_id, proxy_id FROM message_map") == [(now_sent.message_id, resp["message_id"])]
+        s.close()
+
+
+def test_a_submit_multi_whose_forwarded_part_the_smsc_refuses_drops_its_held_part_too(tmp_path):
+    """The sender is told the whole submit_multi failed (the SMSC's 0x58): it will send it again, so the part held
+    for quiet hours must not go as well."""
+    clock = Clock(NIGHT)
+    with RawSmsc() as smsc, Stack(config(tmp_path), store=True, clock=clock, upstream=smsc.address) as stack:
+        s = Raw(stack)
+        db = connect(stack.config.store.path)
+        changelog.write(db, [changelog.Change("tz", "add", int("86" + B), data={"zone": "America/New_York"})],
+                        origin="test")
+        db.close()
+        path = stack.config.store.path
+        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
+                 what="Index caught up")
+        smsc.throttle_next = 1
+        status, _resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME",
+                              short_message=OFFER.encode(), dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
+        assert status == Status.RTHROTTLED
+        assert [r.destinations for r in smsc.received] == [[B]]  # A's part was held, not sent
+        wait_for(lambda: rows(path, "SELECT COUNT(*) FROM held") == [(0,)], what="the held part dropped")
+        assert len(stack.proxy.holds) == 0
+        clock.now = MORNING
+        time.sleep(0.5)  # the morning's release rounds find nothing
+        assert [r.destinations for r in smsc.received] == [[B]]
         s.close()
 
 
