@@ -431,6 +431,25 @@ def test_a_submit_multi_whose_forwarded_part_the_smsc_refuses_drops_its_held_par
         s.close()
 
 
+def test_the_age_of_the_oldest_held_message_is_counted_from_when_it_was_held(tmp_path):
+    """What /metrics and `smppguard status` show: as of the queue's last count (once a minute); 0 when empty."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        holds = stack.proxy.holds
+        assert holds.oldest_age() == 0.0
+        s = Sender(stack)
+        proxy_id_of(s.submit(A))
+        clock.now = NIGHT + 30
+        proxy_id_of(s.submit(B))
+        clock.now = NIGHT + 600  # past the minute: the queue counts again
+        assert wait_for(lambda: holds.oldest_age() == 600.0, what="the oldest age counted")
+        clock.now = MORNING
+        wait_for(lambda: len(at_smsc(stack, A)) and len(at_smsc(stack, B)), what="both released")
+        clock.now = MORNING + 120
+        assert wait_for(lambda: holds.oldest_age() == 0.0, what="no age once the queue is empty")
+        s.close()
+
+
 def test_a_data_sm_is_held_and_answered_with_a_proxy_id(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
