@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import smpplib.smpp
 
+import rawsmsc
 from helpers import RawPeer, Stack, make_config, rows, smpplib_client, wait_for
-from rawsmsc import RawSmsc
+from rawsmsc import RawSmsc, deliver_sm_body
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
 from smppguard.smpp.fields import SmeDest, Tlv, TlvTag, encode_body, parse_body
@@ -572,6 +573,34 @@ def test_due_messages_of_an_account_with_no_bind_wait_and_say_so(tmp_path, caplo
         s = Sender(stack)  # a bind of the account: now it goes
         wait_for(lambda: at_smsc(stack, A), what="the message once the account bound")
         s.close()
+
+
+def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_never_answered(tmp_path):
+    """The proxy's transmitter bind for [hold] accounts, releasing while the SMSC does not answer: a deliver_sm
+    from the SMSC is answered 0x04 (a transmitter takes none); its unbind is answered and the bind closed; the
+    release in flight is then "unknown": it left, and is never sent again by itself."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        s = Sender(stack)
+        proxy_id_of(s.submit(A))
+        s.close()
+        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        smsc.answer = "hold"  # the SMSC takes the release and never answers it
+        clock.now = MORNING
+        [release] = smsc.wait(lambda: smsc.received, what="the release")
+        own = release.conn
+        seq = own.request(rawsmsc.DELIVER_SM, deliver_sm_body("8613800000009", "ACME", b"hi"))
+        assert smsc.wait(lambda: smsc.answers.get(seq), what="deliver_sm_resp") == (
+            rawsmsc.DELIVER_SM | rawsmsc.RESP, Status.RINVBNDSTS)
+        seq = own.request(rawsmsc.UNBIND)
+        assert smsc.wait(lambda: smsc.answers.get(seq), what="unbind_resp") == (rawsmsc.UNBIND | rawsmsc.RESP, 0)
+        assert own.closed.wait(5)
+        path = stack.config.store.path
+        assert wait_for(lambda: rows(path, "SELECT recipient, state FROM held") == [(A, "unknown")],
+                        what="the release marked unknown")
+        time.sleep(0.5)
+        assert len(smsc.received) == 1  # not sent again
 
 
 def test_with_hold_accounts_the_proxy_binds_itself_to_release_what_no_sender_is_bound_for(tmp_path):
