@@ -243,10 +243,12 @@ def test_query_cancel_and_replace_of_a_held_message_are_answered_from_the_queue(
         gone = gone["message_id"]
         status, q = s.ask(CommandId.QUERY_SM, message_id=kept, source_addr_ton=5, source_addr="ACME")
         assert (status, q["message_id"], q["message_state"]) == (Status.ROK, kept, 1)  # ENROUTE: waiting
+        assert (q["final_date"], q["error_code"]) == ("", 0)  # not final, no error
         assert s.ask(CommandId.CANCEL_SM, message_id=gone, source_addr="ACME")[0] == Status.ROK
         assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME",
                      short_message=b"new text")[0] == Status.ROK
-        assert s.ask(CommandId.CANCEL_SM, message_id=gone, source_addr="ACME")[0] != Status.ROK  # gone already
+        # gone already: not in the queue; it goes to the SMSC, which does not know the proxy id
+        assert s.ask(CommandId.CANCEL_SM, message_id=gone, source_addr="ACME")[0] != Status.ROK
         stack.run(stack.store.writer.flush())
         assert rows(stack.config.store.path, "SELECT account, action, reason FROM audit WHERE action = 'cancelled'") \
             == [("acme", "cancelled", f"held message cancelled by the sender; proxy id {gone}")]
@@ -263,6 +265,41 @@ def test_query_cancel_and_replace_of_a_held_message_are_answered_from_the_queue(
         time.sleep(0.5)
         assert at_smsc(stack, B) == []
         other.close()
+        s.close()
+
+
+def test_a_replace_sm_changes_the_held_messages_receipt_and_validity_only_of_a_submit_sm(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        path = stack.config.store.path
+        _status, kept = s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=b"old", **SUBMIT)
+        kept = kept["message_id"]
+        assert rows(path, "SELECT receipt FROM held") == [(0,)]
+        # a receipt asked for now, and a validity 48 hours on
+        assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"new",
+                     registered_delivery=1, validity_period="000002000000000R")[0] == Status.ROK
+        [(receipt, expires_at, pdu)] = rows(path, "SELECT receipt, expires_at, pdu FROM held")
+        assert (receipt, expires_at) == (1, NIGHT + 48 * 3600)
+        held = parse_body(CommandId.SUBMIT_SM, pdu[16:])
+        assert (held["short_message"], held["registered_delivery"], held["validity_period"]) == (
+            b"new", 1, "000002000000000R")
+        # a replace that sets neither keeps them
+        assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"newer")[0] == 0
+        assert rows(path, "SELECT receipt, expires_at FROM held") == [(1, NIGHT + 48 * 3600)]
+        # what replace_sm cannot change: a submit_multi held for several destinations (one id, several rows), a
+        # data_sm (replace_sm is for submit_sm)
+        _status, multi = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
+                               dest_addresses=[SmeDest(0, 1, B), SmeDest(0, 1, C)])
+        _status, single = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
+                                dest_addresses=[SmeDest(0, 1, "13800138003")])
+        _status, data = s.ask(CommandId.DATA_SM, destination_addr=C, tlvs=[Tlv(TlvTag.MESSAGE_PAYLOAD, b"d")],
+                              **SUBMIT)
+        for message_id in (multi["message_id"], single["message_id"], data["message_id"]):
+            assert s.ask(CommandId.REPLACE_SM, message_id=message_id, source_addr="ACME",
+                         short_message=b"x")[0] == Status.RREPLACEFAIL
+        assert s.ask(CommandId.CANCEL_SM, message_id=kept, source_addr="ACME")[0] == Status.ROK
+        assert not stack.proxy.holds.busy  # every answer given: nothing left for a shutdown to wait for
         s.close()
 
 
