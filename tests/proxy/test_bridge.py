@@ -445,3 +445,18 @@ async def test_a_leg_that_cannot_write_stops_the_bridge_reading_from_the_other(r
     assert "peer-write" in down.paused
     up.resume_writing()
     assert "peer-write" not in down.paused
+
+
+async def test_a_deliver_sm_with_no_sender_left_is_answered_0x64_and_still_told_to_the_hooks(rigs):
+    """The sender went while its SMSC leg is being unbound: a reply that comes meanwhile is answered 0x64 (the
+    SMSC delivers it again), and the hooks hear of it, not relayed, so learning learns it all the same."""
+    rig = rigs()
+    await rig.bind()
+    rig.sender.close()
+    assert (await rig.smsc.next()).command_id == CommandId.UNBIND
+    body = encode_body(CommandId.DELIVER_SM, source_addr="8613800000001", destination_addr="10690000",
+                       short_message=b"TD")
+    rig.smsc.send(CommandId.DELIVER_SM, 700, body)
+    assert (await rig.smsc.next())[:3] == (CommandId.DELIVER_SM_RESP, Status.RX_T_APPN, 700)
+    [delivered] = rig.recorder.of(Delivered)
+    assert (delivered.at, delivered.account, delivered.pdu.body, delivered.relayed) == (NOW, "acme", body, False)
