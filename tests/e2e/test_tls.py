@@ -102,3 +102,37 @@ def test_a_tls_file_that_cannot_be_loaded_stops_the_daemon_naming_the_key(tmp_pa
                        text=True, timeout=30)
     assert r.returncode == 1
     assert f"[listen] tls_cert / tls_key: cannot load {tmp_path / 'missing.pem'}" in r.stderr
+
+
+def test_each_tls_file_that_cannot_be_loaded_is_named_with_its_key_and_why(tmp_path, pki):
+    """In-process, the messages `smppguard run` stops with (above): the key, the file, the reason."""
+    from smppguard.proxy.tls import TlsError, listener_context, upstream_context
+
+    missing = tmp_path / "missing.pem"
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    listen = make_config(listen={"tls_cert": str(missing), "tls_key": str(pki.server_key)}).listen
+    with pytest.raises(TlsError) as e:
+        listener_context(listen)
+    assert str(e.value) == (f"[listen] tls_cert / tls_key: cannot load {missing} and {pki.server_key}: "
+                            "No such file or directory")
+    listen = make_config(listen={"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key),
+                                 "tls_client_ca": str(garbage)}).listen
+    with pytest.raises(TlsError, match=rf"^\[listen\] tls_client_ca: cannot load {garbage}: "):
+        listener_context(listen)
+    upstream = make_config(upstream={"tls": True, "tls_ca": str(missing)}).upstream
+    with pytest.raises(TlsError) as e:
+        upstream_context(upstream)
+    assert str(e.value) == f"[upstream] tls_ca: cannot load {missing}: No such file or directory"
+    upstream = make_config(upstream={"tls": True, "tls_ca": str(pki.ca), "tls_cert": str(garbage)}).upstream
+    with pytest.raises(TlsError, match=rf"^\[upstream\] tls_cert / tls_key: cannot load {garbage}: "):
+        upstream_context(upstream)
+    # what loads: a listener that asks senders for certificates; an SMSC connection that verifies, or not
+    ctx = listener_context(make_config(listen={"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key),
+                                               "tls_client_ca": str(pki.ca)}).listen)
+    assert (ctx.verify_mode, ctx.minimum_version) == (ssl.CERT_REQUIRED, ssl.TLSVersion.TLSv1_2)
+    ctx = upstream_context(make_config(upstream={"tls": True, "tls_ca": str(pki.ca)}).upstream)
+    assert (ctx.verify_mode, ctx.check_hostname) == (ssl.CERT_REQUIRED, True)
+    ctx = upstream_context(make_config(upstream={"tls": True, "tls_verify": False}).upstream)
+    assert (ctx.verify_mode, ctx.check_hostname) == (ssl.CERT_NONE, False)
+    assert listener_context(make_config().listen) is None and upstream_context(make_config().upstream) is None
