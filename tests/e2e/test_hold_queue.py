@@ -488,6 +488,35 @@ def test_the_age_of_the_oldest_held_message_is_counted_from_when_it_was_held(tmp
         s.close()
 
 
+def test_a_full_queue_lists_a_submit_multis_held_destinations_as_failed_and_a_cancel_makes_room(tmp_path):
+    """[hold] max_per_account: a submit_multi whose quiet-hour destinations do not fit goes to its others, and
+    the answer lists the ones left out with 0x14; cancelling a held message frees its place."""
+    clock = Clock(NIGHT)
+    D = "13800138003"
+    with Stack(config(tmp_path, hold={"max_per_account": 2}), store=True, clock=clock) as stack:
+        path = stack.config.store.path
+        db = connect(path)
+        changelog.write(db, [changelog.Change("tz", "add", int("86" + D), data={"zone": "America/New_York"})],
+                        origin="test")
+        db.close()
+        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
+                 what="Index caught up")
+        s = Raw(stack)
+        first = s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=b"a", **SUBMIT)[1]["message_id"]
+        assert s.ask(CommandId.SUBMIT_SM, destination_addr=B, short_message=b"b", **SUBMIT)[0] == Status.ROK
+        assert len(stack.proxy.holds) == 2
+        status, resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
+                             dest_addresses=[SmeDest(0, 1, C), SmeDest(0, 1, D)])
+        assert status == Status.ROK
+        assert [(u.ton, u.npi, u.address, u.status) for u in resp["unsuccess_sme"]] == [(0, 1, C, Status.RMSGQFUL)]
+        assert [d.address for d in stack.sim.received[-1].fields["dest_addresses"]] == [D]
+        assert s.ask(CommandId.CANCEL_SM, message_id=first, source_addr="ACME")[0] == Status.ROK
+        assert wait_for(lambda: len(stack.proxy.holds) == 1, what="the cancelled message uncounted")
+        assert s.ask(CommandId.SUBMIT_SM, destination_addr=C, short_message=b"c", **SUBMIT)[0] == Status.ROK
+        assert len(stack.proxy.holds) == 2
+        s.close()
+
+
 def test_a_data_sm_is_held_and_answered_with_a_proxy_id(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:

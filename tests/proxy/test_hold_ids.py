@@ -49,6 +49,19 @@ def test_a_text_only_receipt_with_the_id_in_decimal_is_found_too():
     assert tlv_value(f["tlvs"], TlvTag.MESSAGE_PAYLOAD).startswith(f"id:{PROXY_ID} ".encode())
 
 
+def test_ids_are_found_whichever_way_round_the_smsc_writes_them():
+    """The SMSC answered with one form and writes its receipt with the other: decimal then hex, upper-case hex
+    then decimal."""
+    for answered, in_receipt in (("500", "1f4"), ("500", "1F4"), ("1F4", "500"), ("1f4", "500")):
+        q = IdMap()
+        q.remember("acme", answered, PROXY_ID, 1e12)
+        f = fields(q.rewrite_receipt(receipt(in_receipt), "acme"))
+        assert f["short_message"].startswith(f"id:{PROXY_ID} ".encode()), (answered, in_receipt)
+    q = IdMap()
+    q.remember("acme", "501", PROXY_ID, 1e12)  # another number: no match in any form
+    assert q.rewrite_receipt(receipt("1f4"), "acme").body == receipt("1f4").body
+
+
 def test_anything_else_passes_untouched():
     q = queue()
     for pdu, account in ((receipt("999", "999"), "acme"),  # not a released message
