@@ -361,6 +361,39 @@ async def test_a_sender_unbind_unbinds_upstream_first_then_answers(rigs):
     await asyncio.wait_for(asyncio.gather(rig.sender.closed.wait(), rig.smsc.closed.wait()), 1)
 
 
+async def test_an_unbind_either_way_closes_the_bind_to_the_hold_queue_and_logs_no_lost_connection(rigs, caplog):
+    """An unbind, by the sender or by the SMSC: from its start the bind takes no released message and no kept
+    delivery; it closes both legs as asked, with no warning that a connection was lost."""
+    caplog.set_level(logging.INFO, "smppguard.proxy")
+    for first, second in (("sender", "smsc"), ("smsc", "sender")):
+        rig = rigs()
+        await rig.bind()
+        a, b = getattr(rig, first), getattr(rig, second)
+        assert rig.bridge.can_release() and rig.bridge.can_receive()  # a transceiver bind, up
+        a.send(CommandId.UNBIND, 50)
+        unbind = await b.next()
+        assert unbind.command_id == CommandId.UNBIND
+        # while it unbinds, the hold queue neither releases through it nor delivers to it
+        assert not rig.bridge.can_release() and not rig.bridge.can_receive()
+        b.send(CommandId.UNBIND_RESP, unbind.sequence)
+        assert (await a.next())[:3] == (CommandId.UNBIND_RESP, Status.ROK, 50)
+        await asyncio.wait_for(asyncio.gather(rig.sender.closed.wait(), rig.smsc.closed.wait()), 1)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not [r for r in caplog.records if "disconnected" in r.getMessage() or "lost" in r.getMessage()]
+
+
+@pytest.mark.parametrize("first", ["sender", "smsc"])
+async def test_an_unbind_the_other_side_never_answers_is_answered_after_the_grace(rigs, first):
+    """[session] unbind_grace bounds the wait for the other leg's unbind_resp (not the longer response_timeout)."""
+    rig = rigs(config=make_config(session={"response_timeout": 30.0, "unbind_grace": 0.3}))
+    await rig.bind()
+    a, b = getattr(rig, first), getattr(rig, "smsc" if first == "sender" else "sender")
+    a.send(CommandId.UNBIND, 51)
+    assert (await b.next()).command_id == CommandId.UNBIND  # and never answered
+    assert (await a.next(timeout=5))[:3] == (CommandId.UNBIND_RESP, Status.ROK, 51)
+    await asyncio.wait_for(asyncio.gather(rig.sender.closed.wait(), rig.smsc.closed.wait()), 5)
+
+
 class Failing:
     def decided(self, e):
         raise RuntimeError("observer bug")
