@@ -287,6 +287,16 @@ def test_a_replace_sm_changes_the_held_messages_receipt_and_validity_only_of_a_s
         # a replace that sets neither keeps them
         assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"newer")[0] == 0
         assert rows(path, "SELECT receipt, expires_at FROM held") == [(1, NIGHT + 48 * 3600)]
+        # the text in message_payload (SMPP 5.0's replace_sm), then back in short_message: one place at a time
+        long_text = b"L" * 300
+        assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"",
+                     sm_default_msg_id=3, tlvs=[Tlv(TlvTag.MESSAGE_PAYLOAD, long_text)])[0] == Status.ROK
+        held = parse_body(CommandId.SUBMIT_SM, rows(path, "SELECT pdu FROM held")[0][0][16:])
+        assert (held["short_message"], held["tlvs"], held["sm_default_msg_id"]) == (
+            b"", [(TlvTag.MESSAGE_PAYLOAD, long_text)], 3)
+        assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"short")[0] == 0
+        held = parse_body(CommandId.SUBMIT_SM, rows(path, "SELECT pdu FROM held")[0][0][16:])
+        assert (held["short_message"], held["tlvs"], held["registered_delivery"]) == (b"short", [], 1)
         # what replace_sm cannot change: a submit_multi held for several destinations (one id, several rows), a
         # data_sm (replace_sm is for submit_sm)
         _status, multi = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
