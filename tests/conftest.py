@@ -21,3 +21,9 @@ def pytest_make_parametrize_id(config, val, argname):
     if isinstance(val, bytes) and not (val.isascii() and val.decode().isprintable()):
         return f"{argname}-{hashlib.sha1(val).hexdigest()[:8]}"
     return None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked `waits` (most of their time is a wait on the wall clock: a quiet minute's end) go first, so that
+    with two test processes the rest runs beside them instead of after them."""
+    items.sort(key=lambda item: item.get_closest_marker("waits") is None)  # stable: the rest keep their order

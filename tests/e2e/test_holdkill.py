@@ -3,9 +3,12 @@ acknowledged is lost or sent twice. (The full run, 100 kills: `.venv/bin/python 
 
 from __future__ import annotations
 
+import pytest
+
 import holdkill
 
 
+@pytest.mark.waits  # for the quiet minute to end
 def test_kill_9_while_holding_and_releasing_loses_and_duplicates_nothing(tmp_path):
     result = holdkill.run(4, 7, tmp_path, short=True)
     assert result["held"] > 0 and result["released"] + result["unknown"] == result["held"], result
