@@ -429,18 +429,23 @@ def test_submit_multi_destinations_are_held_under_one_proxy_id(tmp_path):
         s.close()
 
 
+def daytime(stack: Stack, number: str) -> None:
+    """Give `number` a zone where it is daytime at NIGHT (New York), and wait until the proxy's Index has it."""
+    path = stack.config.store.path
+    db = connect(path)
+    changelog.write(db, [changelog.Change("tz", "add", int("86" + number), data={"zone": "America/New_York"})],
+                    origin="test")
+    db.close()
+    wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
+             what="Index caught up")
+
+
 def test_a_submit_multi_partly_held_forwards_the_rest_and_answers_with_the_proxy_id(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
         s = Raw(stack)
-        # B is given a zone where it is daytime now: its part goes at once, A's is held
-        db = connect(stack.config.store.path)
-        changelog.write(db, [changelog.Change("tz", "add", int("86" + B), data={"zone": "America/New_York"})],
-                        origin="test")
-        db.close()
+        daytime(stack, B)  # its part goes at once, A's is held
         path = stack.config.store.path
-        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
-                 what="Index caught up")
         status, resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME",
                              short_message=OFFER.encode(), dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
         assert status == Status.ROK and resp["unsuccess_sme"] == []
@@ -459,13 +464,8 @@ def test_a_submit_multi_whose_forwarded_part_the_smsc_refuses_drops_its_held_par
     clock = Clock(NIGHT)
     with RawSmsc() as smsc, Stack(config(tmp_path), store=True, clock=clock, upstream=smsc.address) as stack:
         s = Raw(stack)
-        db = connect(stack.config.store.path)
-        changelog.write(db, [changelog.Change("tz", "add", int("86" + B), data={"zone": "America/New_York"})],
-                        origin="test")
-        db.close()
+        daytime(stack, B)
         path = stack.config.store.path
-        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
-                 what="Index caught up")
         smsc.throttle_next = 1
         status, _resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME",
                               short_message=OFFER.encode(), dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
@@ -504,13 +504,7 @@ def test_a_full_queue_lists_a_submit_multis_held_destinations_as_failed_and_a_ca
     clock = Clock(NIGHT)
     D = "13800138003"
     with Stack(config(tmp_path, hold={"max_per_account": 2}), store=True, clock=clock) as stack:
-        path = stack.config.store.path
-        db = connect(path)
-        changelog.write(db, [changelog.Change("tz", "add", int("86" + D), data={"zone": "America/New_York"})],
-                        origin="test")
-        db.close()
-        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
-                 what="Index caught up")
+        daytime(stack, D)
         s = Raw(stack)
         first = s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=b"a", **SUBMIT)[1]["message_id"]
         assert s.ask(CommandId.SUBMIT_SM, destination_addr=B, short_message=b"b", **SUBMIT)[0] == Status.ROK
@@ -541,6 +535,22 @@ def test_a_data_sm_is_held_and_answered_with_a_proxy_id(tmp_path):
         s.close()
 
 
+def reply_as_the_sender_goes(stack: Stack, command_id: int, body: bytes):
+    """The sender's leg closes and, in the same turn of the loop, the SMSC (not yet unbound) sends it a request:
+    returns the proxy's answer to the SMSC (its status, or the exception)."""
+    bridge = wait_for(lambda: next(iter(stack.proxy.bridges), None), what="the bridge")
+    smsc_leg = wait_for(lambda: next((x for x in stack.sim.sessions if x.system_id == "acme"), None),
+                        what="the SMSC's session")
+    answers = []
+
+    def reply():
+        bridge.downstream.close()
+        smsc_leg.request(build(command_id, 0, body), timeout=5).add_done_callback(
+            lambda f: answers.append(f.result().status if not f.exception() else f.exception()))
+    stack.call(reply)
+    return wait_for(lambda: answers, what="the proxy's answer to the SMSC")[0]
+
+
 @pytest.mark.parametrize("mode", ["retry", "keep"])
 def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp_path, mode):
     """[inbound] no_receiver: a reply that comes as the sender's bind goes (its leg closed, the SMSC's not yet
@@ -548,19 +558,9 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
     policy = POLICY.replace('action = "hold"', 'enabled = false')
     with Stack(config(tmp_path, policy, inbound={"no_receiver": mode}), store=True) as stack:
         first = Sender(stack)
-        bridge = wait_for(lambda: next(iter(stack.proxy.bridges), None), what="the bridge")
-        smsc_leg = wait_for(lambda: next((x for x in stack.sim.sessions if x.system_id == "acme"), None),
-                            what="the SMSC's session")
         body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
                            destination_addr="ACME", short_message=b"hello there")
-        answers = []
-
-        def reply_as_the_sender_goes():
-            bridge.downstream.close()
-            smsc_leg.request(build(CommandId.DELIVER_SM, 0, body), timeout=5).add_done_callback(
-                lambda f: answers.append(f.result().status if not f.exception() else f.exception()))
-        stack.call(reply_as_the_sender_goes)
-        wait_for(lambda: answers, what="the proxy's answer to the SMSC")
+        answers = [reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body)]
         if mode == "retry":
             assert answers == [Status.RX_T_APPN]
             assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)]
@@ -585,22 +585,11 @@ def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addre
     policy = POLICY.replace('action = "hold"', 'enabled = false')
     with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
         first = Sender(stack)
-        bridge = wait_for(lambda: next(iter(stack.proxy.bridges), None), what="the bridge")
-        smsc_leg = wait_for(lambda: next((x for x in stack.sim.sessions if x.system_id == "acme"), None),
-                            what="the SMSC's session")
         body = encode_body(CommandId.DATA_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
                            dest_addr_ton=5, destination_addr="ACME", esm_class=0, data_coding=8,
                            tlvs=[Tlv(TlvTag.MESSAGE_PAYLOAD, payload),
                                  Tlv(0x0204, b"\x00\x07")])  # user_message_reference
-        answers = []
-
-        def reply_as_the_sender_goes():
-            bridge.downstream.close()
-            smsc_leg.request(build(CommandId.DATA_SM, 0, body), timeout=5).add_done_callback(
-                lambda f: answers.append(f.result().status if not f.exception() else f.exception()))
-        stack.call(reply_as_the_sender_goes)
-        wait_for(lambda: answers, what="the proxy's answer to the SMSC")
-        assert answers == [Status.ROK]
+        assert reply_as_the_sender_goes(stack, CommandId.DATA_SM, body) == Status.ROK
         later = Sender(stack)
         [got] = later.receipts(1)
         assert (got.source_addr_ton, got.source_addr, got.dest_addr_ton, got.destination_addr) == (
