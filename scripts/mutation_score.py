@@ -18,10 +18,6 @@ import re
 import sys
 import tokenize
 
-from mutmut.__main__ import SourceFileMutationData, walk_mutatable_files
-from mutmut.mutation.diff_apply import get_diff_for_mutant
-from mutmut.stats import status_by_exit_code
-
 # A string is SQL when it has a keyword in capitals, as this code base writes them (English has "from" and "in").
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|VALUES|FROM|WHERE|RETURNING|SET|CASE|"
                  r"WHEN|THEN|ELSE|END|AND|OR|NOT|IN|IS|NULL|EXISTS|ON CONFLICT|ORDER BY|GROUP BY|HAVING|LIMIT|"
@@ -61,6 +57,10 @@ def sql_case_only(diff: str) -> bool:
 
 
 def score(name: str) -> str:
+    from mutmut.__main__ import SourceFileMutationData, walk_mutatable_files  # mutmut==3.8.1 ([mutation] extra)
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
     prefix = f"smppguard.{name}."
     results, survivors, equivalent = [], [], []
     for path in walk_mutatable_files():

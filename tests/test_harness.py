@@ -41,3 +41,37 @@ def test_kannel_tests_fail_instead_of_skipping_where_kannel_must_be(monkeypatch)
     monkeypatch.delenv(kannel.REQUIRE)
     with pytest.raises(pytest.skip.Exception):
         kannel.require_kannel()
+
+
+def _mutation_score():
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "scripts" / "mutation_score.py"
+    spec = importlib.util.spec_from_file_location("mutation_score", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _diff(before: str, after: str) -> str:
+    return f"--- a\n+++ b\n@@ -1,3 +1,3 @@\n def f(db):\n-{before}\n+{after}\n     return x\n"
+
+
+@pytest.mark.parametrize("before, after, equivalent", [
+    ('    db.execute("SELECT id FROM audit WHERE at < ?", (t,))',
+     '    db.execute("select id from audit where at < ?", (t,))', True),
+    ('    "SET count = CASE WHEN since > ? THEN count + 1 ELSE 1 END, "',
+     '    "set count = case when since > ? then count + 1 else 1 end, "', True),
+    # a literal inside the SQL in another case is another value
+    ('    db.execute("SELECT 1 FROM optout WHERE source = \'reply\'")',
+     '    db.execute("SELECT 1 FROM OPTOUT WHERE SOURCE = \'REPLY\'")', False),
+    # English is not SQL, even with "from" in it: the reason text a user reads
+    ('    reason = f"opted out from {n} senders"', '    reason = f"OPTED OUT FROM {n} SENDERS"', False),
+    # another change beside the case: not equivalent
+    ('    db.execute("SELECT id FROM audit", (t,))', '    db.execute("select id from audit", (None,))', False),
+    ('    db.execute("SELECT id FROM audit")', '    db.execute("XXSELECT id FROM auditXX")', False),
+])
+def test_mutation_scoring_counts_only_a_change_of_case_in_sql_as_equivalent(before, after, equivalent):
+    """scripts/mutation_score.py: the survivors it calls equivalent leave the score, so it must not call a
+    real change equivalent."""
+    assert _mutation_score().sql_case_only(_diff(before, after)) is equivalent
