@@ -603,6 +603,26 @@ def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addre
         first.client._socket.close()
 
 
+def test_a_release_goes_through_the_senders_max_tps_and_each_message_leaves_once(tmp_path):
+    """[upstream] max_tps applies to released messages as to the sender's own: those over the rate wait their
+    turn in the bridge, and each reaches the SMSC once, in order, and leaves the queue."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, upstream={"max_tps": 5.0}, hold={"release_rate": 1000})
+    with Stack(cfg, store=True, clock=clock) as stack:
+        s = Sender(stack)
+        numbers = [f"1380013{i:04d}" for i in range(8)]
+        for n in numbers:
+            proxy_id_of(s.submit(n))
+        clock.now = MORNING
+        got = wait_for(lambda: len(stack.sim.received) == 8 and list(stack.sim.received), timeout=10,
+                       what="all eight released")
+        assert [r.fields["destination_addr"] for r in got] == numbers
+        wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(0,)], what="queue empty")
+        time.sleep(0.3)
+        assert len(stack.sim.received) == 8
+        s.close()
+
+
 def test_a_stop_during_the_release_leaves_nothing_unknown_that_did_not_leave(tmp_path):
     """SIGTERM while held messages go out: the round in progress ends first, so every message the store calls
     "unknown" did reach the SMSC, and every one that did not is still held (it goes after the restart)."""
