@@ -623,6 +623,31 @@ def test_a_release_goes_through_the_senders_max_tps_and_each_message_leaves_once
         s.close()
 
 
+def test_released_messages_still_waiting_for_max_tps_when_the_smsc_goes_stay_held_and_go_later(tmp_path):
+    """They never left: they are held again (not "unknown"), and go through the account's next bind."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, upstream={"max_tps": 1.0}, hold={"release_rate": 1000})
+    with Stack(cfg, store=True, clock=clock) as stack:
+        s = Sender(stack)
+        numbers = [f"1380014{i:04d}" for i in range(4)]
+        for n in numbers:
+            proxy_id_of(s.submit(n))
+        clock.now = MORNING
+        wait_for(lambda: stack.sim.received, what="the first released")
+        leg = next(x for x in stack.sim.sessions if x.system_id == "acme")
+        stack.call(leg.close)  # the SMSC goes while the others wait for a token
+        path = stack.config.store.path
+        states = wait_for(lambda: (st := dict(rows(path, "SELECT recipient, state FROM held")))
+                          and "sending" not in st.values() and st, what="the release settled")
+        sent = {r.fields["destination_addr"] for r in stack.sim.received}
+        assert len(sent) == 1 and all(state == "held" for n, state in states.items() if n not in sent)
+        again = Sender(stack)
+        wait_for(lambda: {r.fields["destination_addr"] for r in stack.sim.received} == set(numbers), timeout=10,
+                 what="the rest released through the new bind")
+        assert sorted(r.fields["destination_addr"] for r in stack.sim.received) == numbers
+        again.close()
+
+
 def test_a_stop_during_the_release_leaves_nothing_unknown_that_did_not_leave(tmp_path):
     """SIGTERM while held messages go out: the round in progress ends first, so every message the store calls
     "unknown" did reach the SMSC, and every one that did not is still held (it goes after the restart)."""
