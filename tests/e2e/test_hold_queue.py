@@ -603,17 +603,23 @@ def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addre
         first.client._socket.close()
 
 
+def held_till_morning(stack: Stack, clock: Clock, numbers: list[str]) -> Sender:
+    """A sender's message to each of `numbers` held at night; then it is morning. Returns the sender."""
+    s = Sender(stack)
+    for n in numbers:
+        proxy_id_of(s.submit(n))
+    clock.now = MORNING
+    return s
+
+
 def test_a_release_goes_through_the_senders_max_tps_and_each_message_leaves_once(tmp_path):
     """[upstream] max_tps applies to released messages as to the sender's own: those over the rate wait their
     turn in the bridge, and each reaches the SMSC once, in order, and leaves the queue."""
     clock = Clock(NIGHT)
-    cfg = config(tmp_path, upstream={"max_tps": 5.0}, hold={"release_rate": 1000})
-    with Stack(cfg, store=True, clock=clock) as stack:
-        s = Sender(stack)
+    with Stack(config(tmp_path, upstream={"max_tps": 5.0}, hold={"release_rate": 1000}), store=True,
+               clock=clock) as stack:
         numbers = [f"1380013{i:04d}" for i in range(8)]
-        for n in numbers:
-            proxy_id_of(s.submit(n))
-        clock.now = MORNING
+        s = held_till_morning(stack, clock, numbers)
         got = wait_for(lambda: len(stack.sim.received) == 8 and list(stack.sim.received), timeout=10,
                        what="all eight released")
         assert [r.fields["destination_addr"] for r in got] == numbers
@@ -626,13 +632,10 @@ def test_a_release_goes_through_the_senders_max_tps_and_each_message_leaves_once
 def test_released_messages_still_waiting_for_max_tps_when_the_smsc_goes_stay_held_and_go_later(tmp_path):
     """They never left: they are held again (not "unknown"), and go through the account's next bind."""
     clock = Clock(NIGHT)
-    cfg = config(tmp_path, upstream={"max_tps": 1.0}, hold={"release_rate": 1000})
-    with Stack(cfg, store=True, clock=clock) as stack:
-        s = Sender(stack)
+    with Stack(config(tmp_path, upstream={"max_tps": 1.0}, hold={"release_rate": 1000}), store=True,
+               clock=clock) as stack:
         numbers = [f"1380014{i:04d}" for i in range(4)]
-        for n in numbers:
-            proxy_id_of(s.submit(n))
-        clock.now = MORNING
+        held_till_morning(stack, clock, numbers)
         wait_for(lambda: stack.sim.received, what="the first released")
         leg = next(x for x in stack.sim.sessions if x.system_id == "acme")
         stack.call(leg.close)  # the SMSC goes while the others wait for a token
