@@ -229,7 +229,9 @@ def _region_plan(cc: int, region: str, length: int, geo_mobile: bool) -> tuple |
         return leading, None, {}
     kinds = {f"k{i}": kind for i, (kind, _p) in enumerate(branches)}
     alternatives = "|".join(f"(?P<k{i}>{p})" for i, (_kind, p) in enumerate(branches))
-    return leading, re.compile(f"(?=(?:{general})\\Z)(?:{alternatives})"), kinds
+    # "$", not "\\Z": the same end for digits (no newline to stop before), and the end of each line when
+    # number_lines runs the pattern over many lines (MULTILINE)
+    return leading, re.compile(f"(?=(?:{general})$)(?:{alternatives})"), kinds
 
 
 @lru_cache(maxsize=4096)
@@ -254,9 +256,7 @@ def _lines_pattern(cc: int, length: int, written: str) -> re.Pattern | None:
     plans = _plan(cc, length)
     if not plans or plans[0][0] is not None or plans[0][1] is None:
         return None
-    lookahead, sep, alternatives = plans[0][1].pattern.partition(")\\Z)")  # "(?=(?:general)\Z)(?:...)"
-    assert sep and lookahead.startswith("(?=(?:"), plans[0][1].pattern
-    return re.compile(f"^{written}{lookahead})$){alternatives}$", re.MULTILINE | re.ASCII)
+    return re.compile(f"^{written}(?:{plans[0][1].pattern})$", re.MULTILINE | re.ASCII)
 
 
 def number_lines(lines: list[str], default_region: str | None = None) -> list[int | None]:
@@ -267,10 +267,10 @@ def number_lines(lines: list[str], default_region: str | None = None) -> list[in
     passes a country and length instead of a call per line (a list import of ten million numbers)."""
     out: list[int | None] = [None] * len(lines)
     groups: dict[tuple[str, int], list[int]] = {}
-    home, not_national = "", ("+",)
+    home, not_national = "", ()
     if default_region:
         cc, trunk, intl = _region_prefixes(default_region)
-        home, not_national = str(cc), tuple(p for p in ("+", trunk, intl, str(cc)) if p)
+        home, not_national = str(cc), tuple(p for p in (trunk, intl, str(cc)) if p)
     for i, line in enumerate(lines):
         if line[:1] == "+":
             groups.setdefault((line[:4], len(line) - 1), []).append(i)
