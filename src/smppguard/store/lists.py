@@ -443,8 +443,10 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
                 lines[i] = ""
         text = "\n".join(lines)
     undecodable = UNDECODABLE in text
-    if "\r" in text and text.count("\r") == text.count("\r\n") and not _is_csv(text.replace("\r\n", "\n")):
-        text = text.replace("\r\n", "\n")  # bare lines from Windows: as the csv module reads them, without it
+    if "\r" in text:  # bare lines from Windows: as the csv module reads them, without it
+        lf = text.replace("\r\n", "\n")
+        if not _is_csv(lf):
+            text = lf
     known = _bare_numbers(text, region) if settle_bare and at == 0 else None
     if known and None not in known:  # every line a number: the usual chunk of a big list
         return _Parsed({(): (list(range(first_line, first_line + len(known))), known)}, bad)
@@ -563,14 +565,13 @@ def _slices(made: _Made) -> Iterator[tuple[list[Change], int]]:
     singles, batches = _changes(made)
     rows = sum(len(lines) for _, lines, _ in made)
     numbers = len(singles) + sum(len(n) for _, n in batches) or 1
-    pieces: Iterator[tuple[Change, int]] = itertools.chain(
-        ((c, 1) for c in singles),
-        ((template._replace(numbers=tuple(n[i:i + IMPORT_SLICE].tolist())), len(n[i:i + IMPORT_SLICE]))
-         for template, n in batches for i in range(0, len(n), IMPORT_SLICE)))
+    pieces = itertools.chain(singles, (template._replace(numbers=tuple(n[i:i + IMPORT_SLICE].tolist()))
+                                       for template, n in batches for i in range(0, len(n), IMPORT_SLICE)))
     pending: list[Change] = []
     size = 0
     written = 0
-    for piece, n in pieces:
+    for piece in pieces:
+        n = len(piece.targets())
         if pending and size + n > IMPORT_SLICE:
             share = rows * size // numbers
             written += share
