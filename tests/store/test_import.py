@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 
 import pytest
@@ -251,3 +252,18 @@ def test_a_chunk_of_bare_lines_parses_as_line_by_line(lines, first_line, region)
         m.setattr(lists, "_bare_numbers", lambda text, region: None)
         m.setattr(lists, "_is_csv", lambda text: True)  # every chunk through the csv module, as before
         assert lists._parse_chunk(windows, first_line, columns, names, region) == fast
+
+
+def test_a_run_large_enough_for_batches_writes_them_a_slice_a_transaction(db, monkeypatch):
+    """A run of 23 rows making one change (past BATCH_MIN): batches of at most IMPORT_SLICE (5) numbers, each in a
+    transaction of its own (one audit row each), in key order."""
+    monkeypatch.setattr(lists, "IMPORT_RUN_ROWS", 30)
+    monkeypatch.setattr(lists, "IMPORT_SLICE", 5)
+    numbers = [BASE + i * 37 for i in range(23)]
+    random.Random(5).shuffle(numbers)
+    assert run(db, "".join(f"+{n}\n" for n in numbers)).imported == 23
+    batches = [json.loads(text) for (text,) in db.execute(
+        "SELECT numbers FROM changelog WHERE kind = 'blacklist' ORDER BY id")]
+    assert batches == [sorted(numbers)[i:i + 5] for i in range(0, 23, 5)]
+    transactions = db.execute("SELECT recipient FROM audit WHERE rule = 'blacklist' ORDER BY id").fetchall()
+    assert transactions == [("5 numbers",)] * 4 + [("3 numbers",)]
