@@ -13,15 +13,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import smpplib.smpp
+from click.testing import CliRunner
 
 import rawsmsc
 from helpers import RawPeer, Stack, make_config, rows, smpplib_client, wait_for
 from rawsmsc import RawSmsc, deliver_sm_body
+from smppguard.cli import main
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
-from smppguard.smpp.fields import SmeDest, Tlv, TlvTag, encode_body, parse_body
+from smppguard.smpp.fields import SmeDest, Tlv, TlvTag, encode_body, parse_body, tlv_value
 from smppguard.smpp.pdu import build
-from smppguard.smpp.receipt import parse_receipt
+from smppguard.smpp.receipt import parse_receipt, receipt_body
 from smppguard.smpp.status import Status
 from smppguard.store import changelog
 from smppguard.store import holds as held_store
@@ -233,7 +235,7 @@ class Raw(RawPeer):
 SUBMIT = dict(source_addr_ton=5, source_addr="ACME", dest_addr_ton=0, dest_addr_npi=1)
 
 
-def test_query_cancel_and_replace_of_a_held_message_are_answered_from_the_queue(tmp_path):
+def test_query_cancel_and_replace_of_a_held_message_are_answered_from_the_queue(tmp_path, caplog):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
         s = Raw(stack)
@@ -253,8 +255,13 @@ def test_query_cancel_and_replace_of_a_held_message_are_answered_from_the_queue(
         assert rows(stack.config.store.path, "SELECT account, action, reason FROM audit WHERE action = 'cancelled'") \
             == [("acme", "cancelled", f"held message cancelled by the sender; proxy id {gone}")]
         other = Raw(stack, "other")
-        assert other.ask(CommandId.QUERY_SM, message_id=kept, source_addr="ACME")[0] == Status.RQUERYFAIL
-        assert other.ask(CommandId.CANCEL_SM, message_id=kept, source_addr="ACME")[0] == Status.RCANCELFAIL
+        with caplog.at_level("WARNING", logger="smppguard.proxy"):
+            assert other.ask(CommandId.QUERY_SM, message_id=kept, source_addr="ACME")[0] == Status.RQUERYFAIL
+            assert other.ask(CommandId.CANCEL_SM, message_id=kept, source_addr="ACME")[0] == Status.RCANCELFAIL
+        # one line a minute per account: the cancel that followed the query is not logged again
+        [refused] = [r.getMessage() for r in caplog.records if r.name == "smppguard.proxy"]
+        assert refused.startswith("downstream:127.0.0.1:") and refused.endswith(
+            ":other: query_sm for a message of another account refused"), refused
         clock.now = MORNING
         [got] = wait_for(lambda: at_smsc(stack, A), what="the replaced message at the SMSC")
         assert got.fields["short_message"] == b"new text"
@@ -287,6 +294,12 @@ def test_a_replace_sm_changes_the_held_messages_receipt_and_validity_only_of_a_s
         # a replace that sets neither keeps them
         assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"newer")[0] == 0
         assert rows(path, "SELECT receipt, expires_at FROM held") == [(1, NIGHT + 48 * 3600)]
+        # intermediate notifications only (0x10): no receipt any more
+        assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"newer",
+                     registered_delivery=0x10)[0] == Status.ROK
+        assert rows(path, "SELECT receipt FROM held") == [(0,)]
+        assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"newer",
+                     registered_delivery=1)[0] == Status.ROK
         # the text in message_payload (SMPP 5.0's replace_sm), then back in short_message: one place at a time
         long_text = b"L" * 300
         assert s.ask(CommandId.REPLACE_SM, message_id=kept, source_addr="ACME", short_message=b"",
@@ -310,6 +323,34 @@ def test_a_replace_sm_changes_the_held_messages_receipt_and_validity_only_of_a_s
                          short_message=b"x")[0] == Status.RREPLACEFAIL
         assert s.ask(CommandId.CANCEL_SM, message_id=kept, source_addr="ACME")[0] == Status.ROK
         assert not stack.proxy.holds.busy  # every answer given: nothing left for a shutdown to wait for
+        s.close()
+
+
+def test_a_held_message_dropped_by_the_operator_meanwhile_cannot_be_cancelled_or_replaced(tmp_path, caplog):
+    """`smppguard queue drop` deletes from the store while the daemon still counts the message (until its next
+    count): the sender's cancel_sm gets 0x11 and its replace_sm 0x13, not an OK for a message that is gone. A held
+    row the proxy cannot read any more (a damaged store) is not replaced either."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        path = stack.config.store.path
+        dropped = s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=b"a", **SUBMIT)[1]["message_id"]
+        damaged = s.ask(CommandId.SUBMIT_SM, destination_addr=B, short_message=b"b", **SUBMIT)[1]["message_id"]
+        r = CliRunner().invoke(main, ["queue", "drop", dropped, "--db", path])
+        assert r.exit_code == 0, r.output
+        assert s.ask(CommandId.CANCEL_SM, message_id=dropped, source_addr="ACME")[0] == Status.RCANCELFAIL
+        assert s.ask(CommandId.REPLACE_SM, message_id=dropped, source_addr="ACME",
+                     short_message=b"x")[0] == Status.RREPLACEFAIL
+        db = connect(path)
+        db.execute("UPDATE held SET pdu = x'00000010' WHERE id = ?", (damaged,))
+        db.close()
+        with caplog.at_level("INFO", logger="smppguard.hold"):
+            assert s.ask(CommandId.REPLACE_SM, message_id=damaged, source_addr="ACME",
+                         short_message=b"x")[0] == Status.RREPLACEFAIL
+        assert any(r.getMessage().startswith(f"replace_sm of held message {damaged} refused: ")
+                   for r in caplog.records)
+        assert not stack.proxy.holds.busy
+        assert list(stack.sim.received) == []  # neither went to the SMSC
         s.close()
 
 
@@ -458,6 +499,73 @@ def test_a_submit_multi_partly_held_forwards_the_rest_and_answers_with_the_proxy
         s.close()
 
 
+def test_the_receipt_of_a_partly_held_submit_multis_forwarded_part_names_the_proxy_id(tmp_path):
+    """The sender knows one id for the whole submit_multi, the proxy's: the SMSC's receipt for the part that went
+    at once must name it too (the SMSC's id is swapped for it, in the TLV and in the text)."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        daytime(stack, B)
+        multi = dict(source_addr_ton=5, source_addr="ACME", short_message=OFFER.encode(), registered_delivery=1,
+                     dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
+        status, resp = s.ask(CommandId.SUBMIT_MULTI, **multi)
+        assert status == Status.ROK
+        [now_sent] = list(stack.sim.received)
+        assert now_sent.message_id != resp["message_id"]
+        forwarded = dict(multi, dest_addresses=[SmeDest(0, 1, B)])
+        stack.call(lambda: stack.sim.deliver("acme", receipt_body(now_sent.message_id, forwarded, "DELIVRD",
+                                                                  time.time(), time.time())))
+        cid, _status, seq, body = s.read_pdu()
+        assert cid == CommandId.DELIVER_SM
+        s.send(build(CommandId.DELIVER_SM_RESP, seq, b"\0"))
+        got = parse_body(CommandId.DELIVER_SM, body)
+        assert tlv_value(got["tlvs"], TlvTag.RECEIPTED_MESSAGE_ID).rstrip(b"\0").decode() == resp["message_id"]
+        assert parse_receipt(got["short_message"]).message_id == resp["message_id"]
+        assert got["source_addr"] == B
+        s.close()
+
+
+def cannot_hold(path: str) -> None:
+    """From now on the store refuses new held rows (a disk full, a constraint broken): a real SQLite failure
+    inside the writer's commit, for this job only."""
+    db = connect(path)
+    db.execute("CREATE TRIGGER no_room BEFORE INSERT ON held BEGIN SELECT RAISE(ABORT, 'no room'); END")
+    db.close()
+
+
+def test_a_message_that_cannot_be_saved_for_the_hold_queue_is_answered_0x08_and_not_counted(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        cannot_hold(stack.config.store.path)
+        s = Raw(stack)
+        assert s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=b"a", **SUBMIT)[0] == Status.RSYSERR
+        assert s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
+                     dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])[0] == Status.RSYSERR
+        assert len(stack.proxy.holds) == 0 and not stack.proxy.holds.busy
+        assert list(stack.sim.received) == []
+        s.close()
+
+
+def test_a_partly_held_submit_multi_whose_held_part_cannot_be_saved_lists_it_as_failed(tmp_path):
+    """The part that went is the SMSC's: the sender gets the SMSC's id (no proxy id stands for anything), and the
+    held destinations listed as failed with 0x08, so that it sends them again."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        daytime(stack, B)
+        cannot_hold(stack.config.store.path)
+        s = Raw(stack)
+        status, resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
+                             dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
+        assert status == Status.ROK
+        [now_sent] = list(stack.sim.received)
+        assert resp["message_id"] == now_sent.message_id
+        assert [(u.ton, u.npi, u.address, u.status) for u in resp["unsuccess_sme"]] == [(0, 1, A, Status.RSYSERR)]
+        assert len(stack.proxy.holds) == 0 and not stack.proxy.holds.busy
+        stack.run(stack.store.writer.flush())
+        assert rows(stack.config.store.path, "SELECT * FROM message_map") == []
+        s.close()
+
+
 def test_a_submit_multi_whose_forwarded_part_the_smsc_refuses_drops_its_held_part_too(tmp_path):
     """The sender is told the whole submit_multi failed (the SMSC's 0x58): it will send it again, so the part held
     for quiet hours must not go as well."""
@@ -575,6 +683,28 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
         first.client._socket.close()
 
 
+def test_replies_kept_for_senders_stop_at_max_owed_and_the_smsc_is_told_to_retry(tmp_path, caplog):
+    """[hold] max_owed bounds what is kept for senders with no receiver bound: past it the SMSC gets 0x64 and
+    keeps the reply itself, and the operator is told why."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                       destination_addr="ACME", short_message=b"hello there")
+    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}, hold={"max_owed": 2}),
+               store=True) as stack:
+        answers, owed = [], []
+        for _ in range(3):
+            sender = Sender(stack)
+            answers.append(reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body))
+            owed.append(stack.proxy.holds.owed)
+            sender.client._socket.close()
+            wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        assert answers == [Status.ROK, Status.ROK, Status.RX_T_APPN]
+        assert owed == [1, 2, 2]
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(2,)]
+        assert ("2 deliveries kept for senders with no receiver bound ([hold] max_owed): the SMSC is answered 0x64"
+                in [r.getMessage() for r in caplog.records if r.levelname == "WARNING"])
+
+
 @pytest.mark.parametrize("payload", [b"TD please", b"\x4e" * 254, b"\x4e" * 255, "退订".encode("utf-16-be") * 70],
                          ids=["short", "254", "255", "long"])
 def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addresses_and_payload(tmp_path,
@@ -688,7 +818,7 @@ def test_due_messages_of_an_account_with_no_bind_wait_and_say_so(tmp_path, caplo
         s.close()
 
 
-def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_never_answered(tmp_path):
+def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_never_answered(tmp_path, caplog):
     """The proxy's transmitter bind for [hold] accounts, releasing while the SMSC does not answer: a deliver_sm
     from the SMSC is answered 0x04 (a transmitter takes none); its unbind is answered and the bind closed; the
     release in flight is then "unknown": it left, and is never sent again by itself."""
@@ -696,7 +826,7 @@ def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_n
     cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
     with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
         s = Sender(stack)
-        proxy_id_of(s.submit(A))
+        proxy_id = proxy_id_of(s.submit(A))
         s.close()
         wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
         smsc.answer = "hold"  # the SMSC takes the release and never answers it
@@ -712,6 +842,9 @@ def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_n
         path = stack.config.store.path
         assert wait_for(lambda: rows(path, "SELECT recipient, state FROM held") == [(A, "unknown")],
                         what="the release marked unknown")
+        assert (f'hold queue: the SMSC did not answer released message {proxy_id}; kept as "unknown", not sent '
+                'again (smppguard queue list)') in [r.getMessage() for r in caplog.records
+                                                    if r.levelname == "WARNING" and r.name == "smppguard.hold"]
         time.sleep(0.5)
         assert len(smsc.received) == 1  # not sent again
 

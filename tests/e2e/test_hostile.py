@@ -36,12 +36,15 @@ def test_idle_connections_from_one_address_cannot_lock_out_a_sender_from_another
         assert len(refused) == 1  # 40 refusals, one line (once a minute per address)
 
 
-def test_a_connection_that_sends_no_bind_in_time_is_closed_and_its_slot_freed(smsc, peers):
+def test_a_connection_that_sends_no_bind_in_time_is_closed_and_its_slot_freed(smsc, peers, caplog):
     with Stack(config(max_connections_per_address=1, bind_timeout=0.5), upstream=smsc.address) as stack:
         idle = peers(stack)
         started = time.monotonic()
-        assert idle.closed_by_peer(timeout=3.0)
+        with caplog.at_level(logging.INFO, logger="smppguard.proxy"):
+            assert idle.closed_by_peer(timeout=3.0)
         assert time.monotonic() - started >= 0.4
+        assert [r.getMessage() for r in caplog.records if r.name == "smppguard.proxy"] == [
+            "connection from 127.0.0.1 closed: no bind within 0.5 s ([listen] bind_timeout)"]
         peers(stack).bind()  # the slot is free again; a bound connection is not timed out
         bound = stack.proxy.bridges
         time.sleep(0.8)
@@ -220,14 +223,18 @@ def test_replace_sm_cannot_bring_in_text_the_content_rule_forbids(tmp_path, smsc
             db.close()
 
 
-def test_at_max_connections_a_new_sender_takes_the_place_of_the_oldest_idle_connection(smsc, peers):
+def test_at_max_connections_a_new_sender_takes_the_place_of_the_oldest_idle_connection(smsc, peers, caplog):
     """Idle sockets from many addresses fill max_connections: a sender still gets in, in place of the oldest
     connection that has sent no bind; only when every connection is bound is one refused."""
     with Stack(config(max_connections=4, bind_timeout=30.0), upstream=smsc.address) as stack:
         idle = [peers(stack, f"127.0.1.{i}") for i in range(1, 5)]
         time.sleep(0.1)
-        peers(stack, OTHER_HOST).bind(system_id="sender")
-        assert idle[0].closed_by_peer(timeout=2.0)  # the oldest idle one made room
+        with caplog.at_level(logging.WARNING, logger="smppguard.proxy"):
+            peers(stack, OTHER_HOST).bind(system_id="sender")
+            assert idle[0].closed_by_peer(timeout=2.0)  # the oldest idle one made room
+        assert [r.getMessage() for r in caplog.records if r.name == "smppguard.proxy"] == [
+            "max_connections (4) reached: the oldest connection that has not bound (from 127.0.1.1) closed for one "
+            f"from {OTHER_HOST}"]
         assert not idle[1].closed_by_peer(timeout=0.2)
         for n, p in enumerate(idle[1:]):
             p.bind(system_id=f"late{n}")  # the three others bind: now every connection is bound

@@ -217,7 +217,8 @@ class Bridge:
                     session.respond(pdu, answer.status)
                     return None
             if holds is not None:
-                if held_by is not None and holds.answer_request(session, pdu, body):
+                if held_by is not None:
+                    holds.answer_request(session, pdu, body)
                     return None
                 translated = holds.translate(pdu, body, session.system_id)
                 if translated is not None:

@@ -134,7 +134,6 @@ class HoldQueue:
         self._owed = 0
         self._owed_inflight: set[int] = set()
         self._pending = 0  # holds and cancels waiting for their commit
-        self._sending = 0  # released messages waiting for the SMSC's answer
         self._tokens = 0.0
         self._last_round: float | None = None
         self._task: asyncio.Task | None = None
@@ -380,18 +379,15 @@ class HoldQueue:
             return entry[0]
         return None
 
-    def answer_request(self, session, pdu: Pdu, fields: dict) -> bool:
-        """query_sm / cancel_sm / replace_sm naming a held message: answered here (True). A released one is
-        left to translate(); anything else to the SMSC (False)."""
+    def answer_request(self, session, pdu: Pdu, fields: dict) -> None:
+        """query_sm / cancel_sm / replace_sm naming a message held for this session's account (the caller asked
+        owner()): answered here. A released one is left to translate()."""
         message_id = fields["message_id"]
-        entry = self._ids.get(message_id)
-        if entry is None or entry[0] != session.system_id:
-            return False
         command_id = pdu.command_id
         if command_id == CommandId.QUERY_SM:
             session.respond(pdu, Status.ROK, encode_body(CommandId.QUERY_SM_RESP, message_id=message_id,
                                                          final_date="", message_state=ENROUTE, error_code=0))
-            return True
+            return
         self._pending += 1
         if command_id == CommandId.CANCEL_SM:
             future = self.store.cancel(message_id, session.system_id)
@@ -404,7 +400,7 @@ class HoldQueue:
                     self._audit_cancel(message_id, session.system_id)
                 session.respond(pdu, Status.ROK if ok else Status.RCANCELFAIL)
             future.add_done_callback(cancelled)
-            return True
+            return
         # replace_sm: the new text (already screened by the rules that read text) into the held request
         future = self.store.by_id(message_id)
 
@@ -430,7 +426,6 @@ class HoldQueue:
             ok = not f.cancelled() and f.exception() is None and f.result()
             session.respond(pdu, Status.ROK if ok else Status.RREPLACEFAIL)
         future.add_done_callback(found)
-        return True
 
     # --- ids of released messages (proxy/hold_ids.py) -------------------------------------------------------
 
@@ -605,14 +600,12 @@ class HoldQueue:
                 continue
             bridge = min(bridges, key=lambda b: b.release_load())
             context = Released(r, outcome.context)
-            self._sending += 1
             bridge.release(outcome.raw, context)
         if unsent:  # the bind went while the marks were saved: nothing left, so they are simply held again
             await self.store.finish([], [(r.seq, r.release_at) for r in unsent], [], [])
 
     def settled(self, context: Released, response: Pdu) -> None:
         """The SMSC answered a released message."""
-        self._sending -= 1
         row = context.row
         accepted = response.status == Status.ROK
         if accepted and response.command_id == CommandId.SUBMIT_MULTI_RESP:
@@ -649,7 +642,6 @@ class HoldQueue:
     def unanswered(self, context: Released, sent: bool) -> None:
         """A released message got no answer: sent (the SMSC may have it) it becomes "unknown"; never sent (the
         bind went while it waited for the window or max_tps), it is held again."""
-        self._sending -= 1
         row = context.row
         if context.inner is not None:
             self.screening.failed(context.inner)
