@@ -683,6 +683,31 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
         first.client._socket.close()
 
 
+@pytest.mark.parametrize("saved", [True, False], ids=["saved", "not-saved"])
+def test_a_kept_reply_is_answered_once_saved_and_then_the_smsc_leg_unbinds_at_once(tmp_path, saved):
+    """The SMSC's leg of a sender that went stays up only until the reply kept for it is answered: OK once it is
+    saved, 0x64 (the SMSC keeps it and retries) if it cannot be; then the leg unbinds, well within the grace."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    cfg = config(tmp_path, policy, inbound={"no_receiver": "keep"},
+                 session={"response_timeout": 5.0, "enquire_link_interval": 30.0, "unbind_grace": 10.0})
+    body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                       destination_addr="ACME", short_message=b"hello there")
+    with Stack(cfg, store=True) as stack:
+        if not saved:
+            db = connect(stack.config.store.path)
+            db.execute("CREATE TRIGGER no_room BEFORE INSERT ON owed BEGIN SELECT RAISE(ABORT, 'no room'); END")
+            db.close()
+        sender = Sender(stack)
+        assert reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body) == (
+            Status.ROK if saved else Status.RX_T_APPN)
+        answered = time.monotonic()
+        wait_for(lambda: not [x for x in stack.sim.sessions if x.system_id == "acme"], timeout=5.0,
+                 what="the SMSC's leg unbound")
+        assert time.monotonic() - answered < 5.0  # not the 10 s grace
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(1 if saved else 0,)]
+        sender.client._socket.close()
+
+
 def test_replies_kept_for_senders_stop_at_max_owed_and_the_smsc_is_told_to_retry(tmp_path, caplog):
     """[hold] max_owed bounds what is kept for senders with no receiver bound: past it the SMSC gets 0x64 and
     keeps the reply itself, and the operator is told why."""

@@ -169,3 +169,48 @@ def test_submit_multi_with_every_destination_refused_is_answered_here():
 
 def test_smpp_time_is_utc_in_the_absolute_format():
     assert smpp_time(datetime(2026, 11, 28, 1, 2, 3, tzinfo=ZoneInfo("UTC")).timestamp()) == "261128010203000+"
+
+
+# --- screen_replace(): a replace_sm's new text through the rules that read text ----------------------------------
+
+def replace(text: bytes = b"", payload: bytes | None = None, source_addr: str = "ACME"):
+    tlvs = [(0x0424, payload)] if payload is not None else []
+    return from_bytes(build(CommandId.REPLACE_SM, 9, encode_body(CommandId.REPLACE_SM, message_id="3f9a0c4e5d6b7a81",
+                                                                 source_addr=source_addr, short_message=text,
+                                                                 tlvs=tlvs)))
+
+
+def replace_screening(class_rules: list | None = None):
+    heard = Heard()
+    policy = load_policy(CN, {"content": {"forbidden": ["casino"]}}, class_rules)
+    return Screening(policy, Index(), clock=lambda: NOON, hooks=Hooks([heard])), heard
+
+
+def test_a_replace_sms_new_text_is_refused_for_a_forbidden_word_and_the_hooks_hear_why():
+    s, heard = replace_screening()
+    assert s.screen_replace(replace(b"Visit our casino"), "acme") == Answer(Status.RSUBMITFAIL)
+    [e] = heard.events
+    assert (e.at, e.command_id, e.account, e.sender, e.destination) == (
+        NOON, CommandId.REPLACE_SM, "acme", "ACME", "message 3f9a0c4e5d6b7a81")
+    assert (e.verdict.rule, e.verdict.action, e.sub.text) == ("content", Action.REJECT, "Visit our casino")
+    assert (e.sub.account, e.sub.sender, e.sub.traffic_class) == ("acme", "ACME", "marketing")
+    assert s.screen_replace(replace(b"Winter sale"), "acme") is None
+    assert len(heard.events) == 1
+
+
+def test_a_replace_sms_text_is_read_from_message_payload_and_as_ucs2_too():
+    s, _heard = replace_screening()
+    assert s.screen_replace(replace(payload=b"casino night"), "acme") == Answer(Status.RSUBMITFAIL)
+    assert s.screen_replace(replace(payload=b"winter sale"), "acme") is None
+    assert s.screen_replace(replace("赌场 casino".encode("utf-16-be")), "acme") == Answer(Status.RSUBMITFAIL)
+    assert s.screen_replace(replace("冬季促销".encode("utf-16-be")), "acme") is None
+
+
+def test_a_replace_sm_is_judged_in_the_class_of_its_account_and_sender():
+    """The content rule is for marketing: the same words from an account or a sender classed transactional
+    pass."""
+    s, _heard = replace_screening([{"name": "transactional", "system_id": ["bank"]},
+                                   {"name": "transactional", "source_addr": ["OTP"]}])
+    assert s.screen_replace(replace(b"casino"), "bank") is None
+    assert s.screen_replace(replace(b"casino", source_addr="OTP"), "acme") is None
+    assert s.screen_replace(replace(b"casino"), "acme") == Answer(Status.RSUBMITFAIL)
