@@ -462,11 +462,15 @@ def test_submit_multi_destinations_are_held_under_one_proxy_id(tmp_path):
                              short_message=OFFER.encode(), dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
         assert status == Status.ROK and resp["unsuccess_sme"] == []
         proxy_id = resp["message_id"]
-        assert rows(stack.config.store.path, "SELECT id, recipient FROM held ORDER BY seq") == [
-            (proxy_id, A), (proxy_id, B)]
+        # each destination its own row (a message of one part), with the number the opt-out and dead rules find
+        assert rows(stack.config.store.path, "SELECT id, recipient, number, sender, grp, part, parts FROM held "
+                    "ORDER BY seq") == [(proxy_id, A, int("86" + A), "ACME", "", 1, 1),
+                                        (proxy_id, B, int("86" + B), "ACME", "", 1, 1)]
         clock.now = MORNING
         got = wait_for(lambda: len(stack.sim.received) == 2 and list(stack.sim.received), what="both released")
         assert sorted(d.address for r in got for d in r.fields["dest_addresses"]) == [A, B]
+        assert {(r.fields["source_addr_ton"], r.fields["source_addr"], r.fields["short_message"]) for r in got} == {
+            (5, "ACME", OFFER.encode())}
         s.close()
 
 

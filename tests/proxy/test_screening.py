@@ -156,6 +156,22 @@ def test_submit_multi_screens_each_destination_and_refuses_a_distribution_list()
         "8613900000001", "vip"]
 
 
+def test_a_submit_multi_answer_that_cannot_be_merged_is_relayed_as_it_came():
+    """The destinations refused here are added only to an OK the proxy can read: an error status (nothing was
+    sent) or a body it cannot parse goes to the sender unchanged, and nothing is counted."""
+    sends = []
+    s, _ = screening_at(NOON, index=Index(blacklist={B}), sends=sends)
+    dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001")]
+    multi = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                    dest_addresses=dests, short_message=b"x")))
+    for answer in (resp(CommandId.SUBMIT_MULTI_RESP, Status.RTHROTTLED, b""),
+                   resp(CommandId.SUBMIT_MULTI_RESP, Status.ROK, b"no terminating NUL")):
+        out = s.screen(multi, "acme")
+        assert out.context.refused
+        assert s.settle(out.context, answer) == answer.raw
+    assert sends == [(A, "acme", NOON)]  # only the OK counts, even unreadable
+
+
 def test_submit_multi_with_every_destination_refused_is_answered_here():
     s, _ = screening_at(NOON, index=Index(blacklist={B}))
     pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(
