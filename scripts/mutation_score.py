@@ -21,7 +21,7 @@ import tokenize
 # A string is SQL when it has a keyword in capitals, as this code base writes them (English has "from" and "in").
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|VALUES|FROM|WHERE|RETURNING|SET|CASE|"
                  r"WHEN|THEN|ELSE|END|AND|OR|NOT|IN|IS|NULL|EXISTS|ON CONFLICT|ORDER BY|GROUP BY|HAVING|LIMIT|"
-                 r"JOIN|BEGIN|COMMIT|ROLLBACK|ATTACH|VACUUM|INTO|DISTINCT|COALESCE|COUNT|MAX|MIN)\b")
+                 r"JOIN|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|ATTACH|VACUUM|INTO|DISTINCT|COALESCE|COUNT|MAX|MIN)\b")
 SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")
 
 

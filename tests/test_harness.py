@@ -62,6 +62,9 @@ def _diff(before: str, after: str) -> str:
      '    db.execute("select id from audit where at < ?", (t,))', True),
     ('    "SET count = CASE WHEN since > ? THEN count + 1 ELSE 1 END, "',
      '    "set count = case when since > ? then count + 1 else 1 end, "', True),
+    # savepoint names are identifiers: any case
+    ('    db.execute("SAVEPOINT facts")', '    db.execute("savepoint facts")', True),
+    ('    db.execute("RELEASE fact")', '    db.execute("RELEASE FACT")', True),
     # a literal inside the SQL in another case is another value
     ('    db.execute("SELECT 1 FROM optout WHERE source = \'reply\'")',
      '    db.execute("SELECT 1 FROM OPTOUT WHERE SOURCE = \'REPLY\'")', False),

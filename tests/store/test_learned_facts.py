@@ -10,6 +10,7 @@ from smppguard.inbound import CONFIRM, DELIVERED_FACT, OPTIN, OPTOUT, Fact
 from smppguard.inbound.receipts import BLACKLISTED, DEAD, SUSPENDED
 from smppguard.store import lists
 from smppguard.store.credit import DELIVERED_WINDOW_S
+from smppguard.store.db import node_id
 from smppguard.store.learning import LearningTerms, apply_fact, apply_facts
 
 A = 8613800000001
@@ -81,6 +82,9 @@ def test_a_confirmation_confirms_a_pending_consent_of_that_number_and_account_in
     assert apply(db, reply(CONFIRM, "yes")) == "consent confirmed"
     assert db.execute("SELECT scope_key, status, granted_at, confirmed_at FROM consent ORDER BY scope_key"
                       ).fetchall() == [("", "confirmed", NOW - 3600, NOW), ("other", "pending", NOW - 3600, None)]
+    # what peers replay: a global consent (no scope), confirmed
+    scope, key, data = db.execute("SELECT scope, scope_key, data FROM changelog ORDER BY id DESC LIMIT 1").fetchone()
+    assert (scope, key, json.loads(data)["status"]) == ("", "", "confirmed")
     assert apply(db, reply(CONFIRM, "yes")) is None  # nothing pending any more
 
 
@@ -134,6 +138,30 @@ def test_a_batch_is_applied_in_order_as_one_fact_after_another_would_be(db):
     assert sorted(db.execute("SELECT number, keyword FROM optout")) == [(A, "stop"), (B, "td"), (C, "t")]
     assert [r[1:3] for r in changes(db)] == [("add", C), ("add", A), ("add", B), ("remove", A), ("add", A)]
     assert db.execute("SELECT COUNT(*) FROM audit WHERE action = 'learned'").fetchone() == (5,)
+
+
+def savepoints(db, facts) -> list[str]:
+    """The savepoints apply_facts opened for `facts`: "facts" for a run of opt-outs written at once, "fact" for
+    one fact on its own."""
+    seen: list[str] = []
+    db.set_trace_callback(lambda sql: seen.append(sql.split()[1]) if sql.startswith("SAVEPOINT") else None)
+    try:
+        apply_batch(db, facts)
+    finally:
+        db.set_trace_callback(None)
+    return seen
+
+
+def test_a_run_of_opt_outs_of_distinct_numbers_is_written_at_once_and_anything_else_one_by_one(db):
+    """A flood of STOPs costs one change-log write (one correlation query, one statement per table), not one a
+    number: what the run and the fact-by-fact paths write is the same (see the test above)."""
+    assert savepoints(db, [reply(OPTOUT, "t"), reply(OPTOUT, "t", number=B)]) == ["facts"]
+    assert [r[1:3] for r in changes(db)] == [("add", A), ("add", B)]
+    assert [r[0] for r in db.execute("SELECT origin FROM changelog")] == [node_id(db)] * 2
+    assert savepoints(db, [reply(OPTOUT, "t", number=C)]) == ["fact"]  # one alone: no run
+    # a repeated number ends the run: the second could depend on the first
+    assert savepoints(db, [reply(OPTIN, "start"), reply(OPTOUT, "t"), reply(OPTOUT, "t", number=B),
+                           reply(OPTOUT, "t")]) == ["fact", "facts", "fact"]
 
 
 def test_a_fact_that_fails_loses_only_itself(db):

@@ -149,12 +149,19 @@ async def test_a_job_that_fails_loses_its_facts_with_an_error_each(tmp_path, cap
         await s.writer.close()
 
 
+def reassembly_tasks() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "inbound reassembly"]
+
+
 async def test_close_hands_what_is_gathered_to_the_writer_before_it_closes(tmp_path):
     s = Setup(tmp_path)
     await s.writer.start()
     s.learning.start()
+    [task] = reassembly_tasks()  # named, for a task dump
     s.learning.delivered(deliver(b"T"))
     await s.learning.close()  # before the gathering time is up
+    assert task.cancelled() and reassembly_tasks() == []  # stopped, and waited for
+    await s.learning.close()  # a second close does nothing more
     await s.writer.close()
     assert s.rows("SELECT number FROM optout") == [(A,)]
 
