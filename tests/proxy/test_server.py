@@ -102,7 +102,7 @@ def test_a_reload_applies_the_new_limits_and_sessions_but_keeps_the_address_tls_
                       upstream={"address": ("10.0.0.1", 2775), "window": 10})
     server = ProxyServer(old, ("10.0.0.1", 2775))
     new = make_config(listen={"address": ("0.0.0.0", 9999), "tls_cert": "", "tls_key": "", "tls_client_ca": "",
-                              "allow_system_ids": ("acme",), "allow_networks": ("10.1.0.0/16",),
+                              "allow_system_ids": ("acme",), "allow_networks": ("10.1.2.3/16",),
                               "max_binds_per_account": 3, "failed_binds": 2, "bind_backoff": 5.0,
                               "max_connections": 7},
                       upstream={"address": ("10.9.9.9", 1), "window": 99}, session={"unbind_grace": 1.5})

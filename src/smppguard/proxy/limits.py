@@ -23,12 +23,17 @@ MAX_BACKOFF_FACTOR = 16
 MAX_TRACKED = 100_000  # addresses with failures remembered at most; past it the oldest are forgotten
 
 
+def networks(names: Iterable[str]) -> tuple:
+    """[listen] allow_networks: "10.1.2.3/16" is the network it is in, as people write it (host bits set)."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in names)
+
+
 class BindGate:
     def __init__(self, *, allow_system_ids: Iterable[str] = (), allow_networks: Iterable[str] = (),
                  max_binds_per_account: int = 0, failed_binds: int = 5, backoff_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic):
         self.allow_system_ids = frozenset(allow_system_ids)
-        self.allow_networks = tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks)
+        self.allow_networks = networks(allow_networks)
         self.max_binds_per_account = max_binds_per_account  # 0: no cap
         self.failed_binds = failed_binds
         self.backoff_s = backoff_s

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import logging
 import ssl
 import time
@@ -29,7 +28,7 @@ from ..session.session import Session
 from . import tls
 from .bridge import Bridge, Connect
 from .holds import HoldQueue
-from .limits import BindGate
+from .limits import BindGate, networks
 from .owners import MessageOwners
 from .screening import Screening
 
@@ -192,7 +191,7 @@ class ProxyServer:
         self.config = dataclasses.replace(config, listen=listen, upstream=self.config.upstream)
         gate = self.gate
         gate.allow_system_ids = frozenset(listen.allow_system_ids)
-        gate.allow_networks = tuple(ipaddress.ip_network(n, strict=False) for n in listen.allow_networks)
+        gate.allow_networks = networks(listen.allow_networks)
         gate.max_binds_per_account = listen.max_binds_per_account
         gate.failed_binds, gate.backoff_s = listen.failed_binds, listen.bind_backoff
 
