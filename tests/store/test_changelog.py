@@ -206,6 +206,7 @@ def test_correlation_adds_one_global_opt_out_at_the_threshold(db):
     assert g["number"] == N1 and g["op"] == "add" and g["scope_key"] == ""
     assert g["data"]["source"] == "correlation"
     assert g["data"]["keyword"] == "STOP"
+    assert g["data"]["reason"] == "opted out from 3 senders"
     assert (g["at"], g["origin"], g["actor"]) == (NOW + 5, "o", "deliver")
     assert db.execute("SELECT source FROM optout WHERE number = ? AND scope = 'global'", (N1,)).fetchall() == [
         ("correlation",)]
@@ -218,7 +219,8 @@ def test_correlation_adds_one_global_opt_out_at_the_threshold(db):
 def test_correlation_within_one_batch(db):
     batch = [Change("optout", "add", N1, "sender", s) for s in ("A", "B", "C", "D")]
     assert write(db, batch, origin="o", correlation_threshold=3, now=NOW) == 5
-    assert len(global_changes(db)) == 1
+    [g] = global_changes(db)
+    assert g["data"] == {"source": "correlation", "keyword": "", "reason": "opted out from 4 senders"}
     assert log(db)[-1]["scope"] == "global"  # logged after the opt-outs that caused it
 
 
@@ -422,3 +424,15 @@ def test_a_list_operation_is_audited_once_per_kind_of_change_saying_what_it_was(
         ("optout", "add", "+86138****0001", "optout add (sender ACME, source manual)", "alice"),
         ("tz", "add", "+86138****0002", "tz add (Asia/Tokyo)", "alice"),
         ("consent", "remove", "+86138****0003", "consent remove", "alice")]
+
+
+def test_the_logged_data_is_compact_json_that_keeps_its_text_readable(db):
+    """What `sqlite3` shows, and what peers receive: no spaces, Chinese as it is (not \\u escapes); data a
+    batch repeats (an import) and data with lists in it are logged all the same."""
+    reply = {"source": "reply", "keyword": "退订"}
+    write(db, [Change("optout", "add", N1, "sender", "10690000", dict(reply)),
+               Change("optout", "add", N2, "sender", "10690000", dict(reply)),
+               Change("dead", "add", N3, data={"reasons": ["MBDEAD", "UNDELIV"]})], origin="o", now=NOW)
+    assert [r for (r,) in db.execute("SELECT data FROM changelog ORDER BY id")] == [
+        '{"source":"reply","keyword":"退订"}', '{"source":"reply","keyword":"退订"}',
+        '{"reasons":["MBDEAD","UNDELIV"]}']
