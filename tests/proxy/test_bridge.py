@@ -466,6 +466,28 @@ async def test_submits_waiting_for_max_tps_are_answered_rsyserr_when_the_smsc_go
     assert [a.status for a in rig.recorder.of(Answered)] == [Status.RSYSERR] * 2
 
 
+async def test_a_submit_that_waited_for_max_tps_and_fills_the_smscs_window_pauses_the_sender_until_it_opens(rigs):
+    """max_tps 5 lets 5 go at once; the sixth waits a fifth of a second for its token, and fills the window of 6:
+    reading from the sender stops until the SMSC answers, and only what the SMSC accepted counts, as without
+    max_tps."""
+    index = Index()
+    rig = rigs(config=make_config(upstream={"max_tps": 5.0, "window": 6}, session={"response_timeout": 5.0}),
+               screening=screening(index=index))
+    await rig.bind()
+    down = rig.bridge.downstream
+    numbers = [8613800000090 + i for i in range(6)]
+    for seq, number in enumerate(numbers, 90):
+        rig.submit(seq, dest=str(number))
+    sent = [await rig.smsc.next() for _ in numbers]
+    assert "window" in down.paused and "throttle" not in down.paused
+    for pdu in sent[:5]:
+        rig.smsc.send(CommandId.SUBMIT_SM_RESP, pdu.sequence, b"id\0")
+    rig.smsc.send(CommandId.SUBMIT_SM_RESP, sent[5].sequence, b"", Status.RTHROTTLED)
+    assert [(await rig.sender.next())[1] for _ in numbers] == [Status.ROK] * 5 + [Status.RTHROTTLED]
+    assert not down.paused
+    assert sorted(index.history) == numbers[:5]  # the one the SMSC refused is not counted
+
+
 async def test_a_leg_that_cannot_write_stops_the_bridge_reading_from_the_other(rigs):
     """The transport's pause_writing (its buffer is full: the peer reads too slowly) stops reading on the other
     leg, so nothing piles up in the proxy; resume_writing starts it again."""
