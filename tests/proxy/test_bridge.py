@@ -224,7 +224,7 @@ async def test_a_screening_bug_answers_rsyserr_never_a_silent_allow(rigs, caplog
         rig.submit(9)
         assert (await rig.sender.next())[:3] == (CommandId.SUBMIT_SM_RESP, Status.RSYSERR, 9)
     await rig.smsc.nothing()
-    [record] = [r for r in caplog.records if r.name == "smppguard.proxy"]
+    [record] = [r for r in caplog.records if r.name == "smppguard.proxy" and r.levelname == "ERROR"]
     assert record.getMessage() == f"{rig.bridge.downstream.label}: screening submit_sm failed; answered RSYSERR"
     assert record.exc_info is not None and record.exc_info[0] is AttributeError  # the bug's traceback, to report
 
