@@ -364,15 +364,20 @@ def test_a_batch_listing_cancels_the_pending_removals_of_its_numbers_and_a_manua
     for n in (N1, N2):
         request_removal(db, n, reason="verified", actor="bob", now=NOW)
     write(db, [Change("blacklist", "add", 0, data={"source": "manual"}, numbers=[N1, N2])], origin="o", now=NOW)
+    write(db, [Change("blacklist", "add", N1)], origin="o", now=NOW)  # no source: by hand too
+    write(db, [Change("dead", "add", N1, data={"source": "receipt"})], origin="o", now=NOW)  # not a listing
     assert [p.status for p in pending_removals(db)] == ["pending", "pending"]
-    write(db, [Change("blacklist", "add", 0, data={"source": "carrier"}, numbers=[N2, N3])], origin="o",
+    write(db, [Change("blacklist", "add", 0, data={"source": "carrier"}, numbers=[N3, N2])], origin="o",
           actor="alice", now=NOW + 1)
     assert [(p.number, p.status) for p in pending_removals(db, include_closed=True)] == [
         (N1, "pending"), (N2, "cancelled")]
     assert db.execute("SELECT recipient, action, reason, actor FROM audit WHERE action = 'cancelled'").fetchall() == [
         ("+86138****0002", "cancelled", "new blacklist entry (carrier)", "alice")]  # masked, the default
-    write(db, [Change("optout", "add", 0, "sender", "ACME", numbers=[N1, N3])], origin="o", actor="alice", now=NOW)
+    # a peer's opt-out, with no actor: the cancellation names the node it came from
+    write(db, [Change("optout", "add", 0, "sender", "ACME", numbers=[N1, N3], origin="peer-7")], origin="o", now=NOW)
     assert pending_removals(db) == []
+    assert db.execute("SELECT actor, reason FROM audit WHERE action = 'cancelled' ORDER BY id DESC LIMIT 1"
+                      ).fetchone() == ("peer-7", "new optout entry (sender)")
 
 
 # --- correlation: only sender opt-outs count, each number of a batch on its own -----------------------------------
@@ -424,6 +429,21 @@ def test_a_list_operation_is_audited_once_per_kind_of_change_saying_what_it_was(
         ("optout", "add", "+86138****0001", "optout add (sender ACME, source manual)", "alice"),
         ("tz", "add", "+86138****0002", "tz add (Asia/Tokyo)", "alice"),
         ("consent", "remove", "+86138****0003", "consent remove", "alice")]
+
+
+def test_a_list_operation_inside_the_callers_transaction_is_audited_and_commits_with_it(db):
+    db.execute("BEGIN IMMEDIATE")
+    write(db, [Change("blacklist", "add", N1, data={"source": "complaint"})], origin="o", actor="alice", now=NOW,
+          in_transaction=True, audited=True)
+    assert db.in_transaction  # not committed by write()
+    db.execute("ROLLBACK")
+    assert rows(db, "audit") == [] and rows(db, "blacklist") == []
+    db.execute("BEGIN IMMEDIATE")
+    write(db, [Change("blacklist", "add", N1, data={"source": "complaint"})], origin="o", actor="alice", now=NOW,
+          in_transaction=True, audited=True)
+    db.execute("COMMIT")
+    assert db.execute("SELECT rule, action, reason, actor FROM audit").fetchall() == [
+        ("blacklist", "add", "blacklist add (source complaint)", "alice")]
 
 
 def test_the_logged_data_is_compact_json_that_keeps_its_text_readable(db):
