@@ -138,6 +138,35 @@ def test_the_parts_of_a_long_message_share_the_first_verdict_and_count_once():
     assert s.concat == {}  # the last part ends the message
 
 
+def test_a_forbidden_word_completed_by_a_later_part_refuses_that_part_and_the_ones_after_it():
+    """The content rule reads the text as the parts join: "cas" + "ino" makes the forbidden word, so the second
+    part is refused and the third with it; the first is gone already. The hooks hear the new verdict once, for
+    the part that made it, and the third as a repeat of it."""
+    s, heard = screening_at(NOON, {"content": {"forbidden": ["casino"]}})
+    texts = (b"Big cas", b"ino night", b" at 8")
+    parts = [submit(seq=i, esm_class=0x40, short_message=build_udh(9, 3, i) + t) for i, t in enumerate(texts, 1)]
+    outs = [s.screen(p, "acme") for p in parts]
+    assert type(outs[0]) is Forward
+    assert outs[1:] == [Answer(Status.RSUBMITFAIL), Answer(Status.RSUBMITFAIL)]
+    first, refused, third = heard.events
+    assert (first.verdict.allowed, refused.verdict.rule, refused.repeat, third.verdict.rule, third.repeat) == (
+        True, "content", False, "content", True)
+    assert (refused.command_id, refused.account, refused.sender, refused.destination) == (
+        CommandId.SUBMIT_SM, "acme", "ACME", "8613800000001")
+    assert refused.sub.text == "Big casino night"
+    assert (third.command_id, third.destination) == (CommandId.SUBMIT_SM, "8613800000001")
+    assert s.concat == {}
+
+
+def test_the_later_parts_of_a_held_message_are_held_with_it():
+    s, _ = screening_at(NIGHT, {"content": {"forbidden": ["casino"]}, "quiet_hours": {"action": "hold"}})
+    parts = [submit(seq=i, esm_class=0x40, short_message=build_udh(9, 2, i) + t)
+             for i, t in enumerate((b"Big cas", b"ino night"), 1)]
+    outs = [s.screen(p, "acme") for p in parts]
+    assert [type(o) for o in outs] == [Hold, Hold]
+    assert outs[0].group[0] == outs[1].group[0] and [o.group[1:] for o in outs] == [(1, 2), (2, 2)]
+
+
 def test_submit_multi_screens_each_destination_and_refuses_a_distribution_list():
     s, heard = screening_at(NOON, index=Index(blacklist={B}))
     dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001"), DistributionList("vip")]
@@ -170,6 +199,22 @@ def test_a_submit_multi_answer_that_cannot_be_merged_is_relayed_as_it_came():
         assert out.context.refused
         assert s.settle(out.context, answer) == answer.raw
     assert sends == [(A, "acme", NOON)]  # only the OK counts, even unreadable
+
+
+def test_submit_multi_text_is_read_for_the_content_rule_past_a_udh_and_from_message_payload():
+    s, _ = screening_at(NOON, {"content": {"forbidden": ["casino"]}})
+    dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001")]
+
+    def multi(**fields):
+        return from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                      dest_addresses=dests, **fields)))
+    for pdu in (multi(esm_class=0x40, short_message=build_udh(3, 2, 1) + b"casino night"),
+                multi(short_message=b"", tlvs=[(0x0424, b"casino night")])):
+        out = s.screen(pdu, "acme")
+        assert type(out) is Answer and out.status == Status.ROK  # every destination refused: answered here
+        assert [(u.address, u.status) for u in parse_body(CommandId.SUBMIT_MULTI_RESP, out.body)[
+            "unsuccess_sme"]] == [(d.address, Status.RSUBMITFAIL) for d in dests]
+    assert type(s.screen(multi(short_message=b"winter sale"), "acme")) is Forward
 
 
 def test_submit_multi_with_every_destination_refused_is_answered_here():
