@@ -179,6 +179,12 @@ def test_submit_multi_screens_each_destination_and_refuses_a_distribution_list()
                                                                    ("vip", Status.RCNTSUBDL)]
     lists = [e for e in heard.events if e.sub is None]
     assert [(e.destination, e.verdict.rule) for e in lists] == [("list:vip", "distribution_lists")]
+    assert lists[0].verdict.reason == ("distribution list: its members cannot be screened "
+                                       "([policy] distribution_lists = \"refuse\")")
+    numbers = [e for e in heard.events if e.sub is not None]
+    assert [(e.at, e.command_id, e.account, e.sender, e.destination, e.verdict.rule) for e in numbers] == [
+        (NOON, CommandId.SUBMIT_MULTI, "acme", "ACME", "8613800000001", ""),  # allowed
+        (NOON, CommandId.SUBMIT_MULTI, "acme", "ACME", "8613900000001", "blacklist")]
     merged = s.settle(out.context, resp(CommandId.SUBMIT_MULTI_RESP, body=encode_body(
         CommandId.SUBMIT_MULTI_RESP, message_id="m", unsuccess_sme=[])))
     assert [u.address for u in parse_body(CommandId.SUBMIT_MULTI_RESP, merged[16:])["unsuccess_sme"]] == [
@@ -217,6 +223,28 @@ def test_submit_multi_text_is_read_for_the_content_rule_past_a_udh_and_from_mess
     assert type(s.screen(multi(short_message=b"winter sale"), "acme")) is Forward
 
 
+def test_a_submit_multi_with_every_destination_allowed_goes_as_it_came_and_counts_what_the_smsc_takes():
+    s, _ = screening_at(NOON)
+    dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001")]
+    pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                  dest_addresses=dests, short_message=b"x")))
+    out = s.screen(pdu, "acme")
+    assert type(out) is Forward and out.raw == pdu.raw
+    assert sorted(s.index.history) == [A, B]  # reserved as they go
+    s.settle(out.context, resp(CommandId.SUBMIT_MULTI_RESP, Status.RTHROTTLED, b""))
+    assert s.index.history == {}  # the SMSC took neither: neither counts
+
+
+def test_a_distribution_list_passes_when_configured_beside_the_numbers_allowed():
+    s = Screening(load_policy({**CN, "distribution_lists": "pass"}), Index(blacklist={B}), clock=lambda: NOON)
+    dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001"), DistributionList("vip")]
+    pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                  dest_addresses=dests, short_message=b"x")))
+    out = s.screen(pdu, "acme")
+    assert parse_body(CommandId.SUBMIT_MULTI, out.raw[16:])["dest_addresses"] == [dests[0], dests[2]]
+    assert [u.address for u in out.context.refused] == ["8613900000001"]
+
+
 def test_submit_multi_with_every_destination_refused_is_answered_here():
     s, _ = screening_at(NOON, index=Index(blacklist={B}))
     pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(
@@ -224,8 +252,8 @@ def test_submit_multi_with_every_destination_refused_is_answered_here():
         short_message=b"x")))
     out = s.screen(pdu, "acme")
     assert type(out) is Answer and out.status == Status.ROK
-    assert parse_body(CommandId.SUBMIT_MULTI_RESP, out.body)["unsuccess_sme"] == [
-        UnsuccessSme(1, 1, "8613900000001", Status.RSUBMITFAIL)]
+    assert parse_body(CommandId.SUBMIT_MULTI_RESP, out.body) == {
+        "message_id": "", "unsuccess_sme": [UnsuccessSme(1, 1, "8613900000001", Status.RSUBMITFAIL)], "tlvs": []}
 
 
 def test_smpp_time_is_utc_in_the_absolute_format():
