@@ -233,6 +233,10 @@ def test_a_submit_multi_with_every_destination_allowed_goes_as_it_came_and_count
     assert sorted(s.index.history) == [A, B]  # reserved as they go
     s.settle(out.context, resp(CommandId.SUBMIT_MULTI_RESP, Status.RTHROTTLED, b""))
     assert s.index.history == {}  # the SMSC took neither: neither counts
+    out = s.screen(pdu, "acme")
+    assert sorted(s.index.history) == [A, B]
+    s.failed(out.context)  # no answer at all (timed out, the SMSC gone): neither counts either
+    assert s.index.history == {}
 
 
 def test_a_distribution_list_passes_when_configured_beside_the_numbers_allowed():
