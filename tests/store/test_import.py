@@ -96,6 +96,22 @@ def test_bad_rows_are_reported_by_line_across_chunks_and_quoted_lines(db, small_
     assert table(db) == {**{BASE + i: ("complaint", "") for i in range(30)}, BASE + 101: ("regulator", "miit")}
 
 
+def test_rows_too_wide_undecodable_or_too_long_are_bad_rows_and_the_rows_after_them_are_read(db):
+    """What `blacklist import` reports (tests/cli/test_import_files.py runs it in worker processes), parsed
+    here in this process: each bad row names its line, and the next row is read as usual."""
+    text = ("13500000001,complaint,ok\n"
+            "13500000002,complaint,ok,unexpected\n"  # line 2: a field too many
+            "13500000003,complaint,caf\ufffd\n"  # line 3: what the decoder could not read
+            "13500000004,complaint,ok\n"
+            + "x" * 70_000 + "\n"  # line 5
+            + "13500000005,complaint,ok\n")
+    result = run(db, text)
+    assert result.errors == [(2, "4 fields, expected at most 3 (number,source,reason)"),
+                             (3, "bytes that are not text in the file's encoding (see --encoding)"),
+                             (5, "line longer than 65,536 characters")]
+    assert sorted(table(db)) == [BASE + 1, BASE + 4, BASE + 5]
+
+
 def test_rows_making_the_same_change_are_one_change_log_row(db):
     text = "".join(f"{13500000000 + i}\n" for i in range(1000)) + "13500000000\n"  # a duplicate
     result = run(db, text)

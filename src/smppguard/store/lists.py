@@ -431,8 +431,7 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
     Blank rows, "#" comments and a header line are skipped; columns not in `columns` are ignored.
     `settle_bare`: take the lines of bare numbers a few regex passes at a time (False: each line
     as any other row; the same result, slower)."""
-    at = names.index("number") if "number" in names else 0
-    others = [i for i, name in enumerate(names) if name in columns and i != at]
+    others = [i for i, name in enumerate(names) if name in columns and i > 0]  # the number is the first
     groups: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
     bad = []
     if len(text) > MAX_LINE_CHARS:  # blank the lines too long to be rows, keeping every line's number
@@ -447,7 +446,7 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
         lf = text.replace("\r\n", "\n")
         if not _is_csv(lf):
             text = lf
-    known = _bare_numbers(text, region) if settle_bare and at == 0 else None
+    known = _bare_numbers(text, region) if settle_bare else None
     if known and None not in known:  # every line a number: the usual chunk of a big list
         return _Parsed({(): (list(range(first_line, first_line + len(known))), known)}, bad)
     for line, row in _rows(text, first_line):
@@ -468,7 +467,7 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
         if undecodable and any(UNDECODABLE in field for field in row):
             bad.append((line, "bytes that are not text in the file's encoding (see --encoding)"))
             continue
-        number_text = row[at].strip() if at < len(row) else ""
+        number_text = row[0].strip()
         number = maybe_number(number_text, region)
         if number is None:
             bad.append((line, _not_valid(number_text, region) if number_text else "no number"))
@@ -626,8 +625,7 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
         _audit_import(db, "finished", f"{label} (import {started}): empty", actor)
         return result
     names = _header_of(first_text.partition("\n")[0], columns) or columns
-    at = names.index("number") if "number" in names else 0
-    key_names = [name for i, name in enumerate(names) if name in columns and i != at]  # as _parse_chunk's keys
+    key_names = [name for i, name in enumerate(names) if name in columns and i > 0]  # as _parse_chunk's keys
 
     def all_chunks():
         yield first_no, first_text
