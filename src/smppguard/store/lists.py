@@ -188,8 +188,7 @@ def add_optouts(db: sqlite3.Connection, entries: Iterable[tuple[int, str, str]],
     for number, scope, key in entries:
         if scope not in OPTOUT_SCOPES:
             raise ValueError(f"scope must be one of {', '.join(OPTOUT_SCOPES)}")
-        changes.append(Change("optout", "add", number, scope, "" if scope == "global" else key,
-                              {"source": source, "keyword": keyword}))
+        changes.append(Change("optout", "add", number, scope, key, {"source": source, "keyword": keyword}))
     return changelog.write(db, changes, origin=node_id(db), actor=actor or os_user(),
                            correlation_threshold=correlation_threshold, now=now, audited=True)
 
