@@ -197,8 +197,12 @@ async def test_a_list_change_made_by_the_daemon_goes_through_the_writer_and_the_
     await eventually(lambda: scoped(N1, GLOBAL) in u.index.optouts, timeout=2.0)
 
 
-async def test_past_its_max_size_the_audit_log_loses_its_oldest_rows_with_a_warning(make_upkeep, other, caplog):
+async def test_past_its_max_size_the_audit_log_loses_its_oldest_rows_with_a_warning(make_upkeep, other, caplog,
+                                                                                     monkeypatch):
     import logging
+
+    from smppguard.store import upkeep
+    monkeypatch.setattr(upkeep, "EXPIRE_SLICE", 300)  # deleted a slice at a time, as a big log is
     u = await make_upkeep(tail_interval=60.0, audit_max_size=200_000)
     for i in range(5000):
         u.writer.audit(NOW + i, "acct", "ACME", f"+86{i:011d}", "frequency", "reject", 0x45, "frequency cap reached")
@@ -207,7 +211,10 @@ async def test_past_its_max_size_the_audit_log_loses_its_oldest_rows_with_a_warn
     assert audit.size(other) > 200_000
     with caplog.at_level(logging.WARNING, logger="smppguard.store"):
         deleted = await u.bound_audit()
-    assert 0 < deleted < 5000 and "past [audit] max_size (0.2 MB): deleted its" in caplog.text
+    assert 300 < deleted < 5000
+    assert other.execute("SELECT COUNT(*) FROM audit").fetchone() == (5000 - deleted,)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "smppguard.store"]
+    assert warning.endswith(f"past [audit] max_size (0.2 MB): deleted its {deleted} oldest rows")
     assert audit.size(other) <= 200_000
     left = [at for (at,) in other.execute("SELECT at FROM audit ORDER BY at")]
     assert left == [NOW + i for i in range(deleted, 5000)]  # the oldest went
