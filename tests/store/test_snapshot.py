@@ -117,6 +117,19 @@ async def test_history_keyed_by_account_goes_through_the_snapshot_with_its_scope
         assert current
         assert view(index) == view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
         assert view(index)["history"][(N[1], "a:acct3")] and len(index.history) == 5
+        # sends made after the Index was read (as the daemon makes them: logged, and in the Index), merged by a
+        # roll forward under their accounts' keys: the snapshot it writes holds them so
+        now = time.time()
+        made = [(N[3], "acct4", now - 3), (N[3], "acct1", now - 2), (N[1], "acct3", now - 1)]
+        sends(conn, made)
+        for number, account, at in made:
+            index.record_send(ACCOUNT_POLICY.history_key(number, account, index), at)
+        assert (await rolled(filled, index, ACCOUNT_POLICY))["sends_merged"] == 4  # with the one above
+        tables = view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
+        assert view(index) == tables
+        again, current = opened(conn, ACCOUNT_POLICY)
+        assert current and again.history.overlay_size == 0 and view(again) == tables
+        assert tables["history"][(N[3], "a:acct4")] == (now - 3,)
         # keyed by number now: the snapshot's history is of no use, its lists still are
         index, current = opened(conn)
         assert not current and view(index) == view(opened(conn, use_snapshot=False)[0])
@@ -233,3 +246,16 @@ async def test_a_snapshot_cut_short_is_not_used(filled, caplog):
     finally:
         conn.close()
 
+
+
+def test_with_no_rule_counting_sends_none_are_read_and_the_mark_is_the_last_row(filled):
+    conn = connect(filled)
+    try:
+        (last,) = conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()
+        assert snapshot.sends_after(conn, 2, counted=False) == (last, [])
+        assert snapshot.sends_after(conn, last, counted=True) == (last, [])
+        assert [n for n, _a, _t in snapshot.sends_after(conn, last - 2)[1]] == [N[1], N[2]]
+        conn.execute("DELETE FROM send_history")
+        assert snapshot.sends_after(conn, 7, counted=False) == (7, [])  # an empty table: where it was
+    finally:
+        conn.close()
