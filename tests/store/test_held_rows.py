@@ -3,6 +3,8 @@ once; a restart turns what was being sent into "unknown"; the admin's release an
 
 from __future__ import annotations
 
+import pytest
+
 from smppguard.store import holds
 from smppguard.store.holds import HeldRow
 
@@ -76,12 +78,19 @@ def test_release_later_and_replace_change_only_held_rows(db):
 
 def test_drop_audits_each_row_and_owes_a_receipt_only_when_one_was_asked(db):
     holds.add(db, [row("a", T), row("a", T)._replace(receipt=False), row("s", T, state="sending")])
-    n = holds.drop(db, "a", "alice", T + 1, lambda number, address: f"masked:{number}", lambda r: b"receipt")
+    def broken(r):
+        raise RuntimeError("cannot make the receipt")
+    with pytest.raises(RuntimeError):  # all or nothing: the rows stay held, nothing is audited
+        holds.drop(db, "a", "alice", T + 1, lambda number, address: "x", broken)
+    assert len(holds.by_id(db, "a")) == 2 and db.execute("SELECT COUNT(*) FROM audit").fetchone() == (0,)
+    n = holds.drop(db, "a", "alice", T + 1, lambda number, address: f"masked:{number}:{address}",
+                   lambda r: b"receipt")
     assert n == 2
     assert holds.drop(db, "s", "alice", T + 1, lambda n, a: "x") == 0
     assert db.execute("SELECT recipient, action, actor FROM audit").fetchall() == [
-        ("masked:8613800138000", "dropped", "alice")] * 2
+        ("masked:8613800138000:13800138000", "dropped", "alice")] * 2
     assert holds.owed_for(db, ["acme"], 10) == [(1, "acme", b"receipt")]
+    assert db.execute("SELECT kind FROM owed").fetchall() == [("receipt",)]
     assert holds.owed_for(db, ["acme"], 10, skip=[1]) == []
     holds.owed_done(db, [1])
     assert holds.owed_count(db) == 0
