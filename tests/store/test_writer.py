@@ -219,10 +219,15 @@ async def test_rows_that_wait_too_long_put_the_writer_behind_however_few(make_wr
             w.record_send(N1, "acct1", NOW)
             await eventually(lambda: calls == [True], timeout=2.0)
         assert w.unsaved_age() >= 0.2
-        assert "store writer behind: 1 rows not yet saved" in caplog.text
+        [behind] = [r.getMessage() for r in caplog.records if r.name == "smppguard.store"]
+        assert behind.startswith("store writer behind: 1 rows not yet saved, the oldest for ")
+        assert behind.endswith(" s; not reading from senders until they are ([store] max_unsaved, max_unsaved_age)")
     finally:
         other.execute("COMMIT")
-    await eventually(lambda: calls == [True, False], timeout=5.0)
+    with caplog.at_level(logging.WARNING, logger="smppguard.store"):
+        await eventually(lambda: calls == [True, False], timeout=5.0)
+    assert [r.getMessage() for r in caplog.records if r.name == "smppguard.store"][-1] == (
+        "store writer caught up: reading from senders again")
 
 
 async def test_a_commit_that_keeps_failing_is_counted_and_said(make_writer, other, caplog):
