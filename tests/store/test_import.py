@@ -70,6 +70,18 @@ def test_chunks_are_whole_lines_outside_quotes_numbered_from_their_first_line(sm
         line += chunk.count("\n")
 
 
+@pytest.mark.parametrize("quotes", ["1+2 | 1", "1 | 2+1", "1 | 1"])
+def test_no_chunk_ends_inside_a_quoted_field_whatever_count_of_quotes_its_lines_have(small_chunks, quotes):
+    """A newline ends a chunk only where the quotes before it are even: a record whose first line has three
+    quotes (an escaped quote in it) or one must not be cut after that line."""
+    first, second = {"1+2 | 1": ('"said ""no', 'thanks"'), "1 | 2+1": ('"said', 'no ""thanks"""'),
+                     "1 | 1": ('"said', 'no"')}[quotes]
+    text = "".join(f"{BASE + i},complaint,{first}\n{second}\n" for i in range(60))
+    chunks = list(_text_chunks(io.StringIO(text)))
+    assert len(chunks) > 10 and "".join(chunk for _, chunk in chunks) == text
+    assert all(chunk.count('"') % 2 == 0 and first_line % 2 == 1 for first_line, chunk in chunks)
+
+
 def test_a_file_without_a_final_newline_or_with_an_unclosed_quote_is_one_last_chunk(small_chunks):
     assert list(_text_chunks(io.StringIO("1\n2"))) == [(1, "1\n"), (2, "2")]
     text = '1\n"open\n' + "2\n" * 100
