@@ -259,3 +259,17 @@ def test_with_no_rule_counting_sends_none_are_read_and_the_mark_is_the_last_row(
         assert snapshot.sends_after(conn, 7, counted=False) == (7, [])  # an empty table: where it was
     finally:
         conn.close()
+
+
+async def test_a_snapshot_of_a_store_that_had_sent_nothing_yet_is_used(path):
+    conn = connect(path)
+    try:
+        lists(conn, time.time(), *N[:4])
+        index, current = opened(conn)
+        assert not current
+        await rolled(path, index)
+        again, current = opened(conn)
+        assert current and view(again) == view(opened(conn, use_snapshot=False)[0])
+        assert len(again.history) == 0
+    finally:
+        conn.close()
