@@ -249,6 +249,34 @@ def test_a_distribution_list_passes_when_configured_beside_the_numbers_allowed()
     assert [u.address for u in out.context.refused] == ["8613900000001"]
 
 
+class RefusalsOnly:
+    ignores_allows = True  # as the audit log: the hot path builds no event for an allowed message
+
+    def __init__(self):
+        self.events: list[Decided] = []
+
+    def decided(self, e):
+        self.events.append(e)
+
+
+def test_an_observer_of_refusals_only_hears_the_refused_destinations_and_parts():
+    heard = RefusalsOnly()
+    s = Screening(load_policy(CN, {"content": {"forbidden": ["casino"]}}), Index(blacklist={B}),
+                  clock=lambda: NOON, hooks=Hooks([heard]))
+    dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001")]
+    s.screen(from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(
+        CommandId.SUBMIT_MULTI, source_addr="ACME", dest_addresses=dests, short_message=b"x"))), "acme")
+    assert [(e.destination, e.verdict.rule) for e in heard.events] == [("8613900000001", "blacklist")]
+    heard.events.clear()
+    for i, text in enumerate((b"Big cas", b"ino night", b" at 8"), 1):
+        s.screen(submit("8613800000077", seq=i, esm_class=0x40, short_message=build_udh(4, 3, i) + text), "acme")
+    assert [(e.verdict.rule, e.repeat) for e in heard.events] == [("content", False), ("content", True)]
+    heard.events.clear()
+    for i, text in enumerate((b"Winter ", b"sale"), 1):  # allowed, every part: nothing to hear
+        s.screen(submit("8613800000078", seq=i, esm_class=0x40, short_message=build_udh(5, 2, i) + text), "acme")
+    assert heard.events == []
+
+
 def test_submit_multi_with_every_destination_refused_is_answered_here():
     s, _ = screening_at(NOON, index=Index(blacklist={B}))
     pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(
