@@ -82,6 +82,21 @@ def test_no_chunk_ends_inside_a_quoted_field_whatever_count_of_quotes_its_lines_
     assert all(chunk.count('"') % 2 == 0 and first_line % 2 == 1 for first_line, chunk in chunks)
 
 
+def test_a_stretch_with_no_place_to_end_a_chunk_is_dropped_to_its_next_newline_and_its_line_said(small_chunks,
+                                                                                                  monkeypatch):
+    """16 times MAX_LINE_CHARS with no newline outside quotes (a huge line, a quote never closed): the whole
+    lines before it are kept, it is dropped up to its next newline, its line is reported, the rest is read."""
+    monkeypatch.setattr(lists, "MAX_LINE_CHARS", 10)  # a stretch past 160 characters
+    text = ("13500000001\n13500000002\n" + "9" * 500 + "\n13500000003\n"
+            + '13500000004,complaint,"never closed\nshort\n' + "x" * 500 + "\n13500000005\n")
+    oversized: list[int] = []
+    assert list(_text_chunks(io.StringIO(text), oversized)) == [
+        (1, "13500000001\n13500000002\n"), (4, "13500000003\n"),
+        (5, '13500000004,complaint,"never closed\nshort\n'),  # the lines before the stretch, parsed as they are
+        (8, "13500000005\n")]
+    assert oversized == [3, 7]
+
+
 def test_a_file_without_a_final_newline_or_with_an_unclosed_quote_is_one_last_chunk(small_chunks):
     assert list(_text_chunks(io.StringIO("1\n2"))) == [(1, "1\n"), (2, "2")]
     text = '1\n"open\n' + "2\n" * 100
