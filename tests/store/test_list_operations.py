@@ -68,7 +68,7 @@ def test_removing_an_opt_out_logs_and_audits_it_and_a_global_one_needs_no_key(db
 
 
 def test_an_unknown_opt_out_scope_is_refused_naming_the_scopes(db):
-    with pytest.raises(ValueError, match="scope must be one of sender, account, global"):
+    with pytest.raises(ValueError, match="^scope must be one of sender, account, global$"):
         lists.add_optouts(db, [(A, "everyone", "")], actor="ops", now=NOW)
     assert logged(db) == []
 
@@ -78,3 +78,14 @@ def test_clearing_dead_numbers_logs_only_those_that_were_dead(db):
     assert lists.clear_dead(db, [A, B], actor="cs", now=NOW) == 1
     assert logged(db)[-1] == (NOW, "dead", "remove", A, "", "", "cs")
     assert audited(db)[-1] == (NOW, "dead", "remove", "+86138****0001", "dead remove", "cs")
+
+
+def test_a_number_blacklisted_by_hand_is_logged_and_audited_as_manual_with_no_reason(db):
+    lists.add_blacklist(db, [A], actor="ops", now=NOW)
+    assert db.execute("SELECT number, source, reason, added_at, actor FROM blacklist").fetchall() == [
+        (A, "manual", "", NOW, "ops")]
+    assert logged(db) == [(NOW, "blacklist", "add", A, "", "", "ops")]
+    assert audited(db) == [(NOW, "blacklist", "add", "+86138****0001", "blacklist add (source manual)", "ops")]
+    with pytest.raises(ValueError, match="^source must be one of complaint, carrier, regulator, manual$"):
+        lists.add_blacklist(db, [B], source="rumour", actor="ops", now=NOW)
+    assert len(logged(db)) == 1
