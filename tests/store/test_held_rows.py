@@ -94,3 +94,12 @@ def test_drop_audits_each_row_and_owes_a_receipt_only_when_one_was_asked(db):
     assert holds.owed_for(db, ["acme"], 10, skip=[1]) == []
     holds.owed_done(db, [1])
     assert holds.owed_count(db) == 0
+
+
+def test_owed_deliveries_are_read_for_several_accounts_skipping_those_in_flight_oldest_first(db):
+    for account, body in (("acme", b"1"), ("beta", b"2"), ("gone", b"3"), ("acme", b"4"), ("beta", b"5")):
+        holds.owe(db, account, body, "mo", T)
+    assert holds.owed_for(db, ["acme", "beta"], 10) == [(1, "acme", b"1"), (2, "beta", b"2"), (4, "acme", b"4"),
+                                                         (5, "beta", b"5")]
+    assert holds.owed_for(db, ["acme", "beta"], 10, skip=[1, 2]) == [(4, "acme", b"4"), (5, "beta", b"5")]
+    assert holds.owed_for(db, ["acme", "beta"], 1, skip=[1]) == [(2, "beta", b"2")]
