@@ -53,3 +53,14 @@ def test_the_index_keeps_only_unlisted_numbers_below_the_floor(db):
     assert load_index(db, ON, NOW).low_credit == {B: 50}
     assert load_index(db, load_policy(), NOW).low_credit == {}  # the rule off: nothing scored
     assert low_scores(db, [A, B, C], ON, NOW, 30 * DAYS) == {A: None, B: 50, C: None}
+
+
+def test_a_number_whose_score_recovers_leaves_the_index_and_one_that_falls_joins_it(db, monkeypatch):
+    from smppguard.store import credit
+
+    low = {A: 40, C: 45}
+    credit.apply_low_scores(low, {A: None, B: 50, D: None})  # A recovered, B fell, D was never low
+    assert low == {B: 50, C: 45}
+    monkeypatch.setattr(credit, "CHUNK", 2)  # numbers read a few at a time, as a big batch is
+    lists.add_optouts(db, [(n, "sender", s) for n in (A, B, C, D) for s in ("S1", "S2")], actor="t", now=NOW)
+    assert set(parts_of(db, [A, B, C, D], NOW, 30 * DAYS)) == {A, B, C, D}
