@@ -139,6 +139,13 @@ def test_rows_too_wide_undecodable_or_too_long_are_bad_rows_and_the_rows_after_t
     assert sorted(table(db)) == [BASE + 1, BASE + 4, BASE + 5]
 
 
+@pytest.mark.parametrize("rows, logged", [(7, 7), (8, 1)])
+def test_a_change_made_by_at_least_batch_min_rows_is_one_batch_and_fewer_are_plain_changes(db, rows, logged):
+    assert lists.BATCH_MIN == 8
+    run(db, "".join(f"{13500000000 + i},carrier\n" for i in range(rows)))
+    assert len(list(since(db, 0))) == logged and len(table(db)) == rows
+
+
 def test_rows_making_the_same_change_are_one_change_log_row(db):
     text = "".join(f"{13500000000 + i}\n" for i in range(1000)) + "13500000000\n"  # a duplicate
     result = run(db, text)
