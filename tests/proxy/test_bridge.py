@@ -16,6 +16,7 @@ from smppguard.hooks import Answered, Bound, Decided, Delivered, Hooks, Unbound
 from smppguard.policy import RULES, load_policy
 from smppguard.policy.model import Action, Index
 from smppguard.proxy.bridge import Bridge
+from smppguard.proxy.holds import Released
 from smppguard.proxy.screening import Screening
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import SmeDest, UnsuccessSme, encode_body, parse_body
@@ -486,6 +487,30 @@ async def test_a_submit_that_waited_for_max_tps_and_fills_the_smscs_window_pause
     assert [(await rig.sender.next())[1] for _ in numbers] == [Status.ROK] * 5 + [Status.RTHROTTLED]
     assert not down.paused
     assert sorted(index.history) == numbers[:5]  # the one the SMSC refused is not counted
+
+
+async def test_released_messages_that_wait_for_the_window_go_as_soon_as_it_opens(rigs):
+    """No max_tps: a release that finds the SMSC's window full waits for it, not for a token's timer."""
+    answers: list = []
+
+    class Holds:  # the hold queue's side: what the SMSC answered each release
+        def settled(self, context, pdu):
+            answers.append((context.row, pdu.status))
+
+    rig = rigs(config=make_config(upstream={"window": 1}, session={"response_timeout": 5.0}))
+    await rig.bind()
+    rig.bridge.holds = Holds()
+    for n in (1, 2):
+        rig.bridge.release(build(CommandId.SUBMIT_SM, 0, encode_body(CommandId.SUBMIT_SM, source_addr="ACME",
+                                                                     destination_addr=f"861380000000{n}")),
+                           Released(n, None))
+    first = await rig.smsc.next()
+    await rig.smsc.nothing()  # the second waits for the window
+    rig.smsc.send(CommandId.SUBMIT_SM_RESP, first.sequence, b"a\0")
+    second = await rig.smsc.next(timeout=0.5)
+    rig.smsc.send(CommandId.SUBMIT_SM_RESP, second.sequence, b"b\0")
+    await asyncio.sleep(0.05)
+    assert answers == [(1, Status.ROK), (2, Status.ROK)]
 
 
 async def test_a_leg_that_cannot_write_stops_the_bridge_reading_from_the_other(rigs):
