@@ -103,3 +103,10 @@ def test_owed_deliveries_are_read_for_several_accounts_skipping_those_in_flight_
                                                          (5, "beta", b"5")]
     assert holds.owed_for(db, ["acme", "beta"], 10, skip=[1, 2]) == [(4, "acme", b"4"), (5, "beta", b"5")]
     assert holds.owed_for(db, ["acme", "beta"], 1, skip=[1]) == [(2, "beta", b"2")]
+
+
+def test_release_now_takes_held_and_unknown_rows_but_never_one_being_sent(db):
+    holds.add(db, [row("a", T + 999), row("a", T + 999, state="unknown"), row("a", T + 999, state="sending")])
+    assert holds.release_now(db, "a", T + 2) == 2
+    assert sorted((r.state, r.release_at, r.forced) for r in holds.by_id(db, "a")) == [
+        ("held", T + 2, True), ("held", T + 2, True), ("sending", T + 999, False)]
