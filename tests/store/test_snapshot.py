@@ -273,3 +273,19 @@ async def test_a_snapshot_of_a_store_that_had_sent_nothing_yet_is_used(path):
         assert len(again.history) == 0
     finally:
         conn.close()
+
+
+async def test_a_roll_forward_with_only_removals_since_the_last_one_drops_them_from_the_file(filled):
+    conn = connect(filled)
+    try:
+        await rolled(filled, opened(conn)[0])
+        lists(conn, time.time(), *N[:4], op="remove")  # blacklist and opt-out entries removed, nothing added
+        again, current = opened(conn)  # the snapshot, and the removals replayed from the change log
+        assert current and again.blacklist.overlay_size > 0
+        await rolled(filled, again)
+        third, current = opened(conn)
+        assert current and third.blacklist.overlay_size == 0
+        assert view(third) == view(opened(conn, use_snapshot=False)[0])
+        assert not set(third.blacklist) & set(N[:4])
+    finally:
+        conn.close()
