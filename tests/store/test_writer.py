@@ -289,3 +289,15 @@ async def test_a_failed_commit_keeps_the_newest_fold_update(make_writer, other):
     await w.flush()
     assert other.execute("SELECT count, last_at FROM audit").fetchall() == [(3, NOW + 3)]
     assert w.unsaved == 0
+
+
+async def test_a_list_change_made_by_the_daemon_is_logged_with_its_origin_and_actor_once_durable(make_writer,
+                                                                                                 other):
+    from smppguard.store.changelog import Change
+
+    w = await make_writer()
+    n = await w.change([Change("optout", "add", N1, "sender", "1069", {"source": "mqtt"}, at=NOW)], origin="peer-7",
+                       actor="mqtt")
+    assert n == 1
+    assert other.execute("SELECT at, origin, kind, number, scope_key, actor FROM changelog").fetchall() == [
+        (NOW, "peer-7", "optout", N1, "1069", "mqtt")]
