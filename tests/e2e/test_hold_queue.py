@@ -747,7 +747,7 @@ def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addre
         first = Sender(stack)
         body = encode_body(CommandId.DATA_SM, service_type="WAP", source_addr_ton=1, source_addr_npi=1,
                            source_addr="8613800000009", dest_addr_ton=5, dest_addr_npi=9, destination_addr="ACME",
-                           esm_class=0, registered_delivery=0x10, data_coding=8,
+                           esm_class=0x80, registered_delivery=0x10, data_coding=8,
                            tlvs=[Tlv(TlvTag.MESSAGE_PAYLOAD, payload),
                                  Tlv(0x0204, b"\x00\x07")])  # user_message_reference
         assert reply_as_the_sender_goes(stack, CommandId.DATA_SM, body) == Status.ROK
@@ -756,7 +756,8 @@ def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addre
         assert (got.service_type, got.source_addr_ton, got.source_addr_npi, got.source_addr) == (
             b"WAP", 1, 1, b"8613800000009")
         assert (got.dest_addr_ton, got.dest_addr_npi, got.destination_addr) == (5, 9, b"ACME")
-        assert (got.esm_class, got.registered_delivery, got.data_coding, got.user_message_reference) == (0, 0x10, 8, 7)
+        assert (got.esm_class, got.registered_delivery, got.data_coding, got.user_message_reference) == (
+            0x80, 0x10, 8, 7)  # esm_class: the reply path bit
         if len(payload) <= 254:
             assert (got.short_message, got.message_payload) == (payload, None)
         else:
