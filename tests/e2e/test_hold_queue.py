@@ -518,6 +518,7 @@ def test_the_receipt_of_a_partly_held_submit_multis_forwarded_part_names_the_pro
         [now_sent] = list(stack.sim.received)
         assert now_sent.message_id != resp["message_id"]
         forwarded = dict(multi, dest_addresses=[SmeDest(0, 1, B)])
+        time.sleep(0.6)  # rounds of the queue go by: the mapping lasts [hold] map_ttl, not until the next one
         stack.call(lambda: stack.sim.deliver("acme", receipt_body(now_sent.message_id, forwarded, "DELIVRD",
                                                                   time.time(), time.time())))
         cid, _status, seq, body = s.read_pdu()
