@@ -73,7 +73,7 @@ def score(name: str) -> str:
             results.append(f"{key}: {status}")
             if status in ("killed", "timeout"):
                 continue
-            if status == "survived" and sql_case_only(get_diff_for_mutant(key, path=data.path)):
+            if status == "survived" and sql_case_only(_diff(get_diff_for_mutant, key, data.path)):
                 equivalent.append(f"{key}: equivalent (the case of SQL)")
             else:
                 survivors.append(f"{key}: {status}")
@@ -87,6 +87,15 @@ def score(name: str) -> str:
     share = 100 * killed / (total - judged) if total > judged else 0.0
     return (f"{name:<8} {total:5d} mutants, {killed:5d} killed, {survived:4d} survived, {judged:4d} equivalent"
             + (f", {other} not run or not tested" if other else "") + f": {share:.1f}% killed")
+
+
+def _diff(get_diff_for_mutant, key: str, path) -> str:
+    """The mutant's diff; none (so not judged equivalent) when its function is no longer in the copy, as after a
+    run stopped while it was writing the mutants."""
+    try:
+        return get_diff_for_mutant(key, path=path)
+    except FileNotFoundError:
+        return ""
 
 
 if __name__ == "__main__":
