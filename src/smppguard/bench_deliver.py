@@ -15,22 +15,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import struct
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from .bench import (
     BenchError,
     _cpu_seconds,
-    _free_port,
     _run_loop,
-    _start,
-    _stop,
-    _terminated_cleanly,
-    _wait_accepting,
-    proxy_toml,
     report,
+    rig,
+    start_proxy,
 )
 from .smpp.commands import CommandId
 from .smpp.fields import Tlv, TlvTag, encode_body
@@ -188,32 +182,21 @@ async def _deliver_pass(proxy_addr: tuple[str, int], server: _SmscServer, pid: i
 
 
 def _one(messages: int, window: int, learning: bool) -> dict[str, Any]:
-    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-deliver-") as tmp:
-        tmpdir = Path(tmp)
-        db = tmpdir / "smppguard.db"
-        proxy_addr = ("127.0.0.1", _free_port())
-        proxy = None
+    inbound = f'[inbound]\nenabled = {"true" if learning else "false"}\n\n[policy]\ndefault_region = "CN"\n'
+    with rig("deliver", window, inbound) as r:  # the SMSC is this process's, on the rig's sink address
 
         async def run() -> dict[str, Any]:
-            nonlocal proxy
             server = _SmscServer(deliver_bodies(messages), window)
-            listener = await asyncio.get_running_loop().create_server(lambda: _Smsc(server), "127.0.0.1", 0)
+            listener = await asyncio.get_running_loop().create_server(lambda: _Smsc(server), *r.sink)
             try:
-                smsc_port = listener.sockets[0].getsockname()[1]
-                (tmpdir / "proxy.toml").write_text(proxy_toml(
-                    proxy_addr, ("127.0.0.1", smsc_port), window, db,
-                    f'[inbound]\nenabled = {"true" if learning else "false"}\n\n[policy]\ndefault_region = "CN"\n'))
-                proxy = _start(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir / "proxy.log", tmp)
-                await asyncio.to_thread(_wait_accepting, proxy, proxy_addr, "proxy", tmpdir / "proxy.log")
-                return await _deliver_pass(proxy_addr, server, proxy.pid)
+                proxy = r.start(await asyncio.to_thread(start_proxy, r.dir, r.proxy))
+                return await _deliver_pass(r.proxy, server, proxy.pid)
             finally:
                 listener.close()
 
-        try:
-            result = _run_loop(run())
-        finally:
-            _stop(proxy)  # SIGTERM: the proxy saves what it owes before it exits
-        conn = sqlite3.connect(db)
+        result = _run_loop(run())
+        r.stop()  # SIGTERM: the proxy saves what it owes before it exits
+        conn = sqlite3.connect(r.db)
         try:
             (result["opt_outs_learned"],) = conn.execute("SELECT COUNT(*) FROM optout WHERE source = 'reply'"
                                                          ).fetchone()
