@@ -288,7 +288,7 @@ _LINES = ["+8613500000001", "+8613500000002", "+8613500000001", "+86135", "+8610
 
 @given(st.lists(st.sampled_from(_LINES), max_size=40), st.integers(1, 3), st.sampled_from(["CN", None]))
 def test_a_chunk_of_bare_lines_parses_as_line_by_line(lines, first_line, region):
-    """The regex passes over a chunk of bare numbers (numbers.international_lines) give exactly what reading
+    """The regex passes over a chunk of bare numbers (numbers.number_lines) give exactly what reading
     each line does: the same numbers by line, the same bad lines with the same messages, the header skipped."""
     text = "".join(line + "\n" for line in lines)
     columns = names = ("number", "source", "reason")
@@ -299,8 +299,7 @@ def test_a_chunk_of_bare_lines_parses_as_line_by_line(lines, first_line, region)
     windows = text.replace("\n", "\r\n")
     assert lists._parse_chunk(windows, first_line, columns, names, region) == fast
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(lists, "_bare_numbers", lambda text, region: None)
-        m.setattr(lists, "_is_csv", lambda text: True)  # every chunk through the csv module, as before
+        m.setattr(lists, "_is_csv", lambda text: True)  # every chunk through the csv module, none settled at once
         assert lists._parse_chunk(windows, first_line, columns, names, region) == fast
 
 

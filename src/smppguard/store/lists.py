@@ -394,33 +394,30 @@ def _is_csv(text: str) -> bool:
     return '"' in text or "," in text or "\r" in text
 
 
-def _rows(text: str, first_line: int) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of each CSV row of a chunk; a row over several lines (a quoted newline) has the
-    number of its first. Text with no quote, comma or carriage return (a file of bare numbers) is its lines, read
-    without the csv module, which took a sixth of the time of a row."""
+def _lines(text: str) -> list[str] | None:
+    """A chunk's lines when it is a file of bare lines (no quote, comma or carriage return), without the newline
+    that ends the last; None when it is CSV, for the csv module to read."""
     if _is_csv(text):
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _rows(text: str, first_line: int, lines: list[str] | None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each CSV row of a chunk; a row over several lines (a quoted newline) has the
+    number of its first. A chunk of bare `lines` (_lines) is read as its lines, without the csv module, which took
+    a sixth of the time of a row."""
+    if lines is None:
         reader = csv.reader(io.StringIO(text, newline="\n"))  # lines end at "\n" only, as the file's lines did
         end = 0  # the chunk's last line read
         for row in reader:
             yield first_line + end, row
             end = reader.line_num
         return
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
     for i, one in enumerate(lines):
         yield first_line + i, [one] if one else []
-
-
-def _bare_numbers(text: str, region: str | None) -> list[int | None] | None:
-    """For a chunk that `_rows` reads as its lines: the number of each line that is nothing but a valid number
-    (numbers.number_lines), None for the others; None when the chunk is CSV."""
-    if _is_csv(text):
-        return None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return number_lines(lines, region)
 
 
 def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tuple[str, ...],
@@ -445,10 +442,12 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
         lf = text.replace("\r\n", "\n")
         if not _is_csv(lf):
             text = lf
-    known = _bare_numbers(text, region) if settle_bare else None
+    lines = _lines(text)
+    # the lines that are nothing but a valid number, a few regex passes at a time (numbers.number_lines)
+    known = number_lines(lines, region) if settle_bare and lines is not None else None
     if known and None not in known:  # every line a number: the usual chunk of a big list
         return _Parsed({(): (list(range(first_line, first_line + len(known))), known)}, bad)
-    for line, row in _rows(text, first_line):
+    for line, row in _rows(text, first_line, lines):
         if known is not None and (number := known[line - first_line]) is not None:
             group = groups.get(())
             if group is None:
