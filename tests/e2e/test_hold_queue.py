@@ -531,18 +531,18 @@ def test_the_receipt_of_a_partly_held_submit_multis_forwarded_part_names_the_pro
         s.close()
 
 
-def cannot_hold(path: str) -> None:
-    """From now on the store refuses new held rows (a disk full, a constraint broken): a real SQLite failure
-    inside the writer's commit, for this job only."""
+def refuse_inserts(path: str, table: str = "held") -> None:
+    """From now on the store refuses new rows of `table` (a disk full, a constraint broken): a real SQLite
+    failure inside the writer's commit, for that job only."""
     db = connect(path)
-    db.execute("CREATE TRIGGER no_room BEFORE INSERT ON held BEGIN SELECT RAISE(ABORT, 'no room'); END")
+    db.execute(f"CREATE TRIGGER no_room BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'no room'); END")
     db.close()
 
 
 def test_a_message_that_cannot_be_saved_for_the_hold_queue_is_answered_0x08_and_not_counted(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
-        cannot_hold(stack.config.store.path)
+        refuse_inserts(stack.config.store.path)
         s = Raw(stack)
         assert s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=b"a", **SUBMIT)[0] == Status.RSYSERR
         assert s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
@@ -558,7 +558,7 @@ def test_a_partly_held_submit_multi_whose_held_part_cannot_be_saved_lists_it_as_
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
         daytime(stack, B)
-        cannot_hold(stack.config.store.path)
+        refuse_inserts(stack.config.store.path)
         s = Raw(stack)
         status, resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
                              dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
@@ -700,9 +700,7 @@ def test_a_kept_reply_is_answered_once_saved_and_then_the_smsc_leg_unbinds_at_on
                        destination_addr="ACME", short_message=b"hello there")
     with Stack(cfg, store=True) as stack:
         if not saved:
-            db = connect(stack.config.store.path)
-            db.execute("CREATE TRIGGER no_room BEFORE INSERT ON owed BEGIN SELECT RAISE(ABORT, 'no room'); END")
-            db.close()
+            refuse_inserts(stack.config.store.path, "owed")
         sender = Sender(stack)
         assert reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body) == (
             Status.ROK if saved else Status.RX_T_APPN)
