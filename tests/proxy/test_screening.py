@@ -249,14 +249,8 @@ def test_a_distribution_list_passes_when_configured_beside_the_numbers_allowed()
     assert [u.address for u in out.context.refused] == ["8613900000001"]
 
 
-class RefusalsOnly:
+class RefusalsOnly(Heard):
     ignores_allows = True  # as the audit log: the hot path builds no event for an allowed message
-
-    def __init__(self):
-        self.events: list[Decided] = []
-
-    def decided(self, e):
-        self.events.append(e)
 
 
 def test_an_observer_of_refusals_only_hears_the_refused_destinations_and_parts():
