@@ -55,9 +55,10 @@ class Heard:
         self.events.append(e)
 
 
-def screening_at(now: float, rules: dict | None = None, index: Index | None = None, sends=None):
+def screening_at(now: float, rules: dict | None = None, index: Index | None = None, sends=None,
+                 class_rules: list | None = None):
     heard = Heard()
-    s = Screening(load_policy(CN, rules or {}), index if index is not None else Index(), clock=lambda: now,
+    s = Screening(load_policy(CN, rules or {}, class_rules), index if index is not None else Index(), clock=lambda: now,
                   hooks=Hooks([heard]), record_send=(lambda *row: sends.append(row)) if sends is not None else None)
     return s, heard
 
@@ -296,9 +297,7 @@ def replace(text: bytes = b"", payload: bytes | None = None, source_addr: str = 
 
 
 def replace_screening(class_rules: list | None = None):
-    heard = Heard()
-    policy = load_policy(CN, {"content": {"forbidden": ["casino"]}}, class_rules)
-    return Screening(policy, Index(), clock=lambda: NOON, hooks=Hooks([heard])), heard
+    return screening_at(NOON, {"content": {"forbidden": ["casino"]}}, class_rules=class_rules)
 
 
 def test_a_replace_sms_new_text_is_refused_for_a_forbidden_word_and_the_hooks_hear_why():
