@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import sys
+import threading
 
 import pytest
 
@@ -55,5 +58,30 @@ async def test_the_daemons_store_runs_by_the_configured_retention_and_bound(tmp_
     try:
         assert (store.upkeep.retention, store.upkeep.policy.grace_s) == (33 * 86400.0, 120.0)
         assert (store.writer.max_unsaved, store.writer.max_unsaved_age) == (500, 0.75)
+    finally:
+        await store.close()
+
+
+def _nice_of_threads(prefix: str, not_in: set[threading.Thread]) -> set[int]:
+    return {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in threading.enumerate()
+            if t.name.startswith(prefix) and t not in not_in and t.native_id is not None}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+@pytest.mark.parametrize("setting, raised", [("", 10), ("background_nice = 4\n", 4), ("background_nice = 0\n", 0)])
+async def test_the_stores_threads_run_below_the_loops_priority(tmp_path, setting, raised):
+    """The group commit, the change-log tail and the snapshot's roll forward yield the core to the relay."""
+    from smppguard.app import open_store
+
+    config = parse_config(f'[store]\npath = "{tmp_path / "guard.db"}"\n{setting}')
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    others = set(threading.enumerate())  # a store of an earlier test may still be closing its threads
+    store = await open_store(config)
+    try:
+        await store.upkeep.roll_forward()  # its build thread starts with its first job
+        expected = {min(19, loop_nice + raised)}
+        for prefix in ("store-writer", "store-upkeep", "index-snapshot"):
+            assert _nice_of_threads(prefix, others) == expected, prefix
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_nice
     finally:
         await store.close()

@@ -296,11 +296,11 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     _release_freed_memory()
     writer = StoreWriter(config.store.path, max_unsaved=config.store.max_unsaved,
                          max_unsaved_age=config.store.max_unsaved_age,
-                         audit=(config.audit.recipient, config.audit.salt))
+                         audit=(config.audit.recipient, config.audit.salt), nice=config.store.background_nice)
     await writer.start()
     upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention,
                     audit_max_size=config.audit.max_size, failures_within_s=config.inbound.suspended_within,
-                    snapshot_first=None if current else SNAPSHOT_SOON)
+                    snapshot_first=None if current else SNAPSHOT_SOON, nice=config.store.background_nice)
     await upkeep.start()
     log.info("store %s: %d blacklisted, %d opt-outs, %d dead, %d numbers with recent sends; loaded in %.2fs",
              config.store.path, len(index.blacklist), len(index.optouts), len(index.dead), len(index.history),

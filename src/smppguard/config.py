@@ -159,6 +159,11 @@ class StoreConfig:
     max_unsaved_age: float = option(2.0, duration,
                                     "Longest a row may wait to be saved (a store locked by another process, a "
                                     "slow disk) before the proxy stops reading from senders.")
+    background_nice: int = option(10, integer(0, 19),
+                                  "How much lower than the proxy's the CPU priority (nice) of the store's own "
+                                  "threads is: the group commit, the change-log tail, the snapshot's roll "
+                                  "forward. The kernel then gives a core to the relay first, so a commit does not "
+                                  "delay the message in flight. 0 = the same priority. Linux only.")
 
 
 @dataclass(frozen=True)

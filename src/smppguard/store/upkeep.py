@@ -65,8 +65,9 @@ class Upkeep:
                  retention: float = 400 * 86400.0, tidy_every: float = 60.0, expire_first: float = 60.0,
                  expire_every: float = 3600.0, audit_max_size: int = 1_000_000_000,
                  failures_within_s: float = 30 * 86400.0, snapshot_first: float | None = None,
-                 snapshot_every: float = 3600.0):
+                 snapshot_every: float = 3600.0, nice: int = 0):
         self.path = path
+        self.nice = nice  # the nice value of its threads, above the loop's (tasks.background_thread)
         self.index = index
         self.policy = policy
         self.writer = writer
@@ -89,14 +90,20 @@ class Upkeep:
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._build_thread: ThreadPoolExecutor | None = None  # a roll forward's arrays, beside the tail's reads
 
     async def _in_thread(self, fn, *args):
         assert self._thread is not None
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
+    async def _in_build_thread(self, fn, *args):
+        assert self._build_thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._build_thread, fn, *args)
+
     async def start(self) -> None:
         self.failed = asyncio.get_running_loop().create_future()
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-upkeep")
+        self._thread = tasks.background_thread("store-upkeep", self.nice)
+        self._build_thread = tasks.background_thread("index-snapshot", self.nice)
         self._db = await self._in_thread(_read_only, self.path)
         self._task = tasks.spawn(self._loop(), name="store upkeep")
         self._snapshots = tasks.spawn(self._snapshot_loop(), name="index snapshot")
@@ -113,9 +120,10 @@ class Upkeep:
         if self._db is not None:
             db, self._db = self._db, None
             await self._in_thread(db.close)  # after any read still running on the thread
-        if self._thread is not None:
-            self._thread.shutdown(wait=False)
-            self._thread = None
+        for thread in (self._thread, self._build_thread):
+            if thread is not None:
+                thread.shutdown(wait=False)
+        self._thread = self._build_thread = None
 
     # --- the snapshot file (store/snapshot.py) ----------------------------------------------------------------
 
@@ -157,7 +165,7 @@ class Upkeep:
                                            policy.history_span_s > 0)
         key_of = policy.history_keys(index)
         if key_of is None:  # the key is the number: in a thread, not a stall of the loop (0.6 s for 1M sends)
-            keys, times = await asyncio.to_thread(_send_arrays, rows, None)
+            keys, times = await self._in_build_thread(_send_arrays, rows, None)
         else:  # on the loop: a key may name an account's scope in the Index for the first time
             keys, times = _send_arrays(rows, key_of)
         after = time.time() - policy.history_span_s
@@ -174,7 +182,7 @@ class Upkeep:
                 snapshot.write(snapshot.path_for(self.path), meta, black_table, opt_table, hist, hist_rows)
                 return black_table, opt_table, hist, hist_rows
 
-            black_table, opt_table, hist, hist_rows = await asyncio.to_thread(build)
+            black_table, opt_table, hist, hist_rows = await self._in_build_thread(build)
         except BaseException:
             blacklist.abandon()
             optouts.abandon()

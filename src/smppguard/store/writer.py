@@ -57,8 +57,10 @@ class _Batch(NamedTuple):
 class StoreWriter:
     def __init__(self, path: str, *, interval: float = 0.01, max_batch: int = 2000, max_unsaved: int = 10_000,
                  max_unsaved_age: float = 2.0, on_behind: Callable[[bool], None] | None = None,
-                 busy_timeout: float = BUSY_TIMEOUT_MS / 1000, audit: tuple[str, str] = ("masked", "")):
+                 busy_timeout: float = BUSY_TIMEOUT_MS / 1000, audit: tuple[str, str] = ("masked", ""),
+                 nice: int = 0):
         self.path = path
+        self.nice = nice  # the writer thread's nice value, above the loop's (tasks.background_thread)
         self.audit_recipient = audit  # ([audit] recipient, salt): for audit rows written in SQL
         self.interval = interval
         self.max_batch = max_batch
@@ -93,7 +95,7 @@ class StoreWriter:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._thread = tasks.background_thread("store-writer", self.nice)
         self._db = await self._loop.run_in_executor(self._thread, self._connect)
         self._tasks = [tasks.spawn(self._commit_loop(), name="store group commit"),
                        tasks.spawn(self._watch_age(), name="store unsaved-age watch")]
