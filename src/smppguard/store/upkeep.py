@@ -6,7 +6,9 @@ The tail reads change-log rows newer than the Index's and applies them, every `t
 change written by the CLI or another process takes effect live. Reads use a read-only connection of their own;
 every write (a removal whose observation period ended, the retention delete) goes through the writer.
 The reads run on one thread of the upkeep's own; closing the connection is queued on that thread too, so a read
-still running when the daemon stops (its task cancelled) finishes before the connection goes.
+still running when the daemon stops (its task cancelled) finishes before the connection goes. The snapshot's
+roll forward builds its arrays on a second thread, so the tail goes on meanwhile. Both run below the loop's CPU
+priority ([store] background_nice, tasks.background_thread).
 Rule 1: a newer smppguard (an upgraded CLI) may migrate the store under a running daemon, and this daemon cannot
 read what the newer one writes. Each round checks the schema version first; on a newer one it stops and
 `failed` says why, so the daemon exits and its supervisor starts the upgraded code, rather than screening on
