@@ -43,8 +43,10 @@ def table_bits(n: int) -> int:
 
 
 def _hash(keys: np.ndarray, bits: int) -> np.ndarray:
-    h = keys.astype(np.uint64) * np.uint64(_MULT)  # wraps modulo 2^64, as KeySlots.has and KeyTable.row mask it
-    return (h >> np.uint64(64 - bits)).astype(np.int64)
+    h = keys.astype(np.uint64)  # in place from here: one array of the keys' size, not four
+    h *= np.uint64(_MULT)  # wraps modulo 2^64, as KeySlots.has and KeyTable.row mask it
+    h >>= np.uint64(64 - bits)
+    return h.view(np.int64)
 
 
 def place(keys: np.ndarray, bits: int) -> np.ndarray:
@@ -57,14 +59,20 @@ def place(keys: np.ndarray, bits: int) -> np.ndarray:
     owner = np.full(size, -1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
     pending = np.arange(len(keys), dtype=owner.dtype)
     pos = _hash(keys, bits)
+    if bits < 31:  # slots fit in 32 bits: half the memory for the rounds' arrays (10M keys and more)
+        pos = pos.astype(np.int32)
     while pending.size:
         free = owner[pos] < 0
         cand, cpos = pending[free], pos[free]
         owner[cpos] = cand
-        placed = np.zeros(pending.size, dtype=bool)
-        placed[np.flatnonzero(free)[owner[cpos] == cand]] = True
-        pending = pending[~placed]
-        pos = (pos[~placed] + 1) & mask
+        placed = free  # of the keys that tried a free slot, those that won it
+        placed[free] = owner[cpos] == cand
+        del cand, cpos
+        left = ~placed
+        pending = pending[left]
+        pos = pos[left]
+        pos += 1
+        pos &= mask
     return owner
 
 
@@ -381,16 +389,20 @@ class HistoryArrays(NamedTuple):
         keys, times = keys[recent], times[recent]
         n = len(self.keys)
         kept = self.times > after
+        counts = np.diff(self.offs)  # each key's sends kept, once those dropped are taken off
         if kept.all():
-            counts, old_times = np.diff(self.offs), self.times
-        else:
-            counts, old_times = np.add.reduceat(kept.astype(np.int64), self.offs[:-1]), self.times[kept]
+            old_times = self.times
+        else:  # an hour of a month's sends drops out: count them by key, not every send kept as an int64
+            np.subtract.at(counts, np.searchsorted(self.offs, np.flatnonzero(~kept), side="right") - 1, 1)
+            old_times = self.times[kept]
+        del kept
+        # a month of sends is hundreds of MB: no array here is a copy of another one kept alive for nothing
         ends = np.cumsum(counts)
-        starts = np.append(ends - counts, len(old_times))  # where a key absent here would start: starts[at]
         at = np.searchsorted(self.keys, keys)
         present = at < n
+        pos = np.full(len(keys), len(old_times), dtype=np.int64)  # a key past the last starts at the end
+        pos[present] = ends[at[present]] - counts[at[present]]  # an absent key starts where the next one does
         present[present] = self.keys[at[present]] == keys[present]
-        pos = starts[at]
         pos[present] = ends[at[present]]  # after its key's kept sends
         known = present.copy()
         known[present] = counts[at[present]] > 0
@@ -399,17 +411,23 @@ class HistoryArrays(NamedTuple):
             rows = np.repeat(np.arange(n), counts)
             return HistoryArrays.from_rows(np.concatenate((self.keys[rows], keys)),
                                            np.concatenate((old_times, times)))
+        del ends, known
         all_times = np.insert(old_times, pos, times)
+        del old_times, pos
         uk, first, ucount = np.unique(keys, return_index=True, return_counts=True)
         uat, upresent = at[first], present[first]
-        counts = counts.copy()
         counts[uat[upresent]] += ucount[upresent]
         fresh = ~upresent
         all_keys = np.insert(self.keys, uat[fresh], uk[fresh])
         all_counts = np.insert(counts, uat[fresh], ucount[fresh])
+        del counts
         some = all_counts > 0
-        return HistoryArrays(all_keys[some], np.concatenate(([0], np.cumsum(all_counts[some]))).astype(np.int64),
-                             all_times)
+        if not some.all():  # keys whose every send is past the longest period
+            all_keys, all_counts = all_keys[some], all_counts[some]
+        offs = np.empty(len(all_counts) + 1, dtype=np.int64)
+        offs[0] = 0
+        np.cumsum(all_counts, out=offs[1:])
+        return HistoryArrays(all_keys, offs, all_times)
 
 
 def _overlay_count(overlay: dict[int, tuple[float, ...]], base: np.ndarray) -> int:
