@@ -3,9 +3,12 @@ that no longer agrees with the store is not used; the daemon rolls it forward on
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import time
 
+import numpy as np
 import pytest
 from store_helpers import eventually
 
@@ -104,6 +107,67 @@ async def test_start_up_from_the_snapshot_and_what_came_after_equals_start_up_fr
         assert current and view(third) == expected
         assert third.history.overlay_size == 0 and third.blacklist.overlay_size == 0
         assert snapshot.path_for(filled).stat().st_mode & 0o777 == 0o600  # it holds phone numbers
+    finally:
+        conn.close()
+
+
+async def test_after_a_roll_forward_the_index_reads_its_bases_from_the_file_it_wrote(filled):
+    """The month of sends and the lists the roll built leave the heap: the Index takes them mapped from the
+    snapshot file, as start-up does, and says the same as before."""
+    conn = connect(filled)
+    try:
+        index = opened(conn)[0]  # read from the tables: no file yet
+        index.blacklist.add(N[11])  # in the overlay: a new table is built
+        before = view(index)
+        await rolled(filled, index)
+        file = str(snapshot.path_for(filled))
+        for arr in (index.history.base.keys, index.history.base.times, index.history.table.rows,
+                    index.blacklist.base.slots, index.optouts.base.slots):
+            while not isinstance(arr, np.memmap) and isinstance(arr.base, np.ndarray):
+                arr = arr.base  # a view of the mapped array
+            assert isinstance(arr, np.memmap) and str(arr.filename) == file
+        assert view(index) == before
+    finally:
+        conn.close()
+
+
+async def test_a_roll_forward_whose_file_cannot_be_read_back_keeps_the_arrays_it_built(filled, monkeypatch):
+    conn = connect(filled)
+    try:
+        index = opened(conn)[0]
+        index.blacklist.add(N[11])
+        before = view(index)
+        monkeypatch.setattr(snapshot, "read", lambda path: None)
+        assert (await rolled(filled, index))["keys"] == 3
+        assert view(index) == before and index.blacklist.overlay_size == 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kernel_copies", [True, False])
+async def test_a_list_table_the_roll_did_not_change_goes_to_the_new_file_as_it_was(filled, monkeypatch,
+                                                                                   kernel_copies):
+    """Unchanged, the last snapshot's mapped tables are copied file to file by the kernel; where it cannot
+    (another file system, an old kernel) they are written from memory. Either way the new file holds them."""
+    conn = connect(filled)
+    try:
+        index = opened(conn)[0]
+        await rolled(filled, index)  # the first file: the Index's tables are now mapped from it
+        copies = []
+        real = os.copy_file_range
+
+        def copy(*args):
+            copies.append(args[2])
+            if not kernel_copies:
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return real(*args)
+
+        monkeypatch.setattr(os, "copy_file_range", copy)
+        await rolled(filled, index)
+        assert len(copies) == 2  # the blacklist's table and the opt-outs'
+        again, current = opened(conn)
+        assert current and view(again) == view(opened(conn, use_snapshot=False)[0])
+        assert len(again.blacklist) == 4 and len(again.optouts) == 4
     finally:
         conn.close()
 

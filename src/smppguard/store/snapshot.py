@@ -113,11 +113,38 @@ def write(path: Path, meta: dict[str, Any], blacklist: KeySlots, optouts: KeySlo
         f.write(MAGIC + len(header).to_bytes(8, "little") + header)
         for name, arr in arrays.items():
             f.seek(start + layout[name]["offset"])
-            np.ascontiguousarray(arr).tofile(f)
+            if not _copy_mapped(arr, f):
+                np.ascontiguousarray(arr).tofile(f)
         f.truncate(start + offset)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _copy_mapped(arr: np.ndarray, f) -> bool:
+    """Copy an array mapped whole from a file (a list table a roll forward did not change: the last snapshot's)
+    into `f` at its position, file to file in the kernel: its pages then never enter this process's memory.
+    False when it is not such an array, or the kernel cannot (then it is written from memory)."""
+    mapped = arr
+    while not isinstance(mapped, np.memmap) and isinstance(mapped.base, np.ndarray):
+        mapped = mapped.base
+    if (not hasattr(os, "copy_file_range") or not isinstance(mapped, np.memmap) or mapped.filename is None
+            or not arr.flags.c_contiguous or arr.ctypes.data != mapped.ctypes.data or arr.nbytes != mapped.nbytes):
+        return False
+    f.flush()
+    try:
+        with open(mapped.filename, "rb") as src:
+            done, at, to = 0, mapped.offset, f.tell()
+            while done < arr.nbytes:
+                n = os.copy_file_range(src.fileno(), f.fileno(), arr.nbytes - done, at + done, to + done)
+                if n == 0:
+                    raise OSError("the mapped file is shorter than its array")
+                done += n
+    except OSError as e:
+        log.debug("copying a mapped array in the kernel failed (%s): written from memory", e)
+        return False
+    f.seek(to + arr.nbytes)
+    return True
 
 
 def read(path: Path) -> Snapshot | None:

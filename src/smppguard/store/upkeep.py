@@ -170,6 +170,8 @@ class Upkeep:
             keys, times = await self._in_build_thread(_send_arrays, rows, None)
         else:  # on the loop: a key may name an account's scope in the Index for the first time
             keys, times = _send_arrays(rows, key_of)
+        merged = len(rows)
+        del rows  # a row a send, as Python objects: not kept through the build
         after = time.time() - policy.history_span_s
         # the lists as of this change id: their overlays frozen now, and folded into new bases in the thread
         change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
@@ -181,8 +183,14 @@ class Upkeep:
                 hist, hist_rows = snapshot.rolled(bases[2], keys, times, after)
                 black_table = snapshot.merged_table(bases[0], *black)
                 opt_table = snapshot.merged_table(bases[1], *opt)
-                snapshot.write(snapshot.path_for(self.path), meta, black_table, opt_table, hist, hist_rows)
-                return black_table, opt_table, hist, hist_rows
+                path = snapshot.path_for(self.path)
+                snapshot.write(path, meta, black_table, opt_table, hist, hist_rows)
+                # the same arrays, mapped from the file just written: the built ones (a month of sends, the
+                # lists) leave the heap, and the pages come back from the page cache as lookups touch them
+                mapped = snapshot.read(path)
+                if mapped is None:
+                    return black_table, opt_table, hist, hist_rows
+                return mapped.blacklist, mapped.optouts, mapped.history, mapped.history_rows
 
             black_table, opt_table, hist, hist_rows = await self._in_build_thread(build)
         except BaseException:
@@ -193,10 +201,10 @@ class Upkeep:
         optouts.install(opt_table)
         history.install(hist, hist_rows)
         index.history_mark = mark
-        self.last_snapshot = {"seconds": time.monotonic() - started, "sends_merged": len(rows),
+        self.last_snapshot = {"seconds": time.monotonic() - started, "sends_merged": merged,
                               "keys": len(hist.keys), "sends": len(hist.times), "change_id": change_id}
         log.info("index snapshot rolled forward in %.2fs: %d sends merged, %d keys with %d sends, lists as of "
-                 "change %d", self.last_snapshot["seconds"], len(rows), len(hist.keys), len(hist.times), change_id)
+                 "change %d", self.last_snapshot["seconds"], merged, len(hist.keys), len(hist.times), change_id)
         return self.last_snapshot
 
     # --- the change-log tail -------------------------------------------------------------------------------
