@@ -19,6 +19,7 @@ from smppguard.proxy.bridge import Bridge
 from smppguard.proxy.holds import Released
 from smppguard.proxy.screening import Screening
 from smppguard.smpp.commands import CommandId
+from smppguard.smpp.errors import PduError
 from smppguard.smpp.fields import SmeDest, UnsuccessSme, encode_body, parse_body
 from smppguard.smpp.pdu import Pdu, build
 from smppguard.smpp.state import BindState
@@ -230,13 +231,21 @@ async def test_a_screening_bug_answers_rsyserr_never_a_silent_allow(rigs, caplog
     assert record.exc_info is not None and record.exc_info[0] is AttributeError  # the bug's traceback, to report
 
 
-async def test_a_malformed_submit_gets_the_codecs_status(rigs):
+async def test_a_malformed_submit_gets_the_codecs_status(rigs, caplog):
     rig = rigs(screening=screening())
     await rig.bind()
-    rig.sender.send(CommandId.SUBMIT_SM, 10, b"\0\x01\x01ACME")  # ends inside source_addr
-    resp = await rig.sender.next()
-    assert (resp.command_id, resp.sequence) == (CommandId.SUBMIT_SM_RESP, 10) and resp.status != Status.ROK
+    body = b"\0\x01\x01ACME"  # ends inside source_addr
+    with caplog.at_level(logging.INFO, logger="smppguard.proxy"):
+        rig.sender.send(CommandId.SUBMIT_SM, 10, body)
+        resp = await rig.sender.next()
+    with pytest.raises(PduError) as codec:
+        parse_body(CommandId.SUBMIT_SM, body)
+    assert (resp.command_id, resp.status, resp.sequence) == (CommandId.SUBMIT_SM_RESP, codec.value.status, 10)
+    assert codec.value.status != Status.ROK
     await rig.smsc.nothing()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "smppguard.proxy" and "malformed" in r.getMessage()]
+    assert line == f"{rig.bridge.downstream.label}: malformed submit_sm: submit_sm body ends early or a C-octet string " \
+                   "has no NUL"
 
 
 async def test_submit_multi_refusals_and_the_smscs_failures_share_one_answer(rigs):
