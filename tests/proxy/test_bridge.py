@@ -244,8 +244,8 @@ async def test_a_malformed_submit_gets_the_codecs_status(rigs, caplog):
     assert codec.value.status != Status.ROK
     await rig.smsc.nothing()
     [line] = [r.getMessage() for r in caplog.records if r.name == "smppguard.proxy" and "malformed" in r.getMessage()]
-    assert line == f"{rig.bridge.downstream.label}: malformed submit_sm: submit_sm body ends early or a C-octet string " \
-                   "has no NUL"
+    assert line == (f"{rig.bridge.downstream.label}: malformed submit_sm: "
+                    "submit_sm body ends early or a C-octet string has no NUL")
 
 
 async def test_submit_multi_refusals_and_the_smscs_failures_share_one_answer(rigs):

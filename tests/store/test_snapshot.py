@@ -13,7 +13,7 @@ import pytest
 from store_helpers import eventually
 
 from smppguard.policy import load_policy
-from smppguard.policy.compact import CompactHistory, CompactSet
+from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable
 from smppguard.policy.model import SCOPE_STRIDE, Index
 from smppguard.store import snapshot
 from smppguard.store.changelog import Change, write
@@ -353,3 +353,19 @@ async def test_a_roll_forward_with_only_removals_since_the_last_one_drops_them_f
         assert not set(third.blacklist) & set(N[:4])
     finally:
         conn.close()
+
+
+def test_the_arrays_never_overlap_the_header_whatever_its_length(path):
+    """Whatever the header's length against the page the arrays start on, the file reads back as written. The
+    meta is padded through a whole page, 8 bytes at a time: the lengths where MAGIC and the length field (16
+    bytes) push the header onto the next page are among them."""
+    keys = np.array([N[0], N[1], N[2]], dtype=np.int64)
+    history = HistoryArrays.from_rows(keys, np.array([1.0, 2.0, 3.0]))
+    lists = KeySlots.of(keys)
+    target = snapshot.path_for(path)
+    for pad in range(3000, 3000 + 4096, 8):
+        snapshot.write(target, {"pad": "x" * pad}, lists, lists, history, KeyTable(history.keys).rows)
+        back = snapshot.read(target)
+        assert back is not None and back.meta["pad"] == "x" * pad, pad
+        assert back.blacklist.keys.tolist() == back.optouts.keys.tolist() == keys.tolist()
+        assert (back.history.keys.tolist(), back.history.times.tolist()) == (keys.tolist(), [1.0, 2.0, 3.0])
