@@ -312,6 +312,20 @@ async def test_a_snapshot_cut_short_is_not_used(filled, caplog):
 
 
 
+async def test_a_roll_forward_with_no_rule_counting_sends_merges_none(filled):
+    no_counting = POLICY.without("frequency")
+    assert no_counting.history_span_s == 0
+    conn = connect(filled)
+    try:
+        index = opened(conn, no_counting)[0]
+        done = await rolled(filled, index, no_counting)
+        (last,) = conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()
+        assert (done["sends_merged"], done["keys"], done["sends"]) == (0, 0, 0)
+        assert index.history_mark == last and len(index.history) == 0
+    finally:
+        conn.close()
+
+
 def test_with_no_rule_counting_sends_none_are_read_and_the_mark_is_the_last_row(filled):
     conn = connect(filled)
     try:

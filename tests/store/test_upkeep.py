@@ -208,13 +208,15 @@ async def test_past_its_max_size_the_audit_log_loses_its_oldest_rows_with_a_warn
         u.writer.audit(NOW + i, "acct", "ACME", f"+86{i:011d}", "frequency", "reject", 0x45, "frequency cap reached")
     await u.writer.flush()
     from smppguard.store import audit
-    assert audit.size(other) > 200_000
+    used = audit.size(other)
+    assert used > 200_000
     with caplog.at_level(logging.WARNING, logger="smppguard.store"):
         deleted = await u.bound_audit()
     assert 300 < deleted < 5000
     assert other.execute("SELECT COUNT(*) FROM audit").fetchone() == (5000 - deleted,)
     [warning] = [r.getMessage() for r in caplog.records if r.name == "smppguard.store"]
-    assert warning.endswith(f"past [audit] max_size (0.2 MB): deleted its {deleted} oldest rows")
+    assert warning == (f"audit log took {used / 1e6:.1f} MB, past [audit] max_size (0.2 MB): deleted its {deleted} "
+                       "oldest rows")
     assert audit.size(other) <= 200_000
     left = [at for (at,) in other.execute("SELECT at FROM audit ORDER BY at")]
     assert left == [NOW + i for i in range(deleted, 5000)]  # the oldest went
