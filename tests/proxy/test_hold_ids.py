@@ -49,6 +49,37 @@ def test_a_text_only_receipt_with_the_id_in_decimal_is_found_too():
     assert tlv_value(f["tlvs"], TlvTag.MESSAGE_PAYLOAD).startswith(f"id:{PROXY_ID} ".encode())
 
 
+def test_the_rewrite_changes_the_ids_and_nothing_else():
+    """The receipt's other TLVs (its state, the network's error) and its payload's text around the id stay as
+    the SMSC wrote them, in their order; the PDU keeps its sequence and status."""
+    extra = [Tlv(TlvTag.MESSAGE_STATE, b"\x02"), Tlv(TlvTag.NETWORK_ERROR_CODE, b"\x03\x00\x01")]
+    for payload in (False, True):
+        original = receipt("1f4", "1f4", payload=payload)
+        f = fields(original)
+        body = encode_body(CommandId.DELIVER_SM, {**f, "tlvs": [*f["tlvs"], *extra]})
+        got = fields(queue().rewrite_receipt(from_bytes(build(CommandId.DELIVER_SM, 7, body)), "acme"))
+        text = format_receipt(PROXY_ID, "DELIVRD", submit_date="2611272300", done_date="2611272301")
+        expected = [Tlv(TlvTag.RECEIPTED_MESSAGE_ID, PROXY_ID.encode() + b"\0")]
+        if payload:
+            expected.append(Tlv(TlvTag.MESSAGE_PAYLOAD, text))
+        assert [(t[0], t[1]) for t in got["tlvs"]] == [(t[0], t[1]) for t in [*expected, *extra]], payload
+        assert got["short_message"] == (b"" if payload else text)
+
+
+def test_a_receipt_naming_the_message_only_in_its_tlv_gets_the_proxy_id_there():
+    text = b"your message was delivered"
+    body = encode_body(CommandId.DELIVER_SM, source_addr="8613800138000", destination_addr="ACME", esm_class=0x04,
+                       short_message=text, tlvs=[Tlv(TlvTag.RECEIPTED_MESSAGE_ID, b"1f4\0")])
+    f = fields(queue().rewrite_receipt(from_bytes(build(CommandId.DELIVER_SM, 7, body)), "acme"))
+    assert tlv_value(f["tlvs"], TlvTag.RECEIPTED_MESSAGE_ID) == PROXY_ID.encode() + b"\0"
+    assert f["short_message"] == text
+
+
+def test_an_unknown_id_in_the_tlv_does_not_hide_a_known_one_in_the_text():
+    f = fields(queue().rewrite_receipt(receipt("1f4", "77"), "acme"))
+    assert f["short_message"].startswith(f"id:{PROXY_ID} ".encode())
+
+
 def test_ids_are_found_whichever_way_round_the_smsc_writes_them():
     """The SMSC answered with one form and writes its receipt with the other: decimal then hex, upper-case hex
     then decimal."""
