@@ -370,6 +370,21 @@ def test_a_full_queue_answers_0x14_and_holds_nothing_more(tmp_path):
         s.close()
 
 
+def test_a_message_that_expires_gets_a_receipt_only_if_its_sender_asked_for_one(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        s.submit(A, validity_period="000000020000000R")  # no receipt asked for; held first, expires first
+        asked = proxy_id_of(s.submit(B, registered_delivery=1, validity_period="000000020000000R"))
+        clock.now = NIGHT + 3 * 3600
+        s.receipts(1)  # made in the round that expired both: one for the held message that asked for it
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(0,)]
+        with pytest.raises(AssertionError):
+            s.receipts(2, timeout=0.5)
+        assert [parse_receipt(r.short_message).message_id for r in s.delivered] == [asked]
+        s.close()
+
+
 def test_a_message_past_its_validity_expires_with_an_expired_receipt(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
