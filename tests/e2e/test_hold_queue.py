@@ -896,6 +896,28 @@ def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_n
         assert len(smsc.received) == 1  # not sent again
 
 
+def test_a_release_bind_the_smsc_refuses_is_not_tried_again_at_every_round(tmp_path, caplog):
+    """[hold] accounts with a password the SMSC no longer takes: the proxy's bind is refused, said once, and
+    tried again only after 30 s, not at each look the queue takes at its own binds (every 2 s); the message
+    stays held."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        s = Sender(stack)
+        proxy_id_of(s.submit(A))
+        s.close()
+        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        smsc.passwords = {"acme": "changed"}
+        binds = smsc.binds
+        clock.now = MORNING
+        smsc.wait(lambda: smsc.binds > binds, what="the release bind")
+        time.sleep(4.5)  # two more looks
+        assert smsc.binds == binds + 1
+        refused = [r.getMessage() for r in caplog.records if r.name == "smppguard.hold" and "refused" in r.getMessage()]
+        assert refused == ["hold queue: the SMSC refused the release bind of acme with 0x0E ([hold] accounts)"]
+        assert smsc.received == [] and rows(stack.config.store.path, "SELECT state FROM held") == [("held",)]
+
+
 def test_with_hold_accounts_the_proxy_binds_itself_to_release_what_no_sender_is_bound_for(tmp_path):
     """[hold] accounts: the sender held a message at night and went away; in the morning the proxy opens a
     transmitter bind of that account itself, releases the message once, and unbinds when nothing is due."""
