@@ -250,6 +250,34 @@ def test_a_distribution_list_passes_when_configured_beside_the_numbers_allowed()
     assert [u.address for u in out.context.refused] == ["8613900000001"]
 
 
+def test_the_destinations_after_a_refused_distribution_list_are_still_screened_each_by_its_own_ton():
+    """A list first: it is refused with TON and NPI unknown (unsuccess_sme has no form for a list) and the
+    destinations after it are screened as usual, each number read by its own TON: 447911123456 with TON 1 is a
+    British mobile (at 04:00 in London: quiet hours), where read as a Chinese national number it is none."""
+    s, heard = screening_at(NOON)
+    dests = [DistributionList("vip"), SmeDest(1, 1, "8613800000001"), SmeDest(1, 9, "447911123456")]
+    pdu = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
+                                                                  dest_addresses=dests, short_message=b"x")))
+    out = s.screen(pdu, "acme")
+    assert parse_body(CommandId.SUBMIT_MULTI, out.raw[16:])["dest_addresses"] == [dests[1]]
+    assert [tuple(u) for u in out.context.refused] == [(0, 0, "vip", Status.RCNTSUBDL),
+                                                      (1, 9, "447911123456", Status.RTHROTTLED)]
+    assert [e.verdict.rule for e in heard.events] == ["distribution_lists", "", "quiet_hours"]
+    assert out.context.reservations[0][1].outstanding == 1  # one answer of the SMSC settles it
+
+
+def test_submit_multi_text_is_decoded_with_the_configured_default_alphabet():
+    """[text] default_codec = "latin-1": a submit_multi's text, like a submit_sm's, is read with it."""
+    s = Screening(load_policy(CN, {"content": {"forbidden": ["café"]}}), Index(), clock=lambda: NOON,
+                  text_codecs=("latin-1", "ascii"))
+    dests = [SmeDest(1, 1, "8613800000001")]
+    out = s.screen(from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(
+        CommandId.SUBMIT_MULTI, source_addr="ACME", dest_addresses=dests, short_message=b"caf\xe9 sale"))), "acme")
+    assert type(out) is Answer
+    assert [u.address for u in parse_body(CommandId.SUBMIT_MULTI_RESP, out.body)["unsuccess_sme"]] == [
+        "8613800000001"]
+
+
 class RefusalsOnly(Heard):
     ignores_allows = True  # as the audit log: the hot path builds no event for an allowed message
 
