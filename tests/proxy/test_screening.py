@@ -200,7 +200,9 @@ def test_a_submit_multi_answer_that_cannot_be_merged_is_relayed_as_it_came():
     dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001")]
     multi = from_bytes(build(CommandId.SUBMIT_MULTI, 1, encode_body(CommandId.SUBMIT_MULTI, source_addr="ACME",
                                                                     dest_addresses=dests, short_message=b"x")))
+    readable = encode_body(CommandId.SUBMIT_MULTI_RESP, message_id="", unsuccess_sme=[])
     for answer in (resp(CommandId.SUBMIT_MULTI_RESP, Status.RTHROTTLED, b""),
+                   resp(CommandId.SUBMIT_MULTI_RESP, Status.RTHROTTLED, readable),  # an error with a body
                    resp(CommandId.SUBMIT_MULTI_RESP, Status.ROK, b"no terminating NUL")):
         out = s.screen(multi, "acme")
         assert out.context.refused
