@@ -889,6 +889,7 @@ def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_n
         path = stack.config.store.path
         assert wait_for(lambda: rows(path, "SELECT recipient, state FROM held") == [(A, "unknown")],
                         what="the release marked unknown")
+        assert 86 * 10**11 + int(A) not in stack.store.screening.index.history  # a send it never confirmed
         assert (f'hold queue: the SMSC did not answer released message {proxy_id}; kept as "unknown", not sent '
                 'again (smppguard queue list)') in [r.getMessage() for r in caplog.records
                                                     if r.levelname == "WARNING" and r.name == "smppguard.hold"]
