@@ -872,6 +872,7 @@ def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_n
     clock = Clock(NIGHT)
     cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
     with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        smsc.passwords = {"acme": "pw"}  # the proxy's bind gives the configured password
         s = Sender(stack)
         proxy_id = proxy_id_of(s.submit(A))
         s.close()
