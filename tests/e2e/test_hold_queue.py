@@ -920,6 +920,29 @@ def test_a_release_bind_the_smsc_refuses_is_not_tried_again_at_every_round(tmp_p
         assert smsc.received == [] and rows(stack.config.store.path, "SELECT state FROM held") == [("held",)]
 
 
+def test_the_proxys_own_bind_unbinds_once_it_has_released_what_was_due(tmp_path):
+    """Against an SMSC that shares no code with the proxy: the release bind sends the message once, and when
+    nothing of the account is due or on its way it unbinds (unbind, answered) and closes, leaving no bind."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        s = Sender(stack)
+        proxy_id_of(s.submit(A))
+        s.close()
+        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        smsc.wait(lambda: smsc.unbinds, what="the sender's leg unbound")
+        unbinds = len(smsc.unbinds)
+        clock.now = MORNING
+        [release] = smsc.wait(lambda: smsc.received, what="the release")
+        own = release.conn
+        assert own.system_id == "acme"
+        [unbind] = smsc.wait(lambda: smsc.unbinds[unbinds:], timeout=10, what="the release bind unbound")
+        assert unbind.conn is own
+        assert own.closed.wait(5)
+        wait_for(lambda: not stack.store.holds._own, what="the release bind forgotten")
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(0,)] and len(smsc.received) == 1
+
+
 def test_with_hold_accounts_the_proxy_binds_itself_to_release_what_no_sender_is_bound_for(tmp_path):
     """[hold] accounts: the sender held a message at night and went away; in the morning the proxy opens a
     transmitter bind of that account itself, releases the message once, and unbinds when nothing is due."""
