@@ -704,6 +704,25 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
         first.client._socket.close()
 
 
+def test_a_kept_reply_the_receiver_refuses_stays_owed_and_comes_again(tmp_path):
+    """The receiver answers the kept reply with an error (0x08): it is still owed, and comes again at a later
+    round until the receiver takes it; then it is owed no more."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+        first = Sender(stack)
+        body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                           destination_addr="ACME", short_message=b"hello there")
+        assert reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body) == Status.ROK
+        answers = iter([Status.RSYSERR])
+        later = Sender(stack)
+        later.client.message_received_handler = lambda pdu: next(answers, None)  # refused once, then taken
+        got = later.receipts(2)
+        assert [g.short_message for g in got] == [b"hello there", b"hello there"]
+        wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        later.close()
+        first.client._socket.close()
+
+
 @pytest.mark.parametrize("saved", [True, False], ids=["saved", "not-saved"])
 def test_a_kept_reply_is_answered_once_saved_and_then_the_smsc_leg_unbinds_at_once(tmp_path, saved):
     """The SMSC's leg of a sender that went stays up only until the reply kept for it is answered: OK once it is
