@@ -83,7 +83,8 @@ def test_an_unknown_id_in_the_tlv_does_not_hide_a_known_one_in_the_text():
 def test_ids_are_found_whichever_way_round_the_smsc_writes_them():
     """The SMSC answered with one form and writes its receipt with the other: decimal then hex, upper-case hex
     then decimal."""
-    for answered, in_receipt in (("500", "1f4"), ("500", "1F4"), ("1F4", "500"), ("1f4", "500")):
+    for answered, in_receipt in (("500", "1f4"), ("500", "1F4"), ("1F4", "500"), ("1f4", "500"),
+                                 ("1280", "500")):  # hex written with digits only: 0x500 == 1280
         q = IdMap()
         q.remember("acme", answered, PROXY_ID, 1e12)
         f = fields(q.rewrite_receipt(receipt(in_receipt), "acme"))
