@@ -667,17 +667,24 @@ def test_a_data_sm_is_held_and_answered_with_a_proxy_id(tmp_path):
 def reply_as_the_sender_goes(stack: Stack, command_id: int, body: bytes):
     """The sender's leg closes and, in the same turn of the loop, the SMSC (not yet unbound) sends it a request:
     returns the proxy's answer to the SMSC (its status, or the exception)."""
+    return replies_as_the_sender_goes(stack, command_id, body)[0]
+
+
+def replies_as_the_sender_goes(stack: Stack, command_id: int, *bodies: bytes) -> list:
+    """As reply_as_the_sender_goes, with a request per body in that same turn: the answers, in order."""
     bridge = wait_for(lambda: next(iter(stack.proxy.bridges), None), what="the bridge")
     smsc_leg = wait_for(lambda: next((x for x in stack.sim.sessions if x.system_id == "acme"), None),
                         what="the SMSC's session")
-    answers = []
+    answers: dict[int, object] = {}
 
     def reply():
         bridge.downstream.close()
-        smsc_leg.request(build(command_id, 0, body), timeout=5).add_done_callback(
-            lambda f: answers.append(f.result().status if not f.exception() else f.exception()))
+        for i, body in enumerate(bodies):
+            smsc_leg.request(build(command_id, 0, body), timeout=5).add_done_callback(
+                lambda f, i=i: answers.setdefault(i, f.result().status if not f.exception() else f.exception()))
     stack.call(reply)
-    return wait_for(lambda: answers, what="the proxy's answer to the SMSC")[0]
+    wait_for(lambda: len(answers) == len(bodies), what="the proxy's answers to the SMSC")
+    return [answers[i] for i in range(len(bodies))]
 
 
 @pytest.mark.parametrize("mode", ["retry", "keep"])
@@ -700,6 +707,22 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
         [got] = later.receipts(1)
         assert got.short_message == b"hello there"
         wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        later.close()
+        first.client._socket.close()
+
+
+def test_replies_kept_together_are_each_answered_before_the_smsc_leg_unbinds(tmp_path):
+    """Three replies come in the turn the sender's leg goes: each is saved and answered OK; the SMSC's leg
+    waits for all three before it unbinds, not for the first."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+        first = Sender(stack)
+        bodies = [encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                              destination_addr="ACME", short_message=b"reply %d" % i) for i in range(3)]
+        assert replies_as_the_sender_goes(stack, CommandId.DELIVER_SM, *bodies) == [Status.ROK] * 3
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(3,)]
+        later = Sender(stack)
+        assert sorted(g.short_message for g in later.receipts(3)) == [b"reply 0", b"reply 1", b"reply 2"]
         later.close()
         first.client._socket.close()
 
