@@ -985,6 +985,33 @@ def test_the_proxys_own_bind_unbinds_once_it_has_released_what_was_due(tmp_path)
         assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(0,)] and len(smsc.received) == 1
 
 
+def test_the_proxys_own_bind_keeps_to_max_tps_and_a_release_it_could_not_send_is_held_again(tmp_path):
+    """[upstream] max_tps = 1 applies to the release bind too: its releases leave a second apart (a burst of one
+    second's worth, one). When the SMSC drops the connection, a release still waiting for its token never left:
+    it is held again (not "unknown") and goes through the next bind the proxy opens."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)}, upstream={"max_tps": 1.0})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        s = Sender(stack)
+        for dest in (A, B, C):
+            proxy_id_of(s.submit(dest))
+        s.close()
+        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        clock.now = MORNING
+        first, second = smsc.wait(lambda: smsc.received[:2] if len(smsc.received) >= 2 else None,
+                                  what="two releases")
+        assert second.at - first.at >= 0.8  # a token a second
+        first.conn.close()  # the third still waits for its token
+        path = stack.config.store.path
+        third = wait_for(lambda: rows(path, "SELECT recipient FROM held WHERE state = 'held'"),
+                         what="the third held again")
+        assert third == [(C,)]
+        # the first was answered; the second was answered, or its answer lost with the connection (sent: unknown)
+        assert rows(path, "SELECT recipient, state FROM held WHERE recipient != ?", C) in ([], [(B, "unknown")])
+        [again] = smsc.wait(lambda: smsc.received[2:], timeout=10, what="the third through a new bind")
+        assert again.conn is not first.conn and again.destinations == [third[0][0]]
+
+
 def test_with_hold_accounts_the_proxy_binds_itself_to_release_what_no_sender_is_bound_for(tmp_path):
     """[hold] accounts: the sender held a message at night and went away; in the morning the proxy opens a
     transmitter bind of that account itself, releases the message once, and unbinds when nothing is due."""
