@@ -172,6 +172,26 @@ async def test_a_list_table_the_roll_did_not_change_goes_to_the_new_file_as_it_w
         conn.close()
 
 
+async def test_an_unchanged_table_is_not_copied_from_a_file_put_in_the_snapshots_place(filled):
+    """The snapshot file replaced under the running daemon (by hand, another store's): the path no longer names
+    the file the Index maps, so its tables are written from memory, not copied from the stranger."""
+    conn = connect(filled)
+    try:
+        index = opened(conn)[0]
+        await rolled(filled, index)
+        path = snapshot.path_for(filled)
+        mine = snapshot.read(path)
+        other = KeySlots.of(np.array([N[11]], dtype=np.int64))  # the same table size, other numbers
+        stranger = path.with_name("stranger.index")
+        snapshot.write(stranger, mine.meta, other, other, mine.history, mine.history_rows)
+        os.replace(stranger, path)
+        await rolled(filled, index)
+        again, current = opened(conn)
+        assert current and view(again) == view(opened(conn, use_snapshot=False)[0])
+    finally:
+        conn.close()
+
+
 async def test_history_keyed_by_account_goes_through_the_snapshot_with_its_scope_ids(filled):
     conn = connect(filled)
     try:

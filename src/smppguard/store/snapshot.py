@@ -134,6 +134,8 @@ def _copy_mapped(arr: np.ndarray, f) -> bool:
     f.flush()
     try:
         with open(mapped.filename, "rb") as src:
+            if not _maps_file(arr.ctypes.data, os.fstat(src.fileno())):
+                return False  # the path names another file now (the snapshot replaced by hand): not ours to copy
             done, at, to = 0, mapped.offset, f.tell()
             while done < arr.nbytes:
                 n = os.copy_file_range(src.fileno(), f.fileno(), arr.nbytes - done, at + done, to + done)
@@ -145,6 +147,19 @@ def _copy_mapped(arr: np.ndarray, f) -> bool:
         return False
     f.seek(to + arr.nbytes)
     return True
+
+
+def _maps_file(address: int, st: os.stat_result) -> bool:
+    """The mapping of this process that holds `address` is of the file `st` describes (device and inode, as
+    /proc/self/maps gives them)."""
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, _perms, _offset, dev, inode, *_path = line.split(maxsplit=5)
+            low, high = (int(x, 16) for x in span.split("-"))
+            if low <= address < high:
+                return dev == device and int(inode) == st.st_ino
+    return False
 
 
 def read(path: Path) -> Snapshot | None:
