@@ -2,6 +2,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -27,3 +28,16 @@ def pytest_collection_modifyitems(session, config, items):
     """Tests marked `waits` (most of their time is a wait on the wall clock: a quiet minute's end) go first, so that
     with two test processes the rest runs beside them instead of after them."""
     items.sort(key=lambda item: item.get_closest_marker("waits") is None)  # stable: the rest keep their order
+
+
+@pytest.fixture(autouse=True)
+def _process_throttles_start_empty():
+    """The log throttles a module or class shares across the process (the protocol log, the bind gate's, the
+    other-account requests') start each test empty: a line an earlier test logged in this process must neither
+    hide this test's line nor add "(1 more like it ...)" to it. mutmut runs every test in one process."""
+    from smppguard.proxy.bridge import Bridge
+    from smppguard.session import session
+
+    for throttle in (session._protocol_log, Bridge._gate_log, Bridge._owner_log):
+        throttle._seen.clear()
+    yield
