@@ -907,6 +907,15 @@ def test_due_messages_of_an_account_with_no_bind_wait_and_say_so(tmp_path, caplo
         s.close()
 
 
+def hold_and_go(stack: Stack, *dests: str) -> list[str]:
+    """The sender holds a message to each of `dests` (at night) and goes away, its bind closed: the proxy ids."""
+    s = Sender(stack)
+    ids = [proxy_id_of(s.submit(dest)) for dest in dests]
+    s.close()
+    wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+    return ids
+
+
 def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_never_answered(tmp_path, caplog):
     """The proxy's transmitter bind for [hold] accounts, releasing while the SMSC does not answer: a deliver_sm
     from the SMSC is answered 0x04 (a transmitter takes none); its unbind is answered and the bind closed; the
@@ -915,10 +924,7 @@ def test_the_proxys_own_bind_answers_what_the_smsc_asks_and_marks_a_release_it_n
     cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
     with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
         smsc.passwords = {"acme": "pw"}  # the proxy's bind gives the configured password
-        s = Sender(stack)
-        proxy_id = proxy_id_of(s.submit(A))
-        s.close()
-        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        [proxy_id] = hold_and_go(stack, A)
         smsc.answer = "hold"  # the SMSC takes the release and never answers it
         clock.now = MORNING
         [release] = smsc.wait(lambda: smsc.received, what="the release")
@@ -947,10 +953,7 @@ def test_a_release_bind_the_smsc_refuses_is_not_tried_again_at_every_round(tmp_p
     clock = Clock(NIGHT)
     cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
     with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
-        s = Sender(stack)
-        proxy_id_of(s.submit(A))
-        s.close()
-        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        hold_and_go(stack, A)
         smsc.passwords = {"acme": "changed"}
         binds = smsc.binds
         clock.now = MORNING
@@ -968,10 +971,7 @@ def test_the_proxys_own_bind_unbinds_once_it_has_released_what_was_due(tmp_path)
     clock = Clock(NIGHT)
     cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)})
     with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
-        s = Sender(stack)
-        proxy_id_of(s.submit(A))
-        s.close()
-        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        hold_and_go(stack, A)
         smsc.wait(lambda: smsc.unbinds, what="the sender's leg unbound")
         unbinds = len(smsc.unbinds)
         clock.now = MORNING
@@ -992,11 +992,7 @@ def test_the_proxys_own_bind_keeps_to_max_tps_and_a_release_it_could_not_send_is
     clock = Clock(NIGHT)
     cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)}, upstream={"max_tps": 1.0})
     with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
-        s = Sender(stack)
-        for dest in (A, B, C):
-            proxy_id_of(s.submit(dest))
-        s.close()
-        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        hold_and_go(stack, A, B, C)
         clock.now = MORNING
         first, second = smsc.wait(lambda: smsc.received[:2] if len(smsc.received) >= 2 else None,
                                   what="two releases")
@@ -1017,10 +1013,7 @@ def test_with_hold_accounts_the_proxy_binds_itself_to_release_what_no_sender_is_
     transmitter bind of that account itself, releases the message once, and unbinds when nothing is due."""
     clock = Clock(NIGHT)
     with Stack(config(tmp_path, hold={"accounts": (("acme", "pw"),)}), store=True, clock=clock) as stack:
-        s = Sender(stack)
-        proxy_id_of(s.submit(A))
-        s.close()
-        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        hold_and_go(stack, A)
         binds_before = len(stack.sim.binds)
         clock.now = MORNING
         [got] = wait_for(lambda: at_smsc(stack, A), timeout=10, what="the message released through the proxy's bind")
