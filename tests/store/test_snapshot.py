@@ -136,10 +136,14 @@ async def test_a_roll_forward_whose_file_cannot_be_read_back_keeps_the_arrays_it
     try:
         index = opened(conn)[0]
         index.blacklist.add(N[11])
+        at = time.time() - 1
+        sends(conn, [(N[5], "acct1", at)])  # a send after the Index was read, as the daemon makes one
+        index.record_send(N[5], at)
         before = view(index)
         monkeypatch.setattr(snapshot, "read", lambda path: None)
-        assert (await rolled(filled, index))["keys"] == 3
+        assert (await rolled(filled, index))["keys"] == 4
         assert view(index) == before and index.blacklist.overlay_size == 0
+        assert N[5] in index.history.base.keys.tolist()  # the base built, with the send merged in
     finally:
         conn.close()
 
