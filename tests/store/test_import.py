@@ -316,3 +316,111 @@ def test_a_run_large_enough_for_batches_writes_them_a_slice_a_transaction(db, mo
     assert batches == [sorted(numbers)[i:i + 5] for i in range(0, 23, 5)]
     transactions = db.execute("SELECT recipient FROM audit WHERE rule = 'blacklist' ORDER BY id").fetchall()
     assert transactions == [("5 numbers",)] * 4 + [("3 numbers",)]
+
+
+# --- the pieces of the import, one by one ------------------------------------------------------------------
+
+
+def _last_cut(block: str, quotes_before: int) -> int:
+    """What lists._cut must give, read the slow way: after the last newline with an even count of quotes before
+    it (counting those before the block); 0 when there is none."""
+    ends = [i + 1 for i, c in enumerate(block) if c == "\n" and (quotes_before + block.count('"', 0, i)) % 2 == 0]
+    return ends[-1] if ends else 0
+
+
+@given(st.text(alphabet='a"\n', max_size=30), st.integers(0, 3))
+def test_a_chunk_may_end_only_after_a_newline_outside_quotes(block, quotes_before):
+    assert lists._cut(block, quotes_before) == _last_cut(block, quotes_before)
+
+
+@pytest.mark.parametrize("block, quotes_before, cut", [
+    ("\nabc", 0, 1), ('\n"a\nb', 0, 1), ("\nabc", 1, 0), ('a"b\nc"d\ne', 0, 8), ('a\nb"c\nd', 0, 2)])
+def test_where_a_chunk_may_end(block, quotes_before, cut):
+    assert lists._cut(block, quotes_before) == cut
+
+
+def test_lines_from_a_list_are_joined_into_blocks_of_about_the_chunk_size(monkeypatch):
+    monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", 7)
+    lines = ["abc\n", "ab\n", "a\n", "abcdefgh\n", "a\n", "ab\n", "abc\n", "a\n"]
+    assert list(lists._blocks_of_lines(lines)) == ["abc\nab\n", "a\nabcdefgh\n", "a\nab\nabc\n", "a\n"]
+    lines = ["ab\n", "ab\n", "\n", "ab\n", "ab\n", "\n", "abc\n"]  # 6 characters, then 7: a block ends at 7
+    assert list(lists._blocks_of_lines(lines)) == ["ab\nab\n\n", "ab\nab\n\n", "abc\n"]
+    assert list(lists._blocks_of_lines([])) == []
+
+
+@pytest.mark.parametrize("block_chars, stretch, kept", [
+    (40, 170, True),  # 160 characters held (4 blocks): not past 16 MAX_LINE_CHARS, so read on to its newline
+    (41, 164, False),  # 164 held: dropped, and its newline starts the next block
+    (41, 204, False),  # dropped, and its newline ends the next block
+])
+def test_a_stretch_is_dropped_only_past_sixteen_times_the_longest_line(monkeypatch, block_chars, stretch, kept):
+    monkeypatch.setattr(lists, "MAX_LINE_CHARS", 10)
+    monkeypatch.setattr(lists, "IMPORT_CHUNK_CHARS", block_chars)
+    text = "9" * stretch + "\n13500000001\n13500000002\n"
+    oversized: list[int] = []
+    chunks = list(_text_chunks(io.StringIO(text), oversized))
+    if kept:
+        assert chunks == [(1, text)] and oversized == []
+    else:
+        assert chunks == [(2, "13500000001\n13500000002\n")] and oversized == [1]
+
+
+def test_bare_lines_and_csv_rows_of_a_chunk():
+    assert lists._lines("1\n2") == ["1", "2"]
+    assert lists._lines("1\n2\n") == ["1", "2"]
+    assert lists._lines("1\n\n2\n") == ["1", "", "2"]
+    assert lists._lines("1,x\n") is None and lists._lines('"1"\n') is None and lists._lines("1\r\n") is None
+    # a carriage return inside a quoted field is kept, and ends no line: the next row keeps its number
+    assert list(lists._rows('"1\r2",x\n3\n', 5, None)) == [(5, ["1\r2", "x"]), (6, ["3"])]
+
+
+def test_a_line_of_exactly_the_longest_length_is_a_row(monkeypatch):
+    monkeypatch.setattr(lists, "MAX_LINE_CHARS", 20)
+    text = "1" * 20 + "\n" + "x" * 21 + "\n135 0000 0001\nbad\n"
+    parsed = lists._parse_chunk(text, 1, ("number",), ("number",), "CN")
+    assert parsed.bad == [(2, "line longer than 20 characters"), (1, "not a valid phone number: '" + "1" * 20 + "'"),
+                          (4, "not a valid phone number: 'bad'")]
+    assert parsed.groups == {(): ([3], [BASE + 1])}
+
+
+def test_a_worker_gives_a_chunks_groups_as_int64_arrays():
+    text = "13500000001\n13500000002,carrier,x\nbad\n13500000003,carrier,x\n"
+    columns = names = ("number", "source", "reason")
+    plain = lists._parse_chunk(text, 3, columns, names, "CN")
+    arrays = lists._parse_to_arrays(text, 3, columns, names, "CN")
+    assert arrays.bad == plain.bad == [(5, "not a valid phone number: 'bad'")]
+    assert list(arrays.groups) == list(plain.groups) == [(), ("carrier", "x")]
+    for key, (lines, numbers) in arrays.groups.items():
+        assert lines.dtype == numbers.dtype == "int64"
+        assert (lines.tolist(), numbers.tolist()) == plain.groups[key]
+
+
+def test_of_two_groups_changing_one_number_the_later_row_wins(db):
+    """Two groups only (two sources): the first group in the run holds the number's last row."""
+    result = run(db, "13500000009,carrier,b\n13500000001,complaint,a\n13500000001,carrier,b\n")
+    assert result.imported == 3 and not result.errors
+    assert table(db) == {BASE + 1: ("carrier", "b"), BASE + 9: ("carrier", "b")}
+
+
+def test_each_groups_numbers_once_its_last_row_kept():
+    import numpy as np
+
+    a = Change("blacklist", "add", 0, data={"source": "carrier"})
+    b = Change("blacklist", "add", 0, data={"source": "complaint"})
+    made = [(a, np.array([1, 2, 3, 6]), np.array([7, 5, 7, 9])), (b, np.array([4, 5]), np.array([5, 8]))]
+    assert [(t, n.tolist()) for t, n in lists._last_rows_win(made)] == [(a, [7, 9]), (b, [5, 8])]
+
+
+def test_a_runs_transactions_hold_at_most_a_slice_and_their_shares_add_up_to_its_rows(monkeypatch):
+    """Three plain changes and a batch of ten numbers (twelve rows, two of them repeats), slices of three: the
+    rows each transaction stands for are its share of the run's fifteen rows, and they add up."""
+    import numpy as np
+
+    monkeypatch.setattr(lists, "IMPORT_SLICE", 3)
+    few = Change("blacklist", "add", 0, data={"source": "carrier"})
+    many = Change("blacklist", "add", 0, data={"source": "complaint"})
+    numbers = list(range(1, 11)) + [1, 2]
+    made = [(many, np.arange(1, 13), np.array(numbers)), (few, np.arange(13, 16), np.array([21, 22, 23]))]
+    got = [([c.targets() for c in changes], rows) for changes, rows in lists._slices(made)]
+    assert got == [([(21,), (22,), (23,)], 3), ([(1, 2, 3)], 3), ([(4, 5, 6)], 3), ([(7, 8, 9)], 3), ([(10,)], 3)]
+    assert all(type(rows) is int for _, rows in got)
