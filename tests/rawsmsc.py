@@ -86,6 +86,7 @@ class Request:
     sequence: int
     body: bytes
     conn: "Conn"
+    status: int = 0
     at: float = field(default_factory=time.monotonic)
 
     @property
@@ -138,10 +139,12 @@ class RawSmsc:
         self.throttle_next = 0
         self.fail_destinations: dict[str, int] = {}
         self.answer_enquire_link = True
+        self.answer_binds = True  # False: bind requests are recorded and never answered
         self.delay = 0.0
         self.deliver_on_bind: list[bytes] = []
         self.passwords: dict[str, str] = {}
         self.binds = 0
+        self.bind_requests: list[Request] = []
         self.delivered_on_bind: list[int] = []  # their sequence numbers; the answers land in `answers`
         self.received: list[Request] = []  # submits, in arrival order
         self.held: list[Request] = []
@@ -155,6 +158,7 @@ class RawSmsc:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._stalled: list[socket.socket] = []
 
     @property
     def address(self) -> tuple[str, int]:
@@ -175,6 +179,25 @@ class RawSmsc:
             conn.close()
         for t in self._threads:
             t.join(5)
+        for sock in self._stalled:
+            sock.close()
+
+    def stall_connects(self) -> None:
+        """From now on a new connection hangs before it is made, as to a host that drops packets: the listener
+        is replaced by one on the same port whose backlog (0) is already full, so the kernel drops the SYNs."""
+        address = self.address
+        self._stopping = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        full = socket.socket()
+        full.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        full.bind(address)
+        full.listen(0)
+        filler = socket.create_connection(address)  # the one connection the backlog holds, never accepted
+        self._stalled = [full, filler]
 
     def _spawn(self, target, *args) -> None:
         t = threading.Thread(target=target, args=args, daemon=True)
@@ -246,7 +269,10 @@ class RawSmsc:
             password, _ = cstr(body, pos)
             with self._changed:
                 self.binds += 1
+                self.bind_requests.append(Request(command_id, seq, body, conn, status))
                 self._changed.notify_all()
+            if not self.answer_binds:
+                return
             if self.passwords and self.passwords.get(system_id) != password:
                 conn.write(pdu(command_id | RESP, seq, status=0x0E))
                 return

@@ -7,6 +7,7 @@ held, then the message exactly once, and a receipt that names the id the sender 
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -1025,3 +1026,66 @@ def test_with_hold_accounts_the_proxy_binds_itself_to_release_what_no_sender_is_
         time.sleep(0.5)
         assert len(at_smsc(stack, A)) == 1
         assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(0,)]
+
+
+def test_the_proxys_own_bind_is_a_version_3_4_transmitter_bind_that_keeps_to_the_window_and_enquires(tmp_path,
+                                                                                                     caplog):
+    """The release bind for [hold] accounts: bind_transmitter with status 0, the account's password and
+    interface_version 0x34; it says so once bound; it keeps to [upstream] window (1 here: the second release
+    waits for the first's answer) and sends enquire_link when idle for [session] enquire_link_interval."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)}, upstream={"window": 1},
+                 session={"response_timeout": 30.0, "enquire_link_interval": 0.5})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        hold_and_go(stack, A, B)
+        smsc.answer = "hold"
+        binds = len(smsc.bind_requests)
+        with caplog.at_level("INFO", logger="smppguard.hold"):
+            clock.now = MORNING
+            [first] = smsc.wait(lambda: smsc.received, what="the first release")
+            enquiries = smsc.enquire_links
+            smsc.wait(lambda: smsc.enquire_links > enquiries, what="an enquire_link on the idle release bind")
+            assert len(smsc.received) == 1  # the window is full until the SMSC answers
+            assert smsc.release() == 1
+            [second] = smsc.wait(lambda: smsc.received[1:], what="the second release")
+            assert second.conn is first.conn
+        [bind] = smsc.bind_requests[binds:]
+        assert (bind.command_id, bind.status, bind.conn) == (rawsmsc.BIND_TRANSMITTER, 0, first.conn)
+        fields = parse_body(CommandId.BIND_TRANSMITTER, bind.body)
+        assert (fields["system_id"], fields["password"], fields["interface_version"]) == ("acme", "pw", 0x34)
+        assert [r.getMessage() for r in caplog.records if r.name == "smppguard.hold" and "bound" in r.getMessage()] \
+            == ["hold queue: bound acme as a transmitter to release its held messages"]
+        smsc.release()
+
+
+def test_a_release_bind_the_smsc_never_answers_gives_up_after_the_bind_timeout_and_says_so(tmp_path, caplog):
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)}, upstream={"bind_timeout": 0.5})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        hold_and_go(stack, A)
+        smsc.answer_binds = False
+        binds = len(smsc.bind_requests)
+        with caplog.at_level("WARNING", logger="smppguard.hold"):
+            clock.now = MORNING
+            [bind] = smsc.wait(lambda: smsc.bind_requests[binds:], what="the release bind")
+            assert bind.conn.closed.wait(3), "the proxy gave up on the bind and closed the connection"
+        [said] = [r.getMessage() for r in caplog.records if r.name == "smppguard.hold" and "cannot" in r.getMessage()]
+        assert re.fullmatch(r"hold queue: cannot open a bind of acme to release its held messages: "
+                            r"release:127\.0\.0\.1:\d+:acme: request timed out", said), said
+        assert smsc.received == [] and rows(stack.config.store.path, "SELECT state FROM held") == [("held",)]
+
+
+def test_a_release_bind_that_cannot_connect_gives_up_after_the_connect_timeout_and_says_timed_out(tmp_path,
+                                                                                                   caplog):
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)}, upstream={"connect_timeout": 0.5})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        hold_and_go(stack, A)
+        smsc.stall_connects()
+        with caplog.at_level("WARNING", logger="smppguard.hold"):
+            clock.now = MORNING
+            said = wait_for(lambda: [r.getMessage() for r in caplog.records
+                                     if r.name == "smppguard.hold" and "cannot" in r.getMessage()],
+                            timeout=5, what="the warning")
+        assert said == ["hold queue: cannot open a bind of acme to release its held messages: timed out"]
+        assert rows(stack.config.store.path, "SELECT state FROM held") == [("held",)]

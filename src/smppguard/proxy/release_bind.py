@@ -51,7 +51,7 @@ class ReleaseBind:
             resp = await self.session.request(bind, timeout=self._bind_timeout)
         except (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError) as e:
             log.warning("hold queue: cannot open a bind of %s to release its held messages: %s", self.account,
-                        e or "timed out")
+                        str(e) or "timed out")
             self.session.close()
             return False
         if resp.status != Status.ROK:
