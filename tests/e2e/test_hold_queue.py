@@ -1089,3 +1089,27 @@ def test_a_release_bind_that_cannot_connect_gives_up_after_the_connect_timeout_a
                             timeout=5, what="the warning")
         assert said == ["hold queue: cannot open a bind of acme to release its held messages: timed out"]
         assert rows(stack.config.store.path, "SELECT state FROM held") == [("held",)]
+
+
+def test_a_kept_reply_whose_receiver_goes_without_answering_stays_owed_and_comes_to_the_next(tmp_path):
+    """The receiver takes the kept reply's deliver_sm and closes without answering it: it was not delivered, so
+    it is still owed, and the next receiver of the account gets it."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+        first = Sender(stack)
+        body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                           destination_addr="ACME", short_message=b"hello there")
+        assert reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body) == Status.ROK
+        mute = RawPeer(stack.address, timeout=5)
+        mute.bind()
+        command_id, _, _, got = mute.read_pdu()
+        assert command_id == CommandId.DELIVER_SM and parse_body(command_id, got)["short_message"] == b"hello there"
+        mute.sock.close()  # gone without a deliver_sm_resp
+        wait_for(lambda: not stack.proxy.bridges, what="the silent receiver gone")
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(1,)]
+        later = Sender(stack)
+        [again] = later.receipts(1)
+        assert again.short_message == b"hello there"
+        wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        later.close()
+        first.client._socket.close()
