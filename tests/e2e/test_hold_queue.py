@@ -386,6 +386,27 @@ def test_a_message_that_expires_gets_a_receipt_only_if_its_sender_asked_for_one(
         s.close()
 
 
+def test_receipts_for_expired_messages_are_owed_to_a_sender_gone_up_to_max_owed(tmp_path):
+    """Three held messages asked for receipts and expire while their sender is away: the receipts are kept for
+    it as owed deliveries ("receipt"), [hold] max_owed (2) of them, and go to its next receiver."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path, hold={"max_owed": 2}), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        ids = [proxy_id_of(s.submit(d, registered_delivery=1, validity_period="000000020000000R")) for d in (A, B, C)]
+        s.close()
+        wait_for(lambda: not stack.proxy.bridges, what="the sender gone")
+        clock.now = NIGHT + 3 * 3600
+        path = stack.config.store.path
+        wait_for(lambda: rows(path, "SELECT COUNT(*) FROM held") == [(0,)], what="all three expired")
+        assert rows(path, "SELECT account, kind FROM owed") == [("acme", "receipt")] * 2
+        assert stack.proxy.holds.owed == 2
+        later = Sender(stack)
+        got = sorted(parse_receipt(r.short_message).message_id for r in later.receipts(2))
+        assert got == sorted(ids[:2])
+        wait_for(lambda: rows(path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        later.close()
+
+
 def test_a_message_past_its_validity_expires_with_an_expired_receipt(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
@@ -585,6 +606,27 @@ def test_a_partly_held_submit_multi_whose_held_part_cannot_be_saved_lists_it_as_
         assert len(stack.proxy.holds) == 0 and not stack.proxy.holds.busy
         stack.run(stack.store.writer.flush())
         assert rows(stack.config.store.path, "SELECT * FROM message_map") == []
+        s.close()
+
+
+def test_a_partly_held_submit_multi_not_saved_lists_the_smscs_failures_and_its_held_part(tmp_path):
+    """The SMSC failed one forwarded destination and the held part could not be saved: the sender's answer lists
+    both, the SMSC's with the SMSC's status and the held one with 0x08."""
+    clock = Clock(NIGHT)
+    with RawSmsc() as smsc, Stack(config(tmp_path), store=True, clock=clock, upstream=smsc.address) as stack:
+        daytime(stack, B)
+        daytime(stack, C)
+        refuse_inserts(stack.config.store.path)
+        smsc.fail_destinations = {C: Status.RINVDSTADR}
+        s = Raw(stack)
+        status, resp = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
+                             dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B), SmeDest(0, 1, C)])
+        assert status == Status.ROK
+        [forwarded] = smsc.received
+        assert forwarded.destinations == [B, C]
+        assert resp["message_id"].startswith("raw")  # the SMSC's id: no proxy id stands for anything
+        assert [(u.ton, u.npi, u.address, u.status) for u in resp["unsuccess_sme"]] == [
+            (1, 1, C, Status.RINVDSTADR), (0, 1, A, Status.RSYSERR)]
         s.close()
 
 
