@@ -404,6 +404,8 @@ def test_receipts_for_expired_messages_are_owed_to_a_sender_gone_up_to_max_owed(
         got = sorted(parse_receipt(r.short_message).message_id for r in later.receipts(2))
         assert got == sorted(ids[:2])
         wait_for(lambda: rows(path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        # counted down as delivered, and nothing left marked on its way
+        wait_for(lambda: stack.proxy.holds.owed == 0 and not stack.proxy.holds._owed_inflight, what="owed 0")
         later.close()
 
 
