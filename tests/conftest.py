@@ -1,4 +1,5 @@
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,19 @@ def pytest_make_parametrize_id(config, val, argname):
     if isinstance(val, bytes) and not (val.isascii() and val.decode().isprintable()):
         return f"{argname}-{hashlib.sha1(val).hexdigest()[:8]}"
     return None
+
+
+def pytest_sessionstart(session):
+    """Under mutmut, each mutant's tests run in a process forked from one that has run the code already: what a
+    functools cache kept there (numbers._plan, a zone's offsets) would answer for the mutant, which then never
+    runs and "survives". The caches of smppguard's functions start empty."""
+    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+        return
+    for name, module in list(sys.modules.items()):
+        if name == "smppguard" or name.startswith("smppguard."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
 
 
 def pytest_collection_modifyitems(session, config, items):
