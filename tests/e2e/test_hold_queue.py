@@ -732,6 +732,25 @@ def replies_as_the_sender_goes(stack: Stack, command_id: int, *bodies: bytes) ->
     return [answers[i] for i in range(len(bodies))]
 
 
+def the_next_receiver_gets_it(stack: Stack) -> None:
+    """The account's next receiver gets the kept reply ("hello there"), and then nothing is owed."""
+    later = Sender(stack)
+    [got] = later.receipts(1)
+    assert got.short_message == b"hello there"
+    wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+    later.close()
+
+
+def keep_a_reply(stack: Stack) -> Sender:
+    """A reply ("hello there") comes as the sender's bind goes, and the proxy keeps it ([inbound] no_receiver =
+    "keep"); returns that first sender, whose socket the test closes at its end."""
+    first = Sender(stack)
+    body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                       destination_addr="ACME", short_message=b"hello there")
+    assert reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body) == Status.ROK
+    return first
+
+
 @pytest.mark.parametrize("mode", ["retry", "keep"])
 def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp_path, mode):
     """[inbound] no_receiver: a reply that comes as the sender's bind goes (its leg closed, the SMSC's not yet
@@ -748,11 +767,7 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
             return
         assert answers == [Status.ROK]
         assert rows(stack.config.store.path, "SELECT account, kind FROM owed") == [("acme", "mo")]
-        later = Sender(stack)
-        [got] = later.receipts(1)
-        assert got.short_message == b"hello there"
-        wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
-        later.close()
+        the_next_receiver_gets_it(stack)
         first.client._socket.close()
 
 
@@ -777,10 +792,7 @@ def test_a_kept_reply_the_receiver_refuses_stays_owed_and_comes_again(tmp_path):
     round until the receiver takes it; then it is owed no more."""
     policy = POLICY.replace('action = "hold"', 'enabled = false')
     with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
-        first = Sender(stack)
-        body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
-                           destination_addr="ACME", short_message=b"hello there")
-        assert reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body) == Status.ROK
+        first = keep_a_reply(stack)
         answers = iter([Status.RSYSERR])
         later = Sender(stack)
         later.client.message_received_handler = lambda pdu: next(answers, None)  # refused once, then taken
@@ -1140,10 +1152,7 @@ def test_a_kept_reply_whose_receiver_goes_without_answering_stays_owed_and_comes
     it is still owed, and the next receiver of the account gets it."""
     policy = POLICY.replace('action = "hold"', 'enabled = false')
     with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
-        first = Sender(stack)
-        body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
-                           destination_addr="ACME", short_message=b"hello there")
-        assert reply_as_the_sender_goes(stack, CommandId.DELIVER_SM, body) == Status.ROK
+        first = keep_a_reply(stack)
         mute = RawPeer(stack.address, timeout=5)
         mute.bind()
         command_id, _, _, got = mute.read_pdu()
@@ -1151,9 +1160,5 @@ def test_a_kept_reply_whose_receiver_goes_without_answering_stays_owed_and_comes
         mute.sock.close()  # gone without a deliver_sm_resp
         wait_for(lambda: not stack.proxy.bridges, what="the silent receiver gone")
         assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(1,)]
-        later = Sender(stack)
-        [again] = later.receipts(1)
-        assert again.short_message == b"hello there"
-        wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
-        later.close()
+        the_next_receiver_gets_it(stack)
         first.client._socket.close()
