@@ -1162,3 +1162,64 @@ def test_a_kept_reply_whose_receiver_goes_without_answering_stays_owed_and_comes
         assert rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(1,)]
         the_next_receiver_gets_it(stack)
         first.client._socket.close()
+
+
+def test_a_release_the_smsc_refuses_for_good_is_dropped_with_a_rejected_receipt_and_counted(tmp_path):
+    """Two held messages released in the morning: the SMSC takes one and refuses the other with 0x0B (for good,
+    not a throttle). The refused one leaves the queue with a REJECTD receipt to its sender; each is audited and
+    counted as what happened to it."""
+    clock = Clock(NIGHT)
+    with RawSmsc() as smsc, Stack(config(tmp_path), store=True, clock=clock, upstream=smsc.address) as stack:
+        s = Sender(stack)
+        taken, refused = (proxy_id_of(s.submit(d, registered_delivery=1)) for d in (A, B))
+        smsc.fail_destinations = {B: Status.RINVDSTADR}
+        clock.now = MORNING
+        smsc.wait(lambda: len(smsc.received) == 2, what="both releases")
+        path = stack.config.store.path
+        wait_for(lambda: rows(path, "SELECT COUNT(*) FROM held") == [(0,)], what="the queue empty")
+        [receipt] = s.receipts(1)
+        got = parse_receipt(receipt.short_message)
+        assert (got.message_id, got.stat) == (refused, "REJECTD")
+        assert (stack.proxy.holds.released, stack.proxy.holds.dropped) == (1, 1)
+        audited = rows(path, "SELECT recipient, action, status, reason FROM audit WHERE rule = 'hold' "
+                             "AND action IN ('released', 'dropped') ORDER BY action")
+        dropped, released_ = audited
+        assert dropped == ("+86138****8001", "dropped", Status.RINVDSTADR,
+                           f"the SMSC refused the released message with 0x0B; proxy id {refused}")
+        assert released_[:3] == ("+86138****8000", "released", 0)
+        assert re.fullmatch(rf"held message released \(SMSC id raw[12]\); proxy id {taken}", released_[3]), released_
+        s.close()
+
+
+def test_messages_refused_at_release_in_one_round_are_each_dropped_with_a_receipt(tmp_path):
+    """Both held recipients opt out overnight: in the morning each message is refused at its release (its own
+    group), leaves the queue, and gets its REJECTD receipt; none reaches the SMSC."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        ids = {proxy_id_of(s.submit(d, registered_delivery=1)) for d in (A, B)}
+        path = stack.config.store.path
+        db = connect(path)
+        changelog.write(db, [changelog.Change("optout", "add", int("86" + d), "global") for d in (A, B)],
+                        origin="test")
+        db.close()
+        wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
+                 what="Index caught up")
+        clock.now = MORNING
+        got = {(r.message_id, r.stat) for r in (parse_receipt(x.short_message) for x in s.receipts(2))}
+        assert got == {(i, "REJECTD") for i in ids}
+        wait_for(lambda: rows(path, "SELECT COUNT(*) FROM held") == [(0,)], what="both dropped")
+        assert at_smsc(stack, A) == at_smsc(stack, B) == []
+        assert stack.proxy.holds.dropped == 2
+        with pytest.raises(AssertionError):  # each refused once: no second receipt
+            s.receipts(3, timeout=0.5)
+        s.close()
+
+
+def test_the_hold_queue_takes_max_messages_and_refuses_the_next_with_0x14(tmp_path):
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path, hold={"max_messages": 2}), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        assert [s.submit(d).status for d in (A, B, C)] == [Status.ROK, Status.ROK, Status.RMSGQFUL]
+        assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(2,)]
+        s.close()
