@@ -45,7 +45,8 @@ class Stack:
 
     def __init__(self, config: Config | None = None, simulator_config: SimulatorConfig | None = None,
                  with_proxy: bool = True, store: bool = False, clock: Callable[[], float] | None = None,
-                 upstream: tuple[str, int] | None = None):
+                 upstream: tuple[str, int] | None = None, bind_failed: Callable[[str], None] | None = None):
+        """`bind_failed`: told why each bind failed, as the daemon tells its metrics."""
         self.config = config or make_config(session={"enquire_link_interval": 30.0, "response_timeout": 5.0})
         self.simulator_config = simulator_config or self.config.simulator
         self.with_proxy = with_proxy
@@ -57,6 +58,7 @@ class Stack:
         self.clock = clock
         self.upstream = upstream  # another SMSC (tests/rawsmsc.py) instead of the built-in simulator
         self.store = None  # smppguard.app.OpenStore when store=True
+        self.bind_failed = bind_failed
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run a plain function in the loop's thread and return its result."""
@@ -82,7 +84,8 @@ class Stack:
                 if self.with_proxy:
                     upstream = self.upstream or self.sim.address  # type: ignore[union-attr]
                     self.proxy = ProxyServer(self.config, upstream, screening, hooks,
-                                             holds=self.store.holds if self.store is not None else None)
+                                             holds=self.store.holds if self.store is not None else None,
+                                             bind_failed=self.bind_failed)
                     if self.store is not None:  # as app.serve joins them: the store's back-pressure
                         self.store.writer.on_behind = self.proxy.hold_senders
                     await self.proxy.start(("127.0.0.1", 0))

@@ -171,6 +171,7 @@ def test_an_opt_out_reply_while_held_drops_the_message_with_a_rejected_receipt(t
         s.receipts(1)  # the reply itself reaches the sender
         path = stack.config.store.path
         wait_for(lambda: rows(path, "SELECT 1 FROM optout WHERE number = ?", int("86" + B)), what="opt-out")
+        assert rows(path, "SELECT added_at FROM optout") == [(NIGHT,)]  # learned at the proxy's time
         wait_for(lambda: stack.store.upkeep.index.change_id >= rows(path, "SELECT MAX(id) FROM changelog")[0][0],
                  what="Index caught up")
         clock.now = MORNING

@@ -7,12 +7,14 @@ escaping and throttling), against a raw SMSC, with raw sockets as the clients.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 
 import pytest
 
 from helpers import RawPeer, Stack, make_config, start_daemon
+from smppguard.metrics import Metrics
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import encode_body
 from smppguard.smpp.pdu import build
@@ -124,7 +126,9 @@ def bind_status(peer: RawPeer, system_id: str, password: str, seq: int = 1) -> i
 
 def test_a_password_guesser_makes_a_few_upstream_binds_and_is_then_refused_here(smsc, peers):
     smsc.passwords = {"acme": "right"}
-    with Stack(config(failed_binds=3, bind_backoff=0.5), upstream=smsc.address) as stack:
+    metrics = Metrics()
+    with Stack(config(failed_binds=3, bind_backoff=0.5), upstream=smsc.address, bind_failed=metrics.bind_failed) \
+            as stack:
         statuses = [bind_status(peers(stack), "acme", f"guess{i}") for i in range(20)]
         assert statuses[:3] == [0x0E] * 3  # the SMSC's own answer, three times
         assert statuses[3:] == [0x0D] * 17  # then refused here: the SMSC saw none of them
@@ -134,6 +138,43 @@ def test_a_password_guesser_makes_a_few_upstream_binds_and_is_then_refused_here(
         time.sleep(0.6)  # the backoff ends
         assert bind_status(peers(stack), "acme", "right") == 0
         assert smsc.binds == 5
+        assert metrics.bind_failures == {"smsc_refused": 3, "refused_here": 18}  # smppguard_bind_failures
+
+
+def test_a_bind_that_succeeds_forgets_the_failures_of_its_address(smsc, peers):
+    """A sender that mistyped its password twice and then bound is not one failure away from the backoff: its
+    address starts again from none."""
+    smsc.passwords = {"acme": "right"}
+    with Stack(config(failed_binds=3, bind_backoff=30.0), upstream=smsc.address) as stack:
+        assert [bind_status(peers(stack), "acme", "typo") for _ in range(2)] == [0x0E] * 2
+        assert bind_status(peers(stack), "acme", "right") == 0
+        assert [bind_status(peers(stack), "acme", "typo") for _ in range(2)] == [0x0E] * 2  # the SMSC's answers
+        assert smsc.binds == 5
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "silent"])
+def test_a_bind_the_smsc_cannot_take_is_answered_0x08_and_counted_by_why(smsc, peers, caplog, fault):
+    """An SMSC that cannot be reached in [upstream] connect_timeout, or does not answer the bind in bind_timeout:
+    the sender's bind is answered 0x08 (RSYSERR), the log says why, and the bind failures count it."""
+    metrics = Metrics()
+    cfg = make_config(session={"response_timeout": 5.0, "enquire_link_interval": 30.0},
+                      upstream={"connect_timeout": 0.5, "bind_timeout": 0.5})
+    with Stack(cfg, upstream=smsc.address, bind_failed=metrics.bind_failed) as stack:
+        if fault == "unreachable":
+            smsc.stall_connects()
+        else:
+            smsc.answer_binds = False
+        with caplog.at_level(logging.WARNING, logger="smppguard.proxy"):
+            assert bind_status(peers(stack), "acme", "pw") == 0x08
+        said = [r.getMessage() for r in caplog.records if "RSYSERR" in r.getMessage()]
+        if fault == "unreachable":
+            assert metrics.bind_failures == {"smsc_unreachable": 1}
+            assert [m.split(": ", 1)[1] for m in said] == ["SMSC unreachable (timed out); bind answered RSYSERR"]
+        else:
+            assert metrics.bind_failures == {"smsc_no_answer": 1}
+            [line] = said
+            assert re.fullmatch(r"\S+: no bind response from the SMSC \(upstream:\S+: request timed out\); "
+                                r"answered RSYSERR", line), line
 
 
 def test_binds_outside_the_allowed_system_ids_and_networks_never_reach_the_smsc(smsc, peers):

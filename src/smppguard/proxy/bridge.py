@@ -462,7 +462,7 @@ class Bridge:
         try:
             await asyncio.wait_for(self.connect(up), cfg.upstream.connect_timeout)
         except (OSError, asyncio.TimeoutError) as e:
-            log.warning("%s: SMSC unreachable (%s); bind answered RSYSERR", down.label, e or "timed out")
+            log.warning("%s: SMSC unreachable (%s); bind answered RSYSERR", down.label, str(e) or "timed out")
             self._bind_failed("smsc_unreachable")
             down.respond(pdu, Status.RSYSERR)
             down.close()
