@@ -37,3 +37,13 @@ def test_a_registered_rule_checks_its_own_keys_and_speaks_at_start_up():
     assert decide(sub(CN_MOBILE), Index(), NOON, idle).allowed  # inactive: left out of decide()
     with pytest.raises(ConfigError, match="unknown rule"):
         load_policy({}, {"prefix": {}})  # not in RULES: unknown
+
+
+@pytest.mark.parametrize("rules, key, message", [
+    ({"prefix": {}}, "rules.prefix", "unknown rule (rules are "),
+    ({"frequency": 3}, "rules.frequency", "expected a table"),
+])
+def test_a_rules_section_that_is_not_a_known_table_is_named_with_what_is_wrong(rules, key, message):
+    with pytest.raises(ConfigError) as e:
+        load_policy({}, rules)
+    assert e.value.key == key and e.value.message.startswith(message), e.value

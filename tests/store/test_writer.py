@@ -210,6 +210,22 @@ async def test_past_max_unsaved_rows_the_writer_says_it_is_behind_until_it_catch
     assert w.unsaved == 0 and len(sends(other)) == 101
 
 
+async def test_jobs_count_towards_the_bound_as_rows_do(make_writer, other):
+    """A held message's insert (a job) is acknowledged before it is saved, as a send row is: each one counts."""
+    calls = []
+    w = await make_writer(max_unsaved=3, busy_timeout=10.0, on_behind=calls.append)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        jobs = [w.submit(lambda db: None) for _ in range(3)]
+        assert w.unsaved == 3 and calls == []
+        jobs.append(w.submit(lambda db: None))
+        assert w.unsaved == 4 and calls == [True]
+    finally:
+        other.execute("COMMIT")
+    await asyncio.wait_for(asyncio.gather(*jobs), 5)
+    await eventually(lambda: calls == [True, False], timeout=5.0)
+
+
 async def test_rows_that_wait_too_long_put_the_writer_behind_however_few(make_writer, other, caplog):
     calls = []
     w = await make_writer(max_unsaved=10_000, max_unsaved_age=0.2, busy_timeout=10.0, on_behind=calls.append)
