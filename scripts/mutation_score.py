@@ -128,21 +128,27 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def draw(name: str, size: int) -> list[str]:
-    """`size` mutants of `name` not run yet, at random, added to <name>.sample; printed for mutmut run."""
+    """`size` mutants of `name` not run yet, at random, added to <name>.sample; printed for mutmut run with the
+    survivors of the sample drawn before (tests may have been added since: run again, they count as they end)."""
     from mutmut.__main__ import SourceFileMutationData, walk_mutatable_files
 
     prefix = f"smppguard.{name}."
     path = Path(f"{name}.sample")
     sampled = set(path.read_text().split()) if path.exists() else set()
-    pending = []
+    pending, again = [], []
     for source in walk_mutatable_files():
         data = SourceFileMutationData(path=source)
         data.load()
-        pending += [key for key, code in data.exit_code_by_key.items()
-                    if key.startswith(prefix) and code is None and key not in sampled]
+        for key, code in data.exit_code_by_key.items():
+            if not key.startswith(prefix):
+                continue
+            if key in sampled:
+                again += [key] if code in (0, 33) else []  # survived, or no tests
+            elif code is None:
+                pending.append(key)
     chosen = random.sample(sorted(pending), min(size, len(pending)))
     path.write_text("".join(f"{key}\n" for key in sorted(sampled | set(chosen))))
-    return chosen
+    return sorted(again) + chosen
 
 
 def _diff(get_diff_for_mutant, key: str, path) -> str:
