@@ -526,6 +526,25 @@ def daytime(stack: Stack, number: str) -> None:
              what="Index caught up")
 
 
+def test_a_held_message_still_in_quiet_hours_at_its_release_is_held_again_until_they_end(tmp_path):
+    """Held at night in Shanghai; by the morning the recipient is known to live in New York, where it is 20:30,
+    quiet until 09:00 there: at its release it is held again until then, not sent."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Sender(stack)
+        proxy_id = proxy_id_of(s.submit(A))
+        path = stack.config.store.path
+        daytime(stack, A)  # New York: daytime at NIGHT, 20:30 at MORNING
+        clock.now = MORNING
+        new_york_nine = datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
+        wait_for(lambda: rows(path, "SELECT release_at FROM held WHERE id = ?", proxy_id) == [(new_york_nine,)],
+                 what="held again until 09:00 in New York")
+        assert rows(path, "SELECT state FROM held") == [("held",)]
+        time.sleep(0.5)
+        assert at_smsc(stack, A) == []
+        s.close()
+
+
 def test_a_submit_multi_partly_held_forwards_the_rest_and_answers_with_the_proxy_id(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
