@@ -545,6 +545,24 @@ def test_a_held_message_still_in_quiet_hours_at_its_release_is_held_again_until_
         s.close()
 
 
+def test_the_stores_id_maps_past_their_time_are_forgotten_hourly(tmp_path):
+    """The maps from SMSC ids to proxy ids last [hold] map_ttl: once an hour the daemon deletes those past it
+    from the store, and keeps the others."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        path = stack.config.store.path
+        time.sleep(0.6)  # the queue's first rounds, at NIGHT: its first look at the maps
+        db = connect(path)
+        db.executemany("INSERT INTO message_map VALUES ('acme', ?, ?, ?)",
+                       [("smsc-old", "p" * 16, NIGHT + 1800), ("smsc-new", "q" * 16, NIGHT + 7200)])
+        db.close()
+        clock.now = NIGHT + 1900  # the old one is past its time, but the hour is not over
+        time.sleep(0.6)
+        assert len(rows(path, "SELECT smsc_id FROM message_map")) == 2
+        clock.now = NIGHT + 3601  # the next hourly look
+        wait_for(lambda: rows(path, "SELECT smsc_id FROM message_map") == [("smsc-new",)], what="the old map gone")
+
+
 def test_a_submit_multi_partly_held_forwards_the_rest_and_answers_with_the_proxy_id(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
