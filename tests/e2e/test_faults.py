@@ -268,6 +268,33 @@ def test_max_tps_spaces_every_kind_of_submit(smsc, peers, command_id):
 
 # --- stopping: unbind both legs, answer what is in flight ---------------------------------------------------
 
+def test_stop_answers_0x08_for_what_the_smsc_does_not_answer_within_the_grace_and_ends(smsc, peers):
+    """The SMSC never answers: after the grace each request in flight is answered 0x08 (the sender will send it
+    again), the sender is unbound, and the stop ends."""
+    smsc.answer = "hold"
+    cfg = make_config(session={"response_timeout": 60.0, "enquire_link_interval": 30.0})  # only the grace ends it
+    with Stack(cfg, upstream=smsc.address) as stack:
+        peer = peers(stack)
+        peer.bind()
+        for seq in range(2, 5):
+            peer.request(CommandId.SUBMIT_SM, seq, destination_addr=A, short_message=b"x")
+        smsc.wait(lambda: len(smsc.received) == 3, what="3 submits")
+        stopper = threading.Thread(target=stack.run, args=(stack.proxy.stop(grace=1.0),))
+        started = time.monotonic()
+        stopper.start()
+        try:
+            answers = read_answers(peer, 3)
+            assert {seq: a[1] for seq, a in answers.items()} == {seq: Status.RSYSERR for seq in range(2, 5)}
+            assert time.monotonic() - started >= 0.9  # not before the grace ends
+            cid, _status, seq, _body = peer.read_pdu()
+            assert cid == CommandId.UNBIND
+            peer.send(bytes.fromhex("00000010 80000006 00000000") + seq.to_bytes(4, "big"))
+            assert peer.closed_by_peer(timeout=3.0)
+        finally:
+            stopper.join(10)
+        assert not stopper.is_alive()
+
+
 def test_stop_answers_in_flight_requests_with_the_smscs_answers_then_unbinds_both_legs(smsc, peers):
     smsc.delay = 0.5
     with Stack(config(), upstream=smsc.address) as stack:
