@@ -1060,6 +1060,46 @@ def test_a_release_bind_the_smsc_refuses_is_not_tried_again_at_every_round(tmp_p
         assert smsc.received == [] and rows(stack.config.store.path, "SELECT state FROM held") == [("held",)]
 
 
+def test_with_hold_accounts_the_proxy_binds_itself_only_when_no_sender_of_the_account_is_bound(tmp_path, caplog):
+    """[hold] accounts: nothing held, no bind; messages due while a sender of the account is bound go through
+    that sender's bind, even while its window is full (one here, the SMSC slow to answer), and the proxy opens
+    none of its own. No release round fails meanwhile."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),)}, upstream={"window": 1})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        time.sleep(0.6)  # rounds of the queue with nothing held
+        assert smsc.bind_requests == []
+        s = Sender(stack)
+        s.submit(A)
+        s.submit(B)
+        [sender_leg] = [c for c in smsc.conns if c.bound]
+        smsc.answer = "hold"
+        clock.now = MORNING
+        [release] = smsc.wait(lambda: smsc.received, what="the first release")
+        assert release.conn is sender_leg
+        time.sleep(2.2)  # the second is due, the sender's window full: the queue looks at its own binds (2 s)
+        assert len(smsc.bind_requests) == 1  # the sender's own
+        smsc.release()
+        [second] = smsc.wait(lambda: smsc.received[1:], what="the second release")
+        assert second.conn is sender_leg
+        smsc.release()
+        assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+        s.close()
+
+
+def test_the_proxys_own_bind_stays_up_between_releases_paced_by_release_rate(tmp_path):
+    """[hold] release_rate = 0.7/s: the account's three messages leave 1.4 s apart, with nothing in flight between
+    them when the queue looks at its own binds (every 2 s): the proxy's bind stays up for all three."""
+    clock = Clock(NIGHT)
+    cfg = config(tmp_path, hold={"accounts": (("acme", "pw"),), "release_rate": 0.7})
+    with RawSmsc() as smsc, Stack(cfg, store=True, clock=clock, upstream=smsc.address) as stack:
+        hold_and_go(stack, A, B, C)
+        binds = len(smsc.bind_requests)
+        clock.now = MORNING
+        got = smsc.wait(lambda: smsc.received if len(smsc.received) == 3 else None, timeout=10, what="3 releases")
+        assert len({r.conn for r in got}) == 1 and len(smsc.bind_requests) == binds + 1
+
+
 def test_the_proxys_own_bind_unbinds_once_it_has_released_what_was_due(tmp_path):
     """Against an SMSC that shares no code with the proxy: the release bind sends the message once, and when
     nothing of the account is due or on its way it unbinds (unbind, answered) and closes, leaving no bind."""
@@ -1092,6 +1132,7 @@ def test_the_proxys_own_bind_keeps_to_max_tps_and_a_release_it_could_not_send_is
         first, second = smsc.wait(lambda: smsc.received[:2] if len(smsc.received) >= 2 else None,
                                   what="two releases")
         assert second.at - first.at >= 0.8  # a token a second
+        assert second.conn is first.conn  # one bind for the account's due messages, not one each
         first.conn.close()  # the third still waits for its token
         path = stack.config.store.path
         third = wait_for(lambda: rows(path, "SELECT recipient FROM held WHERE state = 'held'"),
