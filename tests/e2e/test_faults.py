@@ -6,6 +6,7 @@ under the test's control. Every wait has a deadline that fails the test: a timeo
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -274,46 +275,52 @@ def test_stop_answers_0x08_for_what_the_smsc_does_not_answer_within_the_grace_an
     smsc.answer = "hold"
     cfg = make_config(session={"response_timeout": 60.0, "enquire_link_interval": 30.0})  # only the grace ends it
     with Stack(cfg, upstream=smsc.address) as stack:
-        peer = peers(stack)
-        peer.bind()
-        for seq in range(2, 5):
-            peer.request(CommandId.SUBMIT_SM, seq, destination_addr=A, short_message=b"x")
-        smsc.wait(lambda: len(smsc.received) == 3, what="3 submits")
-        stopper = threading.Thread(target=stack.run, args=(stack.proxy.stop(grace=1.0),))
+        peer = submits_in_flight(stack, peers, smsc, 3)
         started = time.monotonic()
-        stopper.start()
-        try:
+        with stopping(stack, grace=1.0):
             answers = read_answers(peer, 3)
             assert {seq: a[1] for seq, a in answers.items()} == {seq: Status.RSYSERR for seq in range(2, 5)}
             assert time.monotonic() - started >= 0.9  # not before the grace ends
-            cid, _status, seq, _body = peer.read_pdu()
-            assert cid == CommandId.UNBIND
-            peer.send(bytes.fromhex("00000010 80000006 00000000") + seq.to_bytes(4, "big"))
-            assert peer.closed_by_peer(timeout=3.0)
-        finally:
-            stopper.join(10)
-        assert not stopper.is_alive()
+            unbound_by_the_proxy(peer)
+
+
+def submits_in_flight(stack: Stack, peers, smsc, n: int) -> RawPeer:
+    """A sender bound with `n` submit_sm (sequences 2...) sent on, all of them at the SMSC."""
+    peer = peers(stack)
+    peer.bind()
+    for seq in range(2, 2 + n):
+        peer.request(CommandId.SUBMIT_SM, seq, destination_addr=A, short_message=b"x")
+    smsc.wait(lambda: len(smsc.received) == n, what=f"{n} submits")
+    return peer
+
+
+@contextlib.contextmanager
+def stopping(stack: Stack, grace: float):
+    """stack.proxy.stop(grace) running on another thread for the block; it must have ended after it."""
+    stopper = threading.Thread(target=stack.run, args=(stack.proxy.stop(grace=grace),))
+    stopper.start()
+    try:
+        yield
+    finally:
+        stopper.join(10)
+    assert not stopper.is_alive()
+
+
+def unbound_by_the_proxy(peer: RawPeer) -> None:
+    """The proxy sends the sender an unbind; answered, it closes the connection."""
+    cid, _status, seq, _body = peer.read_pdu()
+    assert cid == CommandId.UNBIND
+    peer.send(bytes.fromhex("00000010 80000006 00000000") + seq.to_bytes(4, "big"))
+    assert peer.closed_by_peer(timeout=3.0)
 
 
 def test_stop_answers_in_flight_requests_with_the_smscs_answers_then_unbinds_both_legs(smsc, peers):
     smsc.delay = 0.5
     with Stack(config(), upstream=smsc.address) as stack:
-        peer = peers(stack)
-        peer.bind()
-        for seq in range(2, 7):
-            peer.request(CommandId.SUBMIT_SM, seq, destination_addr=A, short_message=b"x")
-        smsc.wait(lambda: len(smsc.received) == 5, what="5 submits")
-        stopper = threading.Thread(target=stack.run, args=(stack.proxy.stop(grace=5.0),))
-        stopper.start()
-        try:
+        peer = submits_in_flight(stack, peers, smsc, 5)
+        with stopping(stack, grace=5.0):
             answers = read_answers(peer, 5)
             assert {seq: (a[1], message_id(a[2])[:3]) for seq, a in answers.items()} == {
                 seq: (Status.ROK, "raw") for seq in range(2, 7)}  # the SMSC's answers, not 0x08
-            cid, _status, seq, _body = peer.read_pdu()
-            assert cid == CommandId.UNBIND
-            peer.send(bytes.fromhex("00000010 80000006 00000000") + seq.to_bytes(4, "big"))
-            assert peer.closed_by_peer(timeout=3.0)
+            unbound_by_the_proxy(peer)
             smsc.wait(lambda: smsc.unbinds, what="unbind from the proxy")
-        finally:
-            stopper.join(10)
-        assert not stopper.is_alive()

@@ -825,6 +825,23 @@ def test_replies_kept_together_are_each_answered_before_the_smsc_leg_unbinds(tmp
         first.client._socket.close()
 
 
+def test_kept_replies_go_one_at_a_time_through_a_window_of_one(tmp_path):
+    """[upstream] window = 1 bounds what the proxy sends the sender too: two kept replies go to the next receiver
+    one after the other, each once the one before is answered."""
+    policy = POLICY.replace('action = "hold"', 'enabled = false')
+    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}, upstream={"window": 1}),
+               store=True) as stack:
+        first = Sender(stack)
+        bodies = [encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
+                              destination_addr="ACME", short_message=b"reply %d" % i) for i in range(2)]
+        assert replies_as_the_sender_goes(stack, CommandId.DELIVER_SM, *bodies) == [Status.ROK] * 2
+        later = Sender(stack)
+        assert sorted(g.short_message for g in later.receipts(2)) == [b"reply 0", b"reply 1"]
+        wait_for(lambda: rows(stack.config.store.path, "SELECT COUNT(*) FROM owed") == [(0,)], what="owed cleared")
+        later.close()
+        first.client._socket.close()
+
+
 def test_a_kept_reply_the_receiver_refuses_stays_owed_and_comes_again(tmp_path):
     """The receiver answers the kept reply with an error (0x08): it is still owed, and comes again at a later
     round until the receiver takes it; then it is owed no more."""
