@@ -292,6 +292,8 @@ async def test_a_submit_the_smsc_never_answers_is_answered_rsyserr(rigs):
     await rig.smsc.next()
     got = await rig.sender.next(timeout=3)
     assert (got.command_id, got.status, got.sequence, got.body) == (CommandId.SUBMIT_SM_RESP, Status.RSYSERR, 30, b"")
+    # the observers hear the proxy's own answer, as they hear the SMSC's
+    assert rig.recorder.of(Answered) == [Answered(NOW, "acme", CommandId.SUBMIT_SM_RESP, Status.RSYSERR, None)]
 
 
 async def test_an_smsc_unbind_fails_what_is_in_flight_and_unbinds_the_sender(rigs):
@@ -333,6 +335,7 @@ async def test_a_deliver_sm_the_sender_never_answers_is_answered_rx_t_appn(rigs)
     got = await rig.smsc.next(timeout=3)
     assert (got.command_id, got.status, got.sequence, got.body) == (CommandId.DELIVER_SM_RESP, Status.RX_T_APPN, 501,
                                                                    b"")  # an error answer has no body
+    assert rig.recorder.of(Answered) == []  # an answer to the SMSC is no answer to a sender's request
 
 
 async def test_deliver_sm_waits_for_a_slot_in_the_senders_window(rigs):
