@@ -210,3 +210,20 @@ def test_a_prune_forgets_old_sends_and_keeps_the_count_key_by_key():
     assert history.get(1) == (60.0,) and 2 not in history and history.get(5) == (70.0,) and 3 not in history
     assert len(history) == 2 == sum(1 for _ in history)
     assert history.overlay_size == 4  # 1, 5 (the base lacks their recent sends), and the tombstones of 2 and 3
+
+
+def test_a_send_recorded_out_of_time_order_takes_its_place_in_both_indexes():
+    """A send scheduled for later (quiet hours' "schedule") is counted at its delivery time, so a send made now
+    can come after it in the history: each key's times stay in order, in the plain Index and the compact one,
+    whether the key's earlier sends are in the overlay or in the base."""
+    plain = Index()
+    packed = Index(history=CompactHistory())
+    for index in (plain, packed):
+        for key, when in ((1, 100.0), (1, 300.0), (1, 200.0), (1, 50.0), (2, 10.0)):
+            index.record_send(key, when)
+    assert plain.history == {1: (50.0, 100.0, 200.0, 300.0), 2: (10.0,)}
+    assert {k: packed.history[k] for k in packed.history} == plain.history
+    based = CompactHistory()
+    based.install(based.base.merged(np.array([1, 1], dtype=np.int64), np.array([100.0, 300.0]), 0.0))
+    based.insert(1, 200.0)  # its earlier sends in the base, none in the overlay
+    assert based[1] == (100.0, 200.0, 300.0)

@@ -50,13 +50,16 @@ def test_invalid_has_no_opinion_on_a_valid_number():
 
 
 @pytest.mark.parametrize("raw, status", [({"status": 0x45}, 0x45), ({"status": "RSUBMITFAIL"}, 0x45),
-                                         ({"status": "ESME_RINVDSTADR"}, 0x0B), ({"status": "0x58"}, 0x58)])
+                                         ({"status": "ESME_RINVDSTADR"}, 0x0B), ({"status": "0x58"}, 0x58),
+                                         ({"status": 0xFFFFFFFF}, 0xFFFFFFFF)])  # the largest a PDU holds
 def test_invalid_status_by_number_or_name(raw, status):
     assert invalid.parse_settings(raw).status == status
 
 
 @pytest.mark.parametrize("raw, key", [({"enabled": "yes"}, "rules.invalid.enabled"),
                                       ({"status": 0}, "rules.invalid.status"),
+                                      ({"status": 0x100000000}, "rules.invalid.status"),
+                                      ({"status": True}, "rules.invalid.status"),
                                       ({"status": "NOPE"}, "rules.invalid.status"),
                                       ({"classes": "marketing"}, "rules.invalid.classes"),
                                       ({"reason": 3}, "rules.invalid.reason"),

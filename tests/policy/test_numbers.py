@@ -17,6 +17,7 @@ from smppguard.policy.numbers import (
     check_zone,
     e164,
     locate,
+    locate_once,
     normalise,
     number_lines,
     region_of,
@@ -140,6 +141,22 @@ def test_locate_agrees_with_phonenumbers_on_every_region_and_type():
         if locate("+" + digits) != expected:
             differ.append((digits, locate("+" + digits), expected))
     assert differ == []
+
+
+@pytest.mark.parametrize("address, ton, region", [
+    ("13800138000", 0, "CN"), ("013800138000", 0, "CN"), ("008613800138000", 0, "CN"), ("8613800138000", 0, "CN"),
+    ("+8613800138000", 0, None), ("8613800138000", 1, None), ("2125551234", 2, "US")])
+def test_the_usual_forms_of_a_number_never_reach_phonenumbers_parser(monkeypatch, address, ton, region):
+    """Every new recipient is looked up once: its usual forms (national, with the national or international
+    prefix, international with or without "+") take the fast path, which costs a fraction of a parse."""
+    expected = locate_once(address, ton, region)
+    assert expected is not None
+
+    def parse(*_args, **_kw):
+        raise AssertionError("phonenumbers.parse called")
+
+    monkeypatch.setattr(phonenumbers, "parse", parse)
+    assert locate_once(address, ton, region) == expected
 
 
 def test_number_lines_settles_only_what_normalise_finds_valid_and_most_of_it():
