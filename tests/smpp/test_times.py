@@ -31,12 +31,19 @@ def test_relative_times_count_from_now():
     assert parse_time("010000000000000R", NOW) == NOW + 365 * 86400
 
 
+def test_each_field_at_its_largest_is_a_valid_time():
+    assert parse_time("261231235959948+", NOW) == calendar.timegm((2026, 12, 31, 23, 59, 59)) + 0.9 - 48 * 900
+
+
 def test_an_empty_field_is_none():
     assert parse_time("", NOW) is None
 
 
 @pytest.mark.parametrize("bad", ["2611271500", "261127150000000X", "261327150000000+", "261127250000000+",
-                                 "26112715000000a+", "261127150000049+"])
+                                 "26112715000000a+", "261127150000049+",
+                                 # each field one past its largest, or below its smallest
+                                 "261132150000000+", "261127240000000+", "261127156000000+", "261127150060000+",
+                                 "260027150000000+", "261100150000000+"])
 def test_anything_else_is_an_invalid_expiry(bad):
     with pytest.raises(PduError) as e:
         parse_time(bad, NOW)
