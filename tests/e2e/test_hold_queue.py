@@ -384,6 +384,9 @@ def test_a_message_that_expires_gets_a_receipt_only_if_its_sender_asked_for_one(
         with pytest.raises(AssertionError):
             s.receipts(2, timeout=0.5)
         assert [parse_receipt(r.short_message).message_id for r in s.delivered] == [asked]
+        stack.run(stack.store.writer.flush())
+        assert rows(stack.config.store.path, "SELECT reason FROM audit WHERE action = 'expired' AND reason LIKE ?",
+                    f"%{asked}") == [(f"held message expired before its release; proxy id {asked}",)]
         s.close()
 
 
@@ -1309,6 +1312,25 @@ def test_messages_refused_at_release_in_one_round_are_each_dropped_with_a_receip
         assert stack.proxy.holds.dropped == 2
         with pytest.raises(AssertionError):  # each refused once: no second receipt
             s.receipts(3, timeout=0.5)
+        s.close()
+
+
+def test_a_cancelled_message_gives_its_rows_places_back_to_its_account(tmp_path):
+    """[hold] max_per_account = 3: a submit_multi held for two numbers and one more message fill it; cancelling
+    the submit_multi frees its two places, and two more are held."""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path, hold={"max_per_account": 3}), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        status, multi = s.ask(CommandId.SUBMIT_MULTI, source_addr_ton=5, source_addr="ACME", short_message=b"m",
+                              dest_addresses=[SmeDest(0, 1, A), SmeDest(0, 1, B)])
+        assert status == Status.ROK
+
+        def ask(dest: str) -> int:
+            return s.ask(CommandId.SUBMIT_SM, destination_addr=dest, short_message=b"a", **SUBMIT)[0]
+
+        assert [ask(C), ask(C)] == [Status.ROK, Status.RMSGQFUL]
+        assert s.ask(CommandId.CANCEL_SM, message_id=multi["message_id"], source_addr="ACME")[0] == Status.ROK
+        assert [ask(A), ask(B), ask(C)] == [Status.ROK, Status.ROK, Status.RMSGQFUL]
         s.close()
 
 

@@ -141,6 +141,17 @@ def test_a_password_guesser_makes_a_few_upstream_binds_and_is_then_refused_here(
         assert metrics.bind_failures == {"smsc_refused": 3, "refused_here": 18}  # smppguard_bind_failures
 
 
+def test_the_bind_timeout_stops_at_the_bind_a_slow_smsc_has_until_the_upstream_bind_timeout(smsc, peers):
+    """[listen] bind_timeout closes a connection that sends no bind; one whose bind waits for a slow SMSC is not
+    closed by it: it gets its answer (0x08 here, when [upstream] bind_timeout passes with none)."""
+    cfg = make_config(listen={"bind_timeout": 0.3}, upstream={"bind_timeout": 1.0},
+                      session={"response_timeout": 5.0, "enquire_link_interval": 30.0})
+    with Stack(cfg, upstream=smsc.address) as stack:
+        smsc.answer_binds = False
+        peer = peers(stack)
+        assert bind_status(peer, "acme", "pw") == 0x08
+
+
 def test_a_bind_that_succeeds_forgets_the_failures_of_its_address(smsc, peers):
     """A sender that mistyped its password twice and then bound is not one failure away from the backoff: its
     address starts again from none."""

@@ -179,7 +179,9 @@ async def test_submit_is_relayed_renumbered_and_its_answer_comes_back_renumbered
     resp = await rig.sender.next()
     assert (resp.command_id, resp.status, resp.sequence, resp.body) == (CommandId.SUBMIT_SM_RESP, 0, 42, b"msg-1\0")
     [answered] = rig.recorder.of(Answered)
-    assert (answered.account, answered.command_id, answered.status) == ("acme", CommandId.SUBMIT_SM_RESP, 0)
+    assert (answered.at, answered.account, answered.command_id, answered.status) == (
+        NOW, "acme", CommandId.SUBMIT_SM_RESP, 0)
+    assert answered.pdu.body == b"msg-1\0"  # the SMSC's answer itself
 
 
 async def test_refused_submit_is_answered_here_and_told_to_the_hooks(rigs):
@@ -325,6 +327,20 @@ async def test_deliver_sm_goes_down_renumbered_and_its_answer_comes_back(rigs):
     assert (await rig.smsc.next())[:3] == (CommandId.DELIVER_SM_RESP, Status.ROK, 500)
     [delivered] = rig.recorder.of(Delivered)
     assert (delivered.account, delivered.pdu.body) == ("acme", body)
+
+
+async def test_a_request_that_goes_the_other_way_is_answered_invalid_command_and_not_relayed(rigs):
+    """A deliver_sm from the sender, a submit_sm from the SMSC: requests only the other side may send. Each gets
+    its own response with 0x04 (ESME_RINVBNDSTS: not allowed in that bind), and goes no further."""
+    rig = rigs()
+    await rig.bind()
+    rig.sender.send(CommandId.DELIVER_SM, 70, encode_body(CommandId.DELIVER_SM, short_message=b"x"))
+    assert (await rig.sender.next())[:3] == (CommandId.DELIVER_SM_RESP, Status.RINVBNDSTS, 70)
+    rig.smsc.send(CommandId.SUBMIT_SM, 71, encode_body(CommandId.SUBMIT_SM, destination_addr="8613800000001"))
+    assert (await rig.smsc.next())[:3] == (CommandId.SUBMIT_SM_RESP, Status.RINVBNDSTS, 71)
+    await rig.sender.nothing(0.2)
+    await rig.smsc.nothing(0.05)
+    assert rig.recorder.of(Delivered) == []
 
 
 async def test_a_deliver_sm_the_sender_never_answers_is_answered_rx_t_appn(rigs):
