@@ -152,6 +152,21 @@ def test_history_arrays_merge_drops_old_sends_and_keeps_each_key_in_time_order()
     assert history.get(5) == (10.0, 20.0, 30.0, 40.0) and 3 not in history and len(history) == 3
 
 
+def test_a_merge_in_time_order_drops_the_keys_left_with_no_send_and_every_send_at_the_cut():
+    """The usual roll forward: new sends later than the base's. A key whose every send is at or before `after`
+    (the longest period's start) leaves the keys; a send exactly at `after` is dropped too, as prune_history
+    drops it from the plain Index."""
+    base = HistoryArrays.from_rows(np.array([3, 5, 5, 9]), np.array([1.0, 1.5, 10.0, 1.5]))
+    merged = base.merged(np.array([5, 7, 8]), np.array([20.0, 1.5, 30.0]), after=1.5)
+    assert merged.keys.tolist() == [5, 8]
+    assert merged.offs.tolist() == [0, 2, 3]
+    assert merged.times.tolist() == [10.0, 20.0, 30.0]
+    assert len(CompactHistory(merged)) == 2
+    # a key with one send kept, and a new one earlier than it: still in time order
+    late = HistoryArrays.from_rows(np.array([5]), np.array([10.0])).merged(np.array([5]), np.array([8.0]), 1.5)
+    assert (late.keys.tolist(), late.times.tolist()) == ([5], [8.0, 10.0])
+
+
 def test_scoped_keys_of_one_number_do_not_collide_in_the_table():
     keys = np.array(sorted(scoped(NUMBERS[0], sid) for sid in range(1, 200)), dtype=np.int64)
     table = KeyTable(keys)
