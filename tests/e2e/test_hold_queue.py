@@ -554,7 +554,7 @@ def test_the_stores_id_maps_past_their_time_are_forgotten_hourly(tmp_path):
     clock = Clock(NIGHT)
     with Stack(config(tmp_path), store=True, clock=clock) as stack:
         path = stack.config.store.path
-        time.sleep(0.6)  # the queue's first rounds, at NIGHT: its first look at the maps
+        wait_for(lambda: stack.proxy.holds._next_prune > 0, what="the queue's first look at the maps, at NIGHT")
         db = connect(path)
         db.executemany("INSERT INTO message_map VALUES ('acme', ?, ?, ?)",
                        [("smsc-old", "p" * 16, NIGHT + 1800), ("smsc-new", "q" * 16, NIGHT + 7200)])
