@@ -25,6 +25,7 @@ import random
 import re
 import sys
 import tokenize
+from collections.abc import Iterator
 from pathlib import Path
 
 # A string is SQL when it has a keyword in capitals, as this code base writes them (English has "from" and "in").
@@ -65,27 +66,33 @@ def sql_case_only(diff: str) -> bool:
             and removed[0].replace(a, b, 1) == added[0])
 
 
-def score(name: str) -> str:
+def mutants(name: str) -> Iterator[tuple[str, int | None, Path]]:
+    """(mutant, exit code or None when not run yet, source path) of every mutant of package or module `name`."""
     from mutmut.__main__ import SourceFileMutationData, walk_mutatable_files  # mutmut==3.8.1 ([mutation] extra)
-    from mutmut.mutation.diff_apply import get_diff_for_mutant
-    from mutmut.stats import status_by_exit_code
 
     prefix = f"smppguard.{name}."
-    results, survivors, equivalent = [], [], []
     for path in walk_mutatable_files():
         data = SourceFileMutationData(path=path)
         data.load()
         for key, code in data.exit_code_by_key.items():
-            if not key.startswith(prefix):
-                continue
-            status = status_by_exit_code[code]
-            results.append(f"{key}: {status}")
-            if status in ("killed", "timeout"):
-                continue
-            if status == "survived" and sql_case_only(_diff(get_diff_for_mutant, key, data.path)):
-                equivalent.append(f"{key}: equivalent (the case of SQL)")
-            else:
-                survivors.append(f"{key}: {status}")
+            if key.startswith(prefix):
+                yield key, code, data.path
+
+
+def score(name: str) -> str:
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
+    results, survivors, equivalent = [], [], []
+    for key, code, path in mutants(name):
+        status = status_by_exit_code[code]
+        results.append(f"{key}: {status}")
+        if status in ("killed", "timeout"):
+            continue
+        if status == "survived" and sql_case_only(_diff(get_diff_for_mutant, key, path)):
+            equivalent.append(f"{key}: equivalent (the case of SQL)")
+        else:
+            survivors.append(f"{key}: {status}")
     for suffix, lines in (("results", results), ("survivors", survivors), ("equivalent", equivalent)):
         with open(f"{name}.{suffix}", "w") as out:
             out.writelines(line + "\n" for line in sorted(lines))
@@ -130,22 +137,14 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def draw(name: str, size: int) -> list[str]:
     """`size` mutants of `name` not run yet, at random, added to <name>.sample; printed for mutmut run with the
     survivors of the sample drawn before (tests may have been added since: run again, they count as they end)."""
-    from mutmut.__main__ import SourceFileMutationData, walk_mutatable_files
-
-    prefix = f"smppguard.{name}."
     path = Path(f"{name}.sample")
     sampled = set(path.read_text().split()) if path.exists() else set()
     pending, again = [], []
-    for source in walk_mutatable_files():
-        data = SourceFileMutationData(path=source)
-        data.load()
-        for key, code in data.exit_code_by_key.items():
-            if not key.startswith(prefix):
-                continue
-            if key in sampled:
-                again += [key] if code in (0, 33) else []  # survived, or no tests
-            elif code is None:
-                pending.append(key)
+    for key, code, _source in mutants(name):
+        if key in sampled:
+            again += [key] if code in (0, 33) else []  # survived, or no tests
+        elif code is None:
+            pending.append(key)
     chosen = random.sample(sorted(pending), min(size, len(pending)))
     path.write_text("".join(f"{key}\n" for key in sorted(sampled | set(chosen))))
     return sorted(again) + chosen

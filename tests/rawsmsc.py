@@ -169,12 +169,7 @@ class RawSmsc:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stopping = True
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
-        except OSError:
-            pass
-        self._listener.close()
+        self._stop_accepting()
         for conn in list(self.conns):
             conn.close()
         for t in self._threads:
@@ -186,18 +181,21 @@ class RawSmsc:
         """From now on a new connection hangs before it is made, as to a host that drops packets: the listener
         is replaced by one on the same port whose backlog (0) is already full, so the kernel drops the SYNs."""
         address = self.address
-        self._stopping = True
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._listener.close()
+        self._stop_accepting()
         full = socket.socket()
         full.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         full.bind(address)
         full.listen(0)
         filler = socket.create_connection(address)  # the one connection the backlog holds, never accepted
         self._stalled = [full, filler]
+
+    def _stop_accepting(self) -> None:
+        self._stopping = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
+        except OSError:
+            pass
+        self._listener.close()
 
     def _spawn(self, target, *args) -> None:
         t = threading.Thread(target=target, args=args, daemon=True)

@@ -68,6 +68,16 @@ def config(tmp_path, policy: str = POLICY, **tables):
     return make_config(policy, store={"path": str(tmp_path / "guard.db")}, **tables)
 
 
+#: Quiet hours off: replies come and go at any hour in the tests of what is kept for a sender.
+NO_QUIET_HOURS = POLICY.replace('action = "hold"', 'enabled = false')
+
+
+def keeping(tmp_path, **tables):
+    """The config of a proxy that keeps the replies and receipts for a sender with no receiver bound
+    ([inbound] no_receiver = "keep"), quiet hours off."""
+    return config(tmp_path, NO_QUIET_HOURS, inbound={"no_receiver": "keep"}, **tables)
+
+
 
 
 class Sender:
@@ -796,8 +806,7 @@ def keep_a_reply(stack: Stack) -> Sender:
 def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp_path, mode):
     """[inbound] no_receiver: a reply that comes as the sender's bind goes (its leg closed, the SMSC's not yet
     unbound). "keep" saves it and gives it to the account's next receiver; "retry" leaves it to the SMSC (0x64)."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
-    with Stack(config(tmp_path, policy, inbound={"no_receiver": mode}), store=True) as stack:
+    with Stack(config(tmp_path, NO_QUIET_HOURS, inbound={"no_receiver": mode}), store=True) as stack:
         first = Sender(stack)
         body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
                            destination_addr="ACME", short_message=b"hello there")
@@ -815,8 +824,7 @@ def test_a_reply_with_no_receiver_bound_is_kept_and_delivered_when_one_binds(tmp
 def test_replies_kept_together_are_each_answered_before_the_smsc_leg_unbinds(tmp_path):
     """Three replies come in the turn the sender's leg goes: each is saved and answered OK; the SMSC's leg
     waits for all three before it unbinds, not for the first."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
-    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+    with Stack(keeping(tmp_path), store=True) as stack:
         first = Sender(stack)
         bodies = [encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
                               destination_addr="ACME", short_message=b"reply %d" % i) for i in range(3)]
@@ -831,8 +839,7 @@ def test_replies_kept_together_are_each_answered_before_the_smsc_leg_unbinds(tmp
 def test_kept_replies_go_one_at_a_time_through_a_window_of_one(tmp_path):
     """[upstream] window = 1 bounds what the proxy sends the sender too: two kept replies go to the next receiver
     one after the other, each once the one before is answered."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
-    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}, upstream={"window": 1}),
+    with Stack(keeping(tmp_path, upstream={"window": 1}),
                store=True) as stack:
         first = Sender(stack)
         bodies = [encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
@@ -848,8 +855,7 @@ def test_kept_replies_go_one_at_a_time_through_a_window_of_one(tmp_path):
 def test_a_kept_reply_the_receiver_refuses_stays_owed_and_comes_again(tmp_path):
     """The receiver answers the kept reply with an error (0x08): it is still owed, and comes again at a later
     round until the receiver takes it; then it is owed no more."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
-    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+    with Stack(keeping(tmp_path), store=True) as stack:
         first = keep_a_reply(stack)
         answers = iter([Status.RSYSERR])
         later = Sender(stack)
@@ -865,8 +871,7 @@ def test_a_kept_reply_the_receiver_refuses_stays_owed_and_comes_again(tmp_path):
 def test_a_kept_reply_is_answered_once_saved_and_then_the_smsc_leg_unbinds_at_once(tmp_path, saved):
     """The SMSC's leg of a sender that went stays up only until the reply kept for it is answered: OK once it is
     saved, 0x64 (the SMSC keeps it and retries) if it cannot be; then the leg unbinds, well within the grace."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
-    cfg = config(tmp_path, policy, inbound={"no_receiver": "keep"},
+    cfg = keeping(tmp_path,
                  session={"response_timeout": 5.0, "enquire_link_interval": 30.0, "unbind_grace": 10.0})
     body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
                        destination_addr="ACME", short_message=b"hello there")
@@ -887,10 +892,9 @@ def test_a_kept_reply_is_answered_once_saved_and_then_the_smsc_leg_unbinds_at_on
 def test_replies_kept_for_senders_stop_at_max_owed_and_the_smsc_is_told_to_retry(tmp_path, caplog):
     """[hold] max_owed bounds what is kept for senders with no receiver bound: past it the SMSC gets 0x64 and
     keeps the reply itself, and the operator is told why."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
     body = encode_body(CommandId.DELIVER_SM, source_addr_ton=1, source_addr_npi=1, source_addr="8613800000009",
                        destination_addr="ACME", short_message=b"hello there")
-    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}, hold={"max_owed": 2}),
+    with Stack(keeping(tmp_path, hold={"max_owed": 2}),
                store=True) as stack:
         answers, owed = [], []
         for _ in range(3):
@@ -913,8 +917,7 @@ def test_a_data_sm_kept_for_a_sender_is_delivered_as_a_deliver_sm_with_its_addre
     """[inbound] no_receiver = "keep" and a data_sm from the SMSC: the sender's receiver gets a deliver_sm with the
     same addresses, esm_class, data_coding and text: in short_message up to 254 octets, else in
     message_payload; its other TLVs kept."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
-    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+    with Stack(keeping(tmp_path), store=True) as stack:
         first = Sender(stack)
         body = encode_body(CommandId.DATA_SM, service_type="WAP", source_addr_ton=1, source_addr_npi=1,
                            source_addr="8613800000009", dest_addr_ton=5, dest_addr_npi=9, destination_addr="ACME",
@@ -1249,8 +1252,7 @@ def test_a_release_bind_that_cannot_connect_gives_up_after_the_connect_timeout_a
 def test_a_kept_reply_whose_receiver_goes_without_answering_stays_owed_and_comes_to_the_next(tmp_path):
     """The receiver takes the kept reply's deliver_sm and closes without answering it: it was not delivered, so
     it is still owed, and the next receiver of the account gets it."""
-    policy = POLICY.replace('action = "hold"', 'enabled = false')
-    with Stack(config(tmp_path, policy, inbound={"no_receiver": "keep"}), store=True) as stack:
+    with Stack(keeping(tmp_path), store=True) as stack:
         first = keep_a_reply(stack)
         mute = RawPeer(stack.address, timeout=5)
         mute.bind()
