@@ -124,10 +124,12 @@ def free_port() -> int:
 
 
 def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE, env: dict | None = None) -> tuple[subprocess.Popen, tuple[str, int]]:
+                 stderr=subprocess.PIPE, env: dict | None = None,
+                 wrapper: tuple[str, ...] = ()) -> tuple[subprocess.Popen, tuple[str, int]]:
     """`smppguard run` in a child process, as systemd runs it, on a free port with `config_toml` (its [listen]
     table starts with the address, so the caller's keys of [listen] come first in it; [metrics] and [simulator]
-    control are off unless it has those tables); returns once it accepts connections. The caller stops it."""
+    control are off unless it has those tables); returns once it accepts connections. The caller stops it.
+    `wrapper`: a command that runs the daemon's command line (its argv comes after the wrapper's)."""
     port = free_port()
     cfg = tmp_path / "smppguard.toml"
     # the metrics and the simulator's control interface have fixed default ports: off unless the test sets them,
@@ -135,7 +137,7 @@ def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
     metrics_off = "" if "[metrics]" in config_toml else '\n[metrics]\naddress = ""\n'
     control_off = "" if "[simulator]" in config_toml else '\n[simulator]\ncontrol = ""\n'
     cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n{config_toml}{metrics_off}{control_off}')
-    daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
+    daemon = subprocess.Popen([*wrapper, sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
                               stdout=stdout, stderr=stderr, text=True,
                               env=None if env is None else {**os.environ, **env})
     deadline = time.monotonic() + 20

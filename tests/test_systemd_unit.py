@@ -1,17 +1,24 @@
-"""The shipped systemd unit: notify type, reload by SIGHUP, the check before start, and hardening that
-`systemd-analyze security` rates 2.5 or better."""
+"""The shipped systemd unit: notify type, reload by SIGHUP, the check before start, hardening that
+`systemd-analyze security` rates 2.5 or better, and a system call filter the daemon runs under."""
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import re
 import shutil
+import signal
+import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import send_submit, smpplib_client, start_daemon, wait_for
+
 UNIT = Path(__file__).parents[1] / "systemd" / "smppguard.service"
+SECCOMP = Path(__file__).parent / "seccomp.py"
 
 
 def settings() -> dict[str, list[str]]:
@@ -31,14 +38,61 @@ def test_the_unit_is_a_notify_service_that_reloads_by_sighup_and_checks_its_conf
     assert "WatchdogSec" in s
 
 
-def test_systemd_analyze_rates_the_unit_2_5_or_better():
+def systemd_analyze() -> str:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         if os.environ.get("SMPPGUARD_REQUIRE_KANNEL"):  # scripts/run-tests installs it with the rest
             pytest.fail("systemd-analyze is missing (Debian package systemd)")
         pytest.skip("systemd-analyze is not installed")
+    return analyze
+
+
+def test_systemd_analyze_rates_the_unit_2_5_or_better():
+    analyze = systemd_analyze()
     out = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(UNIT)], capture_output=True,
                          text=True, timeout=60)
     m = re.search(r"Overall exposure level for smppguard\.service: (\d+\.\d+)", out.stdout + out.stderr)
     assert m, out
     assert float(m.group(1)) <= 2.5, out.stdout
+
+
+def _nice_values(pid: int) -> dict[int, int]:
+    """Each thread's nice value (field 19 of /proc/PID/task/TID/stat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        out[int(tid)] = int(stat.rpartition(")")[2].split()[16])
+    return out
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(sys.platform != "linux", reason="seccomp is Linux's")
+def test_the_daemon_runs_under_the_units_system_call_filter_and_lowers_its_threads_priority(tmp_path):
+    """The unit's SystemCallFilter= kills a process at the first call it does not allow, unless
+    SystemCallErrorNumber= makes the call fail instead: a library's optional call (numpy's mbind) must not kill
+    the daemon, and the calls that lower its store threads' priority ([store] background_nice) must be let
+    through. Here the daemon runs under the very filter the unit describes, and relays a message."""
+    systemd_analyze()
+    if ctypes.util.find_library("seccomp") is None:
+        if os.environ.get("SMPPGUARD_REQUIRE_KANNEL"):
+            pytest.fail("libseccomp is missing (Debian package libseccomp2, a dependency of systemd)")
+        pytest.skip("libseccomp is not installed")
+    daemon, address = start_daemon(tmp_path, '[store]\npath = "guard.db"\n[policy]\ndefault_region = "CN"\n'
+                                              '[rules.quiet_hours]\nenabled = false\n',
+                                   wrapper=(sys.executable, str(SECCOMP), str(UNIT), "--"))
+    try:
+        client = smpplib_client(address)
+        try:
+            client.bind_transmitter(system_id="acme", password="pw")
+            assert send_submit(client, "8613800138000").status == 0
+        finally:
+            client.disconnect()
+        # the store's threads run 10 below the loop (the default [store] background_nice)
+        assert wait_for(lambda: 10 in _nice_values(daemon.pid).values(), what="a thread at nice 10")
+        assert _nice_values(daemon.pid)[daemon.pid] == 0
+        wait_for(lambda: sqlite3.connect(tmp_path / "guard.db").execute(
+            "SELECT count(*) FROM send_history").fetchone()[0] == 1, what="the send saved")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
