@@ -17,7 +17,8 @@ SIGKILL after 5 s). `policy` (see POLICIES) chooses what the proxy screens; the 
 shipped rule set with a new recipient per message.
 
 Rates depend on what else the machine is doing (the figures include the load average); the proxy's CPU time
-per message is the steadier figure.
+per message is the steadier figure. The proxy's CPU time and memory are its own and its children's (the store's
+commit process); memory they share is counted for each, so the RSS figures are an upper bound.
 
 ``python -m smppguard.bench -n 200000 -b 4 -w 10 [--policy full|off] [--json]`` is ``smppguard bench`` too.
 
@@ -429,20 +430,41 @@ async def _cancelled_by_sigterm(coro):
 
 # --- the child processes -----------------------------------------------------------------------------------
 
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started and that still run (the proxy's store commit process)."""
+    found = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found.extend(int(c) for c in f.read().split())
+    except OSError:  # it ended meanwhile
+        pass
+    return found
+
+
 def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
+    """utime + stime of a process and of its children, running or ended, from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
     fields = stat[stat.rindex(b")") + 2:].split()  # fields from 3 (state) on; comm may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, and those of its children that ended
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(_cpu_seconds(c) for c in _children(pid))
 
 
 def _rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    """The resident memory of a process and of its running children (pages they share counted for each)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total = int(line.split()[1])
+    except OSError:
+        return 0
+    return total + sum(_rss_kb(c) for c in _children(pid))
 
 
 def _free_port() -> int:
