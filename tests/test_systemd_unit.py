@@ -70,8 +70,9 @@ def _nice_values(pid: int) -> dict[int, int]:
 def test_the_daemon_runs_under_the_units_system_call_filter_and_lowers_its_threads_priority(tmp_path):
     """The unit's SystemCallFilter= kills a process at the first call it does not allow, unless
     SystemCallErrorNumber= makes the call fail instead: a library's optional call (numpy's mbind) must not kill
-    the daemon, and the calls that lower its store threads' priority ([store] background_nice) must be let
-    through. Here the daemon runs under the very filter the unit describes, and relays a message."""
+    the daemon, and the calls that lower the priority of its store threads and commit process ([store]
+    background_nice, commit_idle) must be let through. Here the daemon runs under the very filter the unit
+    describes, and relays a message."""
     systemd_analyze()
     if ctypes.util.find_library("seccomp") is None:
         if os.environ.get("SMPPGUARD_REQUIRE_KANNEL"):
@@ -87,11 +88,15 @@ def test_the_daemon_runs_under_the_units_system_call_filter_and_lowers_its_threa
             assert send_submit(client, "8613800138000").status == 0
         finally:
             client.disconnect()
-        # the store's threads run 10 below the loop (the default [store] background_nice)
+        # the store's threads run 10 below the loop (the default [store] background_nice), and its commit process
+        # in the idle scheduling class ([store] commit_idle)
         assert wait_for(lambda: 10 in _nice_values(daemon.pid).values(), what="a thread at nice 10")
         assert _nice_values(daemon.pid)[daemon.pid] == 0
         wait_for(lambda: sqlite3.connect(tmp_path / "guard.db").execute(
             "SELECT count(*) FROM send_history").fetchone()[0] == 1, what="the send saved")
+        (child,) = [int(c) for tid in os.listdir(f"/proc/{daemon.pid}/task")
+                    for c in Path(f"/proc/{daemon.pid}/task/{tid}/children").read_text().split()]
+        assert Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()[38] == "5"  # SCHED_IDLE
     finally:
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=30)

@@ -296,7 +296,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     _release_freed_memory()
     writer = StoreWriter(config.store.path, max_unsaved=config.store.max_unsaved,
                          max_unsaved_age=config.store.max_unsaved_age,
-                         audit=(config.audit.recipient, config.audit.salt), nice=config.store.background_nice)
+                         audit=(config.audit.recipient, config.audit.salt), nice=config.store.background_nice,
+                         commit_idle=config.store.commit_idle)
     await writer.start()
     upkeep = Upkeep(config.store.path, index, config.policy, writer, retention=config.store.retention,
                     audit_max_size=config.audit.max_size, failures_within_s=config.inbound.suspended_within,

@@ -164,6 +164,12 @@ class StoreConfig:
                                   "threads is: the group commit, the change-log tail, the snapshot's roll "
                                   "forward. The kernel then gives a core to the relay first, so a commit does not "
                                   "delay the message in flight. 0 = the same priority. Linux only.")
+    commit_idle: bool = option(True, boolean,
+                               "The rows of each group commit (sends, audit rows) are saved by a process of its "
+                               "own. true: in the idle scheduling class (SCHED_IDLE), so it runs only on a core "
+                               "nothing else wants and never delays a message in flight; on a host kept busy by "
+                               "other work it falls behind, and max_unsaved makes the proxy wait for it. false: at "
+                               "background_nice. Linux only.")
 
 
 @dataclass(frozen=True)

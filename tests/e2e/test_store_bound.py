@@ -133,8 +133,8 @@ def test_a_full_disk_stops_acknowledging_at_the_bound_says_so_and_loses_nothing_
                       upstream={"window": WINDOW})
     with RawSmsc() as smsc, Stack(cfg, store=True, upstream=smsc.address) as stack:
         writer = stack.store.writer
-        (pages,) = writer._db.execute("PRAGMA page_count").fetchone()
-        writer._db.execute(f"PRAGMA max_page_count = {pages}")  # not one page more: the disk is full
+        (pages,), _ = stack.run(writer.execute("PRAGMA page_count"))
+        stack.run(writer.execute(f"PRAGMA max_page_count = {pages}"))  # not one page more: the disk is full
         sender = Sender(stack.address)
         try:
             with caplog.at_level(logging.ERROR, logger="smppguard.store"):
@@ -145,7 +145,7 @@ def test_a_full_disk_stops_acknowledging_at_the_bound_says_so_and_loses_nothing_
                 assert first < 1000 and first - saved(db) <= BOUND + 1 + WINDOW, (first, saved(db))
                 assert writer.failures > 0
             assert any("database or disk is full" in r.getMessage() for r in caplog.records)
-            writer._db.execute("PRAGMA max_page_count = 1073741823")  # space again
+            stack.run(writer.execute("PRAGMA max_page_count = 1073741823"))  # space again
             deadline = time.monotonic() + 20
             while (sender.acked < 1000 or saved(db) < 1000) and time.monotonic() < deadline:
                 time.sleep(0.05)

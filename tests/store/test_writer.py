@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 
 import pytest
 from store_helpers import audits, eventually, sends
@@ -317,3 +320,55 @@ async def test_a_list_change_made_by_the_daemon_is_logged_with_its_origin_and_ac
     assert n == 1
     assert other.execute("SELECT at, origin, kind, number, scope_key, actor FROM changelog").fetchall() == [
         (NOW, "peer-7", "optout", N1, "1069", "mqtt")]
+
+
+# --- the commit process ---------------------------------------------------------------------------------------
+
+
+def _scheduling(pid: int) -> tuple[int, int]:
+    """(policy, nice) of a process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return int(fields[38]), int(fields[16])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="scheduling classes are Linux's")
+@pytest.mark.parametrize("commit_idle, policy", [(True, 5), (False, 0)])
+async def test_rows_are_saved_by_the_commit_process_in_the_idle_class_or_at_the_threads_nice(
+        make_writer, other, commit_idle, policy):
+    w = await make_writer(commit_idle=commit_idle, nice=6)
+    w.record_send(N1, "acct1", NOW)
+    await w.flush()
+    assert sends(other) == [(N1, "acct1", NOW)]
+    child = w.committer.pid
+    assert child is not None and child != os.getpid()
+    assert _scheduling(child)[0] == policy
+    if not commit_idle:  # 6 below the loop, as the writer's thread (from which it was started, at 6 already)
+        assert _scheduling(child)[1] == min(19, _scheduling(os.getpid())[1] + 6)
+
+
+async def test_rows_wait_for_a_stopped_commit_process_and_a_function_does_not(make_writer, other):
+    """A commit of rows only goes to the commit process; one with a submitted function is made on the writer's
+    own connection, its rows with it in one transaction (here the commit process is stopped: only the second
+    can be saved)."""
+    w = await make_writer(interval=0.01)
+    w.record_send(N1, "acct1", NOW)
+    await w.flush()
+    child = w.committer.pid
+    os.kill(child, signal.SIGSTOP)
+    try:
+        w.record_send(N2, "acct1", NOW + 1)
+        await asyncio.sleep(0.3)
+        assert sends(other) == [(N1, "acct1", NOW)] and w.unsaved == 1  # the child has them, stopped
+    finally:
+        os.kill(child, signal.SIGCONT)
+    await eventually(lambda: len(sends(other)) == 2)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        w.record_send(N3, "acct2", NOW + 2)
+        seen = await asyncio.wait_for(w.submit(lambda db: db.execute(
+            "SELECT number FROM send_history ORDER BY rowid").fetchall()), 5)
+        assert seen == [(N1,), (N2,), (N3,)]  # the function sees the row queued before it, in its transaction
+        assert sends(other)[-1] == (N3, "acct2", NOW + 2)
+    finally:
+        os.kill(child, signal.SIGCONT)

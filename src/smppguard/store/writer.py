@@ -11,10 +11,13 @@ has waited `max_unsaved_age` (the store locked by another process, a slow disk),
 kill -9 can then lose at most `max_unsaved` rows, plus what the senders had in flight (one window per bind).
 Rule 3: a failed commit is retried and logged, never dropped: its rows go back in front of the queue, in order.
 Rule 4: `close()` commits what is left.
-Strategy: one thread with its own sqlite3 connection, and one job on it per group commit (BEGIN IMMEDIATE, the
-rows, each submitted function in a savepoint, COMMIT): one thread hop for many messages. aiosqlite would make
-each statement a hop of its own, and could not run the store's own functions (changelog.write, lists) inside the
-same transaction.
+Strategy: one thread, and one job on it per group commit: one thread hop for many messages. A commit of rows
+only (sends, audit rows, folds: nearly all of them) goes to the commit process (committer.py), which saves it in
+one transaction in the idle scheduling class, off the loop's core and GIL. A commit with submitted functions runs
+on the thread's own sqlite3 connection, rows and functions in one transaction (BEGIN IMMEDIATE, the rows, each
+function in a savepoint, COMMIT), so a function's change and the rows beside it are saved together or not at
+all. Commits stay in order: the thread waits for each. aiosqlite would make each statement a hop of its own,
+and could not run the store's own functions (changelog.write, lists) inside the same transaction.
 """
 
 from __future__ import annotations
@@ -28,16 +31,11 @@ from typing import Any, Callable, NamedTuple
 from .. import tasks
 from . import changelog
 from .changelog import Change
+from .committer import IDLE, Committer, write_rows
 from .db import BUSY_TIMEOUT_MS, connect
 
 log = logging.getLogger("smppguard.store")
 
-_SEND = "INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)"
-_AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-# A fold's row is found by what made it (audit_at narrows it to the rows of that instant): see audit_fold().
-_FOLD = ("UPDATE audit SET count = ?, last_at = ? WHERE at = ? AND account = ? AND sender = ? AND recipient = ? "
-         "AND rule = ? AND status = ? AND actor = ''")
 RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # waits between attempts at a commit that failed
 CLOSE_TIMEOUT_S = 30.0  # at close, how long to keep trying to save what is left
 WATCH_S = 0.1  # how often the age of unsaved rows is looked at while any wait
@@ -58,9 +56,11 @@ class StoreWriter:
     def __init__(self, path: str, *, interval: float = 0.01, max_batch: int = 2000, max_unsaved: int = 10_000,
                  max_unsaved_age: float = 2.0, on_behind: Callable[[bool], None] | None = None,
                  busy_timeout: float = BUSY_TIMEOUT_MS / 1000, audit: tuple[str, str] = ("masked", ""),
-                 nice: int = 0):
+                 nice: int = 0, commit_idle: bool = True):
         self.path = path
         self.nice = nice  # the writer thread's nice value, above the loop's (tasks.background_thread)
+        # the commit process: in the idle scheduling class, or at the thread's nice value
+        self.committer = Committer(path, busy_timeout=busy_timeout, audit=audit, priority=IDLE if commit_idle else nice)
         self.audit_recipient = audit  # ([audit] recipient, salt): for audit rows written in SQL
         self.interval = interval
         self.max_batch = max_batch
@@ -97,6 +97,7 @@ class StoreWriter:
         self._urgent = asyncio.Event()
         self._thread = tasks.background_thread("store-writer", self.nice)
         self._db = await self._loop.run_in_executor(self._thread, self._connect)
+        await self._loop.run_in_executor(self._thread, self.committer.start)
         self._tasks = [tasks.spawn(self._commit_loop(), name="store group commit"),
                        tasks.spawn(self._watch_age(), name="store unsaved-age watch")]
 
@@ -262,17 +263,18 @@ class StoreWriter:
         return True
 
     def _commit_in_thread(self, batch: _Batch) -> list[tuple[bool, Any]]:
+        folds = [(count, last, *key) for key, (count, last) in batch.folds.items()]
+        if not batch.jobs:  # most commits: rows only, saved by the commit process
+            self.committer.commit(batch.sends, batch.audits, folds)
+            return []
+        # Functions to run: here, in one transaction with the rows (a held message's row and its audit row, a
+        # release's mark and its "released" row, are saved together or not at all).
         db = self._db
         assert db is not None
         results: list[tuple[bool, Any]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            if batch.sends:
-                db.executemany(_SEND, batch.sends)
-            if batch.audits:
-                db.executemany(_AUDIT, batch.audits)
-            if batch.folds:  # after the inserts: a fold's first row may be in this very batch
-                db.executemany(_FOLD, [(count, last, *key) for key, (count, last) in batch.folds.items()])
+            write_rows(db, batch.sends, batch.audits, folds)
             for fn, _future in batch.jobs:
                 db.execute("SAVEPOINT job")
                 try:
@@ -287,6 +289,14 @@ class StoreWriter:
                 db.execute("ROLLBACK")
             raise
         return results
+
+    async def execute(self, sql: str) -> tuple[Any, Any]:
+        """Run one statement on each of the writer's connections, its own and the commit process's, between two
+        commits (a pragma for both, such as max_page_count); the first row of each."""
+        assert self._loop is not None and self._thread is not None and self._db is not None
+        db = self._db
+        return (await self._loop.run_in_executor(self._thread, lambda: db.execute(sql).fetchone()),
+                await self._loop.run_in_executor(self._thread, self.committer.execute, sql))
 
     # --- back-pressure -----------------------------------------------------------------------------------------
 
@@ -330,4 +340,5 @@ class StoreWriter:
         db, self._db = self._db, None
         assert self._loop is not None and self._thread is not None
         await self._loop.run_in_executor(self._thread, db.close)
+        await self._loop.run_in_executor(self._thread, self.committer.close)
         self._thread.shutdown(wait=True)

@@ -1,0 +1,250 @@
+"""The group commit's rows (sends, audit rows, audit folds), saved by a process of its own.
+
+Why a process: on a 2-core machine a commit beside the loop takes the core the message in flight needs, and a
+lower nice value only softens that (the kernel still shares the core). In the idle scheduling class (SCHED_IDLE)
+the kernel runs the commit only on a core that nothing else wants, and preempts it as soon as the relay wakes. A
+thread of the daemon cannot be put there safely: one preempted while it holds the GIL would stall the loop for as
+long as a busy host starves it. A process holds no GIL of the daemon's; starved, it only delays the commit, and
+the writer's bound on unsaved rows (writer.py, Rule 2) stops reading from senders until it catches up.
+
+Protocol (stdin, stdout; each message a 4-byte little-endian length and a pickle): first the settings (the
+store's path, busy timeout, audit settings, priority; on stdin rather than the command line, where any user of
+the host could read the audit salt); then each batch, the rows of one commit, which the child commits in one
+transaction and answers (True, None) (saved) or (False, the error's text) (nothing saved). ("execute", sql) runs
+one statement on its connection. EOF on stdin: the child closes and ends. The child is started by `Committer`
+and ends with the daemon, however the daemon ends (its stdin closes).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from typing import Any
+
+_LEN = struct.Struct("<I")
+SEND = "INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)"
+AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# A fold's row is found by what made it (audit_at narrows it to the rows of that instant): see audit_fold().
+FOLD = ("UPDATE audit SET count = ?, last_at = ? WHERE at = ? AND account = ? AND sender = ? AND recipient = ? "
+        "AND rule = ? AND status = ? AND actor = ''")
+#: Beyond its connection's busy timeout, how long a commit may take before the daemon gives the child up
+#: (stopped, or starved on a host that never idles): killed, and the rows tried again in a new one.
+SLACK_S = 60.0
+IDLE = "idle"
+CACHE_KIB = 8192  # the child's page cache, not the 64 MiB that bulk imports want
+
+
+def write_rows(db: sqlite3.Connection, sends: list[tuple], audits: list[tuple], folds: list[tuple]) -> None:
+    """The rows of one group commit, inside the caller's transaction. Folds come after the inserts: a fold's first
+    row may be in this very batch."""
+    if sends:
+        db.executemany(SEND, sends)
+    if audits:
+        db.executemany(AUDIT, audits)
+    if folds:
+        db.executemany(FOLD, folds)
+
+
+class Committer:
+    """The daemon's side: starts the child on first use (again after it ended), sends it batches, waits for
+    their answer. Its methods block: they run on the writer's thread."""
+
+    def __init__(self, path: str, *, busy_timeout: float, audit: tuple[str, str], priority: int | str):
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.audit = audit
+        # IDLE, or a nice value to add to the caller's (the child is started from a thread that may have its own)
+        self.priority = priority if priority == IDLE else _nice_plus(int(priority))
+        self.slack = SLACK_S
+        self.started = 0  # children started (more than one: one ended and was replaced)
+        self._child: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None and self._child.poll() is None else None
+
+    def start(self) -> None:
+        """Start the child now rather than at the first commit (it opens the store while the daemon starts)."""
+        if self._child is None or self._child.poll() is not None:
+            self._start()
+
+    def commit(self, sends: list[tuple], audits: list[tuple], folds: list[tuple]) -> None:
+        """Save the rows in one transaction of the child's; sqlite3.Error with the child's text if it failed
+        (nothing saved); OSError if the child ended or stopped answering (nothing saved either: a transaction
+        that did not reach COMMIT is rolled back)."""
+        self._ask((sends, audits, folds))
+
+    def execute(self, sql: str) -> Any:
+        """Run one statement on the child's connection; its first row."""
+        return self._ask(("execute", sql))
+
+    def _ask(self, message: Any) -> Any:
+        child = self._child
+        if child is None or child.poll() is not None:
+            child = self._start()
+        limit = self.busy_timeout + self.slack
+        try:
+            _send(child.stdin.fileno(), message)  # type: ignore[union-attr]
+            ok, value = _receive(child.stdout.fileno(), limit)  # type: ignore[union-attr]
+        except TimeoutError:
+            self._end(child)
+            raise OSError(f"the store's commit process did not answer within {limit:g} s: stopped, and a new one "
+                          f"takes over") from None
+        except (OSError, EOFError, pickle.UnpicklingError) as e:
+            status = self._end(child)
+            raise OSError(f"the store's commit process ended (exit status {status}; {e}): a new one takes "
+                          f"over") from None
+        if not ok:
+            raise sqlite3.OperationalError(value)
+        return value
+
+    def _start(self) -> subprocess.Popen:
+        child = subprocess.Popen([sys.executable, "-m", "smppguard.store.committer"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, bufsize=0, close_fds=True)
+        self._child = child
+        self.started += 1
+        try:
+            _send(child.stdin.fileno(), (self.path, self.busy_timeout, self.audit, self.priority))  # type: ignore
+        except OSError:  # it died at once: the commit that follows says so
+            pass
+        return child
+
+    def _end(self, child: subprocess.Popen) -> int:
+        """Stop a child that failed (if it still runs) and forget it; its exit status."""
+        child.kill()
+        status = child.wait()
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()
+        if self._child is child:
+            self._child = None
+        return status
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Let the child close its connection and end (killed after `timeout`)."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+
+
+def _send(fd: int, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LEN.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
+    parts = []
+    while n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError("it ended")
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _receive(fd: int, timeout: float | None = None) -> Any:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    (n,) = _LEN.unpack(_read_exactly(fd, _LEN.size, deadline))
+    return pickle.loads(_read_exactly(fd, n, deadline))
+
+
+# --- the child ------------------------------------------------------------------------------------------------
+
+
+def _nice_plus(more: int) -> int:
+    """The calling thread's nice value plus `more`, at most 19."""
+    try:
+        return min(19, os.getpriority(os.PRIO_PROCESS, 0) + max(0, more))
+    except (OSError, AttributeError):
+        return max(0, more)
+
+
+def lower_priority(priority: int | str) -> None:
+    """The child's own scheduling: the idle class, or the nice value `priority` (if it is lower than the one the
+    child has; no privilege is needed for either). A system that refuses (not Linux, a sandbox) leaves it as it
+    is, with a warning."""
+    try:
+        if priority == IDLE:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        elif int(priority) > os.getpriority(os.PRIO_PROCESS, 0):
+            os.setpriority(os.PRIO_PROCESS, 0, int(priority))
+    except (OSError, AttributeError) as e:
+        print(f"smppguard: the store's commit process could not lower its priority ({priority}): {e}",
+              file=sys.stderr, flush=True)
+
+
+def serve(stdin: int = 0, stdout: int = 1) -> int:
+    from .db import StoreError, connect
+
+    try:
+        path, busy_timeout, audit, priority = _receive(stdin)
+    except EOFError:
+        return 0
+    lower_priority(priority)
+
+    try:
+        db = connect(path, create=False, audit=audit)
+    except StoreError as e:  # the daemon says the commit failed; this says why
+        print(f"smppguard: the store's commit process: {e}", file=sys.stderr, flush=True)
+        return 1
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # appends touch the last pages of a few tables only
+    try:
+        while True:
+            try:
+                message = _receive(stdin)
+            except EOFError:
+                return 0
+            try:
+                if message[0] == "execute":
+                    _send(stdout, (True, db.execute(message[1]).fetchone()))
+                    continue
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    write_rows(db, *message)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                _send(stdout, (False, str(e)))
+            else:
+                _send(stdout, (True, None))
+    finally:
+        db.close()
+
+
+def main() -> None:
+    # It ends when the daemon closes its stdin (or dies): a SIGTERM to the whole service, or Ctrl-C in a terminal,
+    # must leave it to save what the daemon still sends it while it stops.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(serve())
+
+
+if __name__ == "__main__":
+    main()
