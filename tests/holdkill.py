@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -41,6 +42,9 @@ import smpplib.smpp  # noqa: E402
 from helpers import free_port  # noqa: E402
 
 FIRST = 13800000000  # recipients: one new CN mobile per message
+#: The daemons end with this process, however it ends (a test run killed at its time limit): SIGKILL when it dies.
+_SETPRIV = shutil.which("setpriv")
+DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV and sys.platform == "linux" else ()
 
 
 def even_minutes() -> str:
@@ -124,8 +128,9 @@ def run(kills: int, seed: int, tmp: Path, *, short: bool = False) -> dict:
     rng = random.Random(seed)
     sim_port, control_port, port = free_port(), free_port(), free_port()
     (tmp / "sim.toml").write_text("[simulator]\nkeep = 10000000\n")
-    sim = subprocess.Popen([sys.executable, "-m", "smppguard", "simulate", "--config", str(tmp / "sim.toml"),
-                            "--listen", f"127.0.0.1:{sim_port}", "--control", f"127.0.0.1:{control_port}"],
+    sim = subprocess.Popen([*DIE_WITH_US, sys.executable, "-m", "smppguard", "simulate", "--config",
+                            str(tmp / "sim.toml"), "--listen", f"127.0.0.1:{sim_port}",
+                            "--control", f"127.0.0.1:{control_port}"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = tmp / "guard.db"
     config = tmp / "smppguard.toml"
@@ -154,7 +159,7 @@ level = "warning"
     log = open(tmp / "daemon.log", "w")
 
     def start() -> subprocess.Popen:
-        daemon = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(config)],
+        daemon = subprocess.Popen([*DIE_WITH_US, sys.executable, "-m", "smppguard", "run", "--config", str(config)],
                                   stdout=log, stderr=log)
         wait_port(port, daemon, "the daemon")
         return daemon
