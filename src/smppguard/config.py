@@ -168,8 +168,8 @@ class StoreConfig:
                                "The rows of each group commit (sends, audit rows) are saved by a process of its "
                                "own. true: in the idle scheduling class (SCHED_IDLE), so it runs only on a core "
                                "nothing else wants and never delays a message in flight; on a host kept busy by "
-                               "other work it falls behind, and max_unsaved makes the proxy wait for it. false: at "
-                               "background_nice. Linux only.")
+                               "other work, rows that wait for it more than 0.25 s are saved by the daemon's own "
+                               "thread instead. false: at background_nice. Linux only.")
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,8 @@ class State:
         writer = getattr(self.store, "writer", None)
         if writer is not None:
             out["writer"] = {"unsaved": writer.unsaved, "unsaved_age_s": round(writer.unsaved_age(), 3),
-                             "behind": writer.behind, "commits": writer.commits, "failures": writer.failures}
+                             "behind": writer.behind, "commits": writer.commits, "failures": writer.failures,
+                             "commits_by_writer": writer.commits_here}
         holds = getattr(self.store, "holds", None)
         if holds is not None:
             out["hold"] = {"held": len(holds), "oldest_age_s": holds.oldest_age(), "released": holds.released,
@@ -198,6 +199,9 @@ class Collector:
             yield GaugeMetricFamily("smppguard_store_behind", "1 while senders are not read because the store is "
                                     "behind", value=int(writer.behind))
             yield CounterMetricFamily("smppguard_store_commits", "Group commits", value=writer.commits)
+            yield CounterMetricFamily("smppguard_store_commits_by_writer", "Group commits of rows only that the "
+                                      "writer made itself (the commit process lagging, or stopping)",
+                                      value=writer.commits_here)
             yield CounterMetricFamily("smppguard_store_rows_written", "Rows written by group commits",
                                       value=writer.rows_written)
             yield GaugeMetricFamily("smppguard_store_batch_rows", "Rows per group commit, on average",

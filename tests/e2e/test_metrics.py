@@ -80,6 +80,7 @@ def test_metrics_count_verdicts_by_rule_with_no_number_in_any_label(daemon):
                                                   '{account="acme",leg="upstream",state="bound_trx"}': 1.0}
     assert series(text, "smppguard_decision_seconds_count") == {"": 3.0}
     for name in ("smppguard_store_unsaved_rows", "smppguard_store_commits_total",
+                 "smppguard_store_commits_by_writer_total",
                  "smppguard_changelog_tail_age_seconds", "smppguard_hold_queue_messages",
                  'smppguard_hold_ends_total', "smppguard_window_in_flight", "smppguard_up_seconds"):
         assert series(text, name), name

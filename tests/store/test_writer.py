@@ -12,7 +12,7 @@ import sys
 import pytest
 from store_helpers import audits, eventually, sends
 
-from smppguard.store.writer import StoreWriter
+from smppguard.store.writer import LAG_S, StoreWriter
 
 N1, N2, N3 = 8613800000001, 8613800000002, 8613800000003
 NOW = 1_700_000_000.0
@@ -372,3 +372,52 @@ async def test_rows_wait_for_a_stopped_commit_process_and_a_function_does_not(ma
         assert sends(other)[-1] == (N3, "acct2", NOW + 2)
     finally:
         os.kill(child, signal.SIGCONT)
+
+
+async def test_rows_that_waited_for_a_lagging_commit_process_are_saved_by_the_writer_itself(make_writer, other,
+                                                                                           caplog):
+    """The commit process in the idle class may be starved by a host that never idles: rows that waited past
+    LAG_S are saved on the writer's own connection, and the next young ones go to the process again."""
+    w = await make_writer(interval=0.01)
+    w.record_send(N1, "acct1", NOW)
+    await w.flush()
+    child = w.committer.pid
+    os.kill(child, signal.SIGSTOP)  # starved: its commit of N2 takes 0.5 s
+    try:
+        w.record_send(N2, "acct1", NOW + 1)
+        await eventually(lambda: w._inflight is not None)
+        w.record_send(N3, "acct1", NOW + 2)  # waits behind it
+        await asyncio.sleep(LAG_S + 0.25)
+    finally:
+        os.kill(child, signal.SIGCONT)
+    with caplog.at_level(logging.INFO, logger="smppguard.store"):
+        await w.flush()
+        assert (w.commits_here, w.lagging) == (1, True)
+        w.record_send(N1, "acct2", NOW + 3)
+        await w.flush()
+    assert (w.commits_here, w.lagging, w.committer.pid) == (1, False, child)
+    assert sends(other) == [(N1, "acct1", NOW), (N2, "acct1", NOW + 1), (N3, "acct1", NOW + 2),
+                            (N1, "acct2", NOW + 3)]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and said[0].startswith("store commit process lagging (rows waited 0.")
+    assert said[0].endswith(" s): the writer saves them itself until it keeps up")
+    assert said[1] == "store commit process keeping up again"
+
+
+async def test_close_saves_what_is_left_without_the_commit_process(path, other):
+    """Stopping does not wait on a process in the idle class: the last rows are saved by the writer's thread."""
+    w = StoreWriter(str(path), interval=10.0)
+    await w.start()
+    w.record_send(N1, "acct1", NOW)
+    await w.flush()
+    child = w.committer.pid
+    os.kill(child, signal.SIGSTOP)
+    try:
+        w.record_send(N2, "acct1", NOW + 1)  # no commit before close(): the interval is 10 s
+        closing = asyncio.ensure_future(w.close())
+        await eventually(lambda: len(sends(other)) == 2)
+        assert w.commits_here == 1
+    finally:
+        os.kill(child, signal.SIGCONT)
+    await closing
+    assert w.committer.pid is None

@@ -4,8 +4,8 @@ Why a process: on a 2-core machine a commit beside the loop takes the core the m
 lower nice value only softens that (the kernel still shares the core). In the idle scheduling class (SCHED_IDLE)
 the kernel runs the commit only on a core that nothing else wants, and preempts it as soon as the relay wakes. A
 thread of the daemon cannot be put there safely: one preempted while it holds the GIL would stall the loop for as
-long as a busy host starves it. A process holds no GIL of the daemon's; starved, it only delays the commit, and
-the writer's bound on unsaved rows (writer.py, Rule 2) stops reading from senders until it catches up.
+long as a busy host starves it. A process holds no GIL of the daemon's; starved, it only delays its commit, and
+the rows queued behind it are saved by the writer's thread (writer.py, LAG_S).
 
 Protocol (stdin, stdout; each message a 4-byte little-endian length and a pickle): first the settings (the
 store's path, busy timeout, audit settings, priority; on stdin rather than the command line, where any user of

@@ -16,8 +16,11 @@ only (sends, audit rows, folds: nearly all of them) goes to the commit process (
 one transaction in the idle scheduling class, off the loop's core and GIL. A commit with submitted functions runs
 on the thread's own sqlite3 connection, rows and functions in one transaction (BEGIN IMMEDIATE, the rows, each
 function in a savepoint, COMMIT), so a function's change and the rows beside it are saved together or not at
-all. Commits stay in order: the thread waits for each. aiosqlite would make each statement a hop of its own,
-and could not run the store's own functions (changelog.write, lists) inside the same transaction.
+all. So does a commit of rows that waited more than LAG_S (the idle-class process starved by a host that never
+idles, or replaced after it failed) and those made while closing: the commit process speeds up the common case,
+and the worst case is the thread alone. Commits stay in order: the thread waits for each. aiosqlite would make
+each statement a hop of its own, and could not run the store's own functions (changelog.write, lists) inside the
+same transaction.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ log = logging.getLogger("smppguard.store")
 RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # waits between attempts at a commit that failed
 CLOSE_TIMEOUT_S = 30.0  # at close, how long to keep trying to save what is left
 WATCH_S = 0.1  # how often the age of unsaved rows is looked at while any wait
+#: A batch whose oldest row waited longer than this when its commit starts is saved by the writer's thread itself:
+#: the commit process lags (a commit takes milliseconds; the batch grows for `interval`, 10 ms, or one commit).
+LAG_S = 0.25
 
 
 class _Batch(NamedTuple):
@@ -72,6 +78,9 @@ class StoreWriter:
         self.commits = 0
         self.rows_written = 0
         self.failures = 0  # commits that failed and were retried
+        self.commits_here = 0  # commits of rows only made by the writer's thread (lagging, or closing)
+        self.lagging = False  # the last commit of rows only was one of those
+        self._closing = False  # commit on the thread's connection: do not depend on the commit process to stop
         self.last_error: str | None = None
         self.failing = False  # the last commit failed (the store cannot be written now)
         self._sends: list[tuple] = []
@@ -229,8 +238,17 @@ class StoreWriter:
         self._queued_rows = 0
         self._inflight = batch
         self._check_at = min(self.max_batch, self.max_unsaved + 1 - len(batch))
+        waited = self._loop.time() - batch.since
+        here = self._closing or waited > LAG_S
+        if not batch.jobs and not self._closing and here != self.lagging:
+            self.lagging = here
+            if here:
+                log.warning("store commit process lagging (rows waited %.2f s): the writer saves them itself until "
+                            "it keeps up", waited)
+            else:
+                log.info("store commit process keeping up again")
         try:
-            results = await self._loop.run_in_executor(self._thread, self._commit_in_thread, batch)
+            results = await self._loop.run_in_executor(self._thread, self._commit_in_thread, batch, here)
         except Exception as e:  # sqlite3.Error (locked, disk full, I/O); anything else is a bug, also kept
             self._inflight = None
             self.failures += 1
@@ -248,6 +266,8 @@ class StoreWriter:
         self._check_at = min(self.max_batch, self.max_unsaved + 1)
         self.failing = False
         self.commits += 1
+        if here and not batch.jobs:
+            self.commits_here += 1
         self.rows_written += len(batch)
         self._saved += len(batch)
         for (_fn, future), (ok, value) in zip(batch.jobs, results, strict=True):
@@ -262,13 +282,14 @@ class StoreWriter:
         self._check_caught_up()
         return True
 
-    def _commit_in_thread(self, batch: _Batch) -> list[tuple[bool, Any]]:
+    def _commit_in_thread(self, batch: _Batch, here: bool = False) -> list[tuple[bool, Any]]:
         folds = [(count, last, *key) for key, (count, last) in batch.folds.items()]
-        if not batch.jobs:  # most commits: rows only, saved by the commit process
+        if not batch.jobs and not here:  # most commits: rows only, saved by the commit process
             self.committer.commit(batch.sends, batch.audits, folds)
             return []
         # Functions to run: here, in one transaction with the rows (a held message's row and its audit row, a
-        # release's mark and its "released" row, are saved together or not at all).
+        # release's mark and its "released" row, are saved together or not at all). Rows only, `here`: the commit
+        # process lags, or the writer is closing.
         db = self._db
         assert db is not None
         results: list[tuple[bool, Any]] = []
@@ -329,6 +350,7 @@ class StoreWriter:
         """Commit what is left (trying for up to CLOSE_TIMEOUT_S), then close the connection."""
         if self._db is None:
             return
+        self._closing = True  # what is left is saved at the thread's priority, not the idle class's
         try:
             await asyncio.wait_for(self.flush(), CLOSE_TIMEOUT_S)
         except asyncio.TimeoutError:
