@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple
 from .. import tasks
 from . import changelog
 from .changelog import Change
-from .committer import IDLE, Committer, write_rows
+from .committer import IDLE, Committer, encode, write_rows
 from .db import BUSY_TIMEOUT_MS, connect
 
 log = logging.getLogger("smppguard.store")
@@ -56,6 +56,11 @@ class _Batch(NamedTuple):
 
     def __len__(self) -> int:
         return len(self.sends) + len(self.audits) + len(self.folds) + len(self.jobs)
+
+
+def _fold_rows(folds: dict[tuple, tuple[int, float]]) -> list[tuple]:
+    """The UPDATE parameters of the folds (committer.FOLD)."""
+    return [(count, last, *key) for key, (count, last) in folds.items()]
 
 
 class StoreWriter:
@@ -247,8 +252,11 @@ class StoreWriter:
                             "it keeps up", waited)
             else:
                 log.info("store commit process keeping up again")
+        # rows for the commit process are encoded here, while they are still in this core's cache: the thread
+        # then only passes them on (it runs on a cold core, and at a lower priority)
+        rows = None if batch.jobs or here else encode((batch.sends, batch.audits, _fold_rows(batch.folds)))
         try:
-            results = await self._loop.run_in_executor(self._thread, self._commit_in_thread, batch, here)
+            results = await self._loop.run_in_executor(self._thread, self._commit_in_thread, batch, rows)
         except Exception as e:  # sqlite3.Error (locked, disk full, I/O); anything else is a bug, also kept
             self._inflight = None
             self.failures += 1
@@ -282,14 +290,14 @@ class StoreWriter:
         self._check_caught_up()
         return True
 
-    def _commit_in_thread(self, batch: _Batch, here: bool = False) -> list[tuple[bool, Any]]:
-        folds = [(count, last, *key) for key, (count, last) in batch.folds.items()]
-        if not batch.jobs and not here:  # most commits: rows only, saved by the commit process
-            self.committer.commit(batch.sends, batch.audits, folds)
+    def _commit_in_thread(self, batch: _Batch, rows: bytes | None = None) -> list[tuple[bool, Any]]:
+        if rows is not None:  # most commits: rows only (encoded), saved by the commit process
+            self.committer.commit_encoded(rows)
             return []
         # Functions to run: here, in one transaction with the rows (a held message's row and its audit row, a
-        # release's mark and its "released" row, are saved together or not at all). Rows only, `here`: the commit
+        # release's mark and its "released" row, are saved together or not at all). Rows only: the commit
         # process lags, or the writer is closing.
+        folds = _fold_rows(batch.folds)
         db = self._db
         assert db is not None
         results: list[tuple[bool, Any]] = []
