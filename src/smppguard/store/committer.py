@@ -133,19 +133,20 @@ class Committer:
             self._child = None
         return status
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Let the child close its connection and end (killed after `timeout`)."""
+    def close(self, timeout: float = 10.0) -> int | None:
+        """Let the child close its connection and end (killed after `timeout`); its exit status (None: none ran)."""
         child, self._child = self._child, None
         if child is None:
-            return
+            return None
         assert child.stdin is not None and child.stdout is not None
         child.stdin.close()
         try:
-            child.wait(timeout)
+            status = child.wait(timeout)
         except subprocess.TimeoutExpired:
             child.kill()
-            child.wait()
+            status = child.wait()
         child.stdout.close()
+        return status
 
 
 def encode(message: Any) -> bytes:
