@@ -825,7 +825,8 @@ def format_soak(r: dict[str, Any]) -> str:
         f"proxy CPU {r['proxy_cpu_us_per_msg']:.1f} µs each)",
         f"refusals received         {r['refusals_received']:,}",
         f"store growth              {growth_mb:.1f} MB, {per_million:.1f} MB per million refusals "
-        f"(target <= {r['target_growth_mb']:.1f} MB: {_met(growth_mb <= r['target_growth_mb'])})",
+        f"(target <= {TARGET_SOAK_MB_PER_MILLION:.0f} MB per million, {r['target_growth_mb']:.1f} MB for this run: "
+        f"{_met(growth_mb <= r['target_growth_mb'])})",
         f"audit log                 {r['audit_rows']:,} rows, {r['audit_bytes'] / 1e6:.1f} MB, counting "
         f"{r['audit_count']:,} refusals",
         "per recipient             every count = the refusals it got: "
