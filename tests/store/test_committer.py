@@ -206,3 +206,27 @@ def test_the_settings_reach_the_child_on_its_input_not_on_its_command_line(store
     assert kept == mask_recipient(8613800138000, "", "hashed", "s3cret-salt") != mask_recipient(
         8613800138000, "", "hashed", "")
     assert cmdline.split(b"\0")[1:] == [b"-m", b"smppguard.store.committer", b""]
+
+
+def test_a_daemon_killed_during_a_commit_leaves_it_saved_and_the_child_ends_quietly(store):
+    """The child has the batch: it commits it, finds nobody to answer, and ends without a traceback."""
+    script = textwrap.dedent(f"""
+        import os, signal, threading, time
+        from smppguard.store.committer import Committer
+        c = Committer({store!r}, busy_timeout=1.0, audit=("masked", ""), priority="idle")
+        c.commit([], [], [])
+        os.kill(c.pid, signal.SIGSTOP)
+        threading.Thread(target=c.commit, args=([(8613800138000, "acme", 100.0)], [], []), daemon=True).start()
+        time.sleep(0.3)  # the batch is in the pipe
+        print(c.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    daemon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    child = int(daemon.stdout.readline())
+    assert daemon.wait(30) == -signal.SIGKILL
+    os.kill(child, signal.SIGCONT)
+    _out, err = daemon.communicate(timeout=30)  # the child holds stderr: it closes as the child ends
+    wait_for(lambda: not _alive(child), what="the child gone")
+    assert sends(store) == [(8613800138000, "acme", 100.0)]
+    assert "Traceback" not in err, err

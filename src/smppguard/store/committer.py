@@ -186,15 +186,15 @@ def _receive(fd: int, timeout: float | None = None) -> Any:
     return pickle.loads(_read_exactly(fd, n, deadline))
 
 
-# --- the child ------------------------------------------------------------------------------------------------
-
-
 def _nice_plus(more: int) -> int:
     """The calling thread's nice value plus `more`, at most 19."""
     try:
         return min(19, os.getpriority(os.PRIO_PROCESS, 0) + max(0, more))
     except (OSError, AttributeError):
         return max(0, more)
+
+
+# --- the child ------------------------------------------------------------------------------------------------
 
 
 def lower_priority(priority: int | str) -> None:
@@ -235,20 +235,23 @@ def serve(stdin: int = 0, stdout: int = 1) -> int:
                 return 0
             try:
                 if message[0] == "execute":
-                    _send(stdout, (True, db.execute(message[1]).fetchone()))
-                    continue
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    write_rows(db, *message)
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
+                    answer = (True, db.execute(message[1]).fetchone())
+                else:
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        write_rows(db, *message)
+                        db.execute("COMMIT")
+                    except BaseException:
+                        if db.in_transaction:
+                            db.execute("ROLLBACK")
+                        raise
+                    answer = (True, None)
             except sqlite3.Error as e:
-                _send(stdout, (False, str(e)))
-            else:
-                _send(stdout, (True, None))
+                answer = (False, str(e))
+            try:
+                _send(stdout, answer)
+            except BrokenPipeError:  # the daemon is gone (killed): what it sent last is saved all the same
+                return 0
     finally:
         db.close()
 
