@@ -15,13 +15,16 @@ import time
 import pytest
 
 from helpers import wait_for
-from smppguard.store.committer import IDLE, Committer
+from smppguard.store.committer import IDLE, Committer, encode
 from smppguard.store.db import connect
 from smppguard.store.recipients import mask_recipient
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="scheduling classes and /proc are Linux's")
 
 SCHED_IDLE = 5
+SEND = (8613800138000, "acme", 100.0)
+ONE = encode(([SEND], [], []))  # a batch: one send
+NOTHING = encode(([], [], []))
 
 
 def _stat(pid: int) -> list[str]:
@@ -71,13 +74,13 @@ def test_a_batch_is_saved_by_a_child_in_the_idle_scheduling_class(store, committ
     committer.start()
     child = committer.pid
     assert child is not None and child != os.getpid()
-    committer.commit([(8613800138000, "acme", 100.0), (8613800138001, "acme", 101.0)],
-                     [(100.0, "acme", "ACME", "861380013****", "optout", "reject", 69, "opted out")], [])
+    committer.commit(encode(([(8613800138000, "acme", 100.0), (8613800138001, "acme", 101.0)],
+                             [(100.0, "acme", "ACME", "861380013****", "optout", "reject", 69, "opted out")], [])))
     assert sends(store) == [(8613800138000, "acme", 100.0), (8613800138001, "acme", 101.0)]
     db = sqlite3.connect(store)
     assert db.execute("SELECT account, rule, status, count FROM audit").fetchall() == [("acme", "optout", 69, 1)]
     # the fold: the audit row made at 100.0 now stands for 3, the last at 160.0
-    committer.commit([], [], [(3, 160.0, 100.0, "acme", "ACME", "861380013****", "optout", 69)])
+    committer.commit(encode(([], [], [(3, 160.0, 100.0, "acme", "ACME", "861380013****", "optout", 69)])))
     assert db.execute("SELECT count, last_at FROM audit").fetchall() == [(3, 160.0)]
     db.close()
     assert _policy(child) == SCHED_IDLE and committer.pid == child and committer.started == 1  # one child for all
@@ -86,7 +89,7 @@ def test_a_batch_is_saved_by_a_child_in_the_idle_scheduling_class(store, committ
 def test_a_child_given_a_nice_value_runs_at_it(store):
     c = Committer(store, busy_timeout=1.0, audit=("masked", ""), priority=7)
     try:
-        c.commit([], [], [])  # answered: it has set its priority
+        c.commit(NOTHING)  # answered: it has set its priority
         assert _policy(c.pid) == 0 and _nice(c.pid) == min(19, _nice(os.getpid()) + 7)
     finally:
         c.close()
@@ -97,21 +100,21 @@ def test_a_commit_the_store_refuses_raises_its_error_saves_nothing_and_the_next_
     lock.execute("BEGIN IMMEDIATE")  # another process writes: the child waits its busy timeout, then fails
     try:
         with pytest.raises(sqlite3.OperationalError, match="database is locked"):
-            committer.commit([(8613800138000, "acme", 100.0)], [], [])
+            committer.commit(ONE)
     finally:
         lock.execute("ROLLBACK")
         lock.close()
     assert sends(store) == []
-    committer.commit([(8613800138000, "acme", 100.0)], [], [])
+    committer.commit(ONE)
     assert sends(store) == [(8613800138000, "acme", 100.0)] and committer.started == 1
 
 
 def test_a_child_that_dies_during_a_commit_fails_it_and_a_new_one_takes_the_next(store, committer):
-    committer.commit([], [], [])
+    committer.commit(NOTHING)
     first = committer.pid
     os.kill(first, signal.SIGSTOP)  # it has the batch but has not saved it
     failed: list[BaseException] = []
-    thread = threading.Thread(target=lambda: _catch(failed, committer.commit, [(8613800138000, "acme", 100.0)]))
+    thread = threading.Thread(target=lambda: _catch(failed, committer.commit, ONE))
     thread.start()
     time.sleep(0.2)
     os.kill(first, signal.SIGKILL)
@@ -119,49 +122,49 @@ def test_a_child_that_dies_during_a_commit_fails_it_and_a_new_one_takes_the_next
     assert len(failed) == 1 and isinstance(failed[0], OSError)
     assert str(failed[0]) == ("the store's commit process ended (exit status -9; it ended): a new one takes over")
     assert sends(store) == []
-    committer.commit([(8613800138000, "acme", 100.0)], [], [])  # the writer tries the same rows again
+    committer.commit(ONE)  # the writer tries the same rows again
     assert sends(store) == [(8613800138000, "acme", 100.0)]
     assert committer.started == 2 and committer.pid not in (None, first)
 
 
 def test_a_child_found_dead_is_replaced_before_the_commit(store, committer):
-    committer.commit([], [], [])
+    committer.commit(NOTHING)
     first = committer.pid
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: not _alive(first), what="the child gone")
-    committer.commit([(8613800138000, "acme", 100.0)], [], [])
+    committer.commit(ONE)
     assert sends(store) == [(8613800138000, "acme", 100.0)] and committer.started == 2
 
 
 def _catch(into: list, fn, *args) -> None:
     try:
-        fn(*args, [], [])
+        fn(*args)
     except BaseException as e:  # noqa: BLE001 - handed to the test
         into.append(e)
 
 
 def test_a_child_that_stops_answering_is_stopped_after_the_busy_timeout_and_its_slack(store, committer):
     committer.slack = 0.5
-    committer.commit([], [], [])
+    committer.commit(NOTHING)
     stuck = committer.pid
     os.kill(stuck, signal.SIGSTOP)
     started = time.monotonic()
     with pytest.raises(OSError, match=r"did not answer within 0\.7 s: stopped, and a new one takes over"):
-        committer.commit([(8613800138000, "acme", 100.0)], [], [])
+        committer.commit(ONE)
     assert 0.7 <= time.monotonic() - started < 5
     assert not _alive(stuck)
-    committer.commit([(8613800138000, "acme", 100.0)], [], [])
+    committer.commit(ONE)
     assert sends(store) == [(8613800138000, "acme", 100.0)]
 
 
 def test_the_child_ignores_sigterm_and_sigint_and_ends_when_its_input_closes(store, committer):
     """systemd's stop signals the whole service, and Ctrl-C the whole terminal group: the child goes on saving
     what the daemon sends while it stops, and ends when the daemon closes it."""
-    committer.commit([], [], [])  # answered: it is past its start, where it sets the signals aside
+    committer.commit(NOTHING)  # answered: it is past its start, where it sets the signals aside
     child = committer.pid
     os.kill(child, signal.SIGTERM)
     os.kill(child, signal.SIGINT)
-    committer.commit([(8613800138000, "acme", 100.0)], [], [])
+    committer.commit(ONE)
     assert committer.pid == child and sends(store) == [(8613800138000, "acme", 100.0)]
     assert committer.close() == 0  # it ended by itself, not killed
     assert not _alive(child) and committer.pid is None
@@ -171,9 +174,10 @@ def test_the_child_ends_with_a_daemon_killed_with_sigkill(store, tmp_path):
     """No daemon, no stdin: the child reads its end and exits, whatever ended the daemon."""
     script = textwrap.dedent(f"""
         import os, signal
-        from smppguard.store.committer import Committer
+        from smppguard.store.committer import Committer, encode
+        ONE, NOTHING = encode(([{SEND!r}], [], [])), encode(([], [], []))
         c = Committer({store!r}, busy_timeout=1.0, audit=("masked", ""), priority="idle")
-        c.commit([(8613800138000, "acme", 100.0)], [], [])
+        c.commit(ONE)
         print(c.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
@@ -188,7 +192,7 @@ def test_a_store_the_child_cannot_open_fails_the_commit_with_the_reason_on_stder
     c = Committer(str(tmp_path / "missing.db"), busy_timeout=1.0, audit=("masked", ""), priority=IDLE)
     try:
         with pytest.raises(OSError, match=r"ended \(exit status 1;"):
-            c.commit([(8613800138000, "acme", 100.0)], [], [])
+            c.commit(ONE)
     finally:
         c.close()
     assert f"smppguard: the store's commit process: no store at {tmp_path / 'missing.db'}" in capfd.readouterr().err
@@ -212,11 +216,12 @@ def test_a_daemon_killed_during_a_commit_leaves_it_saved_and_the_child_ends_quie
     """The child has the batch: it commits it, finds nobody to answer, and ends without a traceback."""
     script = textwrap.dedent(f"""
         import os, signal, threading, time
-        from smppguard.store.committer import Committer
+        from smppguard.store.committer import Committer, encode
+        ONE, NOTHING = encode(([{SEND!r}], [], [])), encode(([], [], []))
         c = Committer({store!r}, busy_timeout=1.0, audit=("masked", ""), priority="idle")
-        c.commit([], [], [])
+        c.commit(NOTHING)
         os.kill(c.pid, signal.SIGSTOP)
-        threading.Thread(target=c.commit, args=([(8613800138000, "acme", 100.0)], [], []), daemon=True).start()
+        threading.Thread(target=c.commit, args=(ONE,), daemon=True).start()
         time.sleep(0.3)  # the batch is in the pipe
         print(c.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -71,20 +71,17 @@ class Committer:
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None and self._child.poll() is None else None
 
-    def start(self) -> None:
-        """Start the child now rather than at the first commit (it opens the store while the daemon starts)."""
+    def start(self) -> subprocess.Popen:
+        """The running child, started now if there is none (at the daemon's start: it opens the store meanwhile)."""
         if self._child is None or self._child.poll() is not None:
-            self._start()
+            return self._start()
+        return self._child
 
-    def commit(self, sends: list[tuple], audits: list[tuple], folds: list[tuple]) -> None:
-        """Save the rows in one transaction of the child's; sqlite3.Error with the child's text if it failed
-        (nothing saved); OSError if the child ended or stopped answering (nothing saved either: a transaction
-        that did not reach COMMIT is rolled back)."""
-        self._ask(encode((sends, audits, folds)))
-
-    def commit_encoded(self, rows: bytes) -> None:
-        """`commit` of rows already encoded (`encode((sends, audits, folds))`: the loop does that while the rows
-        are in its cache, and the writer's thread only passes them on)."""
+    def commit(self, rows: bytes) -> None:
+        """Save the rows, `encode((sends, audits, folds))`, in one transaction of the child's (the loop encodes
+        them while they are in its cache; the writer's thread only passes them on). sqlite3.Error with the child's
+        text if it failed (nothing saved); OSError if the child ended or stopped answering (nothing saved either:
+        a transaction that did not reach COMMIT is rolled back)."""
         self._ask(rows)
 
     def execute(self, sql: str) -> Any:
@@ -92,9 +89,7 @@ class Committer:
         return self._ask(encode(("execute", sql)))
 
     def _ask(self, message: bytes) -> Any:
-        child = self._child
-        if child is None or child.poll() is not None:
-            child = self._start()
+        child = self.start()
         limit = self.busy_timeout + self.slack
         try:
             _write(child.stdin.fileno(), message)  # type: ignore[union-attr]

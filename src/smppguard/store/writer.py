@@ -292,7 +292,7 @@ class StoreWriter:
 
     def _commit_in_thread(self, batch: _Batch, rows: bytes | None = None) -> list[tuple[bool, Any]]:
         if rows is not None:  # most commits: rows only (encoded), saved by the commit process
-            self.committer.commit_encoded(rows)
+            self.committer.commit(rows)
             return []
         # Functions to run: here, in one transaction with the rows (a held message's row and its audit row, a
         # release's mark and its "released" row, are saved together or not at all). Rows only: the commit
