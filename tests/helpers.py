@@ -117,6 +117,31 @@ class Stack:
             self.loop.close()
 
 
+def proc_stat(pid: int, tid: int | None = None) -> list[str]:
+    """The fields of /proc/PID/stat (of one thread: /proc/PID/task/TID/stat) from the third on: [0] is the state,
+    [16] the nice value, [38] the scheduling policy (5: SCHED_IDLE). The command name before them may hold
+    spaces and parentheses."""
+    with open(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat") as f:
+        return f.read().rpartition(")")[2].split()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie has ended, only not been reaped yet)."""
+    try:
+        return proc_stat(pid)[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started that have not been reaped (Linux: /proc/PID/task/*/children)."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,17 +10,10 @@ import time
 
 import pytest
 
+from helpers import alive
 from smppguard.bench import format_comparison, format_result, run_bench, run_comparison
 
 pytestmark = pytest.mark.subprocess
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie is dead but not yet reaped
-    except FileNotFoundError:
-        return True
 
 
 def test_bench_smoke():
@@ -44,7 +37,7 @@ def test_bench_smoke():
     assert "proxied" in text and "proxy CPU per submit_sm" in text
 
     # both child processes were stopped
-    assert _gone(r["sink_pid"]) and _gone(r["proxy_pid"])
+    assert not alive(r["sink_pid"]) and not alive(r["proxy_pid"])
 
 
 def test_bench_compare_runs_the_relay_then_the_rules():
@@ -53,7 +46,7 @@ def test_bench_compare_runs_the_relay_then_the_rules():
     assert c["off"]["policy"] == "off" and c["full"]["policy"] == "full" and c["full"]["lists"] == 1000
     for r in (c["off"], c["full"]):
         assert r["proxied"]["errors"] == 0  # with every rule on, new recipients pass: nothing refused
-        assert _gone(r["proxy_pid"]) and _gone(r["sink_pid"])
+        assert not alive(r["proxy_pid"]) and not alive(r["sink_pid"])
     assert c["throughput_ratio"] == c["full"]["proxied"]["rate"] / c["off"]["proxied"]["rate"]
     text = format_comparison(c)
     assert "proxied rate, rules on / off" in text and "target >= 0.80" in text
@@ -88,7 +81,7 @@ def test_bench_stops_its_children_on_sigterm(command, after_s):
         bench.send_signal(signal.SIGTERM)
         assert bench.wait(timeout=20) == 128 + signal.SIGTERM
         assert bench.stderr.read().decode().strip() == "terminated: the child processes stopped"
-        assert all(_gone(pid) for pid in children)
+        assert not any(alive(pid) for pid in children)
     finally:
         if bench.poll() is None:
             bench.kill()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import send_submit, smpplib_client, start_daemon, wait_for
+from helpers import children, proc_stat, send_submit, smpplib_client, start_daemon, wait_for
 
 UNIT = Path(__file__).parents[1] / "systemd" / "smppguard.service"
 SECCOMP = Path(__file__).parent / "seccomp.py"
@@ -57,12 +57,8 @@ def test_systemd_analyze_rates_the_unit_2_5_or_better():
 
 
 def _nice_values(pid: int) -> dict[int, int]:
-    """Each thread's nice value (field 19 of /proc/PID/task/TID/stat)."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        out[int(tid)] = int(stat.rpartition(")")[2].split()[16])
-    return out
+    """Each thread's nice value."""
+    return {int(tid): int(proc_stat(pid, int(tid))[16]) for tid in os.listdir(f"/proc/{pid}/task")}
 
 
 @pytest.mark.subprocess
@@ -94,9 +90,8 @@ def test_the_daemon_runs_under_the_units_system_call_filter_and_lowers_its_threa
         assert _nice_values(daemon.pid)[daemon.pid] == 0
         wait_for(lambda: sqlite3.connect(tmp_path / "guard.db").execute(
             "SELECT count(*) FROM send_history").fetchone()[0] == 1, what="the send saved")
-        (child,) = [int(c) for tid in os.listdir(f"/proc/{daemon.pid}/task")
-                    for c in Path(f"/proc/{daemon.pid}/task/{tid}/children").read_text().split()]
-        assert Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()[38] == "5"  # SCHED_IDLE
+        (child,) = children(daemon.pid)
+        assert proc_stat(child)[38] == "5"  # SCHED_IDLE
     finally:
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=30)

@@ -4,7 +4,6 @@ process behind."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import time
 
 import pytest
 from cli_helpers import sql
+
+from helpers import alive, children
 
 N = [f"+86138000000{i:02d}" for i in range(10)]
 
@@ -89,7 +90,7 @@ def test_a_killed_import_shows_as_started_never_finished_and_leaves_no_worker_be
         while not _written(db_path):  # it has written its first chunk
             assert importer.poll() is None and time.monotonic() < deadline, "the import ended or never wrote"
             time.sleep(0.05)
-        workers = _children(importer.pid)
+        workers = children(importer.pid)
         assert workers, "the import runs worker processes"
         importer.send_signal(signal.SIGKILL)
         importer.wait()
@@ -98,9 +99,9 @@ def test_a_killed_import_shows_as_started_never_finished_and_leaves_no_worker_be
             importer.kill()
             importer.wait()
     deadline = time.monotonic() + 5
-    while [w for w in workers if _alive(w)] and time.monotonic() < deadline:
+    while [w for w in workers if alive(w)] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [w for w in workers if _alive(w)], "worker processes outlived the import"
+    assert not [w for w in workers if alive(w)], "worker processes outlived the import"
     rows = sql(db_path, "SELECT action FROM audit WHERE rule = 'import' ORDER BY id")
     assert rows == [("started",)]
     (count,) = sql(db_path, "SELECT COUNT(*) FROM blacklist")[0]
@@ -116,17 +117,3 @@ def _written(db_path) -> bool:
         return False
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            out += [int(c) for c in f.read().split()]
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import wait_for
+from helpers import alive, proc_stat, wait_for
 from smppguard.store.committer import IDLE, Committer, encode
 from smppguard.store.db import connect
 from smppguard.store.recipients import mask_recipient
@@ -27,25 +27,12 @@ ONE = encode(([SEND], [], []))  # a batch: one send
 NOTHING = encode(([], [], []))
 
 
-def _stat(pid: int) -> list[str]:
-    """/proc/PID/stat's fields from the third (state) on."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()
-
-
 def _nice(pid: int) -> int:
-    return int(_stat(pid)[16])
+    return int(proc_stat(pid)[16])
 
 
 def _policy(pid: int) -> int:
-    return int(_stat(pid)[38])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return _stat(pid)[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return int(proc_stat(pid)[38])
 
 
 @pytest.fixture
@@ -131,7 +118,7 @@ def test_a_child_found_dead_is_replaced_before_the_commit(store, committer):
     committer.commit(NOTHING)
     first = committer.pid
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: not _alive(first), what="the child gone")
+    wait_for(lambda: not alive(first), what="the child gone")
     committer.commit(ONE)
     assert sends(store) == [(8613800138000, "acme", 100.0)] and committer.started == 2
 
@@ -152,7 +139,7 @@ def test_a_child_that_stops_answering_is_stopped_after_the_busy_timeout_and_its_
     with pytest.raises(OSError, match=r"did not answer within 0\.7 s: stopped, and a new one takes over"):
         committer.commit(ONE)
     assert 0.7 <= time.monotonic() - started < 5
-    assert not _alive(stuck)
+    assert not alive(stuck)
     committer.commit(ONE)
     assert sends(store) == [(8613800138000, "acme", 100.0)]
 
@@ -167,7 +154,7 @@ def test_the_child_ignores_sigterm_and_sigint_and_ends_when_its_input_closes(sto
     committer.commit(ONE)
     assert committer.pid == child and sends(store) == [(8613800138000, "acme", 100.0)]
     assert committer.close() == 0  # it ended by itself, not killed
-    assert not _alive(child) and committer.pid is None
+    assert not alive(child) and committer.pid is None
 
 
 def test_the_child_ends_with_a_daemon_killed_with_sigkill(store, tmp_path):
@@ -184,7 +171,7 @@ def test_the_child_ends_with_a_daemon_killed_with_sigkill(store, tmp_path):
     daemon = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert daemon.returncode == -signal.SIGKILL, daemon.stderr
     child = int(daemon.stdout)
-    wait_for(lambda: not _alive(child), what="the orphaned child gone")
+    wait_for(lambda: not alive(child), what="the orphaned child gone")
     assert sends(store) == [(8613800138000, "acme", 100.0)]
 
 
@@ -232,6 +219,6 @@ def test_a_daemon_killed_during_a_commit_leaves_it_saved_and_the_child_ends_quie
     assert daemon.wait(30) == -signal.SIGKILL
     os.kill(child, signal.SIGCONT)
     _out, err = daemon.communicate(timeout=30)  # the child holds stderr: it closes as the child ends
-    wait_for(lambda: not _alive(child), what="the child gone")
+    wait_for(lambda: not alive(child), what="the child gone")
     assert sends(store) == [(8613800138000, "acme", 100.0)]
     assert "Traceback" not in err, err

@@ -12,6 +12,7 @@ import sys
 import pytest
 from store_helpers import audits, eventually, sends
 
+from helpers import proc_stat
 from smppguard.store.writer import LAG_S, StoreWriter
 
 N1, N2, N3 = 8613800000001, 8613800000002, 8613800000003
@@ -326,9 +327,8 @@ async def test_a_list_change_made_by_the_daemon_is_logged_with_its_origin_and_ac
 
 
 def _scheduling(pid: int) -> tuple[int, int]:
-    """(policy, nice) of a process, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
+    """(policy, nice) of a process."""
+    fields = proc_stat(pid)
     return int(fields[38]), int(fields[16])
 
 
