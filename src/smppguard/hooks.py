@@ -5,7 +5,7 @@ is any object with a method named after each event it wants, taking the event: `
 `answered(event)`, `delivered(event)`, `bound(event)`, `unbound(event)`. Hooks looks the methods up once, so an
 event nobody observes costs nothing: the proxy asks `wants_*` before it builds one. An observer of `decided` that
 has no use for allow verdicts (the audit log) says so with a class attribute `ignores_allows = True`; an allowed
-message, most of the traffic, then builds no event unless another observer wants it.
+message, most of the traffic, then builds no event unless another observer wants it, and reaches only those.
 
 Rule 1: an observer never changes a verdict or stops traffic. It is called after the proxy has acted, and
 whatever it raises is logged (at most once a minute per observer and event) and swallowed.
@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Any, Callable, Iterable, NamedTuple
 
-from .policy.model import Submission, Verdict
+from .policy.model import Action, Submission, Verdict
 from .smpp.pdu import Pdu
 
 log = logging.getLogger("smppguard.hooks")
@@ -77,6 +77,7 @@ class Unbound(NamedTuple):
     peer: str
 
 
+_ALLOW = Action.ALLOW
 EVENTS = {"decided": Decided, "answered": Answered, "delivered": Delivered, "bound": Bound, "unbound": Unbound}
 _QUIET_S = 60.0  # an observer that keeps failing is logged once per this period
 
@@ -91,14 +92,17 @@ class Hooks:
         self._calls = {name: tuple((o, getattr(o, name)) for o in self.observers if callable(getattr(o, name, None)))
                        for name in EVENTS}
         self._decided = self._calls["decided"]
+        # An allowed message goes only to the observers that look at allows (most messages are allowed)
+        self._allowed = tuple((o, call) for o, call in self._decided if not getattr(o, "ignores_allows", False))
         # Whether anyone observes these: the hot path builds no event otherwise.
         self.wants_decided = bool(self._decided)
-        self.wants_allowed = any(not getattr(o, "ignores_allows", False) for o, _call in self._decided)
+        self.wants_allowed = bool(self._allowed)
         self.wants_answered = bool(self._calls["answered"])
         self.wants_delivered = bool(self._calls["delivered"])
 
     def decided(self, event: Decided) -> None:
-        for observer, call in self._decided:  # _emit, spelled out: this runs for every message
+        # _emit, spelled out: this runs for every message
+        for observer, call in self._allowed if event.verdict.action is _ALLOW else self._decided:
             try:
                 call(event)
             except Exception:

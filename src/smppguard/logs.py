@@ -121,7 +121,7 @@ class VerdictLog:
 
     def decided(self, e) -> None:
         v = e.verdict
-        if v.allowed or not self.logger.isEnabledFor(self.level):  # an allow comes when another observer asks
+        if v.allowed or not self.logger.isEnabledFor(self.level):  # Hooks passes it no allow; a caller might
             return
         now = self.clock()
         self._tokens = min(self.per_second, self._tokens + (now - self._last) * self.per_second)
