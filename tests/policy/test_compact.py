@@ -202,6 +202,19 @@ def test_a_new_base_keeps_the_count_of_keys_the_overlay_adds_and_deletes():
     assert history.get(1) is None and history.get(5) == (5.0, 6.0) and history.get(7) == (7.0,)
 
 
+def test_an_insert_after_a_lookup_that_missed_the_base_is_exact_and_a_new_base_is_looked_at_again():
+    """The frequency rule asks for a new recipient, then its send is inserted: the insert takes the lookup's word
+    that the base lacks the key, until another base is installed."""
+    history = CompactHistory(HistoryArrays.from_rows(np.array([1]), np.array([1.0])))
+    assert 7 not in history
+    history.insert(7, 3.0)
+    assert history.get(7) == (3.0,) and len(history) == 2
+    assert 9 not in history
+    history.install(HistoryArrays.from_rows(np.array([1, 9]), np.array([1.0, 2.0])))  # now the base has 9
+    history.insert(9, 4.0)
+    assert history.get(9) == (2.0, 4.0) and len(history) == 3 == sum(1 for _ in history)
+
+
 def test_a_prune_forgets_old_sends_and_keeps_the_count_key_by_key():
     base = HistoryArrays.from_rows(np.array([1, 2, 3]), np.array([5.0, 5.0, 50.0]))
     history = CompactHistory(base)

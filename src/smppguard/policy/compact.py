@@ -236,9 +236,11 @@ class CompactSet:
             return True
         if key in self._removed:
             return False
-        if key in self._big:
+        # the base probe directly, without _below's frame, when no new base is being built (nearly always: this
+        # runs for every message); a key past MAX_KEY is never in the base, and its probe finds no equal key
+        if (self._base.has(key) if self._frozen is None else self._below(key)):  # type: ignore[arg-type]
             return True
-        return self._below(key)  # type: ignore[arg-type]
+        return key in self._big
 
     def __len__(self) -> int:
         return self._n + len(self._added) - len(self._removed) + len(self._big)
@@ -448,13 +450,16 @@ class CompactHistory:
     """Send times by key, as `dict[int, tuple[float, ...]]` does it: a base (`HistoryArrays` and a table of its
     keys) and an overlay of the keys written since, each with all of its times (`()`: none any more)."""
 
-    __slots__ = ("_arrays", "_table", "_offs", "_times", "_overlay", "_n")
+    __slots__ = ("_arrays", "_table", "_offs", "_times", "_overlay", "_n", "_absent")
 
     def __init__(self, arrays: HistoryArrays | None = None, rows: np.ndarray | None = None):
         self._overlay: dict[int, tuple[float, ...]] = {}
         self._set_base(arrays or HistoryArrays.empty(), rows)
 
     def _set_base(self, arrays: HistoryArrays, rows: np.ndarray | None = None) -> None:
+        # The last key a lookup found absent from the base: the frequency rule asks for a new recipient, then
+        # its send is inserted, and the insert need not probe the base again. It holds until the base changes.
+        self._absent = -1
         self._arrays = arrays
         self._table = KeyTable(arrays.keys, rows)
         self._offs = memoryview(arrays.offs)
@@ -491,7 +496,10 @@ class CompactHistory:
         times = self._overlay.get(key)  # type: ignore[call-overload]
         if times is not None:
             return bool(times)
-        return self._table.row(key) >= 0  # type: ignore[arg-type]
+        if self._table.row(key) >= 0:  # type: ignore[arg-type]
+            return True
+        self._absent = key  # type: ignore[assignment]
+        return False
 
     def __getitem__(self, key: int) -> tuple[float, ...]:
         times = self.get(key)
@@ -500,9 +508,9 @@ class CompactHistory:
         return times
 
     def insert(self, key: int, at: float) -> None:
-        """One more send to `key` (what Index.record_send does to a dict), with one look at the base."""
+        """One more send to `key` (what Index.record_send does to a dict), with one look at the base at most."""
         times = self._overlay.get(key)
-        if times is None:
+        if times is None and key != self._absent:
             times = self._base_get(key)
         if not times:
             self._overlay[key] = (at,)
