@@ -175,6 +175,16 @@ def test_quiet_hours_au_mobile_override_one_zone():
     assert check(AU_MOBILE, now, index=index) is None
 
 
+def test_an_override_wins_over_the_zones_the_submission_carries():
+    """The proxy's submissions carry phonenumbers' zones (make_submission); a per-number zone still decides."""
+    s = sub(AU_MOBILE)._replace(zones=candidate_zones(AU_MOBILE, None, SHANGHAI))
+    assert PERTH in s.zones and SYDNEY in s.zones
+    now = at(2025, 1, 15, 10, zone=SYDNEY)  # 07:00 in Perth, 10:00 in Sydney
+    assert quiet_hours.check(s, Index(), now, CN).until >= at(2025, 1, 15, 9, zone=PERTH)  # quiet in Perth
+    assert quiet_hours.check(s, Index(tz={AU_MOBILE: SYDNEY}), now, CN) is None
+    assert quiet_hours.check(s, Index(tz={AU_MOBILE: PERTH}), now, CN).until == at(2025, 1, 15, 9, zone=PERTH)
+
+
 @pytest.mark.parametrize("now, until", [
     (at(2025, 1, 15, 21, zone="UTC"), at(2025, 1, 15, 22, zone="UTC")),  # 07:00 on Guam
     (at(2025, 1, 15, 22, zone="UTC"), None),  # 08:00 Guam ... 18:30 St John's: allowed everywhere

@@ -70,7 +70,7 @@ def period_start(sub: Submission, index: Index, now: float, s: Settings) -> floa
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is None:
         return None
-    k = history_key(sub.recipient, sub.account, index, s)
+    k = sub.recipient if s.scope != "account" else history_key(sub.recipient, sub.account, index, s)
     if s.max and k not in index.history:
         return None  # most messages: a recipient with no send on record
     last = index.last_send(k)

@@ -53,12 +53,13 @@ def _number_from_international(digits: str) -> PhoneNumber | None:
 
 
 @lru_cache(maxsize=64)
-def _region_prefixes(region: str) -> tuple[int, str, str]:
+def _region_prefixes(region: str) -> tuple[int, str, str, str]:
+    """(country calling code, national prefix, international prefix, the calling code as digits)."""
     md = PhoneMetadata.metadata_for_region(region)
     if md is None:
         raise ValueError(f"unknown region {region!r}")
     intl = "00" if md.international_prefix is None or not md.international_prefix.isdigit() else md.international_prefix
-    return md.country_code, md.national_prefix or "", intl
+    return md.country_code, md.national_prefix or "", intl, str(md.country_code)
 
 
 def region_hint(address: str, default_region: str | None) -> str:
@@ -148,8 +149,7 @@ def locate_once(address: str, ton: int = 0, default_region: str | None = None) -
         if plus or ton == TON_INTERNATIONAL:
             candidate = digits
         elif default_region:
-            cc, national_prefix, intl = _region_prefixes(default_region)
-            scc = str(cc)
+            _cc, national_prefix, intl, scc = _region_prefixes(default_region)
             if digits.startswith(intl):
                 candidate = digits[len(intl):]
             elif digits.startswith(scc) and ton != TON_NATIONAL and (found := _lookup(digits)) is not INVALID:
@@ -269,8 +269,8 @@ def number_lines(lines: list[str], default_region: str | None = None) -> list[in
     groups: dict[tuple[str, int], list[int]] = {}
     home, not_national = "", ()
     if default_region:
-        cc, trunk, intl = _region_prefixes(default_region)
-        home, not_national = str(cc), tuple(p for p in (trunk, intl, str(cc)) if p)
+        _cc, trunk, intl, home = _region_prefixes(default_region)
+        not_national = tuple(p for p in (trunk, intl, home) if p)
     for i, line in enumerate(lines):
         if line[:1] == "+":
             groups.setdefault((line[:4], len(line) - 1), []).append(i)

@@ -130,7 +130,9 @@ def _quiet_somewhere(zones: tuple[str, ...], minute: int, quiet: bytes) -> bool:
 def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | None:
     if sub.recipient is None or not s.windows:
         return None
-    zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), s.fallback_zone, sub.zones)
+    override = index.tz.get(sub.recipient)
+    zones = sub.zones if override is None and sub.zones else candidate_zones(sub.recipient, override,
+                                                                             s.fallback_zone, sub.zones)
     if not _quiet_somewhere(zones, int(now // 60), s.quiet_minutes):
         return None
     until = next_allowed(now, lambda t: utc_offsets(zones, t), s.windows)
