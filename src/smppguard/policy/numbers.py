@@ -53,13 +53,15 @@ def _number_from_international(digits: str) -> PhoneNumber | None:
 
 
 @lru_cache(maxsize=64)
-def _region_prefixes(region: str) -> tuple[int, str, str, str]:
-    """(country calling code, national prefix, international prefix, the calling code as digits)."""
+def _region_prefixes(region: str) -> tuple[int, str, str, str, tuple[str, ...]]:
+    """(country calling code, national prefix, international prefix, the calling code as digits, those of the
+    three that are not empty: what a national number written without its trunk prefix starts with none of)."""
     md = PhoneMetadata.metadata_for_region(region)
     if md is None:
         raise ValueError(f"unknown region {region!r}")
     intl = "00" if md.international_prefix is None or not md.international_prefix.isdigit() else md.international_prefix
-    return md.country_code, md.national_prefix or "", intl, str(md.country_code)
+    national, cc = md.national_prefix or "", str(md.country_code)
+    return md.country_code, national, intl, cc, tuple(p for p in (intl, cc, national) if p)
 
 
 def region_hint(address: str, default_region: str | None) -> str:
@@ -149,8 +151,10 @@ def locate_once(address: str, ton: int = 0, default_region: str | None = None) -
         if plus or ton == TON_INTERNATIONAL:
             candidate = digits
         elif default_region:
-            _cc, national_prefix, intl, scc = _region_prefixes(default_region)
-            if digits.startswith(intl):
+            _cc, national_prefix, intl, scc, starts = _region_prefixes(default_region)
+            if not digits.startswith(starts):  # most often: a national number without its trunk prefix
+                candidate = scc + digits
+            elif digits.startswith(intl):
                 candidate = digits[len(intl):]
             elif digits.startswith(scc) and ton != TON_NATIONAL and (found := _lookup(digits)) is not INVALID:
                 return int(digits), found[1]  # already international without a prefix (8613800138000)
@@ -269,8 +273,7 @@ def number_lines(lines: list[str], default_region: str | None = None) -> list[in
     groups: dict[tuple[str, int], list[int]] = {}
     home, not_national = "", ()
     if default_region:
-        _cc, trunk, intl, home = _region_prefixes(default_region)
-        not_national = tuple(p for p in (trunk, intl, home) if p)
+        _cc, _trunk, _intl, home, not_national = _region_prefixes(default_region)
     for i, line in enumerate(lines):
         if line[:1] == "+":
             groups.setdefault((line[:4], len(line) - 1), []).append(i)

@@ -184,7 +184,8 @@ class Screening:
         verdict = decide(sub, index, now, policy)
         action = verdict.action
         if action is _ALLOW or (action is _SCHEDULE and v.schedule_at >= 0):  # it goes out now (_goes)
-            reservation = self._reserve(sub, verdict, now)
+            key = policy.forward(sub, verdict, index, now)  # _reserve, spelled out: this runs for every message
+            reservation = None if key is None else Reservation(key, now, sub.recipient, sub.account)  # type: ignore
         else:
             reservation = None
         if ckey is not None:
