@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .hooks import Bound, Decided, Delivered, Unbound
-from .policy.model import Action
 from .smpp.commands import CommandId
 from .smpp.errors import SmppError
 from .smpp.fields import parse_body, submit_view
@@ -37,7 +36,7 @@ class Metrics:
     """Counts what the proxy does: an observer of `decided`, `delivered`, `bound`, `unbound` (hooks.py)."""
 
     def __init__(self) -> None:
-        self.verdicts: collections.Counter[tuple[str, Action, str]] = collections.Counter()  # account, verdict, rule
+        self.verdicts: collections.Counter[tuple[str, str, str]] = collections.Counter()  # account, verdict, rule
         self.deliveries: collections.Counter[tuple[str, str]] = collections.Counter()  # account, kind
         self.binds: collections.Counter[str] = collections.Counter()
         self.unbinds: collections.Counter[str] = collections.Counter()
@@ -49,7 +48,8 @@ class Metrics:
 
     def decided(self, e: Decided) -> None:
         v = e.verdict
-        self.verdicts[(e.account, v.action, v.rule)] += 1  # the action's name is read at a scrape, not here
+        # _value_: the attribute `.value` reads through a descriptor, and an Enum hashes in Python (every message)
+        self.verdicts[(e.account, v.action._value_, v.rule or "")] += 1
 
     def delivered(self, e: Delivered) -> None:
         pdu = e.pdu
@@ -142,10 +142,7 @@ class Collector:
         st, m = self.state, self.state.metrics
         c = CounterMetricFamily("smppguard_submits", "Verdicts on submit_sm, data_sm and submit_multi destinations",
                                 labels=["account", "verdict", "rule"])
-        verdicts: collections.Counter[tuple[str, str, str]] = collections.Counter()
-        for (account, action, rule), n in list(m.verdicts.items()):
-            verdicts[(account, action.value, rule or "")] += n
-        for (account, verdict, rule), n in sorted(verdicts.items()):
+        for (account, verdict, rule), n in sorted(m.verdicts.items()):
             c.add_metric([account, verdict, rule], n)
         yield c
         c = CounterMetricFamily("smppguard_deliveries", "deliver_sm and data_sm from the SMSC, by kind (mo, receipt; "

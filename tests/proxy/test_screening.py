@@ -15,8 +15,8 @@ from smppguard.proxy.screening import (
     Forward,
     Hold,
     MultiContext,
-    Reservation,
     Screening,
+    Send,
     smpp_time,
 )
 from smppguard.smpp.commands import CommandId
@@ -83,7 +83,7 @@ def test_an_allowed_submit_is_forwarded_as_it_came_and_counts_once_the_smsc_take
     s, heard = screening_at(NOON, sends=sends)
     pdu = submit()
     out = s.screen(pdu, "acme")
-    assert type(out) is Forward and out.raw == pdu.raw and type(out.context) is Reservation
+    assert type(out) is Forward and out.raw == pdu.raw and type(out.context) is Send
     assert s.index.history == {A: (NOON,)} and sends == []  # counted in flight, saved once accepted
     assert s.settle(out.context, resp(CommandId.SUBMIT_SM_RESP)) == resp(CommandId.SUBMIT_SM_RESP).raw
     assert sends == [(A, "acme", NOON)]

@@ -17,7 +17,7 @@ Rule 1: a message's parts share one verdict and count once for the frequency cap
 only the rules that read the text see more with each part.
 Rule 2: a send counts (Index.history) from the moment it is forwarded, as a reservation, so concurrent messages
 cannot overrun a cap; it is recorded in the store when the SMSC first accepts a part, and taken back when every
-part failed.
+part failed. A message of one part carries a `Send`, a concatenated one a `Reservation` that its parts share.
 Rule 3: malformed bodies raise PduError (the bridge answers its status); nothing else escapes but bugs.
 """
 
@@ -76,6 +76,17 @@ class HoldMulti(NamedTuple):
 Outcome = Forward | Answer | Hold | HoldMulti
 
 
+class Send(NamedTuple):
+    """A message of one part, counted for the frequency cap as it goes: recorded once the SMSC accepts it, taken
+    back if it refuses it or never answers. A tuple, not a Reservation: most messages are one part, and this is
+    built for each."""
+
+    key: int  # the Index.history key it counts under
+    at: float
+    number: int
+    account: str
+
+
 class Reservation:
     """A send counted for the frequency cap, shared by the parts of one message; it counts once.
 
@@ -119,6 +130,8 @@ class ConcatEntry:
 
 
 _ALLOW, _SCHEDULE = Action.ALLOW, Action.SCHEDULE
+# plain ints for the comparisons made per message: reading an Enum's member off its class costs 0.1 us
+_SUBMIT_SM, _SUBMIT_MULTI, _ROK = int(CommandId.SUBMIT_SM), int(CommandId.SUBMIT_MULTI), int(Status.ROK)
 _new_tuple = tuple.__new__  # builds a NamedTuple from a tuple of all its fields, in C
 
 
@@ -151,9 +164,9 @@ class Screening:
     def screen(self, pdu: Pdu, account: str) -> Outcome:
         """What to do with a sender's submit_sm, data_sm or submit_multi. PduError: its body is malformed."""
         command_id = pdu.command_id
-        if command_id == CommandId.SUBMIT_MULTI:
+        if command_id == _SUBMIT_MULTI:
             return self._screen_multi(pdu, account)
-        if command_id == CommandId.SUBMIT_SM:
+        if command_id == _SUBMIT_SM:
             v = submit_view(pdu.body, pdu.sequence)
         else:  # data_sm: no short_message; text in message_payload, concatenation only by SAR
             f = parse_body(command_id, pdu.body, pdu.sequence)
@@ -185,7 +198,12 @@ class Screening:
         action = verdict.action
         if action is _ALLOW or (action is _SCHEDULE and v.schedule_at >= 0):  # it goes out now (_goes)
             key = policy.forward(sub, verdict, index, now)  # _reserve, spelled out: this runs for every message
-            reservation = None if key is None else Reservation(key, now, sub.recipient, sub.account)  # type: ignore
+            if key is None:
+                reservation = None
+            elif ckey is None:
+                reservation = _new_tuple(Send, (key, now, sub.recipient, sub.account))
+            else:
+                reservation = Reservation(key, now, sub.recipient, sub.account)  # type: ignore[arg-type]
         else:
             reservation = None
         if ckey is not None:
@@ -199,7 +217,7 @@ class Screening:
             hooks.decided(_new_tuple(Decided, (now, command_id, account, v.source_addr, v.destination_addr, sub,
                                                verdict, False)))
         if action is _ALLOW:  # the common case, without _outcome's other cases
-            if reservation is not None:
+            if type(reservation) is Reservation:
                 reservation.outstanding += 1
             return _new_tuple(Forward, (pdu.raw, reservation))
         return self._outcome(pdu, v, verdict, reservation, sub.recipient,
@@ -236,15 +254,15 @@ class Screening:
             return None
         return Reservation(key, now, sub.recipient, sub.account)  # type: ignore[arg-type]
 
-    def _outcome(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | None,
+    def _outcome(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | Send | None,
                  number: int | None = None, group: tuple | None = None) -> Outcome:
         action = verdict.action
         if action is Action.ALLOW:
-            if reservation is not None:
+            if type(reservation) is Reservation:
                 reservation.outstanding += 1
             return Forward(pdu.raw, reservation)
         if action is Action.SCHEDULE and v.schedule_at >= 0:
-            if reservation is not None:
+            if type(reservation) is Reservation:
                 reservation.outstanding += 1
             return Forward(with_schedule(pdu.raw, v.schedule_at, verdict.until or 0.0), reservation)
         status = verdict.status or Status.RSUBMITFAIL
@@ -334,15 +352,24 @@ class Screening:
     def settle(self, context: object, response: Pdu) -> bytes:
         """The SMSC answered a forwarded request with `response`: count what it accepted, release what it did
         not. Returns the bytes to relay (a submit_multi_resp also lists the destinations refused here)."""
-        if type(context) is Reservation:
-            self._settle(context, response.status == Status.ROK)
-        elif type(context) is MultiContext:
+        kind = type(context)
+        if kind is Send:
+            if response.status == _ROK:  # it counts in the Index already: the store records it
+                if self.record_send is not None:
+                    self.record_send(context.number, context.account, context.at)  # type: ignore[attr-defined]
+            else:
+                self.index.release(context.key, context.at)  # type: ignore[attr-defined]
+        elif kind is Reservation:
+            self._settle(context, response.status == _ROK)  # type: ignore[arg-type]
+        elif kind is MultiContext:
             return self._merge_multi(response, context)
         return response.raw
 
     def failed(self, context: object) -> None:
         """A forwarded request got no answer from the SMSC (timed out, dropped): nothing it reserved counts."""
-        if type(context) is Reservation:
+        if type(context) is Send:
+            self.index.release(context.key, context.at)  # type: ignore[attr-defined]
+        elif type(context) is Reservation:
             self._settle(context, False)
         elif type(context) is MultiContext:
             for _address, r in context.reservations:
