@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from phonenumbers import timezone as phonenumbers_tz
 from policy_helpers import AU_MOBILE, CN_MOBILE, NO_ZONE, US_NY, US_TOLL_FREE, at
 
+from smppguard.policy import numbers
 from smppguard.policy.numbers import (
     candidate_zones,
     check_region,
@@ -141,6 +142,29 @@ def test_locate_agrees_with_phonenumbers_on_every_region_and_type():
         if locate("+" + digits) != expected:
             differ.append((digits, locate("+" + digits), expected))
     assert differ == []
+
+
+def test_a_national_number_is_located_as_its_international_form_in_every_region():
+    """A national number of the default region (no trunk or international prefix) that the calling code's first
+    region finds valid takes a shorter way: the same number and zones as `_lookup` of its international form,
+    for the example numbers of every region and their near misses. The others take the way they always took."""
+    by_code: dict[str, list[str]] = {}
+    for digits in _example_numbers_and_neighbours(per_example=4):
+        by_code.setdefault(digits[:3], []).append(digits)
+    shorter = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        cc, _trunk, _intl, scc, starts = numbers._region_prefixes(region)
+        for digits in (d for head, ds in by_code.items() if head.startswith(scc) for d in ds):
+            nsn = digits[len(scc):]
+            if not nsn or nsn.startswith(starts) or not digits.startswith(scc):
+                continue
+            first = numbers._first_plan(cc, len(nsn))
+            if first is None or first[0].fullmatch(nsn) is None:
+                continue
+            kind, zones = numbers._lookup(digits)
+            assert kind != numbers.UNKNOWN and locate_once(nsn, 0, region) == (int(digits), zones), (region, nsn)
+            shorter += 1
+    assert shorter > 3000, shorter
 
 
 @pytest.mark.parametrize("address, ton, region", [

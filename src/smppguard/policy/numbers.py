@@ -151,9 +151,13 @@ def locate_once(address: str, ton: int = 0, default_region: str | None = None) -
         if plus or ton == TON_INTERNATIONAL:
             candidate = digits
         elif default_region:
-            _cc, national_prefix, intl, scc, starts = _region_prefixes(default_region)
+            cc, national_prefix, intl, scc, starts = _region_prefixes(default_region)
             if not digits.startswith(starts):  # most often: a national number without its trunk prefix
                 candidate = scc + digits
+                sole = _first_plan(cc, len(digits))
+                if sole is not None and (m := sole[0].fullmatch(digits)) is not None:  # _lookup(candidate), inline
+                    zone_key = candidate[:_HEADS[candidate[:3]][2]] if sole[1][m.lastgroup] is GEOGRAPHIC else scc
+                    return int(candidate), _zones_by_prefix(zone_key)
             elif digits.startswith(intl):
                 candidate = digits[len(intl):]
             elif digits.startswith(scc) and ton != TON_NATIONAL and (found := _lookup(digits)) is not INVALID:
@@ -250,6 +254,17 @@ def _plan(cc: int, length: int) -> tuple[tuple, ...]:
     return tuple(plans)
 
 
+@lru_cache(maxsize=256)
+def _first_plan(cc: int, length: int) -> tuple[re.Pattern, dict[str, str]] | None:
+    """The pattern and kinds of the first region of calling code `cc` for national numbers of `length` digits,
+    when that region has no leading digits to match first (CN's, US's for +1): a number it finds valid is what
+    `_lookup` finds, with no other region asked. None otherwise."""
+    plans = _plan(cc, length)
+    if not plans or plans[0][0] is not None or plans[0][1] is None:
+        return None
+    return plans[0][1], plans[0][2]
+
+
 @lru_cache(maxsize=4096)
 def _lines_pattern(cc: int, length: int, written: str) -> re.Pattern | None:
     """One regex over many lines: a line is `written` (a regex: "\\+86", or nothing) and a national number of
@@ -257,10 +272,8 @@ def _lines_pattern(cc: int, length: int, written: str) -> re.Pattern | None:
     first; when it has no leading digits (a code's only region, or its main one: US for +1, RU for +7, GB for
     +44), a number its pattern matches whole is valid there, whatever the other regions say. None when the
     first region has leading digits."""
-    plans = _plan(cc, length)
-    if not plans or plans[0][0] is not None or plans[0][1] is None:
-        return None
-    return re.compile(f"^{written}(?:{plans[0][1].pattern})$", re.MULTILINE | re.ASCII)
+    first = _first_plan(cc, length)
+    return None if first is None else re.compile(f"^{written}(?:{first[0].pattern})$", re.MULTILINE | re.ASCII)
 
 
 def number_lines(lines: list[str], default_region: str | None = None) -> list[int | None]:
@@ -307,6 +320,7 @@ def zones_for(number: int) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=65_536)
+@lru_cache(maxsize=4096)
 def _zones_by_prefix(key: str) -> tuple[str, ...]:
     """The zones of the longest prefix of `key` that phonenumbers' data knows."""
     for length in range(min(TIMEZONE_LONGEST_PREFIX, len(key)), 0, -1):
