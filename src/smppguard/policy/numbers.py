@@ -320,7 +320,6 @@ def zones_for(number: int) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=65_536)
-@lru_cache(maxsize=4096)
 def _zones_by_prefix(key: str) -> tuple[str, ...]:
     """The zones of the longest prefix of `key` that phonenumbers' data knows."""
     for length in range(min(TIMEZONE_LONGEST_PREFIX, len(key)), 0, -1):
