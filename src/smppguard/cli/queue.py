@@ -11,6 +11,7 @@ import time
 import click
 
 from ..store import holds
+from ..store.db import write_transaction
 from ..store.lists import os_user
 from ..store.recipients import masker
 from .common import CONTEXT, Ctx, emit, exit_if_empty, fail, output_options, store_options, to_json, when
@@ -124,14 +125,9 @@ def queue_release(ctx: Ctx, message_ids) -> None:
     now = time.time()
     db = ctx.db
     n = 0
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         for message_id in message_ids:
             n += holds.release_now(db, message_id, now)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     click.echo(f"released {n} message{'s' if n != 1 else ''}" + (" (the daemon sends them within a second)"
                                                                  if n else ""))
     exit_if_empty(n)

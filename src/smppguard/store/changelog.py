@@ -20,6 +20,8 @@ import time
 from itertools import groupby
 from typing import Callable, Iterable, NamedTuple
 
+from .db import write_transaction
+
 KINDS = ("blacklist", "optout", "dead", "consent", "tz")
 OPS = ("add", "remove")
 COLUMNS = "id, at, origin, kind, op, number, scope, scope_key, data, actor, numbers"
@@ -169,15 +171,10 @@ def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, act
         if audited:
             _audit_operation(db, batch, stamp)
         return written
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         written = _write_batch(db, batch, correlation_threshold, stamp)
         if audited:
             _audit_operation(db, batch, stamp)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return written
 
 

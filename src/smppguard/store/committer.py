@@ -207,7 +207,7 @@ def lower_priority(priority: int | str) -> None:
 
 
 def serve(stdin: int = 0, stdout: int = 1) -> int:
-    from .db import StoreError, connect
+    from .db import StoreError, connect, write_transaction
 
     try:
         path, busy_timeout, audit, priority = _receive(stdin)
@@ -232,14 +232,8 @@ def serve(stdin: int = 0, stdout: int = 1) -> int:
                 if message[0] == "execute":
                     answer = (True, db.execute(message[1]).fetchone())
                 else:
-                    db.execute("BEGIN IMMEDIATE")
-                    try:
+                    with write_transaction(db):
                         write_rows(db, *message)
-                        db.execute("COMMIT")
-                    except BaseException:
-                        if db.in_transaction:
-                            db.execute("ROLLBACK")
-                        raise
                     answer = (True, None)
             except sqlite3.Error as e:
                 answer = (False, str(e))

@@ -7,10 +7,12 @@ the folders made for it) is private to its owner: 0600 and 0700, whatever the um
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 from . import recipients
 from .migrations import migrate
@@ -28,6 +30,20 @@ class NotFound(StoreError):
 
 class AlreadyExists(StoreError):
     pass
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE before the block, COMMIT after it; ROLLBACK if it raises, when a transaction is still open
+    (a COMMIT that failed may have ended it, and a second error would hide the first)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 #: The service's own state directory (systemd's StateDirectory=smppguard): made when missing, unlike any other.

@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable, Iterable, NamedTuple
 
+from .db import write_transaction
+
 HELD, SENDING, UNKNOWN = "held", "sending", "unknown"
 
 _COLUMNS = ("seq, id, account, sender, recipient, number, command_id, pdu, grp, part, parts, held_at, release_at, "
@@ -304,8 +306,7 @@ def drop(db: sqlite3.Connection, proxy_id: str, actor: str, now: float,
     """`queue drop`: remove a held message (every row of its id) with an audit row each, its recipient as
     `mask` writes it ([audit] recipient), and the receipt `receipt` makes owed to the sender if it asked for one.
     A row being sent now is left alone (its fate is the SMSC's answer). Returns how many were dropped."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         rows = by_id(db, proxy_id)
         gone = [r for r in rows if r.state != SENDING]
         for r in gone:
@@ -316,8 +317,4 @@ def drop(db: sqlite3.Connection, proxy_id: str, actor: str, now: float,
                         f"held message dropped by hand; proxy id {r.id}", actor))
             if r.receipt and receipt is not None:
                 owe(db, r.account, receipt(r), "receipt", now)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return len(gone)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 from ..policy.numbers import normalise, number_lines, region_hint
 from . import changelog
 from .changelog import Change
-from .db import AlreadyExists, NotFound, node_id
+from .db import AlreadyExists, NotFound, node_id, write_transaction
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,8 +118,7 @@ def request_removal(db: sqlite3.Connection, number: int, *, reason: str, observe
     actor = actor or os_user()
     if not reason.strip():
         raise ValueError("a removal needs a reason")
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         if not db.execute("SELECT 1 FROM blacklist WHERE number = ?", (number,)).fetchone():
             raise NotFound(f"+{number} is not blacklisted")
         if db.execute("SELECT 1 FROM pending_removal WHERE number = ? AND status = 'pending'", (number,)).fetchone():
@@ -128,10 +127,6 @@ def request_removal(db: sqlite3.Connection, number: int, *, reason: str, observe
                          "VALUES (?, ?, ?, ?, ?)", (number, reason, actor, now, now + observe_s))
         _audit(db, now, "blacklist-removal", "requested", number,
                f"{reason} (observe {observe_s / 86400:g} days)", actor)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return PendingRemoval(cur.lastrowid, number, reason, actor, now, now + observe_s, "pending")
 
 

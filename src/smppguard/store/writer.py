@@ -35,7 +35,7 @@ from .. import tasks
 from . import changelog
 from .changelog import Change
 from .committer import IDLE, Committer, encode, write_rows
-from .db import BUSY_TIMEOUT_MS, connect
+from .db import BUSY_TIMEOUT_MS, connect, write_transaction
 
 log = logging.getLogger("smppguard.store")
 
@@ -301,8 +301,7 @@ class StoreWriter:
         db = self._db
         assert db is not None
         results: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(db):
             write_rows(db, batch.sends, batch.audits, folds)
             for fn, _future in batch.jobs:
                 db.execute("SAVEPOINT job")
@@ -312,11 +311,6 @@ class StoreWriter:
                     db.execute("ROLLBACK TO job")
                     results.append((False, e))
                 db.execute("RELEASE job")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return results
 
     async def execute(self, sql: str) -> tuple[Any, Any]:
