@@ -36,6 +36,7 @@ import itertools
 import os
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -57,6 +58,8 @@ TARGET_CPU_US = 30.0
 TARGET_POLICY_RATIO = 0.80
 TARGET_RSS_MB = 300.0
 TARGET_STARTUP_S = 3.0
+#: `compare`: rules-off and rules-on passes, back to back, this many times (the ratio is their median)
+ROUNDS = 3
 
 WARMUP = 2_000
 LOW_LOAD_MESSAGES = 2_000
@@ -347,8 +350,9 @@ async def _pass(address: tuple[str, int], total: int, binds: int, window: int, w
 
 
 async def _bench(sink: tuple[str, int], proxy: tuple[str, int], proxy_pid: int, messages: int, binds: int,
-                 window: int, warmup: int, low_load: int, policy: str) -> dict[str, Any]:
-    numbers = _Numbers()
+                 window: int, warmup: int, low_load: int, policy: str,
+                 numbers: _Numbers | None = None) -> dict[str, Any]:
+    numbers = numbers or _Numbers()
     distinct = policy == "full"
     direct = await _pass(sink, messages, binds, window, warmup, numbers, distinct)
     proxied = await _pass(proxy, messages, binds, window, warmup, numbers, distinct, pid=proxy_pid)
@@ -675,34 +679,41 @@ def run_bench(messages: int = 100_000, binds: int = 4, window: int = 10, *, warm
     """Start a sink SMSC and the proxy as child processes, measure both ways, stop both; return the figures.
     `policy` is one of POLICIES (see there); `lists` pre-loads that many blacklist entries and as many opt-outs
     into the proxy's store, and the proxy's start-up time (launch to accepting binds) is reported."""
-    if messages < 1 or binds < 1 or window < 1:
-        raise ValueError("messages, binds and window must be at least 1")
+    _check(messages, binds, window)
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
     with rig("bench", window, _POLICY_TOML[policy]) as r:
-        filled = bool(lists or history or optouts)
-        result_store: dict[str, Any] = {}
-        if filled:
-            started = time.monotonic()
-            fill_store(r.db, lists, history=history, recipients=recipients, optouts=optouts)
-            result_store["fill_s"] = time.monotonic() - started
-        sink = r.start(start_sink(r.dir, r.sink))
-        size = lists + (lists if optouts is None else optouts) + history
-        if filled:  # the first start reads the tables and writes the snapshot file; the one measured reads that
-            result_store.update(_first_start(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
-        launched = time.monotonic()
-        proxy = r.start(start_proxy(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
-        startup_s = time.monotonic() - launched
-        startup_rss_kb = _rss_kb(proxy.pid)
-        result = _run_loop(_bench(r.sink, r.proxy, proxy.pid, messages, binds, window, warmup, low_load, policy))
-        result["sink_pid"], result["proxy_pid"] = sink.pid, proxy.pid
-        result["lists"] = lists
-        result["optouts"] = lists if optouts is None else optouts
-        result["history"] = history
-        result["store"] = result_store
-        result["proxy_startup_s"] = startup_s
-        result["proxy_startup_rss_kb"] = startup_rss_kb
+        started = _set_up(r, lists, history, optouts, recipients)
+        result = _run_loop(_bench(r.sink, r.proxy, started["proxy_pid"], messages, binds, window, warmup, low_load,
+                                  policy))
+        result.update(started)
         return result
+
+
+def _check(messages: int, binds: int, window: int) -> None:
+    if messages < 1 or binds < 1 or window < 1:
+        raise ValueError("messages, binds and window must be at least 1")
+
+
+def _set_up(r: Rig, lists: int, history: int, optouts: int | None, recipients: int) -> dict[str, Any]:
+    """Fill the store of rig `r` (see fill_store) when asked, start its sink and its proxy; return their pids, what
+    was loaded, the store's figures and the proxy's start-up (time and memory)."""
+    filled = bool(lists or history or optouts)
+    result_store: dict[str, Any] = {}
+    if filled:
+        started = time.monotonic()
+        fill_store(r.db, lists, history=history, recipients=recipients, optouts=optouts)
+        result_store["fill_s"] = time.monotonic() - started
+    sink = r.start(start_sink(r.dir, r.sink))
+    size = lists + (lists if optouts is None else optouts) + history
+    if filled:  # the first start reads the tables and writes the snapshot file; the one measured reads that
+        result_store.update(_first_start(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
+    launched = time.monotonic()
+    proxy = r.start(start_proxy(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
+    startup_s = time.monotonic() - launched
+    return {"sink_pid": sink.pid, "proxy_pid": proxy.pid, "lists": lists,
+            "optouts": lists if optouts is None else optouts, "history": history, "store": result_store,
+            "proxy_startup_s": startup_s, "proxy_startup_rss_kb": _rss_kb(proxy.pid)}
 
 
 def _format_store(s: dict[str, Any]) -> list[str]:
@@ -889,30 +900,84 @@ def _met(ok: bool) -> str:
 
 def run_comparison(messages: int = 100_000, binds: int = 4, window: int = 10, *, lists: int = 0, history: int = 0,
                    warmup: int = WARMUP, low_load: int = LOW_LOAD_MESSAGES, optouts: int | None = None,
-                   recipients: int = 0) -> dict[str, Any]:
-    """The relay with every rule off, then every rule on with `lists` entries loaded, in one run on one
-    machine: what the policy costs, as the ratio of the two proxied rates."""
-    off = run_bench(messages, binds, window, warmup=warmup, low_load=low_load, policy="off")
-    full = run_bench(messages, binds, window, warmup=warmup, low_load=low_load, policy="full", lists=lists,
-                     history=history, optouts=optouts, recipients=recipients)
-    rate_off = off["proxied"]["rate"]
-    return {"off": off, "full": full,
-            "throughput_ratio": full["proxied"]["rate"] / rate_off if rate_off else 0.0,
+                   recipients: int = 0, rounds: int = ROUNDS) -> dict[str, Any]:
+    """The relay with every rule off, and every rule on with `lists` entries loaded, in one run on one machine:
+    what the policy costs, as the ratio of the two proxied rates.
+
+    Both proxies run side by side, and their passes alternate, `rounds` times: off then on, on then off, and so
+    on. Each round's ratio compares two passes run back to back, and the figure is their median: a shared host's
+    speed drifts by a fifth within minutes, which a single pass of each (minutes apart) takes for the rules'
+    cost. The first round also measures the direct rates and the low-load latency of each."""
+    _check(messages, binds, window)
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
+    with rig("bench-off", window, _POLICY_TOML["off"]) as r_off, \
+            rig("bench-full", window, _POLICY_TOML["full"]) as r_full:
+        off_started = _set_up(r_off, 0, 0, None, 0)
+        full_started = _set_up(r_full, lists, history, optouts, recipients)
+        off, full, passes = _run_loop(_compare(r_off, off_started["proxy_pid"], r_full, full_started["proxy_pid"],
+                                               messages, binds, window, warmup, low_load, rounds))
+        off.update(off_started)
+        full.update(full_started)
+    return {"off": off, "full": full, **rounds_figures(passes),
             "targets": {"throughput_ratio": TARGET_POLICY_RATIO, "rss_mb": TARGET_RSS_MB,
                         "startup_s": TARGET_STARTUP_S}}
+
+
+def rounds_figures(passes: list[tuple[dict, dict]]) -> dict[str, Any]:
+    """From each round's (off, full) passes (their rate and CPU per message): the rounds with their ratio, the
+    median ratio and the median CPU per message of each side."""
+    ratios = [f["rate"] / o["rate"] if o["rate"] else 0.0 for o, f in passes]
+    return {"rounds": [{"off": o, "full": f, "ratio": x} for (o, f), x in zip(passes, ratios, strict=True)],
+            "throughput_ratio": statistics.median(ratios),
+            "cpu_us_per_msg": {"off": statistics.median(o["cpu_us_per_msg"] for o, _f in passes),
+                               "full": statistics.median(f["cpu_us_per_msg"] for _o, f in passes)}}
+
+
+async def _compare(r_off: Rig, off_pid: int, r_full: Rig, full_pid: int, messages: int, binds: int, window: int,
+                   warmup: int, low_load: int, rounds: int) -> tuple[dict, dict, list[tuple[dict, dict]]]:
+    """The first round (each proxy's whole _bench), then rounds of one proxied pass each, in alternating order.
+    Returns the two _bench results and, per round, the (off, full) proxied passes: rate and CPU per message."""
+    off_numbers, full_numbers = _Numbers(), _Numbers()
+    off = await _bench(r_off.sink, r_off.proxy, off_pid, messages, binds, window, warmup, low_load, "off",
+                       off_numbers)
+    full = await _bench(r_full.sink, r_full.proxy, full_pid, messages, binds, window, warmup, low_load, "full",
+                        full_numbers)
+    passes = [({"rate": off["proxied"]["rate"], "cpu_us_per_msg": off["proxy_cpu_us_per_msg"]},
+               {"rate": full["proxied"]["rate"], "cpu_us_per_msg": full["proxy_cpu_us_per_msg"]})]
+
+    async def one(r: Rig, pid: int, numbers: _Numbers, distinct: bool) -> dict[str, float]:
+        started = time.monotonic()
+        p = await _pass(r.proxy, messages, binds, window, warmup, numbers, distinct, pid=pid)
+        return {"rate": p["rate"], "cpu_us_per_msg": p["cpu_seconds"] / messages * 1e6, "started": started}
+
+    for k in range(1, rounds):
+        if k % 2:  # on, then off: a steady drift in the host's speed favours neither side over the rounds
+            f = await one(r_full, full_pid, full_numbers, True)
+            o = await one(r_off, off_pid, off_numbers, False)
+        else:
+            o = await one(r_off, off_pid, off_numbers, False)
+            f = await one(r_full, full_pid, full_numbers, True)
+        passes.append((o, f))
+    return off, full, passes
 
 
 def format_comparison(c: dict[str, Any]) -> str:
     off, full, t = c["off"], c["full"], c["targets"]
     rss_mb = full["proxy_rss_kb"] * 1024 / 1e6
-    cpu_off, cpu_full = off["proxy_cpu_us_per_msg"], full["proxy_cpu_us_per_msg"]
+    cpu_off, cpu_full = c["cpu_us_per_msg"]["off"], c["cpu_us_per_msg"]["full"]
+    rounds = c["rounds"]
+    each = ", ".join(f"{r['ratio']:.2f}" for r in rounds)
     return "\n".join([
         format_result(off), "", format_result(full), "",
         f"what the rules cost ({full.get('lists', 0):,} blacklist entries + {full.get('optouts', 0):,} opt-outs, "
-        "a new recipient per message)",
+        f"a new recipient per message; {len(rounds)} round{'s' if len(rounds) > 1 else ''}: a pass of each, "
+        "back to back, in alternating order)",
         f"proxied rate, rules on / off   {c['throughput_ratio']:.2f}  "
-        f"(target >= {t['throughput_ratio']:.2f}: {_met(c['throughput_ratio'] >= t['throughput_ratio'])})",
-        f"proxy CPU per submit_sm        {cpu_full:.1f} µs on, {cpu_off:.1f} µs off (+{cpu_full - cpu_off:.1f} µs)",
+        + (f"(the median of {each}; " if len(rounds) > 1 else "(")
+        + f"target >= {t['throughput_ratio']:.2f}: {_met(c['throughput_ratio'] >= t['throughput_ratio'])})",
+        f"proxy CPU per submit_sm        {cpu_full:.1f} µs on, {cpu_off:.1f} µs off (+{cpu_full - cpu_off:.1f} µs)"
+        + (", medians" if len(rounds) > 1 else ""),
         f"proxy RSS at the end           {rss_mb:.0f} MB (target <= {t['rss_mb']:.0f} MB: "
         f"{_met(rss_mb <= t['rss_mb'])})",
         f"proxy start-up                 {full.get('proxy_startup_s', 0):.2f} s (target <= {t['startup_s']:.0f} s: "
@@ -934,6 +999,8 @@ def main(argv: list[str] | None = None) -> int:
                              "compare: off, then full, and the ratio of the two")
     parser.add_argument("--lists", type=int, default=0,
                         help="pre-load this many blacklist entries and as many opt-outs into the store")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help="with --policy compare: the off and full passes, back to back, this many times")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--soak", type=int, metavar="REFUSALS",
                         help="instead: resend to --recipients numbers until this many are refused; report the store's "
@@ -941,12 +1008,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=50_000, help="with --soak: how many recipients")
     args = parser.parse_args(argv)
     return run_command(args.messages, args.binds, args.window, args.policy, args.lists, args.json, args.soak,
-                       args.recipients)
+                       args.recipients, rounds=args.rounds)
 
 
 def run_command(messages: int, binds: int, window: int, policy: str, lists: int, as_json: bool,
                 soak: int | None = None, recipients: int = 50_000, history: int = 0, *, optouts: int | None = None,
-                history_recipients: int = 0) -> int:
+                history_recipients: int = 0, rounds: int = ROUNDS) -> int:
     """`smppguard bench` and `python -m smppguard.bench`: measure, print the figures (or one line saying what
     went wrong), return the exit status."""
     def measure() -> dict[str, Any]:
@@ -954,7 +1021,7 @@ def run_command(messages: int, binds: int, window: int, policy: str, lists: int,
             return run_soak(soak, recipients, binds, window)
         if policy == "compare":
             return run_comparison(messages, binds, window, lists=lists, history=history, optouts=optouts,
-                                  recipients=history_recipients)
+                                  recipients=history_recipients, rounds=rounds)
         return run_bench(messages=messages, binds=binds, window=window, policy=policy, lists=lists, history=history,
                          optouts=optouts, recipients=history_recipients)
 
