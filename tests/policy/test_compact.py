@@ -174,6 +174,26 @@ def test_scoped_keys_of_one_number_do_not_collide_in_the_table():
     assert table.row(scoped(NUMBERS[0], GLOBAL)) == -1
 
 
+def _one_run(count: int) -> tuple[list[int], int]:
+    """`count` numbers whose hash is one slot of the table that `count` keys get, and one more, kept out."""
+    bits = compact.table_bits(count)
+    slot = lambda k: (k * compact._MULT >> (64 - bits)) & ((1 << bits) - 1)  # noqa: E731
+    same = [k for k in range(8613800000000, 8613800200000) if slot(k) == slot(8613800000000)]
+    return same[:count], same[count]
+
+
+def test_a_lookup_follows_a_run_of_keys_that_share_a_slot_to_its_end():
+    keys, absent = _one_run(6)  # six keys, one hash: they take six slots in a row, the first at their hash
+    numbers = CompactSet(keys)
+    assert all(k in numbers for k in keys) and absent not in numbers
+    assert all(numbers.base.has(k) for k in keys) and not numbers.base.has(absent)
+    history = CompactHistory(HistoryArrays.from_rows(np.array(keys), np.arange(6.0)))
+    assert all(k in history for k in keys) and absent not in history
+    assert [history.get(k) for k in keys] == [(float(i),) for i in range(6)] and history.get(absent) is None
+    history.insert(absent, 9.0)  # after the miss: no second look at the base, and the keys below are still there
+    assert history.get(absent) == (9.0,) and history.get(keys[-1]) == (5.0,) and len(history) == 7
+
+
 def test_a_prune_keeps_the_sends_made_since_the_last_roll_forward():
     index = Index(blacklist=CompactSet(), optouts=CompactSet(), history=CompactHistory())
     n = NUMBERS[0]

@@ -236,11 +236,20 @@ class CompactSet:
             return True
         if key in self._removed:
             return False
-        # the base probe directly, without _below's frame, when no new base is being built (nearly always: this
-        # runs for every message); a key past MAX_KEY is never in the base, and its probe finds no equal key
-        if (self._base.has(key) if self._frozen is None else self._below(key)):  # type: ignore[arg-type]
-            return True
-        return key in self._big
+        if self._frozen is not None:  # a new base is being built
+            return self._below(key) or key in self._big  # type: ignore[arg-type]
+        # KeySlots.has spelled out, without its frame or _below's: this runs for every message (a key past
+        # MAX_KEY is never in the base, and its probe finds no equal key)
+        base = self._base
+        slots, mask = base._slots, base._mask
+        h = (key * _MULT >> base._shift) & mask  # type: ignore[operator]
+        while True:
+            k = slots[h]
+            if k == key:
+                return True
+            if k < 0:
+                return key in self._big
+            h = (h + 1) & mask
 
     def __len__(self) -> int:
         return self._n + len(self._added) - len(self._removed) + len(self._big)
@@ -496,10 +505,18 @@ class CompactHistory:
         times = self._overlay.get(key)  # type: ignore[call-overload]
         if times is not None:
             return bool(times)
-        if self._table.row(key) >= 0:  # type: ignore[arg-type]
-            return True
-        self._absent = key  # type: ignore[assignment]
-        return False
+        # KeyTable.row spelled out, without its frame: the frequency rule asks this for every message
+        table = self._table
+        rows, keys, mask = table._rows, table._keys, table._mask
+        h = (key * _MULT >> table._shift) & mask  # type: ignore[operator]
+        while True:
+            r = rows[h]
+            if r < 0:
+                self._absent = key  # type: ignore[assignment]
+                return False
+            if keys[r] == key:
+                return True
+            h = (h + 1) & mask
 
     def __getitem__(self, key: int) -> tuple[float, ...]:
         times = self.get(key)
