@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -41,10 +43,10 @@ def test_content_forbidden_wins_over_missing_phrase():
 
 
 def test_content_looks_for_the_required_text_only_once_a_concatenated_message_is_whole():
-    first_part = sub(CN_MOBILE, text="周末大促，全场五折，")._replace(partial=True)
+    first_part = replace(sub(CN_MOBILE, text="周末大促，全场五折，"), partial=True)
     assert content.check(first_part, Index(), NOW, S) is None  # "回T退订" may come in a later part
-    assert content.check(first_part._replace(partial=False), Index(), NOW, S) is not None
-    assert "'赌博'" in content.check(first_part._replace(text="在线赌博"), Index(), NOW, S).reason  # at once
+    assert content.check(replace(first_part, partial=False), Index(), NOW, S) is not None
+    assert "'赌博'" in content.check(replace(first_part, text="在线赌博"), Index(), NOW, S).reason  # at once
 
 
 def test_content_no_patterns_no_opinion():

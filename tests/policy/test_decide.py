@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from policy_helpers import CN_MOBILE, DAY, HOUR, MINUTE, at, sub
 
 from smppguard.policy import ALLOW, RULE_NAMES, RULES, Action, Index, decide, explain, load_policy, make_submission
-from smppguard.policy.model import GLOBAL, scoped
+from smppguard.policy.model import GLOBAL, Submission, scoped
 from smppguard.smpp.status import Status
 from smppguard.store.changelog import Change
 from smppguard.store.index import apply_change
@@ -150,6 +150,10 @@ def test_make_submission_fields():
     assert (s.recipient, s.address, s.sender, s.account, s.service_type, s.text, s.concat) == (
         CN_MOBILE, "008613800138000", "ACME", "acme", "CMT", "hi", (7, 2, 1))
     assert s.traffic_class == "marketing"
+    # every field, as the keyword constructor sets them (make_submission sets the slots one by one)
+    located = make_submission(POLICY, "8613800138000", 1, "ACME", "acme", "CMT", "hi", (7, 2, 1))
+    assert located == Submission(CN_MOBILE, "8613800138000", "ACME", "acme", "marketing", "CMT", "hi", (7, 2, 1),
+                                 ("Asia/Shanghai",), True, 1)
 
 
 def test_policy_settings_lookup_and_needs_text():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -265,7 +267,7 @@ def test_frequency_month_starts_at_midnight_on_the_first_whatever_the_time_now()
 
 def test_frequency_month_of_a_number_without_zones_is_the_fallback_zones():
     s = frequency.parse_settings({"max": 1, "period": "calendar-month"}, RuleContext(fallback_zone=SHANGHAI))
-    start = frequency.period_start(sub(NO_ZONE)._replace(zones=()), Index(), at(2025, 3, 15, 12), s)
+    start = frequency.period_start(replace(sub(NO_ZONE), zones=()), Index(), at(2025, 3, 15, 12), s)
     assert start == at(2025, 3, 1)  # midnight in Shanghai, not in UTC
 
 

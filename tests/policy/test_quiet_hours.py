@@ -7,6 +7,7 @@ the zone that decides, plus the UTC hour where a DST change makes the difference
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -177,7 +178,7 @@ def test_quiet_hours_au_mobile_override_one_zone():
 
 def test_an_override_wins_over_the_zones_the_submission_carries():
     """The proxy's submissions carry phonenumbers' zones (make_submission); a per-number zone still decides."""
-    s = sub(AU_MOBILE)._replace(zones=candidate_zones(AU_MOBILE, None, SHANGHAI))
+    s = replace(sub(AU_MOBILE), zones=candidate_zones(AU_MOBILE, None, SHANGHAI))
     assert PERTH in s.zones and SYDNEY in s.zones
     now = at(2025, 1, 15, 10, zone=SYDNEY)  # 07:00 in Perth, 10:00 in Sydney
     assert quiet_hours.check(s, Index(), now, CN).until >= at(2025, 1, 15, 9, zone=PERTH)  # quiet in Perth

@@ -292,9 +292,15 @@ def make_submission(policy: Policy, address: str, ton: int, sender: str, account
         text = text_of()
     cls = classes.classify(rules, account, sender, service_type, text)
     partial = concat is not None and concat[1] > 1  # the first part of several to arrive
-    # _make: the tuple as it is, without the keyword handling of Submission(...); one per message
-    return Submission._make((recipient, address, sender, account, cls, service_type, text, concat, zones,
-                             partial, ton))
+    # its slots set one by one, without the keyword handling of Submission(...): one is built per message
+    sub = _new(Submission)
+    sub.recipient, sub.address, sub.sender, sub.account, sub.traffic_class, sub.service_type = (
+        recipient, address, sender, account, cls, service_type)
+    sub.text, sub.concat, sub.zones, sub.partial, sub.ton = text, concat, zones, partial, ton
+    return sub
+
+
+_new = object.__new__
 
 
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:

@@ -24,7 +24,7 @@ Rule 3: malformed bodies raise PduError (the bridge answers its status); nothing
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 from ..hooks import NO_HOOKS, Decided, Hooks
@@ -234,7 +234,7 @@ class Screening:
             del self.concat[ckey]
         if entry.texts is not None and text_of is not None and _goes(entry.verdict, v):
             entry.texts[seqnum] = text_of() or ""
-            sub = entry.sub._replace(text=entry.joined(), partial=not complete)
+            sub = replace(entry.sub, text=entry.joined(), partial=not complete)
             verdict = judge_text(sub, self.index, now, self.policy)
             if verdict is not None and not verdict.allowed:
                 entry.verdict = verdict
