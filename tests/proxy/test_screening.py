@@ -226,6 +226,23 @@ def test_submit_multi_text_is_read_for_the_content_rule_past_a_udh_and_from_mess
     assert type(s.screen(multi(short_message=b"winter sale"), "acme")) is Forward
 
 
+def test_the_text_of_a_submit_sm_or_data_sm_is_read_from_message_payload_when_short_message_is_empty():
+    s, _ = screening_at(NOON, {"content": {"forbidden": ["casino"]}})
+
+    numbers = iter(range(8613800000001, 8613800000100))  # a recipient each: the frequency cap stays out of it
+
+    def pdu(command_id, text: bytes, payload: bytes | None = None):
+        fields = {"short_message": text} if command_id == CommandId.SUBMIT_SM else {}
+        tlvs = [(0x0424, payload)] if payload is not None else []
+        return from_bytes(build(command_id, 1, encode_body(command_id, source_addr="ACME",
+                                                           destination_addr=str(next(numbers)), tlvs=tlvs, **fields)))
+    for command_id in (CommandId.SUBMIT_SM, CommandId.DATA_SM):
+        assert s.screen(pdu(command_id, b"", b"casino night"), "acme") == Answer(Status.RSUBMITFAIL)
+        assert type(s.screen(pdu(command_id, b"", b"winter sale"), "acme")) is Forward
+    # short_message, when it has the text, is what is read
+    assert s.screen(pdu(CommandId.SUBMIT_SM, b"casino night"), "acme") == Answer(Status.RSUBMITFAIL)
+
+
 def test_a_submit_multi_with_every_destination_allowed_goes_as_it_came_and_counts_what_the_smsc_takes():
     s, _ = screening_at(NOON)
     dests = [SmeDest(1, 1, "8613800000001"), SmeDest(1, 1, "8613900000001")]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Callable, NamedTuple
 
 from ..hooks import NO_HOOKS, Decided, Hooks
@@ -135,6 +136,12 @@ _SUBMIT_SM, _SUBMIT_MULTI, _ROK = int(CommandId.SUBMIT_SM), int(CommandId.SUBMIT
 _new_tuple = tuple.__new__  # builds a NamedTuple from a tuple of all its fields, in C
 
 
+def _text(payload: bytes, v: SubmitView, codecs: tuple[str, str]) -> str | None:
+    """The decoded text of a submit: its short_message without the UDH, or its message_payload."""
+    data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
+    return decode(data, v.data_coding, *codecs)
+
+
 def _goes(verdict: Verdict, v: SubmitView) -> bool:
     """Whether a message with this verdict is forwarded now (a data_sm has no schedule_delivery_time to set)."""
     return verdict.action is Action.ALLOW or (verdict.action is Action.SCHEDULE and v.schedule_at >= 0)
@@ -177,13 +184,9 @@ class Screening:
         now = self.clock()
         udh, payload = split_udh(v.short_message, v.esm_class)
         concat = (from_udh(udh) if udh else None) or from_sar(v.tlvs)
-        text_of = None
-        if policy.needs_text:
-            codecs = self.text_codecs
-
-            def text_of() -> str | None:  # decoded only if a rule will read it (most messages: none)
-                data = payload or tlv_value(v.tlvs, TlvTag.MESSAGE_PAYLOAD) or b""
-                return decode(data, v.data_coding, *codecs)
+        # decoded only if a rule will read it (most messages: none). A partial, not a closure: a closure would
+        # make `v` and `payload` cells, read more slowly all through this method, and cost a function a message
+        text_of = partial(_text, payload, v, self.text_codecs) if policy.needs_text else None
         ckey = None
         if concat is not None and concat.total > 1:
             # All parts share the first part's verdict and count once (Rule 1); only the rules that read the
