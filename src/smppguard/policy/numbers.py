@@ -91,10 +91,10 @@ def _zone_depths() -> dict[str, int]:  # pragma: no mutate block
     return depths
 
 
-def _heads() -> dict[str, tuple[int, int, int]]:  # pragma: no mutate block
+def _heads() -> dict[str, tuple[int, int, int, tuple[str, ...]]]:  # pragma: no mutate block
     """Every 3-digit start of an E.164 number -> (country calling code, its length, how many digits of a
-    geographic number key its zones). Country codes are prefix-free (ITU-T E.164), so the first 3 digits
-    settle the code: one lookup per number."""
+    geographic number key its zones, the zones of a non-geographic number: its calling code's). Country codes
+    are prefix-free (ITU-T E.164), so the first 3 digits settle the code: one lookup per number."""
     depths = _zone_depths()
     heads = {}
     for cc in COUNTRY_CODE_TO_REGION_CODE:
@@ -102,11 +102,9 @@ def _heads() -> dict[str, tuple[int, int, int]]:  # pragma: no mutate block
         fill = 3 - len(code)
         for rest in range(10 ** fill):
             head = code + (f"{rest:0{fill}d}" if fill else "")
-            heads[head] = (cc, len(code), max(depths.get(head, 0), 2))
+            heads[head] = (cc, len(code), max(depths.get(head, 0), 2), _zones_by_prefix(code))
     return heads
 
-
-_HEADS = _heads()
 
 
 def _lookup(digits: str) -> tuple[str, tuple[str, ...]]:
@@ -115,7 +113,7 @@ def _lookup(digits: str) -> tuple[str, tuple[str, ...]]:
     head = _HEADS.get(digits[:3])
     if head is None:
         return INVALID
-    cc, cc_len, zone_depth = head
+    cc, cc_len, zone_depth, cc_zones = head
     nsn = digits[cc_len:]
     plan = _plan(cc, len(nsn))
     kind = UNKNOWN
@@ -134,7 +132,7 @@ def _lookup(digits: str) -> tuple[str, tuple[str, ...]]:
         return INVALID
     # phonenumbers.timezone.time_zones_for_number, with the number's kind from our compiled patterns:
     # geographic numbers by their longest known prefix, the others by their country calling code.
-    return kind, _zones_by_prefix(digits[:zone_depth] if kind is GEOGRAPHIC else str(cc))
+    return kind, _zones_by_prefix(digits[:zone_depth]) if kind is GEOGRAPHIC else cc_zones
 
 
 Located = tuple[int, tuple[str, ...]]  # (E.164 number, its candidate zones)
@@ -327,6 +325,9 @@ def _zones_by_prefix(key: str) -> tuple[str, ...]:
         if zones is not None:
             return tuple(z for z in zones if z != "Etc/Unknown")
     return UNKNOWN_ZONES
+
+
+_HEADS = _heads()  # here: it takes each calling code's zones from _zones_by_prefix
 
 
 def region_of(number: int) -> str | None:
