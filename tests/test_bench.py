@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -86,6 +87,15 @@ def test_bench_compare_of_one_round_is_one_pass_of_each():
     assert "the median" not in format_comparison(c)
     with pytest.raises(ValueError, match="rounds"):
         run_comparison(messages=500, rounds=0)
+
+
+@pytest.mark.parametrize("command", [["smppguard.bench"], ["smppguard", "bench"]], ids=["module", "cli"])
+def test_bench_compare_takes_its_rounds_from_the_command_line(command):
+    out = subprocess.run([sys.executable, "-m", *command, "-n", "300", "-b", "1", "-w", "5", "--policy", "compare",
+                          "--rounds", "2", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout)
+    assert len(c["rounds"]) == 2 and c["throughput_ratio"] > 0
 
 
 def _children(pid: int) -> list[int]:

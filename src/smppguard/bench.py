@@ -907,7 +907,8 @@ def run_comparison(messages: int = 100_000, binds: int = 4, window: int = 10, *,
     Both proxies run side by side, and their passes alternate, `rounds` times: off then on, on then off, and so
     on. Each round's ratio compares two passes run back to back, and the figure is their median: a shared host's
     speed drifts by a fifth within minutes, which a single pass of each (minutes apart) takes for the rules'
-    cost. The first round also measures the direct rates and the low-load latency of each."""
+    cost. The first round also measures the direct rates and the low-load latency of each (the off proxy's
+    low-load passes and the direct pass of the on proxy's sink come between its two proxied passes)."""
     _check(messages, binds, window)
     if rounds < 1:
         raise ValueError("rounds must be at least 1")

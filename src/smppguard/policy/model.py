@@ -78,7 +78,6 @@ class Submission:
     ton: int = 0  # dest_addr_ton as sent (1 international: the digits carry their country code)
 
 
-
 @dataclass
 class Index:
     """In-memory list state and send history. Mutated only through its methods."""

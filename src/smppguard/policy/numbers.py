@@ -106,7 +106,6 @@ def _heads() -> dict[str, tuple[int, int, int, tuple[str, ...]]]:  # pragma: no 
     return heads
 
 
-
 def _lookup(digits: str) -> tuple[str, tuple[str, ...]]:
     """(kind, candidate zones) of E.164 digits (no "+"). It runs for every new recipient, so it is one table
     lookup for the country code and one regex call per region (~1.5 us)."""
