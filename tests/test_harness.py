@@ -78,3 +78,17 @@ def test_mutation_scoring_counts_only_a_change_of_case_in_sql_as_equivalent(befo
     """scripts/mutation_score.py: the survivors it calls equivalent leave the score, so it must not call a
     real change equivalent."""
     assert _mutation_score().sql_case_only(_diff(before, after)) is equivalent
+
+
+@pytest.mark.parametrize("policy", ["full", "off"])
+def test_the_instruction_count_screens_and_settles_every_message_on_the_daemons_objects(tmp_path, policy):
+    """scripts/instructions counts what this runs under valgrind (not installed for the tests): every message
+    must be forwarded, or the count would be of refusals."""
+    from instructions import screen_and_settle
+    from smppguard.bench import fill_store
+
+    db = tmp_path / "smppguard.db"
+    fill_store(db, 100)
+    assert screen_and_settle(db, policy, 250) == 250
+    if policy == "full":  # a new recipient each: a second run over the same numbers is refused by the cap
+        assert screen_and_settle(db, policy, 250) < 250
