@@ -1,22 +1,37 @@
-"""The compact Index (CompactSet, CompactHistory, as the store loads it) and the plain one (a set and a dict) hold
-the same and decide the same, whatever the stream of list changes, sends, refusals, prunes, roll forwards of the
-base and times."""
+"""The compact Index (CompactSet, CompactHistory and the lists' Sieve, as the store loads it) and the plain one (a
+set and a dict) hold the same and decide the same, whatever the stream of list changes, sends, refusals, prunes,
+roll forwards of the base and times."""
 
 from __future__ import annotations
 
+import dataclasses
 from unittest.mock import patch
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from policy_helpers import DAY, HOUR, at, sub
+from policy_helpers import CN_MOBILE, DAY, HOUR, at, sub
 
-from smppguard.policy import compact, decide, load_policy
-from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable, merged_keys, place
+from prefix_rule import RULE as PREFIX_RULE
+from prefix_rule import WITH_PREFIX
+from smppguard.policy import Action, blacklist, compact, decide, load_policy, optout
+from smppguard.policy.compact import (
+    CompactHistory,
+    CompactSet,
+    HistoryArrays,
+    KeySlots,
+    KeyTable,
+    attach_sieve,
+    merged_keys,
+    place,
+    sieve_of,
+)
 from smppguard.policy.model import GLOBAL, Index, scoped
+from smppguard.policy.sieve import Sieve
 
 T0 = at(2025, 6, 1, 10)
 NUMBERS = [8613800000000 + 7919 * i for i in range(12)]
+NUMBERS.append(NUMBERS[0] + (1 << 16))  # its bit in a small sieve is the first number's
 POLICY = load_policy(rules={"quiet_hours": {"enabled": False}, "frequency": {"max": 2, "period": "3d",
                                                                             "min_interval": "6h"}})
 
@@ -54,23 +69,34 @@ set_ops = st.lists(st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(start=st.lists(KEYS, max_size=6), ops=set_ops)
 def test_property_compact_set_holds_what_a_set_holds(start, ops):
+    """...and its sieve has the bit of every key it holds, across roll forwards that build a new sieve as the
+    upkeep does (from the new base, while writes go on) and those abandoned."""
     plain, packed = set(start), CompactSet(start)
+    sieve = sieve_of(packed.base.slots)
+    packed.attach(sieve)
     with patch.object(compact, "VECTORIZE", 3):  # batches of 3 or more look at the base in one pass
         for op, arg in ops:
             if op in ("roll", "abandon"):  # a roll forward: pending(), writes meanwhile, the new base (or none)
                 added, removed = packed.pending()
                 table = KeySlots.of(merged_keys(packed.base.keys, added, removed))
+                new_sieve = sieve_of(table.slots)
                 for inner, key in arg:
                     value = [key, key + 1, key] if inner.endswith("update") else key
                     getattr(plain, inner)(value)
                     getattr(packed, inner)(value)
                     assert packed == plain and len(packed) == len(plain)
-                packed.install(table) if op == "roll" else packed.abandon()
+                if op == "roll":
+                    packed.install(table)
+                    packed.attach(new_sieve)
+                    sieve = new_sieve
+                else:
+                    packed.abandon()
             else:
                 getattr(plain, op)(arg)
                 getattr(packed, op)(arg)
             assert packed == plain and len(packed) == len(plain)
             assert all((k in packed) == (k in plain) for k in (*NUMBERS[:7], scoped(NUMBERS[0], 3)))
+            assert all(k in sieve for k in plain)
 
 
 # --- the Index, plain and compact: the same verdicts ---------------------------------------------------------
@@ -95,6 +121,7 @@ def roll(index: Index, accepted: list[tuple[int, float]], mark: int, now: float)
     for packed in (index.blacklist, index.optouts):
         added, removed = packed.pending()
         packed.install(KeySlots.of(merged_keys(packed.base.keys, added, removed)))
+    index.listed = attach_sieve(index.blacklist, index.optouts)  # bits only of what the lists hold now
     return len(accepted)
 
 
@@ -103,6 +130,7 @@ def roll(index: Index, accepted: list[tuple[int, float]], mark: int, now: float)
 def test_property_compact_index_decides_as_the_plain_one(stream):
     plain = Index()
     packed = Index(blacklist=CompactSet(), optouts=CompactSet(), history=CompactHistory())
+    packed.listed = attach_sieve(packed.blacklist, packed.optouts)
     now, accepted, mark = T0, [], 0
     for event in stream:
         if event[0] == "list":
@@ -275,3 +303,50 @@ def test_a_send_recorded_out_of_time_order_takes_its_place_in_both_indexes():
     based.install(based.base.merged(np.array([1, 1], dtype=np.int64), np.array([100.0, 300.0]), 0.0))
     based.insert(1, 200.0)  # its earlier sends in the base, none in the overlay
     assert based[1] == (100.0, 200.0, 300.0)
+
+
+# --- the lists' sieve -----------------------------------------------------------------------------------------
+
+def test_a_sieve_has_the_bit_of_every_key_it_was_built_from_and_few_others():
+    keys = np.unique(np.random.default_rng(3).integers(8613000000000, 8619999999999, 200_000))
+    sieve = sieve_of(keys[:150_000], np.append(keys[150_000:], [-1, -1]))  # a table's EMPTY slots left out
+    assert sieve.mask + 1 == 1 << 21  # a power of two, at least 8 bits a key
+    assert all(int(k) in sieve for k in keys)
+    others = np.random.default_rng(4).integers(8613000000000, 8619999999999, 20_000)
+    others = others[~np.isin(others, keys)]
+    maybe = sum(int(k) in sieve for k in others) / len(others)
+    assert 0.02 < maybe < 0.15  # about a tenth of the bits set
+    assert (sieve_of(np.zeros(0, dtype=np.int64)).mask + 1) == 1 << 16
+    small = sieve_of(np.array([5, -1, 2**40 + 9, -1]))  # -1: an EMPTY slot of a table, no key
+    assert [i for i in range(small.mask + 1) if i in small] == [5, 9]
+    assert all((scoped(int(k), 7) in sieve) == (int(k) in sieve) for k in others[:1000])  # one bit, every scope
+
+
+def test_a_number_in_no_list_is_not_judged_by_the_rules_that_read_only_the_lists():
+    """decide() leaves out a rule marked lists_only for a number whose bit the Index's sieve has clear, and asks
+    it whenever the bit is set, the number's own or another's with the same low bits."""
+    rules = tuple(dataclasses.replace(r, lists_only=True) if r is PREFIX_RULE else r for r in WITH_PREFIX)
+    policy = load_policy({}, {"prefix": {"prefixes": ["86138"]}}, registry=rules)
+    assert decide(sub(CN_MOBILE), Index(), T0, policy).rule == "prefix"  # a plain Index: every bit set
+    index = Index(listed=Sieve(16))
+    assert decide(sub(CN_MOBILE), index, T0, policy).allowed  # the prefix rule would refuse it: left out
+    index.listed.add(CN_MOBILE + 5 * (1 << 16))  # another number, the same bit
+    verdict = decide(sub(CN_MOBILE), index, T0, policy)
+    assert (verdict.action, verdict.rule) == (Action.REJECT, "prefix")
+    plain_rules = load_policy({}, {"prefix": {"prefixes": ["86138"]}}, registry=WITH_PREFIX)
+    assert decide(sub(CN_MOBILE), Index(listed=Sieve(16)), T0, plain_rules).rule == "prefix"  # not lists_only
+
+
+def test_the_blacklist_and_the_optout_rules_read_only_the_lists():
+    listed = Sieve(16)
+    index = Index(blacklist=CompactSet(), optouts=CompactSet(), listed=listed)
+    index.blacklist.attach(listed)
+    index.optouts.attach(listed)
+    assert decide(sub(CN_MOBILE), index, T0, POLICY).allowed
+    index.optouts.add(scoped(CN_MOBILE, index.scope_id("sender", "ACME")))
+    assert decide(sub(CN_MOBILE, sender="ACME"), index, T0, POLICY).rule == "optout"
+    index.blacklist.update([CN_MOBILE + 1, *range(2000)])  # a batch: the sieve too, in one pass
+    assert decide(sub(CN_MOBILE + 1), index, T0, POLICY).rule == "blacklist"
+    # and neither is asked about a number in no list: most new recipients cost a bit, not their lookups
+    assert {c for c, _s in POLICY.checks_for("marketing")} - {c for c, _s in POLICY.unlisted_checks_for("marketing")} \
+        == {blacklist.check, optout.check}

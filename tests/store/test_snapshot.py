@@ -3,6 +3,7 @@ that no longer agrees with the store is not used; the daemon rolls it forward on
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import shutil
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 from store_helpers import eventually
 
-from smppguard.policy import load_policy
+from smppguard.policy import Submission, decide, load_policy
 from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable
-from smppguard.policy.model import SCOPE_STRIDE, Index
+from smppguard.policy.model import SCOPE_STRIDE, Index, scoped
 from smppguard.store import snapshot
 from smppguard.store.changelog import Change, write
 from smppguard.store.db import connect
@@ -127,6 +128,41 @@ async def test_after_a_roll_forward_the_index_reads_its_bases_from_the_file_it_w
                 arr = arr.base  # a view of the mapped array
             assert isinstance(arr, np.memmap) and str(arr.filename) == file
         assert view(index) == before
+    finally:
+        conn.close()
+
+
+async def test_what_is_listed_while_a_roll_forward_builds_is_refused_after_it_and_what_left_leaves_the_sieve(
+        filled, monkeypatch):
+    """The roll builds the lists' sieve anew from its bases in the thread; the numbers listed meanwhile on the
+    loop go into it as the bases are installed, and a number taken off the lists before the roll loses its bit."""
+    conn = connect(filled)
+    try:
+        index = opened(conn)[0]
+        gone, new, opted = N[0], 8613900000007, 8613900000008  # N[0] blacklisted by `filled`, then taken off
+        index.blacklist.discard(gone)
+        assert gone in index.listed and new not in index.listed and opted not in index.listed
+        building = asyncio.Event()
+        write_file = snapshot.write
+
+        def slow_write(*args):
+            building.set()
+            time.sleep(0.3)
+            write_file(*args)
+
+        monkeypatch.setattr(snapshot, "write", slow_write)
+
+        async def meanwhile():
+            await asyncio.wait_for(building.wait(), 10)
+            index.blacklist.add(new)
+            index.optouts.add(scoped(opted, index.scope_id("sender", "ACME")))
+
+        task = asyncio.ensure_future(meanwhile())
+        await rolled(filled, index)
+        await task
+        assert decide(Submission(new, f"+{new}", "ACME", "acct1"), index, time.time(), POLICY).rule == "blacklist"
+        assert decide(Submission(opted, f"+{opted}", "ACME", "acct1"), index, time.time(), POLICY).rule == "optout"
+        assert gone not in index.listed and gone not in index.blacklist
     finally:
         conn.close()
 

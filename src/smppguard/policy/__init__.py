@@ -99,6 +99,20 @@ class Policy:
                 (rule.check, s) for rule, s in self.rules if s.applies_to(traffic_class) and not rule.inactive(s))
         return checks
 
+    @functools.cached_property
+    def _unlisted_checks(self) -> dict[str, tuple[tuple[Check, Any], ...]]:
+        return {}
+
+    def unlisted_checks_for(self, traffic_class: str) -> tuple[tuple[Check, Any], ...]:
+        """checks_for, less the rules that read only the lists (Rule.lists_only): what a number in no list is
+        judged by."""
+        checks = self._unlisted_checks.get(traffic_class)
+        if checks is None:
+            listed = {rule.check for rule, _s in self.rules if rule.lists_only}
+            checks = self._unlisted_checks[traffic_class] = tuple(
+                (check, s) for check, s in self.checks_for(traffic_class) if check not in listed)
+        return checks
+
     # --- what the store and the proxy ask of the rules -----------------------------------------------------
 
     @functools.cached_property
@@ -305,7 +319,12 @@ _new = object.__new__
 
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:
     # checks_for's table read here, and the method called the first time for a class: this runs for every message
-    for check, settings in policy._checks.get(sub.traffic_class) or policy.checks_for(sub.traffic_class):
+    cls, number, listed = sub.traffic_class, sub.recipient, index.listed
+    if number is None or listed.bits[(k := number & listed.mask) >> 3] >> (k & 7) & 1:  # `number in listed`
+        checks = policy._checks.get(cls) or policy.checks_for(cls)
+    else:  # in no list: the rules that read only the lists have nothing to say (most new recipients)
+        checks = policy._unlisted_checks.get(cls) or policy.unlisted_checks_for(cls)
+    for check, settings in checks:
         verdict = check(sub, index, now, settings)
         if verdict is not None:
             return verdict

@@ -32,4 +32,4 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     return None
 
 
-RULE = Rule(NAME, parse_settings, check)
+RULE = Rule(NAME, parse_settings, check, lists_only=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
+from .sieve import Sieve
+
 if TYPE_CHECKING:  # numpy, which compact.py needs, costs a CLI command that never loads the Index 0.2 s
     from .compact import CompactHistory, CompactSet
 
@@ -97,6 +99,8 @@ class Index:
     scope_ids: dict[str, int] = field(default_factory=lambda: {"": GLOBAL})
     change_id: int = 0  # the last change-log row applied
     history_mark: int = 0  # the last send row of the store that `history`'s base holds (store/snapshot.py)
+    # numbers in no list, told by one bit (the store attaches one to its CompactSets): every bit set, unattached
+    listed: Sieve = field(default_factory=Sieve.everything, repr=False, compare=False)
     _prune_pending: list[int] = field(default_factory=list, repr=False, compare=False)  # see prune_history
 
     # --- scopes --------------------------------------------------------------------------------------------
@@ -277,6 +281,9 @@ class Rule:
     reads_text: bool = False
     #: settings that leave the rule nothing to check: decide() leaves it out
     inactive: Callable[[Any], bool] = _never
+    #: the rule reads only the lists (the blacklist, the opt-outs and what an opt-out opens): it has no verdict
+    #: for a number in none of them, and decide() leaves it out for a number whose bit Index.listed has clear
+    lists_only: bool = False
     #: idle work, every minute or so: (index, now, settings) -> forget Index entries the rule no longer needs
     tidy: Callable[[Index, float, Any], None] | None = None
     #: settings -> what the operator should hear at start-up (a setting that refuses more than it seems to)

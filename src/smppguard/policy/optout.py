@@ -91,5 +91,5 @@ def _scope(s: Settings) -> str:
     return s.scope
 
 
-RULE = Rule(NAME, parse_settings, check, tidy=tidy,
+RULE = Rule(NAME, parse_settings, check, tidy=tidy, lists_only=True,
             optouts=OptoutTerms(_grace_s, opens_grace, maybe_in_grace, _correlation_threshold, _scope))

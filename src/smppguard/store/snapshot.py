@@ -21,7 +21,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..policy.compact import MAX_KEY, CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable, merged_keys
+from ..policy.compact import (
+    MAX_KEY,
+    CompactHistory,
+    CompactSet,
+    HistoryArrays,
+    KeySlots,
+    KeyTable,
+    attach_sieve,
+    merged_keys,
+)
 from ..policy.model import SCOPE_STRIDE, Index
 
 log = logging.getLogger(__name__)
@@ -202,6 +211,7 @@ def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node
         index.scope_ids = dict(snap.meta["scope_ids"])
         index.blacklist = CompactSet(table=snap.blacklist)
         index.optouts = CompactSet(table=snap.optouts)
+        index.listed = attach_sieve(index.blacklist, index.optouts)
         index.change_id = snap.meta["change_id"]
         return True
     index.change_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
@@ -217,6 +227,7 @@ def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node
             big.extend(int(n) + sid * SCOPE_STRIDE for n in numbers.tolist())
     index.optouts = CompactSet(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
     index.optouts.update(big)
+    index.listed = attach_sieve(index.blacklist, index.optouts)
     return False
 
 

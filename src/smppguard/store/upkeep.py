@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import tasks
 from ..policy import Policy
-from ..policy.compact import MAX_KEY, CompactHistory, CompactSet
+from ..policy.compact import MAX_KEY, CompactHistory, CompactSet, attach_sieve, sieve_of
 from ..policy.model import Index
 from . import audit, snapshot
 from .changelog import COLUMNS, from_row
@@ -188,17 +188,20 @@ class Upkeep:
                 # the same arrays, mapped from the file just written: the built ones (a month of sends, the
                 # lists) leave the heap, and the pages come back from the page cache as lookups touch them
                 mapped = snapshot.read(path)
-                if mapped is None:
-                    return black_table, opt_table, hist, hist_rows
-                return mapped.blacklist, mapped.optouts, mapped.history, mapped.history_rows
+                if mapped is not None:
+                    black_table, opt_table, hist, hist_rows = (mapped.blacklist, mapped.optouts, mapped.history,
+                                                               mapped.history_rows)
+                # the sieve of the new bases, sized for them, without the bits of numbers since taken off
+                return black_table, opt_table, hist, hist_rows, sieve_of(black_table.slots, opt_table.slots)
 
-            black_table, opt_table, hist, hist_rows = await self._in_build_thread(build)
+            black_table, opt_table, hist, hist_rows, sieve = await self._in_build_thread(build)
         except BaseException:
             blacklist.abandon()
             optouts.abandon()
             raise
         blacklist.install(black_table)
         optouts.install(opt_table)
+        index.listed = attach_sieve(blacklist, optouts, sieve)  # with the keys added since the overlays froze
         history.install(hist, hist_rows)
         index.history_mark = mark
         self.last_snapshot = {"seconds": time.monotonic() - started, "sends_merged": merged,
