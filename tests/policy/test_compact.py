@@ -8,6 +8,7 @@ import dataclasses
 from unittest.mock import patch
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policy_helpers import CN_MOBILE, DAY, HOUR, at, sub
@@ -319,6 +320,10 @@ def test_a_sieve_has_the_bit_of_every_key_it_was_built_from_and_few_others():
     assert (sieve_of(np.zeros(0, dtype=np.int64)).mask + 1) == 1 << 16
     small = sieve_of(np.array([5, -1, 2**40 + 9, -1]))  # -1: an EMPTY slot of a table, no key
     assert [i for i in range(small.mask + 1) if i in small] == [5, 9]
+    copy = Sieve.of_bits(np.frombuffer(bytes(small.bits), dtype=np.uint8))
+    assert copy.mask == small.mask and copy.bits == small.bits and copy.bits is not small.bits
+    with pytest.raises(ValueError, match="2\\^n bytes, not 3"):
+        Sieve.of_bits(b"abc")
     assert all((scoped(int(k), 7) in sieve) == (int(k) in sieve) for k in others[:1000])  # one bit, every scope
 
 

@@ -8,14 +8,16 @@ import errno
 import os
 import shutil
 import time
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 from store_helpers import eventually
 
-from smppguard.policy import Submission, decide, load_policy
-from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable
+from smppguard.policy import Submission, compact, decide, load_policy
+from smppguard.policy.compact import CompactHistory, CompactSet, HistoryArrays, KeySlots, KeyTable, sieve_of
 from smppguard.policy.model import SCOPE_STRIDE, Index, scoped
+from smppguard.policy.sieve import Sieve
 from smppguard.store import snapshot
 from smppguard.store.changelog import Change, write
 from smppguard.store.db import connect
@@ -128,6 +130,34 @@ async def test_after_a_roll_forward_the_index_reads_its_bases_from_the_file_it_w
                 arr = arr.base  # a view of the mapped array
             assert isinstance(arr, np.memmap) and str(arr.filename) == file
         assert view(index) == before
+    finally:
+        conn.close()
+
+
+async def test_the_snapshot_holds_the_lists_sieve_and_start_up_takes_it_from_there(filled):
+    """Start-up reads the sieve's bits from the file (a fraction of the tables' pages); a file without them (an
+    older one) still gives a sieve, built from the tables."""
+    conn = connect(filled)
+    try:
+        index = opened(conn)[0]
+        await rolled(filled, index)
+        snap = snapshot.read(snapshot.path_for(filled))
+        assert snap.listed is not None
+        assert bytes(snap.listed) == bytes(sieve_of(snap.blacklist.slots, snap.optouts.slots).bits)
+        with patch.object(compact, "sieve_of", side_effect=AssertionError("built, not read")):
+            again, current = opened(conn)
+        assert current and bytes(again.listed.bits) == bytes(snap.listed)
+        again.blacklist.add(N[11])  # and it is attached: what the tail adds gets its bit
+        assert N[11] in again.listed and all(k in again.listed for k in (*again.blacklist, *again.optouts))
+        snapshot.write(snapshot.path_for(filled), snap.meta, snap.blacklist, snap.optouts, snap.history,
+                       snap.history_rows)  # as a version without the sieve wrote it
+        older, current = opened(conn)
+        assert current and snapshot.read(snapshot.path_for(filled)).listed is None
+        assert bytes(older.listed.bits) == bytes(snap.listed)
+        for number in N[:8]:
+            verdict = decide(Submission(number, f"+{number}", "ACME" if number % 3 else "BETA", "acct1"), older,
+                             time.time(), POLICY)
+            assert verdict.rule in ("blacklist", "optout")
     finally:
         conn.close()
 
@@ -261,7 +291,7 @@ async def test_history_keyed_by_account_goes_through_the_snapshot_with_its_scope
         conn.close()
 
 
-@pytest.mark.parametrize("change", ["another store", "change-log row", "send row", "corrupt"])
+@pytest.mark.parametrize("change", ["another store", "change-log row", "send row", "corrupt", "sieve of 3 bytes"])
 async def test_a_snapshot_that_no_longer_agrees_with_the_store_is_not_used(filled, tmp_path, change, caplog):
     conn = connect(filled)
     try:
@@ -280,6 +310,12 @@ async def test_a_snapshot_that_no_longer_agrees_with_the_store_is_not_used(fille
         elif change == "send row":  # the snapshot's last send row is gone (the table was emptied and refilled)
             conn.execute("DELETE FROM send_history")
             sends(conn, [(N[5], "acct1", time.time() - 1)] * 6)
+        elif change == "sieve of 3 bytes":
+            snap = snapshot.read(snapshot.path_for(filled))
+            bad = Sieve(16)
+            bad.bits = bytearray(3)
+            snapshot.write(snapshot.path_for(filled), snap.meta, snap.blacklist, snap.optouts, snap.history,
+                           snap.history_rows, bad)
         else:
             snapshot.path_for(filled).write_bytes(b"PK\x03\x04 not a snapshot")
         index, current = opened(conn)
@@ -289,6 +325,8 @@ async def test_a_snapshot_that_no_longer_agrees_with_the_store_is_not_used(fille
             assert set(view(index)["history"]) == {(N[5], "")}
         if change == "corrupt":
             assert "unreadable" in caplog.text
+        if change == "sieve of 3 bytes":
+            assert "a lists' sieve of 3 bytes, not 2^n" in caplog.text
     finally:
         conn.close()
 

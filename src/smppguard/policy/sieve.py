@@ -22,6 +22,16 @@ class Sieve:
         self.mask = (len(self.bits) << 3) - 1
 
     @classmethod
+    def of_bits(cls, bits) -> Sieve:
+        """A sieve of these bits (a bytes-like object of 2^n bytes, as `bits` holds them), copied."""
+        size = len(bits).bit_length() + 2
+        if len(bits) != 1 << (size - 3):
+            raise ValueError(f"a sieve has 2^n bytes, not {len(bits)}")
+        sieve = cls(size)
+        sieve.bits[:] = memoryview(bits)  # a numpy array (mapped) is a buffer, but not to bytearray itself
+        return sieve
+
+    @classmethod
     def everything(cls) -> Sieve:
         """A sieve whose every bit is set: any number may be listed (a plain Index: its sets are always asked)."""
         sieve = cls(3)

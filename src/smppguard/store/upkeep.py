@@ -184,15 +184,17 @@ class Upkeep:
                 black_table = snapshot.merged_table(bases[0], *black)
                 opt_table = snapshot.merged_table(bases[1], *opt)
                 path = snapshot.path_for(self.path)
-                snapshot.write(path, meta, black_table, opt_table, hist, hist_rows)
+                # the sieve of the new bases, sized for them, without the bits of numbers since taken off; built
+                # before they are mapped from the file, whose pages then stay out of memory until a lookup
+                sieve = sieve_of(black_table.slots, opt_table.slots)
+                snapshot.write(path, meta, black_table, opt_table, hist, hist_rows, sieve)
                 # the same arrays, mapped from the file just written: the built ones (a month of sends, the
                 # lists) leave the heap, and the pages come back from the page cache as lookups touch them
                 mapped = snapshot.read(path)
                 if mapped is not None:
                     black_table, opt_table, hist, hist_rows = (mapped.blacklist, mapped.optouts, mapped.history,
                                                                mapped.history_rows)
-                # the sieve of the new bases, sized for them, without the bits of numbers since taken off
-                return black_table, opt_table, hist, hist_rows, sieve_of(black_table.slots, opt_table.slots)
+                return black_table, opt_table, hist, hist_rows, sieve
 
             black_table, opt_table, hist, hist_rows, sieve = await self._in_build_thread(build)
         except BaseException:
