@@ -12,6 +12,7 @@ import time
 import pytest
 
 from helpers import alive
+from smppguard import bench
 from smppguard.bench import format_comparison, format_result, rounds_figures, run_bench, run_comparison
 
 pytestmark = pytest.mark.subprocess
@@ -39,6 +40,50 @@ def test_bench_smoke():
 
     # both child processes were stopped
     assert not alive(r["sink_pid"]) and not alive(r["proxy_pid"])
+
+
+def test_a_port_is_never_handed_out_twice(monkeypatch):
+    """The kernel may give a just-closed port again: the sink and the proxy (and two rigs) must not share one."""
+    given = iter([5001, 5001, 5002])
+
+    class Socket:
+        def __init__(self, *args):
+            self.port = next(given)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            pass
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(bench.socket, "socket", Socket)
+    assert [bench._free_port(), bench._free_port()] == [5001, 5002]
+
+
+def test_a_pass_through_something_other_than_the_proxy_is_an_error(tmp_path):
+    """A proxy that could not take its port exits and leaves another listener to answer: the pass says so rather
+    than report the other listener's rate and a dead process's CPU time (none) as the proxy's."""
+    address = ("127.0.0.1", bench._free_port())
+    sink = bench.start_sink(tmp_path, address)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # ends at once, as a proxy whose port was taken
+    try:
+        deadline = time.monotonic() + 30
+        while bench._running(gone.pid):  # not reaped: a zombie, as the benchmark's own child would be
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert os.path.exists(f"/proc/{gone.pid}")
+        with pytest.raises(bench.BenchError, match="is not running"):
+            bench._run_loop(bench._pass(address, 500, 1, 5, 0, bench._Numbers(), False, pid=gone.pid))
+        assert bench._run_loop(bench._pass(address, 500, 1, 5, 0, bench._Numbers(), False, pid=sink.pid))
+    finally:
+        gone.wait()
+        bench._stop(sink)
 
 
 def test_bench_compare_alternates_rounds_of_the_relay_and_the_rules():

@@ -344,6 +344,9 @@ async def _pass(address: tuple[str, int], total: int, binds: int, window: int, w
         if pid:
             result["cpu_seconds"] = _cpu_seconds(pid) - cpu0
             result["rss_kb"] = _rss_kb(pid)
+            if not _running(pid):  # what answered was not the proxy (another listener had its port)
+                raise BenchError(f"the proxy (pid {pid}) is not running, yet {total:,} submit_sm through "
+                                 f"{address[0]}:{address[1]} were answered: something else listens there")
         return result
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -446,6 +449,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether the process is alive (not ended, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process and of its children, running or ended, from /proc/<pid>/stat."""
     try:
@@ -471,10 +484,19 @@ def _rss_kb(pid: int) -> int:
     return total + sum(_rss_kb(c) for c in _children(pid))
 
 
+_handed_out: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before by this process: the kernel may give a port it just gave again,
+    and the sink and the proxy of a rig, or the two rigs of `--policy compare`, take theirs only later."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _wait_accepting(proc: subprocess.Popen, address: tuple[str, int], name: str, log: Path,
