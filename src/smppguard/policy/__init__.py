@@ -320,10 +320,13 @@ _new = object.__new__
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:
     # checks_for's table read here, and the method called the first time for a class: this runs for every message
     cls, number, listed = sub.traffic_class, sub.recipient, index.listed
+    # A number in no list (most new recipients): the rules that read only the lists have nothing to say of it.
+    # `is None`, not `or`: a class no rule applies to has an empty tuple, worked out once like the others.
     if number is None or listed.bits[(k := number & listed.mask) >> 3] >> (k & 7) & 1:  # `number in listed`
-        checks = policy._checks.get(cls) or policy.checks_for(cls)
-    else:  # in no list: the rules that read only the lists have nothing to say (most new recipients)
-        checks = policy._unlisted_checks.get(cls) or policy.unlisted_checks_for(cls)
+        if (checks := policy._checks.get(cls)) is None:
+            checks = policy.checks_for(cls)
+    elif (checks := policy._unlisted_checks.get(cls)) is None:
+        checks = policy.unlisted_checks_for(cls)
     for check, settings in checks:
         verdict = check(sub, index, now, settings)
         if verdict is not None:
