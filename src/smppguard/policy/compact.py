@@ -172,7 +172,7 @@ _NO_KEYS = np.zeros(0, dtype=np.int64)
 
 
 def sieve_of(*keys: np.ndarray, extra: int = 0) -> Sieve:
-    """The sieve (model.Sieve) of these keys (int64 arrays; negative ones, a table's EMPTY slots, are left out),
+    """The sieve (sieve.Sieve) of these keys (int64 arrays; negative ones, a table's EMPTY slots, are left out),
     sized for them and `extra` more: about 8 bits a key (a tenth of the bits set), 2^16 to 2^28 bits, so 32 MiB
     for 25M keys and more (a fifth of the bits set at 60M keys). Built in a bool array of a byte a bit (256 MiB
     at most, for a moment): one fancy-index pass, where numpy's bitwise_or.at takes 25 times as long."""
