@@ -30,7 +30,7 @@ def test_bench_smoke():
     for key in ("messages", "binds", "window", "warmup", "loop", "added_p50_us", "added_p99_us",
                 "proxy_cpu_seconds", "proxy_cpu_us_per_msg", "proxy_rss_kb", "targets"):
         assert key in r
-    assert r["proxy_rss_kb"] > 0
+    assert r["proxy_rss_kb"] > 0 and r["proxy_cpu_seconds"] > 0  # read off /proc for the proxy and its children
     low = r["low_load"]
     assert low["direct"]["errors"] == low["proxied"]["errors"] == 0
     assert "added_p50_us" in low and "added_p99_us" in low

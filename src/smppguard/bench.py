@@ -449,24 +449,27 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _running(pid: int) -> bool:
-    """Whether the process is alive (not ended, not a zombie waiting to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and of its children, running or ended, from /proc/<pid>/stat."""
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat from the third (state) on, or None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2:].split()  # after the command name, which may hold spaces and ")"
+
+
+def _running(pid: int) -> bool:
+    """Whether the process is alive (not ended, not a zombie waiting to be reaped)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in (b"Z", b"X")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of its children, running or ended, from /proc/<pid>/stat."""
+    fields = _stat(pid)
+    if fields is None:
         return 0.0
-    fields = stat[stat.rindex(b")") + 2:].split()  # fields from 3 (state) on; comm may hold spaces
     ticks = sum(int(x) for x in fields[11:15])  # utime, stime, and those of its children that ended
     return ticks / os.sysconf("SC_CLK_TCK") + sum(_cpu_seconds(c) for c in _children(pid))
 

@@ -84,11 +84,16 @@ class Policy:
     def text_checks_for(self, traffic_class: str) -> tuple[tuple[Check, Any], ...]:
         """checks_for, of the rules that read the text: what a later part of a concatenated message is judged
         by, once its text has joined the rest."""
-        checks = self._text_checks.get(traffic_class)
+        return self._checks_of(self._text_checks, traffic_class, lambda rule: rule.reads_text)
+
+    def _checks_of(self, table: dict[str, tuple[tuple[Check, Any], ...]], traffic_class: str,
+                   keep: Callable[[Rule], bool]) -> tuple[tuple[Check, Any], ...]:
+        """checks_for, of the rules `keep` takes; worked out once per class into `table`."""
+        checks = table.get(traffic_class)
         if checks is None:
-            reading = {rule.check for rule, _s in self.rules if rule.reads_text}
-            checks = self._text_checks[traffic_class] = tuple(
-                (check, s) for check, s in self.checks_for(traffic_class) if check in reading)
+            kept = {rule.check for rule, _s in self.rules if keep(rule)}
+            checks = table[traffic_class] = tuple(
+                (check, s) for check, s in self.checks_for(traffic_class) if check in kept)
         return checks
 
     def checks_for(self, traffic_class: str) -> tuple[tuple[Check, Any], ...]:
@@ -106,12 +111,7 @@ class Policy:
     def unlisted_checks_for(self, traffic_class: str) -> tuple[tuple[Check, Any], ...]:
         """checks_for, less the rules that read only the lists (Rule.lists_only): what a number in no list is
         judged by."""
-        checks = self._unlisted_checks.get(traffic_class)
-        if checks is None:
-            listed = {rule.check for rule, _s in self.rules if rule.lists_only}
-            checks = self._unlisted_checks[traffic_class] = tuple(
-                (check, s) for check, s in self.checks_for(traffic_class) if check not in listed)
-        return checks
+        return self._checks_of(self._unlisted_checks, traffic_class, lambda rule: not rule.lists_only)
 
     # --- what the store and the proxy ask of the rules -----------------------------------------------------
 
@@ -318,10 +318,10 @@ _new = object.__new__
 
 
 def decide(sub: Submission, index: Index, now: float, policy: Policy) -> Verdict:
-    # checks_for's table read here, and the method called the first time for a class: this runs for every message
+    # This runs for every message: checks_for's tables are read here, the methods called once for a class (`is
+    # None`, not `or`: a class no rule applies to has an empty tuple). A number in no list (most new recipients)
+    # is judged without the rules that read only the lists: they have nothing to say of it.
     cls, number, listed = sub.traffic_class, sub.recipient, index.listed
-    # A number in no list (most new recipients): the rules that read only the lists have nothing to say of it.
-    # `is None`, not `or`: a class no rule applies to has an empty tuple, worked out once like the others.
     if number is None or listed.bits[(k := number & listed.mask) >> 3] >> (k & 7) & 1:  # `number in listed`
         if (checks := policy._checks.get(cls)) is None:
             checks = policy.checks_for(cls)
