@@ -350,7 +350,7 @@ def _learning(config: Config, writer: StoreWriter, upkeep: Upkeep, clock: Callab
                           dead_for_s=policy.dead_for_s, confirm_within_s=i.confirm_within,
                           suspended_failures=i.suspended_failures, suspended_within_s=i.suspended_within)
     mask = masker(config.audit.recipient, config.audit.salt)
-    return Learning(learner, writer, terms, lambda n: mask(n, ""), clock, upkeep.touch)
+    return Learning(learner, writer, terms, mask, clock, upkeep.touch)
 
 
 def _release_freed_memory() -> None:

@@ -157,6 +157,13 @@ class Collector:
             for kind, n in sorted(learning.learned_by_kind.items()):
                 c.add_metric([kind], n)
         yield c
+        c = CounterMetricFamily("smppguard_inbound_unread", "Replies and receipts that would have taught something "
+                                "(by what) but came from no readable number: logged and audited (rule inbound)",
+                                labels=["kind"])
+        if learning is not None:
+            for kind, n in sorted(learning.unread.items()):
+                c.add_metric([kind], n)
+        yield c
         c = CounterMetricFamily("smppguard_binds", "Sender binds made through to the SMSC", labels=["account"])
         for account, n in sorted(m.binds.items()):
             c.add_metric([account], n)

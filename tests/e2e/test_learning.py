@@ -318,3 +318,38 @@ def test_replies_to_two_senders_and_a_suspended_receipt_lower_the_credit_score_b
                 ("number's credit score is too low (50 < 60)",)]
         finally:
             sender.close()
+
+
+def test_a_reply_from_a_national_number_marked_international_opts_it_out_and_an_unreadable_one_is_reported(
+        tmp_path):
+    """Issue 33: the simulator marks every MO's source_addr international (TON 1), as many SMSCs do, also a
+    national number; the reply is read as the default region reads it. A reply with no readable number is
+    logged, audited (rule inbound, its address masked) and counted."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from smppguard.metrics import Collector, Metrics, State
+
+    path = tmp_path / "guard.db"
+    national, full = "13800138077", 8613800138077
+    with Stack(config(tmp_path), store=True) as stack:
+        sender = Sender(stack)
+        try:
+            assert sender.submit(SENDER, full) == Status.ROK
+            stack.call(lambda: stack.sim.inject_mo(national, SENDER, "TD", "acme"))
+            assert sender.read_deliver().source_addr == national.encode()  # relayed unchanged
+            assert wait_for(lambda: learned(path, full), what="opt-out") == [("sender", SENDER, "reply", "td")]
+            caught_up(stack, path)
+            assert sender.submit(SENDER, full) == 0x45
+            stack.call(lambda: stack.sim.inject_mo("1380013807x", SENDER, "TD", "acme"))
+            sender.read_deliver()
+            audited = wait_for(lambda: rows(path, "SELECT recipient, rule, action, reason FROM audit "
+                                                  "WHERE rule = 'inbound'"), what="the unread reply audited")
+            assert audited == [("138****807x", "inbound", "unread", "not learned (optout): source_addr is not a "
+                                "phone number (TON 1, default region CN): reply 'TD' to 10690000")]
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(Collector(State(Metrics(), stack.proxy, stack.store)))  # type: ignore[arg-type]
+            scraped = generate_latest(registry).decode()
+            assert 'smppguard_inbound_unread_total{kind="optout"} 1.0' in scraped
+            assert 'smppguard_learned_total{kind="optout"} 1.0' in scraped
+        finally:
+            sender.close()

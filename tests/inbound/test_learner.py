@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from smppguard.inbound import CONFIRM, OPTIN, OPTOUT, Learner, LearnerSettings
+import pytest
+
+from smppguard.inbound import CONFIRM, OPTIN, OPTOUT, UNREAD, Learner, LearnerSettings, reply_numbers
 from smppguard.inbound.keywords import Keywords
 from smppguard.inbound.receipts import DEAD, ReceiptCodes
 from smppguard.smpp.commands import CommandId
@@ -47,10 +49,49 @@ def test_data_sm_carries_the_reply_in_message_payload():
     assert kinds(facts) == [(OPTOUT, A, "10690000", "退订")]
 
 
+@pytest.mark.parametrize("source, ton", [
+    ("13800000001", 1),  # a national number marked international, as SMSCs often send it
+    ("13800000001", 0), ("13800000001", 2), ("+13800000001", 1), ("+13800000001", 0), ("013800000001", 1),
+    ("8613800000001", 0), ("8613800000001", 1), ("+8613800000001", 1), ("008613800000001", 1),
+    ("008613800000001", 0), ("0013800000001", 1), (" 13800000001 ", 1),
+])
+def test_a_reply_address_is_read_the_way_carriers_send_it(source, ton):
+    assert kinds(Learner(SETTINGS).observe("acme", deliver(b"TD", source=source, ton=ton), 1.0)) == [
+        (OPTOUT, A, "10690000", "td")]
+
+
+def test_an_address_that_reads_as_two_numbers_opts_both_out_and_opts_in_the_first():
+    # 13012345678: +1 301 234 5678 as TON 1 says, +86 130 1234 5678 as CN reads it
+    assert reply_numbers("13012345678", 1, "CN") == (13012345678, 8613012345678)
+    learner = Learner(SETTINGS)
+    assert [f.number for f in learner.observe("acme", deliver(b"TD", source="13012345678"), 1.0)] == [
+        13012345678, 8613012345678]
+    assert [f.number for f in learner.observe("acme", deliver(b"START", source="13012345678"), 1.0)] == [
+        13012345678]
+    assert reply_numbers("13800000001", 1, None) == ()  # no default region: no national reading
+    assert reply_numbers("+8613800000001", 1, None) == (A,)
+
+
+def test_a_reply_with_a_keyword_from_no_readable_number_is_an_unread_fact():
+    learner = Learner(SETTINGS)
+    (fact,) = learner.observe("acme", deliver(b"TD", source="1380013807x"), 1.0)
+    assert (fact.kind, fact.number, fact.sender, fact.keyword) == (UNREAD, 0, "10690000", "td")
+    assert fact.evidence["lost"] == OPTOUT and fact.evidence["address"] == "1380013807x"
+    assert fact.evidence["ton"] == 1
+    assert fact.evidence["reason"] == "source_addr is not a phone number (TON 1, default region CN)"
+    assert learner.observe("acme", deliver(b"hello", source="abc"), 1.0) == []  # nothing to learn: not reported
+    (fact,) = Learner(LearnerSettings()).observe("acme", deliver(b"TD", source="13800000001"), 1.0)
+    assert fact.evidence["reason"] == ("source_addr is not a phone number (TON 1) (a number without a country "
+                                       "code needs [policy] default_region)")
+    text = b"id:abc sub:001 dlvrd:000 submit date:2612011200 done date:2612011201 stat:UNDELIV err:MK:0001 Text:x"
+    (fact,) = learner.observe("acme", deliver(text, source="abc", esm=0x04), 1.0)
+    assert (fact.kind, fact.keyword, fact.evidence["lost"], fact.evidence["receipt"]) == (
+        UNREAD, "MK:0001", DEAD, "abc")
+
+
 def test_what_cannot_be_read_teaches_nothing():
     learner = Learner(SETTINGS)
     assert learner.observe("acme", deliver(b"STOP", dc=0x04), 1.0) == []  # binary
-    assert learner.observe("acme", deliver(b"STOP", source="abc"), 1.0) == []  # not a phone number
     assert learner.observe("acme", deliver(b"STOP", esm=0x08), 1.0) == []  # an SMSC's own kind of message
     truncated = deliver(b"STOP")
     assert learner.observe("acme", Pdu(truncated.command_id, 0, 7, truncated.raw[:30]), 1.0) == []

@@ -15,6 +15,7 @@ from smppguard.smpp.fields import Tlv, TlvTag, encode_body
 from smppguard.smpp.pdu import Pdu, build
 from smppguard.store.db import connect
 from smppguard.store.learning import GATHER_S, Learning, LearningTerms
+from smppguard.store.recipients import masker
 from smppguard.store.writer import StoreWriter
 
 A, B = 8613800000001, 8613800000002
@@ -40,8 +41,8 @@ class Setup:
         self.writer = StoreWriter(str(self.path))
         self.touched: list[list[int]] = []
         self.learning = Learning(Learner(LearnerSettings(default_region="CN", **settings)), self.writer,
-                                 LearningTerms(suspended_failures=2), lambda n: f"+{n}", lambda: NOW,
-                                 self.touched.append)
+                                 LearningTerms(suspended_failures=2), lambda n, address: f"+{n}" if n else address,
+                                 lambda: NOW, self.touched.append)
 
     def rows(self, sql: str) -> list[tuple]:
         conn = sqlite3.connect(self.path)  # another connection: sees only what was committed
@@ -183,4 +184,26 @@ async def test_an_incomplete_reply_is_judged_and_saved_when_its_time_is_up(tmp_p
         assert s.rows("SELECT number, keyword FROM optout") == [(A, "stop")]
     finally:
         await s.learning.close()
+        await s.writer.close()
+
+
+async def test_a_reply_from_no_readable_number_is_logged_audited_masked_and_counted(tmp_path, caplog):
+    s = Setup(tmp_path)
+    s.learning.recipient = masker("masked")  # as the daemon keeps recipients by default
+    await s.writer.start()
+    try:
+        caplog.set_level(logging.INFO, "smppguard.inbound")
+        s.learning.delivered(deliver(b"TD", source="1380013807x"))  # type: ignore[arg-type]
+        s.learning.delivered(deliver(b"hello", source="1380013807x"))  # type: ignore[arg-type]  # nothing to lose
+        await s.learning.flush()
+        assert s.rows("SELECT recipient, rule, action, status, reason, actor FROM audit") == [
+            ("138****807x", "inbound", "unread", 0, "not learned (optout): source_addr is not a phone number "
+             "(TON 1, default region CN): reply 'TD' to 10690000", "deliver_sm")]
+        assert dict(s.learning.unread) == {OPTOUT: 1}
+        assert (s.learning.learned, s.rows("SELECT COUNT(*) FROM changelog")) == (0, [(0,)])
+        (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert record.getMessage() == ("acme: 138****807x not learned (optout): source_addr is not a phone number "
+                                       "(TON 1, default region CN): reply 'TD' to 10690000")
+        assert "1380013807" not in caplog.text
+    finally:
         await s.writer.close()

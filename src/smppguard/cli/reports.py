@@ -13,7 +13,7 @@ from .common import Ctx, emit, exit_if_empty, output_options, since_option, stor
 @store_options
 @output_options
 @click.option("--number", "-n", help="Only this recipient (matched the way [audit] recipient stores it).")
-@click.option("--rule", "-r", type=click.Choice([*RULE_NAMES, "distribution_lists", "blacklist-removal"]),
+@click.option("--rule", "-r", type=click.Choice([*RULE_NAMES, "distribution_lists", "blacklist-removal", "inbound"]),
               help="Only this rule.")
 @since_option
 @click.option("--limit", default=1000, show_default=True, help="At most this many rows, newest first.")

@@ -8,8 +8,15 @@ per-customer extension (CN 106... numbers) the configured prefix it starts with.
 Rule 2: an MO is decoded by its data_coding (binary is never text), reassembled when concatenated
 (reassembly.py), normalised and matched (keywords.py). A receipt is read TLVs first, text second
 (smpp/receipt.py), and classified by its codes (receipts.py); its source_addr is the number it was for.
-Rule 3: what cannot be read (no valid number, binary text, a malformed body) teaches nothing and stops nothing:
-the deliver_sm is relayed to the sender all the same.
+Rule 3: what cannot be read (binary text, a malformed body) teaches nothing and stops nothing: the deliver_sm is
+relayed to the sender all the same. A reply with a keyword (or a receipt with a code) whose source_addr is no
+phone number becomes an UNREAD fact: it is logged, audited and counted, since a lost opt-out must not go unseen.
+Rule 4: a reply's source_addr is read the way SMSCs send it, not only the way SMPP says they should: a national
+number marked international (TON 1), with or without its country code, "+" or "00" (`reply_numbers`). The TON
+is tried first; when it gives no valid number, or a number other than the default region's reading of the same
+digits (13012345678 is both +1 301 234 5678 and +86 130 1234 5678), the digits are read as the default region
+would read them. An opt-out is learned for every number the address reads as (refusing one message too many is
+the safe mistake); every other fact takes the first reading.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..policy.numbers import normalise as e164
+from ..policy.numbers import region_hint
 from ..smpp import text as smpp_text
 from ..smpp.commands import CommandId
 from ..smpp.concat import concat_info, split_udh
@@ -29,7 +37,8 @@ from .keywords import CONFIRM, OPTIN, OPTOUT, Keywords
 from .reassembly import Reassembler
 from .receipts import ReceiptCodes
 
-__all__ = ["CONFIRM", "DELIVERED_FACT", "Fact", "Learner", "LearnerSettings", "OPTIN", "OPTOUT"]
+__all__ = ["CONFIRM", "DELIVERED_FACT", "Fact", "Learner", "LearnerSettings", "OPTIN", "OPTOUT", "UNREAD",
+           "reply_numbers"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,9 @@ class LearnerSettings:
 @dataclass(frozen=True)
 class Fact:
     """One thing learned: `kind` is optout / optin / confirm (from a reply) or dead / suspended / blacklisted /
-    delivered (from a receipt); `evidence` is what it was learned from, kept with the change."""
+    delivered (from a receipt); `evidence` is what it was learned from, kept with the change. An UNREAD fact
+    (Rule 3) has number 0, what it would have been in `keyword`, and in `evidence` the address as it came
+    ("address", "ton") and why it could not be read ("reason")."""
 
     kind: str
     number: int
@@ -110,8 +121,17 @@ class Learner:
             facts += self._reply(acct, who, replied_to, joined, data_coding, complete)
         return facts
 
-    def _number(self, source: str, ton: int) -> int | None:
-        return e164(source, ton, self.settings.default_region)
+    def _numbers(self, source: str, ton: int) -> tuple[int, ...]:
+        return reply_numbers(source, ton, self.settings.default_region)
+
+    def _unread(self, account: str, sender: str, source: str, ton: int, kind: str, said: str,
+                evidence: dict) -> Fact:
+        region = self.settings.default_region
+        # the address itself is not in the reason: it goes where the audit's recipient goes, masked
+        reason = (f"source_addr is not a phone number (TON {ton}{', default region ' + region if region else ''})"
+                  + region_hint(source, region))
+        return Fact(UNREAD, 0, account, sender, said, {**evidence, "address": source, "ton": ton, "reason": reason,
+                                                      "lost": kind})
 
     def _reply(self, account: str, who: tuple[str, int], replied_to: str, payload: bytes, data_coding: int,
                complete: bool) -> list[Fact]:
@@ -122,14 +142,16 @@ class Learner:
         said = s.keywords.match(text)
         if not said:
             return []
-        number = self._number(*who)
-        if number is None:
-            return []
+        numbers = self._numbers(*who)
         sender = self.sender_of(replied_to)
         evidence = {"text": text[:160], "to": replied_to, "account": account}
         if not complete:
             evidence["incomplete"] = True
-        return [Fact(intent, number, account, sender, keyword, evidence) for intent, keyword in said]
+        if not numbers:
+            return [self._unread(account, sender, *who, *said[0], evidence)]
+        # Rule 4: an opt-out for every reading, anything else for the first
+        return [Fact(intent, number, account, sender, keyword, evidence) for intent, keyword in said
+                for number in (numbers if intent == OPTOUT else numbers[:1])]
 
     def _receipt(self, account: str, source: str, ton: int, tlvs: list, message: bytes) -> list[Fact]:
         state = tlv_int(tlvs, TlvTag.MESSAGE_STATE)
@@ -137,22 +159,38 @@ class Learner:
             # the common case: a delivered receipt says nothing bad about the number (TLVs win)
             if not self.settings.count_deliveries:
                 return []
-            number = self._number(source, ton)
-            return [] if number is None else [Fact(DELIVERED_FACT, number, account, "", "DELIVRD", {})]
+            numbers = self._numbers(source, ton)
+            return [Fact(DELIVERED_FACT, numbers[0], account, "", "DELIVRD", {})] if numbers else []
         receipt = parse_receipt(message, tlvs)
         if receipt is None:
             return []
         found = self.settings.codes.classify(receipt)
         if found is None:
             return []
-        number = self._number(source, ton)
-        if number is None:
-            return []
         kind, code = found
         evidence = {"receipt": receipt.message_id, "stat": receipt.stat, "err": receipt.err, "account": account}
-        return [Fact(kind, number, account, "", code, evidence)]
+        numbers = self._numbers(source, ton)
+        if not numbers:
+            return [self._unread(account, "", source, ton, kind, code, evidence)]
+        return [Fact(kind, numbers[0], account, "", code, evidence)]
+
+
+def reply_numbers(address: str, ton: int, default_region: str | None) -> tuple[int, ...]:
+    """The numbers an MO's or a receipt's source_addr can be read as, the TON's reading first (Rule 4); empty
+    when it is no phone number at all. With a default region, the digits without a "+" are also read the way an
+    address of TON 0 is (national, trunk prefix, country code, "00" and the country code): SMSCs mark national
+    numbers international (TON 1), and some put a "+" or "00" before a number without its country code."""
+    first = e164(address, ton, default_region)
+    if default_region is None:
+        return () if first is None else (first,)
+    digits = address.strip().removeprefix("+")
+    readings = [first, e164(digits, 0, default_region)]
+    if digits.startswith("00"):  # "00" before a national number: an international prefix with no country code
+        readings.append(e164(digits[2:], 0, default_region))
+    return tuple(dict.fromkeys(n for n in readings if n is not None))
 
 
 DELIVERED = 2  # message_state DELIVERED
 DELIVERED_FACT = "delivered"
+UNREAD = "unread"  # a reply or receipt that would teach something, from an address that is no phone number
 _DELIVERED_TEXT = b"stat:DELIVRD"

@@ -13,7 +13,10 @@ account, or a global one made from a reply): never a blacklist entry, an importe
 global one made from several senders' opt-outs. A consent confirmation (YES) confirms a pending consent of that
 number (global or for that account) granted less than `confirm_within` ago.
 Rule 4: a suspended number is dead after `suspended_failures` such receipts within `suspended_within`.
-Rule 5: learning never stops traffic: the deliver_sm has been relayed before the observer sees it, and a fact
+Rule 5: a reply or receipt that would have taught something but came from no readable number (inbound, Rule 3)
+is logged as a warning, audited (rule "inbound", action "unread", the address kept as [audit] recipient says)
+and counted by what it would have been (`unread`, the metric smppguard_inbound_unread).
+Rule 6: learning never stops traffic: the deliver_sm has been relayed before the observer sees it, and a fact
 that cannot be written is logged (the SMSC's next receipt or the person's next reply teaches it again).
 """
 
@@ -29,7 +32,7 @@ from typing import Callable
 
 from .. import tasks
 from ..hooks import Delivered
-from ..inbound import CONFIRM, DELIVERED_FACT, OPTIN, OPTOUT, Fact, Learner
+from ..inbound import CONFIRM, DELIVERED_FACT, OPTIN, OPTOUT, UNREAD, Fact, Learner
 from ..inbound.receipts import BLACKLISTED, DEAD, SUSPENDED
 from . import changelog
 from .changelog import Change
@@ -65,16 +68,23 @@ def _optout_key(fact: Fact, scope: str) -> tuple[str, str]:
 
 _AUDIT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
           "VALUES (?, ?, ?, ?, ?, 'learned', 0, ?, ?)")
+_AUDIT_AS = _AUDIT.replace("'learned'", "?")  # with the action as a parameter
+UNREAD_RULE = "inbound"  # the audit's rule of a reply or receipt that taught nothing for want of a number
 
 
-def _audit(db: sqlite3.Connection, now: float, fact: Fact, recipient: str, rule: str, reason: str) -> None:
-    db.execute(_AUDIT, (now, fact.account, fact.sender, recipient, rule, reason, ACTOR))
+def _audit(db: sqlite3.Connection, now: float, fact: Fact, recipient: str, rule: str, reason: str,
+           action: str = "learned") -> None:
+    db.execute(_AUDIT_AS, (now, fact.account, fact.sender, recipient, rule, action, reason, ACTOR))
 
 
 def _said(fact: Fact) -> str:
     if "receipt" in fact.evidence:
         return f"receipt {fact.evidence['receipt']} said {fact.keyword}"
     return f"reply {fact.keyword.upper()!r} to {fact.evidence.get('to', '')}"
+
+
+def _unread(fact: Fact) -> str:
+    return f"not learned ({fact.evidence['lost']}): {fact.evidence['reason']}: {_said(fact)}"
 
 
 def apply_facts(db: sqlite3.Connection, facts: list[tuple[Fact, float, str]], terms: LearningTerms) -> list:
@@ -181,6 +191,9 @@ def apply_fact(db: sqlite3.Connection, fact: Fact, now: float, terms: LearningTe
         done = "consent confirmed"
         _audit(db, now, fact, recipient, "consent", f"{done}: {_said(fact)}")
         return done
+    if fact.kind == UNREAD:
+        _audit(db, now, fact, recipient, UNREAD_RULE, _unread(fact), action="unread")
+        return None
     if fact.kind == SUSPENDED:
         db.execute("DELETE FROM receipt_failure WHERE number = ? AND at < ?", (n, now - terms.suspended_within_s))
         db.execute("INSERT INTO receipt_failure (number, at, code, account) VALUES (?, ?, ?, ?)",
@@ -229,16 +242,17 @@ class Learning:
     """Observes `delivered` (hooks): every deliver_sm and data_sm the SMSC sends, relayed or not."""
 
     def __init__(self, learner: Learner, writer: StoreWriter, terms: LearningTerms,
-                 recipient: Callable[[int], str], clock: Callable[[], float] = time.time,
+                 recipient: Callable[[int | None, str], str], clock: Callable[[], float] = time.time,
                  touched: Callable[[list[int]], None] | None = None):
         self.learner = learner
         self.touched = touched  # numbers whose credit score a fact with no change-log row may have moved
         self.writer = writer
         self.terms = terms
-        self.recipient = recipient  # number -> as the audit log and the log keep it
+        self.recipient = recipient  # (number, address as sent) -> as the audit log and the log keep it
         self.clock = clock
         self.learned = 0  # facts written (not those known already)
         self.learned_by_kind: collections.Counter[str] = collections.Counter()
+        self.unread: collections.Counter[str] = collections.Counter()  # what was lost for want of a number (Rule 5)
         self._gathered: list[tuple[Fact, float, str]] = []
         self._task: asyncio.Task | None = None
         self._pending: set[asyncio.Future] = set()
@@ -251,7 +265,13 @@ class Learning:
     def _save(self, facts: list[Fact], now: float) -> None:
         if not self._gathered:
             asyncio.get_running_loop().call_later(GATHER_S, self._write)
-        self._gathered += [(fact, now, self.recipient(fact.number)) for fact in facts]
+        for fact in facts:
+            if fact.kind == UNREAD:
+                self.unread[fact.evidence["lost"]] += 1
+                self._gathered.append((fact, now, self.recipient(None, fact.evidence["address"])))
+                log.warning("%s: %s %s", fact.account, self._gathered[-1][2], _unread(fact))
+            else:
+                self._gathered.append((fact, now, self.recipient(fact.number, "")))
 
     def _write(self) -> None:
         if not self._gathered:  # written already (flush, close)
