@@ -178,6 +178,24 @@ def test_invalid_number_refused_with_invdstadr(tmp_path, client_of):
         assert send(c, "12345", "hi").status == Status.RINVDSTADR
 
 
+def test_an_invalid_number_is_masked_in_the_audit_row_and_the_log_line_reason_included(tmp_path, client_of,
+                                                                                       caplog):
+    """Issue 33: the recipient was masked, but the reason quoted it in full."""
+    caplog.set_level("INFO", "smppguard.verdicts")
+    with Stack(config(tmp_path), store=True) as stack:
+        c = client_of(stack)
+        assert send(c, "1380013800", "hi").status == Status.RINVDSTADR  # one digit short
+        assert send(c, "13800138000", "hi", dest_addr_ton=1).status == Status.RINVDSTADR  # TON 1: no country code
+    db = sqlite3.connect(tmp_path / "guard.db")
+    rows = db.execute("SELECT recipient, reason FROM audit ORDER BY id").fetchall()
+    db.close()
+    assert [r for r, _ in rows] == ["13****3800", "138****8000"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "smppguard.verdicts"]
+    assert len(lines) == 2
+    for text in [reason for _, reason in rows] + lines:
+        assert "1380013800" not in text and "13800138000" not in text, text
+
+
 def test_submit_multi_refused_destinations_listed_with_the_smsc_ones(tmp_path):
     cfg = config(tmp_path)
     add_changes(cfg.store.path, changelog.Change("blacklist", "add", BLOCKED))

@@ -219,3 +219,31 @@ def test_decide_agrees_with_explain(lists, cls, text, recipient, now):
         assert v.rule == "invalid"
     if v.action in (Action.HOLD, Action.SCHEDULE):
         assert v.until is not None and v.until > now
+
+
+def carries(text: str, number: int) -> bool:
+    """`text` holds 7 or more digits in a row of `number` (its national part, or the whole)."""
+    digits = str(number)
+    return any(digits[i:i + 7] in text for i in range(len(digits) - 6))
+
+
+def test_no_rule_puts_the_recipient_into_its_reason():
+    """A reason goes into the audit log and the log as it is, where the recipient is kept as [audit] recipient
+    says (masked by default): no rule's reason may carry the number (issue 33)."""
+    policy = load_policy({"preset": "cn-marketing", "default_region": "CN"},
+                         {"content": {"required": ["回T退订"], "forbidden": ["赌博"]}, "credit": {"enabled": True},
+                          "consent": {"enabled": True}, "quiet_hours": {"action": "reject"}}, CLASSES)
+    index = listed("dead", "blacklist", "optout", "consent", "frequency", "quiet")
+    index.low_credit[CN_MOBILE] = 10
+    reasons = {}
+    for name, why, v in explain(sub(CN_MOBILE, text="赌博"), index, NOON, policy):
+        assert why == "applies", name
+        if v is not None:
+            reasons[name] = v.reason
+    for ton, address in ((0, "1380013800"), (1, "13800138000"), (0, "+86 138 0013 800x")):
+        v = decide(make_submission(policy, address, ton, "ACME", "acme"), Index(), NOON, policy)
+        assert v.rule == "invalid" and v.status == Status.RINVDSTADR
+        reasons[f"invalid {address}"] = v.reason
+    assert {name.split()[0] for name in reasons} == set(RULE_NAMES)  # every rule had its say
+    for name, reason in reasons.items():
+        assert not carries(reason, CN_MOBILE) and "1380013800" not in reason, (name, reason)

@@ -25,7 +25,8 @@ def test_invalid_defaults_apply_to_every_class():
 def test_invalid_refuses_a_number_that_did_not_normalise():
     v = invalid.check(sub(None, address="1380013"), Index(), NOW, S)
     assert v.action is Action.REJECT and v.rule == "invalid" and v.status == Status.RINVDSTADR
-    assert "'1380013'" in v.reason
+    assert v.reason.startswith("not a valid phone number (")  # the address: the audit's recipient, masked there
+    assert "1380013" not in v.reason
 
 
 @pytest.mark.parametrize("address, region, hint", [
@@ -92,7 +93,7 @@ def test_a_national_number_sent_as_international_says_the_ton_decided():
     v = decide(make_submission(policy, "13800138000", 1, "ACME", "acme"), Index(), 0.0, policy)
     assert v.rule == "invalid" and v.reason.endswith(
         "(dest_addr_ton 1 says international, so the digits need their country code; as a national number of CN "
-        "it would be +8613800138000)")
+        "they would be valid)")
     v = decide(make_submission(policy, "13800138000", 0, "ACME", "acme"), Index(), 0.0, policy)
     assert v.rule != "invalid"
     v = decide(make_submission(policy, "12", 1, "ACME", "acme"), Index(), 0.0, policy)

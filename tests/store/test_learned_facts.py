@@ -260,3 +260,23 @@ def test_a_batch_of_opt_outs_keeps_each_reply_s_time_and_a_repeated_number_once(
 def test_an_unknown_fact_is_named_in_its_error(db):
     with pytest.raises(ValueError, match="unknown fact 'bogus'"):
         apply(db, Fact("bogus", A, "acme", "", "x", {}))
+
+
+def test_no_learned_fact_puts_the_number_into_its_audited_reason(db):
+    """The audit row keeps the recipient as [audit] recipient says; its reason is kept as it is, so it must not
+    carry the number (issue 33): every kind of fact, from a reply and from a receipt, and one from an unreadable
+    address."""
+    from smppguard.inbound import UNREAD
+
+    lists.grant_consent(db, A, source="web", actor="ops", now=NOW - 3600)
+    terms = LearningTerms(suspended_failures=1)
+    for fact in (reply(OPTOUT, "td"), reply(OPTIN, "start"), reply(CONFIRM, "yes"), receipt(DEAD, "MK:0001"),
+                 receipt(SUSPENDED, "MK:0005", A + 1), receipt(BLACKLISTED, "MBBLACK", A + 2),
+                 Fact(UNREAD, 0, "acme", "10690000", "td", {"text": "TD", "to": "10690000", "account": "acme",
+                                                            "address": str(A), "ton": 5, "reason": "no number",
+                                                            "lost": OPTOUT})):
+        apply(db, fact, terms=terms)
+    audited = db.execute("SELECT rule, reason FROM audit WHERE actor = 'deliver_sm' ORDER BY id").fetchall()
+    assert [rule for rule, _ in audited] == ["optout", "optout", "consent", "dead", "dead", "blacklist", "inbound"]
+    for _rule, reason in audited:
+        assert not any(str(n)[i:i + 7] in reason for n in (A, A + 1, A + 2) for i in range(len(str(n)) - 6)), reason

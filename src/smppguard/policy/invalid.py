@@ -1,6 +1,8 @@
 """Rule `invalid`: a destination that is not a valid phone number (seed: drop 空号 and malformed numbers first).
 
 Validity is phonenumbers' (numbers.py), after normalising with TON/NPI and the default region.
+The reason never quotes the address: it goes into the audit log and the log, where the recipient is kept as
+[audit] recipient says (masked by default), and a reason is kept as it is.
 """
 
 from __future__ import annotations
@@ -29,18 +31,17 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if sub.recipient is not None:
         return None
     return Verdict(Action.REJECT, NAME, s.status,
-                   f"{s.reason}: {sub.address!r}{region_hint(sub.address, s.default_region)}{_ton_hint(sub, s)}")
+                   f"{s.reason}{region_hint(sub.address, s.default_region)}{_ton_hint(sub, s)}")
 
 
 def _ton_hint(sub: Submission, s: Settings) -> str:
     """When the TON decided: digits sent as international (TON 1) that are a valid national number."""
     if sub.ton != 1 or not s.default_region:
         return ""
-    national = locate(sub.address, 0, s.default_region)
-    if national is None:
+    if locate(sub.address, 0, s.default_region) is None:
         return " (dest_addr_ton 1: read as an international number, with its country code first)"
     return (f" (dest_addr_ton 1 says international, so the digits need their country code; as a national number "
-            f"of {s.default_region} it would be +{national[0]})")
+            f"of {s.default_region} they would be valid)")
 
 
 def warnings(s: Settings) -> tuple[str, ...]:
