@@ -121,7 +121,7 @@ def test_a_due_removal_takes_the_number_off_the_list_at_its_time_and_watches_it(
     assert db.execute("SELECT number FROM blacklist").fetchall() == [(B,)]
     assert db.execute("SELECT * FROM watched").fetchall() == [(A, NOW, "ticket 12")]
     assert db.execute("SELECT at, kind, op, number, actor, data FROM changelog ORDER BY id DESC LIMIT 1").fetchone() \
-        == (NOW, "blacklist", "remove", A, "cs", '{"reason":"ticket 12"}')
+        == (NOW, "blacklist", "remove", A, "cs", f'{{"reason":"ticket 12","requested_at":{NOW - 4 * DAY}}}')
     assert audited(db)[-1] == (NOW, "blacklist-removal", "done", "+86138****0001", "ticket 12", "cs")
     assert [(p.number, p.status, p.close_reason) for p in lists.pending_removals(db, include_closed=True)] == [
         (A, "done", "observation period ended"), (B, "pending", "")]

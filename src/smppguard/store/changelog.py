@@ -10,6 +10,10 @@ JSON array, are both that row's `numbers` and what fills the list table (json_ea
 makes no Python object per row here. Readers expand a batch: it means exactly its numbers' changes, in order.
 The seed's cross-sender correlation lives here: the opt-out that makes `threshold` distinct senders writes a
 global opt-out too, as its own change.
+Rule 4: a row's origin is (node, seq), the same on every sidecar: NULL for a row made here until the daemon's
+sync stamps it (store/peers.py), a remote row's as it came. A change made now is stamped later than every change
+the log holds (the newest time + 1 µs, should another node's clock run ahead), so it is the newest of its number
+on every node (store/peers.py: the last made wins). A removal leaves a tombstone with its time.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .db import write_transaction
 
 KINDS = ("blacklist", "optout", "dead", "consent", "tz")
 OPS = ("add", "remove")
-COLUMNS = "id, at, origin, kind, op, number, scope, scope_key, data, actor, numbers"
+COLUMNS = "id, at, origin, kind, op, number, scope, scope_key, data, actor, numbers, node, seq"
 
 
 class _ChangeFields(NamedTuple):
@@ -39,6 +43,8 @@ class _ChangeFields(NamedTuple):
     actor: str = ""
     id: int = 0
     numbers: tuple[int, ...] = ()  # a batch: these numbers (and `number` is 0)
+    node: str = ""  # origin across sidecars: the node that made it ("" until stamped) and its sequence number
+    seq: int = 0
 
 
 class Change(_ChangeFields):
@@ -50,7 +56,7 @@ class Change(_ChangeFields):
 
     def __new__(cls, kind: str, op: str, number: int, scope: str = "", scope_key: str = "", data: dict | None = None,
                 at: float = 0.0, origin: str = "", actor: str = "", id: int = 0,  # noqa: A002 - the log's column
-                numbers: Iterable[int] = ()):
+                numbers: Iterable[int] = (), node: str = "", seq: int = 0):
         if kind not in KINDS or op not in OPS:
             raise ValueError(f"bad change {kind}/{op}")
         numbers = tuple(numbers)
@@ -64,17 +70,18 @@ class Change(_ChangeFields):
             elif not scope_key:
                 raise ValueError(f"a {scope} opt-out needs the {scope}'s name")
         return super().__new__(cls, kind, op, number, scope, scope_key, {} if data is None else data, at, origin,
-                               actor, id, numbers)
+                               actor, id, numbers, node, seq)
 
     def targets(self) -> tuple[int, ...]:
-        """The numbers this change is for: a batch's numbers, or the one number."""
-        return self.numbers or (self.number,)
+        """The numbers this change is for: a batch's numbers, or the one number (none: a remote change that lost
+        to newer ones everywhere, kept for its place in its origin's sequence)."""
+        return self.numbers or ((self.number,) if self.number else ())
 
 
 def from_row(row) -> Change:
-    id_, at, origin, kind, op, number, scope, scope_key, data, actor, numbers = row
+    id_, at, origin, kind, op, number, scope, scope_key, data, actor, numbers, node, seq = row
     return Change(kind, op, number, scope, scope_key, json.loads(data), at, origin, actor, id_,
-                  json.loads(numbers) if numbers else ())
+                  json.loads(numbers) if numbers else (), node or "", seq or 0)
 
 
 _SQL = {
@@ -105,10 +112,20 @@ _SQL = {
                     lambda c, at, actor: (c.number, c.data["zone"], at)),
     ("tz", "remove"): ("DELETE FROM tz_override WHERE number = ?", lambda c, at, actor: (c.number,)),
 }
-_LOG = ("INSERT INTO changelog (at, origin, kind, op, number, scope, scope_key, data, actor) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_LOG_BATCH = ("INSERT INTO changelog (at, origin, kind, op, number, scope, scope_key, data, actor, numbers) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_LOG = ("INSERT INTO changelog (at, origin, kind, op, number, scope, scope_key, data, actor, node, seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_LOG_BATCH = ("INSERT INTO changelog (at, origin, kind, op, number, scope, scope_key, data, actor, node, seq, "
+              "numbers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_TOMBSTONE = ("INSERT INTO tombstone (kind, number, scope, scope_key, at, requested_at) VALUES (?, ?, ?, ?, ?, ?) "
+              "ON CONFLICT DO UPDATE SET at = excluded.at, requested_at = excluded.requested_at "
+              "WHERE excluded.at >= tombstone.at")
+_TOMBSTONES = ("INSERT INTO tombstone (kind, number, scope, scope_key, at, requested_at) "
+               "SELECT ?, value, ?, ?, ?, ? FROM json_each(?) WHERE true "
+               "ON CONFLICT DO UPDATE SET at = excluded.at, requested_at = excluded.requested_at "
+               "WHERE excluded.at >= tombstone.at")
+#: a change made now is later than every change the log holds (Rule 4)
+_NEWEST = "SELECT MAX(at) FROM changelog"
+TICK = 1e-6
 _EACH = "SELECT value FROM json_each(?)"
 
 
@@ -151,7 +168,7 @@ def _log_rows(rows: list[Change], d: _Stamp) -> list[tuple]:
             if key is not None and len(encoded) < 1024:
                 encoded[key] = text
         out.append((c.at or d.at, c.origin or d.origin, c.kind, c.op, c.number, c.scope, c.scope_key, text,
-                    c.actor or d.actor))
+                    c.actor or d.actor, c.node or None, c.seq or None))
     return out
 
 
@@ -165,7 +182,7 @@ def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, act
     batch = changes if isinstance(changes, list) else list(changes)
     if not batch:
         return 0
-    stamp = _Stamp(time.time() if now is None else now, origin, actor)
+    stamp = _Stamp(_now(db) if now is None else now, origin, actor)
     if in_transaction:  # the caller's transaction: its other writes and these commit together
         written = _write_batch(db, batch, correlation_threshold, stamp)
         if audited:
@@ -176,6 +193,13 @@ def write(db: sqlite3.Connection, changes: Iterable[Change], *, origin: str, act
         if audited:
             _audit_operation(db, batch, stamp)
     return written
+
+
+def _now(db: sqlite3.Connection) -> float:
+    """The time of a change made now: the clock, or just after the newest change logged if that is later (Rule 4)."""
+    now = time.time()
+    newest = db.execute(_NEWEST).fetchone()[0]
+    return now if newest is None or newest < now else newest + TICK
 
 
 def _write_batch(db: sqlite3.Connection, batch: list[Change], correlation_threshold: int, d: _Stamp) -> int:
@@ -203,12 +227,25 @@ def _apply(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> int:
             sql, params = _SQL[(kind, op)]
             db.executemany(sql, [params(c, c.at or d.at, c.actor or d.actor) for c in rows])
             db.executemany(_LOG, _log_rows(rows, d))
+        if op == "remove":
+            _tombstones(db, rows, d)
         if op == "add" and kind == "optout":
             _cancel_removals(db, rows, d)
         elif op == "add" and kind == "blacklist":
             # a new complaint, carrier or regulator listing; re-adding by hand (or restoring a backup) is not
             _cancel_removals(db, [c for c in rows if c.data.get("source", "manual") != "manual"], d)
     return len(batch)
+
+
+def _tombstones(db: sqlite3.Connection, rows: list[Change], d: _Stamp) -> None:
+    """A removal's time (and, for one that ended an observation period, when it was asked for), per number."""
+    for c in rows:
+        at = c.at or d.at
+        requested = c.data.get("requested_at")
+        if c.numbers:
+            db.execute(_TOMBSTONES, (c.kind, c.scope, c.scope_key, at, requested, _json_array(c.numbers)))
+        elif c.number:
+            db.execute(_TOMBSTONE, (c.kind, c.number, c.scope, c.scope_key, at, requested))
 
 
 def _audit_operation(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> None:

@@ -142,12 +142,12 @@ def apply_due_removals(db: sqlite3.Connection, now: float | None = None, *, in_t
     """Remove the numbers whose observation period has ended; returns them. Each removal is its own transaction,
     or, with `in_transaction`, part of the caller's (the daemon's group commit)."""
     now = time.time() if now is None else now
-    due = db.execute("SELECT id, number, reason, actor FROM pending_removal "
+    due = db.execute("SELECT id, number, reason, actor, requested_at FROM pending_removal "
                      "WHERE status = 'pending' AND effective_at <= ?", (now,)).fetchall()
     done = []
     origin = node_id(db)
     own = not in_transaction
-    for rid, number, reason, actor in due:
+    for rid, number, reason, actor, requested_at in due:
         if own:
             db.execute("BEGIN IMMEDIATE")
         try:
@@ -162,7 +162,10 @@ def apply_due_removals(db: sqlite3.Connection, now: float | None = None, *, in_t
                        (now, "observation period ended", rid))
             db.execute("INSERT OR REPLACE INTO watched VALUES (?, ?, ?)", (number, now, reason))
             _audit(db, now, "blacklist-removal", "done", number, reason, actor)
-            changelog.write(db, [Change("blacklist", "remove", number, data={"reason": reason})],
+            # when it was asked for travels with it: a complaint made on another sidecar during the observation
+            # period cancels it there too (store/peers.py)
+            changelog.write(db, [Change("blacklist", "remove", number,
+                                        data={"reason": reason, "requested_at": requested_at})],
                             origin=origin, actor=actor, now=now, in_transaction=True)  # audited above
             if own:
                 db.execute("COMMIT")

@@ -138,6 +138,26 @@ def m010_hold_queue(db: sqlite3.Connection) -> None:
     """)
 
 
+def m011_sync_origins(db: sqlite3.Connection) -> None:
+    """Several sidecars share one compliance state (sync/): each change-log row gets the origin it has on every
+    node, (node, that node's sequence number), NULL until the daemon's sync stamps a local row; a removal leaves
+    a tombstone with its time, so an older add that arrives later from another node does not bring the entry
+    back (store/peers.py); a send received from another node is kept with that node's name (NULL: this node's).
+    The index on the log's time lets a new change be stamped later than every change already seen."""
+    _run(db, """
+    ALTER TABLE changelog ADD COLUMN node TEXT;
+    ALTER TABLE changelog ADD COLUMN seq INTEGER;
+    CREATE UNIQUE INDEX changelog_origin ON changelog (node, seq) WHERE node IS NOT NULL;
+    CREATE INDEX changelog_unstamped ON changelog (id) WHERE node IS NULL;
+    CREATE INDEX changelog_at ON changelog (at);
+    CREATE TABLE tombstone (
+        kind TEXT NOT NULL, number INTEGER NOT NULL, scope TEXT NOT NULL, scope_key TEXT NOT NULL,
+        at REAL NOT NULL, requested_at REAL,
+        PRIMARY KEY (kind, number, scope, scope_key)) WITHOUT ROWID;
+    ALTER TABLE send_history ADD COLUMN node TEXT
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
                                                                  m003_optout_recent,
                                                                  m004_send_history_append_only,
@@ -146,7 +166,8 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m0
                                                                  m007_audit_folds,
                                                                  m008_receipt_failures,
                                                                  m009_delivery_ok,
-                                                                 m010_hold_queue)
+                                                                 m010_hold_queue,
+                                                                 m011_sync_origins)
 
 
 NEWEST = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
