@@ -100,6 +100,9 @@ def configure(level: str, fmt: str = "text") -> None:
     logging.getLogger("smppguard").setLevel(numeric)
 
 
+_NOT_REFUSED = ("hold", "schedule")  # Action values whose sender is not answered the rule's status
+
+
 class VerdictLog:
     """An observer of `decided` (hooks): one log line per refusal or hold, with the account, sender, rule, status
     and the recipient as the audit log keeps it ([audit] recipient), at `level`; at most `per_second` lines a
@@ -133,7 +136,9 @@ class VerdictLog:
         recipient = e.destination if e.sub is None else self.mask(e.sub.recipient, e.sub.address)
         more = f" ({self.left_out} more refusals and holds not logged)" if self.left_out else ""
         self.left_out = 0
-        status = int(v.status or 0)
+        # what the sender is answered: a hold is OK (with a proxy id) once saved, a message scheduled for the
+        # window's end goes to the SMSC now; the rule's status is for a proxy with no hold queue
+        status = 0 if v.action._value_ in _NOT_REFUSED else int(v.status or 0)
         self.logger.log(self.level, "%s %s from %s to %s: %s, status 0x%02X: %s%s", e.account, v.action.value,
                         e.sender, recipient, v.rule, status, v.reason, more,
                         extra={"account": e.account, "rule": v.rule, "status": f"0x{status:02X}",

@@ -1343,3 +1343,48 @@ def test_the_hold_queue_takes_max_messages_and_refuses_the_next_with_0x14(tmp_pa
         assert [s.submit(d).status for d in (A, B, C)] == [Status.ROK, Status.ROK, Status.RMSGQFUL]
         assert rows(stack.config.store.path, "SELECT COUNT(*) FROM held") == [(2,)]
         s.close()
+
+
+def test_held_messages_count_for_the_frequency_cap_from_the_moment_they_are_held(tmp_path, caplog):
+    """Issue 33: in quiet hours every message to one number was held, and all but the cap's worth dropped at
+    release. A held message counts as a send at its release time: past the cap (max 2) the next one is refused
+    0x45 at once, as by day; a cancelled one gives its place back. The hold's log line says what the sender got."""
+    caplog.set_level("INFO", "smppguard.verdicts")
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+
+        def submit(dest: str) -> tuple[int, dict]:
+            return s.ask(CommandId.SUBMIT_SM, destination_addr=dest, short_message=OFFER.encode(), **SUBMIT)
+
+        (first, _), (second, held) = submit(A), submit(A)
+        assert (first, second) == (Status.ROK, Status.ROK)  # held, both within the cap
+        assert submit(A)[0] == Status.RSUBMITFAIL  # a third: refused now, not dropped at release
+        assert submit(B)[0] == Status.ROK  # another number has its own count
+        assert s.ask(CommandId.CANCEL_SM, message_id=held["message_id"], source_addr="ACME")[0] == Status.ROK
+        assert submit(A)[0] == Status.ROK  # the cancelled one gave its place back
+        holds = [r.getMessage() for r in caplog.records if r.name == "smppguard.verdicts" and " hold " in
+                 r.getMessage()]
+        assert len(holds) == 4 and all(", status 0x00: quiet hours" in line for line in holds), holds
+        clock.now = MORNING
+        wait_for(lambda: len(at_smsc(stack, A)) == 2 and len(at_smsc(stack, B)) == 1, what="the releases")
+        wait_for(lambda: not rows(stack.config.store.path, "SELECT 1 FROM held"), what="the queue empty")
+        assert (stack.store.holds.dropped, stack.store.holds.released) == (0, 3)
+        assert submit(A)[0] == Status.RSUBMITFAIL  # the two released ones count as sends now
+        assert submit(B)[0] == Status.ROK
+        s.close()
+
+
+def test_messages_held_before_a_restart_still_count_for_the_frequency_cap(tmp_path):
+    clock = Clock(NIGHT)
+    for _ in range(2):
+        with Stack(config(tmp_path), store=True, clock=clock) as stack:
+            s = Raw(stack)
+            assert s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=OFFER.encode(), **SUBMIT)[0] == \
+                Status.ROK
+            s.close()
+    with Stack(config(tmp_path), store=True, clock=clock) as stack:
+        s = Raw(stack)
+        assert s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=OFFER.encode(), **SUBMIT)[0] == \
+            Status.RSUBMITFAIL  # the two held by the earlier daemons count (max 2)
+        s.close()

@@ -333,3 +333,24 @@ def test_policy_forward_reserves_under_the_accounts_key_when_frequency_counts_pe
     key = policy.forward(sub(account="acme"), ALLOW, index, T0)
     assert key == scoped(CN_MOBILE, index.maybe_scope_id("account", "acme")) and key != CN_MOBILE
     assert index.history == {key: (T0,)}
+
+
+def test_frequency_held_messages_count_as_sends_at_their_release_until_they_leave_the_queue():
+    now = at(2025, 6, 13, 23)
+    morning = now + 9 * HOUR
+    index = Index()
+    index.hold_send(CN_MOBILE, morning)
+    v = frequency.check(sub(), index, now, S)  # would go at about the same time: 72 h apart is not kept
+    assert v is not None and v.action is Action.REJECT and v.status == Status.RSUBMITFAIL
+    assert v.reason == ("frequency cap reached: a held message to this number is released 9.0 h from now, "
+                        "minimum interval 72 h")
+    no_gap = replace(S, min_interval=0.0, max=2)
+    assert frequency.check(sub(), index, now, no_gap) is None  # 1 of 2
+    index.hold_send(CN_MOBILE, morning)
+    assert frequency.check(sub(), index, now, no_gap).reason == "frequency cap reached: 2 of 2 in 30 days"
+    index.unhold_send(CN_MOBILE, morning)  # cancelled, dropped or released: its place is given back
+    assert frequency.check(sub(), index, now, no_gap) is None
+    index.unhold_send(CN_MOBILE, morning)
+    index.unhold_send(CN_MOBILE, morning)  # twice: harmless
+    assert index.held == {} and frequency.check(sub(), index, now, S) is None
+    assert frequency.check(sub(), index, morning + 73 * HOUR, S) is None

@@ -166,6 +166,13 @@ class Policy:
         index.reserve(key, now)  # type: ignore[arg-type]
         return key
 
+    def held_key(self, sub: Submission, index: Index) -> int | None:
+        """The history key a held message counts under from the moment it is held (Index.hold_send), or None
+        when no rule counts sends of its class."""
+        if sub.recipient is None or self._history is None or not self._history[1].applies_to(sub.traffic_class):
+            return None
+        return self.history_key(sub.recipient, sub.account, index)
+
     @functools.cached_property
     def _optouts(self) -> tuple[OptoutTerms, Any] | None:
         """How opt-outs are kept, and the settings of the rule that owns them."""

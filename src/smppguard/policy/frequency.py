@@ -7,6 +7,9 @@ so concurrent submits cannot overrun the cap (screening reserves `history_key()`
 releases it if the SMSC refuses the message). Scope `global` counts every account's messages to the number;
 `account` counts per system_id. The rule owns Index.history: the store loads `HISTORY_S` of it under
 `history_key`, and `tidy` forgets what is older.
+A message the hold queue keeps (quiet hours) counts from the moment it is held, as a send at its release time
+(Index.held, kept by the queue): a second message to the number in the night is refused at once, as it would be
+by day, instead of being held and dropped at release.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if sub.recipient is None:
         return None
     k = sub.recipient if s.scope != "account" else history_key(sub.recipient, sub.account, index, s)
-    if s.max and k not in index.history:
+    held = index.held.get(k)
+    if s.max and held is None and k not in index.history:
         return None  # most messages: a recipient with no send on record
     last = index.last_send(k)
     if last is not None and s.min_interval and now - last < s.min_interval:
@@ -79,7 +83,14 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
         return Verdict(Action.REJECT, NAME, s.status,
                        f"{s.reason}: previous message {(now - last) / 3600:.1f} h ago, "
                        f"minimum interval {s.min_interval / 3600:g} h ({wait_h:.1f} h to go)")
-    count = index.sends_between(k, period_start(sub, index, now, s), now)
+    if held is not None and s.min_interval:
+        nearest = min(held, key=lambda at: abs(at - now))  # this one would go now, or at about the same time
+        if abs(nearest - now) < s.min_interval:
+            return Verdict(Action.REJECT, NAME, s.status,
+                           f"{s.reason}: a held message to this number is released "
+                           f"{max(0.0, nearest - now) / 3600:.1f} h from now, minimum interval "
+                           f"{s.min_interval / 3600:g} h")
+    count = index.sends_between(k, period_start(sub, index, now, s), now) + (len(held) if held else 0)
     if count >= s.max:
         period = "this calendar month" if s.period == CALENDAR_MONTH else f"{float(s.period) / 86400:g} days"
         return Verdict(Action.REJECT, NAME, s.status, f"{s.reason}: {count} of {s.max} in {period}")

@@ -95,6 +95,8 @@ class Index:
     tz: dict[int, str] = field(default_factory=dict)  # per-number time zone overrides
     # frequency key -> sends, sorted: those the SMSC accepted, and those in flight (reserved) until it answers
     history: dict[int, tuple[float, ...]] | CompactHistory = field(default_factory=dict)
+    # frequency key -> release times of held messages (the hold queue's): each counts as a send at its release
+    held: dict[int, tuple[float, ...]] = field(default_factory=dict)
     grace_used: set[int] = field(default_factory=set)  # opt-out keys whose one confirmation was sent
     scope_ids: dict[str, int] = field(default_factory=lambda: {"": GLOBAL})
     change_id: int = 0  # the last change-log row applied
@@ -186,6 +188,22 @@ class Index:
             history.insert(key, at)  # type: ignore[union-attr]
 
     reserve = record_send  # the same thing, said where the send is still in flight (see above)
+
+    def hold_send(self, key: int, release_at: float) -> None:
+        """A held message: it counts as a send at its release time from now on, until `unhold_send`."""
+        _insert(self.held, key, release_at)
+
+    def unhold_send(self, key: int, release_at: float) -> None:
+        """The held message left the queue (released, cancelled, expired, dropped): its place is given back."""
+        times = self.held.get(key)
+        if times:
+            i = bisect.bisect_left(times, release_at)
+            if i < len(times) and times[i] == release_at:
+                times = times[:i] + times[i + 1:]
+            if times:
+                self.held[key] = times
+            else:
+                del self.held[key]
 
     def prune_history(self, before: float, budget: int = PRUNE_BUDGET) -> None:
         """Forget sends older than `before` (older than the longest frequency period), `budget` recipients per

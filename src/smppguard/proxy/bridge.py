@@ -249,7 +249,7 @@ class Bridge:
         kept = self.holds.hold_multi(session, pdu, context.held, context.refused, forwarded=True)
         if kept is None:
             context.refused = context.refused + [UnsuccessSme(d.ton, d.npi, d.address, Status.RMSGQFUL)
-                                                 for d, _until, _n in context.held]
+                                                 for d, *_ in context.held]
             context.held = None
         else:
             context.hold = kept

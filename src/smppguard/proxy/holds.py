@@ -8,6 +8,9 @@ Guarantees:
   (it may have reached the SMSC) and is not sent again unless an operator says so (`queue release`). One the SMSC
   never answered is "unknown" too. So a held message reaches the SMSC at most once, and exactly once unless the
   daemon dies (or the SMSC goes silent) between that mark and the SMSC's answer; `queue list` shows those.
+- Counted while held: a held message counts for the frequency cap from the moment it is held, as a send at its
+  release time (Index.held); while it is screened again at release it does not count against itself, and one
+  that leaves the queue unsent (cancelled, expired, dropped, by the CLI too) gives its place back.
 - Still screened at release: the rules decide again (an opt-out, a blacklisting or the cap reached meanwhile
   drops it, with an audit row and, if the sender asked for receipts, a receipt stat REJECTD carrying the proxy
   id); quiet hours that still apply (a zone changed) hold it again. Expired (validity_period, else [hold]
@@ -131,6 +134,9 @@ class HoldQueue:
         self._count = 0  # rows in the queue
         self.ids = IdMap()  # SMSC id <-> proxy id of released messages
         self._groups: dict[tuple, tuple[str, float]] = {}  # a concatenated message's key -> its group, until when
+        # proxy id -> [number, history key, release time it counts at (None: not counting now)] of each held
+        # row that counts for the frequency cap (a concatenated message's first part only)
+        self._counted: dict[str, list[list]] = {}
         self._owed = 0
         self._owed_inflight: set[int] = set()
         self._pending = 0  # holds and cancels waiting for their commit
@@ -167,14 +173,57 @@ class HoldQueue:
             log.info("hold queue: %d messages held", self._count)
         self._task = tasks.spawn(self._run(), name="hold queue")
 
-    def _load_ids(self, ids: Iterable[tuple[str, str, str]]) -> None:
+    def _load_ids(self, ids: Iterable[tuple]) -> None:
         self._ids.clear()
         self._per_account.clear()
-        for proxy_id, account, _state in ids:
+        held: dict[str, list[tuple]] = {}
+        for proxy_id, account, state, number, release_at, part in ids:
             entry = self._ids.setdefault(proxy_id, [account, 0])
             entry[1] += 1
             self._per_account[account] += 1
+            if state == "held" and number is not None and part <= 1:
+                held.setdefault(proxy_id, []).append((account, number, release_at))
         self._count = sum(self._per_account.values())
+        # the store is the truth: rows the CLI dropped or released give their place back; rows held before a
+        # restart count again (their class is not kept: counted as the counting rule's key for the number)
+        for proxy_id in [p for p in self._counted if p not in held]:
+            self._uncount_held(proxy_id)
+        policy, index = self.screening.policy, self.screening.index
+        for proxy_id, rows in held.items():
+            if proxy_id not in self._counted:
+                for account, number, release_at in rows:
+                    key = policy.history_key(number, account, index)
+                    self._counted.setdefault(proxy_id, []).append([number, key, None])
+                    self._count_at(proxy_id, number, release_at)
+
+    def _counts_held(self, rows: list, keys: list) -> None:
+        """Held rows count for the frequency cap from now, each as a send at its release time."""
+        for r, key in zip(rows, keys, strict=True):
+            if key is not None and r.number is not None and r.part <= 1:
+                self._counted.setdefault(r.id, []).append([r.number, key, None])
+                self._count_at(r.id, r.number, r.release_at)
+
+    def _count_at(self, proxy_id: str, number: int | None, at: float | None) -> None:
+        """The held row of this proxy id and number counts as a send at `at` from now (None: not at all)."""
+        index = self.screening.index
+        for entry in self._counted.get(proxy_id, ()):
+            if entry[0] == number:
+                if entry[2] is not None:
+                    index.unhold_send(entry[1], entry[2])
+                entry[2] = at
+                if at is not None:
+                    index.hold_send(entry[1], at)
+
+    def _uncount_held(self, proxy_id: str, number: int | None = None) -> None:
+        """The held row (every row of the proxy id, without a number) left the queue: its place is given back."""
+        entries = self._counted.get(proxy_id)
+        if entries is None:
+            return
+        for entry in [e for e in entries if number is None or e[0] == number]:
+            self._count_at(proxy_id, entry[0], None)
+            entries.remove(entry)
+        if not entries:
+            del self._counted[proxy_id]
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop after the round in progress: cancelled between its mark and its sends, the marked messages
@@ -226,7 +275,7 @@ class HoldQueue:
             grp = found[0]
         row = self._row(new_id(), account, f, pdu.command_id, pdu.raw, outcome.until, outcome.number, now,
                         grp, part, parts)
-        self._keep(session, pdu, [row], lambda: _message_id_body(pdu.command_id, row.id))
+        self._keep(session, pdu, [row], lambda: _message_id_body(pdu.command_id, row.id), [outcome.key])
 
     def hold_multi(self, session, pdu: Pdu, held: list, refused: list, forwarded: bool) -> tuple[str, Any] | None:
         """submit_multi: each held destination kept as its own row (a submit_multi to that one address), all
@@ -236,8 +285,9 @@ class HoldQueue:
         now = self.clock()
         f = parse_body(pdu.command_id, pdu.body, pdu.sequence)
         proxy_id = new_id()
-        rows = []
-        for dest, until, number in held:
+        rows, keys = [], []
+        for dest, until, number, key in held:
+            keys.append(key)
             one = dict(f, dest_addresses=[dest])
             raw = build(pdu.command_id, 0, encode_body(pdu.command_id, one))
             rows.append(self._row(proxy_id, account, dict(f, destination_addr=dest.address), pdu.command_id, raw,
@@ -245,10 +295,10 @@ class HoldQueue:
         if forwarded:
             if not self._room(account, len(rows)):
                 return None
-            return proxy_id, self._save(rows)
+            return proxy_id, self._save(rows, keys)
         body = lambda: encode_body(CommandId.SUBMIT_MULTI_RESP, message_id=proxy_id,  # noqa: E731
                                    unsuccess_sme=refused)
-        self._keep(session, pdu, rows, body)
+        self._keep(session, pdu, rows, body, keys)
         return None
 
     def _row(self, proxy_id: str, account: str, f: dict, command_id: int, raw: bytes, until: float,
@@ -272,8 +322,10 @@ class HoldQueue:
             return False
         return True
 
-    def _save(self, rows: list) -> asyncio.Future:
-        """Count the rows in now (the bound holds while their commit is pending), save them."""
+    def _save(self, rows: list, keys: list) -> asyncio.Future:
+        """Count the rows in now (the bound holds while their commit is pending, and the frequency cap counts
+        them), save them."""
+        self._counts_held(rows, keys)
         for r in rows:
             entry = self._ids.setdefault(r.id, [r.account, 0])
             entry[1] += 1
@@ -291,11 +343,11 @@ class HoldQueue:
         future.add_done_callback(done)
         return future
 
-    def _keep(self, session, pdu: Pdu, rows: list, body: Callable[[], bytes]) -> None:
+    def _keep(self, session, pdu: Pdu, rows: list, body: Callable[[], bytes], keys: list) -> None:
         if not self._room(session.system_id, len(rows)):
             session.respond(pdu, Status.RMSGQFUL)
             return
-        future = self._save(rows)
+        future = self._save(rows, keys)
 
         def answer(f: asyncio.Future) -> None:
             if f.cancelled() or f.exception() is not None:
@@ -331,7 +383,7 @@ class HoldQueue:
             fields["message_id"] = proxy_id if ok else smsc_id
             if not ok:
                 fields["unsuccess_sme"] = list(fields.get("unsuccess_sme", [])) + [
-                    UnsuccessSme(d.ton, d.npi, d.address, Status.RSYSERR) for d, _u, _n in held]
+                    UnsuccessSme(d.ton, d.npi, d.address, Status.RSYSERR) for d, *_ in held]
             send(build(response.command_id, response.sequence, encode_body(response.command_id, fields),
                        response.status))
         if future.done():
@@ -348,6 +400,7 @@ class HoldQueue:
     def _forget(self, rows: Iterable) -> None:
         for r in rows:
             self._uncount(r.id, r.account, 1)
+            self._uncount_held(r.id, r.number)
 
     def _forget_id(self, proxy_id: str, f: asyncio.Future) -> None:
         """Every row of this proxy id left the store (the future of that delete: how many)."""
@@ -357,6 +410,7 @@ class HoldQueue:
         if entry is not None:
             deleted = f.result()
             self._uncount(proxy_id, entry[0], deleted if isinstance(deleted, int) else entry[1])
+        self._uncount_held(proxy_id)
 
     def _uncount(self, proxy_id: str, account: str, n: int) -> None:
         """n rows of this proxy id and account are no longer in the queue."""
@@ -555,6 +609,8 @@ class HoldQueue:
                 continue
             if first.account not in senders:
                 continue  # due, but no bind of its account is up: it waits (and expires on time)
+            for r in group:  # screened again: it must not count against itself (it counts again if it stays)
+                self._count_at(r.id, r.number, None)
             outcomes = []
             for r in group:
                 screening = self.forced if r.forced else self.screening
@@ -576,6 +632,8 @@ class HoldQueue:
             elif held is not None:
                 until = held.until if type(held) is Hold else held.held[0][1]
                 later += [(r.seq, until) for r in group]
+                for r in group:
+                    self._count_at(r.id, r.number, until)
             else:
                 go += list(zip(group, outcomes, strict=True))
         self._tokens -= len(go)
@@ -591,6 +649,7 @@ class HoldQueue:
             if r.seq not in marked:  # dropped or released by the CLI meanwhile
                 if outcome.context is not None:
                     self.screening.failed(outcome.context)
+                self._count_at(r.id, r.number, r.release_at)  # still held, if the CLI's change left it so
                 continue
             bridges = [b for b in senders.get(r.account, ()) if b.can_release()]
             if not bridges:
@@ -602,6 +661,8 @@ class HoldQueue:
             context = Released(r, outcome.context)
             bridge.release(outcome.raw, context)
         if unsent:  # the bind went while the marks were saved: nothing left, so they are simply held again
+            for r in unsent:
+                self._count_at(r.id, r.number, r.release_at)
             await self.store.finish([], [(r.seq, r.release_at) for r in unsent], [], [])
 
     def settled(self, context: Released, response: Pdu) -> None:
@@ -630,6 +691,7 @@ class HoldQueue:
             self._audit(row, "released", Status.ROK, f"held message released (SMSC id {smsc_id})", now, 1)
             self.released += 1
         elif response.status in TEMPORARY:
+            self._count_at(row.id, row.number, now + self.s.retry_after)
             self.store.finish([], [(row.seq, now + self.s.retry_after)], [], [])
         else:
             receipt = self._receipt(row, "REJECTD", "000", now)
@@ -650,6 +712,7 @@ class HoldQueue:
                           "as \"unknown\", not sent again (smppguard queue list)", row.id)
             self.store.finish([], [], [row.seq], [])
         else:
+            self._count_at(row.id, row.number, row.release_at)
             self.store.finish([], [(row.seq, row.release_at)], [], [])
 
     async def _deliver_owed(self) -> None:

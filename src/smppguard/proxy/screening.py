@@ -67,6 +67,7 @@ class Hold(NamedTuple):
     status: int  # what the sender is answered when there is no hold queue
     number: int | None = None  # the recipient, E.164
     group: tuple | None = None  # a part of a concatenated message: (its message's key, seqnum, total)
+    key: int | None = None  # the history key it counts under for the frequency cap while held (None: not counted)
 
 
 class HoldMulti(NamedTuple):
@@ -224,7 +225,8 @@ class Screening:
                 reservation.outstanding += 1
             return _new_tuple(Forward, (pdu.raw, reservation))
         return self._outcome(pdu, v, verdict, reservation, sub.recipient,
-                             (ckey, concat.seqnum, concat.total) if ckey is not None else None)  # type: ignore[union-attr]
+                             (ckey, concat.seqnum, concat.total) if ckey is not None else None,  # type: ignore[union-attr]
+                             sub)
 
     def _later_part(self, pdu: Pdu, v: SubmitView, seqnum: int, total: int, ckey: tuple, entry: ConcatEntry,
                     text_of: Callable[[], str | None] | None, now: float) -> Outcome:
@@ -244,11 +246,12 @@ class Screening:
                 if self.hooks.wants_decided:
                     self.hooks.decided(Decided(now, pdu.command_id, sub.account, sub.sender, v.destination_addr,
                                                sub, verdict))
-                return self._outcome(pdu, v, verdict, None, sub.recipient, (ckey, seqnum, total))
+                return self._outcome(pdu, v, verdict, None, sub.recipient, (ckey, seqnum, total), sub)
         if self.hooks.wants_allowed if entry.verdict.allowed else self.hooks.wants_decided:
             self.hooks.decided(Decided(now, pdu.command_id, ckey[0], v.source_addr, v.destination_addr,
                                        entry.sub, entry.verdict, repeat=True))
-        return self._outcome(pdu, v, entry.verdict, entry.reservation, entry.sub.recipient, (ckey, seqnum, total))
+        return self._outcome(pdu, v, entry.verdict, entry.reservation, entry.sub.recipient, (ckey, seqnum, total),
+                             entry.sub)
 
     def _reserve(self, sub: Submission, verdict: Verdict, now: float) -> Reservation | None:
         """The message goes out now: its send counts from here on (Rule 2)."""
@@ -258,7 +261,7 @@ class Screening:
         return Reservation(key, now, sub.recipient, sub.account)  # type: ignore[arg-type]
 
     def _outcome(self, pdu: Pdu, v: SubmitView, verdict: Verdict, reservation: Reservation | Send | None,
-                 number: int | None = None, group: tuple | None = None) -> Outcome:
+                 number: int | None = None, group: tuple | None = None, sub: Submission | None = None) -> Outcome:
         action = verdict.action
         if action is Action.ALLOW:
             if type(reservation) is Reservation:
@@ -270,7 +273,8 @@ class Screening:
             return Forward(with_schedule(pdu.raw, v.schedule_at, verdict.until or 0.0), reservation)
         status = verdict.status or Status.RSUBMITFAIL
         if action is Action.HOLD or action is Action.SCHEDULE:  # a data_sm has no schedule_delivery_time to set
-            return Hold(verdict.until or 0.0, status, number, group)
+            key = self.policy.held_key(sub, self.index) if sub is not None else None
+            return Hold(verdict.until or 0.0, status, number, group, key)
         return Answer(status)
 
     def _screen_multi(self, pdu: Pdu, account: str) -> Outcome:
@@ -311,7 +315,8 @@ class Screening:
                     reservation.outstanding += 1
                     reservations.append((dest.address, reservation))
             elif self.holding and verdict.action in (Action.HOLD, Action.SCHEDULE) and verdict.until is not None:
-                held.append((dest, verdict.until, sub.recipient))  # no schedule per destination: held
+                held.append((dest, verdict.until, sub.recipient,  # no schedule per destination: held
+                             policy.held_key(sub, index)))
             else:
                 refused.append(UnsuccessSme(dest.ton, dest.npi, dest.address, verdict.status or Status.RSUBMITFAIL))
         if not allowed:

@@ -129,10 +129,10 @@ def reconcile(db: sqlite3.Connection) -> int:
     return db.execute("UPDATE held SET state = 'unknown' WHERE state = 'sending'").rowcount
 
 
-def held_ids(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
-    """(proxy id, account, state) of every row: what the daemon keeps in memory to answer query_sm and cancel_sm
-    and to bound the queue."""
-    return db.execute("SELECT id, account, state FROM held").fetchall()
+def held_ids(db: sqlite3.Connection) -> list[tuple[str, str, str, int | None, float, int]]:
+    """(proxy id, account, state, number, release time, part) of every row: what the daemon keeps in memory to
+    answer query_sm and cancel_sm, to bound the queue, and to count held messages for the frequency cap."""
+    return db.execute("SELECT id, account, state, number, release_at, part FROM held").fetchall()
 
 
 def mappings(db: sqlite3.Connection, now: float) -> list[tuple[str, str, str, float]]:
