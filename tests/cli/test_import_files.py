@@ -38,9 +38,69 @@ def test_bytes_that_are_not_text_in_the_encoding_are_bad_rows_and_the_rest_is_im
                      + f"{N[2]},complaint,ok\n".encode())
     r = cli("blacklist", "import", path, "--encoding", "utf-8")
     assert r.exit_code == 2
-    assert "line 2: bytes that are not text in the file's encoding (see --encoding)" in r.stderr
+    assert "line 2: bytes that are not text in UTF-8 (see --encoding)" in r.stderr
     assert sorted(blacklisted(db_path)) == [int(N[0]), int(N[2])]
     assert "imported 2 rows" in r.stdout and "1 bad row skipped" in r.stdout
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr-only"])
+@pytest.mark.parametrize("command", ["blacklist", "optout"])
+def test_every_line_ending_convention_imports(cli, tmp_path, db_path, newline, command):
+    """Excel for Mac's "CSV (Macintosh)" ends lines with CR alone: the import stopped with a csv error, and
+    importing again could never finish (issue 33)."""
+    path = tmp_path / "list.csv"
+    header = "number,source,reason" if command == "blacklist" else "number,scope,key,keyword"
+    row = "{},complaint,\"投诉, by phone\"" if command == "blacklist" else "{},sender,ACME,TD"
+    path.write_bytes(newline.join([header] + [row.format(n) for n in N[:3]] + [""]).encode())
+    r = cli(command, "import", path)
+    assert (r.exit_code, r.stderr) == (0, ""), r.output
+    assert "imported 3 rows" in r.stdout
+    table = "blacklist" if command == "blacklist" else "optout"
+    assert sorted(n for (n,) in sql(db_path, f"SELECT number FROM {table}")) == [int(n) for n in N[:3]]
+    if command == "blacklist":
+        assert set(blacklisted(db_path).values()) == {"投诉, by phone"}
+
+
+def test_a_binary_file_is_read_to_its_end_as_bad_rows_without_a_traceback(cli, tmp_path, db_path):
+    import random
+
+    noise = random.Random(33)
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(bytes(noise.randrange(256) for _ in range(200_000)) + f"\n{N[0]},complaint,ok\n".encode())
+    for _ in range(2):  # and again: the same answer, not an import that can never finish
+        r = cli("blacklist", "import", path)
+        assert r.exit_code == 2, r.output
+        assert "Traceback" not in r.output and "the import stopped" not in r.output
+        assert "bad row" in r.stdout
+        assert sorted(blacklisted(db_path)) == [int(N[0])]  # the one readable row
+
+
+@pytest.mark.parametrize("gb_row", [1, 3000], ids=["gb18030-row-first", "gb18030-row-past-64kb"])
+def test_a_utf8_file_with_a_gb18030_row_is_decided_line_by_line(cli, tmp_path, db_path, gb_row):
+    """A UTF-8 file with one GB18030 row was read whole as GB18030 (its UTF-8 rows garbled: 投诉 stored as 鎶曡瘔)
+    or, with the row past the first 64 KB, the row refused without naming the encoding (issue 33)."""
+    numbers = [f"+8613800{i:06d}" for i in range(3001)]
+    lines = [f"{n},complaint,投诉 {i}".encode() for i, n in enumerate(numbers)]
+    lines[gb_row] = f"{numbers[gb_row]},carrier,运营商 {gb_row}".encode("gb18030")
+    path = tmp_path / "list.csv"
+    path.write_bytes(b"number,source,reason\n" + b"\n".join(lines) + b"\n")
+    r = cli("blacklist", "import", path)
+    assert (r.exit_code, r.stderr) == (0, ""), r.output
+    got = blacklisted(db_path)
+    assert len(got) == 3001
+    assert got[int(numbers[0 if gb_row else 1])] == f"投诉 {0 if gb_row else 1}"
+    assert got[int(numbers[2])] == "投诉 2" and got[int(numbers[3000 if gb_row == 1 else 1])].startswith("投诉")
+    assert got[int(numbers[gb_row])] == f"运营商 {gb_row}"
+
+
+def test_a_line_in_neither_utf8_nor_gb18030_is_a_bad_row_that_names_both(cli, tmp_path, db_path):
+    path = tmp_path / "list.csv"
+    path.write_bytes(f"{N[0]},complaint,ok\n".encode() + f"{N[1]},complaint,".encode() + b"\x81\x20\xff\n"
+                     + f"{N[2]},complaint,投诉\n".encode())
+    r = cli("blacklist", "import", path)
+    assert r.exit_code == 2
+    assert "line 2: bytes that are not text in UTF-8 or GB18030 (see --encoding)" in r.stderr
+    assert blacklisted(db_path) == {int(N[0]): "ok", int(N[2]): "投诉"}
 
 
 def test_a_10_mb_line_and_a_row_with_extra_fields_are_bad_rows(cli, tmp_path, db_path):

@@ -424,3 +424,24 @@ def test_a_runs_transactions_hold_at_most_a_slice_and_their_shares_add_up_to_its
     got = [([c.targets() for c in changes], rows) for changes, rows in lists._slices(made)]
     assert got == [([(21,), (22,), (23,)], 3), ([(1, 2, 3)], 3), ([(4, 5, 6)], 3), ([(7, 8, 9)], 3), ([(10,)], 3)]
     assert all(type(rows) is int for _, rows in got)
+
+
+@given(st.lists(st.sampled_from(["a", "b,c", "\r", "\n", "\r\n", '"', "x"]), max_size=40),
+       st.lists(st.integers(1, 6), min_size=1, max_size=8))
+def test_one_newline_makes_every_line_end_lf_whatever_the_blocks(pieces, cuts):
+    text = "".join(pieces)
+    blocks, at = [], 0
+    for n in cuts * 20:  # the text cut anywhere, a "\r\n" split between two blocks too
+        if at >= len(text):
+            break
+        blocks.append(text[at:at + n])
+        at += n
+    blocks.append(text[at:])
+    assert "".join(lists._one_newline(b for b in blocks if b)) == text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_a_row_the_csv_module_cannot_read_is_a_bad_row_of_its_line_and_the_next_rows_are_read():
+    parsed = lists._parse_chunk("8613800000001,a\rb\n8613800000002,ok\n", 7, ("number", "reason"),
+                                ("number", "reason"), None)
+    assert [(line, message.split(" (")[0]) for line, message in parsed.bad] == [(7, "not a CSV row")]
+    assert parsed.groups == {("ok",): ([8], [8613800000002])}

@@ -53,25 +53,74 @@ def _rows(n: int, what: str = "") -> str:
 ENCODINGS = ("auto", "utf-8", "utf-16", "gb18030", "gbk", "big5", "latin-1", "cp1252", "shift_jis")
 
 
-def text_of(raw, encoding: str) -> io.TextIOWrapper:
-    """The import file as text. "auto": a byte-order mark says UTF-8 or UTF-16; without one, UTF-8 if the first
-    64 KB are UTF-8, else GB18030 (what Chinese spreadsheet exports produce). Bytes that are not text in the
-    encoding become U+FFFD, and the rows holding them are reported as bad rows, never imported garbled."""
+class LineByLine:
+    """An import file read as UTF-8, where a line that is not UTF-8 is read as GB18030 (what Chinese spreadsheet
+    exports produce): each line decided on its own, so a UTF-8 file with one GB18030 row (pasted from another
+    export) imports every row as it was written, never the whole file garbled by its first 64 KB. Bytes that are
+    text in neither become U+FFFD, and the row holding them is a bad row that names both. A block of lines that
+    is all UTF-8, the usual case, is decoded at once."""
+
+    name = "UTF-8 or GB18030"
+    _MAX_CARRY = 1 << 22  # bytes kept waiting for a line end: a file with none is decoded in pieces this big
+
+    def __init__(self, raw):
+        self.raw = raw
+        self._rest = b""
+        self._first = True
+
+    def read(self, size: int = -1) -> str:
+        while True:
+            data = self.raw.read(size if size and size > 0 else -1)
+            block = self._rest + data
+            if not data:  # the end of the file
+                self._rest = b""
+                return self._decode(block)
+            cut = max(block.rfind(b"\n"), block.rfind(b"\r")) + 1  # whole lines, whatever their ends
+            if not cut and len(block) < self._MAX_CARRY:
+                self._rest = block
+                continue
+            cut = cut or len(block)
+            self._rest = block[cut:]
+            text = self._decode(block[:cut])
+            if text:
+                return text
+
+    def _decode(self, block: bytes) -> str:
+        if self._first:
+            self._first = False
+            block = block.removeprefix(codecs.BOM_UTF8)  # a BOM is not part of the first number
+        try:
+            return block.decode("utf-8")
+        except UnicodeDecodeError:
+            return "".join(_one_line(line) for line in block.splitlines(keepends=True))
+
+
+def _one_line(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("gb18030", errors="replace")
+
+
+def text_of(raw, encoding: str) -> io.TextIOWrapper | LineByLine:
+    """The import file as text. "auto": a byte-order mark says UTF-16; otherwise each line is UTF-8, or else
+    GB18030 (LineByLine). Bytes that are not text in the encoding become U+FFFD, and the rows holding them are
+    reported as bad rows, naming the encoding, never imported garbled."""
     if encoding == "auto":
-        head = raw.peek(65536)[:65536] if hasattr(raw, "peek") else b""
-        if head.startswith(codecs.BOM_UTF8):
-            encoding = "utf-8-sig"
-        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            encoding = "utf-16"
-        else:
-            try:
-                codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-                encoding = "utf-8-sig"
-            except UnicodeDecodeError:
-                encoding = "gb18030"
+        head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+        if not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return LineByLine(raw)
+        encoding = "utf-16"
     elif encoding == "utf-8":
         encoding = "utf-8-sig"  # a BOM is not part of the first number
     return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+
+
+def encoding_name(text) -> str:
+    """The encoding of a text_of, as a bad row names it."""
+    if isinstance(text, LineByLine):
+        return text.name
+    return {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "gb18030": "GB18030"}.get(text.encoding, text.encoding)
 
 
 def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_threshold: int = 0,
@@ -85,16 +134,19 @@ def _import(ctx: Ctx, file, columns, make_change, silent: bool, correlation_thre
     started = time.monotonic()
     region = ctx.config.policy.default_region
     text = text_of(file if hasattr(file, "peek") else io.BufferedReader(file), encoding)
+    named = encoding_name(text)
     result = lists.ImportResult()
     name = f"{label} {getattr(file, 'name', '-')}".strip()
     try:
         if show:
             with click.progressbar(length=size, label="importing", file=sys.stderr) as bar:
                 lists.import_csv(ctx.db, _Counting(text, bar), columns, make_change, default_region=region,
-                                 correlation_threshold=correlation_threshold, label=name, result=result)
+                                 correlation_threshold=correlation_threshold, label=name, result=result,
+                                 encoding=named)
         else:
             lists.import_csv(ctx.db, text, columns, make_change, default_region=region,
-                             correlation_threshold=correlation_threshold, label=name, result=result)
+                             correlation_threshold=correlation_threshold, label=name, result=result,
+                             encoding=named)
     except BaseException as e:
         _summary(result, started)
         click.echo(f"the import stopped ({type(e).__name__}{': ' + str(e) if str(e) else ''}); the rows above "
@@ -198,7 +250,8 @@ def blacklist_count(ctx: Ctx, fmt, source) -> None:
 @store_options
 @click.argument("file", type=click.File("rb"))
 @click.option("--encoding", type=click.Choice(ENCODINGS), default="auto", show_default=True,
-              help="The file's encoding; auto: a byte-order mark, else UTF-8, else GB18030.")
+              help="The file's encoding; auto: UTF-16 by its byte-order mark, else UTF-8, a line that is not "
+                   "UTF-8 read as GB18030.")
 @click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), default="manual", show_default=True,
               help="Source for rows that do not name one.")
 @click.option("--reason", default="", help="Reason for rows that do not give one.")
@@ -379,7 +432,8 @@ def optout_list(ctx: Ctx, fmt, number, scope, key) -> None:
 @store_options
 @click.argument("file", type=click.File("rb"))
 @click.option("--encoding", type=click.Choice(ENCODINGS), default="auto", show_default=True,
-              help="The file's encoding; auto: a byte-order mark, else UTF-8, else GB18030.")
+              help="The file's encoding; auto: UTF-16 by its byte-order mark, else UTF-8, a line that is not "
+                   "UTF-8 read as GB18030.")
 @click.option("--scope", type=click.Choice(lists.OPTOUT_SCOPES), default="sender", show_default=True,
               help="Scope for rows that do not name one.")
 @click.option("--key", "-k", default="", help="Sender/account for rows that do not name one.")

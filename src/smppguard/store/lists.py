@@ -303,6 +303,7 @@ BATCH_MIN = 8
 MAX_LINE_CHARS = 65_536
 #: What a decoder puts for bytes that are not text in the file's encoding: a row holding it is a bad row.
 UNDECODABLE = "\ufffd"
+_THE_FILES = "the file's encoding"  # what a bad row says when the caller did not name the encoding
 
 
 def _blocks_of_lines(lines: Iterable[str]) -> Iterator[str]:
@@ -333,14 +334,34 @@ def _cut(block: str, quotes_before: int) -> int:
     return 0
 
 
+def _one_newline(blocks: Iterable[str]) -> Iterator[str]:
+    """Blocks of text with every line end made "\n": "\r\n" (Windows) and a lone "\r" (Excel for Mac's "CSV
+    (Macintosh)", old Mac files), also a "\r\n" split between two blocks. Without this a CR-only file is one line
+    to the chunker and an error to the csv module."""
+    carry = ""
+    for block in blocks:
+        if carry:
+            block, carry = carry + block, ""
+        if "\r" not in block:
+            yield block
+            continue
+        if block.endswith("\r"):  # its "\n" may start the next block
+            block, carry = block[:-1], "\r"
+        yield block.replace("\r\n", "\n").replace("\r", "\n")
+    if carry:
+        yield "\n"
+
+
 def _text_chunks(stream: Iterable[str], oversized: list[int] | None = None) -> Iterator[tuple[int, str]]:
     """(number of the first line, whole lines of text) in chunks of about IMPORT_CHUNK_CHARS that never split a
     quoted field. Reads blocks, not lines: this process only counts newlines and quotes; the workers parse.
+    Every line end is made "\n" first (_one_newline), so a line is a line whatever the file's convention.
     Text that goes on for more than 16 MAX_LINE_CHARS with no place to end a chunk (a huge line, an unclosed
     quote) is dropped up to its next newline, and its first line number goes to `oversized`: memory stays
     bounded whatever the file."""
     read = getattr(stream, "read", None)
-    blocks = iter(lambda: read(IMPORT_CHUNK_CHARS), "") if read is not None else _blocks_of_lines(stream)
+    blocks = _one_newline(iter(lambda: read(IMPORT_CHUNK_CHARS), "") if read is not None
+                          else _blocks_of_lines(stream))
     head: list[str] = []  # text read since the last chunk, with no place to end one yet
     held = 0  # characters in head
     quotes = 0  # '"' in head
@@ -403,28 +424,35 @@ def _lines(text: str) -> list[str] | None:
     return lines
 
 
-def _rows(text: str, first_line: int, lines: list[str] | None) -> Iterator[tuple[int, list[str]]]:
+def _rows(text: str, first_line: int, lines: list[str] | None) -> Iterator[tuple[int, list[str] | str]]:
     """(line number, fields) of each CSV row of a chunk; a row over several lines (a quoted newline) has the
     number of its first. A chunk of bare `lines` (_lines) is read as its lines, without the csv module, which took
-    a sixth of the time of a row."""
+    a sixth of the time of a row. A row the csv module cannot read (a binary file's bytes) comes as the error's
+    text instead of its fields, and the rows after it are read on."""
     if lines is None:
         reader = csv.reader(io.StringIO(text, newline="\n"))  # lines end at "\n" only, as the file's lines did
         end = 0  # the chunk's last line read
-        for row in reader:
-            yield first_line + end, row
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield first_line + end, f"not a CSV row ({e})"
+            else:
+                yield first_line + end, row
             end = reader.line_num
-        return
     for i, one in enumerate(lines):
         yield first_line + i, [one] if one else []
 
 
 def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tuple[str, ...],
-                 region: str | None, settle_bare: bool = True) -> _Parsed:
+                 region: str | None, settle_bare: bool = True, encoding: str = "") -> _Parsed:
     """In a worker: a chunk's CSV rows, their numbers normalised, grouped by the rest of `columns`.
 
     Blank rows, "#" comments and a header line are skipped; columns not in `columns` are ignored.
     `settle_bare`: take the lines of bare numbers a few regex passes at a time (False: each line
-    as any other row; the same result, slower)."""
+    as any other row; the same result, slower). `encoding`: the file's, as a row that is not text in it says."""
     others = [i for i, name in enumerate(names) if name in columns and i > 0]  # the number is the first
     groups: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
     bad = []
@@ -453,6 +481,9 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
             group[0].append(line)
             group[1].append(number)
             continue
+        if type(row) is str:  # the csv module could not read it
+            bad.append((line, row))
+            continue
         if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
             continue
         if line == 1 and row[0].strip().lower() == columns[0]:
@@ -461,7 +492,7 @@ def _parse_chunk(text: str, first_line: int, columns: tuple[str, ...], names: tu
             bad.append((line, f"{len(row)} fields, expected at most {len(names)} ({','.join(names)})"))
             continue
         if undecodable and any(UNDECODABLE in field for field in row):
-            bad.append((line, "bytes that are not text in the file's encoding (see --encoding)"))
+            bad.append((line, f"bytes that are not text in {encoding or _THE_FILES} (see --encoding)"))
             continue
         number_text = row[0].strip()
         number = maybe_number(number_text, region)
@@ -498,7 +529,10 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _header_of(first: str, columns: tuple[str, ...]) -> tuple[str, ...] | None:
-    row = next(csv.reader([first]), [])
+    try:
+        row = next(csv.reader([first]), [])
+    except csv.Error:  # not a header: its row is reported with the others
+        return None
     if row and row[0].strip().lower() == columns[0]:
         return tuple(c.strip().lower() for c in row)
     return None
@@ -579,12 +613,12 @@ def _slices(made: _Made) -> Iterator[tuple[list[Change], int]]:
 
 
 def _parse_to_arrays(text: str, first_line: int, columns: tuple[str, ...], names: tuple[str, ...],
-                     region: str | None) -> _Parsed:
+                     region: str | None, encoding: str = "") -> _Parsed:
     """_parse_chunk in a worker, each group's lines and numbers as int64 arrays: they cross to this process
     several times faster than lists of ints, and a run of them takes 16 bytes a row, not 70."""
     import numpy as np
 
-    parsed = _parse_chunk(text, first_line, columns, names, region)
+    parsed = _parse_chunk(text, first_line, columns, names, region, encoding=encoding)
     return _Parsed({key: (np.array(lines, np.int64), np.array(numbers, np.int64))
                     for key, (lines, numbers) in parsed.groups.items()}, parsed.bad)
 
@@ -593,7 +627,7 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
                make_change: Callable[[dict], Change], *, default_region: str | None,
                actor: str | None = None, correlation_threshold: int = 0,
                progress: Callable[[int], None] | None = None, workers: int | None = None,
-               label: str = "", result: ImportResult | None = None) -> ImportResult:
+               label: str = "", result: ImportResult | None = None, encoding: str = "") -> ImportResult:
     """Import CSV rows as changes, one transaction per chunk of lines.
 
     Worker processes parse the CSV and normalise numbers (phonenumbers is the costly part, and the machine has
@@ -607,7 +641,11 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
     An import is resumable, not all-or-nothing: each chunk commits on its own, and importing the same file
     again changes nothing twice. It is audited (rule "import", `label` naming it): a row "started" when it
     begins and "finished" with its counts when it ends, so an import that was killed shows as started and
-    never finished. `result`, if given, is filled as the import goes (what was done before an error)."""
+    never finished. `result`, if given, is filled as the import goes (what was done before an error).
+    `encoding` names the file's encoding in the bad rows that are not text in it.
+
+    Whatever the file holds (any line ends, a binary file, bytes that are not text), it is read to its end: what
+    cannot be read is a bad row of its line, never an error that stops the import."""
     result = result if result is not None else ImportResult()
     origin = node_id(db)
     actor = actor or os_user()
@@ -702,7 +740,7 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
     try:
         if workers <= 1:
             for first, text in all_chunks():
-                gather(_parse_chunk(text, first, columns, names, default_region))
+                gather(_parse_chunk(text, first, columns, names, default_region, encoding=encoding))
             return finish()
         import collections
         from concurrent.futures import ProcessPoolExecutor
@@ -711,7 +749,8 @@ def import_csv(db: sqlite3.Connection, stream: Iterable[str], columns: tuple[str
                                  initargs=(os.getpid(),)) as pool:
             in_flight: collections.deque = collections.deque()
             for first, text in all_chunks():
-                in_flight.append(pool.submit(_parse_to_arrays, text, first, columns, names, default_region))
+                in_flight.append(pool.submit(_parse_to_arrays, text, first, columns, names, default_region,
+                                             encoding))
                 if len(in_flight) > IMPORT_AHEAD * workers:
                     gather(in_flight.popleft().result())
             while in_flight:
