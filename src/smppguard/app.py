@@ -35,6 +35,7 @@ from .store.learning import Learning, LearningTerms
 from .store.recipients import masker
 from .store.upkeep import Upkeep
 from .store.writer import StoreWriter
+from .sync import Sync, SyncSettings
 
 log = logging.getLogger("smppguard")
 
@@ -255,7 +256,8 @@ class OpenStore:
     with the audit log among their observers."""
 
     def __init__(self, screening: Screening, writer: StoreWriter, upkeep: Upkeep, hooks: Hooks,
-                 learning: Learning | None = None, holds: HoldQueue | None = None, metrics: Metrics | None = None):
+                 learning: Learning | None = None, holds: HoldQueue | None = None, metrics: Metrics | None = None,
+                 sync: Sync | None = None):
         self.screening = screening
         self.writer = writer
         self.upkeep = upkeep
@@ -263,8 +265,11 @@ class OpenStore:
         self.learning = learning
         self.holds = holds
         self.metrics = metrics  # counts for /metrics ([metrics] address), an observer of the hooks
+        self.sync = sync  # the other sidecars, through [mqtt] url
 
     async def close(self) -> None:
+        if self.sync is not None:
+            await self.sync.close()
         if self.holds is not None:
             await self.holds.close()
         if self.learning is not None:
@@ -313,21 +318,50 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     verdicts = None
     if config.log.verdicts != "off":
         verdicts = logs.VerdictLog(logging.getLevelName(config.log.verdicts.upper()), mask)
-    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts) if o is not None])
+    sync = _sync(config, writer, index, clock) if config.mqtt.url else None
+    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync) if o is not None])
     codecs = (config.text.default_codec, config.text.ia5_codec)
-    screening = Screening(config.policy, index, record_send=writer.record_send, hooks=hooks, clock=clock,
+    record_send = writer.record_send if sync is None else sync.tee(writer.record_send)
+    screening = Screening(config.policy, index, record_send=record_send, hooks=hooks, clock=clock,
                           text_codecs=codecs, holding=True)
     # `queue release`: the rules without quiet hours (the operator says "now"); everything else still decides
-    forced = Screening(config.policy.without("quiet_hours"), index, record_send=writer.record_send, hooks=hooks,
+    forced = Screening(config.policy.without("quiet_hours"), index, record_send=record_send, hooks=hooks,
                        clock=clock, text_codecs=codecs, holding=True)
+
+    def audit_hold(at, account, sender, number, address, rule, action, status, reason):
+        writer.audit(at, account, sender, mask(number, address), rule, action, status, reason)
+        if sync is not None and action == "released":
+            sync.released(at, account, sender, number, address, status, reason)
+
     holds = HoldQueue(QueueStore(writer), screening, forced=forced, clock=clock, row_type=HeldRow,
-                      settings=hold_settings(config),
-                      audit=lambda at, account, sender, number, address, rule, action, status, reason: writer.audit(
-                          at, account, sender, mask(number, address), rule, action, status, reason))
+                      settings=hold_settings(config), audit=audit_hold)
     await holds.start()
     if learning is not None:
         learning.start()
-    return OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics)
+    store = OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics, sync)
+    if sync is not None:
+        sync.policy = lambda: screening.policy  # the policy in force, after a reload too
+        sync.correlation_threshold = lambda: screening.policy.correlation_threshold
+        await sync.start()
+    return store
+
+
+def _sync(config: Config, writer: StoreWriter, index, clock: Callable[[], float]) -> Sync:
+    """This sidecar's link to the others, as [mqtt] configures it."""
+    from urllib.parse import unquote, urlsplit
+
+    m = config.mqtt
+    u = urlsplit(m.url)
+    tls = u.scheme == "mqtts"
+    settings = SyncSettings(
+        host=u.hostname or "127.0.0.1", port=u.port or (8883 if tls else 1883), node=m.node_or_host, prefix=m.prefix,
+        tls=tls, username=unquote(u.username) if u.username else None,
+        password=unquote(u.password) if u.password else None, ca=m.ca, cert=m.cert, key=m.key, peers=m.peers,
+        hello_interval=m.hello_interval, events=m.events, events_per_s=m.events_per_s)
+    policy = config.policy
+    return Sync(settings, writer, index, lambda: policy, path=config.store.path,
+                mask=masker(config.audit.recipient, config.audit.salt), full_numbers=config.audit.recipient == "full",
+                correlation_threshold=lambda: policy.correlation_threshold, clock=clock)
 
 
 def hold_settings(config: Config) -> HoldSettings:

@@ -293,6 +293,79 @@ class MetricsConfig:
                                              "\"host:port\"; \"\" = off.")
 
 
+def mqtt_url(value: Any) -> str:
+    """mqtt://[user:password@]host[:port] or mqtts://…; "" = off."""
+    from urllib.parse import urlsplit
+
+    text = string(value)
+    if not text:
+        return ""
+    try:
+        u = urlsplit(text)
+        port = u.port
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a broker URL: {e}") from None
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname or u.path not in ("", "/") or u.query:
+        raise ValueError(f"{text!r} is not a broker URL: expected mqtt://host:1883 or mqtts://host:8883 "
+                         "(user:password@ allowed)")
+    del port
+    return text
+
+
+def node_name(value: Any) -> str:
+    text = string(value)
+    if not text or len(text) > 64 or any(c in text for c in "/+# \t\0"):
+        raise ValueError(f"{text!r} is not a node name: 1 to 64 characters, none of / + # or spaces")
+    return text
+
+
+def _host_name() -> str:
+    import socket
+
+    return (socket.gethostname().split(".")[0] or "smppguard")[:64]
+
+
+def event_kinds(value: Any) -> tuple[str, ...]:
+    kinds = strings_or_empty(value)
+    for k in kinds:
+        if k not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {k!r} (one of {', '.join(EVENT_KINDS)})")
+    return kinds
+
+
+EVENT_KINDS = ("refused", "held", "released", "learned")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    url: str = option("", mqtt_url,
+                      "The MQTT broker the sidecars share lists, sends and events through: \"mqtt://host:1883\", "
+                      "\"mqtts://host:8883\" for TLS, user:password@ allowed; \"\" = off (one sidecar alone).")
+    node: str = option("", lambda v: node_name(v) if v != "" else "",
+                       "This sidecar's name, unique among the sidecars of one broker; \"\" = the host name.")
+    prefix: str = option("smppguard", node_name, "The topic prefix: topics are <prefix>/changes/<node>, "
+                         "<prefix>/sends/<node>, <prefix>/events/<kind>, …")
+    ca: str = option("", string, "mqtts: the CA file that signed the broker's certificate (\"\" = the system's).")
+    cert: str = option("", string, "mqtts: this node's client certificate (PEM), when the broker asks for one.")
+    key: str = option("", string, "mqtts: the client certificate's private key (PEM).")
+    peers: tuple[str, ...] = option((), strings_or_empty,
+                                    "The node names whose changes this node accepts; [] = any node the broker "
+                                    "lets publish. A row from another node is refused and logged.")
+    events: tuple[str, ...] = option(EVENT_KINDS, event_kinds,
+                                     "Which events go to <prefix>/events/<kind> for other systems: "
+                                     "\"refused\", \"held\", \"released\", \"learned\"; [] = none.")
+    events_per_s: float = option(200.0, number(0.001),
+                                 "Most events published a second; past it, and past 10,000 waiting, events are "
+                                 "dropped (and counted), never slowing a message.")
+    hello_interval: float = option(5.0, duration,
+                                   "How often this node tells the others (retained) how far its changes go; a "
+                                   "node that lacks rows asks for them then.")
+
+    @property
+    def node_or_host(self) -> str:
+        return self.node or _host_name()
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: str = option("info", choice("debug", "info", "warning", "error"),
@@ -315,6 +388,7 @@ class Config:
     inbound: InboundConfig = InboundConfig()
     hold: HoldConfig = HoldConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig = MqttConfig()
     log: LogConfig = LogConfig()
     #: The parsed [policy], [rules.*] and [[classes]] tables (smppguard.policy.Policy).
     policy: Any = field(default_factory=lambda: _load_policy({}, {}, []), compare=False)
@@ -444,7 +518,8 @@ def load_config(path: str | os.PathLike | None = None, *, all_errors: bool = Fal
 
 #: (table, key) of the options that name files: a relative one is relative to the config file's folder.
 FILE_OPTIONS = (("store", "path"), ("listen", "tls_cert"), ("listen", "tls_key"), ("listen", "tls_client_ca"),
-                ("upstream", "tls_ca"), ("upstream", "tls_cert"), ("upstream", "tls_key"))
+                ("upstream", "tls_ca"), ("upstream", "tls_cert"), ("upstream", "tls_key"), ("mqtt", "ca"),
+                ("mqtt", "cert"), ("mqtt", "key"))
 
 
 def relative_to(cfg: Config, folder: Path) -> Config:

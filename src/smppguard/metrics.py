@@ -107,11 +107,21 @@ class State:
             why.append(str(upkeep.failed.result()))
         return why
 
+    def degraded(self) -> list[str]:
+        """Why the daemon works but not in full (sync with the other sidecars is behind): screening goes on
+        with what this node knows. /healthz answers 200, with these as warnings."""
+        sync = getattr(self.store, "sync", None)
+        return sync.behind() if sync is not None else []
+
     def status(self) -> dict[str, Any]:
-        """Live binds per account, window occupancy, the writer, the hold queue: `smppguard status`."""
+        """Live binds per account, window occupancy, the writer, the hold queue, sync: `smppguard status`."""
         problems = self.health()
         out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 1), "healthy": not problems,
-                               "problems": problems, "binds": [], "writer": None, "hold": None}
+                               "problems": problems, "warnings": self.degraded(), "binds": [], "writer": None,
+                               "hold": None, "sync": None}
+        sync = getattr(self.store, "sync", None)
+        if sync is not None:
+            out["sync"] = sync.status()
         if self.server is not None:
             for b in sorted(self.server.bridges, key=lambda b: (b.downstream.system_id, b.downstream.peer)):
                 down, up = b.downstream, b.upstream
@@ -232,8 +242,50 @@ class Collector:
             yield c
             yield GaugeMetricFamily("smppguard_owed_deliveries", "Receipts and replies kept for senders with no "
                                     "receiver bound", value=holds.owed)
+        sync = getattr(st.store, "sync", None)
+        if sync is not None:
+            yield from _sync_families(sync)
         yield GaugeMetricFamily("smppguard_up_seconds", "Seconds since the daemon started",
                                 value=time.time() - st.started)
+
+
+def _sync_families(sync: Any):
+    """The MQTT sync's state (sync/node.py): connection, backlog, each origin's lag and silence, delays."""
+    st = sync.status()
+    yield GaugeMetricFamily("smppguard_sync_connected", "1 while connected to the MQTT broker",
+                            value=int(st["connected"]))
+    yield GaugeMetricFamily("smppguard_sync_unpublished_changes", "This node's list changes not yet acknowledged by "
+                            "the broker (they wait in the store)", value=st["unpublished"])
+    yield GaugeMetricFamily("smppguard_sync_unpublished_sends", "Accepted sends waiting to be published",
+                            value=st["sends_waiting"])
+    lag = GaugeMetricFamily("smppguard_sync_lag_changes", "Changes another node said it made that this node does "
+                            "not hold yet", labels=["node"])
+    silent = GaugeMetricFamily("smppguard_sync_last_received_seconds", "Seconds since anything was received from "
+                               "a node", labels=["node"])
+    for n in st["nodes"]:
+        lag.add_metric([n["node"]], n["lag_changes"])
+        if n["last_received_s"] is not None:
+            silent.add_metric([n["node"]], n["last_received_s"])
+    yield lag
+    yield silent
+    q = sync.delay_quantiles()
+    d = GaugeMetricFamily("smppguard_sync_delay_seconds", "Propagation delay of received changes and sends (made "
+                          "there to counted here), over the last 4096", labels=["quantile"])
+    if q is not None:
+        d.add_metric(["0.5"], q[0])
+        d.add_metric(["0.99"], q[1])
+    yield d
+    c = CounterMetricFamily("smppguard_sync_messages", "What sync did, by what (rows_published, rows_applied, "
+                            "rows_duplicate, sends_published, sends_received, events_published, events_dropped, "
+                            "malformed, asked_changes, asked_sends, connects, …)", labels=["what"])
+    for what, n in sorted(st["counts"].items()):
+        c.add_metric([what], n)
+    yield c
+    r = CounterMetricFamily("smppguard_sync_refused_rows", "Rows refused: their node is not among [mqtt] peers",
+                            labels=["node"])
+    for node, n in sorted(sync.refused_nodes.items()):
+        r.add_metric([node], n)
+    yield r
 
 
 class MetricsServer:
@@ -286,8 +338,12 @@ class MetricsServer:
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
         if path == "/healthz":
-            why = self.state.health()
-            body = json.dumps({"status": "ok" if not why else "unhealthy", "problems": why}).encode() + b"\n"
+            why, warnings = self.state.health(), self.state.degraded()
+            answer: dict[str, Any] = {"status": "unhealthy" if why else "degraded" if warnings else "ok",
+                                      "problems": why}
+            if warnings:  # sync behind: screening goes on with what this node knows, so still 200
+                answer["warnings"] = warnings
+            body = json.dumps(answer).encode() + b"\n"
             return (200 if not why else 503), "application/json", body
         if path == "/status":
             return 200, "application/json", json.dumps(self.state.status(), indent=2).encode() + b"\n"

@@ -78,7 +78,7 @@ def run(config_path, listen, upstream, log_level) -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the daemon's answer as JSON.")
 def status(config_path, as_json) -> None:
-    """Show the running daemon's binds, windows, store writer and hold queue (from [metrics] address).
+    """Show the running daemon's binds, windows, store writer, hold queue and sidecars (from [metrics] address).
 
     Exit 1 when the daemon cannot be reached, 3 when it answers but is unhealthy.
 
@@ -115,6 +115,19 @@ def status(config_path, as_json) -> None:
         if h:
             click.echo(f"hold queue: {h['held']} held (oldest {_age(h['oldest_age_s'])}), {h['released']} released, "
                        f"{h['dropped']} dropped, {h['expired']} expired; {h['owed']} deliveries owed to senders")
+        for warning in data.get("warnings", []):
+            click.echo(f"  warning: {warning}")
+        sync = data.get("sync")
+        if sync:
+            delay = (f"delay p50 {sync['delay_p50_s'] * 1000:.0f} ms, p99 {sync['delay_p99_s'] * 1000:.0f} ms"
+                     if sync["delay_p50_s"] is not None else "no delay measured yet")
+            click.echo(f"sync: node {sync['node']}, broker {sync['broker']} "
+                       f"{'connected' if sync['connected'] else 'NOT CONNECTED'}; {sync['published']} changes "
+                       f"published, {sync['unpublished']} waiting; {delay}")
+            for n in sync["nodes"]:
+                heard = f"{_age(n['last_received_s'])} ago" if n["last_received_s"] is not None else "never"
+                click.echo(f"  node {n['node']:<16} changes held {n['changes_held']} of {n['changes_told']} "
+                           f"(lag {n['lag_changes']}), last heard from {heard}")
     if not data["healthy"]:
         sys.exit(3)
 

@@ -1,0 +1,684 @@
+"""One sidecar's link to the others through an MQTT broker (aiomqtt): list changes, sends, events, catch-up.
+
+The broker is a transport, not the memory. What this node owes the others lives in its store: its change-log rows
+(stamped with this node's name and sequence, store/peers.py) and its sends (send_history); what it publishes is
+read from there, so nothing is lost while the broker is down or restarts empty, and a node that was away asks
+for what it lacks (its gaps in each origin's sequence, a time range of an origin's sends) and gets it from any
+node that holds it.
+
+Rule 1: the hot path never waits for MQTT. An accepted send is appended to a list (`tee`); an event to a bounded
+deque; a remote change is applied through the store's writer, like the CLI's, and reaches the Index through the
+change-log tail; a remote send is counted in the Index at once (a dict insert on the loop).
+Rule 2: what comes from the network is checked (sync/wire.py) and what is wrong is logged at most once a minute
+per kind of fault, counted, and skipped; a row whose origin is not among [mqtt] peers is refused.
+Rule 3: a node publishes its own rows only on its own topics (changes/<node>, sends/<node>, hello/<node>), so a
+broker ACL can hold each node to them; answers to catch-up requests go to the asker's replays topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import re
+import sqlite3
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from .. import tasks
+from ..hooks import Decided
+from ..policy.model import Action
+from ..store import peers
+from ..store.changelog import Change
+from ..store.db import BUSY_TIMEOUT_MS
+from . import wire
+from .wire import Hello, Request, Sends, Topics, WireError
+
+log = logging.getLogger("smppguard.sync")
+
+BACKOFF_S = (0.5, 30.0)  # first and longest wait before reconnecting (doubling, with jitter)
+ROWS_PER_MESSAGE = 200  # change-log rows per message (a batch row of an import counts as one)
+ASK_AGAIN_S = 3.0
+TICK = 1e-6  # a gap still open this long after it was asked for is asked for again
+_QUIET_S = 60.0
+
+
+class SyncSettings(NamedTuple):
+    host: str
+    port: int
+    node: str
+    prefix: str = "smppguard"
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    peers: tuple[str, ...] = ()  # node names allowed to send rows; () = any
+    hello_interval: float = 5.0
+    sends_interval: float = 0.01
+    events: tuple[str, ...] = ("refused", "held", "released", "learned")
+    events_per_s: float = 200.0
+    events_queue: int = 10_000
+    max_unpublished_sends: int = 100_000
+    behind_after: float = 30.0  # a gap or an unpublished backlog older than this makes /healthz say degraded
+
+
+class _Origin:
+    """What this node knows of another: its hello, what it last sent, its sends' numbering."""
+
+    __slots__ = ("hello", "hello_seen", "last_received", "run", "batch", "sends_until")
+
+    def __init__(self) -> None:
+        self.hello: Hello | None = None
+        self.hello_seen = 0.0  # monotonic
+        self.last_received = 0.0  # wall clock of the last message from it
+        self.run = 0.0  # its sends' run (its start time) and last batch number seen
+        self.batch = 0
+        self.sends_until: float | None = None  # time of the newest of its sends counted here
+
+
+class Sync:
+    """Publishes this node's changes, sends and events; applies the others'; fills gaps. Also an observer of
+    the hooks (`decided`) for the refused and held events."""
+
+    ignores_allows = True
+
+    def __init__(self, settings: SyncSettings, writer: Any, index: Any, policy: Callable[[], Any], *,
+                 path: str, mask: Callable[[int | None, str], str], full_numbers: bool = False,
+                 correlation_threshold: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.time):
+        self.s = settings
+        self.node = settings.node
+        self.topics = Topics(settings.prefix)
+        self.writer = writer
+        self.index = index
+        self.policy = policy  # the policy in force (a reload may change it)
+        self.path = path
+        self.mask = mask
+        self.full_numbers = full_numbers
+        self.correlation_threshold = correlation_threshold
+        self.clock = clock
+        self.run = clock()  # numbers this run's send batches
+        self.connected = False
+        self.disconnected_since: float | None = time.monotonic()
+        self.origins: dict[str, _Origin] = collections.defaultdict(_Origin)
+        self.published = 0  # the last seq of this node's rows published (and acknowledged by the broker)
+        self.head = 0  # the last seq stamped on this node's rows
+        self.unstamped = 0
+        self.own_floor = 0  # the broker remembers this node up to this seq: rows to recover before stamping
+        self.holdings: dict[str, peers.Holding] = {}
+        self.asked: dict[tuple, float] = {}
+        self.unpublished_since: float | None = None
+        self.delays: collections.deque[float] = collections.deque(maxlen=4096)  # propagation, seconds
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.refused_nodes: collections.Counter[str] = collections.Counter()
+        self.sends_out: list[tuple[int, str, float]] = []
+        self.sends_batch = 0
+        self.sends_until = 0.0  # the time of the newest send published
+        self.events: collections.deque[tuple[str, dict]] = collections.deque()
+        self._tokens = settings.events_per_s
+        self._tokens_at = time.monotonic()
+        self._remote: list[Change] = []
+        self._remote_sends: dict[str, list[tuple[int, str, float]]] = collections.defaultdict(list)
+        self._client: Any = None
+        self._wake = asyncio.Event()
+        self._dirty = True  # holdings to read again
+        self._quiet: dict[str, float] = {}
+        self._thread: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._applying: asyncio.Task | None = None
+
+    # --- the hot path's side ------------------------------------------------------------------------------
+
+    def tee(self, record_send: Callable[[int, str, float], None]) -> Callable[[int, str, float], None]:
+        """`record_send` that also queues the send for the other nodes (Rule 1)."""
+        out = self.sends_out
+
+        def both(number: int, account: str, at: float) -> None:
+            record_send(number, account, at)
+            out.append((number, account, at))
+        return both
+
+    def decided(self, e: Decided) -> None:
+        action = e.verdict.action
+        if action is Action.REJECT:
+            self.event("refused", e)
+        elif action is Action.HOLD:
+            self.event("held", e)
+
+    def event(self, kind: str, e: Decided | None = None, **fields: Any) -> None:
+        """Queue an event for P/events/<kind>; past the queue's bound it is dropped and counted (Rule 1)."""
+        if kind not in self.s.events:
+            return
+        if len(self.events) >= self.s.events_queue:
+            self.counts["events_dropped"] += 1
+            return
+        if e is not None:
+            v = e.verdict
+            number = e.sub.recipient if e.sub is not None else None
+            fields = {"at": e.at, "account": e.account, "sender": e.sender,
+                      "recipient": self.mask(number, e.destination), "rule": v.rule, "status": v.status,
+                      "reason": self._scrub(v.reason), **({"until": v.until} if v.until else {}), **fields}
+        self.events.append((kind, {"kind": kind, "node": self.node, **fields}))
+
+    def released(self, at: float, account: str, sender: str, number: int | None, address: str, status: int,
+                 reason: str) -> None:
+        self.event("released", at=at, account=account, sender=sender, recipient=self.mask(number, address),
+                   rule="hold", status=status, reason=self._scrub(reason))
+
+    _DIGITS = re.compile(r"\+?\d{7,}")
+
+    def _scrub(self, text: str) -> str:
+        """A reason text with any phone number in it masked, unless [audit] recipient keeps full numbers."""
+        if self.full_numbers or not text:
+            return text
+        return self._DIGITS.sub(lambda m: m.group()[:-8] + "****" + m.group()[-4:] if len(m.group()) > 8
+                                else "****" + m.group()[-3:], text)
+
+    # --- running ------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._thread = tasks.background_thread("sync-reads", 0)
+        self._db = await self._read(_read_only, self.path)
+        self.published = int(await self._read(_meta, self._db, f"sync.published.{self.node}") or 0)
+        self.head = await self._read(peers.head, self._db, self.node)
+        for node, until in (await self._read(_sends_marks, self._db)).items():
+            self.origins[node].sends_until = until
+        self._tasks = [tasks.spawn(self._connection_loop(), name="mqtt connection"),
+                       tasks.spawn(self._apply_loop(), name="mqtt apply")]
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._flush_remote()
+        if self._db is not None:
+            db, self._db = self._db, None
+            await self._read(db.close)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+
+    async def _read(self, fn, *args):
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def _client_for(self) -> Any:
+        import aiomqtt
+
+        s = self.s
+        tls = None
+        if s.tls:
+            tls = ssl.create_default_context(cafile=s.ca or None)
+            if s.cert:
+                tls.load_cert_chain(s.cert, s.key or None)
+        return aiomqtt.Client(s.host, s.port, username=s.username, password=s.password,
+                              identifier=f"smppguard-{self.node}", clean_session=False, keepalive=20, timeout=10,
+                              tls_context=tls, max_inflight_messages=100,
+                              will=aiomqtt.Will(self.topics.hello(self.node), None, qos=1, retain=False))
+
+    async def _connection_loop(self) -> None:
+        import aiomqtt
+
+        wait = BACKOFF_S[0]
+        while True:
+            try:
+                async with self._client_for() as client:
+                    self._client = client
+                    await self._on_connect(client)
+                    wait = BACKOFF_S[0]
+                    workers = [tasks.spawn(self._publish_changes(), name="mqtt publish changes"),
+                               tasks.spawn(self._publish_sends(), name="mqtt publish sends"),
+                               tasks.spawn(self._publish_events(), name="mqtt publish events"),
+                               tasks.spawn(self._hello_loop(), name="mqtt hello"),
+                               tasks.spawn(self._gap_loop(), name="mqtt gaps")]
+                    try:
+                        reader = tasks.spawn(self._read_messages(client), name="mqtt read")
+                        done, _ = await asyncio.wait([reader, *workers], return_when=asyncio.FIRST_COMPLETED)
+                        for t in done:
+                            t.result()  # the one that ended says why
+                    finally:
+                        for t in (reader, *workers):
+                            t.cancel()
+                        await asyncio.gather(reader, *workers, return_exceptions=True)
+            except (aiomqtt.MqttError, OSError, ssl.SSLError) as e:
+                self._quietly("connection", logging.WARNING, "MQTT broker %s:%d: %s; reconnecting in %.1f s",
+                              self.s.host, self.s.port, e, wait)
+            finally:
+                if self.connected:
+                    self.disconnected_since = time.monotonic()
+                self.connected = False
+                self._client = None
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+            wait = min(wait * 2, BACKOFF_S[1])
+
+    async def _on_connect(self, client: Any) -> None:
+        t, p = self.topics, self.s.prefix
+        for topic in (f"{p}/changes/+", f"{p}/sends/+", f"{p}/hello/+", f"{p}/replay/+", t.replays(self.node)):
+            await client.subscribe(topic, qos=1)
+        self.connected = True
+        self.disconnected_since = None
+        self.counts["connects"] += 1
+        log.info("MQTT: node %s connected to %s:%d (topics under %s/)", self.node, self.s.host, self.s.port, p)
+        # since the last connection, sends may have gone unseen: count a gap from each origin's newest
+        for origin in self.origins.values():
+            origin.run = 0.0
+        self._wake.set()
+
+    async def _read_messages(self, client: Any) -> None:
+        async for message in client.messages:
+            try:
+                self._dispatch(str(message.topic), bytes(message.payload or b""), bool(message.retain))
+            except WireError as e:
+                self.counts["malformed"] += 1
+                self._quietly("malformed", logging.WARNING, "MQTT: skipped a malformed message on %s: %s (logged "
+                              "at most once a minute)", message.topic, e)
+
+    def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
+        what, name = self.topics.parse(topic)
+        if what == "hello":
+            if payload:
+                self._on_hello(wire.decode_hello(payload), retained)
+        elif what == "changes":
+            if name == self.node:
+                return
+            sender, rows = wire.decode_changes(payload)
+            if sender != name or any(r.node != name for r in rows):
+                raise WireError(f"rows of another node on {topic}")
+            self._on_changes(sender, rows)
+        elif what == "sends":
+            if name == self.node:
+                return
+            s = wire.decode_sends(payload)
+            if s.node != name or not s.batch:
+                raise WireError(f"sends of another node on {topic}")
+            self._on_sends(s)
+        elif what == "replay":
+            if name == self.node:
+                return
+            r = wire.decode_request(payload)
+            if r.node != name:
+                raise WireError(f"a request of another node on {topic}")
+            tasks.spawn(self._answer(r), name="mqtt replay answer")
+        elif what == "replays" and name == self.node:
+            answer = wire.decode_answer(payload)
+            if isinstance(answer, Sends):
+                self._on_sends(answer)
+            else:
+                self._on_changes(*answer)
+
+    def _allowed(self, node: str) -> bool:
+        if not self.s.peers or node in self.s.peers or node == self.node:
+            return True
+        self.refused_nodes[node] += 1
+        self._quietly(f"refused {node}", logging.WARNING, "MQTT: refused rows of node %r: not among [mqtt] peers "
+                      "(logged at most once a minute per node)", node)
+        return False
+
+    # --- changes ------------------------------------------------------------------------------------------
+
+    def _on_changes(self, sender: str, rows: list[Change]) -> None:
+        now = self.clock()
+        if not self._allowed(sender):
+            return
+        for r in rows:
+            if not self._allowed(r.node):
+                continue
+            if r.node == self.node and r.seq <= self.head:
+                continue  # ours, and held
+            o = self.origins[r.node]
+            o.last_received = now
+            self.delays.append(max(0.0, now - r.at))
+            self._remote.append(r)
+        self.counts["rows_received"] += len(rows)
+
+    async def _apply_loop(self) -> None:
+        """Remote rows go to the store in one writer job every few milliseconds (a burst of rows, one commit)."""
+        while True:
+            await asyncio.sleep(0.02)
+            if self._remote or self._remote_sends:
+                await self._flush_remote()
+
+    async def _flush_remote(self) -> None:
+        rows, self._remote = self._remote, []
+        sends, self._remote_sends = self._remote_sends, collections.defaultdict(list)
+        threshold = self.correlation_threshold()
+        if rows:
+            try:
+                applied = await self.writer.submit(lambda db: peers.apply_remote(db, rows,
+                                                                                 correlation_threshold=threshold))
+            except (sqlite3.Error, ValueError):
+                log.exception("MQTT: %d remote change rows could not be written; they will be asked for again",
+                              len(rows))
+            else:
+                self.counts["rows_applied"] += applied.written
+                self.counts["rows_duplicate"] += applied.duplicates
+                self.counts["numbers_lost"] += applied.lost
+                if applied.restored:
+                    log.warning("MQTT: %d numbers back on the blacklist: a complaint or opt-out made on another "
+                                "node during their observation period cancelled their removal", applied.restored)
+            self._dirty = True
+            self._wake.set()
+        for node, batch in sends.items():
+            until = max(t for _, _, t in batch)
+            try:
+                await self.writer.submit(lambda db, node=node, batch=batch, until=until: (
+                    peers.record_remote_sends(db, node, batch), _set_meta(db, f"sync.sends.{node}", repr(until))))
+            except sqlite3.Error:
+                log.exception("MQTT: %d sends of node %s could not be saved (they count until a restart)",
+                              len(batch), node)
+
+    async def _publish_changes(self) -> None:
+        """Stamp this node's new rows and publish what the broker has not acknowledged yet (Rule: the store is
+        the memory; a publish that fails is tried again from the same seq)."""
+        client = self._client
+        await asyncio.sleep(min(1.0, self.s.hello_interval))  # the retained hellos first: this node's own floor
+        while True:
+            self._wake.clear()
+            db = self._db
+            assert db is not None
+            self.unstamped = await self._read(_count_unstamped, db)
+            if self.unstamped:
+                if self.own_floor > self.head:
+                    self._quietly("floor", logging.WARNING, "MQTT: the broker knows this node (%s) up to change "
+                                  "%d, its store only up to %d: recovering those rows from the other nodes before "
+                                  "publishing new ones", self.node, self.own_floor, self.head)
+                else:
+                    await self.writer.submit(lambda db: peers.stamp_local(db, self.node))
+                    self.head = await self._read(peers.head, db, self.node)
+                    self.unstamped = 0
+            if self.head > self.published:
+                if self.unpublished_since is None:
+                    self.unpublished_since = time.monotonic()
+                rows = await self._read(peers.rows_of, db, self.node, self.published, None, ROWS_PER_MESSAGE)
+                if rows:
+                    await client.publish(self.topics.changes(self.node), wire.encode_changes(self.node, rows), qos=1)
+                    self.published = rows[-1].seq
+                    self.counts["rows_published"] += len(rows)
+                    for r in rows:
+                        if r.actor == "deliver_sm" and r.op == "add":
+                            self._learned(r)
+                    self.writer.submit(lambda db, seq=self.published: _set_meta(db, f"sync.published.{self.node}",
+                                                                                  str(seq)))
+                    continue
+            self.unpublished_since = None
+            try:
+                await asyncio.wait_for(self._wake.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+
+    def _learned(self, r: Change) -> None:
+        for number in r.targets()[:100]:
+            self.event("learned", at=r.at, kind_of=r.kind, scope=r.scope, scope_key=r.scope_key,
+                       recipient=self.mask(number, ""), keyword=r.data.get("keyword", ""),
+                       reason=self._scrub(r.data.get("reason", "")), source=r.data.get("source", ""))
+
+    # --- sends --------------------------------------------------------------------------------------------
+
+    async def _publish_sends(self) -> None:
+        client = self._client
+        while True:
+            await asyncio.sleep(self.s.sends_interval)
+            out = self.sends_out
+            if not out:
+                continue
+            if len(out) > self.s.max_unpublished_sends:  # the others ask for them from the store (a gap in batches)
+                drop = len(out) - self.s.max_unpublished_sends
+                del out[:drop]
+                self.sends_batch += 1
+                self.counts["sends_unpublished"] += drop
+            batch = out[:5000]
+            self.sends_batch += 1
+            payload = wire.encode_sends(Sends(self.node, self.sends_batch, batch, run=self.run))
+            try:
+                await client.publish(self.topics.sends(self.node), payload, qos=1)
+            except BaseException:
+                self.sends_batch -= 1
+                raise
+            del out[:len(batch)]
+            self.sends_until = max(self.sends_until, max(t for _, _, t in batch))
+            self.counts["sends_published"] += len(batch)
+
+    def _on_sends(self, s: Sends) -> None:
+        if not self._allowed(s.node) or s.node == self.node or not s.sends:
+            return
+        o = self.origins[s.node]
+        now = self.clock()
+        o.last_received = now
+        sends = s.sends
+        if s.batch:  # live: a gap in its batches (or its run) is asked for by time
+            if s.run == o.run and s.batch <= o.batch:
+                return  # a batch the broker kept while this node was away: its range was asked for already
+            first = min(t for _, _, t in sends)
+            if o.run != s.run or s.batch != o.batch + 1:
+                since = o.sends_until if o.sends_until is not None else now - self._span()
+                if first > since:
+                    self._ask(Request(self.node, "sends", s.node, since=since, until=first))
+            o.run, o.batch = s.run, s.batch
+            self.delays.append(max(0.0, now - max(t for _, _, t in sends)))
+        else:  # an answer: only the range asked for, so nothing counts twice
+            sends = [x for x in sends if s.since < x[2] < s.until]
+        self._count_sends(s.node, sends)
+        newest = max((t for _, _, t in sends), default=None)
+        if newest is not None and (o.sends_until is None or newest > o.sends_until):
+            o.sends_until = newest
+
+    def _span(self) -> float:
+        return self.policy().history_span_s
+
+    def _count_sends(self, node: str, sends: list[tuple[int, str, float]]) -> None:
+        if not sends:
+            return
+        index = self.index
+        key_of = self.policy().history_keys(index)
+        after = self.clock() - self._span()
+        for number, account, at in sends:
+            if at > after:
+                index.record_send(number if key_of is None else key_of(number, account), at)
+        self._remote_sends[node].extend(sends)
+        self.counts["sends_received"] += len(sends)
+
+    # --- hello, gaps, answers -----------------------------------------------------------------------------
+
+    async def _hello_loop(self) -> None:
+        client = self._client
+        while True:
+            hello = Hello(self.node, self.published, self.sends_batch, self.run, self.sends_until)
+            await client.publish(self.topics.hello(self.node), wire.encode_hello(hello), qos=1, retain=True)
+            await asyncio.sleep(self.s.hello_interval)
+
+    def _on_hello(self, h: Hello, retained: bool) -> None:
+        if h.node == self.node:
+            if retained and h.at != self.run:
+                self.own_floor = max(self.own_floor, h.seq)
+                if h.seq > self.head:
+                    self._dirty = True
+                    self._wake.set()
+            return
+        if not self._allowed(h.node):
+            return
+        o = self.origins[h.node]
+        if h.batch and (o.run != h.at or h.batch > o.batch):  # sends published that this node has not seen
+            since = o.sends_until if o.sends_until is not None else self.clock() - self._span()
+            if h.sends_until > since:
+                self._ask(Request(self.node, "sends", h.node, since=since, until=h.sends_until + TICK))
+                o.sends_until = h.sends_until
+            o.run, o.batch = h.at, h.batch
+        o.hello, o.hello_seen = h, time.monotonic()
+        self._dirty = True
+
+    async def _gap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._dirty and self._db is not None:
+                self._dirty = False
+                self.holdings = await self._read(peers.holdings, self._db)
+            for node, want in self._wanted().items():
+                held = self.holdings.get(node, peers.Holding(0, ()))
+                gaps = list(held.missing)
+                if want > held.top:
+                    gaps.append((held.top + 1, want))
+                for first, last in gaps[:4]:
+                    self._ask(Request(self.node, "changes", node, first - 1, last))
+
+    def _wanted(self) -> dict[str, int]:
+        """Per origin, the seq this node should hold up to: the origin's hello, or the highest row seen."""
+        want = {node: o.hello.seq for node, o in self.origins.items() if o.hello is not None}
+        for node, held in self.holdings.items():
+            want[node] = max(want.get(node, 0), held.top)
+        if self.own_floor > self.head:
+            want[self.node] = self.own_floor
+        else:
+            want.pop(self.node, None)
+        return want
+
+    def _ask(self, r: Request) -> None:
+        key = (r.kind, r.origin, r.after, r.upto, r.since, r.until)
+        now = time.monotonic()
+        if now - self.asked.get(key, -ASK_AGAIN_S) < ASK_AGAIN_S or self._client is None:
+            return
+        self.asked[key] = now
+        if len(self.asked) > 10_000:
+            self.asked = {k: t for k, t in self.asked.items() if now - t < ASK_AGAIN_S}
+        self.counts[f"asked_{r.kind}"] += 1
+        tasks.spawn(self._publish_quietly(self.topics.replay(self.node), wire.encode_request(r)), name="mqtt ask")
+
+    async def _publish_quietly(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        import aiomqtt
+
+        client = self._client
+        if client is None:
+            return
+        try:
+            await client.publish(topic, payload, qos=qos)
+        except aiomqtt.MqttError as e:
+            self._quietly("publish", logging.WARNING, "MQTT: could not publish on %s: %s", topic, e)
+
+    async def _answer(self, r: Request) -> None:
+        db = self._db
+        if db is None or not self._allowed(r.node):
+            return
+        to = self.topics.replays(r.node)
+        if r.kind == "changes":
+            origin = self.origins.get(r.origin)
+            fresh = origin is not None and time.monotonic() - origin.hello_seen < 3 * self.s.hello_interval
+            if r.origin != self.node and fresh and r.origin != r.node:
+                return  # the origin is up and answers for itself
+            rows = await self._read(peers.rows_of, db, r.origin, r.after, r.upto, ROWS_PER_MESSAGE)
+            if rows:
+                self.counts["answered_changes"] += len(rows)
+                await self._publish_quietly(to, wire.encode_changes(self.node, rows))
+        elif r.kind == "sends" and r.origin == self.node:
+            since = r.since
+            while True:
+                rows = await self._read(peers.own_sends_since, db, since, 5000)
+                rows = [x for x in rows if x[2] < r.until]
+                if rows:
+                    await self._publish_quietly(to, wire.encode_sends(Sends(self.node, 0, [list(x) for x in rows],
+                                                                            since, r.until)))
+                    self.counts["answered_sends"] += len(rows)
+                if len(rows) < 5000:
+                    return
+                since = rows[-1][2]
+
+    # --- events -------------------------------------------------------------------------------------------
+
+    async def _publish_events(self) -> None:
+        client = self._client
+        while True:
+            if not self.events:
+                await asyncio.sleep(0.05)
+                continue
+            now = time.monotonic()
+            self._tokens = min(self.s.events_per_s, self._tokens + (now - self._tokens_at) * self.s.events_per_s)
+            self._tokens_at = now
+            if self._tokens < 1:
+                await asyncio.sleep(1 / self.s.events_per_s)
+                continue
+            self._tokens -= 1
+            kind, event = self.events.popleft()
+            await client.publish(self.topics.event(kind), wire.encode_event(event), qos=0)
+            self.counts["events_published"] += 1
+
+    # --- what it shows ------------------------------------------------------------------------------------
+
+    def delay_quantiles(self) -> tuple[float, float] | None:
+        if not self.delays:
+            return None
+        d = sorted(self.delays)
+        return d[len(d) // 2], d[min(len(d) - 1, int(len(d) * 0.99))]
+
+    def behind(self) -> list[str]:
+        """Why sync is behind (/healthz: degraded, screening goes on locally); [] when it is not."""
+        why, now, limit = [], time.monotonic(), self.s.behind_after
+        if not self.connected and self.disconnected_since is not None and now - self.disconnected_since > limit:
+            why.append(f"sync: not connected to the MQTT broker {self.s.host}:{self.s.port} for "
+                       f"{now - self.disconnected_since:.0f} s")
+        if self.unpublished_since is not None and now - self.unpublished_since > limit:
+            why.append(f"sync: {self.head - self.published} changes not yet published for "
+                       f"{now - self.unpublished_since:.0f} s")
+        lagging = [node for node, want in self._wanted().items()
+                   if want > self.holdings.get(node, peers.Holding(0, ())).contiguous]
+        if lagging:
+            why.append(f"sync: changes of {', '.join(sorted(lagging))} not all held yet")
+        return why
+
+    def status(self) -> dict:
+        now, mono = self.clock(), time.monotonic()
+        nodes = []
+        for node in sorted(set(self.origins) | set(self.holdings)):
+            if node == self.node:
+                continue
+            o = self.origins.get(node) or _Origin()
+            held = self.holdings.get(node, peers.Holding(0, ()))
+            told = o.hello.seq if o.hello is not None else held.top
+            nodes.append({"node": node, "changes_held": held.contiguous, "changes_told": told,
+                          "lag_changes": max(0, told - held.contiguous),
+                          "last_received_s": round(now - o.last_received, 1) if o.last_received else None,
+                          "hello_s": round(mono - o.hello_seen, 1) if o.hello_seen else None})
+        q = self.delay_quantiles()
+        return {"node": self.node, "broker": f"{self.s.host}:{self.s.port}", "connected": self.connected,
+                "published": self.published, "stamped": self.head, "unstamped": self.unstamped,
+                "unpublished": self.head - self.published + self.unstamped,
+                "sends_waiting": len(self.sends_out), "events_waiting": len(self.events),
+                "delay_p50_s": round(q[0], 4) if q else None, "delay_p99_s": round(q[1], 4) if q else None,
+                "nodes": nodes, "counts": dict(self.counts), "behind": self.behind()}
+
+    def _quietly(self, key: str, level: int, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._quiet.get(key, -_QUIET_S) >= _QUIET_S:
+            self._quiet[key] = now
+            log.log(level, msg, *args)
+
+
+# --- the store, read on the sync's thread ---------------------------------------------------------------------
+
+def _read_only(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                         check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _sends_marks(db: sqlite3.Connection) -> dict[str, float]:
+    return {k[len("sync.sends."):]: float(v) for k, v in
+            db.execute("SELECT key, value FROM meta WHERE key LIKE 'sync.sends.%'")}
+
+
+def _count_unstamped(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT COUNT(*) FROM changelog WHERE node IS NULL").fetchone()[0]
+

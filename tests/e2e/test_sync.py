@@ -1,0 +1,329 @@
+"""Several sidecars, one compliance state: two (or three) daemons, each with its own store and its own SMSC, share
+list changes and sends through a real Mosquitto broker. smpplib is the sender; the CLI's store functions (as the
+`smppguard blacklist add` command calls them) write on one node; the other node's verdicts show what arrived.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+
+from e2e.test_learning import Sender, learned, mo_body
+from helpers import Stack, make_config, rows, wait_for
+from mosquitto import Broker
+from smppguard.smpp.status import Status
+from smppguard.store import lists
+from smppguard.store.db import connect
+
+POLICY = """
+[policy]
+default_region = "CN"
+fallback_zone = "Asia/Shanghai"
+
+[rules.quiet_hours]
+enabled = false
+
+[rules.frequency]
+max = 4
+period = "30d"
+min_interval = "0s"
+"""
+SENDER = "10690000"
+A1, A2, A3 = 8613800000001, 8613800000002, 8613800000003
+REFUSED = 0x45  # the policy's default refusal status for the list rules and the cap (SMPP-NOTES)
+
+
+def node_config(tmp_path, name: str, broker: Broker, policy: str = POLICY, **mqtt):
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    return make_config(policy, store={"path": str(folder / "guard.db")},
+                       session={"response_timeout": 5.0, "enquire_link_interval": 30.0},
+                       mqtt={"url": broker.url, "node": name, "hello_interval": 0.5, **mqtt})
+
+
+@contextlib.contextmanager
+def nodes(tmp_path, broker: Broker, *names: str, policy: str = POLICY, **mqtt):
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(Stack(node_config(tmp_path, n, broker, policy, **mqtt), store=True))
+               for n in names]
+
+
+def db_of(node: Stack) -> str:
+    return node.config.store.path
+
+
+def connected(*stacks: Stack) -> None:
+    wait_for(lambda: all(s.store.sync.connected for s in stacks), timeout=10, what="nodes connected to the broker")
+
+
+def in_index(node: Stack, check) -> None:
+    wait_for(lambda: node.call(lambda: check(node.store.upkeep.index)), timeout=5, what="the change in the Index")
+
+
+@pytest.fixture
+def broker():
+    with Broker() as b:
+        yield b
+
+
+@pytest.fixture
+def sender_of():
+    opened: list[Sender] = []
+
+    def make(stack: Stack) -> Sender:
+        s = Sender(stack)
+        opened.append(s)
+        return s
+    yield make
+    for s in opened:
+        with contextlib.suppress(Exception):
+            s.close()
+
+
+def test_a_blacklist_entry_added_on_a_is_refused_on_b_within_2_s(tmp_path, broker, sender_of):
+    with nodes(tmp_path, broker, "a", "b") as (a, b):
+        connected(a, b)
+        on_b = sender_of(b)
+        assert on_b.submit(SENDER, A1) == Status.ROK  # before: it passes on B
+        db = connect(db_of(a))
+        try:
+            started = time.monotonic()
+            lists.add_blacklist(db, [A1], source="complaint", reason="complained", actor="ops")
+        finally:
+            db.close()
+        wait_for(lambda: b.call(lambda: A1 in b.store.upkeep.index.blacklist), timeout=2.0, every=0.01,
+                 what="the number blacklisted on A in B's Index")
+        assert time.monotonic() - started < 2.0
+        assert on_b.submit(SENDER, A1) == REFUSED
+        wait_for(lambda: rows(db_of(b), "SELECT rule FROM audit WHERE rule = 'blacklist'"), what="B's audit row")
+        # the row B holds has A's origin and is not B's own: B never publishes it again as its own
+        assert rows(db_of(b), "SELECT node, seq, kind, op, number FROM changelog WHERE kind = 'blacklist'") == [
+            ("a", 1, "blacklist", "add", A1)]
+        assert rows(db_of(b), "SELECT source, reason FROM blacklist WHERE number = ?", A1) == [
+            ("complaint", "complained")]
+        assert on_b.submit(SENDER, A2) == Status.ROK  # another number still passes
+
+
+def test_an_opt_out_learned_from_a_reply_on_a_refuses_on_b_with_the_same_scope(tmp_path, broker, sender_of):
+    with nodes(tmp_path, broker, "a", "b") as (a, b):
+        connected(a, b)
+        on_a, on_b = sender_of(a), sender_of(b)
+        a.call(lambda: a.sim.deliver("acme", mo_body(A1, SENDER, b"TD")))
+        on_a.read_deliver()
+        assert wait_for(lambda: learned(db_of(b), A1), timeout=3, what="the opt-out on B") == [
+            ("sender", SENDER, "reply", "td")]
+        in_index(b, lambda index: index.change_id >= rows(db_of(b), "SELECT MAX(id) FROM changelog")[0][0])
+        assert on_b.submit(SENDER, A1) == REFUSED
+        assert on_b.submit("10690001", A1) == Status.ROK  # the same scope: another sender's message passes
+
+
+def test_four_sends_on_a_make_b_refuse_the_fifth(tmp_path, broker, sender_of):
+    with nodes(tmp_path, broker, "a", "b") as (a, b):
+        connected(a, b)
+        on_a, on_b = sender_of(a), sender_of(b)
+        for _ in range(4):
+            assert on_a.submit(SENDER, A1) == Status.ROK
+        wait_for(lambda: b.call(lambda: len(b.store.upkeep.index.history.get(A1) or ())) == 4, timeout=3,
+                 what="A's four sends counted on B")
+        assert on_b.submit(SENDER, A1) == REFUSED
+        assert on_b.submit(SENDER, A2) == Status.ROK
+        # kept in B's store as A's sends (they count after a restart), and never answered as B's own
+        assert wait_for(lambda: rows(db_of(b), "SELECT COUNT(*), MIN(node), MAX(node) FROM send_history "
+                                     "WHERE number = ? HAVING COUNT(*) >= 4", A1), what="A's sends in B's store") \
+            == [(4, "a", "a")]
+
+
+def blacklisted(stack: Stack) -> set[int]:
+    return {n for (n,) in rows(db_of(stack), "SELECT number FROM blacklist")}
+
+
+def test_the_broker_killed_and_started_again_empty_under_traffic_loses_no_change(tmp_path, broker, sender_of):
+    with nodes(tmp_path, broker, "a", "b") as (a, b):
+        connected(a, b)
+        on_a = sender_of(a)
+        db = connect(db_of(a))
+        try:
+            added = []
+            for i in range(30):
+                number = 8613900000000 + i
+                lists.add_blacklist(db, [number], source="carrier", actor="ops")
+                added.append(number)
+                if i == 10:
+                    broker.stop(kill=True)  # gone, with every session and queued message
+                if i == 20:
+                    broker.start()  # back, empty
+                # A answers every submit meanwhile, from its own lists: the broker is never on the hot path
+                assert on_a.submit(SENDER, 8613700000000 + i) == Status.ROK
+                time.sleep(0.05)
+        finally:
+            db.close()
+        wait_for(lambda: set(added) <= blacklisted(b), timeout=15, what="every change on B after the restart")
+        in_index(b, lambda index: all(n in index.blacklist for n in added))
+        assert rows(db_of(b), "SELECT COUNT(*), COUNT(DISTINCT seq) FROM changelog WHERE node = 'a'") == [(30, 30)]
+
+
+def test_a_node_stopped_while_another_imports_more_than_the_brokers_queue_holds_all_of_it_again(tmp_path):
+    numbers = list(range(8613500000000, 8613500000000 + 10_000))
+    with Broker("max_queued_messages 5") as broker:
+        with nodes(tmp_path, broker, "a") as (a,):
+            b_config = node_config(tmp_path, "b", broker)
+            with Stack(b_config, store=True) as b:
+                connected(a, b)
+            # b is stopped (its session stays on the broker, which keeps 5 messages for it)
+            db = connect(db_of(a))
+            try:
+                for start in range(0, len(numbers), 25):  # 400 changes of 25 numbers: 400 rows, 2+ messages each
+                    lists.add_blacklist(db, numbers[start:start + 25], source="carrier", actor="ops")
+            finally:
+                db.close()
+            wait_for(lambda: a.store.sync.published >= 400, timeout=10, what="A publishing its rows")
+            with Stack(b_config, store=True) as b:
+                wait_for(lambda: len(blacklisted(b)) == len(numbers), timeout=30,
+                         what="every imported number on B again")
+                in_index(b, lambda index: all(n in index.blacklist for n in numbers[::97]))
+                assert b.store.sync.counts["asked_changes"] >= 1  # it had to ask: the broker kept 5 messages
+
+
+def test_sends_made_while_a_node_was_away_count_there_when_it_is_back(tmp_path, sender_of):
+    with Broker("max_queued_messages 1") as broker, nodes(tmp_path, broker, "a") as (a,):
+        b_config = node_config(tmp_path, "b", broker)
+        with Stack(b_config, store=True) as b:
+            connected(a, b)
+        on_a = sender_of(a)
+        for _ in range(4):  # in batches of their own: the broker keeps one of them for B
+            assert on_a.submit(SENDER, A1) == Status.ROK
+            time.sleep(0.05)
+        with Stack(b_config, store=True) as b:
+            connected(b)
+            wait_for(lambda: b.call(lambda: len(b.store.upkeep.index.history.get(A1) or ())) == 4, timeout=10,
+                     what="A's four sends counted on B, asked for after it came back")
+            on_b = sender_of(b)
+            assert on_b.submit(SENDER, A1) == REFUSED
+        # and once only, whatever B asked and A answered
+        assert rows(db_of(b), "SELECT COUNT(*) FROM send_history WHERE number = ? AND node = 'a'", A1) == [(4,)]
+
+
+def test_a_duplicated_and_a_reordered_delivery_are_applied_once_and_garbage_is_skipped(tmp_path, broker, sender_of):
+    from mosquitto import Watcher
+    from smppguard.store.changelog import Change
+    from smppguard.sync import wire
+
+    with nodes(tmp_path, broker, "b", peers=["b", "c", "a"]) as (b,):
+        connected(b)
+        w = Watcher(broker)
+        try:
+            first = Change("blacklist", "add", A1, data={"source": "carrier"}, at=time.time(), origin="c", node="c",
+                           seq=1)
+            second = Change("optout", "add", A2, "global", at=time.time(), origin="c", node="c", seq=2)
+            topic = "smppguard/changes/c"
+            w.publish(topic, b"not json at all")
+            w.publish(topic, b'{"node": "c", "rows": [{"seq": 3, "kind": "nope"}]}')
+            w.publish(topic, wire.encode_changes("c", [second]))  # reordered: 2 before 1
+            w.publish(topic, wire.encode_changes("c", [first]))
+            w.publish(topic, wire.encode_changes("c", [first, second]))  # duplicated
+            forged = Change("blacklist", "add", A3, at=time.time(), origin="x", node="x", seq=1)
+            w.publish("smppguard/changes/x", wire.encode_changes("x", [forged]))  # a node not among peers
+            wait_for(lambda: rows(db_of(b), "SELECT COUNT(*) FROM changelog WHERE node = 'c'") == [(2,)],
+                     what="c's two rows on B")
+            time.sleep(0.3)
+            assert rows(db_of(b), "SELECT node, seq, kind FROM changelog ORDER BY node, seq") == [
+                ("c", 1, "blacklist"), ("c", 2, "optout")]
+            assert b.store.sync.counts["malformed"] == 2
+            assert b.store.sync.refused_nodes["x"] == 1
+            in_index(b, lambda index: A1 in index.blacklist)
+            on_b = sender_of(b)  # the daemon goes on
+            assert on_b.submit(SENDER, A1) == REFUSED
+        finally:
+            w.close()
+
+
+def test_two_nodes_changing_the_same_number_at_once_end_the_same(tmp_path, broker):
+    with nodes(tmp_path, broker, "a", "b") as (a, b):
+        connected(a, b)
+        da, db_ = connect(db_of(a)), connect(db_of(b))
+        try:
+            lists.add_blacklist(da, [A1, A2], source="carrier", actor="ops")
+            wait_for(lambda: {A1, A2} <= blacklisted(b), what="the first entries on B")
+            # at once: A removes A1 (by hand, at the end of an observation period) while B lists it again;
+            # A adds A2 again while B removes it
+            lists.add_blacklist(db_, [A1], source="complaint", actor="ops")
+            da.execute("BEGIN IMMEDIATE")
+            from smppguard.store.changelog import Change, write
+            write(da, [Change("blacklist", "remove", A1), Change("blacklist", "add", A2, data={"source": "manual"})],
+                  origin="a", in_transaction=True)
+            da.execute("COMMIT")
+            write(db_, [Change("blacklist", "remove", A2)], origin="b")
+        finally:
+            da.close()
+            db_.close()
+
+        def same():
+            return (rows(db_of(a), "SELECT number FROM blacklist ORDER BY 1")
+                    == rows(db_of(b), "SELECT number FROM blacklist ORDER BY 1")
+                    and a.store.sync.published == rows(db_of(b), "SELECT MAX(seq) FROM changelog WHERE node = 'a'")[0][0]
+                    and b.store.sync.published == rows(db_of(a), "SELECT MAX(seq) FROM changelog WHERE node = 'b'")[0][0])
+        wait_for(same, timeout=5, what="both nodes with the same lists")
+        # the last made wins: B's remove of A2 came after A's add; A's remove of A1 after B's complaint
+        assert rows(db_of(a), "SELECT number FROM blacklist") == []
+
+
+def test_events_reach_other_systems_with_the_recipient_masked(tmp_path, broker, sender_of):
+    from mosquitto import Watcher
+
+    w = Watcher(broker, "smppguard/events/#")
+    try:
+        with nodes(tmp_path, broker, "a") as (a,):
+            connected(a)
+            db = connect(db_of(a))
+            try:
+                lists.add_blacklist(db, [A1], source="complaint", actor="ops")
+            finally:
+                db.close()
+            in_index(a, lambda index: A1 in index.blacklist)
+            assert sender_of(a).submit(SENDER, A1) == REFUSED
+            got = wait_for(lambda: w.on("smppguard/events/refused"), what="a refused event")
+        import json
+        event = json.loads(got[0])
+        assert event["rule"] == "blacklist" and event["status"] == REFUSED and event["account"] == "acme"
+        assert event["node"] == "a" and event["sender"] == SENDER
+        assert event["recipient"] == "+86138****0001"
+        assert str(A1) not in got[0].decode() and str(A1)[2:] not in got[0].decode()
+    finally:
+        w.close()
+
+
+def test_healthz_says_degraded_not_down_while_the_broker_is_away_and_status_names_the_nodes(tmp_path, broker,
+                                                                                            sender_of):
+    import json
+
+    from smppguard.metrics import Metrics, MetricsServer, State
+
+    with nodes(tmp_path, broker, "a", "b") as (a, b):
+        connected(a, b)
+        db = connect(db_of(b))
+        try:
+            lists.add_blacklist(db, [A1], source="carrier", actor="ops")
+        finally:
+            db.close()
+        wait_for(lambda: A1 in blacklisted(a), what="b's change on a")
+        server = MetricsServer(State(Metrics(), a.proxy, a.store))
+        code, _, body = a.call(lambda: server.respond("GET", "/healthz"))
+        assert (code, json.loads(body)) == (200, {"status": "ok", "problems": []})
+        status = wait_for(lambda: (s := a.call(lambda: server.state.status())["sync"])["nodes"]
+                          and s["nodes"][0]["changes_held"] == 1 and s, what="b's row held, in a's status")
+        assert status["connected"] and status["node"] == "a"
+        assert [(n["node"], n["changes_held"], n["lag_changes"]) for n in status["nodes"]] == [("b", 1, 0)]
+        a.store.sync.s = a.store.sync.s._replace(behind_after=0.3)
+        broker.stop()
+        wait_for(lambda: not a.store.sync.connected, what="a seeing the broker gone")
+        time.sleep(0.5)
+        code, _, body = a.call(lambda: server.respond("GET", "/healthz"))
+        answer = json.loads(body)
+        assert code == 200 and answer["status"] == "degraded" and answer["problems"] == []
+        assert "not connected to the MQTT broker" in answer["warnings"][0]
+        assert sender_of(a).submit(SENDER, A1) == REFUSED  # screening goes on with what a knows
+        metrics = a.call(lambda: server.respond("GET", "/metrics"))[2].decode()
+        assert "smppguard_sync_connected 0.0" in metrics
+        assert 'smppguard_sync_lag_changes{node="b"} 0.0' in metrics
