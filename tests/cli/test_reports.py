@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime, timezone
@@ -94,6 +95,20 @@ def test_audit_filters_by_rule(cli, filled):
     r = cli("audit", "--rule", "consent")
     assert (r.exit_code, r.stdout, r.stderr) == (1, "", "nothing found\n")
     assert cli("audit", "--rule", "spam").exit_code == 2
+
+
+def test_audit_takes_every_rule_an_audit_row_can_have(cli, db_path, tmp_path):
+    """`audit --rule import` was in the README but refused (issue 33): every writer's rule is offered."""
+    from smppguard.policy import RULE_NAMES
+    from smppguard.store.changelog import KINDS
+
+    path = tmp_path / "list.csv"
+    path.write_text("+8613900000001\n")
+    assert cli("blacklist", "import", path).exit_code == 0
+    r = cli("audit", "--rule", "import", "--json")
+    assert r.exit_code == 0 and [row["action"] for row in json.loads(r.stdout)] == ["finished", "started"]
+    for rule in (*RULE_NAMES, *KINDS, "distribution_lists", "blacklist-removal", "import", "hold", "inbound"):
+        assert cli("audit", "--rule", rule).exit_code in (0, 1), rule  # found, or nothing found: never refused
 
 
 def test_audit_by_number_matches_the_masked_form_and_says_it_may_match_others(cli, filled):

@@ -13,8 +13,9 @@ from .common import Ctx, emit, exit_if_empty, output_options, since_option, stor
 @store_options
 @output_options
 @click.option("--number", "-n", help="Only this recipient (matched the way [audit] recipient stores it).")
-@click.option("--rule", "-r", type=click.Choice([*RULE_NAMES, "distribution_lists", "blacklist-removal", "inbound"]),
-              help="Only this rule.")
+@click.option("--rule", "-r", type=click.Choice([*RULE_NAMES, *audit_store.OTHER_RULES]),
+              help="Only this rule (a list's name for list changes; import, hold, inbound, blacklist-removal for "
+                   "imports, the hold queue, replies not learned and removals).")
 @since_option
 @click.option("--limit", default=1000, show_default=True, help="At most this many rows, newest first.")
 def audit(ctx: Ctx, fmt, number, rule, since, limit) -> None:

@@ -101,6 +101,11 @@ class AuditLog:
                 del self._open[k]
 
 
+#: What an audit row's `rule` may be besides a policy rule's name (policy.RULE_NAMES, and the lists' kinds
+#: changelog.KINDS, which share names): who wrote it. `audit --rule` offers them all.
+OTHER_RULES = ("tz", "distribution_lists", "blacklist-removal", "import", "hold", "inbound")
+
+
 def query(db: sqlite3.Connection, *, recipients: tuple[str, ...] = (), rule: str | None = None,
           since: float | None = None, limit: int = 1000) -> Iterator[dict]:
     """Audit rows, newest first: `first` and `last` time (the same for a row that stands for one occurrence),
