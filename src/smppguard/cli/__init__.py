@@ -1,7 +1,7 @@
 """The smppguard command line: a thin skin over the library (sqlite-utils' habit).
 
 Every command has a one-line summary and an Example block. Exit codes: 0 done; 1 nothing found, or a failure
-such as a bad config file; 2 usage or input error (a bad number, a bad CSV row).
+such as an unreadable store; 2 usage or input error (a bad number, a bad CSV row, a bad config file).
 """
 
 from __future__ import annotations

@@ -23,10 +23,11 @@ EXIT_INPUT_ERROR = 2
 
 
 def load(path):
+    """The config, or exit 2 (EXIT_INPUT_ERROR) naming the key and line at fault, as check-config does."""
     try:
         return load_config(path)
     except ConfigError as e:
-        raise click.ClickException(f"bad config: {e}") from None
+        fail(f"bad config: {e}", code=EXIT_INPUT_ERROR)
 
 
 config_option = click.option(
