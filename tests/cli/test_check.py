@@ -55,7 +55,7 @@ def test_check_blacklisted_number_is_rejected_and_other_rules_still_explained(cl
     cli("optout", "add", "13800138000", "--key", "ACME")
     r = cli("check", "+8613800138000", "--sender", "ACME", "--text", "Sale!", "--at", NOON)
     assert r.exit_code == 3  # refused
-    assert r.stdout.splitlines()[VERDICT] == "verdict    REJECT by blacklist: number is blacklisted (status 0x00000045)"
+    assert r.stdout.splitlines()[VERDICT] == "verdict    REJECT by blacklist: number is blacklisted (status 0x45)"
     assert rules_of(r.stdout)[2:4] == ["  blacklist    reject: number is blacklisted",
                                        "  optout       reject: recipient opted out (sender)"]
     # another sender is refused only by the blacklist
@@ -68,7 +68,7 @@ def test_check_quiet_hours_hold_at_night_and_transactional_skips_the_rules(cli):
     assert r.exit_code == 4  # held
     assert r.stdout.splitlines()[VERDICT] == (
         "verdict    HOLD by quiet_hours: quiet hours at the recipient (Asia/Shanghai); "
-        "held until 2026-11-28 01:00 UTC (status 0x00000058)")
+        "held until 2026-11-28 01:00 UTC (status 0x58)")
     cli("blacklist", "add", "13800138000")
     r = cli("check", "13800138000", "--text", "您的验证码是 1234", "--at", NIGHT)
     assert r.stdout.splitlines()[1:4] == ["class      transactional", "credit     60  (listed 1: -40)",
@@ -81,7 +81,17 @@ def test_check_an_invalid_number(cli):
     assert r.exit_code == 3
     assert r.stdout.splitlines()[:3] == [
         "recipient  '12345': not a valid number", "class      marketing",
-        "verdict    REJECT by invalid: not a valid phone number (status 0x0000000B)"]
+        "verdict    REJECT by invalid: not a valid phone number (status 0x0B)"]
+    # the rules after `invalid` had no number to judge: they did not pass it (issue 33)
+    assert rules_of(r.stdout)[0] == "  invalid      reject: not a valid phone number"
+    assert rules_of(r.stdout)[1:] == [f"  {name:<11}  skipped ({reason})" for name, reason in (
+        ("dead", "no valid number to judge"), ("blacklist", "no valid number to judge"),
+        ("optout", "no valid number to judge"), ("credit", "disabled"), ("consent", "disabled"),
+        ("content", "no valid number to judge"), ("frequency", "no valid number to judge"),
+        ("quiet_hours", "no valid number to judge"))]
+    rules = as_json(cli("check", "12345", "--at", NOON, "--json"))["rules"]
+    assert [(r["rule"], r["result"]) for r in rules][:3] == [("invalid", "reject"), ("dead", "skipped"),
+                                                             ("blacklist", "skipped")]
 
 
 def test_check_json(cli):
@@ -124,7 +134,7 @@ def test_check_at_accepts_z_and_now(cli):
 def test_check_db_option_without_a_config(db_path):
     invoke("blacklist", "add", "+8613800138000", "--db", db_path)
     r = invoke("check", "+8613800138000", "--db", db_path, "--at", NOON)
-    assert r.stdout.splitlines()[VERDICT] == "verdict    REJECT by blacklist: number is blacklisted (status 0x00000045)"
+    assert r.stdout.splitlines()[VERDICT] == "verdict    REJECT by blacklist: number is blacklisted (status 0x45)"
 
 
 def test_check_applies_a_due_removal_like_every_list_command(cli, db_path):

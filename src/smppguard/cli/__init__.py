@@ -281,6 +281,10 @@ def _parse_at(value: str | None) -> float:
     return dt.timestamp()
 
 
+#: What `check` says of a rule that applies but had no number to judge (the address is not a valid number).
+NOT_JUDGED = "no valid number to judge"
+
+
 @main.command()
 @config_option
 @click.argument("number")
@@ -328,6 +332,9 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     credit = score(parts, cfg.policy.credit_weights) if parts is not None else None
     verdict = decide(sub, index, now, cfg.policy)
     rows = explain(sub, index, now, cfg.policy)
+    if sub.recipient is None:  # the rules after `invalid` have nothing to judge: not "pass"
+        rows = [(name, NOT_JUDGED if how == "applies" and name != verdict.rule else how, v)
+                for name, how, v in rows]
     zones = candidate_zones(sub.recipient, index.tz.get(sub.recipient), cfg.policy.fallback_zone) \
         if sub.recipient is not None else ()
     if as_json:
@@ -354,7 +361,7 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     if credit is not None:
         shown = ", ".join(f"{p} {c}: {pts:+d}" for p, c, pts in credit[1]) or "nothing on record"
         click.echo(f"credit     {credit[0]}  ({shown})")
-    status = f" (status 0x{int(verdict.status):08X})" if verdict.status else ""
+    status = f" (status 0x{int(verdict.status):02X})" if verdict.status else ""  # as `audit` and the log say
     decided = f" by {verdict.rule}: {verdict.reason}" if verdict.rule else ""
     click.echo(f"verdict    {verdict.action.value.upper()}{decided}{status}")
     click.echo("")
