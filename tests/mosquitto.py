@@ -4,6 +4,7 @@ free port of 127.0.0.1 with a config of the test's own, stopped (or killed and s
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -41,13 +42,27 @@ class Broker:
     """`with Broker() as b:` … `b.url`; `b.restart()` kills it and starts it again with no memory (no persistence);
     `b.stop()` / `b.start()`. `extra` lines go into its config (e.g. "max_queued_messages 10")."""
 
-    def __init__(self, extra: str = "", port: int | None = None):
+    def __init__(self, extra: str = "", port: int | None = None, users: dict[str, str] | None = None,
+                 acl: str = ""):
+        """`users`: name -> password (then no anonymous client); `acl`: the ACL file's text."""
         self.binary = need_mosquitto()
         self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="mosquitto-"))
         self.conf = self.folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                             f"log_dest stderr\nlog_type error\nlog_type warning\n{extra}\n")
+        auth = "allow_anonymous true\n"
+        if users:
+            pw = self.folder / "passwords"
+            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+            subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-U", str(pw)],
+                           check=True, capture_output=True)
+            auth = f"allow_anonymous false\npassword_file {pw}\n"
+        if acl:
+            (self.folder / "acl").write_text(acl)
+            auth += f"acl_file {self.folder / 'acl'}\n"
+        # as root, mosquitto would drop to its own user, which cannot read the test's private temporary files
+        run_as = f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+        self.conf.write_text(f"{run_as}per_listener_settings false\n{auth}persistence false\nlog_dest stderr\n"
+                             f"log_type error\nlog_type warning\nlistener {self.port} 127.0.0.1\n{extra}\n")
         self.proc: subprocess.Popen | None = None
 
     @property

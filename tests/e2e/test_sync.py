@@ -327,3 +327,56 @@ def test_healthz_says_degraded_not_down_while_the_broker_is_away_and_status_name
         metrics = a.call(lambda: server.respond("GET", "/metrics"))[2].decode()
         assert "smppguard_sync_connected 0.0" in metrics
         assert 'smppguard_sync_lag_changes{node="b"} 0.0' in metrics
+
+
+#: The ACL the README shows: each node (its broker user is its node name) publishes only on its own topics.
+ACL = """pattern read smppguard/#
+pattern write smppguard/changes/%u
+pattern write smppguard/sends/%u
+pattern write smppguard/hello/%u
+pattern write smppguard/replay/%u
+pattern write smppguard/replays/#
+pattern write smppguard/events/#
+"""
+
+
+def test_over_tls_with_passwords_and_the_readme_acl_a_node_cannot_publish_as_another(tmp_path, sender_of):
+    from smppguard.store.changelog import Change
+    from smppguard.sync import wire
+    from tlsca import make_pki
+
+    pki = make_pki(tmp_path)
+    tls = (f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n")
+    with Broker(tls, users={"a": "pa", "b": "pb", "mallory": "pm"}, acl=ACL) as broker:
+        def url(user, password):
+            return f"mqtts://{user}:{password}@localhost:{broker.port}"
+        cfg_a = node_config(tmp_path, "a", broker, url=url("a", "pa"), ca=str(pki.ca))
+        cfg_b = node_config(tmp_path, "b", broker, url=url("b", "pb"), ca=str(pki.ca))
+        cfg_bad = node_config(tmp_path, "c", broker, url=url("c", "wrong"), ca=str(pki.ca))
+        cfg_untrusted = node_config(tmp_path, "d", broker, url=url("a", "pa"), ca=str(pki.other_ca))
+        with Stack(cfg_a, store=True) as a, Stack(cfg_b, store=True) as b, Stack(cfg_bad, store=True) as c, \
+                Stack(cfg_untrusted, store=True) as d:
+            connected(a, b)
+            db = connect(db_of(a))
+            try:
+                lists.add_blacklist(db, [A1], source="carrier", actor="ops")
+            finally:
+                db.close()
+            wait_for(lambda: A1 in blacklisted(b), timeout=3, what="a's change on b, over TLS")
+            # mallory may log in but not publish as node a: the broker drops it, b never sees it
+            import paho.mqtt.client as mqtt
+            m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="mallory")
+            m.username_pw_set("mallory", "pm")
+            m.tls_set(ca_certs=str(pki.ca))
+            m.connect("localhost", broker.port)
+            m.loop_start()
+            forged = Change("blacklist", "add", A2, data={"source": "carrier"}, at=time.time(), node="a", seq=999)
+            m.publish("smppguard/changes/a", wire.encode_changes("a", [forged]), qos=1).wait_for_publish(5)
+            m.loop_stop()
+            m.disconnect()
+            time.sleep(1.0)
+            assert A2 not in blacklisted(b)
+            # a wrong password, a broker whose CA is not trusted: not connected, and screening goes on
+            assert not c.store.sync.connected and not d.store.sync.connected
+            assert c.store.sync.counts["connects"] == d.store.sync.counts["connects"] == 0
+            assert sender_of(c).submit(SENDER, A3) == Status.ROK

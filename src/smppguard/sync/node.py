@@ -219,7 +219,7 @@ class Sync:
                 tls.load_cert_chain(s.cert, s.key or None)
         return aiomqtt.Client(s.host, s.port, username=s.username, password=s.password,
                               identifier=f"smppguard-{self.node}", clean_session=False, keepalive=20, timeout=10,
-                              tls_context=tls, max_inflight_messages=100,
+                              tls_context=tls, max_inflight_messages=100, max_queued_incoming_messages=20_000,
                               will=aiomqtt.Will(self.topics.hello(self.node), None, qos=1, retain=False))
 
     async def _connection_loop(self) -> None:
