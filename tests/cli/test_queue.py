@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from cli_helpers import TIME, as_json, norm, sql, table
+from cli_helpers import TIME, as_json, config_text, invoke, norm, sql, table
 
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import encode_body, parse_body
 from smppguard.smpp.pdu import build
 from smppguard.smpp.receipt import parse_receipt
 from smppguard.store import holds
+from smppguard.cli.common import when
 from smppguard.store.db import connect
 
 NOW = time.time()
@@ -60,10 +61,24 @@ def test_queue_release_makes_a_message_due_now_even_an_unknown_one(cli, db_path)
     held(db_path, "aaaaaaaaaaaaaaaa", 8613800138000)
     held(db_path, "bbbbbbbbbbbbbbbb", 8613800138001, state="unknown")
     r = cli("queue", "release", "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "ffffffffffffffff")
-    assert (r.exit_code, r.stdout) == (0, "released 2 messages (the daemon sends them within a second)\n")
+    # what happens next, said as it is: sent through a bind of the account, waiting while there is none
+    assert (r.exit_code, r.stdout) == (0, (
+        "released 2 messages: due now\n"
+        "  acme: the daemon sends them within a second through a transmitter or transceiver bind of acme; while "
+        f"acme has none up, they wait (its log says so within a minute), until {when(NOW + 86400)}, when they expire\n"))
     rows = sql(db_path, "SELECT id, state, forced, release_at <= ? FROM held ORDER BY id", (time.time(),))
     assert rows == [("aaaaaaaaaaaaaaaa", "held", 1, 1), ("bbbbbbbbbbbbbbbb", "held", 1, 1)]
     assert cli("queue", "release", "ffffffffffffffff").exit_code == 1
+
+
+def test_queue_release_says_the_daemon_binds_itself_for_an_account_in_hold_accounts(tmp_path, db_path):
+    config = tmp_path / "hold.toml"
+    config.write_text(config_text(db_path, '\n[hold]\naccounts = { acme = "pw" }\n'))
+    held(db_path, "aaaaaaaaaaaaaaaa", 8613800138000)
+    r = invoke("queue", "release", "aaaaaaaaaaaaaaaa", "--config", config)
+    assert r.exit_code == 0 and r.stdout.splitlines()[1] == (
+        "  acme: the daemon sends it within a second, through a bind of acme or, with none up, one it opens "
+        f"itself ([hold] accounts), until {when(NOW + 86400)}, when it expires")
 
 
 def test_queue_drop_removes_audits_and_owes_a_deleted_receipt(cli, db_path):

@@ -1,7 +1,8 @@
 """`smppguard queue`: the hold queue, as the store has it (the daemon need not run).
 
 Changes made here reach a running daemon through the store: it looks at the queue every round, so a message
-released here goes within a second, and one dropped here is never sent.
+released here goes within a second through a bind of its account (it waits while there is none), and one
+dropped here is never sent.
 """
 
 from __future__ import annotations
@@ -128,9 +129,27 @@ def queue_release(ctx: Ctx, message_ids) -> None:
     with write_transaction(db):
         for message_id in message_ids:
             n += holds.release_now(db, message_id, now)
-    click.echo(f"released {n} message{'s' if n != 1 else ''}" + (" (the daemon sends them within a second)"
-                                                                 if n else ""))
+    click.echo(f"released {n} message{'s' if n != 1 else ''}" + (": due now" if n else ""))
+    ids = list(message_ids)
+    for account, count, expires in db.execute(
+            f"SELECT account, COUNT(*), MIN(expires_at) FROM held WHERE state = 'held' AND id IN "
+            f"({', '.join('?' * len(ids))}) GROUP BY account ORDER BY account", ids):
+        click.echo(_what_happens(ctx, account, count, expires))
     exit_if_empty(n)
+
+
+def _what_happens(ctx: Ctx, account: str, count: int, expires: float) -> str:
+    """What a running daemon does with `count` released messages of `account`: the queue sends a message only
+    through a bind of its account (or its own bind, with [hold] accounts), so say which, and until when they
+    wait for one."""
+    them, they, s = ("it", "it", "s") if count == 1 else ("them", "they", "")
+    if account in dict(ctx.config.hold.accounts):
+        how = (f"the daemon sends {them} within a second, through a bind of {account} or, with none up, one it "
+               "opens itself ([hold] accounts)")
+    else:
+        how = (f"the daemon sends {them} within a second through a transmitter or transceiver bind of {account}; "
+               f"while {account} has none up, {they} wait{s} (its log says so within a minute)")
+    return f"  {account}: {how}, until {when(expires)}, when {they} expire{s}"
 
 
 @queue.command("drop")
