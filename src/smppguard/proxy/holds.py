@@ -246,7 +246,8 @@ class HoldQueue:
         return self._owed
 
     def oldest_age(self) -> float:
-        """Age of the oldest held message, as of the last look at the queue (once a minute); 0 when empty."""
+        """Age of the oldest held message, as of the last look at the queue (once a minute) and the holds since;
+        0 when empty."""
         return max(0.0, self.clock() - self._oldest) if self._count and self._oldest else 0.0
 
     @property
@@ -326,6 +327,8 @@ class HoldQueue:
         """Count the rows in now (the bound holds while their commit is pending, and the frequency cap counts
         them), save them."""
         self._counts_held(rows, keys)
+        if rows and (not self._count or not self._oldest):  # the queue was empty at the last count (or is now)
+            self._oldest = min(r.held_at for r in rows)
         for r in rows:
             entry = self._ids.setdefault(r.id, [r.account, 0])
             entry[1] += 1
