@@ -89,6 +89,15 @@ def test_blacklist_list_filters_by_source_and_since(cli):
     assert "Invalid value for '--source': 'bogus' is not one of" in r.stderr
 
 
+def test_blacklist_list_finds_one_number_in_any_form_as_optout_list_does(cli):
+    cli("blacklist", "add", "13800138000", "--source", "complaint")
+    cli("blacklist", "add", "13900000001", "--source", "carrier")
+    for form in ("13800138000", "+8613800138000", "008613800138000"):
+        assert numbers(cli("blacklist", "list", "--number", form, "--json")) == [B]
+    assert cli("blacklist", "list", "--number", "13700000000").exit_code == 1
+    assert cli("blacklist", "list", "--number", "12345").exit_code == 2
+
+
 def test_blacklist_list_on_an_empty_store_exits_1(cli):
     r = cli("blacklist", "list")
     assert (r.exit_code, r.stdout, r.stderr) == (1, "", "nothing found\n")

@@ -88,6 +88,21 @@ def test_tz_set_dash_removes_the_override(cli, db_path):
     assert cli("check", "13800138000").stdout.splitlines()[0] == f"recipient  {N1}  region CN  zones Asia/Shanghai"
 
 
+def test_tz_list_shows_the_overrides_and_tz_remove_removes_one(cli, db_path):
+    """`tz` had no list, and removal was only `tz set N -` (issue 33)."""
+    assert cli("tz", "list").exit_code == 1
+    cli("tz", "set", "13800138000", "Asia/Urumqi")
+    cli("tz", "set", "+61412345678", "Australia/Perth")
+    rows = as_json(cli("tz", "list", "--json"))
+    assert [(r["number"], r["zone"]) for r in rows] == [(N1, "Asia/Urumqi"), ("+61412345678", "Australia/Perth")]
+    assert [r["zone"] for r in as_json(cli("tz", "list", "--number", "+8613800138000", "--json"))] == ["Asia/Urumqi"]
+    r = cli("tz", "remove", "13800138000")
+    assert (r.exit_code, r.stdout) == (0, f"{N1}: override removed\n")
+    assert sql(db_path, "SELECT number FROM tz_override") == [(61412345678,)]
+    r = cli("tz", "remove", "13800138000")
+    assert (r.exit_code, r.stderr) == (1, f"{N1}: no override\n")
+
+
 # --- dead numbers ----------------------------------------------------------------------------------------
 
 def mark_dead(db_path, *numbers, expire_s=90 * 86400.0, now=None):

@@ -215,17 +215,20 @@ def blacklist_add(ctx: Ctx, numbers, reason, source) -> None:
 @blacklist.command("list")
 @store_options
 @output_options
+@click.option("--number", help="Only this number (as optout list --number).")
 @click.option("--source", type=click.Choice(lists.BLACKLIST_SOURCES), help="Only entries from this source.")
 @since_option
 @click.option("--limit", type=int, help="At most this many rows.")
-def blacklist_list(ctx: Ctx, fmt, source, since, limit) -> None:
+def blacklist_list(ctx: Ctx, fmt, number, source, since, limit) -> None:
     """List blacklisted numbers, oldest first. Exit 1 when none match.
 
     \b
     Example:
         smppguard blacklist list --source complaint --since 7d
+        smppguard blacklist list --number 13800138000
     """
-    rows = lists.list_blacklist(ctx.db, source=source, since=since, limit=limit)
+    rows = lists.list_blacklist(ctx.db, source=source, since=since, limit=limit,
+                                number=ctx.number(number) if number else None)
     exit_if_empty(emit(rows, ("number", "source", "reason", "added_at", "actor"), fmt, times=("added_at",)))
 
 
@@ -548,6 +551,8 @@ def tz() -> None:
     \b
     Example:
         smppguard tz set +61412345678 Australia/Perth
+        smppguard tz list
+        smppguard tz remove +61412345678
     """
 
 
@@ -571,6 +576,40 @@ def tz_set(ctx: Ctx, number, zone) -> None:
     n = ctx.number(number)
     lists.set_zone(ctx.db, n, None if zone == "-" else zone)
     click.echo(f"+{n}: {'override removed' if zone == '-' else zone}")
+
+
+@tz.command("remove")
+@store_options
+@click.argument("number")
+def tz_remove(ctx: Ctx, number) -> None:
+    """Remove NUMBER's override: quiet hours use phonenumbers' zones again. Exit 1 when it has none.
+
+    \b
+    Example:
+        smppguard tz remove +61412345678
+    """
+    n = ctx.number(number)
+    if not lists.list_zones(ctx.db, number=n):
+        click.echo(f"+{n}: no override", err=True)
+        exit_if_empty(0)
+    lists.set_zone(ctx.db, n, None)
+    click.echo(f"+{n}: override removed")
+
+
+@tz.command("list")
+@store_options
+@output_options
+@click.option("--number", help="Only this number.")
+def tz_list(ctx: Ctx, fmt, number) -> None:
+    """List the per-number time-zone overrides, oldest first. Exit 1 when there are none.
+
+    \b
+    Example:
+        smppguard tz list
+        smppguard tz list --number +61412345678 --json
+    """
+    rows = lists.list_zones(ctx.db, number=ctx.number(number) if number else None)
+    exit_if_empty(emit(rows, ("number", "zone", "set_at"), fmt, times=("set_at",)))
 
 
 @click.group(context_settings=CONTEXT)

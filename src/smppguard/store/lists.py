@@ -77,9 +77,12 @@ def add_blacklist(db: sqlite3.Connection, numbers: Iterable[int], *, source: str
 
 
 def list_blacklist(db: sqlite3.Connection, *, source: str | None = None, since: float | None = None,
-                   limit: int | None = None) -> Iterator[dict]:
+                   limit: int | None = None, number: int | None = None) -> Iterator[dict]:
     sql = "SELECT number, source, reason, added_at, actor FROM blacklist WHERE 1 = 1"
     args: list = []
+    if number is not None:
+        sql += " AND number = ?"
+        args.append(number)
     if source:
         sql += " AND source = ?"
         args.append(source)
@@ -240,6 +243,14 @@ def set_zone(db: sqlite3.Connection, number: int, zone: str | None, *, actor: st
              now: float | None = None) -> None:
     change = Change("tz", "add", number, data={"zone": zone}) if zone else Change("tz", "remove", number)
     changelog.write(db, [change], origin=node_id(db), actor=actor or os_user(), now=now, audited=True)
+
+
+def list_zones(db: sqlite3.Connection, *, number: int | None = None) -> list[dict]:
+    """Per-number time-zone overrides, oldest first."""
+    sql, args = "SELECT number, zone, set_at FROM tz_override", ()
+    if number is not None:
+        sql, args = sql + " WHERE number = ?", (number,)
+    return [{"number": f"+{n}", "zone": z, "set_at": at} for n, z, at in db.execute(sql + " ORDER BY set_at", args)]
 
 
 def list_dead(db: sqlite3.Connection, *, include_expired: bool = False, now: float | None = None) -> list[dict]:
