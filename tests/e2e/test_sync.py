@@ -259,11 +259,13 @@ def test_two_nodes_changing_the_same_number_at_once_end_the_same(tmp_path, broke
             da.close()
             db_.close()
 
+        def held_of(node: Stack, origin: str) -> int:
+            return rows(db_of(node), "SELECT MAX(seq) FROM changelog WHERE node = ?", origin)[0][0]
+
         def same():
             return (rows(db_of(a), "SELECT number FROM blacklist ORDER BY 1")
                     == rows(db_of(b), "SELECT number FROM blacklist ORDER BY 1")
-                    and a.store.sync.published == rows(db_of(b), "SELECT MAX(seq) FROM changelog WHERE node = 'a'")[0][0]
-                    and b.store.sync.published == rows(db_of(a), "SELECT MAX(seq) FROM changelog WHERE node = 'b'")[0][0])
+                    and a.store.sync.published == held_of(b, "a") and b.store.sync.published == held_of(a, "b"))
         wait_for(same, timeout=5, what="both nodes with the same lists")
         # the last made wins: B's remove of A2 came after A's add; A's remove of A1 after B's complaint
         assert rows(db_of(a), "SELECT number FROM blacklist") == []

@@ -4,8 +4,6 @@ them (Change values with their origin), in whatever order the test or hypothesis
 
 from __future__ import annotations
 
-
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -153,7 +151,7 @@ def test_concurrent_changes_end_the_same_on_both_nodes_whatever_order_they_arriv
         assert a.lists() == b.lists()
         # and what the last change made of each entry is what both hold
         last: dict = {}
-        for i, (key, op, number, _where) in enumerate(made):
+        for key, op, number, _where in made:
             last[(key, number)] = op
         for (key, number), op in last.items():
             kind, scope, scope_key = key

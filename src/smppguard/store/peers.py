@@ -185,8 +185,8 @@ def _restore_cancelled(db: sqlite3.Connection, c: Change, numbers: tuple[int, ..
     if not found:
         return 0
     back = [n for (n,) in found]
-    db.execute(f"UPDATE tombstone SET requested_at = NULL WHERE kind = 'blacklist' AND number IN "
-               f"(SELECT value FROM json_each(?))", (json.dumps(back),))
+    db.execute("UPDATE tombstone SET requested_at = NULL WHERE kind = 'blacklist' AND number IN "
+               "(SELECT value FROM json_each(?))", (json.dumps(back),))
     why = (f"blacklist removal cancelled: a {c.kind} entry ({c.data.get('source') or c.scope or 'manual'}) made on "
            f"{c.node} during its observation period")
     source = c.data.get("source", "manual") if c.kind == "blacklist" else "manual"

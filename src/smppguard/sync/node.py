@@ -42,6 +42,7 @@ log = logging.getLogger("smppguard.sync")
 
 BACKOFF_S = (0.5, 30.0)  # first and longest wait before reconnecting (doubling, with jitter)
 ROWS_PER_MESSAGE = 200  # change-log rows per message (a batch row of an import counts as one)
+ANSWER_MESSAGES = 25  # messages of rows per answer to a catch-up request
 ASK_AGAIN_S = 3.0
 TICK = 1e-6  # a gap still open this long after it was asked for is asked for again
 _QUIET_S = 60.0
@@ -219,8 +220,7 @@ class Sync:
                 tls.load_cert_chain(s.cert, s.key or None)
         return aiomqtt.Client(s.host, s.port, username=s.username, password=s.password,
                               identifier=f"smppguard-{self.node}", clean_session=False, keepalive=20, timeout=10,
-                              tls_context=tls, max_inflight_messages=100, max_queued_incoming_messages=20_000,
-                              will=aiomqtt.Will(self.topics.hello(self.node), None, qos=1, retain=False))
+                              tls_context=tls, max_inflight_messages=100, max_queued_incoming_messages=20_000)
 
     async def _connection_loop(self) -> None:
         import aiomqtt
@@ -249,6 +249,9 @@ class Sync:
             except (aiomqtt.MqttError, OSError, ssl.SSLError) as e:
                 self._quietly("connection", logging.WARNING, "MQTT broker %s:%d: %s; reconnecting in %.1f s",
                               self.s.host, self.s.port, e, wait)
+            except Exception:  # a fault of ours must not end sync for good: logged, and the link starts again
+                self._quietly("fault", logging.ERROR, "MQTT: sync failed; reconnecting in %.1f s", wait,
+                              exc_info=True)
             finally:
                 if self.connected:
                     self.disconnected_since = time.monotonic()
@@ -278,6 +281,10 @@ class Sync:
                 self.counts["malformed"] += 1
                 self._quietly("malformed", logging.WARNING, "MQTT: skipped a malformed message on %s: %s (logged "
                               "at most once a minute)", message.topic, e)
+            except Exception:
+                self.counts["malformed"] += 1
+                self._quietly("unusable", logging.ERROR, "MQTT: skipped a message on %s that could not be used "
+                              "(logged at most once a minute)", message.topic, exc_info=True)
 
     def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
         what, name = self.topics.parse(topic)
@@ -403,8 +410,9 @@ class Sync:
                     for r in rows:
                         if r.actor == "deliver_sm" and r.op == "add":
                             self._learned(r)
-                    self.writer.submit(lambda db, seq=self.published: _set_meta(db, f"sync.published.{self.node}",
-                                                                                  str(seq)))
+                    saved = self.writer.submit(lambda db, seq=self.published: _set_meta(
+                        db, f"sync.published.{self.node}", str(seq)))
+                    saved.add_done_callback(_ignore)  # lost: the next publish saves a later mark
                     continue
             self.unpublished_since = None
             try:
@@ -569,10 +577,14 @@ class Sync:
             fresh = origin is not None and time.monotonic() - origin.hello_seen < 3 * self.s.hello_interval
             if r.origin != self.node and fresh and r.origin != r.node:
                 return  # the origin is up and answers for itself
-            rows = await self._read(peers.rows_of, db, r.origin, r.after, r.upto, ROWS_PER_MESSAGE)
-            if rows:
+            after = r.after
+            for _ in range(ANSWER_MESSAGES):  # up to this many messages an answer; the asker asks for the rest
+                rows = await self._read(peers.rows_of, db, r.origin, after, r.upto, ROWS_PER_MESSAGE)
+                if not rows:
+                    return
                 self.counts["answered_changes"] += len(rows)
                 await self._publish_quietly(to, wire.encode_changes(self.node, rows))
+                after = rows[-1].seq
         elif r.kind == "sends" and r.origin == self.node:
             since = r.since
             while True:
@@ -649,14 +661,19 @@ class Sync:
                 "delay_p50_s": round(q[0], 4) if q else None, "delay_p99_s": round(q[1], 4) if q else None,
                 "nodes": nodes, "counts": dict(self.counts), "behind": self.behind()}
 
-    def _quietly(self, key: str, level: int, msg: str, *args: Any) -> None:
+    def _quietly(self, key: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         now = time.monotonic()
         if now - self._quiet.get(key, -_QUIET_S) >= _QUIET_S:
             self._quiet[key] = now
-            log.log(level, msg, *args)
+            log.log(level, msg, *args, exc_info=exc_info)
 
 
 # --- the store, read on the sync's thread ---------------------------------------------------------------------
+
+def _ignore(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
 
 def _read_only(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
