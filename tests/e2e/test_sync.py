@@ -382,3 +382,30 @@ def test_over_tls_with_passwords_and_the_readme_acl_a_node_cannot_publish_as_ano
             assert not c.store.sync.connected and not d.store.sync.connected
             assert c.store.sync.counts["connects"] == d.store.sync.counts["connects"] == 0
             assert sender_of(c).submit(SENDER, A3) == Status.ROK
+
+
+def test_a_node_whose_store_was_lost_recovers_its_own_rows_before_it_numbers_new_ones(tmp_path, broker):
+    with nodes(tmp_path, broker, "b") as (b,):
+        a_config = node_config(tmp_path, "a", broker)
+        with Stack(a_config, store=True) as a:
+            connected(a, b)
+            db = connect(db_of(a))
+            try:
+                lists.add_blacklist(db, [A1], source="carrier", actor="ops")
+            finally:
+                db.close()
+            wait_for(lambda: A1 in blacklisted(b), what="a's first change on b")
+            wait_for(lambda: a.store.sync.published == 1, what="a's hello naming it")
+            time.sleep(1.0)  # a retained hello with it
+        for f in (tmp_path / "a").iterdir():  # the disk is gone; a comes back under its own name
+            f.unlink()
+        db = connect(a_config.store.path)
+        try:  # a change made on the new store before a is back: it must not take seq 1, which b holds
+            lists.add_blacklist(db, [A2], source="complaint", actor="ops")
+        finally:
+            db.close()
+        with Stack(a_config, store=True) as a:
+            wait_for(lambda: A2 in blacklisted(b), timeout=10, what="a's new change on b")
+            assert rows(db_of(b), "SELECT seq, number FROM changelog WHERE node = 'a' ORDER BY seq") == [
+                (1, A1), (2, A2)]
+            assert blacklisted(a) == {A1, A2}

@@ -297,7 +297,7 @@ class Sync:
             sender, rows = wire.decode_changes(payload)
             if sender != name or any(r.node != name for r in rows):
                 raise WireError(f"rows of another node on {topic}")
-            self._on_changes(sender, rows)
+            self._on_changes(sender, rows, live=True)
         elif what == "sends":
             if name == self.node:
                 return
@@ -329,7 +329,9 @@ class Sync:
 
     # --- changes ------------------------------------------------------------------------------------------
 
-    def _on_changes(self, sender: str, rows: list[Change]) -> None:
+    def _on_changes(self, sender: str, rows: list[Change], live: bool = False) -> None:
+        """Rows to apply: `live` as their origin published them (their delay is the propagation delay), or an
+        answer to a catch-up request."""
         now = self.clock()
         if not self._allowed(sender):
             return
@@ -340,7 +342,8 @@ class Sync:
                 continue  # ours, and held
             o = self.origins[r.node]
             o.last_received = now
-            self.delays.append(max(0.0, now - r.at))
+            if live:
+                self.delays.append(max(0.0, now - r.at))
             self._remote.append(r)
         self.counts["rows_received"] += len(rows)
 
@@ -366,6 +369,8 @@ class Sync:
                 self.counts["rows_applied"] += applied.written
                 self.counts["rows_duplicate"] += applied.duplicates
                 self.counts["numbers_lost"] += applied.lost
+                if any(r.node == self.node for r in rows):  # its own rows, recovered from the others
+                    self.head = await self._read(peers.head, self._db, self.node)
                 if applied.restored:
                     log.warning("MQTT: %d numbers back on the blacklist: a complaint or opt-out made on another "
                                 "node during their observation period cancelled their removal", applied.restored)
@@ -551,6 +556,9 @@ class Sync:
         if now - self.asked.get(key, -ASK_AGAIN_S) < ASK_AGAIN_S or self._client is None:
             return
         self.asked[key] = now
+        what = f"changes {r.after + 1}-{r.upto}" if r.kind == "changes" else "sends"
+        self._quietly(f"ask {r.origin}", logging.INFO, "MQTT: asking for %s of node %s, which this node lacks "
+                      "(logged at most once a minute per node)", what, r.origin)
         if len(self.asked) > 10_000:
             self.asked = {k: t for k, t in self.asked.items() if now - t < ASK_AGAIN_S}
         self.counts[f"asked_{r.kind}"] += 1
