@@ -106,9 +106,10 @@ def test_bench_compare_alternates_rounds_of_the_relay_and_the_rules():
     assert rounds[2]["off"]["started"] < rounds[2]["full"]["started"]
     assert c["throughput_ratio"] == sorted(r["ratio"] for r in rounds)[1]  # the median
     text = format_comparison(c)
-    assert "proxied rate, rules on / off" in text and "target >= 0.80" in text
+    assert "proxied rate, rules on / off" in text
+    assert "0.80" not in text and "300 MB" not in text  # issue 3's targets, retired (issue 33)
     each = ", ".join(f"{r['ratio']:.2f}" for r in rounds)
-    assert f"{c['throughput_ratio']:.2f}  (the median of {each}; target" in text
+    assert f"{c['throughput_ratio']:.2f}  (the median of {each})\n" in text
     assert "25,000 submit_sm/s" in text  # the relay's own targets are judged on the rules-off pass only
     assert text.count("submit_sm/s proxied") == 1
 

@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Awaitable, Callable, Iterator, NamedTuple
 
 from .smpp.commands import CommandId
 from .smpp.fields import encode_body
@@ -53,10 +53,9 @@ from .smpp.pdu import build
 #: Targets on the 2-core reference machine (4 binds, window 10), for the relay with every rule off ...
 TARGET_RATE = 25_000
 TARGET_CPU_US = 30.0
-#: ... and with every rule on and 1M blacklist entries + 1M opt-outs loaded (`compare`): throughput against the
-#: relay's, memory at the end, and start-up with the lists.
-TARGET_POLICY_RATIO = 0.80
-TARGET_RSS_MB = 300.0
+#: ... and with every rule on and 1M blacklist entries + 1M opt-outs loaded (`compare`): start-up with the lists.
+#: The rules-on / off throughput ratio and the memory at the end are measured and printed, against no target:
+#: the first targets (0.80, 300 MB) were retired, and the README gives the figures measured.
 TARGET_STARTUP_S = 3.0
 #: `compare`: rules-off and rules-on passes, back to back, this many times (the ratio is their median)
 ROUNDS = 3
@@ -946,8 +945,7 @@ def run_comparison(messages: int = 100_000, binds: int = 4, window: int = 10, *,
         off.update(off_started)
         full.update(full_started)
     return {"off": off, "full": full, **rounds_figures(passes),
-            "targets": {"throughput_ratio": TARGET_POLICY_RATIO, "rss_mb": TARGET_RSS_MB,
-                        "startup_s": TARGET_STARTUP_S}}
+            "targets": {"startup_s": TARGET_STARTUP_S}}
 
 
 def rounds_figures(passes: list[tuple[dict, dict]]) -> dict[str, Any]:
@@ -971,21 +969,37 @@ async def _compare(r_off: Rig, off_pid: int, r_full: Rig, full_pid: int, message
                         full_numbers)
     passes = [({"rate": off["proxied"]["rate"], "cpu_us_per_msg": off["proxy_cpu_us_per_msg"]},
                {"rate": full["proxied"]["rate"], "cpu_us_per_msg": full["proxy_cpu_us_per_msg"]})]
-
-    async def one(r: Rig, pid: int, numbers: _Numbers, distinct: bool) -> dict[str, float]:
-        started = time.monotonic()
-        p = await _pass(r.proxy, messages, binds, window, warmup, numbers, distinct, pid=pid)
-        return {"rate": p["rate"], "cpu_us_per_msg": p["cpu_seconds"] / messages * 1e6, "started": started}
-
-    for k in range(1, rounds):
-        if k % 2:  # on, then off: a steady drift in the host's speed favours neither side over the rounds
-            f = await one(r_full, full_pid, full_numbers, True)
-            o = await one(r_off, off_pid, off_numbers, False)
-        else:
-            o = await one(r_off, off_pid, off_numbers, False)
-            f = await one(r_full, full_pid, full_numbers, True)
-        passes.append((o, f))
+    passes += await alternating(
+        lambda: timed_pass(r_off.proxy, off_pid, off_numbers, False, messages, binds, window, warmup),
+        lambda: timed_pass(r_full.proxy, full_pid, full_numbers, True, messages, binds, window, warmup),
+        rounds, first_round=1)
     return off, full, passes
+
+
+async def timed_pass(proxy: tuple[str, int], pid: int, numbers: _Numbers, distinct: bool, messages: int,
+                     binds: int, window: int, warmup: int) -> dict[str, float]:
+    """One proxied pass of a comparison round: its rate, the proxy's CPU per message and its error responses."""
+    started = time.monotonic()
+    p = await _pass(proxy, messages, binds, window, warmup, numbers, distinct, pid=pid)
+    return {"rate": p["rate"], "cpu_us_per_msg": p["cpu_seconds"] / messages * 1e6, "started": started,
+            "errors": p["errors"]}
+
+
+async def alternating(a: Callable[[], Awaitable[dict]], b: Callable[[], Awaitable[dict]], rounds: int, *,
+                      first_round: int = 0) -> list[tuple[dict, dict]]:
+    """Rounds `first_round` .. rounds-1 of a comparison: a pass of each side, back to back, a first then b in
+    even rounds and b first in odd ones, so that a steady drift in the host's speed favours neither side.
+    Returns the (a, b) results of each round."""
+    passes = []
+    for k in range(first_round, rounds):
+        if k % 2:
+            y = await b()
+            x = await a()
+        else:
+            x = await a()
+            y = await b()
+        passes.append((x, y))
+    return passes
 
 
 def format_comparison(c: dict[str, Any]) -> str:
@@ -999,13 +1013,11 @@ def format_comparison(c: dict[str, Any]) -> str:
         f"what the rules cost ({full.get('lists', 0):,} blacklist entries + {full.get('optouts', 0):,} opt-outs, "
         f"a new recipient per message; {len(rounds)} round{'s' if len(rounds) > 1 else ''}: a pass of each, "
         "back to back, in alternating order)",
-        f"proxied rate, rules on / off   {c['throughput_ratio']:.2f}  "
-        + (f"(the median of {each}; " if len(rounds) > 1 else "(")
-        + f"target >= {t['throughput_ratio']:.2f}: {_met(c['throughput_ratio'] >= t['throughput_ratio'])})",
+        f"proxied rate, rules on / off   {c['throughput_ratio']:.2f}"
+        + (f"  (the median of {each})" if len(rounds) > 1 else ""),
         f"proxy CPU per submit_sm        {cpu_full:.1f} µs on, {cpu_off:.1f} µs off (+{cpu_full - cpu_off:.1f} µs)"
         + (", medians" if len(rounds) > 1 else ""),
-        f"proxy RSS at the end           {rss_mb:.0f} MB (target <= {t['rss_mb']:.0f} MB: "
-        f"{_met(rss_mb <= t['rss_mb'])})",
+        f"proxy RSS at the end           {rss_mb:.0f} MB",
         f"proxy start-up                 {full.get('proxy_startup_s', 0):.2f} s (target <= {t['startup_s']:.0f} s: "
         f"{_met(full.get('proxy_startup_s', 0) <= t['startup_s'])})",
     ])
