@@ -412,13 +412,17 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
               help="Instead: hold this many messages (quiet hours), release them all at once, and send live "
                    "traffic beside the release; prints the store's size, memory, release rate and live latency.")
 @click.option("--release-rate", type=float, default=1000.0, show_default=True, help="With --hold: [hold] release_rate.")
+@click.option("--sync", "sync_ab", is_flag=True,
+              help="Instead: the full rules with [mqtt] off and on (a Mosquitto started for the run and a second "
+                   "node receiving every send), in alternating rounds (--rounds); prints both rates, their ratio, "
+                   "the CPU per message and the propagation delay.")
 @click.option("--prune", type=int, metavar="SENDS",
               help="Instead: a send history of this many rows, the oldest --prune-hours past [store] retention, and "
                    "-n submit_sm before, during and after the daemon's retention delete.")
 @click.option("--prune-hours", type=float, default=1.0, show_default=True,
               help="With --prune: the hours of sends the delete removes (1: the hourly delete of a running store).")
 def bench(messages, binds, window, policy, rounds, lists, optouts, history, history_recipients, as_json, soak,
-          recipients, deliver, hold, release_rate, prune, prune_hours) -> None:
+          recipients, deliver, hold, release_rate, sync_ab, prune, prune_hours) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -437,9 +441,14 @@ def bench(messages, binds, window, policy, rounds, lists, optouts, history, hist
         smppguard bench --deliver 60000
         smppguard bench --hold 100000
         smppguard bench --prune 30000000 -n 50000
+        smppguard bench --sync -n 100000 --rounds 3
     """
     from ..bench import run_command
 
+    if sync_ab:
+        from .. import bench_sync
+
+        sys.exit(bench_sync.run_command(messages, binds, window, rounds, as_json))
     if prune is not None:
         from .. import bench_prune
 
