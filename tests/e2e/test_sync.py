@@ -409,3 +409,51 @@ def test_a_node_whose_store_was_lost_recovers_its_own_rows_before_it_numbers_new
             assert rows(db_of(b), "SELECT seq, number FROM changelog WHERE node = 'a' ORDER BY seq") == [
                 (1, A1), (2, A2)]
             assert blacklisted(a) == {A1, A2}
+
+
+def test_a_new_node_started_from_an_export_asks_only_for_what_came_after(tmp_path, broker, sender_of):
+    from click.testing import CliRunner
+
+    from smppguard.cli import main
+
+    numbers = list(range(8613400000000, 8613400000000 + 300))
+    with nodes(tmp_path, broker, "a") as (a,):
+        connected(a)
+        db = connect(db_of(a))
+        try:
+            for n in numbers:  # 300 changes of one number each
+                lists.add_blacklist(db, [n], source="carrier", actor="ops")
+        finally:
+            db.close()
+        on_a = sender_of(a)
+        for _ in range(2):
+            assert on_a.submit(SENDER, A1) == Status.ROK
+        wait_for(lambda: a.store.sync.published == 300, what="a publishing its rows")
+        (tmp_path / "c").mkdir()
+        export = tmp_path / "c" / "guard.db"
+        cfg_path = tmp_path / "a.toml"
+        cfg_path.write_text(f'[store]\npath = "{db_of(a)}"\n[mqtt]\nurl = "{broker.url}"\nnode = "a"\n')
+        result = CliRunner().invoke(main, ["sync", "export", "--config", str(cfg_path), str(export)])
+        assert result.exit_code == 0, result.output
+        assert "300 changes, 300 blacklisted" in result.output and "2 sends" in result.output
+        assert rows(export, "SELECT COUNT(*) FROM audit") == [(0,)]
+        with Stack(node_config(tmp_path, "c", broker), store=True) as c:
+            connected(c)
+            in_index(c, lambda index: all(n in index.blacklist for n in numbers))
+            assert c.call(lambda: len(c.store.upkeep.index.history.get(A1) or ())) == 2  # a's sends count on c
+            db = connect(db_of(a))
+            try:
+                lists.add_blacklist(db, [A3], source="complaint", actor="ops")
+            finally:
+                db.close()
+            wait_for(lambda: A3 in blacklisted(c), what="a's next change on c")
+            assert c.store.sync.counts["asked_changes"] == 0  # it held the 300, and asked for none of them
+            assert sender_of(a).submit(SENDER, A2) == Status.ROK  # a live send after the export
+            wait_for(lambda: c.call(lambda: len(c.store.upkeep.index.history.get(A2) or ())) == 1,
+                     what="a's live send counted on c")
+            time.sleep(0.5)
+            assert rows(db_of(c), "SELECT number, node, COUNT(*) FROM send_history GROUP BY number, node") == [
+                (A1, "a", 2), (A2, "a", 1)]  # each once: the copied ones were not asked for again
+            assert c.call(lambda: len(c.store.upkeep.index.history.get(A1) or ())) == 2
+        result = CliRunner().invoke(main, ["sync", "export", "--config", str(cfg_path), str(export)])
+        assert result.exit_code == 2 and "exists" in result.output

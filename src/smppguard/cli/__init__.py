@@ -21,6 +21,7 @@ from .common import load as _load
 from .lists import blacklist, consent, dead, optout, tz
 from .queue import queue
 from .reports import audit, stats
+from .sync import sync
 
 
 @click.group(context_settings=CONTEXT)
@@ -465,7 +466,7 @@ def bench(messages, binds, window, policy, rounds, lists, optouts, history, hist
                          optouts=optouts, history_recipients=history_recipients, rounds=rounds))
 
 
-for command in (blacklist, optout, consent, tz, dead, queue, audit, stats):
+for command in (blacklist, optout, consent, tz, dead, queue, audit, stats, sync):
     main.add_command(command)
 
 

@@ -216,3 +216,43 @@ def own_sends_since(db: sqlite3.Connection, since: float, limit: int = 5000) -> 
     """This node's own sends after `since`, oldest first, at most `limit` (a catch-up asked by another node)."""
     return db.execute("SELECT number, account, sent_at FROM send_history WHERE sent_at > ? AND node IS NULL "
                       "ORDER BY sent_at LIMIT ?", (since, limit)).fetchall()
+
+
+# --- a new node's start ---------------------------------------------------------------------------------------
+
+#: What a copy for another node leaves out: this node's own queue, deliveries, audit and requests are its own.
+_NOT_COPIED = ("held", "message_map", "owed", "audit", "pending_removal")
+
+
+def export_for_new_node(db: sqlite3.Connection, node: str, path: str) -> dict[str, int]:
+    """Write a copy of this store from which a new node starts (Rule 1 holds: it then asks only for the rows made
+    after it). Its rows made here are stamped first, as this node (`node`); its sends are marked as this node's,
+    so the new node counts them without answering them as its own, nor asking for them again; what is this node's alone (its hold queue,
+    audit log, pending removals, sync marks and its store identity) is left out. Returns counts of what it has."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        stamp_local(db, node)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("VACUUM INTO ?", (path,))
+    copy = sqlite3.connect(path, isolation_level=None)
+    try:
+        copy.execute("BEGIN")
+        copy.execute("UPDATE send_history SET node = ? WHERE node IS NULL", (node,))
+        for table in _NOT_COPIED:
+            copy.execute(f"DELETE FROM {table}")
+        copy.execute("DELETE FROM meta WHERE key = 'node_id' OR key LIKE 'sync.%'")
+        # the sends it holds of each node: the new node asks each only for those after its newest
+        newest = copy.execute("SELECT node, MAX(sent_at) FROM send_history WHERE node IS NOT NULL GROUP BY node")
+        copy.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                         [(f"sync.sends.{n}", repr(at)) for n, at in newest.fetchall()])
+        copy.execute("COMMIT")
+        copy.execute("VACUUM")
+        return {"changes": copy.execute("SELECT COUNT(*) FROM changelog").fetchone()[0],
+                "blacklist": copy.execute("SELECT COUNT(*) FROM blacklist").fetchone()[0],
+                "optouts": copy.execute("SELECT COUNT(*) FROM optout").fetchone()[0],
+                "sends": copy.execute("SELECT COUNT(*) FROM send_history").fetchone()[0]}
+    finally:
+        copy.close()
