@@ -132,7 +132,8 @@ def query(db: sqlite3.Connection, *, recipients: tuple[str, ...] = (), rule: str
 
 def stats(db: sqlite3.Connection, *, since: float | None = None, utc_offset_s: int = 0) -> list[dict]:
     """Messages per day, account and rule: refusals and holds from the audit log (every one: a folded row counts
-    `count` times, on the day of its first), accepted sends from the history."""
+    `count` times, on the day of its first), accepted sends from the history: this node's own (another
+    sidecar's sends, kept for the frequency cap, are in that sidecar's stats)."""
     since = since if since is not None else 0.0
     rows = []
     for day, account, rule, action, count in db.execute(
@@ -141,7 +142,7 @@ def stats(db: sqlite3.Connection, *, since: float | None = None, utc_offset_s: i
         rows.append({"day": day, "account": account, "rule": rule, "action": action, "count": count})
     for day, account, count in db.execute(
             "SELECT date(sent_at + ?, 'unixepoch') AS day, account, COUNT(*) FROM send_history "
-            "WHERE sent_at >= ? GROUP BY day, account", (utc_offset_s, since)):
+            "WHERE sent_at >= ? AND node IS NULL GROUP BY day, account", (utc_offset_s, since)):
         rows.append({"day": day, "account": account, "rule": "-", "action": "sent", "count": count})
     rows.sort(key=lambda r: (r["day"], r["account"], r["rule"], r["action"]))
     return rows
