@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -148,6 +149,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: A command line that runs the rest of it as a child that ends with this process, however this process ends (a
+#: test run killed at its time limit, kill -9): PR_SET_PDEATHSIG, as the import workers have it, set by
+#: util-linux's setpriv, which then execs the command (a preexec_fn would run Python in a forked child of a
+#: process with threads). Linux only; elsewhere nothing.
+DIE_WITH_US: tuple[str, ...] = (("setpriv", "--pdeathsig", "KILL", "--")
+                                if sys.platform == "linux" and shutil.which("setpriv") else ())
+
+
 def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE, env: dict | None = None,
                  wrapper: tuple[str, ...] = ()) -> tuple[subprocess.Popen, tuple[str, int]]:
@@ -162,7 +171,8 @@ def start_daemon(tmp_path, config_toml: str, stdout=subprocess.DEVNULL,
     metrics_off = "" if "[metrics]" in config_toml else '\n[metrics]\naddress = ""\n'
     control_off = "" if "[simulator]" in config_toml else '\n[simulator]\ncontrol = ""\n'
     cfg.write_text(f'[listen]\naddress = "127.0.0.1:{port}"\n{config_toml}{metrics_off}{control_off}')
-    daemon = subprocess.Popen([*wrapper, sys.executable, "-m", "smppguard", "run", "--config", str(cfg)],
+    daemon = subprocess.Popen([*DIE_WITH_US, *wrapper, sys.executable, "-m", "smppguard", "run", "--config",
+                               str(cfg)],
                               stdout=stdout, stderr=stderr, text=True,
                               env=None if env is None else {**os.environ, **env})
     deadline = time.monotonic() + 20

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import sqlite3
@@ -39,12 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import smpplib.client  # noqa: E402
 import smpplib.smpp  # noqa: E402
 
-from helpers import free_port  # noqa: E402
+from helpers import DIE_WITH_US, free_port  # noqa: E402
 
 FIRST = 13800000000  # recipients: one new CN mobile per message
-#: The daemons end with this process, however it ends (a test run killed at its time limit): SIGKILL when it dies.
-_SETPRIV = shutil.which("setpriv")
-DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV and sys.platform == "linux" else ()
 
 
 def even_minutes() -> str:

@@ -92,3 +92,30 @@ def test_the_instruction_count_screens_and_settles_every_message_on_the_daemons_
     assert screen_and_settle(db, policy, 250) == 250
     if policy == "full":  # a new recipient each: a second run over the same numbers is refused by the cap
         assert screen_and_settle(db, policy, 250) < 250
+
+
+@pytest.mark.subprocess
+def test_a_daemon_a_test_started_ends_when_the_test_process_is_killed(tmp_path):
+    """A daemon started by a test outlived its test process when that was killed (issue 33): the helpers' children
+    get PR_SET_PDEATHSIG, as the import workers have."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import alive, wait_for
+
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+              "from pathlib import Path\nfrom helpers import start_daemon\n"
+              f"daemon, _ = start_daemon(Path({str(tmp_path)!r}), '[store]\\npath = \"{tmp_path / 'g.db'}\"\\n')\n"
+              "print(daemon.pid, flush=True)\nimport time\ntime.sleep(60)\n")
+    test = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        daemon_pid = int(test.stdout.readline())
+        assert alive(daemon_pid)
+        test.send_signal(signal.SIGKILL)
+        test.wait()
+        wait_for(lambda: not alive(daemon_pid), what="the daemon gone with its test process", timeout=10)
+    finally:
+        test.kill()
+        test.wait()
