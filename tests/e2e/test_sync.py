@@ -58,6 +58,15 @@ def connected(*stacks: Stack) -> None:
     wait_for(lambda: all(s.store.sync.connected for s in stacks), timeout=10, what="nodes connected to the broker")
 
 
+def blacklist_on(node: Stack, numbers: list[int], source: str = "carrier") -> None:
+    """`smppguard blacklist add` on that node's store, as the CLI does it (another process's connection)."""
+    db = connect(db_of(node))
+    try:
+        lists.add_blacklist(db, numbers, source=source, actor="ops")
+    finally:
+        db.close()
+
+
 def in_index(node: Stack, check) -> None:
     wait_for(lambda: node.call(lambda: check(node.store.upkeep.index)), timeout=5, what="the change in the Index")
 
@@ -278,11 +287,7 @@ def test_events_reach_other_systems_with_the_recipient_masked(tmp_path, broker, 
     try:
         with nodes(tmp_path, broker, "a") as (a,):
             connected(a)
-            db = connect(db_of(a))
-            try:
-                lists.add_blacklist(db, [A1], source="complaint", actor="ops")
-            finally:
-                db.close()
+            blacklist_on(a, [A1], "complaint")
             in_index(a, lambda index: A1 in index.blacklist)
             assert sender_of(a).submit(SENDER, A1) == REFUSED
             got = wait_for(lambda: w.on("smppguard/events/refused"), what="a refused event")
@@ -304,11 +309,7 @@ def test_healthz_says_degraded_not_down_while_the_broker_is_away_and_status_name
 
     with nodes(tmp_path, broker, "a", "b") as (a, b):
         connected(a, b)
-        db = connect(db_of(b))
-        try:
-            lists.add_blacklist(db, [A1], source="carrier", actor="ops")
-        finally:
-            db.close()
+        blacklist_on(b, [A1], "carrier")
         wait_for(lambda: A1 in blacklisted(a), what="b's change on a")
         server = MetricsServer(State(Metrics(), a.proxy, a.store))
         code, _, body = a.call(lambda: server.respond("GET", "/healthz"))
@@ -359,11 +360,7 @@ def test_over_tls_with_passwords_and_the_readme_acl_a_node_cannot_publish_as_ano
         with Stack(cfg_a, store=True) as a, Stack(cfg_b, store=True) as b, Stack(cfg_bad, store=True) as c, \
                 Stack(cfg_untrusted, store=True) as d:
             connected(a, b)
-            db = connect(db_of(a))
-            try:
-                lists.add_blacklist(db, [A1], source="carrier", actor="ops")
-            finally:
-                db.close()
+            blacklist_on(a, [A1], "carrier")
             wait_for(lambda: A1 in blacklisted(b), timeout=3, what="a's change on b, over TLS")
             # mallory may log in but not publish as node a: the broker drops it, b never sees it
             import paho.mqtt.client as mqtt
@@ -389,11 +386,7 @@ def test_a_node_whose_store_was_lost_recovers_its_own_rows_before_it_numbers_new
         a_config = node_config(tmp_path, "a", broker)
         with Stack(a_config, store=True) as a:
             connected(a, b)
-            db = connect(db_of(a))
-            try:
-                lists.add_blacklist(db, [A1], source="carrier", actor="ops")
-            finally:
-                db.close()
+            blacklist_on(a, [A1], "carrier")
             wait_for(lambda: A1 in blacklisted(b), what="a's first change on b")
             wait_for(lambda: a.store.sync.published == 1, what="a's hello naming it")
             time.sleep(1.0)  # a retained hello with it
@@ -441,11 +434,7 @@ def test_a_new_node_started_from_an_export_asks_only_for_what_came_after(tmp_pat
             connected(c)
             in_index(c, lambda index: all(n in index.blacklist for n in numbers))
             assert c.call(lambda: len(c.store.upkeep.index.history.get(A1) or ())) == 2  # a's sends count on c
-            db = connect(db_of(a))
-            try:
-                lists.add_blacklist(db, [A3], source="complaint", actor="ops")
-            finally:
-                db.close()
+            blacklist_on(a, [A3], "complaint")
             wait_for(lambda: A3 in blacklisted(c), what="a's next change on c")
             assert c.store.sync.counts["asked_changes"] == 0  # it held the 300, and asked for none of them
             assert sender_of(a).submit(SENDER, A2) == Status.ROK  # a live send after the export
