@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import gc
 import logging
 import signal
@@ -149,6 +150,7 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             await store.close()
         if simulator is not None:
             await simulator.stop()
+        log.info("stopped" + (": the store is saved and closed" if store is not None else ""))
 
 
 async def _watchdog() -> None:
@@ -167,6 +169,7 @@ class Reloader:
 
     def __init__(self, config: Config, store: "OpenStore", proxy: ProxyServer):
         self.config = config
+        self.started = config  # what the settings that need a restart still are, whatever was read since
         self.store = store
         self.proxy = proxy
         self._running: asyncio.Task | None = None
@@ -186,7 +189,8 @@ class Reloader:
         sdnotify.reloading()
         try:
             try:
-                new = await asyncio.get_running_loop().run_in_executor(None, load_config, old.source)
+                new = await asyncio.get_running_loop().run_in_executor(  # every error, as check-config says them
+                    None, functools.partial(load_config, old.source, all_errors=True))
             except ConfigError as e:
                 log.error("SIGHUP: %s is not valid; the config in force stays: %s", old.source, e)
                 return False
@@ -202,21 +206,22 @@ class Reloader:
             sdnotify.notify("READY=1")
 
     def apply(self, new: Config) -> list[str]:
-        old, store, proxy = self.config, self.store, self.proxy
+        # against what runs: a file that went back to the running value needs no restart, whatever came between
+        running, store, proxy = self.started, self.store, self.proxy
         restart = [what for what, same in (
-            ("[listen] address", old.listen.address == new.listen.address),
-            ("[listen] tls_*", (old.listen.tls_cert, old.listen.tls_key, old.listen.tls_client_ca)
+            ("[listen] address", running.listen.address == new.listen.address),
+            ("[listen] tls_*", (running.listen.tls_cert, running.listen.tls_key, running.listen.tls_client_ca)
              == (new.listen.tls_cert, new.listen.tls_key, new.listen.tls_client_ca)),
-            ("[upstream]", old.upstream == new.upstream),
-            ("[store]", old.store == new.store),
-            ("[metrics] address", old.metrics == new.metrics),
-            ("[simulator]", old.simulator == new.simulator),
-            ("[audit] recipient / salt", (old.audit.recipient, old.audit.salt) == (new.audit.recipient,
-                                                                                  new.audit.salt)),
-            ("[text]", old.text == new.text),
+            ("[upstream]", running.upstream == new.upstream),
+            ("[store]", running.store == new.store),
+            ("[metrics] address", running.metrics == new.metrics),
+            ("[simulator]", running.simulator == new.simulator),
+            ("[audit] recipient / salt",
+             (running.audit.recipient, running.audit.salt) == (new.audit.recipient, new.audit.salt)),
+            ("[text]", running.text == new.text),
         ) if not same]
         policy = new.policy
-        if policy.history_span_s > old.policy.history_span_s:
+        if policy.history_span_s > self.config.policy.history_span_s:
             restart.append("a longer [rules.frequency] period (sends older than the old one are counted after a "
                            "restart)")
         store.screening.policy = policy
@@ -236,7 +241,8 @@ class Reloader:
                 observer.fold = new.audit.fold
             elif isinstance(observer, logs.VerdictLog) and new.log.verdicts != "off":
                 observer.level = logging.getLevelName(new.log.verdicts.upper())
-        if (old.log.verdicts == "off") != (new.log.verdicts == "off"):
+        logging_verdicts = any(isinstance(o, logs.VerdictLog) for o in store.hooks.observers)
+        if logging_verdicts != (new.log.verdicts != "off"):
             restart.append("[log] verdicts on or off")
         logs.configure(new.log.level, new.log.format)
         proxy.apply_limits(new)

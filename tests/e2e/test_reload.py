@@ -125,3 +125,32 @@ def test_the_watchdog_is_fed_at_half_the_interval_systemd_sets(tmp_path, notify_
         proc.wait(30)
     assert got[0].startswith("READY=1")
     assert got.count("WATCHDOG=1") >= 2
+
+
+def test_sighup_compares_with_what_runs_names_every_error_and_sigterm_says_it_stopped(tmp_path):
+    """Issue 33: a file that went back to the running [store] path still 'needed a restart'; an invalid file
+    showed its first error only (check-config shows all); SIGTERM logged no final line."""
+    log = tmp_path / "daemon.log"
+    with open(log, "w") as err:
+        proc, _address = start_daemon(tmp_path, RULES.format(word="casino"), stderr=err)
+    config = tmp_path / "smppguard.toml"
+    off = '[metrics]\naddress = ""\n[simulator]\ncontrol = ""\n'  # as start_daemon wrote them
+    try:
+        rewrite(config, RULES.format(word="casino").replace('path = "guard.db"', 'path = "other.db"') + off)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "these need a restart to change: [store]" in log.read_text(), what="the restart note")
+        rewrite(config, RULES.format(word="lottery") + off)  # the store as it runs again
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: log.read_text().count("read again and in force") == 2, what="the second reload")
+        last = [line for line in log.read_text().splitlines() if "read again and in force" in line][-1]
+        assert "restart" not in last, last
+        rewrite(config, RULES.format(word="lottery") + off + "[rulez]\nx = 1\n[hold]\nmax_hold = \"soon\"\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "is not valid; the config in force stays" in log.read_text(), what="the refusal")
+        text = log.read_text()
+        assert "rulez: unknown table" in text and "hold.max_hold: " in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0
+    assert log.read_text().splitlines()[-1].endswith(" INFO smppguard: stopped: the store is saved and closed")
