@@ -22,12 +22,18 @@ origin; it exits 1 on any difference.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 import os
+import random
 import shutil
 import signal
+import sqlite3
 import statistics
+import struct
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -48,6 +54,7 @@ from .bench import (
     _Numbers,
     _run_loop,
     _set_up,
+    _stop,
     _tail,
     _terminated_cleanly,
     _wait_accepting,
@@ -327,3 +334,483 @@ def format_sync(r: dict[str, Any]) -> str:
 def run_command(messages: int, binds: int, window: int, rounds: int, as_json: bool) -> int:
     """`smppguard bench --sync`: measure, print the figures (or what went wrong), return the exit status."""
     return report(lambda: run_sync_comparison(messages, binds, window, rounds=rounds), format_sync, as_json)
+
+
+# --- the soak: three nodes, one broker that dies ------------------------------------------------------------------
+
+SOAK_NODES = ("a", "b", "c")
+SOAK_SENDER = "10690000"
+SOAK_ACCOUNT = "soak"
+SOAK_POOL = 50_000  # recipients 8613700000000 .. + SOAK_POOL, shared by the three nodes' load
+SOAK_FIRST = 8613700000000
+SOAK_CAP = 10  # sends per recipient in 30 days: reached by some recipients over half an hour
+SOAK_POLICY = ('[policy]\ndefault_region = "CN"\nfallback_zone = "Asia/Shanghai"\n\n'
+               '[rules.quiet_hours]\nenabled = false\n\n'
+               f'[rules.frequency]\nmax = {SOAK_CAP}\nperiod = "30d"\nmin_interval = "0s"\n')
+SOAK_TEXT = b"smppguard soak: spring sale, 20% off everything this week"
+#: What every node must hold the same of at the end (full rows).
+SOAK_TABLES = {"blacklist": "SELECT number, source, reason, added_at FROM blacklist",
+               "optout": "SELECT number, scope, scope_key, source, keyword, added_at FROM optout",
+               "consent": "SELECT number, scope_key, status, source, wording, granted_at, confirmed_at FROM consent",
+               "dead": "SELECT number, reason, marked_at, expires_at FROM dead"}
+
+
+class _SoakNode:
+    def __init__(self, name: str, root: Path, broker: Broker):
+        self.name = name
+        self.dir = root / name
+        self.dir.mkdir()
+        self.config = self.dir / "smppguard.toml"
+        self.db = self.dir / "guard.db"
+        self.log = self.dir / "daemon.log"
+        self.smpp = ("127.0.0.1", _free_port())
+        self.control = ("127.0.0.1", _free_port())
+        self.metrics = ("127.0.0.1", _free_port())
+        self.config.write_text(
+            f'[listen]\naddress = "127.0.0.1:{self.smpp[1]}"\n\n'
+            f'[simulator]\ncontrol = "127.0.0.1:{self.control[1]}"\n\n'
+            f'[metrics]\naddress = "127.0.0.1:{self.metrics[1]}"\n\n'
+            f'[store]\npath = "{self.db}"\n\n[log]\nlevel = "info"\nverdicts = "off"\n\n'
+            + SOAK_POLICY + mqtt_toml(broker.url, name))
+        self.proc: subprocess.Popen | None = None
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.accepted: collections.Counter[int] = collections.Counter()  # per recipient, what this node accepted
+        self.delivers = 0
+        self.mo_sent = 0
+        self.skipped = 0
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "SMPPGUARD_CONFIG"}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(self.config)],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.dir, env=env, start_new_session=True)
+        _wait_accepting(self.proc, self.smpp, f"node {self.name}", self.log, 30.0)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "smppguard", *args[:2], "--config", str(self.config), *args[2:]],
+                              input=stdin, capture_output=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "SMPPGUARD_CONFIG"})
+
+
+_HDR = struct.Struct(">IIII")
+
+
+class _SoakClient(asyncio.Protocol):
+    """One transceiver bind into a node: submit_sm to pool recipients, answers every deliver_sm (the TD replies
+    the proxy passes on) and enquire_link."""
+
+    def __init__(self, node: _SoakNode):
+        from .smpp.commands import CommandId
+
+        self.node = node
+        self.ids = CommandId
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.seq = 0
+        self.outstanding: dict[int, int] = {}
+        self.bound: asyncio.Future | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.lost = True
+        if self.bound is not None and not self.bound.done():
+            self.bound.set_exception(ConnectionError(f"node {self.node.name}: connection lost"))
+
+    def _write(self, command_id: int, body: bytes, seq: int | None = None) -> int:
+        from .smpp.pdu import build
+
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        assert self.transport is not None
+        self.transport.write(build(command_id, seq, body))
+        return seq
+
+    async def bind(self) -> None:
+        from .smpp.fields import encode_body
+
+        self.bound = asyncio.get_running_loop().create_future()
+        self._write(self.ids.BIND_TRANSCEIVER, encode_body(self.ids.BIND_TRANSCEIVER, system_id=SOAK_ACCOUNT,
+                                                           password="soak", system_type="", interface_version=0x34))
+        status = await asyncio.wait_for(self.bound, 10)
+        if status:
+            raise BenchError(f"node {self.node.name}: bind_transceiver refused with 0x{status:08X}")
+
+    def submit(self, number: int) -> None:
+        from .smpp.fields import encode_body
+
+        seq = self._write(self.ids.SUBMIT_SM, encode_body(
+            self.ids.SUBMIT_SM, source_addr_ton=0, source_addr_npi=0, source_addr=SOAK_SENDER, dest_addr_ton=1,
+            dest_addr_npi=1, destination_addr=str(number), registered_delivery=0, data_coding=0,
+            short_message=SOAK_TEXT))
+        self.outstanding[seq] = number
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while len(buf) >= 16:
+            length, command_id, status, seq = _HDR.unpack_from(buf)
+            if len(buf) < length:
+                break
+            del buf[:length]
+            if command_id == self.ids.SUBMIT_SM_RESP:
+                number = self.outstanding.pop(seq, None)
+                self.node.statuses[status] += 1
+                if status == 0 and number is not None:
+                    self.node.accepted[number] += 1
+            elif command_id == self.ids.DELIVER_SM:
+                self.node.delivers += 1
+                self._write(self.ids.DELIVER_SM_RESP, b"\x00", seq)
+            elif command_id == self.ids.ENQUIRE_LINK:
+                self._write(self.ids.ENQUIRE_LINK_RESP, b"", seq)
+            elif command_id == self.ids.BIND_TRANSCEIVER_RESP and self.bound is not None and not self.bound.done():
+                self.bound.set_result(status)
+            elif command_id == self.ids.GENERIC_NACK:
+                self.node.statuses[-1] += 1
+
+
+def _pool_number(rng: random.Random) -> int:
+    return SOAK_FIRST + rng.randrange(SOAK_POOL)
+
+
+def _post_mo(control: tuple[str, int], number: int) -> None:
+    req = urllib.request.Request(f"http://{control[0]}:{control[1]}/mo", method="POST",
+                                 data=json.dumps({"from": f"+{number}", "to": SOAK_SENDER, "text": "TD"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        resp.read()
+
+
+def _read_only(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def soak_state(nodes: list[_SoakNode]) -> dict[str, Any]:
+    """Per node: the rows of each list table, and per origin the sends per recipient it counts."""
+    out: dict[str, Any] = {}
+    for n in nodes:
+        conn = _read_only(n.db)
+        try:
+            lists = {t: set(conn.execute(q).fetchall()) for t, q in SOAK_TABLES.items()}
+            sends: dict[str, dict[int, int]] = {}
+            for origin in (m.name for m in nodes):
+                where = "node IS NULL" if origin == n.name else "node = ?"
+                args = () if origin == n.name else (origin,)
+                sends[origin] = dict(conn.execute(f"SELECT number, COUNT(*) FROM send_history WHERE {where} "
+                                                  "GROUP BY number", args).fetchall())
+        finally:
+            conn.close()
+        out[n.name] = {"lists": lists, "sends": sends}
+    return out
+
+
+def _keys(table: str, rows: set[tuple]) -> set:
+    width = {"optout": 3, "consent": 2}.get(table, 1)
+    return {r[:width] for r in rows}
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:,.1f} ms"
+
+
+def soak_differences(state: dict[str, Any]) -> list[str]:
+    """What is not the same on every node (empty: all the same)."""
+    names = sorted(state)
+    first = names[0]
+    diffs = []
+    for table in SOAK_TABLES:
+        for other in names[1:]:
+            x, y = state[first]["lists"][table], state[other]["lists"][table]
+            if x != y:
+                diffs.append(f"{table}: {first} has {len(x):,} rows, {other} {len(y):,}; {len(x - y):,} only on "
+                             f"{first} (e.g. {sorted(x - y)[:2]}), {len(y - x):,} only on {other} (e.g. "
+                             f"{sorted(y - x)[:2]}); by key {len(_keys(table, x) ^ _keys(table, y)):,} differ")
+    for origin in names:
+        base = state[origin]["sends"][origin]
+        for other in names:
+            if other == origin:
+                continue
+            seen = state[other]["sends"][origin]
+            if seen != base:
+                wrong = [k for k in set(base) | set(seen) if base.get(k, 0) != seen.get(k, 0)]
+                diffs.append(f"sends of {origin}: {origin} counts {sum(base.values()):,}, {other} "
+                             f"{sum(seen.values()):,}; {len(wrong):,} recipients differ (e.g. "
+                             + ", ".join(f"{k}: {base.get(k, 0)} vs {seen.get(k, 0)}" for k in sorted(wrong)[:3])
+                             + ")")
+    return diffs
+
+
+async def _soak(nodes: list[_SoakNode], broker: Broker, minutes: float, rate: float, settle: float,
+                seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    end = time.monotonic() + minutes * 60
+    clients: dict[str, _SoakClient] = {}
+    cli_results: collections.Counter[str] = collections.Counter()
+    cli_failures: list[str] = []
+    kills: list[tuple[float, float]] = []
+    optouts_made: list[int] = []
+    started = time.monotonic()
+
+    async def connect(n: _SoakNode) -> _SoakClient:
+        _, c = await loop.create_connection(lambda: _SoakClient(n), *n.smpp)
+        await c.bind()
+        return c
+
+    for n in nodes:
+        clients[n.name] = await connect(n)
+
+    async def load(n: _SoakNode) -> None:
+        tick = 0.1
+        per_tick = rate * tick
+        owed = 0.0
+        while time.monotonic() < end:
+            await asyncio.sleep(tick)
+            c = clients[n.name]
+            if c.lost:
+                if not n.alive():
+                    raise BenchError(f"node {n.name} exited ({n.proc.returncode if n.proc else '?'}):\n"
+                                     f"{_tail(n.log)}")
+                clients[n.name] = c = await connect(n)
+            owed += per_tick
+            k = int(owed)
+            owed -= k
+            for _ in range(k):
+                if len(c.outstanding) >= 200:
+                    n.skipped += 1
+                    continue
+                c.submit(_pool_number(rng))
+
+    async def cli(n: _SoakNode, *args: str, ok: tuple[int, ...] = (0,), stdin: bytes | None = None) -> None:
+        done = await asyncio.to_thread(n.cli, *args, stdin=stdin)
+        what = " ".join(args[:2])
+        cli_results[what] += 1
+        if done.returncode not in ok:
+            cli_failures.append(f"{n.name}: smppguard {' '.join(args)} -> {done.returncode}: "
+                                f"{(done.stderr or done.stdout).decode(errors='replace').strip()[-300:]}")
+
+    async def changes(n: _SoakNode, import_at: float) -> None:
+        imported = False
+        while time.monotonic() < end:
+            await asyncio.sleep(rng.uniform(5, 15))
+            if time.monotonic() >= end:
+                return
+            if not imported and time.monotonic() >= import_at:
+                imported = True  # a few thousand numbers: some of the shared pool, the rest new
+                numbers = rng.sample(range(SOAK_POOL), 1000)
+                rows = [f"+{SOAK_FIRST + x},carrier,soak import {n.name}" for x in numbers]
+                rows += [f"+86139{rng.randrange(10**8):08d},complaint,soak import {n.name}" for _ in range(3000)]
+                await cli(n, "blacklist", "import", "--silent", "-", stdin=("\n".join(rows) + "\n").encode())
+                continue
+            number = _pool_number(rng)
+            kind = rng.choices(["black", "optout", "unoptout", "consent", "revoke", "unblack"],
+                               [4, 4, 2, 2, 1, 1])[0]
+            if kind == "black":
+                await cli(n, "blacklist", "add", f"+{number}", "--source", rng.choice(["complaint", "manual"]),
+                          "--reason", f"soak on {n.name}")
+            elif kind == "optout":
+                optouts_made.append(number)
+                await cli(n, "optout", "add", f"+{number}", "--scope", "sender", "--key", SOAK_SENDER,
+                          "--keyword", "TD")
+            elif kind == "unoptout" and optouts_made:  # one made on any node: the removal races its add
+                await cli(n, "optout", "remove", f"+{rng.choice(optouts_made)}", "--scope", "sender", "--key",
+                          SOAK_SENDER, ok=(0, 1))
+            elif kind == "consent":
+                await cli(n, "consent", "grant", f"+{number}", "--source", f"soak {n.name}", "--confirmed")
+            elif kind == "revoke":
+                await cli(n, "consent", "revoke", f"+{number}", ok=(0, 1))
+            elif kind == "unblack":
+                await cli(n, "blacklist", "remove", f"+{number}", "--reason", "soak", ok=(0, 1))
+
+    async def replies(n: _SoakNode) -> None:
+        while time.monotonic() < end:
+            await asyncio.sleep(rng.uniform(2, 6))
+            try:
+                await asyncio.to_thread(_post_mo, n.control, _pool_number(rng))
+                n.mo_sent += 1
+            except (OSError, ValueError) as e:
+                cli_failures.append(f"{n.name}: POST /mo: {e}")
+
+    async def killer() -> None:
+        while True:
+            await asyncio.sleep(rng.uniform(45, 180))
+            if time.monotonic() >= end - 30:
+                return
+            down = rng.uniform(0, 8)
+            await asyncio.to_thread(broker.restart, down)
+            kills.append((round(time.monotonic() - started, 1), round(down, 1)))
+            say(f"[{time.monotonic() - started:7.0f} s] broker killed, started again empty after {down:.1f} s "
+                f"(restart {broker.restarts})")
+
+    async def progress() -> None:
+        while time.monotonic() < end:
+            await asyncio.sleep(60)
+            sent = sum(sum(n.statuses.values()) for n in nodes)
+            say(f"[{time.monotonic() - started:7.0f} s] {sent:,} submit_sm answered, "
+                f"{sum(n.mo_sent for n in nodes)} TD replies, {sum(cli_results.values())} list changes, "
+                f"{broker.restarts} broker restarts")
+            for n in nodes:
+                if not n.alive():
+                    raise BenchError(f"node {n.name} exited:\n{_tail(n.log)}")
+
+    span = minutes * 60
+    work = [load(n) for n in nodes] + [replies(n) for n in nodes] + [killer(), progress()]
+    work += [changes(n, started + span * (0.2 + 0.25 * i)) for i, n in enumerate(nodes)]
+    tasks_ = [asyncio.ensure_future(w) for w in work]
+    try:
+        done, _ = await asyncio.wait(tasks_, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks_:
+            t.cancel()
+        await asyncio.gather(*tasks_, return_exceptions=True)
+    # the load's last answers, then the settle period: no new change; the nodes catch up with each other
+    await asyncio.sleep(2)
+    for c in clients.values():
+        if c.transport is not None:
+            c.transport.close()
+    say(f"[{time.monotonic() - started:7.0f} s] load and changes stopped; settling (up to {settle:.0f} s)")
+    settled_at = time.monotonic()
+    state = diffs = None
+    while True:
+        await asyncio.sleep(10)
+        state = await asyncio.to_thread(soak_state, nodes)
+        diffs = soak_differences(state)
+        if not diffs and time.monotonic() - settled_at >= 20 or time.monotonic() - settled_at >= settle:
+            break
+    statuses = {n.name: sync_status(n.metrics) for n in nodes}
+    return {"state": state, "differences": diffs, "settle_s": time.monotonic() - settled_at, "kills": kills,
+            "cli": dict(cli_results), "cli_failures": cli_failures, "statuses": statuses}
+
+
+def run_soak(minutes: float = 30.0, rate: float = 100.0, settle: float = 180.0, seed: int | None = None,
+             say: Callable[[str], None] = print) -> int:
+    """scripts/soak-sync: the soak (see the module's text); prints what it did and found; 0 when every node ends
+    with the same lists and the same sends, 1 otherwise."""
+    seed = seed if seed is not None else random.randrange(2**31)
+    root = Path(tempfile.mkdtemp(prefix="smppguard-soak-sync-"))
+    broker = Broker(root / "broker")
+    nodes = [_SoakNode(name, root, broker) for name in SOAK_NODES]
+    say(f"soak-sync: {minutes:g} min, {rate:g} submit_sm/s into each of nodes {', '.join(SOAK_NODES)}, "
+        f"{SOAK_POOL:,} shared recipients, seed {seed}; folder {root}")
+    failed = True
+    try:
+        broker.start()
+        for n in nodes:
+            n.start()
+        say(f"broker {broker.url}; nodes " + ", ".join(f"{n.name} smpp {n.smpp[1]} control {n.control[1]} "
+                                                      f"metrics {n.metrics[1]}" for n in nodes))
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while not all(sync_status(n.metrics)["connected"] for n in nodes):
+            if time.monotonic() > deadline:
+                raise BenchError("the nodes did not all connect to the broker")
+            time.sleep(0.2)
+        limit = minutes * 60 + settle + 300
+
+        async def main() -> dict[str, Any]:
+            task = asyncio.current_task()
+            assert task is not None
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+            return await asyncio.wait_for(_soak(nodes, broker, minutes, rate, settle, seed, say), limit)
+
+        try:
+            r = asyncio.run(main())
+        except asyncio.CancelledError:
+            say("interrupted: stopping everything")
+            return 130
+        except TimeoutError:
+            say(f"error: the soak did not end within {limit:.0f} s")
+            return 1
+        failed = _soak_report(r, nodes, broker, say)
+        return 1 if failed else 0
+    except BenchError as e:
+        say(f"error: {e}")
+        return 1
+    finally:
+        for n in nodes:
+            if n.proc is not None:
+                _stop(n.proc)
+        broker.stop()
+        if failed:
+            say(f"logs and stores kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _soak_report(r: dict[str, Any], nodes: list[_SoakNode], broker: Broker, say: Callable[[str], None]) -> bool:
+    state = r["state"]
+    say("")
+    say(f"broker restarts (killed, started again empty): {broker.restarts}  at s (down s): "
+        + ", ".join(f"{at:.0f} ({down:.1f})" for at, down in r["kills"]))
+    say("list changes through the CLI: " + ", ".join(f"{k} {v}" for k, v in sorted(r["cli"].items())))
+    for n in nodes:
+        s = r["statuses"][n.name]
+        answered = sum(n.statuses.values())
+        refused = {f"0x{k:02X}" if k >= 0 else "nack": v for k, v in sorted(n.statuses.items()) if k}
+        local = sum(state[n.name]["sends"][n.name].values())
+        say(f"node {n.name}: {answered:,} submit_sm answered, {n.statuses[0]:,} accepted (in its store: {local:,}), "
+            f"refused {refused}, {n.skipped:,} not sent (window full); {n.mo_sent} TD replies injected, "
+            f"{n.delivers} deliver_sm passed on")
+        say(f"        sync delay p50 {_ms(s['delay_p50_s'])}, p99 {_ms(s['delay_p99_s'])}; connects "
+            f"{s['counts'].get('connects', 0)}, asked changes {s['counts'].get('asked_changes', 0)}, asked sends "
+            f"{s['counts'].get('asked_sends', 0)}, lag " + ", ".join(f"{x['node']} {x['lag_changes']}"
+                                                                      for x in s["nodes"])
+            + (f"; behind: {s['behind']}" if s["behind"] else ""))
+    first = state[nodes[0].name]["lists"]
+    say("lists (rows on each node): " + ", ".join(
+        f"{t} " + "/".join(f"{len(state[n.name]['lists'][t]):,}" for n in nodes) for t in first))
+    totals = collections.Counter()
+    for origin in (n.name for n in nodes):
+        for number, count in state[origin]["sends"][origin].items():
+            totals[number] += count
+    over = [c - SOAK_CAP for c in totals.values() if c > SOAK_CAP]
+    say(f"sends: {sum(totals.values()):,} to {len(totals):,} recipients; the cap ({SOAK_CAP}) overrun for "
+        f"{len(over)} recipients" + (f", by at most {max(over)}" if over else ""))
+    problems = list(r["differences"])
+    for n in nodes:
+        if n.statuses[0] != sum(state[n.name]["sends"][n.name].values()):
+            problems.append(f"node {n.name} accepted {n.statuses[0]:,} submit_sm but holds "
+                            f"{sum(state[n.name]['sends'][n.name].values()):,} sends of its own")
+    for f in r["cli_failures"]:
+        problems.append(f"failed: {f}")
+    if problems:
+        say(f"\nFAILED after {r['settle_s']:.0f} s of settling:")
+        for p in problems:
+            say(f"  - {p}")
+        return True
+    say(f"\nOK: every node holds the same blacklist, opt-outs, consent and dead numbers, and counts the same sends "
+        f"per recipient of each origin (settled in {r['settle_s']:.0f} s)")
+    return False
+
+
+def soak_main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="scripts/soak-sync", description=(
+        "Three sidecars (nodes a, b, c) through one Mosquitto that is killed at random moments and started again "
+        "empty, under load, list changes and TD replies on every node; exits 1 unless all end the same."))
+    parser.add_argument("--minutes", type=float, default=30.0, help="how long the load runs (default 30)")
+    parser.add_argument("--rate", type=float, default=100.0, help="submit_sm a second into each node (default 100)")
+    parser.add_argument("--settle", type=float, default=180.0,
+                        help="at most this long after the load for the nodes to agree (default 180 s)")
+    parser.add_argument("--seed", type=int, help="the random choices' seed (default: a new one, printed)")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.rate <= 0 or args.settle < 20:
+        parser.error("--minutes and --rate must be positive, --settle at least 20")
+    return run_soak(args.minutes, args.rate, args.settle, args.seed, say=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(soak_main())
