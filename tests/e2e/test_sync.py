@@ -446,3 +446,30 @@ def test_a_new_node_started_from_an_export_asks_only_for_what_came_after(tmp_pat
             assert c.call(lambda: len(c.store.upkeep.index.history.get(A1) or ())) == 2
         result = CliRunner().invoke(main, ["sync", "export", "--config", str(cfg_path), str(export)])
         assert result.exit_code == 2 and "exists" in result.output
+
+
+def test_a_large_import_travels_in_messages_of_bounded_size_and_arrives_whole(tmp_path, broker):
+    from click.testing import CliRunner
+
+    from mosquitto import Watcher
+    from smppguard.cli import main
+
+    numbers = range(8613300000000, 8613300000000 + 250_000)
+    csv = tmp_path / "carrier.csv"
+    csv.write_text("number\n" + "".join(f"+{n}\n" for n in numbers))
+    w = Watcher(broker, "smppguard/changes/a")
+    try:
+        with nodes(tmp_path, broker, "a", "b") as (a, b):
+            connected(a, b)
+            cfg_path = tmp_path / "a.toml"
+            cfg_path.write_text(f'[store]\npath = "{db_of(a)}"\n[policy]\ndefault_region = "CN"\n')
+            result = CliRunner().invoke(main, ["blacklist", "import", "--config", str(cfg_path), "--source",
+                                               "carrier", str(csv)])
+            assert result.exit_code == 0, result.output
+            wait_for(lambda: rows(db_of(b), "SELECT COUNT(*) FROM blacklist")[0][0] == 250_000, timeout=30,
+                     what="the whole import on b")
+            in_index(b, lambda index: all(n in index.blacklist for n in numbers[::4999]))
+        sizes = [len(p) for p in w.on("smppguard/changes/a")]
+        assert len(sizes) >= 3 and max(sizes) < 2_500_000, sizes  # an import's row is at most 100,000 numbers
+    finally:
+        w.close()

@@ -43,6 +43,23 @@ log = logging.getLogger("smppguard.sync")
 BACKOFF_S = (0.5, 30.0)  # first and longest wait before reconnecting (doubling, with jitter)
 ROWS_PER_MESSAGE = 200  # change-log rows per message (a batch row of an import counts as one)
 ANSWER_MESSAGES = 25  # messages of rows per answer to a catch-up request
+#: numbers per message (and per writer job applying remote rows): an import's batch row holds up to 100,000, and
+#: a message of 200 of them would be 300 MB; applying 100,000 takes the writer about 0.2 s
+NUMBERS_PER_MESSAGE = 100_000
+
+
+def _by_size(rows: list[Change]) -> list[list[Change]]:
+    """Rows in runs of at most NUMBERS_PER_MESSAGE numbers (a row is never split), in order."""
+    runs: list[list[Change]] = []
+    size = NUMBERS_PER_MESSAGE
+    for r in rows:
+        n = max(1, len(r.numbers))
+        if size + n > NUMBERS_PER_MESSAGE:
+            runs.append([])
+            size = 0
+        runs[-1].append(r)
+        size += n
+    return runs
 ASK_AGAIN_S = 3.0
 TICK = 1e-6  # a gap still open this long after it was asked for is asked for again
 _QUIET_S = 60.0
@@ -358,26 +375,27 @@ class Sync:
         rows, self._remote = self._remote, []
         sends, self._remote_sends = self._remote_sends, collections.defaultdict(list)
         threshold = self.correlation_threshold()
-        if rows:
+        for run in _by_size(rows):
             try:
-                applied = await self.writer.submit(lambda db: peers.apply_remote(db, rows,
-                                                                                 correlation_threshold=threshold))
+                applied = await self.writer.submit(lambda db, run=run: peers.apply_remote(
+                    db, run, correlation_threshold=threshold))
             except (sqlite3.Error, ValueError):
                 log.exception("MQTT: %d remote change rows could not be written; they will be asked for again",
-                              len(rows))
+                              len(run))
             else:
                 self.counts["rows_applied"] += applied.written
                 self.counts["rows_duplicate"] += applied.duplicates
                 self.counts["numbers_lost"] += applied.lost
-                if any(r.node == self.node for r in rows):  # its own rows, recovered from the others
+                if any(r.node == self.node for r in run):  # its own rows, recovered from the others
                     self.head = await self._read(peers.head, self._db, self.node)
                 if applied.restored:
                     log.warning("MQTT: %d numbers back on the blacklist: a complaint or opt-out made on another "
                                 "node during their observation period cancelled their removal", applied.restored)
+        if rows:
             self._dirty = True
             self._wake.set()
         for node, batch in sends.items():
-            until = max(t for _, _, t in batch)
+            until = self.origins[node].sends_until or max(t for _, _, t in batch)  # an answer's may be older
             try:
                 await self.writer.submit(lambda db, node=node, batch=batch, until=until: (
                     peers.record_remote_sends(db, node, batch), _set_meta(db, f"sync.sends.{node}", repr(until))))
@@ -409,6 +427,7 @@ class Sync:
                     self.unpublished_since = time.monotonic()
                 rows = await self._read(peers.rows_of, db, self.node, self.published, None, ROWS_PER_MESSAGE)
                 if rows:
+                    rows = _by_size(rows)[0]
                     await client.publish(self.topics.changes(self.node), wire.encode_changes(self.node, rows), qos=1)
                     self.published = rows[-1].seq
                     self.counts["rows_published"] += len(rows)
@@ -590,6 +609,7 @@ class Sync:
                 rows = await self._read(peers.rows_of, db, r.origin, after, r.upto, ROWS_PER_MESSAGE)
                 if not rows:
                     return
+                rows = _by_size(rows)[0]
                 self.counts["answered_changes"] += len(rows)
                 await self._publish_quietly(to, wire.encode_changes(self.node, rows))
                 after = rows[-1].seq
