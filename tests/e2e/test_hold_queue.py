@@ -1390,3 +1390,26 @@ def test_messages_held_before_a_restart_still_count_for_the_frequency_cap(tmp_pa
         assert s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=OFFER.encode(), **SUBMIT)[0] == \
             Status.RSUBMITFAIL  # the two held by the earlier daemons count (max 2)
         s.close()
+
+
+def test_a_held_message_of_a_class_the_cap_does_not_count_is_not_counted_after_a_recount(tmp_path):
+    """Quiet hours hold both classes, the cap counts marketing only: a held notice never counts, not even after
+    the queue's recount (which counts rows it does not know, held before a restart)."""
+    policy = POLICY.replace('action = "hold"', 'action = "hold"\nclasses = ["marketing", "notice"]') + """
+[[classes]]
+name = "notice"
+patterns = ["^Notice"]
+"""
+    clock = Clock(NIGHT)
+    with Stack(config(tmp_path, policy), store=True, clock=clock) as stack:
+        s = Raw(stack)
+
+        def submit(text: str) -> int:
+            return s.ask(CommandId.SUBMIT_SM, destination_addr=A, short_message=text.encode(), **SUBMIT)[0]
+
+        assert [submit("Notice: your parcel"), submit("Notice: your bill")] == [Status.ROK, Status.ROK]
+        stack.call(lambda: setattr(stack.store.holds, "_next_states", 0.0))  # recount at the next round
+        wait_for(lambda: stack.store.holds._next_states > 0.0, what="the queue's recount")
+        assert [submit(OFFER), submit(OFFER)] == [Status.ROK, Status.ROK]  # held: the notices did not count
+        assert submit(OFFER) == Status.RSUBMITFAIL  # the cap (2) counts the marketing ones
+        s.close()

@@ -134,9 +134,10 @@ class HoldQueue:
         self._count = 0  # rows in the queue
         self.ids = IdMap()  # SMSC id <-> proxy id of released messages
         self._groups: dict[tuple, tuple[str, float]] = {}  # a concatenated message's key -> its group, until when
-        # proxy id -> [number, history key, release time it counts at (None: not counting now)] of each held
-        # row that counts for the frequency cap (a concatenated message's first part only)
+        # proxy id -> [number, history key (None: its class is not counted), release time it counts at (None: not
+        # counting now), when it was held (in holds)] of each held row (a concatenated message's first part only)
         self._counted: dict[str, list[list]] = {}
+        self._holds = 0  # holds so far: a recount does not forget rows held while it read the store
         self._owed = 0
         self._owed_inflight: set[int] = set()
         self._pending = 0  # holds and cancels waiting for their commit
@@ -173,7 +174,9 @@ class HoldQueue:
             log.info("hold queue: %d messages held", self._count)
         self._task = tasks.spawn(self._run(), name="hold queue")
 
-    def _load_ids(self, ids: Iterable[tuple]) -> None:
+    def _load_ids(self, ids: Iterable[tuple], holds_before: float = float("inf")) -> None:
+        """The queue's rows as the store has them; `holds_before`: the holds made before the store was read (the
+        rows of later ones may be missing from `ids`, and stay counted)."""
         self._ids.clear()
         self._per_account.clear()
         held: dict[str, list[tuple]] = {}
@@ -186,28 +189,32 @@ class HoldQueue:
         self._count = sum(self._per_account.values())
         # the store is the truth: rows the CLI dropped or released give their place back; rows held before a
         # restart count again (their class is not kept: counted as the counting rule's key for the number)
-        for proxy_id in [p for p in self._counted if p not in held]:
+        for proxy_id in [p for p, entries in self._counted.items()
+                         if p not in held and all(e[3] < holds_before for e in entries)]:
             self._uncount_held(proxy_id)
         policy, index = self.screening.policy, self.screening.index
         for proxy_id, rows in held.items():
             if proxy_id not in self._counted:
                 for account, number, release_at in rows:
                     key = policy.history_key(number, account, index)
-                    self._counted.setdefault(proxy_id, []).append([number, key, None])
+                    self._counted.setdefault(proxy_id, []).append([number, key, None, -1])
                     self._count_at(proxy_id, number, release_at)
 
     def _counts_held(self, rows: list, keys: list) -> None:
-        """Held rows count for the frequency cap from now, each as a send at its release time."""
+        """Held rows count for the frequency cap from now, each as a send at its release time. A row of a class
+        no rule counts (key None) is remembered too, so the next recount does not take it for one held before a
+        restart and count it."""
+        self._holds += 1
         for r, key in zip(rows, keys, strict=True):
-            if key is not None and r.number is not None and r.part <= 1:
-                self._counted.setdefault(r.id, []).append([r.number, key, None])
+            if r.number is not None and r.part <= 1:
+                self._counted.setdefault(r.id, []).append([r.number, key, None, self._holds])
                 self._count_at(r.id, r.number, r.release_at)
 
     def _count_at(self, proxy_id: str, number: int | None, at: float | None) -> None:
         """The held row of this proxy id and number counts as a send at `at` from now (None: not at all)."""
         index = self.screening.index
         for entry in self._counted.get(proxy_id, ()):
-            if entry[0] == number:
+            if entry[0] == number and entry[1] is not None:
                 if entry[2] is not None:
                     index.unhold_send(entry[1], entry[2])
                 entry[2] = at
@@ -564,8 +571,9 @@ class HoldQueue:
                 self._next_prune = now + 3600.0
                 self.store.prune(now)
             self._next_states = now + 60.0
+            holds_before = self._holds + 1  # the holds up to now are in what the store returns
             ids, self._owed, due, self._oldest = await self.store.states(now)
-            self._load_ids(ids)
+            self._load_ids(ids, holds_before)
             senders = self._senders()
             for account, n in due.items():
                 if account not in senders:
