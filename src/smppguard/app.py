@@ -219,6 +219,7 @@ class Reloader:
             ("[audit] recipient / salt",
              (running.audit.recipient, running.audit.salt) == (new.audit.recipient, new.audit.salt)),
             ("[text]", running.text == new.text),
+            ("[mqtt]", running.mqtt == new.mqtt),
         ) if not same]
         policy = new.policy
         if policy.history_span_s > self.config.policy.history_span_s:

@@ -473,3 +473,16 @@ def test_a_large_import_travels_in_messages_of_bounded_size_and_arrives_whole(tm
         assert len(sizes) >= 3 and max(sizes) < 2_500_000, sizes  # an import's row is at most 100,000 numbers
     finally:
         w.close()
+
+
+def test_a_reload_names_a_changed_mqtt_table_as_needing_a_restart(tmp_path, broker):
+    import dataclasses
+
+    from smppguard.app import Reloader
+
+    with nodes(tmp_path, broker, "a") as (a,):
+        reloader = Reloader(a.config, a.store, a.proxy)
+        same = a.call(lambda: reloader.apply(a.config))
+        assert "[mqtt]" not in same
+        moved = dataclasses.replace(a.config, mqtt=dataclasses.replace(a.config.mqtt, node="renamed"))
+        assert "[mqtt]" in a.call(lambda: reloader.apply(moved))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 import re
@@ -211,9 +212,9 @@ class Sync:
                        tasks.spawn(self._apply_loop(), name="mqtt apply")]
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancelled again until done: on Python 3.11 asyncio.wait_for (which aiomqtt awaits) can swallow a
+        # cancellation that arrives as its future completes, and the task would go on as if never cancelled.
+        await _stop(self._tasks)
         self._tasks = []
         await self._flush_remote()
         if self._db is not None:
@@ -244,8 +245,10 @@ class Sync:
 
         wait = BACKOFF_S[0]
         while True:
+            client, entered = self._client_for(), False
             try:
-                async with self._client_for() as client:
+                async with client:
+                    entered = True
                     self._client = client
                     await self._on_connect(client)
                     wait = BACKOFF_S[0]
@@ -260,15 +263,19 @@ class Sync:
                         for t in done:
                             t.result()  # the one that ended says why
                     finally:
-                        for t in (reader, *workers):
-                            t.cancel()
-                        await asyncio.gather(reader, *workers, return_exceptions=True)
+                        await _stop([reader, *workers])
             except (aiomqtt.MqttError, OSError, ssl.SSLError) as e:
                 self._quietly("connection", logging.WARNING, "MQTT broker %s:%d: %s; reconnecting in %.1f s",
                               self.s.host, self.s.port, e, wait)
             except Exception:  # a fault of ours must not end sync for good: logged, and the link starts again
                 self._quietly("fault", logging.ERROR, "MQTT: sync failed; reconnecting in %.1f s", wait,
                               exc_info=True)
+            except asyncio.CancelledError:
+                if not entered:  # the connect's thread may still be opening the socket: its callbacks come later
+                    for _ in range(5):
+                        _abandon(client)
+                        await asyncio.sleep(0.01)
+                raise
             finally:
                 if self.connected:
                     self.disconnected_since = time.monotonic()
@@ -697,6 +704,32 @@ class Sync:
 
 
 # --- the store, read on the sync's thread ---------------------------------------------------------------------
+
+async def _stop(running: list[asyncio.Task]) -> None:
+    """Cancel the tasks, again until they are done: on Python 3.11 asyncio.wait_for (which aiomqtt awaits) can
+    swallow a cancellation that arrives as its future completes, and the task would go on as if never cancelled."""
+    pending = set(running)
+    for _ in range(20):
+        if not pending:
+            return
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    log.error("MQTT: %d sync tasks did not stop", len(pending))
+
+
+def _abandon(client: Any) -> None:
+    """Stopped between the TCP connection and the broker's answer: aiomqtt runs its clean-up (__aexit__) only
+    after a whole __aenter__, and would leave its socket's reader and its housekeeping task on the loop. Closing
+    the socket the way paho does calls aiomqtt's own on_socket_close, which removes both."""
+    paho = getattr(client, "_client", None)
+    with contextlib.suppress(Exception):
+        if paho is not None and paho.socket() is not None:
+            paho._sock_close()
+    task = getattr(client, "_misc_task", None)
+    if task is not None:
+        task.cancel()
+
 
 def _ignore(future: asyncio.Future) -> None:
     if not future.cancelled():
