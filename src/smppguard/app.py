@@ -326,7 +326,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     if config.log.verdicts != "off":
         verdicts = logs.VerdictLog(logging.getLevelName(config.log.verdicts.upper()), mask)
     sync = _sync(config, writer, index, clock) if config.mqtt.url else None
-    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync) if o is not None])
+    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync and sync.events) if o is not None])
     codecs = (config.text.default_codec, config.text.ia5_codec)
     record_send = writer.record_send if sync is None else sync.tee(writer.record_send)
     screening = Screening(config.policy, index, record_send=record_send, hooks=hooks, clock=clock,
@@ -338,7 +338,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     def audit_hold(at, account, sender, number, address, rule, action, status, reason):
         writer.audit(at, account, sender, mask(number, address), rule, action, status, reason)
         if sync is not None and action == "released":
-            sync.released(at, account, sender, number, address, status, reason)
+            sync.events.released(at, account, sender, number, address, status, reason)
 
     holds = HoldQueue(QueueStore(writer), screening, forced=forced, clock=clock, row_type=HeldRow,
                       settings=hold_settings(config), audit=audit_hold)
@@ -367,7 +367,7 @@ def _sync(config: Config, writer: StoreWriter, index, clock: Callable[[], float]
         hello_interval=m.hello_interval, events=m.events, events_per_s=m.events_per_s)
     policy = config.policy
     return Sync(settings, writer, index, lambda: policy, path=config.store.path,
-                mask=masker(config.audit.recipient, config.audit.salt), full_numbers=config.audit.recipient == "full",
+                mask=masker(config.audit.recipient, config.audit.salt),
                 correlation_threshold=lambda: policy.correlation_threshold, clock=clock)
 
 

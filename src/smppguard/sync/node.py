@@ -22,7 +22,6 @@ import collections
 import contextlib
 import logging
 import random
-import re
 import sqlite3
 import ssl
 import time
@@ -31,12 +30,12 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from .. import tasks
-from ..hooks import Decided
-from ..policy.model import Action
 from ..store import peers
 from ..store.changelog import Change
 from ..store.db import BUSY_TIMEOUT_MS
+from ..store.learning import ACTOR as LEARNED_BY
 from . import wire
+from .events import EventFeed
 from .wire import Hello, Request, Sends, Topics, WireError
 
 log = logging.getLogger("smppguard.sync")
@@ -102,13 +101,11 @@ class _Origin:
 
 
 class Sync:
-    """Publishes this node's changes, sends and events; applies the others'; fills gaps. Also an observer of
-    the hooks (`decided`) for the refused and held events."""
-
-    ignores_allows = True
+    """Publishes this node's changes, sends and events (`events`, an observer of the hooks); applies the others';
+    fills gaps."""
 
     def __init__(self, settings: SyncSettings, writer: Any, index: Any, policy: Callable[[], Any], *,
-                 path: str, mask: Callable[[int | None, str], str], full_numbers: bool = False,
+                 path: str, mask: Callable[[int | None, str], str],
                  correlation_threshold: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.time):
         self.s = settings
         self.node = settings.node
@@ -117,8 +114,6 @@ class Sync:
         self.index = index
         self.policy = policy  # the policy in force (a reload may change it)
         self.path = path
-        self.mask = mask
-        self.full_numbers = full_numbers
         self.correlation_threshold = correlation_threshold
         self.clock = clock
         self.run = clock()  # numbers this run's send batches
@@ -138,9 +133,8 @@ class Sync:
         self.sends_out: list[tuple[int, str, float]] = []
         self.sends_batch = 0
         self.sends_until = 0.0  # the time of the newest send published
-        self.events: collections.deque[tuple[str, dict]] = collections.deque()
-        self._tokens = settings.events_per_s
-        self._tokens_at = time.monotonic()
+        self.events = EventFeed(self.node, settings.events, mask, per_s=settings.events_per_s,
+                                max_queued=settings.events_queue)
         self._remote: list[Change] = []
         self._remote_sends: dict[str, list[tuple[int, str, float]]] = collections.defaultdict(list)
         self._client: Any = None
@@ -162,42 +156,6 @@ class Sync:
             record_send(number, account, at)
             out.append((number, account, at))
         return both
-
-    def decided(self, e: Decided) -> None:
-        action = e.verdict.action
-        if action is Action.REJECT:
-            self.event("refused", e)
-        elif action is Action.HOLD:
-            self.event("held", e)
-
-    def event(self, kind: str, e: Decided | None = None, **fields: Any) -> None:
-        """Queue an event for P/events/<kind>; past the queue's bound it is dropped and counted (Rule 1)."""
-        if kind not in self.s.events:
-            return
-        if len(self.events) >= self.s.events_queue:
-            self.counts["events_dropped"] += 1
-            return
-        if e is not None:
-            v = e.verdict
-            number = e.sub.recipient if e.sub is not None else None
-            fields = {"at": e.at, "account": e.account, "sender": e.sender,
-                      "recipient": self.mask(number, e.destination), "rule": v.rule, "status": v.status,
-                      "reason": self._scrub(v.reason), **({"until": v.until} if v.until else {}), **fields}
-        self.events.append((kind, {"kind": kind, "node": self.node, **fields}))
-
-    def released(self, at: float, account: str, sender: str, number: int | None, address: str, status: int,
-                 reason: str) -> None:
-        self.event("released", at=at, account=account, sender=sender, recipient=self.mask(number, address),
-                   rule="hold", status=status, reason=self._scrub(reason))
-
-    _DIGITS = re.compile(r"\+?\d{7,}")
-
-    def _scrub(self, text: str) -> str:
-        """A reason text with any phone number in it masked, unless [audit] recipient keeps full numbers."""
-        if self.full_numbers or not text:
-            return text
-        return self._DIGITS.sub(lambda m: m.group()[:-8] + "****" + m.group()[-4:] if len(m.group()) > 8
-                                else "****" + m.group()[-3:], text)
 
     # --- running ------------------------------------------------------------------------------------------
 
@@ -254,7 +212,7 @@ class Sync:
                     wait = BACKOFF_S[0]
                     workers = [tasks.spawn(self._publish_changes(), name="mqtt publish changes"),
                                tasks.spawn(self._publish_sends(), name="mqtt publish sends"),
-                               tasks.spawn(self._publish_events(), name="mqtt publish events"),
+                               tasks.spawn(self.events.publish_loop(client, self.topics), name="mqtt events"),
                                tasks.spawn(self._hello_loop(), name="mqtt hello"),
                                tasks.spawn(self._gap_loop(), name="mqtt gaps")]
                     try:
@@ -439,8 +397,8 @@ class Sync:
                     self.published = rows[-1].seq
                     self.counts["rows_published"] += len(rows)
                     for r in rows:
-                        if r.actor == "deliver_sm" and r.op == "add":
-                            self._learned(r)
+                        if r.actor == LEARNED_BY and r.op == "add":
+                            self.events.learned(r)
                     saved = self.writer.submit(lambda db, seq=self.published: _set_meta(
                         db, f"sync.published.{self.node}", str(seq)))
                     saved.add_done_callback(_ignore)  # lost: the next publish saves a later mark
@@ -450,12 +408,6 @@ class Sync:
                 await asyncio.wait_for(self._wake.wait(), 0.2)
             except asyncio.TimeoutError:
                 pass
-
-    def _learned(self, r: Change) -> None:
-        for number in r.targets()[:100]:
-            self.event("learned", at=r.at, kind_of=r.kind, scope=r.scope, scope_key=r.scope_key,
-                       recipient=self.mask(number, ""), keyword=r.data.get("keyword", ""),
-                       reason=self._scrub(r.data.get("reason", "")), source=r.data.get("source", ""))
 
     # --- sends --------------------------------------------------------------------------------------------
 
@@ -633,25 +585,6 @@ class Sync:
                     return
                 since = rows[-1][2]
 
-    # --- events -------------------------------------------------------------------------------------------
-
-    async def _publish_events(self) -> None:
-        client = self._client
-        while True:
-            if not self.events:
-                await asyncio.sleep(0.05)
-                continue
-            now = time.monotonic()
-            self._tokens = min(self.s.events_per_s, self._tokens + (now - self._tokens_at) * self.s.events_per_s)
-            self._tokens_at = now
-            if self._tokens < 1:
-                await asyncio.sleep(1 / self.s.events_per_s)
-                continue
-            self._tokens -= 1
-            kind, event = self.events.popleft()
-            await client.publish(self.topics.event(kind), wire.encode_event(event), qos=0)
-            self.counts["events_published"] += 1
-
     # --- what it shows ------------------------------------------------------------------------------------
 
     def delay_quantiles(self) -> tuple[float, float] | None:
@@ -692,9 +625,10 @@ class Sync:
         return {"node": self.node, "broker": f"{self.s.host}:{self.s.port}", "connected": self.connected,
                 "published": self.published, "stamped": self.head, "unstamped": self.unstamped,
                 "unpublished": self.head - self.published + self.unstamped,
-                "sends_waiting": len(self.sends_out), "events_waiting": len(self.events),
+                "sends_waiting": len(self.sends_out), "events_waiting": len(self.events.queue),
                 "delay_p50_s": round(q[0], 4) if q else None, "delay_p99_s": round(q[1], 4) if q else None,
-                "nodes": nodes, "counts": dict(self.counts), "behind": self.behind()}
+                "nodes": nodes, "counts": {**self.counts, "events_published": self.events.published,
+                                           "events_dropped": self.events.dropped}, "behind": self.behind()}
 
     def _quietly(self, key: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         now = time.monotonic()
