@@ -11,7 +11,14 @@ from .common import CONTEXT, Ctx, fail, store_options
 
 @click.group("sync", context_settings=CONTEXT)
 def sync() -> None:
-    """Several sidecars sharing lists and sends over MQTT ([mqtt] url)."""
+    """Several sidecars sharing lists and sends over MQTT ([mqtt] url).
+
+    `smppguard status` shows the other nodes and how far behind each is.
+
+    \b
+    Example:
+        smppguard sync export --config /etc/smppguard/smppguard.toml /tmp/for-node-c.db
+    """
 
 
 @sync.command("export")
