@@ -342,6 +342,9 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
 
     holds = HoldQueue(QueueStore(writer), screening, forced=forced, clock=clock, row_type=HeldRow,
                       settings=hold_settings(config), audit=audit_hold)
+    if sync is not None:  # a held message counts on every node, as it does on this one
+        holds.on_counted = sync.held
+        sync.counted_now = holds.counted_now
     await holds.start()
     if learning is not None:
         learning.start()

@@ -486,3 +486,43 @@ def test_a_reload_names_a_changed_mqtt_table_as_needing_a_restart(tmp_path, brok
         assert "[mqtt]" not in same
         moved = dataclasses.replace(a.config, mqtt=dataclasses.replace(a.config.mqtt, node="renamed"))
         assert "[mqtt]" in a.call(lambda: reloader.apply(moved))
+
+
+HOLDING = POLICY.replace('[rules.quiet_hours]\nenabled = false', '[rules.quiet_hours]\naction = "hold"').replace(
+    "max = 4", "max = 2")
+
+
+def test_a_message_held_on_one_node_counts_on_the_others_and_still_after_a_restart(tmp_path, broker, sender_of):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    night = datetime(2026, 11, 27, 23, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    assert 'action = "hold"' in HOLDING and "max = 2" in HOLDING
+
+    def held_on(node: Stack) -> int:
+        return node.call(lambda: len(node.store.upkeep.index.held.get(A1) or ()))
+
+    class Clock:
+        now = night
+
+    clock = Clock()
+    a_config, b_config = (node_config(tmp_path, n, broker, HOLDING) for n in ("a", "b"))
+    with Stack(a_config, store=True, clock=lambda: clock.now) as a:
+        with Stack(b_config, store=True, clock=lambda: clock.now) as b:
+            connected(a, b)
+            on_a = sender_of(a)
+            assert on_a.submit(SENDER, A1) == Status.ROK and on_a.submit(SENDER, A1) == Status.ROK  # both held
+            assert held_on(a) == 2
+            wait_for(lambda: held_on(b) == 2, timeout=3, what="a's two held messages counted on b")
+            on_b = sender_of(b)
+            assert on_b.submit(SENDER, A1) == REFUSED  # the cap of 2, reached by a's held messages
+            assert on_b.submit(SENDER, A2) == Status.ROK  # held, for another number
+        with Stack(b_config, store=True, clock=lambda: night) as b:  # b again: it asks a what is held there
+            wait_for(lambda: held_on(b) == 2, timeout=5, what="a's held messages counted on b after its restart")
+            assert sender_of(b).submit(SENDER, A1) == REFUSED
+            assert b.store.sync.counts["asked_held"] >= 1
+            clock.now = night + 10.5 * 3600  # 09:30: a releases them; on b they count as sends, not twice
+            wait_for(lambda: a.store.holds.released == 2, timeout=10, what="a releasing its held messages")
+            wait_for(lambda: held_on(b) == 0 and b.call(
+                lambda: len(b.store.upkeep.index.history.get(A1) or ())) == 2, timeout=5,
+                what="b counting a's two released messages as sends, and no longer as held")

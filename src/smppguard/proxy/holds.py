@@ -135,8 +135,12 @@ class HoldQueue:
         self.ids = IdMap()  # SMSC id <-> proxy id of released messages
         self._groups: dict[tuple, tuple[str, float]] = {}  # a concatenated message's key -> its group, until when
         # proxy id -> [number, history key (None: its class is not counted), release time it counts at (None: not
-        # counting now), when it was held (in holds)] of each held row (a concatenated message's first part only)
+        # counting now), when it was held (in holds), account] of each held row (a concatenated message's first
+        # part only)
         self._counted: dict[str, list[list]] = {}
+        #: told whenever a held row starts or stops counting, or moves: (proxy id, number, account, the release
+        #: time it counts at, None: no longer), for other sidecars to count it too (sync/)
+        self.on_counted: Callable[[str, int, str, float | None], None] | None = None
         self._holds = 0  # holds so far: a recount does not forget rows held while it read the store
         self._owed = 0
         self._owed_inflight: set[int] = set()
@@ -197,7 +201,7 @@ class HoldQueue:
             if proxy_id not in self._counted:
                 for account, number, release_at in rows:
                     key = policy.history_key(number, account, index)
-                    self._counted.setdefault(proxy_id, []).append([number, key, None, -1])
+                    self._counted.setdefault(proxy_id, []).append([number, key, None, -1, account])
                     self._count_at(proxy_id, number, release_at)
 
     def _counts_held(self, rows: list, keys: list) -> None:
@@ -207,7 +211,7 @@ class HoldQueue:
         self._holds += 1
         for r, key in zip(rows, keys, strict=True):
             if r.number is not None and r.part <= 1:
-                self._counted.setdefault(r.id, []).append([r.number, key, None, self._holds])
+                self._counted.setdefault(r.id, []).append([r.number, key, None, self._holds, r.account])
                 self._count_at(r.id, r.number, r.release_at)
 
     def _count_at(self, proxy_id: str, number: int | None, at: float | None) -> None:
@@ -217,9 +221,17 @@ class HoldQueue:
             if entry[0] == number and entry[1] is not None:
                 if entry[2] is not None:
                     index.unhold_send(entry[1], entry[2])
+                moved = entry[2] != at
                 entry[2] = at
                 if at is not None:
                     index.hold_send(entry[1], at)
+                if moved and self.on_counted is not None:
+                    self.on_counted(proxy_id, entry[0], entry[4], at)
+
+    def counted_now(self) -> list[tuple[str, int, str, float]]:
+        """Every held row counting now: (proxy id, number, account, the release time it counts at)."""
+        return [(proxy_id, e[0], e[4], e[2]) for proxy_id, entries in self._counted.items() for e in entries
+                if e[1] is not None and e[2] is not None]
 
     def _uncount_held(self, proxy_id: str, number: int | None = None) -> None:
         """The held row (every row of the proxy id, without a number) left the queue: its place is given back."""

@@ -86,10 +86,47 @@ class SyncSettings(NamedTuple):
     behind_after: float = 30.0  # a gap or an unpublished backlog older than this makes /healthz say degraded
 
 
+#: sends of one node remembered as counted here, so that one that arrives both live and in an answer to a
+#: catch-up (their ranges can overlap while a batch is on its way) counts once
+SEEN_SENDS = 100_000
+
+
+class _Seen:
+    """The last SEEN_SENDS sends of one node counted here, by the way they came (live, or in an answer), as a
+    hash of number, account and time each. A send counts unless the other way brought the same one already: two
+    sends alike that come the same way (two messages in one clock tick) both count."""
+
+    __slots__ = ("order", "counts")
+
+    def __init__(self) -> None:
+        self.order: collections.deque[tuple[bool, int]] = collections.deque()
+        self.counts: dict[tuple[bool, int], int] = {}
+
+    def first_time(self, send: tuple[int, str, float], live: bool) -> bool:
+        h = hash(send)
+        other = (not live, h)
+        if self.counts.get(other):
+            self._take(other)
+            return False
+        key = (live, h)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.order.append(key)
+        if len(self.order) > SEEN_SENDS:
+            self._take(self.order.popleft())
+        return True
+
+    def _take(self, key: tuple[bool, int]) -> None:
+        n = self.counts.get(key, 0)
+        if n > 1:
+            self.counts[key] = n - 1
+        elif n:
+            del self.counts[key]
+
+
 class _Origin:
     """What this node knows of another: its hello, what it last sent, its sends' numbering."""
 
-    __slots__ = ("hello", "hello_seen", "last_received", "run", "batch", "sends_until")
+    __slots__ = ("hello", "hello_seen", "last_received", "run", "batch", "sends_until", "seen")
 
     def __init__(self) -> None:
         self.hello: Hello | None = None
@@ -98,6 +135,7 @@ class _Origin:
         self.run = 0.0  # its sends' run (its start time) and last batch number seen
         self.batch = 0
         self.sends_until: float | None = None  # time of the newest of its sends counted here
+        self.seen = _Seen()
 
 
 class Sync:
@@ -116,7 +154,7 @@ class Sync:
         self.path = path
         self.correlation_threshold = correlation_threshold
         self.clock = clock
-        self.run = clock()  # numbers this run's send batches
+        self.run = time.time()  # this run's identity (its start), numbering its send batches: the real clock
         self.connected = False
         self.disconnected_since: float | None = time.monotonic()
         self.origins: dict[str, _Origin] = collections.defaultdict(_Origin)
@@ -131,6 +169,11 @@ class Sync:
         self.counts: collections.Counter[str] = collections.Counter()
         self.refused_nodes: collections.Counter[str] = collections.Counter()
         self.sends_out: list[tuple[int, str, float]] = []
+        # held messages of this node's hold queue that started or stopped counting, to publish with the sends
+        self.held_out: list[tuple[str, int, str, float | None]] = []
+        self.counted_now: Callable[[], list[tuple[str, int, str, float]]] = lambda: []  # the hold queue's
+        # per node: its held messages counting here, (proxy id, number) -> (history key, release time)
+        self.remote_held: dict[str, dict[tuple[str, int], tuple[int, float]]] = {}
         self.sends_batch = 0
         self.sends_until = 0.0  # the time of the newest send published
         self.events = EventFeed(self.node, settings.events, mask, per_s=settings.events_per_s,
@@ -147,6 +190,11 @@ class Sync:
         self._applying: asyncio.Task | None = None
 
     # --- the hot path's side ------------------------------------------------------------------------------
+
+    def held(self, proxy_id: str, number: int, account: str, at: float | None) -> None:
+        """The hold queue's `on_counted`: a held message counts as a send at `at` (None: no longer), here and,
+        once published, on the other nodes."""
+        self.held_out.append((proxy_id, number, account, at))
 
     def tee(self, record_send: Callable[[int, str, float], None]) -> Callable[[int, str, float], None]:
         """`record_send` that also queues the send for the other nodes (Rule 1)."""
@@ -415,28 +463,30 @@ class Sync:
         client = self._client
         while True:
             await asyncio.sleep(self.s.sends_interval)
-            out = self.sends_out
-            if not out:
+            out, held = self.sends_out, self.held_out
+            if not out and not held:
                 continue
             if len(out) > self.s.max_unpublished_sends:  # the others ask for them from the store (a gap in batches)
                 drop = len(out) - self.s.max_unpublished_sends
                 del out[:drop]
                 self.sends_batch += 1
                 self.counts["sends_unpublished"] += drop
-            batch = out[:5000]
+            batch, moved = out[:5000], held[:5000]
             self.sends_batch += 1
-            payload = wire.encode_sends(Sends(self.node, self.sends_batch, batch, run=self.run))
+            payload = wire.encode_sends(Sends(self.node, self.sends_batch, batch, run=self.run, held=tuple(moved)))
             try:
                 await client.publish(self.topics.sends(self.node), payload, qos=1)
             except BaseException:
                 self.sends_batch -= 1
                 raise
             del out[:len(batch)]
-            self.sends_until = max(self.sends_until, max(t for _, _, t in batch))
+            del held[:len(moved)]
+            if batch:
+                self.sends_until = max(self.sends_until, max(t for _, _, t in batch))
             self.counts["sends_published"] += len(batch)
 
     def _on_sends(self, s: Sends) -> None:
-        if not self._allowed(s.node) or s.node == self.node or not s.sends:
+        if not self._allowed(s.node) or s.node == self.node:
             return
         o = self.origins[s.node]
         now = self.clock()
@@ -445,15 +495,21 @@ class Sync:
         if s.batch:  # live: a gap in its batches (or its run) is asked for by time
             if s.run == o.run and s.batch <= o.batch:
                 return  # a batch the broker kept while this node was away: its range was asked for already
-            first = min(t for _, _, t in sends)
             if o.run != s.run or s.batch != o.batch + 1:
+                first = min((t for _, _, t in sends), default=self.clock())
                 since = o.sends_until if o.sends_until is not None else now - self._span()
                 if first > since:
                     self._ask(Request(self.node, "sends", s.node, since=since, until=first))
+                self._ask(Request(self.node, "held", s.node))  # and what is held there, all of it
             o.run, o.batch = s.run, s.batch
-            self.delays.append(max(0.0, now - max(t for _, _, t in sends)))
+            if sends:
+                self.delays.append(max(0.0, now - max(t for _, _, t in sends)))
         else:  # an answer: only the range asked for, so nothing counts twice
             sends = [x for x in sends if s.since < x[2] < s.until]
+        if s.held or s.full:
+            self._count_held(s.node, s.held, s.full)
+        seen, live = o.seen.first_time, bool(s.batch)
+        sends = [x for x in sends if seen(x, live)]
         self._count_sends(s.node, sends)
         newest = max((t for _, _, t in sends), default=None)
         if newest is not None and (o.sends_until is None or newest > o.sends_until):
@@ -473,6 +529,32 @@ class Sync:
                 index.record_send(number if key_of is None else key_of(number, account), at)
         self._remote_sends[node].extend(sends)
         self.counts["sends_received"] += len(sends)
+
+    def _count_held(self, node: str, held: tuple, full: bool) -> None:
+        """Another node's held messages count here as they count there: each as a send at its release time."""
+        index, policy = self.index, self.policy()
+        mine = self.remote_held.setdefault(node, {})
+        kept = set()
+        for proxy_id, number, account, at in held:
+            old = mine.pop((proxy_id, number), None)
+            if old is not None:
+                index.unhold_send(*old)
+            key = policy.history_key(number, account, index) if at is not None else None
+            if key is not None:
+                index.hold_send(key, at)
+                mine[(proxy_id, number)] = (key, at)
+                kept.add((proxy_id, number))
+        if full:  # the whole set: what it does not name no longer counts there
+            for gone in [k for k in mine if k not in kept]:
+                index.unhold_send(*mine.pop(gone))
+
+    def _forget_stale_held(self) -> None:
+        """A held message whose release time is an hour gone, and of which its node said nothing since (a node
+        that went away for good), no longer counts."""
+        before = self.clock() - 3600.0
+        for mine in self.remote_held.values():
+            for k in [k for k, (_, at) in mine.items() if at < before]:
+                self.index.unhold_send(*mine.pop(k))
 
     # --- hello, gaps, answers -----------------------------------------------------------------------------
 
@@ -494,6 +576,8 @@ class Sync:
         if not self._allowed(h.node):
             return
         o = self.origins[h.node]
+        if o.run != h.at:  # a new run of that node, or this node reconnected: what is held there, all of it
+            self._ask(Request(self.node, "held", h.node))
         if h.batch and (o.run != h.at or h.batch > o.batch):  # sends published that this node has not seen
             since = o.sends_until if o.sends_until is not None else self.clock() - self._span()
             if h.sends_until > since:
@@ -506,6 +590,7 @@ class Sync:
     async def _gap_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            self._forget_stale_held()
             if self._dirty and self._db is not None:
                 self._dirty = False
                 self.holdings = await self._read(peers.holdings, self._db)
@@ -572,6 +657,10 @@ class Sync:
                 self.counts["answered_changes"] += len(rows)
                 await self._publish_quietly(to, wire.encode_changes(self.node, rows))
                 after = rows[-1].seq
+        elif r.kind == "held" and r.origin == self.node:
+            held = tuple(self.counted_now())
+            self.counts["answered_held"] += len(held)
+            await self._publish_quietly(to, wire.encode_sends(Sends(self.node, 0, [], held=held, full=True)))
         elif r.kind == "sends" and r.origin == self.node:
             since = r.since
             while True:

@@ -167,10 +167,18 @@ class Sends(NamedTuple):
     since: float = 0.0  # a replay answer: the range it answers, (since, until)
     until: float = 0.0
     run: float = 0.0  # live: the node's run (its start time): its batches are numbered from 1 in each run
+    #: held messages that started or stopped counting (proxy id, number, account, release time or None); `full`:
+    #: all that count now (an answer), every other one of that node no longer counts
+    held: tuple = ()
+    full: bool = False
 
 
 def encode_sends(s: Sends) -> bytes:
     obj: dict[str, Any] = {"node": s.node, "batch": s.batch, "sends": s.sends}
+    if s.held or s.full:
+        obj["held"] = list(s.held)
+    if s.full:
+        obj["full"] = True
     if s.batch:
         obj["run"] = s.run
     else:
@@ -205,9 +213,27 @@ def _sends_of(obj: dict) -> Sends:
                 or isinstance(r[2], bool) or not math.isfinite(r[2])):
             raise WireError("a send: expected [number, account, time]")
         out.append((r[0], r[1], float(r[2])))
+    held = tuple(_held(h) for h in _list(obj, "held"))
+    full = obj.get("full", False) is True
     if batch:
-        return Sends(node, batch, out, run=_float(obj, "run"))
-    return Sends(node, 0, out, _float(obj, "since"), _float(obj, "until"))
+        return Sends(node, batch, out, run=_float(obj, "run"), held=held, full=full)
+    return Sends(node, 0, out, _float(obj, "since"), _float(obj, "until"), held=held, full=full)
+
+
+def _list(obj: dict, key: str) -> list:
+    v = obj.get(key, [])
+    if not isinstance(v, list):
+        raise WireError(f"{key}: expected a list")
+    return v
+
+
+def _held(h: Any) -> tuple[str, int, str, float | None]:
+    if (not isinstance(h, list) or len(h) != 4 or not isinstance(h[0], str) or not isinstance(h[1], int)
+            or isinstance(h[1], bool) or h[1] <= 0 or not isinstance(h[2], str)
+            or not (h[3] is None or (isinstance(h[3], (int, float)) and not isinstance(h[3], bool)
+                                     and math.isfinite(h[3])))):
+        raise WireError("a held message: expected [proxy id, number, account, release time or null]")
+    return h[0], h[1], h[2], None if h[3] is None else float(h[3])
 
 
 # --- hello, replay requests ---------------------------------------------------------------------------------
@@ -232,7 +258,8 @@ def decode_hello(payload: bytes) -> Hello:
 
 class Request(NamedTuple):
     """A node asks for what it lacks: `origin`'s change rows with seq in (after, upto], or (kind "sends") the
-    sends `origin` accepted in the time range (since, until]."""
+    sends `origin` accepted in the time range (since, until), or (kind "held") the held messages that count
+    there now."""
 
     node: str  # who asks (answers go to its replays topic)
     kind: str  # "changes" or "sends"
@@ -261,6 +288,8 @@ def decode_request(payload: bytes) -> Request:
         if until < since:
             raise WireError("until is before since")
         return Request(node, kind, origin, since=since, until=until)
+    if kind == "held":
+        return Request(node, kind, origin)
     raise WireError(f"unknown request kind {kind!r}")
 
 
