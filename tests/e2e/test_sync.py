@@ -526,3 +526,20 @@ def test_a_message_held_on_one_node_counts_on_the_others_and_still_after_a_resta
             wait_for(lambda: held_on(b) == 0 and b.call(
                 lambda: len(b.store.upkeep.index.history.get(A1) or ())) == 2, timeout=5,
                 what="b counting a's two released messages as sends, and no longer as held")
+
+
+def test_two_sidecars_with_one_node_name_are_told_apart_and_reported(tmp_path, broker, caplog):
+    import logging
+
+    (tmp_path / "elsewhere").mkdir()
+    first, second = node_config(tmp_path, "a", broker), node_config(tmp_path / "elsewhere", "a", broker)
+    with caplog.at_level(logging.ERROR, logger="smppguard.sync"):
+        with Stack(first, store=True) as a1:
+            connected(a1)
+            with Stack(second, store=True) as a2:  # the broker hands the name's session from one to the other
+                wait_for(lambda: a1.store.sync.twin_seen or a2.store.sync.twin_seen, timeout=10,
+                         what="one seeing the other's hello under its name")
+                twin = a1 if a1.store.sync.twin_seen else a2
+                assert any("another sidecar uses this node's name 'a'" in w for w in twin.store.sync.behind())
+    assert "another sidecar calls itself 'a' too" in caplog.text
+    assert "another sidecar calls itself 'a' too" in caplog.text

@@ -165,6 +165,7 @@ class Sync:
         self.holdings: dict[str, peers.Holding] = {}
         self.asked: dict[tuple, float] = {}
         self.unpublished_since: float | None = None
+        self.twin_seen: float | None = None  # when another sidecar last said it has this node's name
         self.delays: collections.deque[float] = collections.deque(maxlen=4096)  # propagation, seconds
         self.counts: collections.Counter[str] = collections.Counter()
         self.refused_nodes: collections.Counter[str] = collections.Counter()
@@ -561,13 +562,17 @@ class Sync:
     async def _hello_loop(self) -> None:
         client = self._client
         while True:
-            hello = Hello(self.node, self.published, self.sends_batch, self.run, self.sends_until)
+            hello = Hello(self.node, self.published, self.sends_batch, self.run, self.sends_until, time.time())
             await client.publish(self.topics.hello(self.node), wire.encode_hello(hello), qos=1, retain=True)
             await asyncio.sleep(self.s.hello_interval)
 
     def _on_hello(self, h: Hello, retained: bool) -> None:
         if h.node == self.node:
-            if retained and h.at != self.run:
+            if h.at != self.run and h.sent > self.run:  # said since this run began: a second sidecar of this name
+                self.twin_seen = time.monotonic()
+                self._quietly("twin", logging.ERROR, "MQTT: another sidecar calls itself %r too; give each a "
+                              "[mqtt] node of its own (their changes are lost to each other)", self.node)
+            elif retained and h.at != self.run:  # this node's last run: how far it went
                 self.own_floor = max(self.own_floor, h.seq)
                 if h.seq > self.head:
                     self._dirty = True
@@ -691,6 +696,8 @@ class Sync:
         if self.unpublished_since is not None and now - self.unpublished_since > limit:
             why.append(f"sync: {self.head - self.published} changes not yet published for "
                        f"{now - self.unpublished_since:.0f} s")
+        if self.twin_seen is not None and now - self.twin_seen < 3 * self.s.hello_interval + limit:
+            why.append(f"sync: another sidecar uses this node's name {self.node!r}")
         lagging = [node for node, want in self._wanted().items()
                    if want > self.holdings.get(node, peers.Holding(0, ())).contiguous]
         if lagging:

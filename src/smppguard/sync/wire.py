@@ -244,6 +244,7 @@ class Hello(NamedTuple):
     batch: int  # the last send batch it published (in this run)
     at: float  # its run: when it started (its send batches are numbered from 1 in each run)
     sends_until: float = 0.0  # the time of the newest send in that batch
+    sent: float = 0.0  # when it said so (the real clock)
 
 
 def encode_hello(h: Hello) -> bytes:
@@ -253,7 +254,8 @@ def encode_hello(h: Hello) -> bytes:
 def decode_hello(payload: bytes) -> Hello:
     obj = _loads(payload)
     return Hello(check_node(obj.get("node")), _int(obj, "seq"), _int(obj, "batch"), _float(obj, "at"),
-                 _float(obj, "sends_until") if "sends_until" in obj else 0.0)
+                 _float(obj, "sends_until") if "sends_until" in obj else 0.0,
+                 _float(obj, "sent") if "sent" in obj else 0.0)
 
 
 class Request(NamedTuple):
