@@ -93,6 +93,8 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
                             timing=m.decision_time if m is not None else None,
                             bind_failed=m.bind_failed if m is not None else None)
         store.writer.on_behind = proxy.hold_senders  # the bound on what is acknowledged but not yet saved
+        if m is not None and config.metrics.address is not None:  # made (the console imported) before binds come
+            metrics_server = _metrics_server(config, State(m, proxy, store), store)
         try:
             await proxy.start()
         except TlsError as e:
@@ -101,14 +103,19 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
                                f"{e.strerror or e}") from None
         log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
-        if m is not None and config.metrics.address is not None:
-            metrics_server = MetricsServer(State(m, proxy, store))
+        if metrics_server is not None:
             try:
-                await metrics_server.start(*config.metrics.address)
+                tls = http_tls_context(config.http)
+                await metrics_server.start(*config.metrics.address, ssl=tls)
+            except TlsError as e:
+                raise StartupError(str(e)) from None
             except OSError as e:
                 raise StartupError(f"cannot serve metrics on {_where(config.metrics.address)} ([metrics] address): "
                                    f"{e.strerror or e}") from None
-            log.info("metrics on http://%s:%d/metrics", *metrics_server.address)
+            scheme = "https" if tls is not None else "http"
+            log.info("metrics on %s://%s:%d/metrics%s", scheme, *metrics_server.address,
+                     f", console on {scheme}://{_where(metrics_server.address)}/console/" if metrics_server.app else
+                     "")
         for warning in config.policy.warnings():
             log.warning("%s", warning)
         if ready is not None:
@@ -151,6 +158,35 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         if simulator is not None:
             await simulator.stop()
         log.info("stopped" + (": the store is saved and closed" if store is not None else ""))
+
+
+def _metrics_server(config: Config, state: State, store: "OpenStore") -> MetricsServer:
+    """The HTTP listener: /metrics, /healthz, /status, and the console and API when they may be on
+    (console.off_reason; the log says why not)."""
+    from .console import Console, off_reason
+
+    why = off_reason(config)
+    if why is not None:
+        log.warning("the console and the API are off: %s", why)
+        return MetricsServer(state, app_off=why)
+    console = Console(config, screening=store.screening, holds=store.holds, clock=store.screening.clock)
+    return MetricsServer(state, app=console)
+
+
+def http_tls_context(http):
+    """HTTPS on [metrics] address with [http] tls_cert / tls_key; None for plain HTTP."""
+    import ssl
+
+    if not http.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(http.tls_cert, http.tls_key or None)
+    except (OSError, ssl.SSLError) as e:
+        raise TlsError(f"cannot load [http] tls_cert / tls_key ({http.tls_cert}): "
+                       f"{getattr(e, 'strerror', None) or e}") from None
+    return ctx
 
 
 async def _watchdog() -> None:
@@ -215,6 +251,7 @@ class Reloader:
             ("[upstream]", running.upstream == new.upstream),
             ("[store]", running.store == new.store),
             ("[metrics] address", running.metrics == new.metrics),
+            ("[http]", running.http == new.http),
             ("[simulator]", running.simulator == new.simulator),
             ("[audit] recipient / salt",
              (running.audit.recipient, running.audit.salt) == (new.audit.recipient, new.audit.salt)),

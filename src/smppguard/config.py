@@ -16,7 +16,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from .errors import ConfigError, ConfigErrors
 from .inbound import keywords as kw
@@ -293,6 +293,60 @@ class MetricsConfig:
                                              "\"host:port\"; \"\" = off.")
 
 
+class HttpToken(NamedTuple):
+    """One client of the console and API: its name (the actor of its changes), its secret and its access."""
+    name: str
+    token: str
+    access: str  # "read" or "write"
+
+
+#: The fewest characters a token may have: a guessable one would open the lists to anyone on the network.
+MIN_TOKEN_CHARS = 16
+
+
+def http_tokens(value: Any) -> tuple[HttpToken, ...]:
+    """[{ name = "crm", token = "…", access = "write" }, …]: names and tokens unique, access "read" or "write"."""
+    if value == []:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ValueError('expected a list of tables: [{ name = "crm", token = "...", access = "read" }]')
+    out: list[HttpToken] = []
+    for t in value:
+        extra = set(t) - {"name", "token", "access"}
+        if extra:
+            raise ValueError(f"unknown key {sorted(extra)[0]!r} in a token (name, token, access)")
+        name, token, access = t.get("name"), t.get("token"), t.get("access", "read")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+            raise ValueError(f"token name {name!r}: 1 to 64 letters, digits or _ . @ -")
+        if not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS or not token.isprintable() or " " in token:
+            raise ValueError(f"token of {name!r}: at least {MIN_TOKEN_CHARS} printable characters, no spaces "
+                             "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+        if access not in ("read", "write"):
+            raise ValueError(f"access of {name!r}: \"read\" or \"write\", got {access!r}")
+        if any(o.name == name for o in out):
+            raise ValueError(f"two tokens are named {name!r}")
+        if any(o.token == token for o in out):
+            raise ValueError(f"tokens {name!r} and another are the same secret")
+        out.append(HttpToken(name, token, access))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    tokens: tuple[HttpToken, ...] = option((), http_tokens,
+                                           "Who may use the console (/console/) and the API (/api/v1/) on [metrics] "
+                                           "address: [{ name = \"crm\", token = \"...\", access = \"write\" }]; "
+                                           "access \"read\" or \"write\"; the name is the actor of its changes. "
+                                           "Sent as Authorization: Bearer TOKEN. Without a token only loopback "
+                                           "clients may read; on a listener that is not loopback, no tokens = no "
+                                           "console and no API.")
+    rate_limit: float = option(20.0, number(0.1),
+                               "Most requests a second per token (and per address without one); past it, 429.")
+    max_body: int = option(65_536, size, "Largest request body accepted (\"64KB\"); a larger one is refused 413.")
+    tls_cert: str = option("", string, "PEM certificate (chain) for HTTPS on [metrics] address; \"\" = plain HTTP.")
+    tls_key: str = option("", string, "Its private key (PEM); \"\" = in tls_cert.")
+
+
 def mqtt_url(value: Any) -> str:
     """mqtt://[user:password@]host[:port] or mqtts://…; "" = off."""
     from urllib.parse import urlsplit
@@ -388,6 +442,7 @@ class Config:
     inbound: InboundConfig = InboundConfig()
     hold: HoldConfig = HoldConfig()
     metrics: MetricsConfig = MetricsConfig()
+    http: HttpConfig = HttpConfig()
     mqtt: MqttConfig = MqttConfig()
     log: LogConfig = LogConfig()
     #: The parsed [policy], [rules.*] and [[classes]] tables (smppguard.policy.Policy).
@@ -519,7 +574,7 @@ def load_config(path: str | os.PathLike | None = None, *, all_errors: bool = Fal
 #: (table, key) of the options that name files: a relative one is relative to the config file's folder.
 FILE_OPTIONS = (("store", "path"), ("listen", "tls_cert"), ("listen", "tls_key"), ("listen", "tls_client_ca"),
                 ("upstream", "tls_ca"), ("upstream", "tls_cert"), ("upstream", "tls_key"), ("mqtt", "ca"),
-                ("mqtt", "cert"), ("mqtt", "key"))
+                ("mqtt", "cert"), ("mqtt", "key"), ("http", "tls_cert"), ("http", "tls_key"))
 
 
 def relative_to(cfg: Config, folder: Path) -> Config:

@@ -39,6 +39,9 @@ def _option(table: str, key: str, v: Any) -> str:
         return '"simulator"' if (table, key) == ("upstream", "address") else '""'
     if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int):  # host, port
         return value(f"{v[0]}:{v[1]}")
+    if (table, key) == ("http", "tokens"):
+        return "[" + ", ".join(f"{{ name = {value(t.name)}, token = {value(t.token)}, access = {value(t.access)} }}"
+                               for t in v) + "]"
     if key == "accounts":  # system_id = "password" pairs
         return "{" + ", ".join(f"{json.dumps(k)} = {value(p)}" for k, p in v) + "}"
     return value(v)

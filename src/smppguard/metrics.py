@@ -15,7 +15,7 @@ import collections
 import json
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -288,17 +288,26 @@ def _sync_families(sync: Any):
     yield r
 
 
-class MetricsServer:
-    """/metrics, /healthz and /status on one address: a tiny HTTP/1.0 server on the daemon's loop."""
+#: What serves the paths of APP_PREFIXES: (the request head, the reader for its body, the client's address) ->
+#: (the response head, its body). The daemon (app.py) passes the console's; this module knows nothing of it.
+App = Callable[[bytes, asyncio.StreamReader, str], Awaitable[tuple[bytes, bytes]]]
+APP_PREFIXES = ("/api", "/console")
 
-    def __init__(self, state: State):
+
+class MetricsServer:
+    """/metrics, /healthz and /status on one address: a tiny HTTP/1.0 server on the daemon's loop. Requests for
+    /api and /console go to `app` when there is one."""
+
+    def __init__(self, state: State, app: App | None = None, app_off: str = ""):
         self.state = state
+        self.app = app
+        self.app_off = app_off  # why there is no app, for a client that asks for one
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(Collector(state))  # type: ignore[arg-type]
         self._server: asyncio.base_events.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+    async def start(self, host: str, port: int, ssl: Any = None) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True, ssl=ssl)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -315,6 +324,11 @@ class MetricsServer:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
             method, _, rest = request.decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
+            if self.app is not None and path.startswith(APP_PREFIXES):
+                peer = (writer.get_extra_info("peername") or ("",))[0]
+                head, body = await self.app(request, reader, peer)
+                await self._send(writer, head + body)
+                return
             status, ctype, body = self.respond(method, path)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.close()
@@ -324,8 +338,12 @@ class MetricsServer:
             status, ctype, body = 500, "text/plain", b"internal error\n"
         head = (f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        await self._send(writer, head + (body if method != "HEAD" else b""))
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
         try:
-            writer.write(head + (body if method != "HEAD" else b""))
+            writer.write(data)
             await writer.drain()
         except ConnectionError:
             pass
@@ -347,6 +365,8 @@ class MetricsServer:
             return (200 if not why else 503), "application/json", body
         if path == "/status":
             return 200, "application/json", json.dumps(self.state.status(), indent=2).encode() + b"\n"
+        if path.startswith(APP_PREFIXES) and self.app_off:
+            return 404, "text/plain", f"not found: the console and the API are off: {self.app_off}\n".encode()
         return 404, "text/plain", b"not found: /metrics, /healthz, /status\n"
 
 
