@@ -20,7 +20,7 @@ from .common import CONTEXT, config_option, fail
 from .common import load as _load
 from .lists import blacklist, consent, dead, optout, tz
 from .queue import queue
-from .reports import audit, stats
+from .reports import audit, report, stats
 from .sync import sync
 
 
@@ -466,7 +466,7 @@ def bench(messages, binds, window, policy, rounds, lists, optouts, history, hist
                          optouts=optouts, history_recipients=history_recipients, rounds=rounds))
 
 
-for command in (blacklist, optout, consent, tz, dead, queue, audit, stats, sync):
+for command in (blacklist, optout, consent, tz, dead, queue, audit, stats, report, sync):
     main.add_command(command)
 
 

@@ -197,23 +197,10 @@ class Pages:
         now = self.c.clock()
         since_text = request.query.get("since", "7d")
         r = report_json(await self.c.read(data.report, account, since_of(since_text, now), now))
-        t = r["totals"]
-        rate = f"{100 * r['refusal_rate']:.1f}%" if r["refusal_rate"] is not None else "—"
-        figures = [("sent", t["sent"]), ("held", t["held"]), ("refused", t["refused"]), ("refusal rate", rate),
-                   ("opt-outs learned", r["optouts_learned"]), ("complaints", r["complaints"])]
         body = ('<form method="get"><label>Period <select name="since">' + "".join(
             f'<option value="{p}"{" selected" if p == since_text else ""}>last {p}</option>'
             for p in ("1d", "7d", "30d", "90d")) + '</select></label> <button>Show</button></form>')
-        body += f'<p class="muted">{e(r["since"])} to {e(r["until"])} (UTC days)</p>'
-        body += '<section><div class="grid" id="figures">' + "".join(
-            f'<div class="figure">{e(k)}<b>{e(v)}</b></div>' for k, v in figures) + "</div></section>"
-        body += f'<section><h2>Messages per day by outcome</h2>{charts.stacked_days(r["days"])}</section>'
-        body += f'<section><h2>Refusals by rule</h2>{charts.bars(r["refused_by_rule"])}</section>'
-        h = r["held_outcomes"]
-        body += ('<section><h2>Held messages</h2><p>' + ", ".join(f"{e(v)} {e(k)}" for k, v in h.items())
-                 + '</p></section>')
-        body += '<section><h2>By day</h2><div class="scroll">' + self._table(
-            r["days"], ("day", "sent", "held", "refused"), "days") + "</div></section>"
+        body += report_sections(r)
         return self.page(f"Account {account}", body, who)
 
     async def refusals(self, request: Request, who: Identity) -> Response:
@@ -324,3 +311,28 @@ class Pages:
         return '<div class="scroll">' + self._table(
             [{**r, "when": r["first"] + (f" … {r['last']} ×{r['count']}" if r["count"] > 1 else "")} for r in shown],
             ("when", "rule", "action", "status", "recipient", "account", "sender", "reason"), "audit") + "</div>"
+
+
+def report_sections(r: dict) -> str:
+    """An account's report (data.report, times as ISO) as HTML: the figures, the two charts, the days."""
+    t = r["totals"]
+    rate = f"{100 * r['refusal_rate']:.1f}%" if r["refusal_rate"] is not None else "—"
+    figures = [("sent", t["sent"]), ("held", t["held"]), ("refused", t["refused"]), ("refusal rate", rate),
+               ("opt-outs learned", r["optouts_learned"]), ("complaints", r["complaints"])]
+    body = f'<p class="muted">{e(r["since"])} to {e(r["until"])} (UTC days)</p>'
+    body += '<section><div class="grid" id="figures">' + "".join(
+        f'<div class="figure">{e(k)}<b>{e(v)}</b></div>' for k, v in figures) + "</div></section>"
+    body += f'<section><h2>Messages per day by outcome</h2>{charts.stacked_days(r["days"])}</section>'
+    body += f'<section><h2>Refusals by rule</h2>{charts.bars(r["refused_by_rule"])}</section>'
+    h = r["held_outcomes"]
+    body += '<section><h2>Held messages</h2><p>' + ", ".join(f"{e(v)} {e(k)}" for k, v in h.items()) + '</p></section>'
+    body += '<section><h2>By day</h2><div class="scroll">' + Pages._table(
+        r["days"], ("day", "sent", "held", "refused"), "days") + "</div></section>"
+    return body
+
+
+def standalone(title: str, body: str) -> str:
+    """A page of its own, with nothing to fetch: `smppguard report --html` writes one an operator can send on."""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+            f'content="width=device-width, initial-scale=1"><title>{e(title)}</title><style>{STYLE}</style></head>'
+            f'<body><main><h1>{e(title)}</h1>{body}</main></body></html>')
