@@ -66,9 +66,35 @@ class StoppedError(Exception):
     """The daemon had to stop while running (the store was upgraded under it). The message says why."""
 
 
+class _StopSignals:
+    """SIGTERM / SIGINT set `stop` from the moment the daemon starts: one that comes while it loads, or the moment
+    it says READY (a supervisor may stop it then), stops it in order once it can, instead of killing it."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.installed = False
+        loop = asyncio.get_running_loop()
+        try:
+            for sig in self.SIGNALS:
+                loop.add_signal_handler(sig, self.stop.set)
+            self.installed = True
+        except (ValueError, RuntimeError):  # not the main thread (an embedding program): no stop by signal
+            pass
+
+    def remove(self) -> None:
+        if self.installed:
+            loop = asyncio.get_running_loop()
+            for sig in self.SIGNALS:
+                loop.remove_signal_handler(sig)
+            self.installed = False
+
+
 async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                 ready: Callable[[ProxyServer], None] | None = None) -> None:
     simulator = store = proxy = metrics_server = None
+    signals = _StopSignals() if shutdown_trigger is None else None
     try:
         upstream = config.upstream.address
         if upstream is None:
@@ -121,7 +147,7 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         if ready is not None:
             ready(proxy)
         sdnotify.notify("READY=1", f"STATUS=listening on {_where(proxy.address)}")
-        trigger = asyncio.ensure_future((shutdown_trigger or _wait_for_signal)())
+        trigger = asyncio.ensure_future(signals.stop.wait() if signals is not None else shutdown_trigger())
         failed = store.upkeep.failed
         reloader = Reloader(config, store, proxy)
         loop = asyncio.get_running_loop()
@@ -149,6 +175,8 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             raise StoppedError(failed.result())
         log.info("shutting down")
     finally:
+        if signals is not None:
+            signals.remove()
         if metrics_server is not None:
             await metrics_server.stop()
         if proxy is not None:

@@ -123,3 +123,25 @@ def test_sigterm_answers_0x08_what_the_grace_leaves_unforwarded(tmp_path):
         answers, err, _status, _received = stop_under_pipeline(tmp_path, smsc, "1s")
     assert answers == {seq: (Status.RSYSERR, b"") for seq in range(2, 12)}  # every one answered: 0x08, retry
     assert "8 requests read but not forwarded within the grace answered 0x08" in err
+
+
+def test_a_sigterm_the_moment_the_daemon_says_it_is_ready_stops_it_in_order(tmp_path):
+    """A supervisor may stop the daemon as soon as it says READY, or while it still loads its store: the handler
+    that stops it in order (answers, unbinds, flushes, exit 0) is in place from the start, not from a turn of the
+    loop after READY (the default action then: killed, exit -15, nothing flushed)."""
+    import subprocess
+    import sys
+
+    from helpers import free_port
+
+    config = tmp_path / "smppguard.toml"
+    config.write_text(f'[listen]\naddress = "127.0.0.1:{free_port()}"\n[store]\npath = "{tmp_path / "guard.db"}"\n'
+                      '[metrics]\naddress = ""\n[simulator]\ncontrol = ""\n')
+    code = ("import os, signal, sys\n"
+            "from smppguard.app import configure_logging, run_loop, serve\n"
+            "from smppguard.config import load_config\n"
+            "configure_logging('info')\n"
+            "run_loop(serve(load_config(sys.argv[1]), ready=lambda proxy: os.kill(os.getpid(), signal.SIGTERM)))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "shutting down" in done.stderr
