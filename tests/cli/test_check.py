@@ -68,7 +68,7 @@ def test_check_quiet_hours_hold_at_night_and_transactional_skips_the_rules(cli):
     assert r.exit_code == 4  # held
     assert r.stdout.splitlines()[VERDICT] == (
         "verdict    HOLD by quiet_hours: quiet hours at the recipient (Asia/Shanghai); "
-        "held until 2026-11-28 01:00 UTC (status 0x58)")
+        "held until 2026-11-28 01:00 UTC (status 0x00)")
     cli("blacklist", "add", "13800138000")
     r = cli("check", "13800138000", "--text", "您的验证码是 1234", "--at", NIGHT)
     assert r.stdout.splitlines()[1:4] == ["class      transactional", "credit     60  (listed 1: -40)",

@@ -362,7 +362,10 @@ def check(config_path, number, sender, account, text, service_type, ton, at, db_
     if credit is not None:
         shown = ", ".join(f"{p} {c}: {pts:+d}" for p, c, pts in credit[1]) or "nothing on record"
         click.echo(f"credit     {credit[0]}  ({shown})")
-    status = f" (status 0x{int(verdict.status):02X})" if verdict.status else ""  # as `audit` and the log say
+    # what the sender is answered, as `audit` and the log say: a held message OK (the hold queue keeps it), a
+    # scheduled one is forwarded; the rule's status is for a proxy with no hold queue (--json has it)
+    answered = 0 if verdict.action.value in ("hold", "schedule") else int(verdict.status)
+    status = f" (status 0x{answered:02X})" if verdict.status else ""
     decided = f" by {verdict.rule}: {verdict.reason}" if verdict.rule else ""
     click.echo(f"verdict    {verdict.action.value.upper()}{decided}{status}")
     click.echo("")
