@@ -305,6 +305,7 @@ class MetricsServer:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(Collector(state))  # type: ignore[arg-type]
         self._server: asyncio.base_events.Server | None = None
+        self._handlers: set[asyncio.Task] = set()
 
     async def start(self, host: str, port: int, ssl: Any = None) -> None:
         self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True, ssl=ssl)
@@ -317,9 +318,22 @@ class MetricsServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for task in list(self._handlers):  # a browser keeps idle connections open, waiting for its next request
+                task.cancel()
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            await self._serve_one(reader, writer)
+        except asyncio.CancelledError:
+            writer.close()
+        finally:
+            self._handlers.discard(task)  # type: ignore[arg-type]
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
             method, _, rest = request.decode("latin-1").partition(" ")

@@ -89,7 +89,7 @@ def report(db: sqlite3.Connection, account: str, since: float, until: float | No
     days = {d: {"day": d, "sent": 0, "held": 0, "refused": 0} for d in period(since, until)}
     by_rule: dict[str, int] = {}
     for day, rule, action, count in db.execute(
-            "SELECT date(at, 'unixepoch'), rule, action, SUM(count) FROM audit WHERE at >= ? AND at < ? AND "
+            "SELECT date(at, 'unixepoch'), rule, action, SUM(count) FROM audit WHERE at >= ? AND at <= ? AND "
             "account = ? AND actor = '' GROUP BY 1, 2, 3", (since, until, account)):
         d = days.setdefault(day, {"day": day, "sent": 0, "held": 0, "refused": 0})
         if action == "reject":
@@ -98,18 +98,18 @@ def report(db: sqlite3.Connection, account: str, since: float, until: float | No
         elif action in ("hold", "schedule"):
             d["held"] += count
     for day, count in db.execute(
-            "SELECT date(sent_at, 'unixepoch'), COUNT(*) FROM send_history WHERE sent_at >= ? AND sent_at < ? AND "
+            "SELECT date(sent_at, 'unixepoch'), COUNT(*) FROM send_history WHERE sent_at >= ? AND sent_at <= ? AND "
             "account = ? AND node IS NULL GROUP BY 1", (since, until, account)):
         days.setdefault(day, {"day": day, "sent": 0, "held": 0, "refused": 0})["sent"] += count
     hold_ends = dict(db.execute(
-        "SELECT action, SUM(count) FROM audit WHERE at >= ? AND at < ? AND account = ? AND rule = 'hold' "
+        "SELECT action, SUM(count) FROM audit WHERE at >= ? AND at <= ? AND account = ? AND rule = 'hold' "
         "GROUP BY action", (since, until, account)).fetchall())
     learned = dict(db.execute(
-        "SELECT rule, SUM(count) FROM audit WHERE at >= ? AND at < ? AND account = ? AND actor = 'deliver_sm' "
+        "SELECT rule, SUM(count) FROM audit WHERE at >= ? AND at <= ? AND account = ? AND actor = 'deliver_sm' "
         "AND action != 'unread' GROUP BY rule", (since, until, account)).fetchall())
     (complaints,) = db.execute(
-        "SELECT COUNT(*) FROM blacklist b WHERE b.source = 'complaint' AND b.added_at >= ? AND b.added_at < ? AND "
-        "b.number IN (SELECT number FROM send_history WHERE account = ? AND sent_at >= ? AND sent_at < ?)",
+        "SELECT COUNT(*) FROM blacklist b WHERE b.source = 'complaint' AND b.added_at >= ? AND b.added_at <= ? AND "
+        "b.number IN (SELECT number FROM send_history WHERE account = ? AND sent_at >= ? AND sent_at <= ?)",
         (since, until, account, since - 30 * 86400, until)).fetchone()
     series = [days[d] for d in sorted(days)]
     totals = {"sent": sum(d["sent"] for d in series), "held": sum(d["held"] for d in series),
