@@ -1,0 +1,181 @@
+"""The console's pages over real HTTP: logging in, the session cookie, forms that are CSRF-safe, the hold queue's
+release and drop through the API and the pages, what a read-only client sees, and pages that escape whatever
+the request carried."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import pytest
+from console_helpers import POLICY, READ_TOKEN, WRITE_TOKEN, Sender, console_config, serve, stop
+
+from helpers import Stack, rows, wait_for
+from smppguard.smpp.status import Status
+
+NIGHT = datetime(2026, 11, 27, 23, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+HOLDING = POLICY.replace("[rules.quiet_hours]\nenabled = false", '[rules.quiet_hours]\naction = "hold"')
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def holding(tmp_path):
+    """A stack at 23:00 in Shanghai with two held messages; no sender bound, so a released one stays in the store."""
+    path = tmp_path / "guard.db"
+    with Stack(console_config(tmp_path, HOLDING), store=True, clock=lambda: NIGHT) as stack:
+        served = serve(stack, path)
+        try:
+            sender = Sender(stack)
+            try:
+                assert sender.submit("ACME", 8613700000001) == Status.ROK
+                assert sender.submit("ACME", 8613700000002) == Status.ROK
+            finally:
+                sender.close()
+            wait_for(lambda: len(rows(path, "SELECT id FROM held")) == 2, what="two held messages")
+            yield served
+        finally:
+            stop(served)
+
+
+def login(served, token: str = WRITE_TOKEN) -> tuple[str, str]:
+    """(the session cookie, the CSRF token of its forms)."""
+    got = served.call("POST", "/console/login", body=urlencode({"token": token}).encode(), headers=FORM)
+    assert got.status == 303 and got.headers["location"] == "/console/"
+    cookie = got.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    sid = re.match(r"smppguard_session=([^;]+);", cookie).group(1)
+    page = served.call("GET", "/console/queue", headers={"Cookie": f"smppguard_session={sid}"})
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+    return sid, csrf
+
+
+def held_ids(served) -> list[str]:
+    return [i for (i,) in rows(served.path, "SELECT id FROM held ORDER BY seq")]
+
+
+def test_console_release_needs_the_session_its_csrf_token_and_this_site(holding):
+    first, second = held_ids(holding)
+    sid, csrf = login(holding)
+    cookie = {"Cookie": f"smppguard_session={sid}", **FORM}
+    target = f"/console/queue/{first}/release"
+    for headers, body, said in [
+        (cookie, b"", "CSRF token is missing"),
+        (cookie, b"csrf=" + b"0" * 64, "CSRF token is missing or stale"),
+        ({**cookie, "Origin": "http://attacker.example"}, f"csrf={csrf}".encode(), "from another site"),
+    ]:
+        got = holding.call("POST", target, body=body, headers=headers)
+        assert got.status == 403 and said in got.text, got
+    no_session = holding.call("POST", target, body=f"csrf={csrf}".encode(), headers=FORM)
+    assert no_session.status == 401  # a loopback client without a session may only read
+    assert rows(holding.path, "SELECT forced FROM held ORDER BY seq") == [(0,), (0,)]  # nothing released
+
+    confirm = holding.call("GET", target, headers=cookie)
+    assert confirm.status == 200 and f"Release {first}" in confirm.text
+    assert rows(holding.path, "SELECT forced FROM held ORDER BY seq") == [(0,), (0,)]  # a GET changes nothing
+    done = holding.call("POST", target, body=f"csrf={csrf}".encode(),
+                        headers={**cookie, "Origin": f"http://127.0.0.1:{holding.port}"})
+    assert done.status == 200 and f"Released {first}" in done.text, done
+    assert rows(holding.path, "SELECT id, forced FROM held ORDER BY seq") == [(first, 1), (second, 0)]
+
+    dropped = holding.call("POST", f"/console/queue/{second}/drop", body=f"csrf={csrf}".encode(), headers=cookie)
+    assert dropped.status == 200 and f"Dropped {second}" in dropped.text
+    assert held_ids(holding) == [first]
+    assert rows(holding.path, "SELECT rule, action, actor FROM audit WHERE actor = 'crm'") == [
+        ("hold", "dropped", "crm")]
+
+    out = holding.call("POST", "/console/logout", body=f"csrf={csrf}".encode(), headers=cookie)
+    assert out.status == 303 and "Max-Age=0" in out.headers["set-cookie"]
+    after = holding.call("POST", f"/console/queue/{first}/drop", body=f"csrf={csrf}".encode(), headers=cookie)
+    assert after.status == 401  # the session is gone
+    assert held_ids(holding) == [first]
+
+
+def test_console_login_with_a_wrong_token_or_a_read_token(holding):
+    bad = holding.call("POST", "/console/login", body=b"token=guess-guess-guess-guess", headers=FORM)
+    assert bad.status == 401 and "set-cookie" not in bad.headers
+    sid, csrf = login(holding, READ_TOKEN)
+    cookie = {"Cookie": f"smppguard_session={sid}", **FORM}
+    page = holding.call("GET", "/console/queue", headers=cookie)
+    assert "desk (read)" in page.text and ">release<" not in page.text
+    refused = holding.call("POST", f"/console/queue/{held_ids(holding)[0]}/release", body=f"csrf={csrf}".encode(),
+                           headers=cookie)
+    assert refused.status == 403 and "may read, not write" in refused.text
+    assert rows(holding.path, "SELECT forced FROM held") == [(0,), (0,)]
+
+
+def test_console_queue_shows_numbers_in_full_to_a_write_token_only(holding):
+    read = holding.call("GET", "/api/v1/queue", token=READ_TOKEN).json()["items"]
+    write = holding.call("GET", "/api/v1/queue", token=WRITE_TOKEN).json()["items"]
+    assert [r["recipient"] for r in read] == ["+86137****0001", "+86137****0002"]
+    assert [r["recipient"] for r in write] == ["+8613700000001", "+8613700000002"]
+    assert read[0]["release_at"].endswith("Z") and read[0]["state"] == "held"
+    page = holding.call("GET", "/console/queue").text  # a loopback client without a token
+    assert "+86137****0001" in page and "+8613700000001" not in page
+
+
+def test_api_queue_release_and_drop(holding):
+    first, second = held_ids(holding)
+    got = holding.call("POST", f"/api/v1/queue/{first}/release", token=WRITE_TOKEN)
+    assert got.status == 200 and got.json() == {"id": first, "released": 1}
+    assert rows(holding.path, "SELECT forced, release_at FROM held WHERE id = ?", first) == [(1, NIGHT)]
+    got = holding.call("POST", f"/api/v1/queue/{second}/drop", token=WRITE_TOKEN)
+    assert got.status == 200 and got.json() == {"id": second, "dropped": 1}
+    assert held_ids(holding) == [first]
+    assert holding.call("POST", f"/api/v1/queue/{second}/drop", token=WRITE_TOKEN).status == 404
+    bad = holding.call("POST", "/api/v1/queue/x'%20OR%201=1/drop", token=WRITE_TOKEN)
+    assert bad.status == 400 and bad.json()["error"]["message"] == "not a message id"
+    assert held_ids(holding) == [first]
+
+
+def test_console_pages_escape_what_the_request_carried(served):
+    evil = "<script>alert(1)</script>"
+    import socket
+
+    with socket.create_connection((served.host, served.port), timeout=5) as raw:  # the path as sent, unencoded
+        raw.sendall(b"GET /console/<script>alert(1)<script> HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 404 ")
+    assert b"&lt;script&gt;" in answer and b"<script" not in answer
+    for target in (f"/console/accounts/{evil.replace('/', '')}", f"/console/search?q={evil}",
+                   f"/console/numbers/{evil.replace('/', '')}",
+                   f"/console/numbers/13800138000?account={evil}&sender=%22%3E{evil}"):
+        got = served.call("GET", target.replace("<", "%3C").replace(">", "%3E").replace(" ", "%20"))
+        assert got.headers["content-type"].startswith("text/html"), target
+        assert "<script" not in got.text, (target, got.text[-500:])
+        assert "&lt;script&gt;" in got.text, target
+    assert served.call("GET", "/console/numbers/abc").status == 400
+
+
+def test_console_search_goes_to_a_number_or_an_account(served):
+    got = served.call("GET", "/console/search?q=138+0013+8000")
+    assert got.status == 303 and got.headers["location"] == "/console/numbers/138%200013%208000"
+    assert served.call("GET", got.headers["location"]).status == 200
+    sender = Sender(served.stack)
+    try:
+        assert sender.submit("ACME", 8613800138000, "hello") == Status.ROK
+        assert sender.submit("ACME", 12345, "hello") == Status.RINVDSTADR  # an audit row for acme
+    finally:
+        sender.close()
+    wait_for(lambda: rows(served.path, "SELECT COUNT(*) FROM audit")[0][0] == 1, what="the refusal audited")
+    found = served.call("GET", "/console/search?q=acm")
+    assert found.status == 303 and found.headers["location"] == "/console/accounts/acme"
+    assert served.call("GET", "/console/search?q=nobody").status == 404
+
+
+def test_console_refusals_page_and_its_older_link(served):
+    sender = Sender(served.stack)
+    try:
+        for n in ("1100001", "2200002", "3300003"):
+            assert sender.submit("ACME", int(n), "hello") == Status.RINVDSTADR
+    finally:
+        sender.close()
+    wait_for(lambda: rows(served.path, "SELECT COUNT(*) FROM audit")[0][0] == 3, what="three refusals")
+    first = served.call("GET", "/console/refusals?limit=2")
+    assert first.status == 200 and first.text.count("not a valid phone number") == 2
+    older = re.search(r'href="(/console/refusals\?cursor=\d+)"', first.text).group(1)
+    second = served.call("GET", older)
+    assert second.text.count("not a valid phone number") == 1 and "Older" not in second.text
