@@ -214,7 +214,9 @@ async def test_past_its_max_size_the_audit_log_loses_its_oldest_rows_with_a_warn
         deleted = await u.bound_audit()
     assert 300 < deleted < 5000
     assert other.execute("SELECT COUNT(*) FROM audit").fetchone() == (5000 - deleted,)
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "smppguard.store"]
+    # (a busy host may add the commit process's "lagging" line: not this test's)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "smppguard.store"
+                 and r.getMessage().startswith("audit log took")]
     assert warning == (f"audit log took {used / 1e6:.1f} MB, past [audit] max_size (0.2 MB): deleted its {deleted} "
                        "oldest rows")
     assert audit.size(other) <= 200_000
