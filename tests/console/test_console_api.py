@@ -318,3 +318,13 @@ def test_api_ignores_the_console_session_cookie(served):
                       headers={"Cookie": f"smppguard_session={sid}"})
     assert got.status == 401
     assert changes(served.path) == []
+
+
+def test_api_blacklist_is_paged_with_a_cursor(served):
+    for n in ("13800138001", "13800138002", "13800138003"):
+        assert served.call("POST", "/api/v1/blacklist", token=WRITE_TOKEN, json_body={"number": n}).status == 201
+    first = served.call("GET", "/api/v1/blacklist?limit=2").json()
+    assert [r["number"] for r in first["items"]] == ["+8613800138001", "+8613800138002"]
+    assert first["next"] == "2" and first["items"][0]["actor"] == "crm"
+    second = served.call("GET", f"/api/v1/blacklist?limit=2&cursor={first['next']}").json()
+    assert [r["number"] for r in second["items"]] == ["+8613800138003"] and second["next"] is None
