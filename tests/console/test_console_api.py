@@ -328,3 +328,17 @@ def test_api_blacklist_is_paged_with_a_cursor(served):
     assert first["next"] == "2" and first["items"][0]["actor"] == "crm"
     second = served.call("GET", f"/api/v1/blacklist?limit=2&cursor={first['next']}").json()
     assert [r["number"] for r in second["items"]] == ["+8613800138003"] and second["next"] is None
+
+
+def test_api_reads_the_store_on_two_threads_at_the_stores_background_priority(served):
+    import os
+    import threading
+
+    from helpers import proc_stat
+
+    for _ in range(4):
+        assert served.call("GET", "/api/v1/numbers/13800138000").status == 200
+    threads = [t for t in threading.enumerate() if t.name.startswith("console")]
+    assert 1 <= len(threads) <= 2
+    loop_nice = int(proc_stat(os.getpid())[16])
+    assert {int(proc_stat(os.getpid(), t.native_id)[16]) for t in threads} == {min(19, loop_nice + 10)}

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from ..config import Config
@@ -17,6 +18,7 @@ from ..store import holds as hold_store
 from ..store.db import AlreadyExists, NotFound, StoreError, connect
 from ..store.lists import maybe_number
 from ..store.recipients import masker
+from ..tasks import lower_priority
 from . import data
 from .api import Api, audit_row
 from .auth import Gate, Identity, RateLimiter, is_loopback
@@ -50,6 +52,10 @@ class Console:
         self.gate = Gate(config.http.tokens, host)
         self.limiter = RateLimiter(config.http.rate_limit)
         self.mask = masker(config.audit.recipient, config.audit.salt)
+        # Two threads at the store's background priority: however many requests come, the console neither takes
+        # a core from the relay first nor opens more than two connections to the store at once.
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="console", initializer=lower_priority,
+                                        initargs=(config.store.background_nice,))
         self.api = Api(self)
         from .pages import Pages
         self.pages = Pages(self)
@@ -138,7 +144,7 @@ class Console:
 
     async def read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self._run, fn, *args, **kwargs))
+        return await loop.run_in_executor(self._pool, functools.partial(self._run, fn, *args, **kwargs))
 
     async def write(self, fn: Callable) -> Any:
         try:
