@@ -179,3 +179,33 @@ def test_console_refusals_page_and_its_older_link(served):
     older = re.search(r'href="(/console/refusals\?cursor=\d+)"', first.text).group(1)
     second = served.call("GET", older)
     assert second.text.count("not a valid phone number") == 1 and "Older" not in second.text
+
+
+def test_console_number_page_changes_the_lists_from_its_forms(served):
+    sid, csrf = login(served)
+    cookie = {"Cookie": f"smppguard_session={sid}", **FORM}
+    page = served.call("GET", "/console/numbers/13800138000", headers=cookie)
+    assert 'id="optout"' in page.text and 'id="blacklist"' in page.text
+    assert 'id="optout"' not in served.call("GET", "/console/numbers/13800138000").text  # read-only: no forms
+    target = "/console/numbers/%2B8613800138000/optout"
+    form = urlencode({"csrf": csrf, "scope": "sender", "key": "ACME", "keyword": "STOP"}).encode()
+    assert served.call("POST", target, body=form, headers={"Cookie": cookie["Cookie"], **FORM,
+                                                           "Origin": "http://attacker.example"}).status == 403
+    assert served.call("POST", target, body=form.replace(csrf.encode(), b"0" * 64), headers=cookie).status == 403
+    assert rows(served.path, "SELECT COUNT(*) FROM optout") == [(0,)]
+    done = served.call("POST", target, body=form, headers=cookie)
+    assert done.status == 200 and "+8613800138000 opted out (sender ACME)" in done.text
+    assert rows(served.path, "SELECT scope, scope_key, keyword FROM optout") == [("sender", "ACME", "STOP")]
+    blacklisted = served.call("POST", "/console/numbers/13800138000/blacklist", headers=cookie,
+                              body=urlencode({"csrf": csrf, "source": "complaint", "reason": "<b>called</b>"}).encode())
+    assert blacklisted.status == 200
+    consent = served.call("POST", "/console/numbers/13800138000/consent", headers=cookie,
+                          body=urlencode({"csrf": csrf, "source": "call", "confirmed": "1"}).encode())
+    assert consent.status == 200 and "(confirmed)" in consent.text
+    assert rows(served.path, "SELECT kind, actor FROM changelog ORDER BY id") == [
+        ("optout", "crm"), ("blacklist", "crm"), ("consent", "crm")]
+    shown = served.call("GET", "/console/numbers/13800138000", headers=cookie).text
+    assert "&lt;b&gt;called&lt;/b&gt;" in shown and "<b>called" not in shown
+    bad = served.call("POST", "/console/numbers/13800138000/blacklist", headers=cookie,
+                      body=urlencode({"csrf": csrf, "source": "friend"}).encode())
+    assert bad.status == 400 and rows(served.path, "SELECT COUNT(*) FROM changelog") == [(3,)]

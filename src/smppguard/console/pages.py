@@ -58,6 +58,7 @@ class Pages:
             Route("GET", ("console", "search"), self.search, "read"),
             Route("GET", ("console", "numbers", "{number}"), self.number, "read"),
             Route("GET", ("console", "accounts", "{account}"), self.report, "read"),
+            Route("POST", ("console", "numbers", "{number}", "{change}"), self.change, "write"),
             Route("GET", ("console", "refusals"), self.refusals, "read"),
             Route("GET", ("console", "queue"), self.queue, "read"),
             Route("GET", ("console", "queue", "{message_id}", "{action}"), self.confirm, "write"),
@@ -191,7 +192,65 @@ class Pages:
                                                        if s["recent"] else "") + "</section>")
         body += (f'<section><h2>Refusals, holds and list changes</h2><p class="muted">as the audit log keeps the '
                  f'number: {e(v["audit_recipient"])}</p>{self._audit_table(v["audit"])}</section>')
+        if who.may_write and who.session:
+            body += self._change_forms(v["number"], who)
         return self.page(v["number"], body, who)
+
+    def _change_forms(self, number: str, who: Identity) -> str:
+        csrf = f'<input type="hidden" name="csrf" value="{e(self.c.gate.csrf(who))}">'
+
+        def form(change: str, fields: str, button: str) -> str:
+            return (f'<form method="post" class="grid" action="{e(path("numbers", number, change))}">{csrf}{fields}'
+                    f'<button id="{e(change)}">{e(button)}</button></form>')
+        from ..store.lists import BLACKLIST_SOURCES
+        sources = "".join(f'<option value="{s}">{s}</option>' for s in BLACKLIST_SOURCES)
+        return ('<section><h2>Change</h2><p class="muted">Audited with your token\'s name; the proxy applies it '
+                'within a second.</p><h3>Opt out</h3>' + form(
+                    "optout", '<select name="scope" aria-label="scope"><option value="sender">sender</option>'
+                    '<option value="account">account</option><option value="global">global</option></select>'
+                    '<input name="key" placeholder="sender or account"><input name="keyword" placeholder="keyword '
+                    '(STOP, TD …)">', "Opt out") +
+                '<h3>Blacklist</h3>' + form(
+                    "blacklist", f'<select name="source" aria-label="source">{sources}</select>'
+                    '<input name="reason" placeholder="reason">', "Blacklist") +
+                '<h3>Consent</h3>' + form(
+                    "consent", '<input name="source" placeholder="how (web form, call …)" required>'
+                    '<input name="wording" placeholder="the wording agreed to"><label><input type="checkbox" '
+                    'name="confirmed" value="1"> confirmed</label>', "Record consent") + '</section>')
+
+    async def change(self, request: Request, who: Identity, number: str, change: str) -> Response:
+        """A list change from the number's page: the API's, from a form (Rule 2)."""
+        from ..store import lists
+
+        if change not in ("optout", "blacklist", "consent"):
+            raise HttpError(404, "no such change: optout, blacklist or consent")
+        fields = request.form()
+        self.c.gate.check_form(request, who, fields)
+        n = self.c.number_of(number)
+        text = {k: v[:1000] for k, v in fields.items()}
+        if change == "optout":
+            scope, key = self.c.api._scope(text.get("scope", "sender"), text.get("key", "").strip())
+            threshold = self.c.policy().correlation_threshold
+            await self.c.write(lambda db: lists.add_optouts(db, [(n, scope, key)], keyword=text.get("keyword", ""),
+                                                            actor=who.name, correlation_threshold=threshold))
+            said = f"+{n} opted out ({scope}{' ' + key if key else ''})."
+        elif change == "blacklist":
+            source = text.get("source", "manual")
+            if source not in lists.BLACKLIST_SOURCES:
+                raise HttpError(400, f"source must be one of {', '.join(lists.BLACKLIST_SOURCES)}")
+            await self.c.write(lambda db: lists.add_blacklist(db, [n], source=source, reason=text.get("reason", ""),
+                                                              actor=who.name))
+            said = f"+{n} blacklisted ({source})."
+        else:
+            if not text.get("source", "").strip():
+                raise HttpError(400, "say how consent was given (source)")
+            confirmed = text.get("confirmed") == "1"
+            await self.c.write(lambda db: lists.grant_consent(db, n, source=text["source"],
+                                                              wording=text.get("wording", ""), confirmed=confirmed,
+                                                              actor=who.name))
+            said = f"Consent for +{n} recorded ({'confirmed' if confirmed else 'pending'})."
+        return self.page("Done", f'<section><p id="done">{e(said)} The proxy applies it within a second.</p>'
+                                 f'<p><a href="{e(path("numbers", f"+{n}"))}">Back to +{e(n)}</a></p></section>', who)
 
     async def report(self, request: Request, who: Identity, account: str) -> Response:
         now = self.c.clock()
