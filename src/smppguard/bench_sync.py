@@ -15,9 +15,9 @@ CPU time and the broker's are reported per send, so the two costs can be told ap
 
 `run_soak` (``scripts/soak-sync``): three `smppguard run` daemons (nodes a, b, c, each its own store and built-in
 simulator) through one Mosquitto that is killed at random moments and started again empty, under submit_sm load
-to recipients they share, list changes on each node (the CLI), imports, and "TD" replies injected through each
-simulator. After a settle period every node must hold the same lists and count the same sends per recipient and
-origin; it exits 1 on any difference.
+to recipients they share, list changes on each node (the CLI), imports, "TD" replies injected through each
+simulator and receipts that say a number does not exist (dead numbers). After a settle period every node must
+hold the same lists and count the same sends per recipient and origin; it exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -348,6 +348,10 @@ SOAK_POLICY = ('[policy]\ndefault_region = "CN"\nfallback_zone = "Asia/Shanghai"
                '[rules.quiet_hours]\nenabled = false\n\n'
                f'[rules.frequency]\nmax = {SOAK_CAP}\nperiod = "30d"\nmin_interval = "0s"\n')
 SOAK_TEXT = b"smppguard soak: spring sale, 20% off everything this week"
+#: A receipt, asked for by one submit_sm in SOAK_DEAD_EVERY, says the number does not exist: it becomes dead
+#: (the deliver path learns it, as it learns a TD reply), on the node that sent it and then on the others.
+SOAK_RECEIPTS = 'receipt_stat = "UNDELIV"\nreceipt_err = "MK:0001"\nreceipt_delay = "0.2s"\n'
+SOAK_DEAD_EVERY = 500
 #: What every node must hold the same of at the end (full rows).
 SOAK_TABLES = {"blacklist": "SELECT number, source, reason, added_at FROM blacklist",
                "optout": "SELECT number, scope, scope_key, source, keyword, added_at FROM optout",
@@ -368,7 +372,7 @@ class _SoakNode:
         self.metrics = ("127.0.0.1", _free_port())
         self.config.write_text(
             f'[listen]\naddress = "127.0.0.1:{self.smpp[1]}"\n\n'
-            f'[simulator]\ncontrol = "127.0.0.1:{self.control[1]}"\n\n'
+            f'[simulator]\ncontrol = "127.0.0.1:{self.control[1]}"\n{SOAK_RECEIPTS}\n'
             f'[metrics]\naddress = "127.0.0.1:{self.metrics[1]}"\n\n'
             f'[store]\npath = "{self.db}"\n\n[log]\nlevel = "info"\nverdicts = "off"\n\n'
             + SOAK_POLICY + mqtt_toml(broker.url, name))
@@ -401,7 +405,7 @@ _HDR = struct.Struct(">IIII")
 
 class _SoakClient(asyncio.Protocol):
     """One transceiver bind into a node: submit_sm to pool recipients, answers every deliver_sm (the TD replies
-    the proxy passes on) and enquire_link."""
+    and receipts the proxy passes on) and enquire_link."""
 
     def __init__(self, node: _SoakNode):
         from .smpp.commands import CommandId
@@ -444,12 +448,12 @@ class _SoakClient(asyncio.Protocol):
         if status:
             raise BenchError(f"node {self.node.name}: bind_transceiver refused with 0x{status:08X}")
 
-    def submit(self, number: int) -> None:
+    def submit(self, number: int, receipt: bool = False) -> None:
         from .smpp.fields import encode_body
 
         seq = self._write(self.ids.SUBMIT_SM, encode_body(
             self.ids.SUBMIT_SM, source_addr_ton=0, source_addr_npi=0, source_addr=SOAK_SENDER, dest_addr_ton=1,
-            dest_addr_npi=1, destination_addr=str(number), registered_delivery=0, data_coding=0,
+            dest_addr_npi=1, destination_addr=str(number), registered_delivery=int(receipt), data_coding=0,
             short_message=SOAK_TEXT))
         self.outstanding[seq] = number
 
@@ -589,7 +593,7 @@ async def _soak(nodes: list[_SoakNode], broker: Broker, minutes: float, rate: fl
                 if len(c.outstanding) >= 200:
                     n.skipped += 1
                     continue
-                c.submit(_pool_number(rng))
+                c.submit(_pool_number(rng), rng.randrange(SOAK_DEAD_EVERY) == 0)
 
     async def cli(n: _SoakNode, *args: str, ok: tuple[int, ...] = (0,), stdin: bytes | None = None) -> None:
         done = await asyncio.to_thread(n.cli, *args, stdin=stdin)
@@ -762,7 +766,7 @@ def _soak_report(r: dict[str, Any], nodes: list[_SoakNode], broker: Broker, say:
         local = sum(state[n.name]["sends"][n.name].values())
         say(f"node {n.name}: {answered:,} submit_sm answered, {n.statuses[0]:,} accepted (in its store: {local:,}), "
             f"refused {refused}, {n.skipped:,} not sent (window full); {n.mo_sent} TD replies injected, "
-            f"{n.delivers} deliver_sm passed on")
+            f"{n.delivers} deliver_sm passed on (replies and receipts)")
         say(f"        sync delay p50 {_ms(s['delay_p50_s'])}, p99 {_ms(s['delay_p99_s'])}; connects "
             f"{s['counts'].get('connects', 0)}, asked changes {s['counts'].get('asked_changes', 0)}, asked sends "
             f"{s['counts'].get('asked_sends', 0)}, lag " + ", ".join(f"{x['node']} {x['lag_changes']}"
