@@ -154,6 +154,9 @@ def test_api_hostile_input_gets_a_clear_4xx_and_changes_nothing(served):
         (dict(json_body={"number": NUMBER, "reason": 7}), 400, "'reason' must be a string"),
         (dict(json_body={"number": NUMBER, "admin": True}), 400, "unknown field 'admin'"),
         (dict(body=b"x" * 70_000, headers={"Content-Type": "application/json"}), 413, "at most 65536"),
+        (dict(body=b"[" * 60_000, headers={"Content-Type": "application/json"}), 400, "nested too deep"),
+        (dict(body=b"{}", headers={"Content-Type": "application/json", "Content-Length": "\u00b2"}), 400,
+         "Content-Length"),  # a digit to str.isdigit, not to int()
         (dict(body=b"{}", headers={"Content-Type": "application/json", "Content-Length": "abc"}), 400,
          "Content-Length"),
     ]
@@ -170,6 +173,8 @@ def test_api_hostile_input_gets_a_clear_4xx_and_changes_nothing(served):
         ("/api/v1/refusals?limit=-1", 400, "limit must be"),
         ("/api/v1/refusals?limit=100000", 400, "limit must be"),
         ("/api/v1/refusals?cursor=x", 400, "cursor"),
+        ("/api/v1/refusals?cursor=%C2%B2", 400, "cursor"),
+        ("/api/v1/refusals?limit=%C2%B2", 400, "limit must be"),
         ("/api/v1/accounts/acme/report?since=yesterday", 400, "since must be"),
         ("/api/v1/nothing", 404, "no such page"),
     ]:

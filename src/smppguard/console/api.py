@@ -27,7 +27,7 @@ MAX_TEXT = 1000  # characters of a reason, a wording, a source, a key
 
 def limit_of(request: Request, default: int = 100) -> int:
     raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise HttpError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw[:20]!r}")
     return int(raw)
 
@@ -36,7 +36,7 @@ def cursor_of(request: Request) -> int | None:
     raw = request.query.get("cursor", "")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise HttpError(400, "cursor is not one this API gave (use the `next` of the last page)")
     return int(raw)
 

@@ -52,7 +52,7 @@ class Request:
         raw = self.header("content-length")
         if not raw:
             return 0
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise HttpError(400, f"Content-Length is not a number: {raw[:40]!r}")
         return int(raw)
 
@@ -68,6 +68,8 @@ class Request:
         except json.JSONDecodeError as e:
             raise HttpError(400, f"the body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") \
                 from None
+        except RecursionError:  # [[[[… within the body limit
+            raise HttpError(400, "the body's JSON is nested too deep") from None
         if not isinstance(value, dict):
             raise HttpError(400, "the body must be a JSON object, e.g. {\"number\": \"+8613800138000\"}")
         return value
