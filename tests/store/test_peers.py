@@ -253,3 +253,71 @@ def test_own_sends_are_answered_and_sends_of_other_nodes_are_kept_apart(a):
 
 
 
+
+
+def test_a_row_that_lost_everywhere_keeps_what_it_said_for_the_nodes_it_is_replayed_to(a, b):
+    b.make(Change("optout", "remove", N1, "sender", "1069", at=T + 5))
+    rows = a.make(Change("optout", "add", N1, "sender", "1069", {"source": "reply", "keyword": "td"}, at=T))
+    b.receive(rows)
+    (kept,) = peers.rows_of(b.db, "a", 0)
+    assert kept.targets() == () and (kept.kind, kept.op, kept.scope, kept.scope_key) == ("optout", "add", "sender",
+                                                                                          "1069")
+    assert (kept.data, kept.at, kept.origin, kept.actor, kept.node, kept.seq) == (
+        {"source": "reply", "keyword": "td"}, T, "a", "ops", "a", 1)
+    assert b.lists()["optout"] == []
+
+
+def test_only_an_add_made_between_the_removals_request_and_its_end_cancels_it(a, b):
+    b.receive(a.make(Change("blacklist", "add", N1, data={"source": "carrier"}, at=T - 10 * DAY)))
+    b.make(Change("blacklist", "add", N1, data={"source": "manual"}, at=T - 2 * DAY))  # by hand: cancels nothing
+    b.make(Change("optout", "add", 0, "global", numbers=[N2, N3], at=T - 2 * DAY))  # other numbers' opt-outs
+    lists.request_removal(a.db, N1, reason="ticket 9", observe_s=3 * DAY, actor="cs", now=T - 3 * DAY)
+    assert lists.apply_due_removals(a.db, T) == [N1]
+    a.stamp()
+    b.receive(peers.rows_of(a.db, "a", 1))
+    assert N1 not in [n for n, _ in b.lists()["blacklist"]]  # nothing that cancels it came meanwhile
+
+
+def test_an_opt_out_in_an_imports_batch_cancels_a_removal_asked_for_before_it(a, b):
+    b.receive(a.make(Change("blacklist", "add", N1, data={"source": "carrier"}, at=T - 10 * DAY)))
+    b.make(Change("optout", "add", 0, "global", numbers=[N2, N1, N3], at=T - DAY))
+    lists.request_removal(a.db, N1, reason="ticket 10", observe_s=3 * DAY, actor="cs", now=T - 3 * DAY)
+    assert lists.apply_due_removals(a.db, T) == [N1]
+    a.stamp()
+    b.receive(peers.rows_of(a.db, "a", 1))
+    assert N1 in [n for n, _ in b.lists()["blacklist"]]
+
+
+def test_a_copy_for_a_new_node_holds_the_lists_and_sends_as_the_exporters_and_nothing_of_its_own(a, b, tmp_path):
+    import sqlite3
+
+    b.receive(a.make(Change("blacklist", "add", N1, data={"source": "carrier"}, at=T)))
+    changelog.write(b.db, [Change("dead", "add", N2)], origin="b")  # not stamped yet: the export stamps it
+    b.db.executemany("INSERT INTO send_history (number, account, sent_at, node) VALUES (?, 'acme', ?, ?)",
+                     [(N1, T + 1, None), (N1, T + 2, None), (N3, T + 1.25, "a"), (N3, T + 1.5, "a")])
+    for sql in ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason) "
+                "VALUES (1, 'acme', 'S', 'x', 'blacklist', 'reject', 69, 'listed')",
+                "INSERT INTO pending_removal (number, reason, actor, requested_at, effective_at) "
+                "VALUES (1, 'r', 'cs', 1, 2)",
+                "INSERT INTO meta (key, value) VALUES ('sync.published.b', '7')",
+                "INSERT INTO owed (account, body, kind, made_at) VALUES ('acme', x'00', 'receipt', 1)",
+                "INSERT INTO message_map (account, smsc_id, proxy_id, expires_at) VALUES ('acme', 's', 'p', 1)"):
+        b.db.execute(sql)
+    path = str(tmp_path / "copy.db")
+    counts = peers.export_for_new_node(b.db, "b", path)
+    assert counts == {"changes": 2, "blacklist": 1, "optouts": 0, "sends": 4}
+    copy = sqlite3.connect(path)
+    try:
+        q = copy.execute
+        assert q("SELECT node, seq, kind FROM changelog ORDER BY id").fetchall() == [("a", 1, "blacklist"),
+                                                                                     ("b", 1, "dead")]
+        assert q("SELECT number, sent_at, node FROM send_history ORDER BY sent_at").fetchall() == [
+            (N1, T + 1, "b"), (N3, T + 1.25, "a"), (N3, T + 1.5, "a"), (N1, T + 2, "b")]
+        assert dict(q("SELECT key, value FROM meta WHERE key LIKE 'sync.%' OR key = 'node_id'").fetchall()) == {
+            "sync.sends.a": repr(T + 1.5), "sync.sends.b": repr(T + 2)}
+        for table in ("audit", "pending_removal", "owed", "message_map", "held"):
+            assert q(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,), table
+        assert q("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        copy.close()
+    assert b.db.execute("SELECT COUNT(*) FROM audit").fetchone() == (1,)  # the exporter keeps its own

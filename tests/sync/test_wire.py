@@ -108,3 +108,33 @@ def test_topics_are_parsed_under_the_prefix_only():
     for bad in ("other/changes/a", "smppguard/changes", "smppguard/changes/a/b", "smppguardx/changes/a"):
         with pytest.raises(WireError):
             t.parse(bad)
+
+
+@given(nodes, st.lists(st.tuples(texts, numbers, texts, st.one_of(st.none(), times)), max_size=4), st.booleans())
+def test_held_messages_travel_with_the_sends_and_a_full_set_says_so(node, held, full):
+    s = Sends(node, 3, [], run=1.0, held=tuple(held), full=full)
+    got = wire.decode_sends(wire.encode_sends(s))
+    assert got.held == tuple(held) and got.full is full
+    answer = Sends(node, 0, [], held=tuple(held), full=True)
+    assert wire.decode_answer(wire.encode_sends(answer)) == answer
+
+
+@pytest.mark.parametrize("held", [
+    [["p1", 1, "acme"]], [[1, 1, "acme", 2.0]], [["p1", 0, "acme", 2.0]], [["p1", True, "acme", 2.0]],
+    [["p1", 1, 7, 2.0]], [["p1", 1, "acme", "soon"]], [["p1", 1, "acme", float("nan")]], {"p1": 1},
+])
+def test_a_bad_held_message_is_refused(held):
+    payload = json.dumps({"node": "a", "batch": 1, "run": 1.0, "sends": [], "held": held}).encode()
+    with pytest.raises(WireError, match="held|expected a list"):
+        wire.decode_sends(payload)
+
+
+@pytest.mark.parametrize("request_, why", [
+    ({"node": "a", "kind": "changes", "origin": "b", "after": 5, "upto": 4}, "upto is before after"),
+    ({"node": "a", "kind": "sends", "origin": "b", "since": 5.0, "until": 4.0}, "until is before since"),
+    ({"node": "a", "kind": "everything", "origin": "b"}, "unknown request kind"),
+    ({"node": "a", "kind": "changes", "origin": "b/c", "after": 1, "upto": 2}, "bad node name"),
+])
+def test_a_bad_request_is_refused_with_what_is_wrong(request_, why):
+    with pytest.raises(WireError, match=why):
+        wire.decode_request(json.dumps(request_).encode())
