@@ -304,6 +304,8 @@ def test_api_rate_limit_per_token(tmp_path):
             assert limited.status == 429 and int(limited.headers["retry-after"]) >= 1
             assert "rate_limit" in limited.json()["error"]["message"]
             assert s.call("GET", "/api/v1", token=WRITE_TOKEN).status == 200  # each token its own bucket
+            guesses = [s.call("GET", "/api/v1", token=f"guess-{i:012d}-guess").status for i in range(7)]
+            assert guesses[:5] == [401] * 5 and guesses[-1] == 429, guesses  # guessing tokens is limited too
         finally:
             stop(s)
 

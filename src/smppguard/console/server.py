@@ -83,8 +83,7 @@ class Console:
 
     async def __call__(self, head: bytes, reader: asyncio.StreamReader, peer: str) -> tuple[bytes, bytes]:
         response = await self.respond(head, reader, peer)
-        body = response.body
-        return response.head(), body
+        return response.head(), response.body
 
     async def respond(self, head: bytes, reader: asyncio.StreamReader | None, peer: str) -> Response:
         is_api = head.startswith((b"GET /api", b"POST /api", b"DELETE /api", b"HEAD /api", b"PUT /api",
@@ -97,6 +96,7 @@ class Console:
             try:
                 who = self.gate.identify(request, cookies=not is_api)
             except HttpError:
+                self.limiter.take(f"anonymous {peer}")  # a guessed token costs what a request does
                 if route.access != "public":  # the login form and its POST: anyone may try a token
                     raise
                 who = None
