@@ -133,8 +133,11 @@ class Api:
     async def blacklist_list(self, request: Request, who: Identity) -> Response:
         limit, offset = limit_of(request), cursor_of(request) or 0
 
+        def shown(number: int) -> str:  # a whole list's numbers in full only to a token that may change them
+            return f"+{number}" if who.may_write else self.c.mask(number, "")
+
         def read(db):
-            return [dict(zip(("number", "source", "reason", "added_at", "actor"), (f"+{r[0]}", *r[1:]), strict=True))
+            return [dict(zip(("number", "source", "reason", "added_at", "actor"), (shown(r[0]), *r[1:]), strict=True))
                     for r in db.execute("SELECT number, source, reason, added_at, actor FROM blacklist "
                                         "ORDER BY added_at, number LIMIT ? OFFSET ?", (limit, offset))]
         rows = await self.c.read(read)
