@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +29,14 @@ def get(port: int, path: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def series(text: str, name: str) -> dict[str, float]:
@@ -56,6 +65,7 @@ enabled = false
 [rules.content]
 forbidden = ["casino"]
 """)
+    wait_for(lambda: _listening(port), what="the metrics listener")  # it starts just after the SMPP listener
     try:
         yield proc, address, port, tmp_path
     finally:
