@@ -119,16 +119,9 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
                             timing=m.decision_time if m is not None else None,
                             bind_failed=m.bind_failed if m is not None else None)
         store.writer.on_behind = proxy.hold_senders  # the bound on what is acknowledged but not yet saved
-        if m is not None and config.metrics.address is not None:  # made (the console imported) before binds come
+        if m is not None and config.metrics.address is not None:
+            # listening before the SMPP listener is: whoever sees binds accepted can ask /healthz at once
             metrics_server = _metrics_server(config, State(m, proxy, store), store)
-        try:
-            await proxy.start()
-        except TlsError as e:
-            raise StartupError(str(e)) from None
-        except OSError as e:
-            raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
-                               f"{e.strerror or e}") from None
-        log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
         if metrics_server is not None:
             try:
                 tls = http_tls_context(config.http)
@@ -142,6 +135,14 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
             log.info("metrics on %s://%s:%d/metrics%s", scheme, *metrics_server.address,
                      f", console on {scheme}://{_where(metrics_server.address)}/console/" if metrics_server.app else
                      "")
+        try:
+            await proxy.start()
+        except TlsError as e:
+            raise StartupError(str(e)) from None
+        except OSError as e:
+            raise StartupError(f"cannot listen on {_where(config.listen.address)} ([listen] address): "
+                               f"{e.strerror or e}") from None
+        log.info("listening on %s:%d, upstream %s:%d", *proxy.address, *upstream)
         for warning in config.policy.warnings():
             log.warning("%s", warning)
         if ready is not None:

@@ -22,6 +22,17 @@ def e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
+def human(iso_text: Any) -> Any:
+    """An ISO 8601 time as a person reads it: 2026-11-28T01:00:00.123Z -> 2026-11-28 01:00:00 UTC."""
+    if not isinstance(iso_text, str) or "T" not in iso_text:
+        return iso_text
+    return iso_text.replace("T", " ", 1).split(".", 1)[0].rstrip("Z") + " UTC"
+
+
+def t(iso_text: Any) -> str:
+    return e(human(iso_text))
+
+
 def path(*segments: str, **query: str) -> str:
     """A console URL: each segment percent-encoded (a number's "+" too), the query encoded."""
     url = "/console/" + "/".join(quote(s, safe="") for s in segments)
@@ -159,22 +170,22 @@ class Pages:
         body += '<section><h2>Lists</h2><table id="lists">'
         b = lists["blacklist"]
         body += ("<tr><th>blacklist</th><td>" + (
-            f'{e(b["source"])}: {e(b["reason"]) or "—"} <span class="muted">since {e(b["added_at"])} by '
-            f'{e(b["actor"])}</span>' + (f'<br>removal pending until {e(b["removal"]["effective_at"])}: '
+            f'{e(b["source"])}: {e(b["reason"]) or "—"} <span class="muted">since {t(b["added_at"])} by '
+            f'{e(b["actor"])}</span>' + (f'<br>removal pending until {t(b["removal"]["effective_at"])}: '
                                          f'{e(b["removal"]["reason"])}' if b["removal"] else "")
             if b else "not listed") + "</td></tr>")
         body += "<tr><th>opt-outs</th><td>" + ("<br>".join(
             f'{e(o["scope"])} {e(o["key"])} <span class="muted">({e(o["source"])}'
             f'{", " + e(o["keyword"]) if o["keyword"] else ""}'
-            f', {e(o["added_at"])})</span>' for o in lists["optouts"]) or "none") + "</td></tr>"
+            f', {t(o["added_at"])})</span>' for o in lists["optouts"]) or "none") + "</td></tr>"
         d = lists["dead"]
-        body += "<tr><th>dead</th><td>" + (f'{e(d["reason"])} <span class="muted">until {e(d["expires_at"])}</span>'
+        body += "<tr><th>dead</th><td>" + (f'{e(d["reason"])} <span class="muted">until {t(d["expires_at"])}</span>'
                                            if d else "no") + "</td></tr>"
         z = lists["zone"]
         body += ("<tr><th>time zone</th><td>" + (e(z["zone"]) + " (set by hand)" if z else "from the number")
                  + "</td></tr>")
         if lists["watched"]:
-            body += f'<tr><th>watched</th><td>removed from the blacklist {e(lists["watched"]["removed_at"])}</td></tr>'
+            body += f'<tr><th>watched</th><td>removed from the blacklist {t(lists["watched"]["removed_at"])}</td></tr>'
         body += "</table></section>"
         body += '<section><h2>Consent</h2>' + (self._table(
             v["consent"], ("account", "status", "source", "wording", "granted_at", "confirmed_at"), "consent")
@@ -285,7 +296,7 @@ class Pages:
             body += (f'<tr data-id="{e(r["id"])}"><td>{e(r["id"])}</td><td>{e(r["account"])}</td><td>{e(r["sender"])}'
                      f'</td><td>{e(r["recipient"])}</td><td>{e(r["state"])}'
                      f'{" (by hand)" if r["released_by_hand"] else ""}'
-                     f'</td><td>{e(data.iso(r["release_at"]))}</td><td>{e(data.iso(r["expires_at"]))}</td>'
+                     f'</td><td>{t(data.iso(r["release_at"]))}</td><td>{t(data.iso(r["expires_at"]))}</td>'
                      f'<td>{actions}</td></tr>')
         body += "</table></div>"
         if len(rows) == limit:
@@ -305,7 +316,7 @@ class Pages:
                 "blacklisted recipient's message is dropped)." if action == "release" else
                 "Remove it: it is never sent, and a sender that asked for a receipt gets one with stat DELETED.")
         body = (f'<section><p>Message <b>{e(message_id)}</b> of {e(r["account"])} to {e(r["recipient"])}, held until '
-                f'{e(data.iso(r["release_at"]))}.</p><p>{e(what)}</p><form method="post" action="'
+                f'{t(data.iso(r["release_at"]))}.</p><p>{e(what)}</p><form method="post" action="'
                 f'{e(path("queue", message_id, action))}"><input type="hidden" name="csrf" '
                 f'value="{e(self.c.gate.csrf(who))}"><button id="confirm" '
                 f'class="{"danger" if action == "drop" else ""}">'
@@ -360,7 +371,8 @@ class Pages:
     def _table(rows: list[dict], columns: tuple[str, ...], ident: str) -> str:
         out = f'<table id="{e(ident)}"><tr>' + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>"
         for r in rows:
-            out += "<tr>" + "".join(f"<td>{e(r.get(c))}</td>" for c in columns) + "</tr>"
+            out += "<tr>" + "".join(f"<td>{t(r.get(c)) if c.endswith('_at') else e(r.get(c))}</td>"
+                                    for c in columns) + "</tr>"
         return out + "</table>"
 
     def _audit_table(self, rows: list[dict]) -> str:
@@ -368,17 +380,19 @@ class Pages:
             return "<p>none</p>"
         shown = [r if "status" in r and isinstance(r["status"], str) else audit_row(r) for r in rows]
         return '<div class="scroll">' + self._table(
-            [{**r, "when": r["first"] + (f" … {r['last']} ×{r['count']}" if r["count"] > 1 else "")} for r in shown],
+            [{**r, "when": human(r["first"]) + (f" … {human(r['last'])} ×{r['count']}" if r["count"] > 1 else "")}
+             for r in shown],
             ("when", "rule", "action", "status", "recipient", "account", "sender", "reason"), "audit") + "</div>"
 
 
 def report_sections(r: dict) -> str:
     """An account's report (data.report, times as ISO) as HTML: the figures, the two charts, the days."""
-    t = r["totals"]
+    totals = r["totals"]
     rate = f"{100 * r['refusal_rate']:.1f}%" if r["refusal_rate"] is not None else "—"
-    figures = [("sent", t["sent"]), ("held", t["held"]), ("refused", t["refused"]), ("refusal rate", rate),
+    figures = [("sent", totals["sent"]), ("held", totals["held"]), ("refused", totals["refused"]),
+               ("refusal rate", rate),
                ("opt-outs learned", r["optouts_learned"]), ("complaints", r["complaints"])]
-    body = f'<p class="muted">{e(r["since"])} to {e(r["until"])} (UTC days)</p>'
+    body = f'<p class="muted">{t(r["since"])} to {t(r["until"])} (by UTC day)</p>'
     body += '<section><div class="grid" id="figures">' + "".join(
         f'<div class="figure">{e(k)}<b>{e(v)}</b></div>' for k, v in figures) + "</div></section>"
     body += f'<section><h2>Messages per day by outcome</h2>{charts.stacked_days(r["days"])}</section>'
