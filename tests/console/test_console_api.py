@@ -383,3 +383,23 @@ def test_api_no_request_makes_a_500(served, method):
 
     served.console.limiter.rate = served.console.limiter.burst = 1e9  # this test sends hundreds
     one()
+
+
+def test_api_report_counts_opt_outs_learned_from_replies_to_the_account(served):
+    """A STOP through the simulator, relayed to acme's transceiver and learned: one opt-out in acme's report; a
+    START that lifts it is an opt-in, not a second opt-out."""
+    sender = Sender(served.stack)
+    try:
+        assert served.stack.call(lambda: served.stack.sim.inject_mo("+8613800138000", "ACME", "STOP", "acme"))
+        sender.client.read_once()  # the deliver_sm, answered
+        wait_for(lambda: rows(served.path, "SELECT COUNT(*) FROM optout")[0][0] == 1, what="the opt-out learned")
+        got = served.call("GET", "/api/v1/accounts/acme/report?since=1d").json()
+        assert (got["optouts_learned"], got["optins_learned"]) == (1, 0)
+        assert served.stack.call(lambda: served.stack.sim.inject_mo("+8613800138000", "ACME", "START", "acme"))
+        sender.client.read_once()
+        wait_for(lambda: rows(served.path, "SELECT COUNT(*) FROM optout")[0][0] == 0, what="the opt-out lifted")
+    finally:
+        sender.close()
+    got = served.call("GET", "/api/v1/accounts/acme/report?since=1d").json()
+    assert (got["optouts_learned"], got["optins_learned"]) == (1, 1)
+    assert served.call("GET", "/api/v1/accounts/other/report?since=1d").json()["optouts_learned"] == 0

@@ -104,9 +104,12 @@ def report(db: sqlite3.Connection, account: str, since: float, until: float | No
     hold_ends = dict(db.execute(
         "SELECT action, SUM(count) FROM audit WHERE at >= ? AND at <= ? AND account = ? AND rule = 'hold' "
         "GROUP BY action", (since, until, account)).fetchall())
+    # what the deliver path learned from replies to the account (store/learning.py's audit rows): an opt-out's
+    # reason says "opted out (…)", a lifted one's "opted in again (…)", a confirmed consent's rule is consent
     learned = dict(db.execute(
-        "SELECT rule, SUM(count) FROM audit WHERE at >= ? AND at <= ? AND account = ? AND actor = 'deliver_sm' "
-        "AND action != 'unread' GROUP BY rule", (since, until, account)).fetchall())
+        "SELECT CASE WHEN rule = 'optout' AND reason LIKE 'opted out%' THEN 'optout' "
+        "WHEN rule = 'optout' THEN 'optin' ELSE rule END, SUM(count) FROM audit WHERE at >= ? AND at <= ? AND "
+        "account = ? AND actor = 'deliver_sm' AND action = 'learned' GROUP BY 1", (since, until, account)).fetchall())
     (complaints,) = db.execute(
         "SELECT COUNT(*) FROM blacklist b WHERE b.source = 'complaint' AND b.added_at >= ? AND b.added_at <= ? AND "
         "b.number IN (SELECT number FROM send_history WHERE account = ? AND sent_at >= ? AND sent_at <= ?)",
@@ -120,7 +123,8 @@ def report(db: sqlite3.Connection, account: str, since: float, until: float | No
         "refusal_rate": round(totals["refused"] / attempted, 4) if attempted else None,
         "refused_by_rule": dict(sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0]))),
         "held_outcomes": {k: hold_ends.get(k, 0) for k in ("released", "dropped", "expired", "cancelled")},
-        "optouts_learned": learned.get("optout", 0), "consents_confirmed": learned.get("consent", 0),
+        "optouts_learned": learned.get("optout", 0), "optins_learned": learned.get("optin", 0),
+        "consents_confirmed": learned.get("consent", 0),
         "complaints": complaints, "days": series,
     }
 
