@@ -403,3 +403,22 @@ def test_api_report_counts_opt_outs_learned_from_replies_to_the_account(served):
     got = served.call("GET", "/api/v1/accounts/acme/report?since=1d").json()
     assert (got["optouts_learned"], got["optins_learned"]) == (1, 1)
     assert served.call("GET", "/api/v1/accounts/other/report?since=1d").json()["optouts_learned"] == 0
+
+
+def test_api_double_opt_in_a_form_records_consent_and_the_reply_yes_confirms_it(served):
+    got = served.call("POST", "/api/v1/consents", token=WRITE_TOKEN,
+                      json_body={"number": NUMBER, "source": "web form", "wording": "Offers by SMS, reply YES"})
+    assert got.status == 201 and got.json()["status"] == "pending"
+    sender = Sender(served.stack)
+    try:
+        assert served.stack.call(lambda: served.stack.sim.inject_mo(NUMBER, "ACME", "YES", "acme"))
+        sender.client.read_once()  # the deliver_sm, answered
+        wait_for(lambda: rows(served.path, "SELECT status FROM consent") == [("confirmed",)], what="the YES learned")
+    finally:
+        sender.close()
+    consent = served.call("GET", "/api/v1/numbers/13800138000", token=READ_TOKEN).json()["consent"]
+    assert [(c["status"], c["source"], c["wording"]) for c in consent] == [
+        ("confirmed", "web form", "Offers by SMS, reply YES")]
+    assert consent[0]["confirmed_at"].endswith("Z")
+    report = served.call("GET", "/api/v1/accounts/acme/report?since=1d").json()
+    assert report["consents_confirmed"] == 1
