@@ -102,6 +102,17 @@ def site(tmp_path_factory):
             stop(served)
 
 
+def text_of(driver, by: str, value: str) -> str:
+    """The element's text, or "" while the page is being replaced (a click that navigates returns before the new
+    page is there, and an element found on the old one goes stale)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return driver.find_element(by, value).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def shoot(driver, name: str, tmp_path: Path, width: int = 1280) -> Path:
     """A screenshot of the whole page at `width`, into tmp_path and $SMPPGUARD_SCREENSHOTS."""
     driver.set_window_size(width, 900)
@@ -125,8 +136,7 @@ def test_console_browser_looks_a_refused_number_up_and_sees_the_rule_and_reason(
     box = browser.find_element(By.CSS_SELECTOR, "main input[name=q]")
     box.send_keys(REFUSED)
     box.submit()
-    wait_for(lambda: "/console/numbers/" in browser.current_url, what="the number's page")
-    verdict = browser.find_element(By.ID, "verdict").text
+    verdict = wait_for(lambda: text_of(browser, By.ID, "verdict"), what="the number's page")
     assert verdict == "REJECT by blacklist: number is blacklisted (status 0x45)"
     rules = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text
              for r in browser.find_elements(By.CSS_SELECTOR, "#rules tr")[1:]}
@@ -155,8 +165,8 @@ def test_console_browser_opens_a_report_and_finds_the_charts_drawn(browser, site
 
     browser.get(site.url + "/console/")
     browser.find_element(By.LINK_TEXT, "acme").click()
-    wait_for(lambda: browser.current_url.endswith("/console/accounts/acme"), what="the report")
-    figures = browser.find_element(By.ID, "figures").text
+    figures = wait_for(lambda: text_of(browser, By.ID, "figures"), what="the report")
+    assert browser.current_url.endswith("/console/accounts/acme")
     assert "sent\n40" in figures and "held\n3" in figures and "refused\n1" in figures
     chart = browser.find_element(By.CSS_SELECTOR, "svg[data-chart=days]")
     drawn = browser.execute_script(
@@ -180,7 +190,7 @@ def test_console_browser_logs_in_and_releases_a_held_message_with_its_confirmati
     browser.get(site.url + "/console/login")
     browser.find_element(By.ID, "token").send_keys(WRITE_TOKEN)
     browser.find_element(By.ID, "login").click()
-    wait_for(lambda: "crm (write)" in browser.find_element(By.TAG_NAME, "header").text, what="logged in")
+    wait_for(lambda: "crm (write)" in text_of(browser, By.TAG_NAME, "header"), what="logged in")
     browser.get(site.url + "/console/queue")
     held = browser.find_elements(By.CSS_SELECTOR, "#queue tr[data-id]")
     assert len(held) == 3
@@ -188,11 +198,11 @@ def test_console_browser_logs_in_and_releases_a_held_message_with_its_confirmati
     assert "+86137" in held[0].text  # a write token sees the number in full
     shoot(browser, "console-queue", tmp_path)
     held[0].find_element(By.LINK_TEXT, "release").click()
-    assert f"Message {message_id}" in browser.find_element(By.TAG_NAME, "main").text
+    wait_for(lambda: f"Message {message_id}" in text_of(browser, By.TAG_NAME, "main"), what="the confirmation")
     assert rows(site.path, "SELECT forced FROM held WHERE id = ?", message_id) == [(0,)]  # not before the confirm
     shoot(browser, "console-release", tmp_path)
     browser.find_element(By.ID, "confirm").click()
-    done = browser.find_element(By.ID, "done").text
+    done = wait_for(lambda: text_of(browser, By.ID, "done"), what="the release done")
     assert done.startswith(f"Released {message_id} (1 part)")
     released = rows(site.path, "SELECT forced FROM held WHERE id = ?", message_id)
     assert released in ([(1,)], [])  # released by hand (or already sent through a bind)
