@@ -208,8 +208,8 @@ def test_console_browser_logs_in_and_releases_a_held_message_with_its_confirmati
     assert released in ([(1,)], [])  # released by hand (or already sent through a bind)
     others = rows(site.path, "SELECT forced FROM held WHERE id != ?", message_id)
     assert others == [(0,), (0,)]
-    audit = rows(site.path, "SELECT actor FROM audit WHERE actor = 'crm'")
-    assert audit  # the API's blacklist add; the release itself is a queue change, logged by the daemon
+    asked = rows(site.path, "SELECT reason FROM audit WHERE action = 'release-asked' AND actor = 'crm'")
+    assert asked == [(f"released by hand; proxy id {message_id}",)]  # who released it, in the audit log
 
 
 def test_console_browser_tests_fail_instead_of_skipping_where_chromium_must_be(monkeypatch):

@@ -82,8 +82,8 @@ def test_console_release_needs_the_session_its_csrf_token_and_this_site(holding)
     dropped = holding.call("POST", f"/console/queue/{second}/drop", body=f"csrf={csrf}".encode(), headers=cookie)
     assert dropped.status == 200 and f"Dropped {second}" in dropped.text
     assert held_ids(holding) == [first]
-    assert rows(holding.path, "SELECT rule, action, actor FROM audit WHERE actor = 'crm'") == [
-        ("hold", "dropped", "crm")]
+    assert rows(holding.path, "SELECT rule, action, actor FROM audit WHERE actor = 'crm' ORDER BY id") == [
+        ("hold", "release-asked", "crm"), ("hold", "dropped", "crm")]
 
     out = holding.call("POST", "/console/logout", body=f"csrf={csrf}".encode(), headers=cookie)
     assert out.status == 303 and "Max-Age=0" in out.headers["set-cookie"]
@@ -120,6 +120,8 @@ def test_api_queue_release_and_drop(holding):
     got = holding.call("POST", f"/api/v1/queue/{first}/release", token=WRITE_TOKEN)
     assert got.status == 200 and got.json() == {"id": first, "released": 1}
     assert rows(holding.path, "SELECT forced, release_at FROM held WHERE id = ?", first) == [(1, NIGHT)]
+    assert rows(holding.path, "SELECT rule, action, recipient, actor FROM audit WHERE actor != ''") == [
+        ("hold", "release-asked", "+86137****0001", "crm")]
     got = holding.call("POST", f"/api/v1/queue/{second}/drop", token=WRITE_TOKEN)
     assert got.status == 200 and got.json() == {"id": second, "dropped": 1}
     assert held_ids(holding) == [first]

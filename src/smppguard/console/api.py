@@ -245,9 +245,18 @@ def report_json(r: dict) -> dict:
     return {**r, "since": data.iso(r["since"]), "until": data.iso(r["until"])}
 
 
-def release_now(db, message_id: str, now: float) -> int:
+def release_now(db, message_id: str, now: float, actor: str, mask) -> int:
+    """`queue release` with its audit row (who asked, and when), in one transaction. The daemon's own row follows
+    when the message is sent, or dropped by a rule."""
     with write_transaction(db):
-        return hold_store.release_now(db, message_id, now)
+        n = hold_store.release_now(db, message_id, now)
+        if n:
+            for r in hold_store.by_id(db, message_id):
+                db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                           "VALUES (?, ?, ?, ?, 'hold', 'release-asked', 0, ?, ?)",
+                           (now, r.account, r.sender, mask(r.number, r.recipient),
+                            f"released by hand; proxy id {r.id}", actor))
+        return n
 
 
 __all__ = ["Api", "report_json", "release_now"]

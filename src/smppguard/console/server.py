@@ -242,7 +242,7 @@ class Console:
     async def release(self, message_id: str, who: Identity) -> int:
         from .api import release_now
         _check_id(message_id)
-        n = await self.write(lambda db: release_now(db, message_id, self.clock()))
+        n = await self.write(lambda db: release_now(db, message_id, self.clock(), who.name, self.mask))
         if not n:
             raise HttpError(404, f"no held message {message_id} (it may have been sent or dropped already)")
         log.info("queue: %s released %s by hand (%d rows)", who.name, message_id, n)
