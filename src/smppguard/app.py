@@ -151,6 +151,7 @@ async def serve(config: Config, shutdown_trigger: Callable[[], Awaitable[None]] 
         trigger = asyncio.ensure_future(signals.stop.wait() if signals is not None else shutdown_trigger())
         failed = store.upkeep.failed
         reloader = Reloader(config, store, proxy)
+        reloader.console = metrics_server.app if metrics_server is not None else None
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, reloader.request)
@@ -237,6 +238,7 @@ class Reloader:
         self.started = config  # what the settings that need a restart still are, whatever was read since
         self.store = store
         self.proxy = proxy
+        self.console = None  # console.Console, when the HTTP listener serves it: [http] tokens and limits reload
         self._running: asyncio.Task | None = None
 
     def request(self) -> None:
@@ -270,6 +272,12 @@ class Reloader:
         finally:
             sdnotify.notify("READY=1")
 
+    def _console_stays(self, new: Config) -> bool:
+        """Whether the console and the API would be on (or off) with `new` as they are now."""
+        from .console import off_reason
+
+        return (self.console is not None) == (off_reason(new) is None)
+
     def apply(self, new: Config) -> list[str]:
         # against what runs: a file that went back to the running value needs no restart, whatever came between
         running, store, proxy = self.started, self.store, self.proxy
@@ -280,7 +288,8 @@ class Reloader:
             ("[upstream]", running.upstream == new.upstream),
             ("[store]", running.store == new.store),
             ("[metrics] address", running.metrics == new.metrics),
-            ("[http]", running.http == new.http),
+            ("[http] tls_*", (running.http.tls_cert, running.http.tls_key) == (new.http.tls_cert, new.http.tls_key)),
+            ("[http] tokens (the console and the API on or off)", self._console_stays(new)),
             ("[simulator]", running.simulator == new.simulator),
             ("[audit] recipient / salt",
              (running.audit.recipient, running.audit.salt) == (new.audit.recipient, new.audit.salt)),
@@ -291,6 +300,8 @@ class Reloader:
         if policy.history_span_s > self.config.policy.history_span_s:
             restart.append("a longer [rules.frequency] period (sends older than the old one are counted after a "
                            "restart)")
+        if self.console is not None and self._console_stays(new):
+            self.console.apply_http(new.http)  # new tokens in force; a session of a token that went ends
         store.screening.policy = policy
         if store.holds is not None:
             store.holds.forced.policy = policy.without("quiet_hours")

@@ -23,7 +23,8 @@ same with comments. Every key is optional. Durations are seconds or strings such
 `"2h"`, `"3d"`; sizes are bytes or strings such as `"1GB"`; addresses are `"host:port"`. A relative file path is
 relative to the config file's folder. `smppguard check-config --config FILE` prints every setting in force.
 SIGHUP re-reads the file: what needs a restart instead is the listen and upstream addresses, TLS files, the
-store, the metrics address and [http] (tokens, limits, TLS), the simulator, and how audit rows keep recipients.
+store, the metrics address, [http] TLS (its tokens and limits reload), the simulator, and how audit rows keep
+recipients.
 """
 
 

@@ -85,3 +85,30 @@ def test_console_daemon_serves_the_api_over_https(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert f"console on https://127.0.0.1:{port}/console/" in err
+
+
+def test_console_daemon_sighup_puts_new_tokens_in_force(tmp_path):
+    import signal
+
+    from console_helpers import READ_TOKEN
+
+    port = free_port()
+    store = f'[store]\npath = "{tmp_path / "guard.db"}"\n[metrics]\naddress = "127.0.0.1:{port}"\n'
+    old = f'[http]\ntokens = [{{ name = "crm", token = "{WRITE_TOKEN}", access = "write" }}]\n'
+    new = f'[http]\ntokens = [{{ name = "desk", token = "{READ_TOKEN}", access = "read" }}]\nrate_limit = 50\n'
+    log = tmp_path / "daemon.log"
+    with open(log, "w") as err:
+        proc, _ = start_daemon(tmp_path, store + old, stderr=err)
+        try:
+            url = f"http://127.0.0.1:{port}/api/v1"
+            wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), what="/healthz")
+            assert get(url, WRITE_TOKEN)[0] == 200 and get(url, READ_TOKEN)[0] == 401
+            config = tmp_path / "smppguard.toml"
+            config.write_text(config.read_text().replace(old, new))
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "read again and in force" in log.read_text(), what="the reload")
+            assert "need a restart" not in log.read_text()
+            assert get(url, WRITE_TOKEN)[0] == 401 and get(url, READ_TOKEN)[0] == 200
+        finally:
+            proc.terminate()
+            proc.wait(30)

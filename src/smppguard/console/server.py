@@ -79,6 +79,14 @@ class Console:
             *p.routes(),
         ]
 
+    def apply_http(self, http) -> None:
+        """[http] read again (SIGHUP): its tokens, rate limit and body limit in force from the next request."""
+        import dataclasses
+
+        self.config = dataclasses.replace(self.config, http=http)
+        self.gate.tokens = tuple(http.tokens)
+        self.limiter.rate, self.limiter.burst = http.rate_limit, max(http.rate_limit, 5.0)
+
     # --- the listener's side ------------------------------------------------------------------------------
 
     async def __call__(self, head: bytes, reader: asyncio.StreamReader, peer: str) -> tuple[bytes, bytes]:
