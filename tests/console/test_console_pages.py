@@ -211,3 +211,26 @@ def test_console_number_page_changes_the_lists_from_its_forms(served):
     bad = served.call("POST", "/console/numbers/13800138000/blacklist", headers=cookie,
                       body=urlencode({"csrf": csrf, "source": "friend"}).encode())
     assert bad.status == 400 and rows(served.path, "SELECT COUNT(*) FROM changelog") == [(3,)]
+
+
+def test_console_number_page_asks_for_a_blacklist_removal_with_its_observation_period(served):
+    sid, csrf = login(served)
+    cookie = {"Cookie": f"smppguard_session={sid}", **FORM}
+    listed = served.call("POST", "/api/v1/blacklist", token=WRITE_TOKEN, json_body={"number": "13800138000"})
+    assert listed.status == 201
+    page = served.call("GET", "/console/numbers/13800138000", headers=cookie).text
+    assert 'id="unblacklist"' in page and 'id="blacklist"' not in page
+    target = "/console/numbers/13800138000/unblacklist"
+    short = served.call("POST", target, headers=cookie,
+                        body=urlencode({"csrf": csrf, "reason": "verified", "observe": "1d"}).encode())
+    assert short.status == 400 and rows(served.path, "SELECT COUNT(*) FROM pending_removal") == [(0,)]
+    asked = served.call("POST", target, headers=cookie,
+                        body=urlencode({"csrf": csrf, "reason": "customer verified", "observe": "5d"}).encode())
+    assert asked.status == 200 and "will be removed at" in asked.text
+    (requested, effective, actor), = rows(served.path, "SELECT requested_at, effective_at, actor FROM pending_removal")
+    assert (round(effective - requested), actor) == (5 * 86400, "crm")
+    assert rows(served.path, "SELECT COUNT(*) FROM blacklist") == [(1,)]  # still listed
+    after = served.call("GET", "/console/numbers/13800138000", headers=cookie).text
+    assert "removal pending until" in after and 'id="unblacklist"' not in after
+    again = served.call("POST", target, headers=cookie, body=urlencode({"csrf": csrf, "reason": "x"}).encode())
+    assert again.status == 409

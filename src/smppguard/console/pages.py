@@ -204,10 +204,10 @@ class Pages:
         body += (f'<section><h2>Refusals, holds and list changes</h2><p class="muted">as the audit log keeps the '
                  f'number: {e(v["audit_recipient"])}</p>{self._audit_table(v["audit"])}</section>')
         if who.may_write and who.session:
-            body += self._change_forms(v["number"], who)
+            body += self._change_forms(v["number"], who, v["lists"]["blacklist"])
         return self.page(v["number"], body, who)
 
-    def _change_forms(self, number: str, who: Identity) -> str:
+    def _change_forms(self, number: str, who: Identity, blacklisted: dict | None) -> str:
         csrf = f'<input type="hidden" name="csrf" value="{e(self.c.gate.csrf(who))}">'
 
         def form(change: str, fields: str, button: str) -> str:
@@ -221,9 +221,15 @@ class Pages:
                     '<option value="account">account</option><option value="global">global</option></select>'
                     '<input name="key" placeholder="sender or account"><input name="keyword" placeholder="keyword '
                     '(STOP, TD …)">', "Opt out") +
-                '<h3>Blacklist</h3>' + form(
+                ('<h3>Blacklist</h3>' + form(
                     "blacklist", f'<select name="source" aria-label="source">{sources}</select>'
-                    '<input name="reason" placeholder="reason">', "Blacklist") +
+                    '<input name="reason" placeholder="reason">', "Blacklist") if not blacklisted else
+                 '<h3>Remove from the blacklist</h3><p class="muted">It stays listed for the observation period; a '
+                 'new complaint, carrier listing or opt-out meanwhile cancels the removal.</p>' + form(
+                     "unblacklist", '<input name="reason" placeholder="why (verified consent …)" required>'
+                     '<select name="observe" aria-label="observation period">' + "".join(
+                         f'<option value="{d}d">observe {d} days</option>' for d in range(3, 8)) + "</select>",
+                     "Ask to remove") if not blacklisted["removal"] else "") +
                 '<h3>Consent</h3>' + form(
                     "consent", '<input name="source" placeholder="how (web form, call …)" required>'
                     '<input name="wording" placeholder="the wording agreed to"><label><input type="checkbox" '
@@ -233,8 +239,8 @@ class Pages:
         """A list change from the number's page: the API's, from a form (Rule 2)."""
         from ..store import lists
 
-        if change not in ("optout", "blacklist", "consent"):
-            raise HttpError(404, "no such change: optout, blacklist or consent")
+        if change not in ("optout", "blacklist", "unblacklist", "consent"):
+            raise HttpError(404, "no such change: optout, blacklist, unblacklist or consent")
         fields = request.form()
         self.c.gate.check_form(request, who, fields)
         n = self.c.number_of(number)
@@ -252,6 +258,20 @@ class Pages:
             await self.c.write(lambda db: lists.add_blacklist(db, [n], source=source, reason=text.get("reason", ""),
                                                               actor=who.name))
             said = f"+{n} blacklisted ({source})."
+        elif change == "unblacklist":
+            from ..values import duration
+            observe = text.get("observe", "3d")
+            try:
+                observe_s = duration(observe)
+            except ValueError:
+                raise HttpError(400, "the observation period must be 3d to 7d") from None
+            if not lists.MIN_OBSERVE_S <= observe_s <= lists.MAX_OBSERVE_S:
+                raise HttpError(400, "the observation period must be 3d to 7d")
+            reason = text.get("reason", "").strip()
+            p = await self.c.write(lambda db: lists.request_removal(db, n, reason=reason, observe_s=observe_s,
+                                                                    actor=who.name, now=self.c.clock()))
+            said = f"+{n} will be removed at {human(data.iso(p.effective_at))} unless a new complaint or opt-out " \
+                   "comes first."
         else:
             if not text.get("source", "").strip():
                 raise HttpError(400, "say how consent was given (source)")
@@ -260,7 +280,9 @@ class Pages:
                                                               wording=text.get("wording", ""), confirmed=confirmed,
                                                               actor=who.name))
             said = f"Consent for +{n} recorded ({'confirmed' if confirmed else 'pending'})."
-        return self.page("Done", f'<section><p id="done">{e(said)} The proxy applies it within a second.</p>'
+        if change != "unblacklist":
+            said += " The proxy applies it within a second."
+        return self.page("Done", f'<section><p id="done">{e(said)}</p>'
                                  f'<p><a href="{e(path("numbers", f"+{n}"))}">Back to +{e(n)}</a></p></section>', who)
 
     async def report(self, request: Request, who: Identity, account: str) -> Response:
