@@ -234,3 +234,17 @@ def test_console_number_page_asks_for_a_blacklist_removal_with_its_observation_p
     assert "removal pending until" in after and 'id="unblacklist"' not in after
     again = served.call("POST", target, headers=cookie, body=urlencode({"csrf": csrf, "reason": "x"}).encode())
     assert again.status == 409
+
+
+def test_console_refusals_filtered_by_account_and_rule(served):
+    sender = Sender(served.stack)
+    try:
+        assert sender.submit("ACME", 1100001, "hello") == Status.RINVDSTADR
+    finally:
+        sender.close()
+    wait_for(lambda: rows(served.path, "SELECT COUNT(*) FROM audit")[0][0] == 1, what="the refusal")
+    assert "not a valid phone number" in served.call("GET", "/console/refusals?account=acme&rule=invalid").text
+    assert "not a valid phone number" not in served.call("GET", "/console/refusals?account=other").text
+    assert "not a valid phone number" not in served.call("GET", "/console/refusals?rule=blacklist").text
+    page = served.call("GET", "/console/refusals?rule=invalid").text
+    assert '<option value="invalid" selected>' in page

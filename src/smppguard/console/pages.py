@@ -297,11 +297,18 @@ class Pages:
 
     async def refusals(self, request: Request, who: Identity) -> Response:
         limit, before = limit_of(request, 50), cursor_of(request)
-        account = request.query.get("account") or None
-        rows = await self.c.read(data.refusals, before_id=before, limit=limit, account=account)
-        more = (f'<p><a href="{e(path("refusals", cursor=str(rows[-1]["id"]), account=account or ""))}">Older</a></p>'
-                if len(rows) == limit else "")
-        return self.page("Recent refusals and holds", f"<section>{self._audit_table(rows)}{more}</section>", who)
+        account = request.query.get("account", "")[:64] or None
+        rule = request.query.get("rule", "")[:64] or None
+        rows = await self.c.read(data.refusals, before_id=before, limit=limit, account=account, rule=rule)
+        more = (f'<p><a href="{e(path("refusals", cursor=str(rows[-1]["id"]), account=account or "", rule=rule or ""))}'
+                '">Older</a></p>' if len(rows) == limit else "")
+        rules = ["", *(r.name for r, _ in self.c.policy().rules), "hold"]
+        filters = ('<form method="get" class="grid"><input name="account" placeholder="account" '
+                   f'value="{e(account or "")}"><select name="rule" aria-label="rule">' + "".join(
+                       f'<option value="{e(r)}"{" selected" if r == (rule or "") else ""}>{e(r or "every rule")}'
+                       '</option>' for r in rules) + '</select><button>Filter</button></form>')
+        return self.page("Recent refusals and holds", f"<section>{filters}{self._audit_table(rows)}{more}</section>",
+                         who)
 
     async def queue(self, request: Request, who: Identity) -> Response:
         limit, offset = limit_of(request, 50), cursor_of(request) or 0
