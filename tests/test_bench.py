@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,7 +108,8 @@ def test_bench_compare_alternates_rounds_of_the_relay_and_the_rules():
     assert c["throughput_ratio"] == sorted(r["ratio"] for r in rounds)[1]  # the median
     text = format_comparison(c)
     assert "proxied rate, rules on / off" in text
-    assert "0.80" not in text and "300 MB" not in text  # issue 3's targets, retired (issue 33)
+    # the retired targets (a round's ratio may well be 0.80)
+    assert not re.search(r"(≥|>=|target)\s*0\.80|300 MB", text), text
     each = ", ".join(f"{r['ratio']:.2f}" for r in rounds)
     assert f"{c['throughput_ratio']:.2f}  (the median of {each})\n" in text
     assert "25,000 submit_sm/s" in text  # the relay's own targets are judged on the rules-off pass only
