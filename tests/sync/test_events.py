@@ -97,7 +97,7 @@ def test_the_queue_is_published_no_faster_than_the_rate():
 
     sent = asyncio.run(run())
     assert {t for t, _ in sent} == {"p/events/refused"}
-    # a burst of the bucket's size (20), then 20 a second: about 35 in 0.75 s, not all 60 at once
-    assert 25 <= len(sent) <= 45
+    # a burst of the bucket's size (20), then 20 a second: about 35 in 0.75 s (fewer on a busy host), never all 60
+    assert 20 <= len(sent) <= 45
     late = [at for _, at in sent[20:]]
     assert all(b - a >= 0.04 for a, b in zip(late, late[1:], strict=False))
