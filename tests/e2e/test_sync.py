@@ -550,3 +550,32 @@ def test_two_sidecars_with_one_node_name_are_told_apart_and_reported(tmp_path, b
                 assert any("another sidecar uses this node's name 'a'" in w for w in twin.store.sync.behind())
     assert "another sidecar calls itself 'a' too" in caplog.text
     assert "another sidecar calls itself 'a' too" in caplog.text
+
+
+def test_sends_asked_for_while_their_node_is_away_arrive_once_it_is_back(tmp_path):
+    """b comes back while a is away: what a's retained hello names, nobody answers; b asks again until a, back
+    under a new run, answers, and counts each send once."""
+    def history(stack: Stack) -> int:
+        return stack.call(lambda: len(stack.store.upkeep.index.history.get(A1) or ()))
+
+    with Broker("max_queued_messages 1") as broker:
+        a_cfg, b_cfg = node_config(tmp_path, "a", broker), node_config(tmp_path, "b", broker)
+        with Stack(b_cfg, store=True) as b, Stack(a_cfg, store=True) as a:
+            connected(a, b)
+        with Stack(a_cfg, store=True) as a:  # b away (the broker keeps one message for it)
+            connected(a)
+            s = Sender(a)
+            for _ in range(4):
+                assert s.submit(SENDER, A1) == Status.ROK
+                time.sleep(0.05)
+            time.sleep(1.5)  # a's retained hello names them
+            s.close()
+        with Stack(b_cfg, store=True) as b:  # a away
+            connected(b)
+            time.sleep(1.0)
+            with Stack(a_cfg, store=True) as a:
+                connected(a)
+                wait_for(lambda: history(b) == 4, what="a's four sends counted on b")
+                time.sleep(1.0)
+                assert history(b) == 4
+                assert rows(db_of(b), "SELECT COUNT(*) FROM send_history WHERE node = 'a'") == [(4,)]

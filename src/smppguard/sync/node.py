@@ -126,14 +126,18 @@ class _Seen:
 class _Origin:
     """What this node knows of another: its hello, what it last sent, its sends' numbering."""
 
-    __slots__ = ("hello", "hello_seen", "last_received", "run", "batch", "sends_until", "seen")
+    __slots__ = ("hello", "hello_seen", "last_received", "run", "next", "sends_until", "seen", "asked",
+                 "behind_since")
 
     def __init__(self) -> None:
         self.hello: Hello | None = None
         self.hello_seen = 0.0  # monotonic
         self.last_received = 0.0  # wall clock of the last message from it
-        self.run = 0.0  # its sends' run (its start time) and last batch number seen
-        self.batch = 0
+        self.run = 0.0  # its sends' run (its start time), and the number of the next of its sends to count
+        self.next = 1
+        # sends asked for and not all answered yet: the end of the range asked -> [how far answers came, when asked]
+        self.asked: dict[float, list[float]] = {}
+        self.behind_since: float | None = None  # when its hello first named sends that had not come
         self.sends_until: float | None = None  # time of the newest of its sends counted here
         self.seen = _Seen()
 
@@ -175,7 +179,7 @@ class Sync:
         self.counted_now: Callable[[], list[tuple[str, int, str, float]]] = lambda: []  # the hold queue's
         # per node: its held messages counting here, (proxy id, number) -> (history key, release time)
         self.remote_held: dict[str, dict[tuple[str, int], tuple[int, float]]] = {}
-        self.sends_batch = 0
+        self.sends_published = 0  # sends of this run published: the next is number sends_published + 1
         self.sends_until = 0.0  # the time of the newest send published
         self.events = EventFeed(self.node, settings.events, mask, per_s=settings.events_per_s,
                                 max_queued=settings.events_queue)
@@ -299,9 +303,6 @@ class Sync:
         self.disconnected_since = None
         self.counts["connects"] += 1
         log.info("MQTT: node %s connected to %s:%d (topics under %s/)", self.node, self.s.host, self.s.port, p)
-        # since the last connection, sends may have gone unseen: count a gap from each origin's newest
-        for origin in self.origins.values():
-            origin.run = 0.0
         self._wake.set()
 
     async def _read_messages(self, client: Any) -> None:
@@ -467,19 +468,18 @@ class Sync:
             out, held = self.sends_out, self.held_out
             if not out and not held:
                 continue
-            if len(out) > self.s.max_unpublished_sends:  # the others ask for them from the store (a gap in batches)
+            if len(out) > self.s.max_unpublished_sends:  # a gap in the numbers: the others ask for them by time
                 drop = len(out) - self.s.max_unpublished_sends
                 del out[:drop]
-                self.sends_batch += 1
+                self.sends_published += drop
                 self.counts["sends_unpublished"] += drop
             batch, moved = out[:5000], held[:5000]
-            self.sends_batch += 1
-            payload = wire.encode_sends(Sends(self.node, self.sends_batch, batch, run=self.run, held=tuple(moved)))
-            try:
-                await client.publish(self.topics.sends(self.node), payload, qos=1)
-            except BaseException:
-                self.sends_batch -= 1
-                raise
+            # numbered from the last acknowledged: a publish that failed (perhaps after the broker had it) is tried
+            # again with the same numbers, and a receiver counts each send once
+            payload = wire.encode_sends(Sends(self.node, self.sends_published + 1, batch, run=self.run,
+                                              held=tuple(moved)))
+            await client.publish(self.topics.sends(self.node), payload, qos=1)
+            self.sends_published += len(batch)
             del out[:len(batch)]
             del held[:len(moved)]
             if batch:
@@ -493,20 +493,27 @@ class Sync:
         now = self.clock()
         o.last_received = now
         sends = s.sends
-        if s.batch:  # live: a gap in its batches (or its run) is asked for by time
-            if s.run == o.run and s.batch <= o.batch:
-                return  # a batch the broker kept while this node was away: its range was asked for already
-            if o.run != s.run or s.batch != o.batch + 1:
-                first = min((t for _, _, t in sends), default=self.clock())
-                since = o.sends_until if o.sends_until is not None else now - self._span()
-                if first > since:
-                    self._ask(Request(self.node, "sends", s.node, since=since, until=first))
-                self._ask(Request(self.node, "held", s.node))  # and what is held there, all of it
-            o.run, o.batch = s.run, s.batch
+        if s.batch:  # live: each send counted once by its number; a gap in the numbers is asked for by time
+            if s.run != o.run or s.batch > o.next:
+                first = min((t for _, _, t in sends), default=now)
+                self._ask_sends(o, s.node, o.sends_until if o.sends_until is not None else now - self._span(), first)
+                if s.run != o.run:
+                    self._ask(Request(self.node, "held", s.node))  # and what is held there, all of it
+                    o.run = s.run
+                o.next = s.batch
+            sends = sends[o.next - s.batch:]  # those it counted already (a publish tried again, a duplicate)
+            o.next = max(o.next, s.batch + len(s.sends))
             if sends:
                 self.delays.append(max(0.0, now - max(t for _, _, t in sends)))
-        else:  # an answer: only the range asked for, so nothing counts twice
-            sends = [x for x in sends if s.since < x[2] < s.until]
+        else:  # an answer: only what is still asked for, past what earlier answers brought (none twice)
+            asked = o.asked.get(s.until)
+            if asked is None:
+                sends = []  # an answer again, or late: its request was answered in full already
+            else:
+                sends = [x for x in sends if max(s.since, asked[0]) < x[2] < s.until]
+                asked[0] = max([asked[0], *(t for _, _, t in sends)])
+                if s.last:
+                    del o.asked[s.until]
         if s.held or s.full:
             self._count_held(s.node, s.held, s.full)
         seen, live = o.seen.first_time, bool(s.batch)
@@ -515,6 +522,22 @@ class Sync:
         newest = max((t for _, _, t in sends), default=None)
         if newest is not None and (o.sends_until is None or newest > o.sends_until):
             o.sends_until = newest
+
+    def _ask_sends(self, o: _Origin, node: str, since: float, until: float) -> None:
+        """Ask `node` for its sends in (since, until), and again from where its answers stopped until the last one
+        has come (the node may be away, or the answer lost)."""
+        if until <= since:
+            return
+        o.asked[until] = [since, time.monotonic()]
+        self._ask(Request(self.node, "sends", node, since=since, until=until))
+
+    def _ask_again(self) -> None:
+        now = time.monotonic()
+        for node, o in self.origins.items():
+            for until, asked in o.asked.items():
+                if now - asked[1] >= 2 * ASK_AGAIN_S:
+                    asked[1] = now
+                    self._ask(Request(self.node, "sends", node, since=asked[0], until=until))
 
     def _span(self) -> float:
         return self.policy().history_span_s
@@ -562,7 +585,7 @@ class Sync:
     async def _hello_loop(self) -> None:
         client = self._client
         while True:
-            hello = Hello(self.node, self.published, self.sends_batch, self.run, self.sends_until, time.time())
+            hello = Hello(self.node, self.published, self.sends_published, self.run, self.sends_until, time.time())
             await client.publish(self.topics.hello(self.node), wire.encode_hello(hello), qos=1, retain=True)
             await asyncio.sleep(self.s.hello_interval)
 
@@ -581,14 +604,23 @@ class Sync:
         if not self._allowed(h.node):
             return
         o = self.origins[h.node]
-        if o.run != h.at:  # a new run of that node, or this node reconnected: what is held there, all of it
-            self._ask(Request(self.node, "held", h.node))
-        if h.batch and (o.run != h.at or h.batch > o.batch):  # sends published that this node has not seen
+        # A run not seen yet, or sends it published that did not come by its next hello (one hello is not enough:
+        # the batch may be on its way): asked for by time, and those in flight then come in the answer only.
+        behind = o.run == h.at and h.batch >= o.next
+        if o.run != h.at or (behind and o.behind_since is not None
+                             and time.monotonic() - o.behind_since >= self.s.hello_interval * 0.9):
             since = o.sends_until if o.sends_until is not None else self.clock() - self._span()
-            if h.sends_until > since:
-                self._ask(Request(self.node, "sends", h.node, since=since, until=h.sends_until + TICK))
-                o.sends_until = h.sends_until
-            o.run, o.batch = h.at, h.batch
+            # a run not seen yet: the sends of its earlier runs (all made before it began) may be missing too
+            until = max(h.sends_until + TICK, h.at if o.run != h.at else 0.0)
+            if until > since:
+                self._ask_sends(o, h.node, since, until)
+                o.sends_until = max(since, h.sends_until)
+            if o.run != h.at:
+                self._ask(Request(self.node, "held", h.node))  # what is held there, all of it
+                o.run = h.at
+            o.next = h.batch + 1
+            behind = False
+        o.behind_since = (o.behind_since or time.monotonic()) if behind else None
         o.hello, o.hello_seen = h, time.monotonic()
         self._dirty = True
 
@@ -596,6 +628,7 @@ class Sync:
         while True:
             await asyncio.sleep(1.0)
             self._forget_stale_held()
+            self._ask_again()
             if self._dirty and self._db is not None:
                 self._dirty = False
                 self.holdings = await self._read(peers.holdings, self._db)
@@ -667,15 +700,17 @@ class Sync:
             self.counts["answered_held"] += len(held)
             await self._publish_quietly(to, wire.encode_sends(Sends(self.node, 0, [], held=held, full=True)))
         elif r.kind == "sends" and r.origin == self.node:
+            await self.writer.flush()  # the sends accepted so far are in the store: none is left out of the answer
             since = r.since
-            while True:
+            while True:  # in answers of 5,000 at most; the last says so (an empty one when there are none)
                 rows = await self._read(peers.own_sends_since, db, since, 5000)
+                more = len(rows) == 5000
                 rows = [x for x in rows if x[2] < r.until]
-                if rows:
-                    await self._publish_quietly(to, wire.encode_sends(Sends(self.node, 0, [list(x) for x in rows],
-                                                                            since, r.until)))
-                    self.counts["answered_sends"] += len(rows)
-                if len(rows) < 5000:
+                last = not more or len(rows) < 5000
+                await self._publish_quietly(to, wire.encode_sends(Sends(self.node, 0, [list(x) for x in rows],
+                                                                        since, r.until, last=last)))
+                self.counts["answered_sends"] += len(rows)
+                if last:
                     return
                 since = rows[-1][2]
 

@@ -162,7 +162,9 @@ def _change(r: Any) -> Change:
 
 class Sends(NamedTuple):
     node: str
-    batch: int  # numbered per node from 1; 0 in a replay answer
+    #: live: the number of its first send in the node's run (sends are numbered from 1 in each run, and keep their
+    #: numbers when a publish is tried again), so a receiver counts each once; 0 in an answer to a request
+    batch: int
     sends: list[tuple[int, str, float]]  # number, account, time
     since: float = 0.0  # a replay answer: the range it answers, (since, until)
     until: float = 0.0
@@ -171,6 +173,7 @@ class Sends(NamedTuple):
     #: all that count now (an answer), every other one of that node no longer counts
     held: tuple = ()
     full: bool = False
+    last: bool = False  # an answer: the last of the answers to its request (one is sent, empty, when none)
 
 
 def encode_sends(s: Sends) -> bytes:
@@ -179,6 +182,8 @@ def encode_sends(s: Sends) -> bytes:
         obj["held"] = list(s.held)
     if s.full:
         obj["full"] = True
+    if s.last:
+        obj["last"] = True
     if s.batch:
         obj["run"] = s.run
     else:
@@ -217,7 +222,8 @@ def _sends_of(obj: dict) -> Sends:
     full = obj.get("full", False) is True
     if batch:
         return Sends(node, batch, out, run=_float(obj, "run"), held=held, full=full)
-    return Sends(node, 0, out, _float(obj, "since"), _float(obj, "until"), held=held, full=full)
+    return Sends(node, 0, out, _float(obj, "since"), _float(obj, "until"), held=held, full=full,
+                 last=obj.get("last", False) is True)
 
 
 def _list(obj: dict, key: str) -> list:
@@ -241,7 +247,7 @@ def _held(h: Any) -> tuple[str, int, str, float | None]:
 class Hello(NamedTuple):
     node: str
     seq: int  # the last change seq it published
-    batch: int  # the last send batch it published (in this run)
+    batch: int  # how many sends it published in this run
     at: float  # its run: when it started (its send batches are numbered from 1 in each run)
     sends_until: float = 0.0  # the time of the newest send in that batch
     sent: float = 0.0  # when it said so (the real clock)
