@@ -96,7 +96,7 @@ def test_the_instruction_count_screens_and_settles_every_message_on_the_daemons_
 
 @pytest.mark.subprocess
 def test_a_daemon_a_test_started_ends_when_the_test_process_is_killed(tmp_path):
-    """A daemon started by a test outlived its test process when that was killed (issue 33): the helpers' children
+    """A daemon started by a test outlived its test process when that was killed: the helpers' children
     get PR_SET_PDEATHSIG, as the import workers have."""
     import signal
     import subprocess

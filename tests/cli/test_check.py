@@ -82,7 +82,7 @@ def test_check_an_invalid_number(cli):
     assert r.stdout.splitlines()[:3] == [
         "recipient  '12345': not a valid number", "class      marketing",
         "verdict    REJECT by invalid: not a valid phone number (status 0x0B)"]
-    # the rules after `invalid` had no number to judge: they did not pass it (issue 33)
+    # the rules after `invalid` had no number to judge: they did not pass it
     assert rules_of(r.stdout)[0] == "  invalid      reject: not a valid phone number"
     assert rules_of(r.stdout)[1:] == [f"  {name:<11}  skipped ({reason})" for name, reason in (
         ("dead", "no valid number to judge"), ("blacklist", "no valid number to judge"),

@@ -86,7 +86,7 @@ def test_relative_store_paths_print_as_the_absolute_path_they_mean(tmp_path):
 @pytest.mark.parametrize("command", [["run"], ["blacklist", "list"], ["optout", "list"], ["queue", "list"],
                                      ["audit"], ["check", "13800138000"]])
 def test_every_command_refuses_a_bad_config_file_with_exit_2(tmp_path, command):
-    """check-config exited 2 on a bad file, `run` and the list commands 1 (issue 33; README: 2)."""
+    """check-config exited 2 on a bad file, `run` and the list commands 1 (the README says 2)."""
     config = tmp_path / "bad.toml"
     config.write_text("[upstream]\nwindw = 10\n")
     r = invoke(*command, "--config", config)

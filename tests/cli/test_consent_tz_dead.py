@@ -89,7 +89,7 @@ def test_tz_set_dash_removes_the_override(cli, db_path):
 
 
 def test_tz_list_shows_the_overrides_and_tz_remove_removes_one(cli, db_path):
-    """`tz` had no list, and removal was only `tz set N -` (issue 33)."""
+    """`tz` had no list, and removal was only `tz set N -`."""
     assert cli("tz", "list").exit_code == 1
     cli("tz", "set", "13800138000", "Asia/Urumqi")
     cli("tz", "set", "+61412345678", "Australia/Perth")

@@ -27,8 +27,8 @@ def test_help_walk_finds_every_list_command():
     assert {" ".join(p) for p in COMMANDS} >= {
         "", "check", "audit", "stats", "blacklist add", "blacklist list", "blacklist count", "blacklist import",
         "blacklist export", "blacklist remove", "blacklist pending", "optout add", "optout remove", "optout list",
-        "optout import", "optout export", "consent grant", "consent revoke", "consent show", "tz set", "tz list", "tz remove",
-        "dead list", "dead clear"}
+        "optout import", "optout export", "consent grant", "consent revoke", "consent show", "tz set", "tz list",
+        "tz remove", "dead list", "dead clear"}
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "smppguard")

@@ -47,7 +47,7 @@ def test_bytes_that_are_not_text_in_the_encoding_are_bad_rows_and_the_rest_is_im
 @pytest.mark.parametrize("command", ["blacklist", "optout"])
 def test_every_line_ending_convention_imports(cli, tmp_path, db_path, newline, command):
     """Excel for Mac's "CSV (Macintosh)" ends lines with CR alone: the import stopped with a csv error, and
-    importing again could never finish (issue 33)."""
+    importing again could never finish."""
     path = tmp_path / "list.csv"
     header = "number,source,reason" if command == "blacklist" else "number,scope,key,keyword"
     row = "{},complaint,\"投诉, by phone\"" if command == "blacklist" else "{},sender,ACME,TD"
@@ -78,7 +78,7 @@ def test_a_binary_file_is_read_to_its_end_as_bad_rows_without_a_traceback(cli, t
 @pytest.mark.parametrize("gb_row", [1, 3000], ids=["gb18030-row-first", "gb18030-row-past-64kb"])
 def test_a_utf8_file_with_a_gb18030_row_is_decided_line_by_line(cli, tmp_path, db_path, gb_row):
     """A UTF-8 file with one GB18030 row was read whole as GB18030 (its UTF-8 rows garbled: 投诉 stored as 鎶曡瘔)
-    or, with the row past the first 64 KB, the row refused without naming the encoding (issue 33)."""
+    or, with the row past the first 64 KB, the row refused without naming the encoding."""
     numbers = [f"+8613800{i:06d}" for i in range(3001)]
     lines = [f"{n},complaint,投诉 {i}".encode() for i, n in enumerate(numbers)]
     lines[gb_row] = f"{numbers[gb_row]},carrier,运营商 {gb_row}".encode("gb18030")

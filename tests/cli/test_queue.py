@@ -6,12 +6,12 @@ import time
 
 from cli_helpers import TIME, as_json, config_text, invoke, norm, sql, table
 
+from smppguard.cli.common import when
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import encode_body, parse_body
 from smppguard.smpp.pdu import build
 from smppguard.smpp.receipt import parse_receipt
 from smppguard.store import holds
-from smppguard.cli.common import when
 from smppguard.store.db import connect
 
 NOW = time.time()
@@ -65,7 +65,8 @@ def test_queue_release_makes_a_message_due_now_even_an_unknown_one(cli, db_path)
     assert (r.exit_code, r.stdout) == (0, (
         "released 2 messages: due now\n"
         "  acme: the daemon sends them within a second through a transmitter or transceiver bind of acme; while "
-        f"acme has none up, they wait (its log says so within a minute), until {when(NOW + 86400)}, when they expire\n"))
+        f"acme has none up, they wait (its log says so within a minute), until {when(NOW + 86400)}, "
+        "when they expire\n"))
     rows = sql(db_path, "SELECT id, state, forced, release_at <= ? FROM held ORDER BY id", (time.time(),))
     assert rows == [("aaaaaaaaaaaaaaaa", "held", 1, 1), ("bbbbbbbbbbbbbbbb", "held", 1, 1)]
     assert cli("queue", "release", "ffffffffffffffff").exit_code == 1

@@ -104,7 +104,7 @@ def test_audit_filters_by_rule(cli, filled):
 
 
 def test_audit_takes_every_rule_an_audit_row_can_have(cli, db_path, tmp_path):
-    """`audit --rule import` was in the README but refused (issue 33): every writer's rule is offered."""
+    """`audit --rule import` was in the README but refused: every writer's rule is offered."""
     from smppguard.policy import RULE_NAMES
     from smppguard.store.changelog import KINDS
 

@@ -713,7 +713,7 @@ def test_the_age_of_the_oldest_held_message_is_counted_from_when_it_was_held(tmp
         s = Sender(stack)
         proxy_id_of(s.submit(A))
         clock.now = NIGHT + 30
-        # held since the last count: its age shows at once, not 0.0 until the next count (issue 33)
+        # held since the last count: its age shows at once, not 0.0 until the next count
         assert holds.oldest_age() == 30.0
         proxy_id_of(s.submit(B))
         clock.now = NIGHT + 600  # past the minute: the queue counts again
@@ -1348,7 +1348,7 @@ def test_the_hold_queue_takes_max_messages_and_refuses_the_next_with_0x14(tmp_pa
 
 
 def test_held_messages_count_for_the_frequency_cap_from_the_moment_they_are_held(tmp_path, caplog):
-    """Issue 33: in quiet hours every message to one number was held, and all but the cap's worth dropped at
+    """in quiet hours every message to one number was held, and all but the cap's worth dropped at
     release. A held message counts as a send at its release time: past the cap (max 2) the next one is refused
     0x45 at once, as by day; a cancelled one gives its place back. The hold's log line says what the sender got."""
     caplog.set_level("INFO", "smppguard.verdicts")

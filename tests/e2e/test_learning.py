@@ -322,7 +322,7 @@ def test_replies_to_two_senders_and_a_suspended_receipt_lower_the_credit_score_b
 
 def test_a_reply_from_a_national_number_marked_international_opts_it_out_and_an_unreadable_one_is_reported(
         tmp_path):
-    """Issue 33: the simulator marks every MO's source_addr international (TON 1), as many SMSCs do, also a
+    """the simulator marks every MO's source_addr international (TON 1), as many SMSCs do, also a
     national number; the reply is read as the default region reads it. A reply with no readable number is
     logged, audited (rule inbound, its address masked) and counted."""
     from prometheus_client import CollectorRegistry, generate_latest

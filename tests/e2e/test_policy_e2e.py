@@ -180,7 +180,7 @@ def test_invalid_number_refused_with_invdstadr(tmp_path, client_of):
 
 def test_an_invalid_number_is_masked_in_the_audit_row_and_the_log_line_reason_included(tmp_path, client_of,
                                                                                        caplog):
-    """Issue 33: the recipient was masked, but the reason quoted it in full."""
+    """the recipient was masked, but the reason quoted it in full."""
     caplog.set_level("INFO", "smppguard.verdicts")
     with Stack(config(tmp_path), store=True) as stack:
         c = client_of(stack)

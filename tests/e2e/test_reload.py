@@ -128,7 +128,7 @@ def test_the_watchdog_is_fed_at_half_the_interval_systemd_sets(tmp_path, notify_
 
 
 def test_sighup_compares_with_what_runs_names_every_error_and_sigterm_says_it_stopped(tmp_path):
-    """Issue 33: a file that went back to the running [store] path still 'needed a restart'; an invalid file
+    """a file that went back to the running [store] path still 'needed a restart'; an invalid file
     showed its first error only (check-config shows all); SIGTERM logged no final line."""
     log = tmp_path / "daemon.log"
     with open(log, "w") as err:

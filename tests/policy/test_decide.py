@@ -229,7 +229,7 @@ def carries(text: str, number: int) -> bool:
 
 def test_no_rule_puts_the_recipient_into_its_reason():
     """A reason goes into the audit log and the log as it is, where the recipient is kept as [audit] recipient
-    says (masked by default): no rule's reason may carry the number (issue 33)."""
+    says (masked by default): no rule's reason may carry the number."""
     policy = load_policy({"preset": "cn-marketing", "default_region": "CN"},
                          {"content": {"required": ["回T退订"], "forbidden": ["赌博"]}, "credit": {"enabled": True},
                           "consent": {"enabled": True}, "quiet_hours": {"action": "reject"}}, CLASSES)

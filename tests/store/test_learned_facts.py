@@ -264,7 +264,7 @@ def test_an_unknown_fact_is_named_in_its_error(db):
 
 def test_no_learned_fact_puts_the_number_into_its_audited_reason(db):
     """The audit row keeps the recipient as [audit] recipient says; its reason is kept as it is, so it must not
-    carry the number (issue 33): every kind of fact, from a reply and from a receipt, and one from an unreadable
+    carry the number: every kind of fact, from a reply and from a receipt, and one from an unreadable
     address."""
     from smppguard.inbound import UNREAD
 

@@ -227,8 +227,9 @@ _NOT_COPIED = ("held", "message_map", "owed", "audit", "pending_removal")
 def export_for_new_node(db: sqlite3.Connection, node: str, path: str) -> dict[str, int]:
     """Write a copy of this store from which a new node starts (Rule 1 holds: it then asks only for the rows made
     after it). Its rows made here are stamped first, as this node (`node`); its sends are marked as this node's,
-    so the new node counts them without answering them as its own, nor asking for them again; what is this node's alone (its hold queue,
-    audit log, pending removals, sync marks and its store identity) is left out. Returns counts of what it has."""
+    so the new node counts them without answering them as its own, nor asking for them again; what is this node's
+    alone (its hold queue, audit log, pending removals, sync marks and its store identity) is left out. Returns
+    counts of what it has."""
     db.execute("BEGIN IMMEDIATE")
     try:
         stamp_local(db, node)
