@@ -192,7 +192,6 @@ class Sync:
         self._thread: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._tasks: list[asyncio.Task] = []
-        self._applying: asyncio.Task | None = None
 
     # --- the hot path's side ------------------------------------------------------------------------------
 
