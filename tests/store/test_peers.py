@@ -246,8 +246,9 @@ def test_own_sends_are_answered_and_sends_of_other_nodes_are_kept_apart(a):
     a.db.executemany("INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)",
                      [(N1, "acme", T + 1), (N2, "acme", T + 2)])
     a.db.execute("BEGIN")
-    assert peers.record_remote_sends(a.db, "b", [(N3, "acme", T + 1.5)]) == 1
+    assert peers.record_remote_sends(a.db, "b", [(N3, "acme", T + 1.5)], T + 1.5) == 1
     a.db.execute("COMMIT")
+    assert peers.sends_marks(a.db) == {"b": T + 1.5}  # b is asked only for what came after
     assert peers.own_sends_since(a.db, T) == [(N1, "acme", T + 1), (N2, "acme", T + 2)]
     assert peers.own_sends_since(a.db, T + 1) == [(N2, "acme", T + 2)]
 

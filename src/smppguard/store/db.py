@@ -103,3 +103,12 @@ def node_id(db: sqlite3.Connection) -> str:
     value = uuid.uuid4().hex[:12]
     db.execute("INSERT OR IGNORE INTO meta VALUES ('node_id', ?)", (value,))
     return db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0]
+
+
+def read_only(path: str) -> sqlite3.Connection:
+    """A read-only connection to the store at `path`, for a thread of its own (the upkeep's tail, the sync's reads):
+    it never takes the write lock, and waits for a writer as long as a writer waits."""
+    db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                         check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db

@@ -75,6 +75,21 @@ def stamp_local(db: sqlite3.Connection, node: str) -> int:
     return len(ids)
 
 
+def unstamped(db: sqlite3.Connection) -> int:
+    """How many rows made here wait for their origin (`stamp_local`)."""
+    return db.execute("SELECT COUNT(*) FROM changelog WHERE node IS NULL").fetchone()[0]
+
+
+def published(db: sqlite3.Connection, node: str) -> int:
+    """The last of `node`'s rows the broker acknowledged (`set_published`), 0 for none."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (f"sync.published.{node}",)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_published(db: sqlite3.Connection, node: str, seq: int) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"sync.published.{node}", str(seq)))
+
+
 def head(db: sqlite3.Connection, node: str) -> int:
     """The highest sequence number held of `node`'s rows (0: none)."""
     return db.execute("SELECT COALESCE(MAX(seq), 0) FROM changelog WHERE node = ?", (node,)).fetchone()[0]
@@ -205,11 +220,24 @@ def _log_nothing(db: sqlite3.Connection, c: Change) -> None:
 
 # --- sends --------------------------------------------------------------------------------------------------
 
-def record_remote_sends(db: sqlite3.Connection, node: str, sends: Iterable[tuple[int, str, float]]) -> int:
-    """Keep sends accepted by another node (Rule 4), so that they still count after a restart."""
+def record_remote_sends(db: sqlite3.Connection, node: str, sends: Iterable[tuple[int, str, float]],
+                        newest: float) -> int:
+    """Keep sends accepted by another node (Rule 4), so that they still count after a restart, and the time of the
+    newest of its sends counted here (`sends_marks`)."""
     cur = db.executemany("INSERT INTO send_history (number, account, sent_at, node) VALUES (?, ?, ?, ?)",
                          [(n, a, t, node) for n, a, t in sends])
+    _set_sends_mark(db, node, newest)
     return cur.rowcount
+
+
+def sends_marks(db: sqlite3.Connection) -> dict[str, float]:
+    """Per node, the time of the newest of its sends counted here: it is asked only for sends after it."""
+    return {k[len("sync.sends."):]: float(v) for k, v in
+            db.execute("SELECT key, value FROM meta WHERE key LIKE 'sync.sends.%'")}
+
+
+def _set_sends_mark(db: sqlite3.Connection, node: str, at: float) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"sync.sends.{node}", repr(at)))
 
 
 def own_sends_since(db: sqlite3.Connection, since: float, limit: int = 5000) -> list[tuple[int, str, float]]:
@@ -246,9 +274,9 @@ def export_for_new_node(db: sqlite3.Connection, node: str, path: str) -> dict[st
             copy.execute(f"DELETE FROM {table}")
         copy.execute("DELETE FROM meta WHERE key = 'node_id' OR key LIKE 'sync.%'")
         # the sends it holds of each node: the new node asks each only for those after its newest
-        newest = copy.execute("SELECT node, MAX(sent_at) FROM send_history WHERE node IS NOT NULL GROUP BY node")
-        copy.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                         [(f"sync.sends.{n}", repr(at)) for n, at in newest.fetchall()])
+        for n, at in copy.execute("SELECT node, MAX(sent_at) FROM send_history WHERE node IS NOT NULL "
+                                  "GROUP BY node").fetchall():
+            _set_sends_mark(copy, n, at)
         copy.execute("COMMIT")
         copy.execute("VACUUM")
         return {"changes": copy.execute("SELECT COUNT(*) FROM changelog").fetchone()[0],

@@ -25,7 +25,6 @@ import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -37,7 +36,7 @@ from ..policy.model import Index
 from . import audit, snapshot
 from .changelog import COLUMNS, from_row
 from .credit import apply_low_scores, low_scores
-from .db import BUSY_TIMEOUT_MS, StoreError
+from .db import StoreError, read_only
 from .index import apply_change, history_keys_name
 from .lists import apply_due_removals
 from .migrations import NEWEST, too_new
@@ -106,7 +105,7 @@ class Upkeep:
         self.failed = asyncio.get_running_loop().create_future()
         self._thread = tasks.background_thread("store-upkeep", self.nice)
         self._build_thread = tasks.background_thread("index-snapshot", self.nice)
-        self._db = await self._in_thread(_read_only, self.path)
+        self._db = await self._in_thread(read_only, self.path)
         self._task = tasks.spawn(self._loop(), name="store upkeep")
         self._snapshots = tasks.spawn(self._snapshot_loop(), name="index snapshot")
 
@@ -354,9 +353,3 @@ class Upkeep:
                 except sqlite3.Error:
                     log.exception("deleting rows past retention failed; will retry in %.0f s", self.expire_every)
 
-
-def _read_only(path: str) -> sqlite3.Connection:
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return db

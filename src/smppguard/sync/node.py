@@ -26,13 +26,12 @@ import sqlite3
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from .. import tasks
 from ..store import peers
 from ..store.changelog import Change
-from ..store.db import BUSY_TIMEOUT_MS
+from ..store.db import read_only
 from ..store.learning import ACTOR as LEARNED_BY
 from . import wire
 from .events import EventFeed
@@ -213,10 +212,10 @@ class Sync:
 
     async def start(self) -> None:
         self._thread = tasks.background_thread("sync-reads", 0)
-        self._db = await self._read(_read_only, self.path)
-        self.published = int(await self._read(_meta, self._db, f"sync.published.{self.node}") or 0)
+        self._db = await self._read(read_only, self.path)
+        self.published = await self._read(peers.published, self._db, self.node)
         self.head = await self._read(peers.head, self._db, self.node)
-        for node, until in (await self._read(_sends_marks, self._db)).items():
+        for node, until in (await self._read(peers.sends_marks, self._db)).items():
             self.origins[node].sends_until = until
         self._tasks = [tasks.spawn(self._connection_loop(), name="mqtt connection"),
                        tasks.spawn(self._apply_loop(), name="mqtt apply")]
@@ -411,8 +410,8 @@ class Sync:
         for node, batch in sends.items():
             until = self.origins[node].sends_until or max(t for _, _, t in batch)  # an answer's may be older
             try:
-                await self.writer.submit(lambda db, node=node, batch=batch, until=until: (
-                    peers.record_remote_sends(db, node, batch), _set_meta(db, f"sync.sends.{node}", repr(until))))
+                await self.writer.submit(lambda db, node=node, batch=batch, until=until:
+                                         peers.record_remote_sends(db, node, batch, until))
             except sqlite3.Error:
                 log.exception("MQTT: %d sends of node %s could not be saved (they count until a restart)",
                               len(batch), node)
@@ -426,7 +425,7 @@ class Sync:
             self._wake.clear()
             db = self._db
             assert db is not None
-            self.unstamped = await self._read(_count_unstamped, db)
+            self.unstamped = await self._read(peers.unstamped, db)
             if self.unstamped:
                 if self.own_floor > self.head:
                     self._quietly("floor", logging.WARNING, "MQTT: the broker knows this node (%s) up to change "
@@ -448,8 +447,7 @@ class Sync:
                     for r in rows:
                         if r.actor == LEARNED_BY and r.op == "add":
                             self.events.learned(r)
-                    saved = self.writer.submit(lambda db, seq=self.published: _set_meta(
-                        db, f"sync.published.{self.node}", str(seq)))
+                    saved = self.writer.submit(lambda db, seq=self.published: peers.set_published(db, self.node, seq))
                     saved.add_done_callback(_ignore)  # lost: the next publish saves a later mark
                     continue
             self.unpublished_since = None
@@ -767,7 +765,7 @@ class Sync:
             log.log(level, msg, *args, exc_info=exc_info)
 
 
-# --- the store, read on the sync's thread ---------------------------------------------------------------------
+# --- stopping -------------------------------------------------------------------------------------------------
 
 async def _stop(running: list[asyncio.Task]) -> None:
     """Cancel the tasks, again until they are done: on Python 3.11 asyncio.wait_for (which aiomqtt awaits) can
@@ -799,28 +797,4 @@ def _ignore(future: asyncio.Future) -> None:
     if not future.cancelled():
         future.exception()
 
-
-def _read_only(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
-                         check_same_thread=False)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return db
-
-
-def _meta(db: sqlite3.Connection, key: str) -> str | None:
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else None
-
-
-def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
-    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-
-def _sends_marks(db: sqlite3.Connection) -> dict[str, float]:
-    return {k[len("sync.sends."):]: float(v) for k, v in
-            db.execute("SELECT key, value FROM meta WHERE key LIKE 'sync.sends.%'")}
-
-
-def _count_unstamped(db: sqlite3.Connection) -> int:
-    return db.execute("SELECT COUNT(*) FROM changelog WHERE node IS NULL").fetchone()[0]
 
