@@ -101,3 +101,16 @@ def test_config_is_looked_for_in_the_environment_then_etc_then_defaults(tmp_path
     assert (load_config().upstream.window, load_config().source) == (7, str(etc))
     monkeypatch.setattr(config_module, "DEFAULT_PATHS", (tmp_path / "missing.toml",))
     assert load_config().source == "<defaults>" and load_config().upstream.window == 10
+
+
+def test_an_mqtt_url_is_taken_apart_once_and_a_bad_one_is_named():
+    from smppguard.config import Broker, ConfigError, parse_config
+
+    cfg = parse_config('[mqtt]\nurl = "mqtts://node%20a:p%40ss@broker.example:8884"\nnode = "a"\n')
+    assert cfg.mqtt.broker == Broker("broker.example", 8884, True, "node a", "p@ss")
+    assert parse_config('[mqtt]\nurl = "mqtt://127.0.0.1"\n').mqtt.broker == Broker("127.0.0.1", 1883, False,
+                                                                                    None, None)
+    assert parse_config('[mqtt]\nurl = "mqtts://h"\n').mqtt.broker.port == 8883
+    for bad in ("http://h:1883", "mqtt://", "mqtt://h:99999", "mqtt://h/path", "mqtt://h?x=1"):
+        with pytest.raises(ConfigError, match=r"mqtt\.url.*not a broker URL"):
+            parse_config(f'[mqtt]\nurl = "{bad}"\n')

@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from . import logs, sdnotify, tasks
 from .config import Config
@@ -47,15 +47,11 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 
 
 async def _wait_for_signal() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    signals = _StopSignals()
     try:
-        await stop.wait()
+        await signals.stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        signals.remove()
 
 
 class StartupError(Exception):
@@ -402,7 +398,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     verdicts = None
     if config.log.verdicts != "off":
         verdicts = logs.VerdictLog(logging.getLevelName(config.log.verdicts.upper()), mask)
-    sync = _sync(config, writer, index, clock) if config.mqtt.url else None
+    # the screening's policy, as a reload leaves it (the screening is made below, with the sync's tee)
+    sync = _sync(config, writer, index, lambda: screening.policy, clock) if config.mqtt.url else None
     hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync and sync.events) if o is not None])
     codecs = (config.text.default_codec, config.text.ia5_codec)
     record_send = writer.record_send if sync is None else sync.tee(writer.record_send)
@@ -427,28 +424,22 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
         learning.start()
     store = OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics, sync)
     if sync is not None:
-        sync.policy = lambda: screening.policy  # the policy in force, after a reload too
-        sync.correlation_threshold = lambda: screening.policy.correlation_threshold
         await sync.start()
     return store
 
 
-def _sync(config: Config, writer: StoreWriter, index, clock: Callable[[], float]) -> Sync:
-    """This sidecar's link to the others, as [mqtt] configures it."""
-    from urllib.parse import unquote, urlsplit
-
+def _sync(config: Config, writer: StoreWriter, index, policy: Callable[[], Any], clock: Callable[[], float]) -> Sync:
+    """This sidecar's link to the others, as [mqtt] configures it; `policy`: the policy in force (a reload may
+    change it)."""
     m = config.mqtt
-    u = urlsplit(m.url)
-    tls = u.scheme == "mqtts"
+    b = m.broker
     settings = SyncSettings(
-        host=u.hostname or "127.0.0.1", port=u.port or (8883 if tls else 1883), node=m.node_or_host, prefix=m.prefix,
-        tls=tls, username=unquote(u.username) if u.username else None,
-        password=unquote(u.password) if u.password else None, ca=m.ca, cert=m.cert, key=m.key, peers=m.peers,
-        hello_interval=m.hello_interval, events=m.events, events_per_s=m.events_per_s)
-    policy = config.policy
-    return Sync(settings, writer, index, lambda: policy, path=config.store.path,
+        host=b.host, port=b.port, node=m.node_or_host, prefix=m.prefix, tls=b.tls, username=b.username,
+        password=b.password, ca=m.ca, cert=m.cert, key=m.key, peers=m.peers, hello_interval=m.hello_interval,
+        events=m.events, events_per_s=m.events_per_s)
+    return Sync(settings, writer, index, policy, path=config.store.path,
                 mask=masker(config.audit.recipient, config.audit.salt),
-                correlation_threshold=lambda: policy.correlation_threshold, clock=clock)
+                correlation_threshold=lambda: policy().correlation_threshold, clock=clock)
 
 
 def hold_settings(config: Config) -> HoldSettings:

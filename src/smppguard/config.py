@@ -347,13 +347,20 @@ class HttpConfig:
     tls_key: str = option("", string, "Its private key (PEM); \"\" = in tls_cert.")
 
 
-def mqtt_url(value: Any) -> str:
-    """mqtt://[user:password@]host[:port] or mqtts://…; "" = off."""
-    from urllib.parse import urlsplit
+class Broker(NamedTuple):
+    """An [mqtt] url, taken apart."""
 
-    text = string(value)
-    if not text:
-        return ""
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def broker_of(text: str) -> Broker:
+    """mqtt://[user:password@]host[:port] or mqtts://…; ValueError says what is wrong."""
+    from urllib.parse import unquote, urlsplit
+
     try:
         u = urlsplit(text)
         port = u.port
@@ -362,7 +369,16 @@ def mqtt_url(value: Any) -> str:
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname or u.path not in ("", "/") or u.query:
         raise ValueError(f"{text!r} is not a broker URL: expected mqtt://host:1883 or mqtts://host:8883 "
                          "(user:password@ allowed)")
-    del port
+    tls = u.scheme == "mqtts"
+    return Broker(u.hostname, port or (8883 if tls else 1883), tls, unquote(u.username) if u.username else None,
+                  unquote(u.password) if u.password else None)
+
+
+def mqtt_url(value: Any) -> str:
+    """An [mqtt] url (broker_of); "" = off."""
+    text = string(value)
+    if text:
+        broker_of(text)
     return text
 
 
@@ -418,6 +434,10 @@ class MqttConfig:
     @property
     def node_or_host(self) -> str:
         return self.node or _host_name()
+
+    @property
+    def broker(self) -> Broker:
+        return broker_of(self.url)
 
 
 @dataclass(frozen=True)
