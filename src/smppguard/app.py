@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from . import logs, sdnotify, tasks
 from .config import Config
@@ -36,7 +36,9 @@ from .store.learning import Learning, LearningTerms
 from .store.recipients import masker
 from .store.upkeep import Upkeep
 from .store.writer import StoreWriter
-from .sync import Sync, SyncSettings
+
+if TYPE_CHECKING:  # sync (and aiomqtt with it) is imported only by a daemon with [mqtt] url
+    from .sync import Sync
 
 log = logging.getLogger("smppguard")
 
@@ -431,6 +433,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
 def _sync(config: Config, writer: StoreWriter, index, policy: Callable[[], Any], clock: Callable[[], float]) -> Sync:
     """This sidecar's link to the others, as [mqtt] configures it; `policy`: the policy in force (a reload may
     change it)."""
+    from .sync import Sync, SyncSettings
+
     m = config.mqtt
     b = m.broker
     settings = SyncSettings(
