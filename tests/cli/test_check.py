@@ -46,6 +46,8 @@ def test_check_allow_prints_the_verdict_and_a_line_per_rule(cli):
         "  credit       skipped (disabled)",
         "  consent      skipped (disabled)",
         "  content      pass",
+        "  signature    skipped (disabled)",
+        "  review       pass",
         "  frequency    pass",
         "  quiet_hours  pass")
 
@@ -87,7 +89,8 @@ def test_check_an_invalid_number(cli):
     assert rules_of(r.stdout)[1:] == [f"  {name:<11}  skipped ({reason})" for name, reason in (
         ("dead", "no valid number to judge"), ("blacklist", "no valid number to judge"),
         ("optout", "no valid number to judge"), ("credit", "disabled"), ("consent", "disabled"),
-        ("content", "no valid number to judge"), ("frequency", "no valid number to judge"),
+        ("content", "no valid number to judge"), ("signature", "disabled"), ("review", "no valid number to judge"),
+        ("frequency", "no valid number to judge"),
         ("quiet_hours", "no valid number to judge"))]
     rules = as_json(cli("check", "12345", "--at", NOON, "--json"))["rules"]
     assert [(r["rule"], r["result"]) for r in rules][:3] == [("invalid", "reject"), ("dead", "skipped"),

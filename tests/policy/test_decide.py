@@ -45,8 +45,8 @@ def refused(v, rule: str) -> bool:
 
 
 def test_decide_rules_order():
-    assert RULE_NAMES == ("invalid", "dead", "blacklist", "optout", "credit", "consent", "content", "frequency",
-                          "quiet_hours")
+    assert RULE_NAMES == ("invalid", "dead", "blacklist", "optout", "credit", "consent", "content", "signature",
+                          "review", "frequency", "quiet_hours")
     assert tuple(rule.name for rule, _ in POLICY.rules) == RULE_NAMES == tuple(r.name for r in RULES)
 
 
@@ -232,9 +232,11 @@ def test_no_rule_puts_the_recipient_into_its_reason():
     says (masked by default): no rule's reason may carry the number."""
     policy = load_policy({"preset": "cn-marketing", "default_region": "CN"},
                          {"content": {"required": ["回T退订"], "forbidden": ["赌博"]}, "credit": {"enabled": True},
-                          "consent": {"enabled": True}, "quiet_hours": {"action": "reject"}}, CLASSES)
+                          "consent": {"enabled": True}, "quiet_hours": {"action": "reject"},
+                          "signature": {"enabled": True}}, CLASSES)
     index = listed("dead", "blacklist", "optout", "consent", "frequency", "quiet")
     index.low_credit[CN_MOBILE] = 10
+    index.reviews["acme"] = (NOON, "held")
     reasons = {}
     for name, why, v in explain(sub(CN_MOBILE, text="赌博"), index, NOON, policy):
         assert why == "applies", name

@@ -16,7 +16,7 @@ NOON = at(2025, 6, 13, 12)
 def test_a_registered_rule_is_parsed_checked_in_its_place_and_explained():
     policy = load_policy({}, {"prefix": {"prefixes": ["86138"]}}, registry=WITH_PREFIX)
     assert policy.rule_names == ("invalid", "dead", "blacklist", "prefix", "optout", "credit", "consent",
-                                 "content", "frequency", "quiet_hours")
+                                 "content", "signature", "review", "frequency", "quiet_hours")
     v = decide(sub(CN_MOBILE), Index(), NOON, policy)
     assert (v.action, v.rule, v.status) == (Action.REJECT, "prefix", REFUSED)
     # blacklist comes first, optout after it

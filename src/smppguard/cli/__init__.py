@@ -18,6 +18,7 @@ from ..config import SimulatorConfig
 from ..values import address as parse_address
 from .common import CONTEXT, config_option, fail
 from .common import load as _load
+from .identity import account, signature
 from .lists import blacklist, consent, dead, optout, tz
 from .queue import queue
 from .reports import audit, report, stats
@@ -469,7 +470,7 @@ def bench(messages, binds, window, policy, rounds, lists, optouts, history, hist
                          optouts=optouts, history_recipients=history_recipients, rounds=rounds))
 
 
-for command in (blacklist, optout, consent, tz, dead, queue, audit, stats, report, sync):
+for command in (blacklist, optout, consent, tz, dead, signature, account, queue, audit, stats, report, sync):
     main.add_command(command)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from . import blacklist, consent, content, credit, dead, frequency, invalid, optout, quiet_hours
+from . import blacklist, consent, content, credit, dead, frequency, invalid, optout, quiet_hours, review, signature
 from . import traffic_class as classes
 from .model import ALLOW, Action, History, Index, OptoutTerms, Rule, RuleContext, Submission, Verdict
 from .numbers import UNKNOWN_ZONES, check_region, check_zone, locate
@@ -24,7 +24,7 @@ from .presets import PRESETS, merged
 
 #: The rules, in the order they are asked. A new rule is a module with a `RULE`, and one entry here.
 RULES: tuple[Rule, ...] = (invalid.RULE, dead.RULE, blacklist.RULE, optout.RULE, credit.RULE, consent.RULE,
-                           content.RULE, frequency.RULE, quiet_hours.RULE)
+                           content.RULE, signature.RULE, review.RULE, frequency.RULE, quiet_hours.RULE)
 RULE_NAMES = tuple(r.name for r in RULES)
 
 __all__ = ["ALLOW", "Action", "Index", "Policy", "RULES", "Rule", "Submission", "Verdict", "decide", "explain",

@@ -25,6 +25,7 @@ SCOPE_STRIDE = 1 << 50  # above every E.164 number (15 digits at most)
 MAX_SCOPES = 1 << 20
 PRUNE_BUDGET = 5_000  # history keys looked at per prune call (10 ms on a busy 2-core machine: it stalls the loop)
 GLOBAL = 0  # scope id of the global scope
+MAX_SIGNED_CACHE = 10_000  # (account, source_addr) pairs whose signatures Index.signed keeps worked out
 #: The source of list entries read from a file (`smppguard optout import`, `blacklist import`).
 IMPORTED = "import"
 
@@ -93,6 +94,10 @@ class Index:
     low_credit: dict[int, int] = field(default_factory=dict)  # number -> credit score, only those below the floor
     consent: dict[int, str] = field(default_factory=dict)  # scoped(number, scope id) -> pending|confirmed
     tz: dict[int, str] = field(default_factory=dict)  # per-number time zone overrides
+    # account -> {(source_addr or "", signature as signature.normal gives it): (time of its last change, present)}
+    signatures: dict[str, dict[tuple[str, str], tuple[float, bool]]] = field(default_factory=dict)
+    # account -> (time, state) of its sending-pattern review: "alert", "held" (its marketing held) or "released"
+    reviews: dict[str, tuple[float, str]] = field(default_factory=dict)
     # frequency key -> sends, sorted: those the SMSC accepted, and those in flight (reserved) until it answers
     history: dict[int, tuple[float, ...]] | CompactHistory = field(default_factory=dict)
     # frequency key -> release times of held messages (the hold queue's): each counts as a send at its release
@@ -104,6 +109,7 @@ class Index:
     # numbers in no list, told by one bit (the store attaches one to its CompactSets): every bit set, unattached
     listed: Sieve = field(default_factory=Sieve.everything, repr=False, compare=False)
     _prune_pending: list[int] = field(default_factory=list, repr=False, compare=False)  # see prune_history
+    _signed: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     # --- scopes --------------------------------------------------------------------------------------------
 
@@ -149,6 +155,35 @@ class Index:
         if sid is not None and number + sid * SCOPE_STRIDE in optouts:
             return "account", number + sid * SCOPE_STRIDE
         return None
+
+    def signed(self, account: str, sender: str) -> frozenset[str]:
+        """The signatures `account` may use from `sender`: those registered for the account, and for that source
+        address of it. Worked out once per (account, sender) until a signature changes."""
+        key = (account, sender)
+        found = self._signed.get(key)
+        if found is None:
+            entries = self.signatures.get(account, {})
+            found = frozenset(sig for (source, sig), (_at, present) in entries.items()
+                              if present and source in ("", sender))
+            if len(self._signed) >= MAX_SIGNED_CACHE:  # a sender may use any number of source addresses
+                self._signed.clear()
+            self._signed[key] = found
+        return found
+
+    def set_signature(self, account: str, source: str, signature: str, at: float, present: bool) -> None:
+        """A signature registered (present) or removed at `at`: the later change wins, an addition on a tie (the
+        store applies the same rule, store/signatures.py)."""
+        entries = self.signatures.setdefault(account, {})
+        current = entries.get((source, signature))
+        if current is None or at > current[0] or (at == current[0] and present):
+            entries[(source, signature)] = (at, present)
+            self._signed.clear()
+
+    def set_review(self, account: str, at: float, state: str) -> None:
+        """An account's review state as of `at`; the later change wins (store/review.py)."""
+        current = self.reviews.get(account)
+        if current is None or at >= current[0]:
+            self.reviews[account] = (at, state)
 
     def sends_between(self, key: int, start: float, end: float) -> int:
         """Accepted sends plus in-flight reservations for `key` in [start, end]."""

@@ -26,7 +26,10 @@ from typing import Callable, Iterable, NamedTuple
 
 from .db import write_transaction
 
-KINDS = ("blacklist", "optout", "dead", "consent", "tz")
+KINDS = ("blacklist", "optout", "dead", "consent", "tz", "signature", "review")
+#: kinds of change that are of an account (its scope_key), not of numbers: applied by _apply_account
+ACCOUNT_KINDS = ("signature", "review")
+REVIEW_STATES = ("alert", "held", "released")
 OPS = ("add", "remove")
 COLUMNS = "id, at, origin, kind, op, number, scope, scope_key, data, actor, numbers, node, seq"
 
@@ -60,7 +63,14 @@ class Change(_ChangeFields):
         if kind not in KINDS or op not in OPS:
             raise ValueError(f"bad change {kind}/{op}")
         numbers = tuple(numbers)
-        if numbers and number:
+        if kind in ACCOUNT_KINDS:  # of an account, not of a number (store/signatures.py, store/review.py)
+            if number or numbers or not scope_key:
+                raise ValueError(f"a {kind} change names its account, and no number")
+            if kind == "signature" and not isinstance((data or {}).get("signature"), str):
+                raise ValueError("a signature change names its signature")
+            if kind == "review" and (data or {}).get("state") not in REVIEW_STATES:
+                raise ValueError(f"a review change's state is one of {', '.join(REVIEW_STATES)}")
+        elif numbers and number:
             raise ValueError("a batch change has numbers, and number 0")
         if kind == "optout":
             if scope not in ("sender", "account", "global"):
@@ -216,6 +226,9 @@ def _shape(c: Change) -> tuple[str, str, bool]:
 def _apply(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> int:
     for (kind, op, many), group in groupby(batch, key=_shape):
         rows = list(group)
+        if kind in ACCOUNT_KINDS:
+            _apply_account(db, rows, d)
+            continue
         if many:
             sql, bind = _BATCH_SQL[(kind, op)]
             params = _SQL[(kind, op)][1]
@@ -237,6 +250,40 @@ def _apply(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> int:
     return len(batch)
 
 
+# The later change of a signature wins, an addition on a tie; a removal is kept as a row (peers.py, Rule 2).
+# An account's review state: the later change wins.
+_ACCOUNT_SQL = {
+    ("signature", "add"): ("INSERT INTO signature (account, source_addr, signature, cert_id, at, actor, removed) "
+            "VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT DO UPDATE SET cert_id = excluded.cert_id, at = excluded.at, "
+            "actor = excluded.actor, removed = 0 WHERE excluded.at >= signature.at"),
+    ("signature", "remove"): (
+        "INSERT INTO signature (account, source_addr, signature, cert_id, at, actor, removed) "
+        "VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET at = excluded.at, actor = excluded.actor, "
+        "removed = 1 WHERE excluded.at > signature.at"),
+    ("review", "add"): (
+        "INSERT INTO account_review (account, state, since, reason, figures, released_at, released_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET state = excluded.state, since = excluded.since, "
+        "reason = excluded.reason, figures = excluded.figures, released_at = excluded.released_at, "
+        "released_by = excluded.released_by WHERE excluded.since >= account_review.since"),
+}
+
+
+def _account_params(c: Change, at: float, actor: str) -> tuple:
+    if c.kind == "signature":
+        return (c.scope_key, c.data.get("source_addr", ""), c.data["signature"], c.data.get("cert_id", ""), at,
+                actor)
+    released = c.data["state"] == "released"
+    return (c.scope_key, c.data["state"], at, c.data.get("reason", ""),
+            json.dumps(c.data.get("figures", {}), separators=(",", ":")), at if released else None,
+            actor if released else None)
+
+
+def _apply_account(db: sqlite3.Connection, rows: list[Change], d: _Stamp) -> None:
+    for c in rows:
+        db.execute(_ACCOUNT_SQL[(c.kind, c.op)], _account_params(c, c.at or d.at, c.actor or d.actor))
+    db.executemany(_LOG, _log_rows(rows, d))
+
+
 def _tombstones(db: sqlite3.Connection, rows: list[Change], d: _Stamp) -> None:
     """A removal's time (and, for one that ended an observation period, when it was asked for), per number."""
     for c in rows:
@@ -253,6 +300,20 @@ def _audit_operation(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> 
     keeps it when there is one, else how many."""
     groups: dict[tuple, list[int]] = {}
     for c in batch:
+        if c.kind == "review":
+            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                       "VALUES (?, ?, '', '', 'review', ?, 0, ?, ?)",
+                       (d.at, c.scope_key, c.data["state"], c.data.get("reason", ""), c.actor or d.actor))
+            continue
+        if c.kind == "signature":
+            source = c.data.get("source_addr", "")
+            what = (f"signature {c.op} 【{c.data['signature']}】 for account {c.scope_key}"
+                    + (f" from {source}" if source else "") + (f" (id {c.data['cert_id']})"
+                                                                if c.data.get("cert_id") else ""))
+            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                       "VALUES (?, ?, ?, '', 'signature', ?, 0, ?, ?)",
+                       (d.at, c.scope_key, source, c.op, what, c.actor or d.actor))
+            continue
         key = (c.kind, c.op, c.scope, c.scope_key, c.data.get("source", ""), c.data.get("reason", ""),
                c.data.get("zone", ""))
         groups.setdefault(key, []).extend(c.targets())

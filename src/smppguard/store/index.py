@@ -13,6 +13,7 @@ import sqlite3
 from ..policy import Policy
 from ..policy.compact import CompactHistory, CompactSet
 from ..policy.model import GLOBAL, Index, scoped
+from ..policy.signature import normal
 from . import changelog, snapshot
 from .changelog import Change
 from .credit import load_low_credit
@@ -57,6 +58,12 @@ def open_index(db: sqlite3.Connection, policy: Policy, now: float, *, failures_w
             sid = index.scope_id("account", key) if key else GLOBAL
             index.consent[scoped(number, sid)] = status
         index.tz = dict(db.execute("SELECT number, zone FROM tz_override"))
+        index.signatures = {}
+        for account, source, signature, at, removed in db.execute(
+                "SELECT account, source_addr, signature, at, removed FROM signature"):
+            index.set_signature(account, source, normal(signature), at, not removed)
+        index.reviews = {account: (since, state) for account, since, state in db.execute(
+            "SELECT account, since, state FROM account_review")}
         if policy.history_span_s > 0:
             current = snapshot.load_history(db, index, snap, now - policy.history_span_s,
                                             history_keys_name(policy), policy.history_keys(index),
@@ -100,6 +107,11 @@ def apply_change(index: Index, c: Change, now: float, policy: Policy) -> None:
             index.consent.update(dict.fromkeys(keys, c.data.get("status", "confirmed")))
         else:
             _forget(index.consent, keys)
+    elif c.kind == "signature":
+        index.set_signature(c.scope_key, c.data.get("source_addr", ""), normal(c.data["signature"]), c.at,
+                            add)
+    elif c.kind == "review":
+        index.set_review(c.scope_key, c.at, c.data["state"])
     elif c.kind == "tz":
         if add:
             index.tz.update(dict.fromkeys(numbers, c.data["zone"]))

@@ -158,6 +158,24 @@ def m011_sync_origins(db: sqlite3.Connection) -> None:
     """)
 
 
+def m012_sender_identity(db: sqlite3.Connection) -> None:
+    """Sender identity and review: the signatures registered per account (and source address), a removed one
+    kept as a row (removed = 1) with its time so that an older addition arriving from another node loses; the
+    review state of each account; and the keyword replies sent, at most one a day per number and kind."""
+    _run(db, """
+    CREATE TABLE signature (
+        account TEXT NOT NULL, source_addr TEXT NOT NULL, signature TEXT NOT NULL, cert_id TEXT NOT NULL,
+        at REAL NOT NULL, actor TEXT NOT NULL, removed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, source_addr, signature)) WITHOUT ROWID;
+    CREATE TABLE account_review (
+        account TEXT PRIMARY KEY, state TEXT NOT NULL, since REAL NOT NULL, reason TEXT NOT NULL,
+        figures TEXT NOT NULL, released_at REAL, released_by TEXT);
+    CREATE TABLE keyword_reply (
+        number INTEGER NOT NULL, kind TEXT NOT NULL, account TEXT NOT NULL, sent_at REAL NOT NULL,
+        PRIMARY KEY (number, kind)) WITHOUT ROWID
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_pending_removal,
                                                                  m003_optout_recent,
                                                                  m004_send_history_append_only,
@@ -167,7 +185,8 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m0
                                                                  m008_receipt_failures,
                                                                  m009_delivery_ok,
                                                                  m010_hold_queue,
-                                                                 m011_sync_origins)
+                                                                 m011_sync_origins,
+                                                                 m012_sender_identity)
 
 
 NEWEST = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"

@@ -146,6 +146,10 @@ def apply_remote(db: sqlite3.Connection, changes: Iterable[Change], *, correlati
         if db.execute("SELECT 1 FROM changelog WHERE node = ? AND seq = ?", (c.node, c.seq)).fetchone():
             duplicates += 1
             continue
+        if c.kind in changelog.ACCOUNT_KINDS:  # of an account: its table keeps the later change (changelog)
+            changelog.write(db, [c], origin=c.origin, actor=c.actor, in_transaction=True, now=now)
+            written += 1
+            continue
         targets = c.targets()
         if cancels_removal(c) and targets:  # before the conflict rule: the removal it cancels is newer than it
             restored += _restore_cancelled(db, c, targets, now)
