@@ -27,7 +27,11 @@ from .proxy.holds import HoldQueue, HoldSettings
 from .proxy.screening import Screening
 from .proxy.server import ProxyServer
 from .proxy.tls import TlsError
+from .replies import RULE as REPLY_RULE
+from .replies import KeywordReplies
+from .review import Review
 from .simulator import Simulator
+from .store import review as store_review
 from .store.audit import AuditLog
 from .store.db import StoreError, connect
 from .store.holds import HeldRow, QueueStore
@@ -38,6 +42,7 @@ from .store.upkeep import Upkeep
 from .store.writer import StoreWriter
 
 if TYPE_CHECKING:  # sync (and aiomqtt with it) is imported only by a daemon with [mqtt] url
+    from .policy.model import Index
     from .sync import Sync
 
 log = logging.getLogger("smppguard")
@@ -339,7 +344,7 @@ class OpenStore:
 
     def __init__(self, screening: Screening, writer: StoreWriter, upkeep: Upkeep, hooks: Hooks,
                  learning: Learning | None = None, holds: HoldQueue | None = None, metrics: Metrics | None = None,
-                 sync: Sync | None = None):
+                 sync: Sync | None = None, review: Review | None = None, replies: KeywordReplies | None = None):
         self.screening = screening
         self.writer = writer
         self.upkeep = upkeep
@@ -348,8 +353,12 @@ class OpenStore:
         self.holds = holds
         self.metrics = metrics  # counts for /metrics ([metrics] address), an observer of the hooks
         self.sync = sync  # the other sidecars, through [mqtt] url
+        self.review = review  # the sending-pattern review ([review] enabled)
+        self.replies = replies  # answers to STOP, HELP, START ([replies] enabled)
 
     async def close(self) -> None:
+        if self.review is not None:
+            await self.review.close()
         if self.sync is not None:
             await self.sync.close()
         if self.holds is not None:
@@ -374,6 +383,9 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     db = connect(config.store.path)
     try:
         index, current = open_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within)
+        answered = {(number, kind): at for number, kind, at in db.execute(
+            "SELECT number, kind, sent_at FROM keyword_reply WHERE sent_at > ?",
+            (clock() - config.replies.once_per,))} if config.replies.enabled else {}
     finally:
         db.close()
     # Millions of list entries are loaded once and live for the process: keep the cyclic GC from walking them
@@ -402,7 +414,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
         verdicts = logs.VerdictLog(logging.getLevelName(config.log.verdicts.upper()), mask)
     # the screening's policy, as a reload leaves it (the screening is made below, with the sync's tee)
     sync = _sync(config, writer, index, lambda: screening.policy, clock) if config.mqtt.url else None
-    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync and sync.events) if o is not None])
+    review = _review(config, writer, index, lambda: screening.policy, clock, sync) if config.review.enabled else None
+    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync and sync.events, review) if o is not None])
     codecs = (config.text.default_codec, config.text.ia5_codec)
     record_send = writer.record_send if sync is None else sync.tee(writer.record_send)
     screening = Screening(config.policy, index, record_send=record_send, hooks=hooks, clock=clock,
@@ -422,9 +435,14 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
         holds.on_counted = sync.held
         sync.counted_now = holds.counted_now
     await holds.start()
+    replies = (_replies(config, writer, index, answered, mask, clock, lambda: holds.bridges())
+               if config.replies.enabled else None)
     if learning is not None:
+        learning.listeners += [x.facts for x in (review, replies) if x is not None]
         learning.start()
-    store = OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics, sync)
+    if review is not None:
+        review.start()
+    store = OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics, sync, review, replies)
     if sync is not None:
         await sync.start()
     return store
@@ -453,11 +471,39 @@ def hold_settings(config: Config) -> HoldSettings:
                         release_rate=h.release_rate, map_ttl=h.map_ttl, max_owed=h.max_owed)
 
 
+def _review(config: Config, writer: StoreWriter, index: Index, policy: Callable[[], Any],
+            clock: Callable[[], float], sync: Sync | None) -> Review:
+    """The sending-pattern review, as [review] sets it: its marks go through the writer into the change log."""
+    def mark(account: str, state: str, reason: str, figures: dict, at: float):
+        return writer.submit(lambda db: store_review.mark(db, account, state, reason, figures, now=at,
+                                                          in_transaction=True))
+
+    announce = None
+    if sync is not None:
+        def announce(account: str, fields: dict) -> None:
+            sync.events.add("review", fields)
+    return Review(config.review, lambda: index, policy, mark, clock, announce)
+
+
+def _replies(config: Config, writer: StoreWriter, index: Index, answered: dict, mask: Callable,
+             clock: Callable[[], float], bridges: Callable[[], list]) -> KeywordReplies:
+    """Answers to STOP, HELP and START ([replies]), through the senders' binds the proxy gives the hold queue."""
+    def record(number: int, kind: str, account: str, at: float) -> None:
+        writer.submit(lambda db: db.execute("INSERT OR REPLACE INTO keyword_reply (number, kind, account, sent_at) "
+                                            "VALUES (?, ?, ?, ?)", (number, kind, account, at)))
+
+    def audit(at: float, account: str, source: str, number: int, action: str, reason: str) -> None:
+        writer.audit(at, account, source, mask(number, ""), REPLY_RULE, action, 0, reason)
+
+    return KeywordReplies(config.replies, bridges, lambda: index, record, audit, answered, clock)
+
+
 def _learning(config: Config, writer: StoreWriter, upkeep: Upkeep, clock: Callable[[], float]) -> Learning:
     """The deliver path's learning, as [inbound] and the rules configure it."""
     i, policy = config.inbound, config.policy
     learner = Learner(LearnerSettings(
-        keywords=Keywords.of(i.optout_keywords, i.optin_keywords, i.confirm_keywords, i.match),
+        keywords=Keywords.of(i.optout_keywords, i.optin_keywords, i.confirm_keywords, i.match,
+                             help=config.replies.help_keywords if config.replies.enabled else ()),
         codes=ReceiptCodes.of(i.dead_codes, i.suspended_codes, i.blacklist_codes),
         sender_prefixes=i.sender_prefixes, reassembly_timeout_s=i.reassembly_timeout,
         default_region=policy.default_region, default_codec=config.text.default_codec,

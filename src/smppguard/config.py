@@ -286,6 +286,59 @@ class HoldConfig:
                            "replies kept by [inbound] no_receiver = \"keep\").")
 
 
+def share(value: Any) -> float:
+    v = number(0)(value)
+    if v > 1:
+        raise ValueError(f"expected a share from 0 to 1 (0.9 is 90%), got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    enabled: bool = option(False, boolean,
+                           "Watch each account's sending pattern over `window` against the thresholds below.")
+    window: float = option(3600.0, duration, "The rolling window the figures are taken over.")
+    min_sent: int = option(200, integer(1), "An account is judged once it has sent this many in the window.")
+    action: str = option("alert", choice("alert", "hold"),
+                         "\"alert\": an event, a metric and a log line; \"hold\": also hold the account's marketing "
+                         "(the hold queue keeps it) until `smppguard account release`.")
+    classes: tuple[str, ...] = option(("marketing",), strings, "The traffic classes whose messages are counted.")
+    new_share: float = option(0.9, share,
+                              "Trip when this share of the recipients had no send on record (a bought list); 0 = "
+                              "off. Needs [rules.frequency], whose history says who was sent to.")
+    refused_share: float = option(0.5, share, "Trip when this share of the account's messages is refused; 0 = off.")
+    optouts_per_1000: float = option(10.0, number(0),
+                                     "Trip at this many opt-out replies per 1000 sent (1%, ten times what a "
+                                     "wanted campaign draws); 0 = off.")
+    low_credit_share: float = option(0.3, share,
+                                     "Trip when this share of the recipients is below the credit floor "
+                                     "([rules.credit] enabled); 0 = off.")
+    rate_factor: float = option(10.0, number(0),
+                                "Trip when the account sends this many times its usual rate (its last 24 h, once "
+                                "it has 6 h of history); 0 = off.")
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(w for w in strings(value) if w)
+
+
+@dataclass(frozen=True)
+class RepliesConfig:
+    enabled: bool = option(False, boolean,
+                           "Answer a recipient's STOP (any opt-out keyword), HELP and START with one message, sent "
+                           "through a live transmitter bind of the account the reply came back to.")
+    system_ids: tuple[str, ...] = option((), strings_or_empty, "The accounts (system_id) that answer; [] = every one.")
+    optout_text: str = option("You are unsubscribed and will receive no more messages. 您已退订。", string,
+                              "The answer to an opt-out reply; \"\" = none.")
+    help_text: str = option("Reply STOP to unsubscribe. 回复T退订。", string, "The answer to HELP; \"\" = none.")
+    start_text: str = option("You are subscribed again. Reply STOP to unsubscribe.", string,
+                             "The answer to START / YES (an opt-in); \"\" = none.")
+    help_keywords: tuple[str, ...] = option(("HELP", "INFO", "帮助"), _texts,
+                                            "Replies that ask for help (matched as [inbound] matches keywords).")
+    once_per: float = option(86400.0, duration,
+                             "At most one answer of each kind per number in this time, whatever it sends.")
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     address: tuple[str, int] | None = option(("127.0.0.1", 9775), lambda v: None if v == "" else address(v),
@@ -403,7 +456,7 @@ def event_kinds(value: Any) -> tuple[str, ...]:
     return kinds
 
 
-EVENT_KINDS = ("refused", "held", "released", "learned")
+EVENT_KINDS = ("refused", "held", "released", "learned", "review")
 
 
 @dataclass(frozen=True)
@@ -423,7 +476,7 @@ class MqttConfig:
                                     "lets publish. A row from another node is refused and logged.")
     events: tuple[str, ...] = option(EVENT_KINDS, event_kinds,
                                      "Which events go to <prefix>/events/<kind> for other systems: "
-                                     "\"refused\", \"held\", \"released\", \"learned\"; [] = none.")
+                                     "\"refused\", \"held\", \"released\", \"learned\", \"review\"; [] = none.")
     events_per_s: float = option(200.0, number(0.001),
                                  "Most events published a second; past it, and past 10,000 waiting, events are "
                                  "dropped (and counted), never slowing a message.")
@@ -461,6 +514,8 @@ class Config:
     audit: AuditConfig = AuditConfig()
     inbound: InboundConfig = InboundConfig()
     hold: HoldConfig = HoldConfig()
+    review: ReviewConfig = ReviewConfig()
+    replies: RepliesConfig = RepliesConfig()
     metrics: MetricsConfig = MetricsConfig()
     http: HttpConfig = HttpConfig()
     mqtt: MqttConfig = MqttConfig()

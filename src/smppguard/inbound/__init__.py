@@ -33,11 +33,11 @@ from ..smpp.errors import PduError
 from ..smpp.fields import TlvTag, parse_body, submit_view, tlv_int, tlv_value
 from ..smpp.pdu import Pdu
 from ..smpp.receipt import is_receipt, parse_receipt
-from .keywords import CONFIRM, OPTIN, OPTOUT, Keywords
+from .keywords import CONFIRM, HELP, OPTIN, OPTOUT, Keywords
 from .reassembly import Reassembler
 from .receipts import ReceiptCodes
 
-__all__ = ["CONFIRM", "DELIVERED_FACT", "Fact", "Learner", "LearnerSettings", "OPTIN", "OPTOUT", "UNREAD",
+__all__ = ["CONFIRM", "DELIVERED_FACT", "HELP", "Fact", "Learner", "LearnerSettings", "OPTIN", "OPTOUT", "UNREAD",
            "reply_numbers"]
 
 

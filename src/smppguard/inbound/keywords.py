@@ -18,6 +18,7 @@ import unicodedata
 from typing import Iterable, NamedTuple
 
 OPTOUT, OPTIN, CONFIRM = "optout", "optin", "confirm"
+HELP = "help"  # a request for help: teaches the store nothing; [replies] answers it
 
 #: Defaults: the seed's replies (T, TD, 退订), the carriers' and the FCC's 2025 revocation words.
 DEFAULT_OPTOUT = ("T", "TD", "N", "R", "退订", "退定", "取消", "拒收", "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL",
@@ -75,17 +76,18 @@ class Keywords(NamedTuple):
     optin: frozenset[str]
     confirm: frozenset[str]
     contains: bool = False
+    help: frozenset[str] = frozenset()  # empty unless [replies] answers HELP
 
     @classmethod
     def of(cls, optout: Iterable[str] = DEFAULT_OPTOUT, optin: Iterable[str] = DEFAULT_OPTIN,
-           confirm: Iterable[str] = DEFAULT_CONFIRM, mode: str = "exact") -> "Keywords":
+           confirm: Iterable[str] = DEFAULT_CONFIRM, mode: str = "exact", help: Iterable[str] = ()) -> "Keywords":
         if mode not in ("exact", "contains"):
             raise ValueError(f"keyword match must be \"exact\" or \"contains\", not {mode!r}")
 
         def norm(words: Iterable[str]) -> frozenset[str]:
             return frozenset(n for n in (normalise(w) for w in words) if n)
 
-        return cls(norm(optout), norm(optin), norm(confirm), mode == "contains")
+        return cls(norm(optout), norm(optin), norm(confirm), mode == "contains", norm(help))
 
     def match(self, text: str) -> list[tuple[str, str]]:
         """What the reply says: [(intent, keyword)], an opt-out alone when there is one (Rule 3)."""
@@ -93,7 +95,8 @@ class Keywords(NamedTuple):
         if not said:
             return []
         found = []
-        for intent, words in ((OPTOUT, self.optout), (CONFIRM, self.confirm), (OPTIN, self.optin)):
+        for intent, words in ((OPTOUT, self.optout), (CONFIRM, self.confirm), (OPTIN, self.optin),
+                              (HELP, self.help)):
             word = self._find(said, words)
             if word is not None:
                 if intent == OPTOUT:

@@ -103,7 +103,7 @@ class AuditLog:
 
 #: What an audit row's `rule` may be besides a policy rule's name (policy.RULE_NAMES, and the lists' kinds
 #: changelog.KINDS, which share names): who wrote it. `audit --rule` offers them all.
-OTHER_RULES = ("tz", "distribution_lists", "blacklist-removal", "import", "hold", "inbound")
+OTHER_RULES = ("tz", "distribution_lists", "blacklist-removal", "import", "hold", "inbound", "reply")
 
 
 def query(db: sqlite3.Connection, *, recipients: tuple[str, ...] = (), rule: str | None = None,

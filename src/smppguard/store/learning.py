@@ -32,7 +32,7 @@ from typing import Callable
 
 from .. import tasks
 from ..hooks import Delivered
-from ..inbound import CONFIRM, DELIVERED_FACT, OPTIN, OPTOUT, UNREAD, Fact, Learner
+from ..inbound import CONFIRM, DELIVERED_FACT, HELP, OPTIN, OPTOUT, UNREAD, Fact, Learner
 from ..inbound.receipts import BLACKLISTED, DEAD, SUSPENDED
 from . import changelog
 from .changelog import Change
@@ -256,6 +256,8 @@ class Learning:
         self._gathered: list[tuple[Fact, float, str]] = []
         self._task: asyncio.Task | None = None
         self._pending: set[asyncio.Future] = set()
+        #: called with the facts of each reply or receipt as they are learned (the review, keyword replies)
+        self.listeners: list[Callable[[list[Fact]], None]] = []
 
     def delivered(self, e: Delivered) -> None:
         facts = self.learner.observe(e.account, e.pdu, e.at)
@@ -263,6 +265,14 @@ class Learning:
             self._save(facts, e.at)
 
     def _save(self, facts: list[Fact], now: float) -> None:
+        for listener in self.listeners:
+            try:
+                listener(facts)
+            except Exception:
+                log.exception("a listener of learned facts failed; the facts are saved all the same")
+        facts = [f for f in facts if f.kind != HELP]  # a request for help teaches the store nothing
+        if not facts:
+            return
         if not self._gathered:
             asyncio.get_running_loop().call_later(GATHER_S, self._write)
         for fact in facts:

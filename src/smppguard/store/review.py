@@ -16,6 +16,8 @@ from .changelog import Change
 from .db import node_id, write_transaction
 from .lists import os_user
 
+RELEASE_AFTER_S = 2.0
+
 
 def mark(db: sqlite3.Connection, account: str, state: str, reason: str, figures: dict, *, actor: str = "review",
          now: float | None = None, in_transaction: bool = False) -> None:
@@ -36,8 +38,10 @@ def release(db: sqlite3.Connection, account: str, *, actor: str | None = None, n
         changelog.write(db, [Change("review", "add", 0, "", account,
                                     {"state": "released", "reason": f"released from {state[0]} by an operator"})],
                         origin=node_id(db), actor=actor or os_user(), in_transaction=True, audited=True)
+        # due once a running daemon has read the release from the change log (its tail reads every 0.5 s), so the
+        # hold queue's second look does not find the account still held
         return db.execute("UPDATE held SET release_at = ? WHERE account = ? AND state = 'held' AND release_at > ?",
-                          (now, account, now)).rowcount
+                          (now + RELEASE_AFTER_S, account, now + RELEASE_AFTER_S)).rowcount
 
 
 def states(db: sqlite3.Connection, account: str | None = None) -> list[dict]:

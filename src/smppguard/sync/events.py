@@ -20,7 +20,7 @@ from ..policy.model import Action
 from ..store.changelog import Change
 from . import wire
 
-KINDS = ("refused", "held", "released", "learned")
+KINDS = ("refused", "held", "released", "learned", "review")
 _DIGITS = re.compile(r"\+?\d{7,}")
 #: learned events per change-log row at most (an import's batch row is no news item per number)
 LEARNED_PER_ROW = 100
