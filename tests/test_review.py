@@ -40,3 +40,14 @@ def test_no_judgement_below_min_sent_and_no_usual_rate_before_six_hours():
 def test_a_threshold_of_zero_is_off():
     f = figures(tally(NOW - 3600, {0: Minute(sent=200, new=200)}), NOW, 3600.0)
     assert over(f, SimpleNamespace(**{**vars(CFG), "new_share": 0.0})) == []
+
+
+def test_metrics_carry_each_accounts_figures_and_trips():
+    from smppguard.metrics import _review_families
+
+    review = SimpleNamespace(tripped={"acme": 2}, last={"acme": {"sent": 220, "new_share": 0.93}})
+    replies = SimpleNamespace(sent_by_kind={"optout": 3}, skipped={"help": 1})
+    got = {(f.name, tuple(s.labels.values()), s.value) for f in _review_families(review, replies) for s in f.samples}
+    assert got == {("smppguard_review_tripped", ("acme",), 2), ("smppguard_review_figure", ("acme", "sent"), 220),
+                   ("smppguard_review_figure", ("acme", "new_share"), 0.93),
+                   ("smppguard_replies", ("sent", "optout"), 3), ("smppguard_replies", ("not_sent", "help"), 1)}

@@ -174,6 +174,7 @@ class Collector:
             for kind, n in sorted(learning.unread.items()):
                 c.add_metric([kind], n)
         yield c
+        yield from _review_families(getattr(st.store, "review", None), getattr(st.store, "replies", None))
         c = CounterMetricFamily("smppguard_binds", "Sender binds made through to the SMSC", labels=["account"])
         for account, n in sorted(m.binds.items()):
             c.add_metric([account], n)
@@ -390,3 +391,31 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Intern
 
 def timer(metrics: Metrics | None) -> Callable[[float], None] | None:
     return metrics.decision_time if metrics is not None else None
+
+
+_FIGURES = ("sent", "new_share", "refused_share", "optouts_per_1000", "low_credit_share", "rate_vs_usual")
+
+
+def _review_families(review: Any, replies: Any):
+    """The sending-pattern review ([review]) and the keyword replies ([replies]), when they run."""
+    if review is not None:
+        c = CounterMetricFamily("smppguard_review_tripped", "Times an account tripped the sending-pattern review",
+                                labels=["account"])
+        for account, n in sorted(review.tripped.items()):
+            c.add_metric([account], n)
+        yield c
+        g = GaugeMetricFamily("smppguard_review_figure", "Each account's figures over the review's window",
+                              labels=["account", "figure"])
+        for account, f in sorted(review.last.items()):
+            for name in _FIGURES:
+                if name in f:
+                    g.add_metric([account, name], f[name])
+        yield g
+    if replies is not None:
+        c = CounterMetricFamily("smppguard_replies", "Answers to STOP, HELP and START, sent or not (why: audit rule "
+                                "reply)", labels=["result", "kind"])
+        for kind, n in sorted(replies.sent_by_kind.items()):
+            c.add_metric(["sent", kind], n)
+        for kind, n in sorted(replies.skipped.items()):
+            c.add_metric(["not_sent", kind], n)
+        yield c

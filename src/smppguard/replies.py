@@ -60,7 +60,7 @@ class KeywordReplies:
         self.audit = audit  # (at, account, source, number, action, reason)
         self.sent = sent if sent is not None else {}  # (number, kind) -> when last answered
         self.clock = clock
-        self.answered = 0
+        self.sent_by_kind: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
 
     def facts(self, facts: list) -> None:
@@ -98,7 +98,7 @@ class KeywordReplies:
         if len(self.sent) > 1_000_000:  # the store keeps them all; memory keeps the latest million
             for k in list(self.sent)[:100_000]:
                 del self.sent[k]
-        self.answered += 1
+        self.sent_by_kind[kind] = self.sent_by_kind.get(kind, 0) + 1
         self.record(number, kind, account, now)
         self.audit(now, account, source, number, "sent", f"{kind} answer sent")
         log.info("%s: answered a %s reply", account, kind)
