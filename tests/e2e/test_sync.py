@@ -579,3 +579,40 @@ def test_sends_asked_for_while_their_node_is_away_arrive_once_it_is_back(tmp_pat
                 time.sleep(1.0)
                 assert history(b) == 4
                 assert rows(db_of(b), "SELECT COUNT(*) FROM send_history WHERE node = 'a'") == [(4,)]
+
+
+def test_a_signature_registered_and_an_account_held_on_a_take_effect_on_b(tmp_path, broker, sender_of):
+    from smppguard.store import review, signatures
+
+    policy = POLICY + '\n[rules.signature]\nenabled = true\nwhere = "start"\nstatus = "0x45"\n'
+    signed, unsigned = "【ACME】新品上市, 回T退订", "新品上市, 回T退订"
+    with nodes(tmp_path, broker, "a", "b", policy=policy) as (a, b):
+        connected(a, b)
+        on_b = sender_of(b)
+        assert on_b.submit(SENDER, A1, signed) == REFUSED  # acme has no signature anywhere yet
+        db = connect(db_of(a))
+        try:
+            signatures.add(db, "acme", "ACME", cert_id="91110000MA01", actor="ops")
+        finally:
+            db.close()
+        in_index(b, lambda index: index.signed("acme", SENDER) == {"ACME"})
+        assert on_b.submit(SENDER, A1, signed) == Status.ROK
+        assert on_b.submit(SENDER, A2, unsigned) == REFUSED
+        assert rows(db_of(b), "SELECT account, signature, cert_id, removed FROM signature") == [
+            ("acme", "ACME", "91110000MA01", 0)]
+        # the review's mark made on A holds acme's marketing on B too, and a release on B lifts it on A
+        db = connect(db_of(a))
+        try:
+            review.mark(db, "acme", "held", "new recipients 95% of 300 sent (threshold 90%)", {"sent": 300})
+        finally:
+            db.close()
+        in_index(b, lambda index: index.reviews.get("acme", (0, ""))[1] == "held")
+        assert on_b.submit(SENDER, A3, signed) == Status.ROK  # held: OK to the sender ...
+        wait_for(lambda: rows(db_of(b), "SELECT COUNT(*) FROM held WHERE account = 'acme'")[0][0] == 1,
+                 what="held on B")
+        db = connect(db_of(b))
+        try:
+            assert review.release(db, "acme", actor="ops") == 1
+        finally:
+            db.close()
+        in_index(a, lambda index: index.reviews.get("acme", (0, ""))[1] == "released")
