@@ -371,11 +371,14 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     allocates stays in that thread's malloc arena, which glibc gives back to the OS less well (30 MiB more
     resident for 1M blacklist entries and 1M opt-outs)."""
     started = time.monotonic()
-    db = connect(config.store.path)
-    try:
-        index, current = open_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within)
-    finally:
-        db.close()
+    # systemd hears how far the load is, and waits for it while it moves (sdnotify.Loading)
+    with sdnotify.Loading() as loading:
+        db = connect(config.store.path)
+        try:
+            index, current = open_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within,
+                                        progress=loading.step)
+        finally:
+            db.close()
     # Millions of list entries are loaded once and live for the process: keep the cyclic GC from walking them
     # on every full collection.
     gc.collect()

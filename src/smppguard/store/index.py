@@ -26,23 +26,28 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float, *,
 
 
 def open_index(db: sqlite3.Connection, policy: Policy, now: float, *, failures_within_s: float = 30 * 86400.0,
-               use_snapshot: bool = True) -> tuple[Index, bool]:
+               use_snapshot: bool = True, progress: snapshot.Progress = snapshot.no_progress) -> tuple[Index, bool]:
     """The Index as of the store's last change, and whether the snapshot file (store/snapshot.py) was current.
     The lists and the send history come from that file when it agrees with the store, and the change log and
     the sends after it are replayed; from the tables when it does not. What a rule owns it asks the policy: how
     far back sends are read and under which key (the rule that counts sends), which recent opt-outs are
-    remembered for a confirmation, and for how long (the rule that reads opt-outs)."""
+    remembered for a confirmation, and for how long (the rule that reads opt-outs). `progress` hears how far
+    the load is, from within its chunks (sdnotify.Loading tells systemd)."""
     index = Index(blacklist=CompactSet(), optouts=CompactSet(), history=CompactHistory())
     path = snapshot.store_path(db)
     node = node_id(db) if path else ""
     snap = snapshot.read(snapshot.path_for(path)) if use_snapshot and path else None
     db.execute("BEGIN")
     try:
-        current = snapshot.load_lists(db, index, snap, node)
+        current = snapshot.load_lists(db, index, snap, node, progress)
         if current:  # the change log after the snapshot, as the tail would apply it
+            rows = changelog.last_id(db) - index.change_id
+            done = 0
             while batch := changelog.since(db, index.change_id):
-                for change in batch:
+                for change in batch:  # a step a row: an import's row is a batch of 100,000 numbers
                     apply_change(index, change, now, policy)
+                    done += 1
+                    progress("the list changes since the snapshot", done, rows)
         grace = policy.grace_s
         if grace > 0:
             scope_id = index.scope_id
@@ -60,7 +65,7 @@ def open_index(db: sqlite3.Connection, policy: Policy, now: float, *, failures_w
         if policy.history_span_s > 0:
             current = snapshot.load_history(db, index, snap, now - policy.history_span_s,
                                             history_keys_name(policy), policy.history_keys(index),
-                                            lists_current=current) and current
+                                            lists_current=current, progress=progress) and current
     finally:
         db.execute("COMMIT")
     return index, current

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -40,6 +40,15 @@ VERSION = 3  # 3: one file of page-aligned arrays, mapped
 SUFFIX = ".index"
 #: Rows read from SQLite per numpy conversion when the tables are read in full.
 CHUNK = 1 << 16
+#: List numbers read from SQLite at a time when the tables are read in full (a progress step each).
+LIST_CHUNK = 1 << 20
+
+#: What a load reports as it goes, from within its chunks: ("blacklist", numbers read, numbers in all).
+Progress = Callable[[str, int, "int | None"], None]
+
+
+def no_progress(what: str, done: int, total: int | None = None) -> None:
+    pass
 
 
 def path_for(store: str | os.PathLike) -> Path:
@@ -211,10 +220,11 @@ def read(path: Path) -> Snapshot | None:
 
 # --- loading ------------------------------------------------------------------------------------------------
 
-def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node: str) -> bool:
+def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node: str,
+               progress: Progress = no_progress) -> bool:
     """The blacklist and the opt-outs into `index`: from the snapshot when it agrees with the store (then returns
     True, and `index.change_id` is the snapshot's: the caller replays the change log after it), else from the
-    tables as of this transaction's change id."""
+    tables as of this transaction's change id, LIST_CHUNK numbers at a time, each a `progress` step."""
     if snap is not None and _lists_agree(db, snap.meta, node):
         index.scope_ids = dict(snap.meta["scope_ids"])
         index.blacklist = CompactSet(table=snap.blacklist)
@@ -225,11 +235,15 @@ def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node
         index.change_id = snap.meta["change_id"]
         return True
     index.change_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
-    index.blacklist = CompactSet(_numbers(db, "SELECT group_concat(number) FROM blacklist", ()))
+    total = db.execute("SELECT COUNT(*) FROM blacklist").fetchone()[0]
+    index.blacklist = CompactSet(_numbers(db, "blacklist", "", (), lambda n: progress("blacklist", n, total)))
+    progress("blacklist", total, total)
     parts, big = [], []
+    total, done = db.execute("SELECT COUNT(*) FROM optout").fetchone()[0], 0
     for scope, key in db.execute("SELECT DISTINCT scope, scope_key FROM optout").fetchall():
-        numbers = _numbers(db, "SELECT group_concat(number) FROM optout WHERE scope = ? AND scope_key = ?",
-                           (scope, key))
+        numbers = _numbers(db, "optout", "scope = ? AND scope_key = ? AND", (scope, key),
+                           lambda n, before=done: progress("opt-outs", before + n, total))
+        done += len(numbers)
         sid = index.scope_id(scope, key)
         if sid * SCOPE_STRIDE + int(numbers.max(initial=0)) <= MAX_KEY:
             parts.append(numbers + np.int64(sid * SCOPE_STRIDE))
@@ -237,23 +251,41 @@ def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node
             big.extend(int(n) + sid * SCOPE_STRIDE for n in numbers.tolist())
     index.optouts = CompactSet(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
     index.optouts.update(big)
+    progress("opt-outs", done, total)
     index.listed = attach_sieve(index.blacklist, index.optouts)
     return False
 
 
-def _numbers(db: sqlite3.Connection, sql: str, args: tuple) -> np.ndarray:
-    """One column of integers, as SQLite joins them into one string: a million in a tenth of a second, where a
-    row per number takes seconds."""
-    (text,) = db.execute(sql, args).fetchone()
-    return np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
+def _numbers(db: sqlite3.Connection, table: str, where: str, args: tuple,
+             read: Callable[[int], None] = lambda n: None) -> np.ndarray:
+    """The column `number` of a list table's rows (`where`: conditions ending in AND), in number order, as SQLite
+    joins them into one string: a million in a tenth of a second, where a row per number takes seconds. Read
+    LIST_CHUNK at a time along the table's key (`read`: how many so far, after each)."""
+    chunks, last, n = [], -1, 0
+    while True:
+        (text,) = db.execute(f"SELECT group_concat(number) FROM (SELECT number FROM {table} WHERE {where} "
+                             f"number > ? ORDER BY number LIMIT {LIST_CHUNK})", (*args, last)).fetchone()
+        if not text:
+            break
+        chunk = np.fromstring(text, dtype=np.int64, sep=",")
+        chunks.append(chunk)
+        n += len(chunk)
+        read(n)
+        if len(chunk) < LIST_CHUNK:
+            break
+        last = int(chunk.max())
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
 
 def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, after: float, keys_name: str,
-                 key_of, lists_current: bool = True) -> bool:
+                 key_of, lists_current: bool = True, progress: Progress = no_progress) -> bool:
     """Sends later than `after` into `index.history`, and `index.history_mark` (the last send row its base
     holds): the snapshot's base and the rows after it (returns True), or every row of the table (in time order, a
-    chunk of rows at a time) when the snapshot does not agree. Keys by account are made with the scope ids the
-    snapshot's lists brought: with the lists read from the tables instead (`lists_current` false), they are not."""
+    chunk of rows at a time, each a `progress` step) when the snapshot does not agree. Keys by account are made
+    with the scope ids the snapshot's lists brought: with the lists read from the tables instead
+    (`lists_current` false), they are not."""
     usable = snap is not None and (lists_current or keys_name == "number")
     if usable and _history_agrees(db, snap.meta, keys_name):
         index.history = CompactHistory(snap.history, snap.history_rows)
@@ -262,12 +294,20 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
         # 30M rows) to find the few rows after the mark
         rows = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid > ?",
                           (index.history_mark,)).fetchall()
-        for number, account, sent_at in sorted(rows, key=lambda row: row[2]):
+        progress("the sends since the snapshot", 0, len(rows))
+        record = index.record_send
+        for i, (number, account, sent_at) in enumerate(sorted(rows, key=lambda row: row[2]), 1):
             if sent_at > after:
-                index.record_send(number if key_of is None else key_of(number, account), sent_at)
+                record(number if key_of is None else key_of(number, account), sent_at)
+            if not i % CHUNK:
+                progress("the sends since the snapshot", i, len(rows))
         return True
     index.history_mark = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0]
-    keys, times = [], []
+    # about how many rows: those from the first one after `after` (rows come in time order) to the mark
+    first = db.execute("SELECT rowid FROM send_history WHERE sent_at > ? ORDER BY sent_at LIMIT 1",
+                       (after,)).fetchone()
+    total = max(0, index.history_mark - first[0] + 1) if first else 0
+    keys, times, done = [], [], 0
     if key_of is None:
         cursor = db.execute("SELECT number, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
                             "ORDER BY sent_at", (index.history_mark, after))
@@ -275,11 +315,16 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
             pairs = np.array(rows, dtype=[("k", np.int64), ("t", np.float64)])
             keys.append(pairs["k"])
             times.append(pairs["t"])
+            done += len(rows)
+            progress("send history", done, total)
     else:  # keyed by account too (`[rules.frequency] scope = "account"`): a key per row
-        rows = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
-                          "ORDER BY sent_at", (index.history_mark, after)).fetchall()
-        keys.append(np.array([key_of(number, account) for number, account, _ in rows], dtype=np.int64))
-        times.append(np.array([sent_at for *_, sent_at in rows], dtype=np.float64))
+        cursor = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
+                            "ORDER BY sent_at", (index.history_mark, after))
+        while rows := cursor.fetchmany(CHUNK):
+            keys.append(np.array([key_of(number, account) for number, account, _ in rows], dtype=np.int64))
+            times.append(np.array([sent_at for *_, sent_at in rows], dtype=np.float64))
+            done += len(rows)
+            progress("send history", done, total)
     index.history = CompactHistory(HistoryArrays.from_rows(np.concatenate(keys), np.concatenate(times), by_time=True)
                                    if keys else None)
     return False
