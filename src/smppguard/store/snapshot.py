@@ -7,10 +7,18 @@ takes it only when the store still agrees (the same store, that change-log row a
 same keys); otherwise it reads the tables, as without one, and writes a new snapshot. The daemon rolls it forward
 every hour (Upkeep): the sends since `history_row` merged in, older ones dropped, the lists as the Index has them.
 Written to a temporary file and renamed, so a crash leaves the old one or the new one.
+
+Who writes it: the process that holds the flock on `<store>.index.lock` (`take_lock`). The daemon takes it at
+start-up and holds it while it runs; a list import with no daemon running takes it and writes a snapshot of the
+store as the import left it (index.write_snapshot), so the next start reads the file, not the tables. With a
+daemon running the import leaves the file to it: it rolls forward once its overlays pass ROLL_OVERLAY
+(store/upkeep.py). A snapshot says from when its sends are kept (`history_after`): start-up takes them only when
+that reaches back as far as its own rule counts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -55,6 +63,11 @@ def path_for(store: str | os.PathLike) -> Path:
     return Path(f"{store}{SUFFIX}")
 
 
+def store_path_of(path: str) -> str:
+    """The store's file as the config names it ('' for an in-memory one)."""
+    return "" if not path or path == ":memory:" or path.startswith("file::memory:") else path
+
+
 def store_path(db: sqlite3.Connection) -> str:
     """The file of the connection's main database ('' for an in-memory one)."""
     return next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
@@ -85,10 +98,11 @@ def _lists_agree(db: sqlite3.Connection, meta: dict[str, Any], node: str) -> boo
     return change_id <= last and (change_id == 0 or _change_at(db, change_id) == meta["change_at"])
 
 
-def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: str) -> bool:
+def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: str, after: float) -> bool:
     """Its sends are this table's up to a row that is still there, unchanged (rowids are reused only once the
-    rows above them are gone), under the same keys."""
-    if meta.get("history_keys") != history_keys:
+    rows above them are gone), under the same keys, and reach back to `after` (a snapshot written under a shorter
+    period than the one counted now lacks the older sends)."""
+    if meta.get("history_keys") != history_keys or meta.get("history_after", after) > after:
         return False
     if meta["history_row"] == 0:
         return meta.get("history_last") is None
@@ -98,6 +112,41 @@ def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: 
 
 
 # --- the file -----------------------------------------------------------------------------------------------
+
+def lock_path(store: str | os.PathLike) -> Path:
+    return Path(f"{store}{SUFFIX}.lock")
+
+
+def take_lock(store: str | os.PathLike) -> int | None:
+    """The right to write the store's snapshot: an flock on `<store>.index.lock`, taken without waiting. Its file
+    descriptor (held until closed; not inherited by a child), or None when another process holds it: a running
+    daemon, or a command writing a snapshot."""
+    fd = os.open(lock_path(store), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _owned_as_store(fd, store)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _owned_as_store(fd: int, store: str | os.PathLike) -> None:
+    """A file root makes beside the store (an import run with sudo) belongs to the store's owner, as SQLite does
+    with its journal: the daemon, running as that user, must read and replace it."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = os.stat(store)
+    except OSError:  # a file not beside a store (a test's)
+        return
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+
 
 MAGIC = b"SMPPGIDX"
 _ALIGN = 4096  # each array starts on a page: mapped, it is read from the page cache as lookups touch it
@@ -133,6 +182,7 @@ def write(path: Path, meta: dict[str, Any], blacklist: KeySlots, optouts: KeySlo
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as f:
+        _owned_as_store(fd, str(path).removesuffix(SUFFIX))
         f.write(MAGIC + len(header).to_bytes(8, "little") + header)
         for name, arr in arrays.items():
             f.seek(start + layout[name]["offset"])
@@ -287,7 +337,7 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
     with the scope ids the snapshot's lists brought: with the lists read from the tables instead
     (`lists_current` false), they are not."""
     usable = snap is not None and (lists_current or keys_name == "number")
-    if usable and _history_agrees(db, snap.meta, keys_name):
+    if usable and _history_agrees(db, snap.meta, keys_name, after):
         index.history = CompactHistory(snap.history, snap.history_rows)
         index.history_mark = snap.meta["history_row"]
         # by rowid, not by time: ordered by sent_at, SQLite walked the time index over the whole month (4 s for
@@ -340,6 +390,15 @@ def sends_after(db: sqlite3.Connection, row: int, counted: bool = True) -> tuple
     rows = db.execute("SELECT rowid, number, account, sent_at FROM send_history WHERE rowid > ? ORDER BY rowid",
                       (row,)).fetchall()
     return (rows[-1][0] if rows else row), [r[1:] for r in rows]
+
+
+def send_arrays(rows: list[tuple[int, str, float]], key_of: Callable[[int, str], int] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The history keys and times of send rows (number, account, sent_at). A key past int64 stays in the
+    overlay."""
+    sends = [(n if key_of is None else key_of(n, a), t) for n, a, t in rows]
+    sends = [(k, t) for k, t in sends if k <= MAX_KEY]
+    return np.array([k for k, _ in sends], dtype=np.int64), np.array([t for _, t in sends], dtype=np.float64)
 
 
 def head(db: sqlite3.Connection, change_id: int, history_row: int) -> dict[str, Any]:

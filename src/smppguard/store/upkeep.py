@@ -25,13 +25,11 @@ import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
-
-import numpy as np
+from typing import Iterable
 
 from .. import tasks
 from ..policy import Policy
-from ..policy.compact import MAX_KEY, CompactHistory, CompactSet, attach_sieve, sieve_of
+from ..policy.compact import CompactHistory, CompactSet, attach_sieve, sieve_of
 from ..policy.model import Index
 from . import audit, snapshot
 from .changelog import COLUMNS, from_row
@@ -50,15 +48,6 @@ ROLL_OVERLAY = 1_000_000
 TAIL_PAGE = 5000
 _SCORED = frozenset({"optout", "blacklist", "dead"})  # list kinds that are parts of a credit score
 _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
-
-
-def _send_arrays(rows: list[tuple[int, str, float]], key_of: Callable[[int, str], int] | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The history keys and times of send rows (number, account, sent_at). A key past int64 stays in the
-    overlay."""
-    sends = [(n if key_of is None else key_of(n, a), t) for n, a, t in rows]
-    sends = [(k, t) for k, t in sends if k <= MAX_KEY]
-    return np.array([k for k, _ in sends], dtype=np.int64), np.array([t for _, t in sends], dtype=np.float64)
 
 
 class Upkeep:
@@ -166,9 +155,9 @@ class Upkeep:
                                            policy.history_span_s > 0)
         key_of = policy.history_keys(index)
         if key_of is None:  # the key is the number: in a thread, not a stall of the loop (0.6 s for 1M sends)
-            keys, times = await self._in_build_thread(_send_arrays, rows, None)
+            keys, times = await self._in_build_thread(snapshot.send_arrays, rows, None)
         else:  # on the loop: a key may name an account's scope in the Index for the first time
-            keys, times = _send_arrays(rows, key_of)
+            keys, times = snapshot.send_arrays(rows, key_of)
         merged = len(rows)
         del rows  # a row a send, as Python objects: not kept through the build
         after = time.time() - policy.history_span_s
@@ -176,7 +165,8 @@ class Upkeep:
         change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
         try:
             head = await self._in_thread(snapshot.head, self._db, change_id, mark)
-            meta = {**head, "history_keys": history_keys_name(policy), "scope_ids": dict(index.scope_ids)}
+            meta = {**head, "history_keys": history_keys_name(policy), "scope_ids": dict(index.scope_ids),
+                    "history_after": after}
 
             def build():
                 hist, hist_rows = snapshot.rolled(bases[2], keys, times, after)
