@@ -380,6 +380,40 @@ async def test_an_import_while_the_daemon_runs_is_folded_into_the_base_at_once(f
         conn.close()
 
 
+async def test_a_burst_of_sends_rolls_the_snapshot_forward_at_once_so_a_restart_replays_few(filled, monkeypatch):
+    """Past ROLL_SENDS send rows after the snapshot's, it rolls forward without waiting for the hour: a restart
+    then replays at most about that many."""
+    from smppguard.store import upkeep as upkeep_module
+
+    monkeypatch.setattr(upkeep_module, "ROLL_SENDS", 50)
+    conn = connect(filled)
+    index = opened(conn)[0]
+    await rolled(filled, index)
+    writer = StoreWriter(str(filled))
+    await writer.start()
+    upkeep = Upkeep(str(filled), index, POLICY, writer, snapshot_first=3600, snapshot_every=3600,
+                    tail_interval=0.05)
+    await upkeep.start()
+    try:
+        now = time.time()
+        sends(conn, [(8613900000000 + i, "acct1", now - 60 + i / 100) for i in range(40)])
+        for i in range(40):
+            index.record_send(8613900000000 + i, now - 60 + i / 100)  # as the screening records them
+        await asyncio.sleep(0.3)
+        assert upkeep.last_snapshot is None  # 40: not past the bound
+        sends(conn, [(8613900000000 + i, "acct1", now - 50 + i / 100) for i in range(40, 60)])
+        await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
+        assert upkeep.last_snapshot["sends_merged"] == 60
+        assert index.history_mark == conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()[0]
+        again, current = opened(conn)
+        assert current and again.history.overlay_size == 0
+        assert view(again) == view(opened(conn, use_snapshot=False)[0])
+    finally:
+        await upkeep.close()
+        await writer.close()
+        conn.close()
+
+
 async def test_history_keyed_by_account_is_read_from_the_tables_when_the_lists_are(filled):
     """Account keys are made with scope ids: when the snapshot's lists (and their ids) are not used, neither is
     its history, whose keys were made with those ids."""

@@ -5,7 +5,8 @@ Rule: the snapshot is a cache of the store, never a source. It says what it hold
 `change_id`, the sends of `send_history` up to row `history_row`, under the history keys of `history_keys`. Start-up
 takes it only when the store still agrees (the same store, that change-log row and that send row unchanged, the
 same keys); otherwise it reads the tables, as without one, and writes a new snapshot. The daemon rolls it forward
-every hour (Upkeep): the sends since `history_row` merged in, older ones dropped, the lists as the Index has them.
+every hour (Upkeep), and sooner once the lists' overlays or the sends since `history_row` pass a bound: those
+sends merged in, older ones dropped, the lists as the Index has them.
 Written to a temporary file and renamed, so a crash leaves the old one or the new one.
 
 Who writes it: the process that holds the flock on `<store>.index.lock` (`take_lock`). The daemon takes it at

@@ -45,6 +45,9 @@ log = logging.getLogger("smppguard.store")
 EXPIRE_SLICE = 10_000  # rows deleted per group commit by expire()
 #: List changes held in the Index's overlays past which the snapshot rolls forward at once, not at the hour.
 ROLL_OVERLAY = 1_000_000
+#: Send rows logged after the snapshot's past which it rolls forward at once, not at the hour: a restart replays
+#: at most about this many sends (a burst of sends, as an import for the lists).
+ROLL_SENDS = 250_000
 TAIL_PAGE = 5000
 _SCORED = frozenset({"optout", "blacklist", "dead"})  # list kinds that are parts of a credit score
 _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
@@ -128,7 +131,8 @@ class Upkeep:
 
     async def _until_roll(self, seconds: float) -> None:
         """Sleep `seconds`, or less if the lists' overlays have grown past ROLL_OVERLAY (an import while the
-        daemon runs): folded into the bases in a thread, they stop taking 60 bytes a number."""
+        daemon runs), or the sends logged since the snapshot past ROLL_SENDS (a burst): folded into the bases in a
+        thread, they stop taking 60 bytes a number, and a restart replays a bounded tail."""
         self._roll_soon.clear()
         try:
             await asyncio.wait_for(self._roll_soon.wait(), seconds)
@@ -139,6 +143,15 @@ class Upkeep:
         index = self.index
         size = sum(getattr(t, "overlay_size", 0) for t in (index.blacklist, index.optouts))
         if size > ROLL_OVERLAY:
+            self._roll_soon.set()
+
+    async def _check_sends(self) -> None:
+        """Past ROLL_SENDS send rows after the snapshot's, roll forward now: a restart replays those rows one
+        Python object each (a burst of 2M sends would take seconds), and the history's overlay holds them so."""
+        if self.policy.history_span_s <= 0:
+            return
+        ((last,),) = await self._in_thread(self._read, "SELECT COALESCE(MAX(rowid), 0) FROM send_history", ())
+        if last - self.index.history_mark > ROLL_SENDS:
             self._roll_soon.set()
 
     async def roll_forward(self) -> dict:
@@ -318,6 +331,7 @@ class Upkeep:
             await asyncio.sleep(self.tail_interval)
             try:
                 await self.tail_once()  # first: it checks the schema, which the removals would fail on less plainly
+                await self._check_sends()
                 removed = await self.apply_due_removals()
                 if removed:
                     log.info("observation period ended: %d numbers removed from the blacklist", len(removed))
