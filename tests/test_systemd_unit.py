@@ -8,9 +8,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from helpers import children, proc_stat, send_submit, smpplib_client, start_daem
 
 UNIT = Path(__file__).parents[1] / "systemd" / "smppguard.service"
 SECCOMP = Path(__file__).parent / "seccomp.py"
+SLOWLOAD = Path(__file__).parent / "slowload.py"
 
 
 def settings() -> dict[str, list[str]]:
@@ -36,6 +40,17 @@ def test_the_unit_is_a_notify_service_that_reloads_by_sighup_and_checks_its_conf
     assert s["ExecStartPre"][0].endswith("check-config --config /etc/smppguard/smppguard.toml")
     assert s["Restart"] == ["on-failure"] and s["UMask"] == ["0077"] and s["StateDirectory"] == ["smppguard"]
     assert "WatchdogSec" in s
+
+
+def test_the_start_timeout_outlasts_the_daemons_first_extension_and_each_extension_outlasts_the_next_message():
+    """The daemon's first EXTEND_TIMEOUT_USEC comes EXTEND_EVERY after its load began: the unit's TimeoutStartSec
+    must wait longer than that, and each extension must reach past the next message."""
+    from smppguard import sdnotify
+
+    (timeout,) = settings()["TimeoutStartSec"]
+    assert float(timeout) >= 90 > 2 * sdnotify.EXTEND_EVERY
+    assert sdnotify.EXTEND_BY >= 2 * sdnotify.EXTEND_EVERY
+    assert sdnotify.STALL > sdnotify.EXTEND_BY
 
 
 def systemd_analyze() -> str:
@@ -99,3 +114,74 @@ def test_the_daemon_runs_under_the_units_system_call_filter_and_lowers_its_threa
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
+
+
+class _Systemd:
+    """What systemd does with a Type=notify service's messages while it starts: a start timeout from launch,
+    pushed out by each EXTEND_TIMEOUT_USEC= to at least that long after it arrives; a start not READY=1 by then is
+    killed. Reads the notify socket in a thread, noting when each message came."""
+
+    def __init__(self, sock: socket.socket, timeout: float):
+        self.sock, self.timeout = sock, timeout
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self.launched = time.monotonic()
+        self.deadline = self.launched + timeout
+        self.killed_at: float | None = None
+        self.ready_at: float | None = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while self.ready_at is None and self.killed_at is None:
+            self.sock.settimeout(max(0.001, self.deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                self.killed_at = time.monotonic()
+                return
+            now = time.monotonic()
+            fields = dict(line.partition("=")[::2] for line in data.split("\n") if line)
+            self.messages.append((now - self.launched, fields))
+            if now > self.deadline:
+                self.killed_at = now
+            elif "EXTEND_TIMEOUT_USEC" in fields:
+                self.deadline = max(self.deadline, now + int(fields["EXTEND_TIMEOUT_USEC"]) / 1e6)
+            if fields.get("READY") == "1":
+                self.ready_at = now
+
+
+@pytest.mark.subprocess
+def test_a_start_longer_than_the_start_timeout_is_never_killed_while_its_load_moves(tmp_path):
+    """A store whose lists are read from the tables (no snapshot) at a pace that takes the load well past the
+    start timeout, with systemd's intervals scaled down alike (tests/slowload.py): a 3 s start timeout, the daemon
+    asking for 2 s more every 0.5 s, a load of 21 steps of 0.3 s each. Before each deadline an extension comes,
+    each STATUS= says how many of the blacklist's numbers are read, and READY=1 comes at the end."""
+    from smppguard.store import lists
+    from smppguard.store.db import connect
+
+    db = connect(str(tmp_path / "guard.db"))
+    lists.add_blacklist(db, range(8613900000000, 8613900020000), source="carrier")
+    db.close()
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    systemd = _Systemd(sock, timeout=3.0)
+    daemon, _address = start_daemon(tmp_path, '[store]\npath = "guard.db"\n', env={"NOTIFY_SOCKET": path},
+                                    wrapper=(sys.executable, str(SLOWLOAD), "0.3", "1000", "0.5", "2", "--"))
+    try:
+        systemd.thread.join(timeout=30)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=30)
+        sock.close()
+    assert daemon.returncode == 0, err
+    assert systemd.killed_at is None, (f"systemd would have killed it {systemd.killed_at - systemd.launched:.1f} s "
+                                       f"after launch: {systemd.messages}")
+    assert systemd.ready_at is not None and systemd.ready_at - systemd.launched > systemd.timeout + 1, \
+        "the load was not slow enough to need an extension"
+    extensions = [fields for _at, fields in systemd.messages if "EXTEND_TIMEOUT_USEC" in fields]
+    assert len(extensions) >= 6 and all(f["EXTEND_TIMEOUT_USEC"] == "2000000" for f in extensions)
+    read = [int(m.group(1)) * (1000 if m.group(2) else 1) for f in extensions
+            if (m := re.fullmatch(r"loading blacklist (\d+)(k?)/20k", f.get("STATUS", "")))]
+    assert len(read) >= 3 and read == sorted(read) and read[0] < read[-1], extensions
+    assert "loading blacklist" in err  # the log says how far it is too

@@ -12,6 +12,7 @@ import ctypes
 import functools
 import gc
 import logging
+import os
 import signal
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -32,6 +33,7 @@ from .replies import KeywordReplies
 from .review import Review
 from .simulator import Simulator
 from .store import review as store_review
+from .store import snapshot
 from .store.audit import AuditLog
 from .store.db import StoreError, connect
 from .store.holds import HeldRow, QueueStore
@@ -355,6 +357,7 @@ class OpenStore:
         self.sync = sync  # the other sidecars, through [mqtt] url
         self.review = review  # the sending-pattern review ([review] enabled)
         self.replies = replies  # answers to STOP, HELP, START ([replies] enabled)
+        self.snapshot_lock: int | None = None  # the right to write the snapshot file, held while it runs
 
     async def close(self) -> None:
         if self.review is not None:
@@ -367,10 +370,32 @@ class OpenStore:
             await self.learning.close()
         await self.upkeep.close()
         await self.writer.close()
+        if self.snapshot_lock is not None:
+            lock, self.snapshot_lock = self.snapshot_lock, None
+            os.close(lock)
 
 
 #: Without a current snapshot file the Index was read from the tables: write one this soon after start-up.
 SNAPSHOT_SOON = 10.0
+#: How long start-up waits for a command that writes the snapshot (a list import just done) to finish.
+SNAPSHOT_LOCK_WAIT = 60.0
+
+
+def _snapshot_lock(path: str, step: Callable[..., None]) -> int | None:
+    """The snapshot file's lock (store/snapshot.py), held while the daemon runs, so a list import leaves the file
+    to it. A command that writes the file holds the lock for seconds: waited for, up to SNAPSHOT_LOCK_WAIT;
+    past that (another daemon on this store) the daemon goes on without it, and says so."""
+    if not snapshot.store_path_of(path):
+        return None
+    waited = time.monotonic()
+    while (lock := snapshot.take_lock(path)) is None:
+        if time.monotonic() - waited > SNAPSHOT_LOCK_WAIT:
+            log.warning("%s is held by another process (another daemon on this store?) for more than %.0f s: "
+                        "starting without it", snapshot.lock_path(path), SNAPSHOT_LOCK_WAIT)
+            return None
+        step("the store: waiting for the command writing its snapshot, seconds", int(time.monotonic() - waited))
+        time.sleep(0.2)
+    return lock
 
 
 async def open_store(config: Config, clock: Callable[[], float] = time.time) -> OpenStore:
@@ -380,14 +405,23 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     allocates stays in that thread's malloc arena, which glibc gives back to the OS less well (30 MiB more
     resident for 1M blacklist entries and 1M opt-outs)."""
     started = time.monotonic()
-    db = connect(config.store.path)
-    try:
-        index, current = open_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within)
-        answered = {(number, kind): at for number, kind, at in db.execute(
-            "SELECT number, kind, sent_at FROM keyword_reply WHERE sent_at > ?",
-            (clock() - config.replies.once_per,))} if config.replies.enabled else {}
-    finally:
-        db.close()
+    # systemd hears how far the load is, and waits for it while it moves (sdnotify.Loading)
+    with sdnotify.Loading() as loading:
+        db = connect(config.store.path)
+        lock = None
+        try:
+            lock = _snapshot_lock(config.store.path, loading.step)
+            index, current = open_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within,
+                                        progress=loading.step)
+            answered = {(number, kind): at for number, kind, at in db.execute(
+                "SELECT number, kind, sent_at FROM keyword_reply WHERE sent_at > ?",
+                (clock() - config.replies.once_per,))} if config.replies.enabled else {}
+        except BaseException:
+            if lock is not None:
+                os.close(lock)
+            raise
+        finally:
+            db.close()
     # Millions of list entries are loaded once and live for the process: keep the cyclic GC from walking them
     # on every full collection.
     gc.collect()
@@ -443,6 +477,7 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     if review is not None:
         review.start()
     store = OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics, sync, review, replies)
+    store.snapshot_lock = lock
     if sync is not None:
         await sync.start()
     return store

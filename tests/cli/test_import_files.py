@@ -177,3 +177,38 @@ def _written(db_path) -> bool:
         return False
 
 
+
+
+def test_an_import_with_no_daemon_running_leaves_a_snapshot_the_next_start_reads(cli, tmp_path, db_path,
+                                                                                 monkeypatch):
+    """The first start after a large import reads the snapshot file the import wrote, not the tables; with the
+    snapshot's lock held (a daemon runs), the import writes none and says the daemon will."""
+    import os
+
+    import smppguard.cli.lists
+    from smppguard.policy import load_policy
+    from smppguard.store import snapshot
+    from smppguard.store.db import connect
+    from smppguard.store.index import open_index
+
+    monkeypatch.setattr(smppguard.cli.lists, "SNAPSHOT_AFTER", 5)
+    path = tmp_path / "list.csv"
+    path.write_text("number,reason\n" + "".join(f"{n},carrier list\n" for n in N[:6]))
+    r = cli("blacklist", "import", path)
+    assert r.exit_code == 0 and "index snapshot written" in r.output, r.output
+    conn = connect(str(db_path))
+    try:
+        index, current = open_index(conn, load_policy(), time.time())
+        assert current and set(index.blacklist) == {int(n) for n in N[:6]}
+        assert index.blacklist.overlay_size == 0  # nothing replayed from the change log
+    finally:
+        conn.close()
+    written = snapshot.path_for(db_path).stat().st_mtime_ns
+    held = snapshot.take_lock(db_path)
+    try:
+        path.write_text("".join(f"{n},complaint\n" for n in N[4:]))
+        r = cli("blacklist", "import", path)
+        assert r.exit_code == 0 and "the daemon is running" in r.output, r.output
+        assert snapshot.path_for(db_path).stat().st_mtime_ns == written
+    finally:
+        os.close(held)

@@ -26,6 +26,7 @@ from smppguard.policy.compact import (
     merged_keys,
     place,
     sieve_of,
+    unique_keys,
 )
 from smppguard.policy.model import GLOBAL, Index, scoped
 from smppguard.policy.sieve import Sieve
@@ -355,3 +356,15 @@ def test_the_blacklist_and_the_optout_rules_read_only_the_lists():
     # and neither is asked about a number in no list: most new recipients cost a bit, not their lookups
     assert {c for c, _s in POLICY.checks_for("marketing")} - {c for c, _s in POLICY.unlisted_checks_for("marketing")} \
         == {blacklist.check, optout.check}
+
+
+@given(st.lists(st.integers(0, 1 << 40), max_size=200), st.lists(st.integers(0, 1 << 40), max_size=50),
+       st.lists(st.integers(0, 1 << 40), max_size=50))
+def test_unique_keys_and_merged_keys_give_the_sorted_distinct_keys_whatever_the_order(keys, added, removed):
+    arr = np.array(keys, dtype=np.int64)
+    assert unique_keys(arr).tolist() == sorted(set(keys))
+    assert unique_keys(np.sort(arr)).tolist() == sorted(set(keys))
+    base = np.array(sorted(set(keys)), dtype=np.int64)
+    merged = merged_keys(base, np.array(sorted(set(added)), dtype=np.int64),
+                         np.array(sorted(set(removed)), dtype=np.int64))
+    assert merged.tolist() == sorted((set(keys) - set(removed)) | set(added))

@@ -21,7 +21,7 @@ from smppguard.policy.sieve import Sieve
 from smppguard.store import snapshot
 from smppguard.store.changelog import Change, write
 from smppguard.store.db import connect
-from smppguard.store.index import open_index
+from smppguard.store.index import open_index, write_snapshot
 from smppguard.store.upkeep import Upkeep
 from smppguard.store.writer import StoreWriter
 
@@ -380,6 +380,40 @@ async def test_an_import_while_the_daemon_runs_is_folded_into_the_base_at_once(f
         conn.close()
 
 
+async def test_a_burst_of_sends_rolls_the_snapshot_forward_at_once_so_a_restart_replays_few(filled, monkeypatch):
+    """Past ROLL_SENDS send rows after the snapshot's, it rolls forward without waiting for the hour: a restart
+    then replays at most about that many."""
+    from smppguard.store import upkeep as upkeep_module
+
+    monkeypatch.setattr(upkeep_module, "ROLL_SENDS", 50)
+    conn = connect(filled)
+    index = opened(conn)[0]
+    await rolled(filled, index)
+    writer = StoreWriter(str(filled))
+    await writer.start()
+    upkeep = Upkeep(str(filled), index, POLICY, writer, snapshot_first=3600, snapshot_every=3600,
+                    tail_interval=0.05)
+    await upkeep.start()
+    try:
+        now = time.time()
+        sends(conn, [(8613900000000 + i, "acct1", now - 60 + i / 100) for i in range(40)])
+        for i in range(40):
+            index.record_send(8613900000000 + i, now - 60 + i / 100)  # as the screening records them
+        await asyncio.sleep(0.3)
+        assert upkeep.last_snapshot is None  # 40: not past the bound
+        sends(conn, [(8613900000000 + i, "acct1", now - 50 + i / 100) for i in range(40, 60)])
+        await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
+        assert upkeep.last_snapshot["sends_merged"] == 60
+        assert index.history_mark == conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()[0]
+        again, current = opened(conn)
+        assert current and again.history.overlay_size == 0
+        assert view(again) == view(opened(conn, use_snapshot=False)[0])
+    finally:
+        await upkeep.close()
+        await writer.close()
+        conn.close()
+
+
 async def test_history_keyed_by_account_is_read_from_the_tables_when_the_lists_are(filled):
     """Account keys are made with scope ids: when the snapshot's lists (and their ids) are not used, neither is
     its history, whose keys were made with those ids."""
@@ -481,3 +515,63 @@ def test_the_arrays_never_overlap_the_header_whatever_its_length(path):
         assert back is not None and back.meta["pad"] == "x" * pad, pad
         assert back.blacklist.keys.tolist() == back.optouts.keys.tolist() == keys.tolist()
         assert (back.history.keys.tolist(), back.history.times.tolist()) == (keys.tolist(), [1.0, 2.0, 3.0])
+
+
+async def test_write_snapshot_leaves_a_file_a_start_reads_as_it_would_the_tables(filled):
+    """What an import leaves behind with no daemon running: the lists from the tables, the last snapshot's sends
+    with the rows after it merged in; a start from it equals a start from the tables, and replays nothing."""
+    conn = connect(filled)
+    try:
+        await rolled(filled, opened(conn)[0])  # an old snapshot, then changes and sends after it
+        now = time.time()
+        lists(conn, now, *N[:2], op="remove")
+        lists(conn, now, *N[8:])
+        sends(conn, [(N[0], "acct1", now - 5), (N[9], "acct1", now - 4)])
+        wrote = write_snapshot(conn, POLICY, time.time())
+        assert wrote is not None and wrote["sends"] == 6
+        meta = snapshot.read(snapshot.path_for(filled)).meta
+        assert meta["change_id"] == conn.execute("SELECT MAX(id) FROM changelog").fetchone()[0]
+        assert meta["history_row"] == conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()[0]
+        index, current = opened(conn)
+        assert current and view(index) == view(opened(conn, use_snapshot=False)[0])
+        assert index.blacklist.overlay_size == index.optouts.overlay_size == index.history.overlay_size == 0
+        # keyed by account: the sends are read from the table under the lists' new scope ids
+        assert write_snapshot(conn, ACCOUNT_POLICY, time.time()) is not None
+        index, current = opened(conn, ACCOUNT_POLICY)
+        assert current and view(index) == view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
+    finally:
+        conn.close()
+
+
+def test_write_snapshot_leaves_the_file_to_whoever_holds_its_lock(filled):
+    """A running daemon holds the lock: the import writes nothing, and the daemon rolls its own forward."""
+    conn = connect(filled)
+    held = snapshot.take_lock(filled)
+    try:
+        assert held is not None and snapshot.take_lock(filled) is None
+        assert write_snapshot(conn, POLICY, time.time()) is None
+        assert not snapshot.path_for(filled).exists()
+    finally:
+        os.close(held)
+        conn.close()
+    conn = connect(filled)
+    try:
+        assert write_snapshot(conn, POLICY, time.time()) is not None
+    finally:
+        conn.close()
+
+
+async def test_a_snapshot_written_while_no_rule_counted_sends_gives_none_to_a_start_that_counts_them(filled):
+    """Written with the frequency rule off, a snapshot holds no sends, up to the table's last row: a start with
+    the rule on reads the table instead of taking that as a month without sends."""
+    conn = connect(filled)
+    try:
+        off = POLICY.without("frequency")
+        assert off.history_span_s == 0 < POLICY.history_span_s
+        assert write_snapshot(conn, off, time.time()) is not None
+        index, current = opened(conn)
+        assert not current and len(index.history) == 3
+        assert view(index) == view(opened(conn, use_snapshot=False)[0])
+        assert opened(conn, off)[1]
+    finally:
+        conn.close()

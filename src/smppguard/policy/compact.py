@@ -220,7 +220,7 @@ class CompactSet:
         if table is None:
             if not isinstance(keys, np.ndarray):
                 keys = np.fromiter((k for k in keys if self._small(k)), dtype=np.int64)
-            table = KeySlots.of(np.unique(keys.astype(np.int64)))
+            table = KeySlots.of(unique_keys(keys))
         self._base = table
         self._n = len(table)  # the keys below the overlay: the base's, and the frozen overlay's changes to it
 
@@ -396,13 +396,28 @@ def attach_sieve(blacklist: CompactSet, optouts: CompactSet, sieve: Sieve | None
     return sieve
 
 
+def unique_keys(keys: np.ndarray) -> np.ndarray:
+    """The distinct keys, sorted. Keys read from a list table come sorted and distinct already: that is checked in
+    one pass and they are taken as they are; otherwise sorted and deduplicated. np.unique (and np.union1d) hash
+    the keys in numpy 2: 1.5 s for 2M keys, 6.6 s to join 1M to 5M, where a stable sort (a merge of sorted runs)
+    takes a tenth of that, or a hundredth for two sorted runs."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    if len(keys) < 2 or bool((keys[1:] > keys[:-1]).all()):
+        return keys
+    keys = np.sort(keys, kind="stable")
+    distinct = np.empty(len(keys), dtype=bool)
+    distinct[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+    return keys[distinct]
+
+
 def merged_keys(base: np.ndarray, added: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """The sorted unique keys of `base` (sorted, unique) less `removed`, plus `added`."""
     keys = base
     if removed.size:
         keys = keys[~np.isin(keys, removed)]
     if added.size:
-        keys = np.union1d(keys, added)
+        keys = unique_keys(np.concatenate((keys, added)))
     return keys
 
 

@@ -8,10 +8,13 @@ from it instead, and the change-log rows after its id are applied in that same t
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
+from typing import Any
 
 from ..policy import Policy
-from ..policy.compact import CompactHistory, CompactSet
+from ..policy.compact import CompactHistory, CompactSet, HistoryArrays, sieve_of
 from ..policy.model import GLOBAL, Index, scoped
 from ..policy.signature import normal
 from . import changelog, snapshot
@@ -27,23 +30,28 @@ def load_index(db: sqlite3.Connection, policy: Policy, now: float, *,
 
 
 def open_index(db: sqlite3.Connection, policy: Policy, now: float, *, failures_within_s: float = 30 * 86400.0,
-               use_snapshot: bool = True) -> tuple[Index, bool]:
+               use_snapshot: bool = True, progress: snapshot.Progress = snapshot.no_progress) -> tuple[Index, bool]:
     """The Index as of the store's last change, and whether the snapshot file (store/snapshot.py) was current.
     The lists and the send history come from that file when it agrees with the store, and the change log and
     the sends after it are replayed; from the tables when it does not. What a rule owns it asks the policy: how
     far back sends are read and under which key (the rule that counts sends), which recent opt-outs are
-    remembered for a confirmation, and for how long (the rule that reads opt-outs)."""
+    remembered for a confirmation, and for how long (the rule that reads opt-outs). `progress` hears how far
+    the load is, from within its chunks (sdnotify.Loading tells systemd)."""
     index = Index(blacklist=CompactSet(), optouts=CompactSet(), history=CompactHistory())
     path = snapshot.store_path(db)
     node = node_id(db) if path else ""
     snap = snapshot.read(snapshot.path_for(path)) if use_snapshot and path else None
     db.execute("BEGIN")
     try:
-        current = snapshot.load_lists(db, index, snap, node)
+        current = snapshot.load_lists(db, index, snap, node, progress)
         if current:  # the change log after the snapshot, as the tail would apply it
+            rows = changelog.last_id(db) - index.change_id
+            done = 0
             while batch := changelog.since(db, index.change_id):
-                for change in batch:
+                for change in batch:  # a step a row: an import's row is a batch of 100,000 numbers
                     apply_change(index, change, now, policy)
+                    done += 1
+                    progress("the list changes since the snapshot", done, rows)
         grace = policy.grace_s
         if grace > 0:
             scope_id = index.scope_id
@@ -67,10 +75,62 @@ def open_index(db: sqlite3.Connection, policy: Policy, now: float, *, failures_w
         if policy.history_span_s > 0:
             current = snapshot.load_history(db, index, snap, now - policy.history_span_s,
                                             history_keys_name(policy), policy.history_keys(index),
-                                            lists_current=current) and current
+                                            lists_current=current, progress=progress) and current
     finally:
         db.execute("COMMIT")
     return index, current
+
+
+def write_snapshot(db: sqlite3.Connection, policy: Policy, now: float, *,
+                   progress: snapshot.Progress = snapshot.no_progress) -> dict[str, Any] | None:
+    """Write the store's snapshot file (store/snapshot.py) as the store is now, for a start to read instead of the
+    tables: what a list import leaves behind when no daemon runs. The lists are read from the tables; the sends
+    are the last snapshot's (when they still agree and are keyed by number) with the rows after it merged in, or
+    the table's. All of it in one read transaction, so the file is the store as of one change id and one send
+    row, as the snapshot's rule asks. Returns what it wrote, or None when another process holds the snapshot's
+    lock (a running daemon rolls its own forward) or the store is in memory."""
+    path = snapshot.store_path(db)
+    if not path:
+        return None
+    lock = snapshot.take_lock(path)
+    if lock is None:
+        return None
+    try:
+        started = time.monotonic()
+        old = snapshot.read(snapshot.path_for(path))
+        index = Index(blacklist=CompactSet(), optouts=CompactSet(), history=CompactHistory())
+        keys_name, span = history_keys_name(policy), policy.history_span_s
+        after = now - span
+        node = node_id(db)
+        db.execute("BEGIN")
+        try:
+            snapshot.load_lists(db, index, None, node, progress)
+            # account keys name scopes by the ids just given to the lists: the old file's sends are not under them
+            if (span > 0 and keys_name == "number" and old is not None
+                    and snapshot._history_agrees(db, old.meta, keys_name, after)):
+                base, mark = old.history, old.meta["history_row"]
+            elif span > 0:
+                snapshot.load_history(db, index, None, after, keys_name, policy.history_keys(index),
+                                      lists_current=False, progress=progress)
+                assert isinstance(index.history, CompactHistory)
+                base, mark = index.history.base, index.history_mark
+            else:
+                base, mark = HistoryArrays.empty(), 0
+            mark, rows = snapshot.sends_after(db, mark, span > 0)
+            keys, times = snapshot.send_arrays(rows, policy.history_keys(index))
+            del rows
+            hist, hist_rows = snapshot.rolled(base, keys, times, after)
+            meta = {**snapshot.head(db, index.change_id, mark), "history_keys": keys_name,
+                    "scope_ids": dict(index.scope_ids), "history_after": after}
+        finally:
+            db.execute("COMMIT")
+        black, opt = index.blacklist.base, index.optouts.base
+        progress("the snapshot file", 0, None)
+        snapshot.write(snapshot.path_for(path), meta, black, opt, hist, hist_rows, sieve_of(black.slots, opt.slots))
+        return {"seconds": time.monotonic() - started, "blacklist": len(black), "optouts": len(opt),
+                "sends": len(hist.times), "change_id": index.change_id}
+    finally:
+        os.close(lock)
 
 
 def history_keys_name(policy: Policy) -> str:

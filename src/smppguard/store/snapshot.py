@@ -5,19 +5,28 @@ Rule: the snapshot is a cache of the store, never a source. It says what it hold
 `change_id`, the sends of `send_history` up to row `history_row`, under the history keys of `history_keys`. Start-up
 takes it only when the store still agrees (the same store, that change-log row and that send row unchanged, the
 same keys); otherwise it reads the tables, as without one, and writes a new snapshot. The daemon rolls it forward
-every hour (Upkeep): the sends since `history_row` merged in, older ones dropped, the lists as the Index has them.
+every hour (Upkeep), and sooner once the lists' overlays or the sends since `history_row` pass a bound: those
+sends merged in, older ones dropped, the lists as the Index has them.
 Written to a temporary file and renamed, so a crash leaves the old one or the new one.
+
+Who writes it: the process that holds the flock on `<store>.index.lock` (`take_lock`). The daemon takes it at
+start-up and holds it while it runs; a list import with no daemon running takes it and writes a snapshot of the
+store as the import left it (index.write_snapshot), so the next start reads the file, not the tables. With a
+daemon running the import leaves the file to it: it rolls forward once its overlays pass ROLL_OVERLAY
+(store/upkeep.py). A snapshot says from when its sends are kept (`history_after`): start-up takes them only when
+that reaches back as far as its own rule counts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -40,10 +49,24 @@ VERSION = 3  # 3: one file of page-aligned arrays, mapped
 SUFFIX = ".index"
 #: Rows read from SQLite per numpy conversion when the tables are read in full.
 CHUNK = 1 << 16
+#: List numbers read from SQLite at a time when the tables are read in full (a progress step each).
+LIST_CHUNK = 1 << 20
+
+#: What a load reports as it goes, from within its chunks: ("blacklist", numbers read, numbers in all).
+Progress = Callable[[str, int, "int | None"], None]
+
+
+def no_progress(what: str, done: int, total: int | None = None) -> None:
+    pass
 
 
 def path_for(store: str | os.PathLike) -> Path:
     return Path(f"{store}{SUFFIX}")
+
+
+def store_path_of(path: str) -> str:
+    """The store's file as the config names it ('' for an in-memory one)."""
+    return "" if not path or path == ":memory:" or path.startswith("file::memory:") else path
 
 
 def store_path(db: sqlite3.Connection) -> str:
@@ -76,10 +99,11 @@ def _lists_agree(db: sqlite3.Connection, meta: dict[str, Any], node: str) -> boo
     return change_id <= last and (change_id == 0 or _change_at(db, change_id) == meta["change_at"])
 
 
-def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: str) -> bool:
+def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: str, after: float) -> bool:
     """Its sends are this table's up to a row that is still there, unchanged (rowids are reused only once the
-    rows above them are gone), under the same keys."""
-    if meta.get("history_keys") != history_keys:
+    rows above them are gone), under the same keys, and reach back to `after` (a snapshot written under a shorter
+    period than the one counted now lacks the older sends)."""
+    if meta.get("history_keys") != history_keys or meta.get("history_after", after) > after:
         return False
     if meta["history_row"] == 0:
         return meta.get("history_last") is None
@@ -89,6 +113,41 @@ def _history_agrees(db: sqlite3.Connection, meta: dict[str, Any], history_keys: 
 
 
 # --- the file -----------------------------------------------------------------------------------------------
+
+def lock_path(store: str | os.PathLike) -> Path:
+    return Path(f"{store}{SUFFIX}.lock")
+
+
+def take_lock(store: str | os.PathLike) -> int | None:
+    """The right to write the store's snapshot: an flock on `<store>.index.lock`, taken without waiting. Its file
+    descriptor (held until closed; not inherited by a child), or None when another process holds it: a running
+    daemon, or a command writing a snapshot."""
+    fd = os.open(lock_path(store), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _owned_as_store(fd, store)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _owned_as_store(fd: int, store: str | os.PathLike) -> None:
+    """A file root makes beside the store (an import run with sudo) belongs to the store's owner, as SQLite does
+    with its journal: the daemon, running as that user, must read and replace it."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = os.stat(store)
+    except OSError:  # a file not beside a store (a test's)
+        return
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+
 
 MAGIC = b"SMPPGIDX"
 _ALIGN = 4096  # each array starts on a page: mapped, it is read from the page cache as lookups touch it
@@ -124,6 +183,7 @@ def write(path: Path, meta: dict[str, Any], blacklist: KeySlots, optouts: KeySlo
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as f:
+        _owned_as_store(fd, str(path).removesuffix(SUFFIX))
         f.write(MAGIC + len(header).to_bytes(8, "little") + header)
         for name, arr in arrays.items():
             f.seek(start + layout[name]["offset"])
@@ -211,10 +271,11 @@ def read(path: Path) -> Snapshot | None:
 
 # --- loading ------------------------------------------------------------------------------------------------
 
-def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node: str) -> bool:
+def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node: str,
+               progress: Progress = no_progress) -> bool:
     """The blacklist and the opt-outs into `index`: from the snapshot when it agrees with the store (then returns
     True, and `index.change_id` is the snapshot's: the caller replays the change log after it), else from the
-    tables as of this transaction's change id."""
+    tables as of this transaction's change id, LIST_CHUNK numbers at a time, each a `progress` step."""
     if snap is not None and _lists_agree(db, snap.meta, node):
         index.scope_ids = dict(snap.meta["scope_ids"])
         index.blacklist = CompactSet(table=snap.blacklist)
@@ -225,11 +286,15 @@ def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node
         index.change_id = snap.meta["change_id"]
         return True
     index.change_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM changelog").fetchone()[0]
-    index.blacklist = CompactSet(_numbers(db, "SELECT group_concat(number) FROM blacklist", ()))
+    total = db.execute("SELECT COUNT(*) FROM blacklist").fetchone()[0]
+    index.blacklist = CompactSet(_numbers(db, "blacklist", "", (), lambda n: progress("blacklist", n, total)))
+    progress("blacklist", total, total)
     parts, big = [], []
+    total, done = db.execute("SELECT COUNT(*) FROM optout").fetchone()[0], 0
     for scope, key in db.execute("SELECT DISTINCT scope, scope_key FROM optout").fetchall():
-        numbers = _numbers(db, "SELECT group_concat(number) FROM optout WHERE scope = ? AND scope_key = ?",
-                           (scope, key))
+        numbers = _numbers(db, "optout", "scope = ? AND scope_key = ? AND", (scope, key),
+                           lambda n, before=done: progress("opt-outs", before + n, total))
+        done += len(numbers)
         sid = index.scope_id(scope, key)
         if sid * SCOPE_STRIDE + int(numbers.max(initial=0)) <= MAX_KEY:
             parts.append(numbers + np.int64(sid * SCOPE_STRIDE))
@@ -237,37 +302,63 @@ def load_lists(db: sqlite3.Connection, index: Index, snap: Snapshot | None, node
             big.extend(int(n) + sid * SCOPE_STRIDE for n in numbers.tolist())
     index.optouts = CompactSet(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
     index.optouts.update(big)
+    progress("opt-outs", done, total)
     index.listed = attach_sieve(index.blacklist, index.optouts)
     return False
 
 
-def _numbers(db: sqlite3.Connection, sql: str, args: tuple) -> np.ndarray:
-    """One column of integers, as SQLite joins them into one string: a million in a tenth of a second, where a
-    row per number takes seconds."""
-    (text,) = db.execute(sql, args).fetchone()
-    return np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
+def _numbers(db: sqlite3.Connection, table: str, where: str, args: tuple,
+             read: Callable[[int], None] = lambda n: None) -> np.ndarray:
+    """The column `number` of a list table's rows (`where`: conditions ending in AND), in number order, as SQLite
+    joins them into one string: a million in a tenth of a second, where a row per number takes seconds. Read
+    LIST_CHUNK at a time along the table's key (`read`: how many so far, after each)."""
+    chunks, last, n = [], -1, 0
+    while True:
+        (text,) = db.execute(f"SELECT group_concat(number) FROM (SELECT number FROM {table} WHERE {where} "
+                             f"number > ? ORDER BY number LIMIT {LIST_CHUNK})", (*args, last)).fetchone()
+        if not text:
+            break
+        chunk = np.fromstring(text, dtype=np.int64, sep=",")
+        chunks.append(chunk)
+        n += len(chunk)
+        read(n)
+        if len(chunk) < LIST_CHUNK:
+            break
+        last = int(chunk.max())
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
 
 def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, after: float, keys_name: str,
-                 key_of, lists_current: bool = True) -> bool:
+                 key_of, lists_current: bool = True, progress: Progress = no_progress) -> bool:
     """Sends later than `after` into `index.history`, and `index.history_mark` (the last send row its base
     holds): the snapshot's base and the rows after it (returns True), or every row of the table (in time order, a
-    chunk of rows at a time) when the snapshot does not agree. Keys by account are made with the scope ids the
-    snapshot's lists brought: with the lists read from the tables instead (`lists_current` false), they are not."""
+    chunk of rows at a time, each a `progress` step) when the snapshot does not agree. Keys by account are made
+    with the scope ids the snapshot's lists brought: with the lists read from the tables instead
+    (`lists_current` false), they are not."""
     usable = snap is not None and (lists_current or keys_name == "number")
-    if usable and _history_agrees(db, snap.meta, keys_name):
+    if usable and _history_agrees(db, snap.meta, keys_name, after):
         index.history = CompactHistory(snap.history, snap.history_rows)
         index.history_mark = snap.meta["history_row"]
         # by rowid, not by time: ordered by sent_at, SQLite walked the time index over the whole month (4 s for
         # 30M rows) to find the few rows after the mark
         rows = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid > ?",
                           (index.history_mark,)).fetchall()
-        for number, account, sent_at in sorted(rows, key=lambda row: row[2]):
+        progress("the sends since the snapshot", 0, len(rows))
+        record = index.record_send
+        for i, (number, account, sent_at) in enumerate(sorted(rows, key=lambda row: row[2]), 1):
             if sent_at > after:
-                index.record_send(number if key_of is None else key_of(number, account), sent_at)
+                record(number if key_of is None else key_of(number, account), sent_at)
+            if not i % CHUNK:
+                progress("the sends since the snapshot", i, len(rows))
         return True
     index.history_mark = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0]
-    keys, times = [], []
+    # about how many rows: those from the first one after `after` (rows come in time order) to the mark
+    first = db.execute("SELECT rowid FROM send_history WHERE sent_at > ? ORDER BY sent_at LIMIT 1",
+                       (after,)).fetchone()
+    total = max(0, index.history_mark - first[0] + 1) if first else 0
+    keys, times, done = [], [], 0
     if key_of is None:
         cursor = db.execute("SELECT number, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
                             "ORDER BY sent_at", (index.history_mark, after))
@@ -275,11 +366,16 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
             pairs = np.array(rows, dtype=[("k", np.int64), ("t", np.float64)])
             keys.append(pairs["k"])
             times.append(pairs["t"])
+            done += len(rows)
+            progress("send history", done, total)
     else:  # keyed by account too (`[rules.frequency] scope = "account"`): a key per row
-        rows = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
-                          "ORDER BY sent_at", (index.history_mark, after)).fetchall()
-        keys.append(np.array([key_of(number, account) for number, account, _ in rows], dtype=np.int64))
-        times.append(np.array([sent_at for *_, sent_at in rows], dtype=np.float64))
+        cursor = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
+                            "ORDER BY sent_at", (index.history_mark, after))
+        while rows := cursor.fetchmany(CHUNK):
+            keys.append(np.array([key_of(number, account) for number, account, _ in rows], dtype=np.int64))
+            times.append(np.array([sent_at for *_, sent_at in rows], dtype=np.float64))
+            done += len(rows)
+            progress("send history", done, total)
     index.history = CompactHistory(HistoryArrays.from_rows(np.concatenate(keys), np.concatenate(times), by_time=True)
                                    if keys else None)
     return False
@@ -295,6 +391,15 @@ def sends_after(db: sqlite3.Connection, row: int, counted: bool = True) -> tuple
     rows = db.execute("SELECT rowid, number, account, sent_at FROM send_history WHERE rowid > ? ORDER BY rowid",
                       (row,)).fetchall()
     return (rows[-1][0] if rows else row), [r[1:] for r in rows]
+
+
+def send_arrays(rows: list[tuple[int, str, float]], key_of: Callable[[int, str], int] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The history keys and times of send rows (number, account, sent_at). A key past int64 stays in the
+    overlay."""
+    sends = [(n if key_of is None else key_of(n, a), t) for n, a, t in rows]
+    sends = [(k, t) for k, t in sends if k <= MAX_KEY]
+    return np.array([k for k, _ in sends], dtype=np.int64), np.array([t for _, t in sends], dtype=np.float64)
 
 
 def head(db: sqlite3.Connection, change_id: int, history_row: int) -> dict[str, Any]:

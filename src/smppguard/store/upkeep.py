@@ -25,13 +25,11 @@ import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
-
-import numpy as np
+from typing import Iterable
 
 from .. import tasks
 from ..policy import Policy
-from ..policy.compact import MAX_KEY, CompactHistory, CompactSet, attach_sieve, sieve_of
+from ..policy.compact import CompactHistory, CompactSet, attach_sieve, sieve_of
 from ..policy.model import Index
 from . import audit, snapshot
 from .changelog import COLUMNS, from_row
@@ -47,18 +45,12 @@ log = logging.getLogger("smppguard.store")
 EXPIRE_SLICE = 10_000  # rows deleted per group commit by expire()
 #: List changes held in the Index's overlays past which the snapshot rolls forward at once, not at the hour.
 ROLL_OVERLAY = 1_000_000
+#: Send rows logged after the snapshot's past which it rolls forward at once, not at the hour: a restart replays
+#: at most about this many sends (a burst of sends, as an import for the lists).
+ROLL_SENDS = 250_000
 TAIL_PAGE = 5000
 _SCORED = frozenset({"optout", "blacklist", "dead"})  # list kinds that are parts of a credit score
 _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
-
-
-def _send_arrays(rows: list[tuple[int, str, float]], key_of: Callable[[int, str], int] | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The history keys and times of send rows (number, account, sent_at). A key past int64 stays in the
-    overlay."""
-    sends = [(n if key_of is None else key_of(n, a), t) for n, a, t in rows]
-    sends = [(k, t) for k, t in sends if k <= MAX_KEY]
-    return np.array([k for k, _ in sends], dtype=np.int64), np.array([t for _, t in sends], dtype=np.float64)
 
 
 class Upkeep:
@@ -139,7 +131,8 @@ class Upkeep:
 
     async def _until_roll(self, seconds: float) -> None:
         """Sleep `seconds`, or less if the lists' overlays have grown past ROLL_OVERLAY (an import while the
-        daemon runs): folded into the bases in a thread, they stop taking 60 bytes a number."""
+        daemon runs), or the sends logged since the snapshot past ROLL_SENDS (a burst): folded into the bases in a
+        thread, they stop taking 60 bytes a number, and a restart replays a bounded tail."""
         self._roll_soon.clear()
         try:
             await asyncio.wait_for(self._roll_soon.wait(), seconds)
@@ -150,6 +143,15 @@ class Upkeep:
         index = self.index
         size = sum(getattr(t, "overlay_size", 0) for t in (index.blacklist, index.optouts))
         if size > ROLL_OVERLAY:
+            self._roll_soon.set()
+
+    async def _check_sends(self) -> None:
+        """Past ROLL_SENDS send rows after the snapshot's, roll forward now: a restart replays those rows one
+        Python object each (a burst of 2M sends would take seconds), and the history's overlay holds them so."""
+        if self.policy.history_span_s <= 0:
+            return
+        ((last,),) = await self._in_thread(self._read, "SELECT COALESCE(MAX(rowid), 0) FROM send_history", ())
+        if last - self.index.history_mark > ROLL_SENDS:
             self._roll_soon.set()
 
     async def roll_forward(self) -> dict:
@@ -166,9 +168,9 @@ class Upkeep:
                                            policy.history_span_s > 0)
         key_of = policy.history_keys(index)
         if key_of is None:  # the key is the number: in a thread, not a stall of the loop (0.6 s for 1M sends)
-            keys, times = await self._in_build_thread(_send_arrays, rows, None)
+            keys, times = await self._in_build_thread(snapshot.send_arrays, rows, None)
         else:  # on the loop: a key may name an account's scope in the Index for the first time
-            keys, times = _send_arrays(rows, key_of)
+            keys, times = snapshot.send_arrays(rows, key_of)
         merged = len(rows)
         del rows  # a row a send, as Python objects: not kept through the build
         after = time.time() - policy.history_span_s
@@ -176,7 +178,8 @@ class Upkeep:
         change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
         try:
             head = await self._in_thread(snapshot.head, self._db, change_id, mark)
-            meta = {**head, "history_keys": history_keys_name(policy), "scope_ids": dict(index.scope_ids)}
+            meta = {**head, "history_keys": history_keys_name(policy), "scope_ids": dict(index.scope_ids),
+                    "history_after": after}
 
             def build():
                 hist, hist_rows = snapshot.rolled(bases[2], keys, times, after)
@@ -328,6 +331,7 @@ class Upkeep:
             await asyncio.sleep(self.tail_interval)
             try:
                 await self.tail_once()  # first: it checks the schema, which the removals would fail on less plainly
+                await self._check_sends()
                 removed = await self.apply_due_removals()
                 if removed:
                     log.info("observation period ended: %d numbers removed from the blacklist", len(removed))
