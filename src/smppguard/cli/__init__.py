@@ -447,22 +447,22 @@ def bench(messages, binds, window, policy, rounds, lists, optouts, history, hist
         smppguard bench --prune 30000000 -n 50000
         smppguard bench --sync -n 100000 --rounds 3
     """
-    from ..bench import run_command
+    from ..bench.proxy import run_command
 
     if sync_ab:
-        from .. import bench_sync
+        from ..bench import sync
 
-        sys.exit(bench_sync.run_command(messages, binds, window, rounds, as_json))
+        sys.exit(sync.run_command(messages, binds, window, rounds, as_json))
     if prune is not None:
-        from .. import bench_prune
+        from ..bench import prune as bench_prune
 
         sys.exit(bench_prune.run_command(prune, prune_hours, messages, as_json))
     if hold is not None:
-        from .. import bench_hold
+        from ..bench import hold as bench_hold
 
         sys.exit(bench_hold.run_command(hold, 20_000, release_rate, as_json))
     if deliver is not None:
-        from .. import bench_deliver
+        from ..bench import deliver as bench_deliver
 
         sys.exit(bench_deliver.run_command(deliver, window, as_json))
     sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients, history,
