@@ -68,17 +68,21 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in child_pids(pid))
 
 
-def rss_kb(pid: int) -> int:
-    """The resident memory of a process and of its running children (pages they share counted for each)."""
-    total = 0
+def own_rss_kb(pid: int) -> int:
+    """The resident memory of a process alone (0 when it is gone)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
-                    total = int(line.split()[1])
+                    return int(line.split()[1])
     except OSError:
-        return 0
-    return total + sum(rss_kb(c) for c in child_pids(pid))
+        pass
+    return 0
+
+
+def rss_kb(pid: int) -> int:
+    """The resident memory of a process and of its running children (pages they share counted for each)."""
+    return own_rss_kb(pid) + sum(rss_kb(c) for c in child_pids(pid))
 
 
 _handed_out: set[int] = set()
@@ -155,11 +159,12 @@ def terminated_cleanly():
         signal.signal(signal.SIGTERM, previous)
 
 
-def start_smppguard(args: list[str], log: Path, cwd: str) -> subprocess.Popen:
+def start_smppguard(args: list[str], log: Path, cwd: str, python: str = sys.executable) -> subprocess.Popen:
+    """`smppguard ARGS` in a child process, its output to `log`; `python`: another installation's interpreter."""
     env = dict(os.environ)
     env.pop("SMPPGUARD_CONFIG", None)
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "smppguard", *args], stdin=subprocess.DEVNULL,
+        return subprocess.Popen([python, "-m", "smppguard", *args], stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
 
 
@@ -180,14 +185,17 @@ def start_sink(tmpdir: Path, address: tuple[str, int]) -> subprocess.Popen:
                      f"{address[0]}:{address[1]}", "--control", ""], tmpdir, "sink", address, START_TIMEOUT)
 
 
-def start_proxy(tmpdir: Path, address: tuple[str, int], timeout: float = START_TIMEOUT) -> subprocess.Popen:
-    """`smppguard run` with tmpdir/proxy.toml, once it accepts binds (stopped again if it never does)."""
-    return _started(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir, "proxy", address, timeout)
+def start_proxy(tmpdir: Path, address: tuple[str, int], timeout: float = START_TIMEOUT,
+                python: str = sys.executable) -> subprocess.Popen:
+    """`smppguard run` with tmpdir/proxy.toml, once it accepts binds (stopped again if it never does); `python`:
+    another installation's interpreter (another revision's daemon)."""
+    return _started(["run", "--config", str(tmpdir / "proxy.toml")], tmpdir, "proxy", address, timeout, python)
 
 
-def _started(args: list[str], tmpdir: Path, name: str, address: tuple[str, int], timeout: float) -> subprocess.Popen:
+def _started(args: list[str], tmpdir: Path, name: str, address: tuple[str, int], timeout: float,
+             python: str = sys.executable) -> subprocess.Popen:
     log = tmpdir / f"{name}.log"
-    proc = start_smppguard(args, log, str(tmpdir))
+    proc = start_smppguard(args, log, str(tmpdir), python)
     try:
         wait_accepting(proc, address, "sink SMSC" if name == "sink" else name, log, timeout)
     except BaseException:

@@ -425,8 +425,13 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
                    "-n submit_sm before, during and after the daemon's retention delete.")
 @click.option("--prune-hours", type=float, default=1.0, show_default=True,
               help="With --prune: the hours of sends the delete removes (1: the hourly delete of a running store).")
+@click.option("--against", metavar="REV",
+              help="Instead: build git revision REV in a scratch virtualenv (kept, by commit hash, under "
+                   "~/.cache/smppguard) and run the same scenario on its daemon and on this one, in alternating "
+                   "rounds (--rounds): -n submit_sm on an empty store, or with --lists M, M numbers imported from "
+                   "a two-column CSV, -n sends to new recipients and a restart; prints each round and the ratios.")
 def bench(messages, binds, window, policy, rounds, lists, optouts, history, history_recipients, as_json, soak,
-          recipients, deliver, hold, release_rate, sync_ab, prune, prune_hours) -> None:
+          recipients, deliver, hold, release_rate, sync_ab, prune, prune_hours, against) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -446,9 +451,15 @@ def bench(messages, binds, window, policy, rounds, lists, optouts, history, hist
         smppguard bench --hold 100000
         smppguard bench --prune 30000000 -n 50000
         smppguard bench --sync -n 100000 --rounds 3
+        smppguard bench --against 16be1fa -n 200000 --rounds 3
+        smppguard bench --against 16be1fa --lists 1000000 -n 500000 --rounds 2
     """
     from ..bench.proxy import run_command
 
+    if against is not None:
+        from ..bench import against as bench_against
+
+        sys.exit(bench_against.run_command(against, messages, binds, window, lists, rounds, as_json))
     if sync_ab:
         from ..bench import sync
 
