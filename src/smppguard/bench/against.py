@@ -356,18 +356,19 @@ def run_against(rev: str, messages: int = 200_000, binds: int = 4, window: int =
 
 def summary(scenario: str, passes: list[dict[str, dict]]) -> dict[str, Any]:
     """The median of each figure on each side, and new / old: for PAIRED figures the median of the rounds'
-    ratios, for the others the ratio of the medians."""
+    ratios, for the others the ratio of the medians; None where the old side has none (0)."""
     out: dict[str, Any] = {"median": {"old": {}, "new": {}}, "ratio": {}}
     for key, *_ in FIGURES[scenario]:
         olds = [p["old"][key] for p in passes]
         news = [p["new"][key] for p in passes]
         out["median"]["old"][key] = statistics.median(olds)
         out["median"]["new"][key] = statistics.median(news)
-        if key in PAIRED:
-            out["ratio"][key] = statistics.median(n / o if o else 0.0 for o, n in zip(olds, news, strict=True))
+        if 0 in olds:  # a process the old revision does not have (the commit process): no ratio
+            out["ratio"][key] = None
+        elif key in PAIRED:
+            out["ratio"][key] = statistics.median(n / o for o, n in zip(olds, news, strict=True))
         else:
-            o = statistics.median(olds)
-            out["ratio"][key] = statistics.median(news) / o if o else 0.0
+            out["ratio"][key] = statistics.median(news) / statistics.median(olds)
     return out
 
 
@@ -391,7 +392,8 @@ def format_against(r: dict[str, Any]) -> str:
     lines += ["", f"{'medians':{width}}{'old':>10}{'new':>10}{'new / old':>11}"]
     for key, label, _u, div, _hi in figures:
         o, nw = r["median"]["old"][key] / div, r["median"]["new"][key] / div
-        lines.append(f"{label:{width}}{_fmt(o):>10}{_fmt(nw):>10}{r['ratio'][key]:>11.2f}")
+        ratio = r["ratio"][key]
+        lines.append(f"{label:{width}}{_fmt(o):>10}{_fmt(nw):>10}{'-' if ratio is None else f'{ratio:.2f}':>11}")
     lines += ["", "new / old of the rate and the CPU per message: the median of the rounds' ratios; of the others, "
               "the ratio of the medians",
               f"load average at the end {' '.join(f'{x:.2f}' for x in r['load_average'])} (on {os.cpu_count()} "
