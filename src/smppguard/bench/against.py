@@ -296,27 +296,28 @@ def lists_round(side: Side, csv: Path, count: int, messages: int, binds: int, wi
 
 # --- the run ------------------------------------------------------------------------------------------------
 
-#: What each scenario reports, in order: (key, label, unit, divisor, better when higher).
+#: What each scenario reports, in order: (key, label, divisor: kB to MB).
 FIGURES = {
-    "default": [("rate", "rate (submit_sm/s)", "", 1, True),
-                ("cpu_us_per_msg", "CPU per message (µs)", "", 1, False),
-                ("peak_total_kb", "peak RSS, daemon + children (MB)", "", 1024, False),
-                ("peak_daemon_kb", "peak RSS, daemon (MB)", "", 1024, False),
-                ("peak_children_kb", "peak RSS, commit process (MB)", "", 1024, False),
-                ("idle_total_kb", "idle RSS, daemon + children (MB)", "", 1024, False),
-                ("idle_daemon_kb", "idle RSS, daemon (MB)", "", 1024, False),
-                ("idle_children_kb", "idle RSS, commit process (MB)", "", 1024, False),
-                ("startup_s", "start-up, empty store (s)", "", 1, False),
-                ("p99_us", "latency p99 under load (µs)", "", 1, False)],
-    "lists": [("import_s", "import (s)", "", 1, False),
-              ("first_start_s", "first start after the import (s)", "", 1, False),
-              ("rate", "rate, new recipients (submit_sm/s)", "", 1, True),
-              ("cpu_us_per_msg", "CPU per message (µs)", "", 1, False),
-              ("peak_total_kb", "peak RSS under load, daemon + children (MB)", "", 1024, False),
-              ("stop_s", "stop after the burst (s)", "", 1, False),
-              ("restart_s", "restart after the burst (s)", "", 1, False),
-              ("restart_total_kb", "RSS after the restart, daemon + children (MB)", "", 1024, False),
-              ("restart_daemon_kb", "RSS after the restart, daemon (MB)", "", 1024, False)],
+    "default": [("rate", "rate (submit_sm/s)", 1),
+                ("cpu_us_per_msg", "CPU per message (µs)", 1),
+                ("peak_total_kb", "peak RSS, daemon + children (MB)", 1024),
+                ("peak_daemon_kb", "peak RSS, daemon (MB)", 1024),
+                ("peak_children_kb", "peak RSS, commit process (MB)", 1024),
+                ("idle_total_kb", "idle RSS, daemon + children (MB)", 1024),
+                ("idle_daemon_kb", "idle RSS, daemon (MB)", 1024),
+                ("idle_children_kb", "idle RSS, commit process (MB)", 1024),
+                ("startup_s", "start-up, empty store (s)", 1),
+                ("p99_us", "latency p99 under load (µs)", 1)],
+    "lists": [("import_s", "import (s)", 1),
+              ("first_start_s", "first start after the import (s)", 1),
+              ("first_start_total_kb", "RSS after the first start, daemon + children (MB)", 1024),
+              ("rate", "rate, new recipients (submit_sm/s)", 1),
+              ("cpu_us_per_msg", "CPU per message (µs)", 1),
+              ("peak_total_kb", "peak RSS under load, daemon + children (MB)", 1024),
+              ("stop_s", "stop after the burst (s)", 1),
+              ("restart_s", "restart after the burst (s)", 1),
+              ("restart_total_kb", "RSS after the restart, daemon + children (MB)", 1024),
+              ("restart_daemon_kb", "RSS after the restart, daemon (MB)", 1024)],
 }
 #: Figures whose ratio is the median of the rounds' ratios (two passes back to back), not a ratio of medians.
 PAIRED = ("rate", "cpu_us_per_msg")
@@ -383,14 +384,14 @@ def format_against(r: dict[str, Any]) -> str:
              f"{'s' if n > 1 else ''}, the order alternating (old first in odd rounds)", ""]
     if r["dropped"]:
         lines += [f"left out of the old revision's config (unknown there): {', '.join(r['dropped'])}", ""]
-    width = max(len(label) for _k, label, *_ in figures) + 2
+    width = max(len(label) for _k, label, _d in figures) + 2
     head = "".join(f"{f'{s} {k + 1}':>10}" for k in range(n) for s in ("old", "new"))
     lines.append(f"{'per round':{width}}{head}")
-    for key, label, _u, div, _hi in figures:
+    for key, label, div in figures:
         cells = "".join(f"{_fmt(p[s][key] / div):>10}" for p in r["rounds"] for s in ("old", "new"))
         lines.append(f"{label:{width}}{cells}")
     lines += ["", f"{'medians':{width}}{'old':>10}{'new':>10}{'new / old':>11}"]
-    for key, label, _u, div, _hi in figures:
+    for key, label, div in figures:
         o, nw = r["median"]["old"][key] / div, r["median"]["new"][key] / div
         ratio = r["ratio"][key]
         lines.append(f"{label:{width}}{_fmt(o):>10}{_fmt(nw):>10}{'-' if ratio is None else f'{ratio:.2f}':>11}")
