@@ -35,14 +35,16 @@ def screen_and_settle(db: Path, policy: str, messages: int, first: int = 0) -> i
     """Screen `messages` submit_sm on the daemon's objects over store `db` (each in operator.call, BATCH at a
     time), settle each with an OK; return how many were forwarded."""
     from smppguard.app import open_store
-    from smppguard.bench import _POLICY_TOML, RECIPIENT_DIGITS, RECIPIENT_PREFIX, SUBMIT_BODY, proxy_toml
+    from smppguard.bench.load import RECIPIENT_DIGITS, RECIPIENT_PREFIX, SUBMIT_BODY
+    from smppguard.bench.procs import proxy_toml
+    from smppguard.bench.proxy import POLICY_TOML
     from smppguard.config import load_config
     from smppguard.proxy.screening import Forward
     from smppguard.smpp.commands import CommandId
     from smppguard.smpp.pdu import build, from_bytes
 
     config_path = db.with_suffix(f".{policy}.toml")
-    config_path.write_text(proxy_toml(("127.0.0.1", 1), ("127.0.0.1", 2), 10, db, _POLICY_TOML[policy]))
+    config_path.write_text(proxy_toml(("127.0.0.1", 1), ("127.0.0.1", 2), 10, db, POLICY_TOML[policy]))
     raw = build(CommandId.SUBMIT_SM, 1, SUBMIT_BODY)
     at = raw.index(RECIPIENT_PREFIX) + len(RECIPIENT_PREFIX)
     pdus = []
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
-    from smppguard.bench import fill_store
+    from smppguard.bench.fill import fill_store
 
     with tempfile.TemporaryDirectory(prefix="smppguard-instructions-") as tmp:
         db = Path(tmp) / "smppguard.db"

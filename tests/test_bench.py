@@ -13,8 +13,8 @@ import time
 import pytest
 
 from helpers import alive
-from smppguard import bench
-from smppguard.bench import format_comparison, format_result, rounds_figures, run_bench, run_comparison
+from smppguard.bench import load, procs
+from smppguard.bench.proxy import format_comparison, format_result, rounds_figures, run_bench, run_comparison
 
 pytestmark = pytest.mark.subprocess
 
@@ -63,28 +63,28 @@ def test_a_port_is_never_handed_out_twice(monkeypatch):
         def getsockname(self):
             return ("127.0.0.1", self.port)
 
-    monkeypatch.setattr(bench.socket, "socket", Socket)
-    assert [bench._free_port(), bench._free_port()] == [5001, 5002]
+    monkeypatch.setattr(procs.socket, "socket", Socket)
+    assert [procs.free_port(), procs.free_port()] == [5001, 5002]
 
 
 def test_a_pass_through_something_other_than_the_proxy_is_an_error(tmp_path):
     """A proxy that could not take its port exits and leaves another listener to answer: the pass says so rather
     than report the other listener's rate and a dead process's CPU time (none) as the proxy's."""
-    address = ("127.0.0.1", bench._free_port())
-    sink = bench.start_sink(tmp_path, address)
+    address = ("127.0.0.1", procs.free_port())
+    sink = procs.start_sink(tmp_path, address)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])  # ends at once, as a proxy whose port was taken
     try:
         deadline = time.monotonic() + 30
-        while bench._running(gone.pid):  # not reaped: a zombie, as the benchmark's own child would be
+        while procs.running(gone.pid):  # not reaped: a zombie, as the benchmark's own child would be
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert os.path.exists(f"/proc/{gone.pid}")
-        with pytest.raises(bench.BenchError, match="is not running"):
-            bench._run_loop(bench._pass(address, 500, 1, 5, 0, bench._Numbers(), False, pid=gone.pid))
-        assert bench._run_loop(bench._pass(address, 500, 1, 5, 0, bench._Numbers(), False, pid=sink.pid))
+        with pytest.raises(procs.BenchError, match="is not running"):
+            load.run_loop(load.run_pass(address, 500, 1, 5, 0, load.Numbers(), False, pid=gone.pid))
+        assert load.run_loop(load.run_pass(address, 500, 1, 5, 0, load.Numbers(), False, pid=sink.pid))
     finally:
         gone.wait()
-        bench._stop(sink)
+        procs.stop_child(sink)
 
 
 def test_bench_compare_alternates_rounds_of_the_relay_and_the_rules():
@@ -182,7 +182,7 @@ def test_bench_stops_its_children_on_sigterm(command, after_s):
 
 def test_soak_counts_every_refusal_once_folded_and_grows_the_store_little():
     """The short version of `smppguard bench --soak 2500000 --recipients 50000`."""
-    from smppguard.bench import format_soak, run_soak
+    from smppguard.bench.soak import format_soak, run_soak
 
     r = run_soak(refusals=20_000, recipients=500, binds=2, window=10)
     assert r["refusals_received"] == 20_000
@@ -194,7 +194,7 @@ def test_soak_counts_every_refusal_once_folded_and_grows_the_store_little():
 
 def test_the_deliver_bench_counts_what_learning_learned_and_only_with_learning_on():
     """The short version of `smppguard bench --deliver 60000`."""
-    from smppguard.bench_deliver import format_deliver, run_deliver
+    from smppguard.bench.deliver import format_deliver, run_deliver
 
     r = run_deliver(messages=600, window=10)
     assert (r["off"]["messages"], r["on"]["messages"]) == (600, 600)

@@ -11,8 +11,8 @@ import pytest
 
 from helpers import alive
 from mosquitto import need_mosquitto
-from smppguard.bench import BenchError
-from smppguard.bench_sync import format_sync, run_sync_comparison
+from smppguard.bench.procs import BenchError
+from smppguard.bench.sync import format_sync, run_sync_comparison
 
 pytestmark = pytest.mark.subprocess
 

@@ -85,7 +85,7 @@ def test_the_instruction_count_screens_and_settles_every_message_on_the_daemons_
     """scripts/instructions counts what this runs under valgrind (not installed for the tests): every message
     must be forwarded, or the count would be of refusals."""
     from instructions import screen_and_settle
-    from smppguard.bench import fill_store
+    from smppguard.bench.fill import fill_store
 
     db = tmp_path / "smppguard.db"
     fill_store(db, 100)

@@ -426,8 +426,13 @@ CHECK_EXIT = {"allow": 0, "reject": 3, "hold": 4, "schedule": 4}
                    "-n submit_sm before, during and after the daemon's retention delete.")
 @click.option("--prune-hours", type=float, default=1.0, show_default=True,
               help="With --prune: the hours of sends the delete removes (1: the hourly delete of a running store).")
+@click.option("--against", metavar="REV",
+              help="Instead: build git revision REV in a scratch virtualenv (kept, by commit hash, under "
+                   "~/.cache/smppguard) and run the same scenario on its daemon and on this one, in alternating "
+                   "rounds (--rounds): -n submit_sm on an empty store, or with --lists M, M numbers imported from "
+                   "a two-column CSV, -n sends to new recipients and a restart; prints each round and the ratios.")
 def bench(messages, binds, window, policy, rounds, lists, optouts, history, history_recipients, as_json, soak,
-          recipients, deliver, hold, release_rate, sync_ab, prune, prune_hours) -> None:
+          recipients, deliver, hold, release_rate, sync_ab, prune, prune_hours, against) -> None:
     """Measure the proxy: the same load straight to a sink SMSC and through the proxy.
 
     Prints both rates, their ratio, the latency the proxy adds (p50, p99) and the proxy's CPU time per
@@ -447,23 +452,29 @@ def bench(messages, binds, window, policy, rounds, lists, optouts, history, hist
         smppguard bench --hold 100000
         smppguard bench --prune 30000000 -n 50000
         smppguard bench --sync -n 100000 --rounds 3
+        smppguard bench --against 16be1fa -n 200000 --rounds 3
+        smppguard bench --against 16be1fa --lists 1000000 -n 500000 --rounds 2
     """
-    from ..bench import run_command
+    from ..bench.proxy import run_command
 
+    if against is not None:
+        from ..bench import against as bench_against
+
+        sys.exit(bench_against.run_command(against, messages, binds, window, lists, rounds, as_json))
     if sync_ab:
-        from .. import bench_sync
+        from ..bench import sync
 
-        sys.exit(bench_sync.run_command(messages, binds, window, rounds, as_json))
+        sys.exit(sync.run_command(messages, binds, window, rounds, as_json))
     if prune is not None:
-        from .. import bench_prune
+        from ..bench import prune as bench_prune
 
         sys.exit(bench_prune.run_command(prune, prune_hours, messages, as_json))
     if hold is not None:
-        from .. import bench_hold
+        from ..bench import hold as bench_hold
 
         sys.exit(bench_hold.run_command(hold, 20_000, release_rate, as_json))
     if deliver is not None:
-        from .. import bench_deliver
+        from ..bench import deliver as bench_deliver
 
         sys.exit(bench_deliver.run_command(deliver, window, as_json))
     sys.exit(run_command(messages, binds, window, policy, lists, as_json, soak, recipients, history,

@@ -20,22 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bench import (
-    _Client,
-    _cpu_seconds,
-    _Numbers,
-    _pass,
-    _rss_kb,
-    _run,
-    _run_loop,
-    _store_bytes,
-    report,
-    rig,
-    start_proxy,
-    start_sink,
-)
-from .smpp.commands import CommandId
-from .smpp.fields import encode_body
+from ..smpp.commands import CommandId
+from ..smpp.fields import encode_body
+from .load import Client, Numbers, run_loop, run_pass
+from .procs import cpu_seconds, report, rig, rss_kb, start_proxy, start_sink, store_bytes
 
 HOLD_TOML = """[policy]
 default_region = "CN"
@@ -70,27 +58,21 @@ def _count(db: Path, sql: str) -> int:
 
 
 async def _live_pass(proxy: tuple[str, int], total: int) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: _Client(10, True, 0, LIVE_BIND), *proxy)
-    try:
-        await client.bind()
-        return await _run([client], total, _Numbers())
-    finally:
-        await client.close()
+    return await run_pass(proxy, total, 1, 10, 0, Numbers(), True, bind_body=LIVE_BIND)
 
 
 async def _hold_bench(proxy: tuple[str, int], pid: int, db: Path, messages: int, live: int) -> dict[str, Any]:
-    numbers = _Numbers()
-    cpu0 = _cpu_seconds(pid)
-    held = await _pass(proxy, messages, 4, 10, 0, numbers, True)
-    hold_cpu = _cpu_seconds(pid) - cpu0
-    rss_held = _rss_kb(pid)
+    numbers = Numbers()
+    cpu0 = cpu_seconds(pid)
+    held = await run_pass(proxy, messages, 4, 10, 0, numbers, True)
+    hold_cpu = cpu_seconds(pid) - cpu0
+    rss_held = rss_kb(pid)
     await asyncio.sleep(1.0)  # the last commits
-    size = _store_bytes(db)
+    size = store_bytes(db)
     in_queue = _count(db, "SELECT COUNT(*) FROM held")
     alone = await _live_pass(proxy, live)
     loop = asyncio.get_running_loop()
-    _, keeper = await loop.create_connection(lambda: _Client(10, True), *proxy)  # the bind releases go through
+    _, keeper = await loop.create_connection(lambda: Client(10, True), *proxy)  # the bind releases go through
     try:
         await keeper.bind()
         conn = sqlite3.connect(db, timeout=30)
@@ -100,7 +82,7 @@ async def _hold_bench(proxy: tuple[str, int], pid: int, db: Path, messages: int,
         finally:
             conn.close()
         started = time.perf_counter()
-        cpu0 = _cpu_seconds(pid)
+        cpu0 = cpu_seconds(pid)
         during = await _live_pass(proxy, live)
         left_after_live = _count(db, "SELECT COUNT(*) FROM held")
         while _count(db, "SELECT COUNT(*) FROM held WHERE state IN ('held', 'sending')"):
@@ -108,14 +90,14 @@ async def _hold_bench(proxy: tuple[str, int], pid: int, db: Path, messages: int,
                 break
             await asyncio.sleep(0.2)
         release_s = time.perf_counter() - started
-        release_cpu = _cpu_seconds(pid) - cpu0
+        release_cpu = cpu_seconds(pid) - cpu0
     finally:
         await keeper.close()
     released = in_queue - _count(db, "SELECT COUNT(*) FROM held")
     return {"messages": messages, "held": in_queue, "hold_rate": held["rate"], "hold_errors": held["errors"],
             "hold_p99_us": held["p99_us"], "hold_cpu_us_per_msg": hold_cpu / messages * 1e6,
             "store_bytes": size, "store_bytes_per_held": size / max(in_queue, 1),
-            "rss_after_hold_kb": rss_held, "rss_after_release_kb": _rss_kb(pid),
+            "rss_after_hold_kb": rss_held, "rss_after_release_kb": rss_kb(pid),
             "released": released, "release_seconds": release_s, "release_rate": released / release_s,
             "release_cpu_us_per_msg": release_cpu / max(released, 1) * 1e6,
             "left_when_live_ended": left_after_live,
@@ -129,7 +111,7 @@ def run_hold(messages: int = 100_000, live: int = 20_000, release_rate: float = 
     with rig("hold", 10, HOLD_TOML % {"rate": release_rate}) as r:
         r.start(start_sink(r.dir, r.sink))
         proxy = r.start(start_proxy(r.dir, r.proxy))
-        result = _run_loop(_hold_bench(r.proxy, proxy.pid, r.db, messages, live))
+        result = run_loop(_hold_bench(r.proxy, proxy.pid, r.db, messages, live))
         result["release_rate_setting"] = release_rate
         return result
 

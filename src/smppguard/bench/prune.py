@@ -16,18 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .bench import (
-    _POLICY_TOML,
-    START_TIMEOUT,
-    _Numbers,
-    _pass,
-    _run_loop,
-    fill_store,
-    report,
-    rig,
-    start_proxy,
-    start_sink,
-)
+from .fill import fill_store
+from .load import Numbers, run_loop, run_pass
+from .procs import START_TIMEOUT, report, rig, start_proxy, start_sink
+from .proxy import POLICY_TOML
 
 RETENTION_DAYS = 32  # the least [store] retention takes
 EXPIRE_FIRST_S = 60.0  # Upkeep.expire_first: the first delete, this long after the store is open
@@ -38,7 +30,7 @@ def run_prune(history: int = 30_000_000, hours: float = 1.0, messages: int = 50_
               window: int = 10) -> dict[str, Any]:
     if history < 1 or hours <= 0 or messages < 1:
         raise ValueError("history and messages must be at least 1, hours more than 0")
-    with rig("prune", window, _POLICY_TOML["full"], store=f'retention = "{RETENTION_DAYS}d"\n',
+    with rig("prune", window, POLICY_TOML["full"], store=f'retention = "{RETENTION_DAYS}d"\n',
              log_level="info") as r:
         db = r.db
         started = time.monotonic()
@@ -49,16 +41,16 @@ def run_prune(history: int = 30_000_000, hours: float = 1.0, messages: int = 50_
         r.start(start_proxy(r.dir, r.proxy, START_TIMEOUT + history / 50_000))
         opened = time.time()  # the store opened just before it accepted binds: the delete is due a minute on
         _wait_snapshot(db, opened + EXPIRE_FIRST_S - 15)  # the first snapshot is written meanwhile: not in a pass
-        numbers = _Numbers()
-        result["before"] = _run_loop(_pass(r.proxy, messages, binds, window, 0, numbers, True))
+        numbers = Numbers()
+        result["before"] = run_loop(run_pass(r.proxy, messages, binds, window, 0, numbers, True))
         wait = opened + EXPIRE_FIRST_S - time.time()
         result["waited_s"] = max(0.0, wait)
         if wait > 0:
             time.sleep(wait)
-        result["during"] = _run_loop(_pass(r.proxy, messages, binds, window, 0, numbers, True))
+        result["during"] = run_loop(run_pass(r.proxy, messages, binds, window, 0, numbers, True))
         during_end = time.time()
         deleted_at, deleted = _wait_deleted(r.dir / "proxy.log", 600)
-        result["after"] = _run_loop(_pass(r.proxy, messages, binds, window, 0, numbers, True))
+        result["after"] = run_loop(run_pass(r.proxy, messages, binds, window, 0, numbers, True))
         result["deleted_rows"] = deleted
         result["delete_started_s"] = EXPIRE_FIRST_S
         result["delete_ended_s"] = deleted_at - opened
@@ -67,7 +59,7 @@ def run_prune(history: int = 30_000_000, hours: float = 1.0, messages: int = 50_
 
 
 def _wait_snapshot(db: Path, deadline: float) -> None:
-    from .store import snapshot
+    from ..store import snapshot
 
     while not snapshot.path_for(db).exists():
         if time.time() > deadline:

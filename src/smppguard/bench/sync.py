@@ -42,28 +42,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from .bench import (
-    _POLICY_TOML,
-    ROUNDS,
-    WARMUP,
+from .load import WARMUP, Numbers, alternating, run_loop, timed_pass
+from .procs import (
     BenchError,
     Rig,
-    _check,
-    _cpu_seconds,
-    _free_port,
-    _Numbers,
-    _run_loop,
-    _set_up,
-    _stop,
-    _tail,
-    _terminated_cleanly,
-    _wait_accepting,
-    alternating,
+    cpu_seconds,
+    free_port,
     report,
     rig,
     start_proxy,
-    timed_pass,
+    stop_child,
+    tail,
+    terminated_cleanly,
+    wait_accepting,
 )
+from .proxy import POLICY_TOML, ROUNDS, check_sizes, set_up
 
 #: The target: the sync-on proxy's rate at least this share of the sync-off proxy's (median of the rounds).
 TARGET_SYNC_RATIO = 0.90
@@ -88,7 +81,7 @@ class Broker:
 
     def __init__(self, folder: Path, port: int | None = None):
         self.binary = mosquitto_binary()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
@@ -114,7 +107,7 @@ class Broker:
             self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log)
         try:
-            _wait_accepting(self.proc, ("127.0.0.1", self.port), "broker (mosquitto)", self.log)
+            wait_accepting(self.proc, ("127.0.0.1", self.port), "broker (mosquitto)", self.log)
         except BaseException:
             self.stop(kill=True)
             raise
@@ -176,13 +169,13 @@ class _Peer:
     """The sync-on rig's second node: its own store and listener, the same sink upstream."""
 
     def __init__(self, r: Rig, url: str, window: int, extra: str):
-        from .bench import proxy_toml
+        from .procs import proxy_toml
 
         self.dir = r.dir / "peer"
         self.dir.mkdir()
-        self.address = ("127.0.0.1", _free_port())
+        self.address = ("127.0.0.1", free_port())
         (self.dir / "proxy.toml").write_text(proxy_toml(self.address, r.sink, window, self.dir / "smppguard.db",
-                                                        _POLICY_TOML["full"] + mqtt_toml(url, PEER, extra=extra)))
+                                                        POLICY_TOML["full"] + mqtt_toml(url, PEER, extra=extra)))
         self.metrics = metrics_address(self.dir / "proxy.toml")
         self.proc = r.start(start_proxy(self.dir, self.address))
 
@@ -196,7 +189,7 @@ def _wait_connected(named: dict[str, tuple[str, int]], broker: Broker, logs: dic
         if time.monotonic() > deadline:
             raise BenchError(f"node {', '.join(waiting)} did not connect to the broker {broker.url} within "
                              f"{CONNECT_TIMEOUT:.0f} s (broker {'running' if broker.alive() else 'NOT running'}):\n"
-                             + "\n".join(_tail(logs[n], 5) for n in waiting))
+                             + "\n".join(tail(logs[n], 5) for n in waiting))
         time.sleep(0.1)
 
 
@@ -229,16 +222,16 @@ def run_sync_comparison(messages: int = 100_000, binds: int = 4, window: int = 1
     """The full policy with [mqtt] off and on, alternating passes `rounds` times; see the module's text.
     `peer_mqtt` adds lines to the second node's [mqtt] table, and `before_passes` is called with the broker and
     the second node's process once all is up (both for the tests: a node that does not receive, a dead broker)."""
-    _check(messages, binds, window)
+    check_sizes(messages, binds, window)
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
-    full = _POLICY_TOML["full"]
-    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-bench-sync-") as tmp, \
+    full = POLICY_TOML["full"]
+    with terminated_cleanly(), tempfile.TemporaryDirectory(prefix="smppguard-bench-sync-") as tmp, \
             Broker(Path(tmp)) as broker, \
             rig("bench-sync-off", window, full) as r_off, \
             rig("bench-sync-on", window, full + mqtt_toml(broker.url, NODE)) as r_on:
-        off_started = _set_up(r_off, 0, 0, None, 0)
-        on_started = _set_up(r_on, 0, 0, None, 0)
+        off_started = set_up(r_off, 0, 0, None, 0)
+        on_started = set_up(r_on, 0, 0, None, 0)
         peer = _Peer(r_on, broker.url, window, peer_mqtt)
         node_metrics = metrics_address(r_on.dir / "proxy.toml")
         _wait_connected({NODE: node_metrics, PEER: peer.metrics}, broker,
@@ -246,7 +239,7 @@ def run_sync_comparison(messages: int = 100_000, binds: int = 4, window: int = 1
         if before_passes is not None:
             before_passes({"broker": broker, "peer": peer.proc})
         off_pid, on_pid = off_started["proxy_pid"], on_started["proxy_pid"]
-        off_numbers, on_numbers = _Numbers(), _Numbers()
+        off_numbers, on_numbers = Numbers(), Numbers()
         per_pass = messages + (max(warmup, binds) if warmup else 0)
 
         def no_errors(p: dict, which: str) -> dict:
@@ -260,21 +253,21 @@ def run_sync_comparison(messages: int = 100_000, binds: int = 4, window: int = 1
                                               warmup), "sync-off")
 
         async def on_pass() -> dict:
-            cpu0 = {"peer": _cpu_seconds(peer.proc.pid), "broker": _cpu_seconds(broker.pid or 0)}
+            cpu0 = {"peer": cpu_seconds(peer.proc.pid), "broker": cpu_seconds(broker.pid or 0)}
             p = no_errors(await timed_pass(r_on.proxy, on_pid, on_numbers, True, messages, binds, window, warmup),
                           "sync-on")
             # off the clock: every send of the pass (its warm-up too) published by the node and counted by the peer
             waited = time.monotonic()
             s, a = _received(peer.metrics, node_metrics, on_numbers.next, settle + per_pass / 5000, broker)
             p["settle_s"] = time.monotonic() - waited
-            p["peer_cpu_us_per_send"] = (_cpu_seconds(peer.proc.pid) - cpu0["peer"]) / per_pass * 1e6
-            p["broker_cpu_us_per_send"] = (_cpu_seconds(broker.pid or 0) - cpu0["broker"]) / per_pass * 1e6
+            p["peer_cpu_us_per_send"] = (cpu_seconds(peer.proc.pid) - cpu0["peer"]) / per_pass * 1e6
+            p["broker_cpu_us_per_send"] = (cpu_seconds(broker.pid or 0) - cpu0["broker"]) / per_pass * 1e6
             p["delay_p50_s"], p["delay_p99_s"] = s["delay_p50_s"], s["delay_p99_s"]
             p["sends_received"] = s["counts"].get("sends_received", 0)
             p["node_counts"] = a["counts"]
             return p
 
-        passes = _run_loop(alternating(off_pass, on_pass, rounds))
+        passes = run_loop(alternating(off_pass, on_pass, rounds))
         last = sync_status(peer.metrics)
         result = {
             "messages": messages, "binds": binds, "window": window, "warmup": warmup, "policy": "full",
@@ -367,9 +360,9 @@ class _SoakNode:
         self.config = self.dir / "smppguard.toml"
         self.db = self.dir / "guard.db"
         self.log = self.dir / "daemon.log"
-        self.smpp = ("127.0.0.1", _free_port())
-        self.control = ("127.0.0.1", _free_port())
-        self.metrics = ("127.0.0.1", _free_port())
+        self.smpp = ("127.0.0.1", free_port())
+        self.control = ("127.0.0.1", free_port())
+        self.metrics = ("127.0.0.1", free_port())
         self.config.write_text(
             f'[listen]\naddress = "127.0.0.1:{self.smpp[1]}"\n\n'
             f'[simulator]\ncontrol = "127.0.0.1:{self.control[1]}"\n{SOAK_RECEIPTS}\n'
@@ -389,7 +382,7 @@ class _SoakNode:
             self.proc = subprocess.Popen([sys.executable, "-m", "smppguard", "run", "--config", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          cwd=self.dir, env=env, start_new_session=True)
-        _wait_accepting(self.proc, self.smpp, f"node {self.name}", self.log, 30.0)
+        wait_accepting(self.proc, self.smpp, f"node {self.name}", self.log, 30.0)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -408,7 +401,7 @@ class _SoakClient(asyncio.Protocol):
     and receipts the proxy passes on) and enquire_link."""
 
     def __init__(self, node: _SoakNode):
-        from .smpp.commands import CommandId
+        from ..smpp.commands import CommandId
 
         self.node = node
         self.ids = CommandId
@@ -429,7 +422,7 @@ class _SoakClient(asyncio.Protocol):
             self.bound.set_exception(ConnectionError(f"node {self.node.name}: connection lost"))
 
     def _write(self, command_id: int, body: bytes, seq: int | None = None) -> int:
-        from .smpp.pdu import build
+        from ..smpp.pdu import build
 
         if seq is None:
             self.seq += 1
@@ -439,7 +432,7 @@ class _SoakClient(asyncio.Protocol):
         return seq
 
     async def bind(self) -> None:
-        from .smpp.fields import encode_body
+        from ..smpp.fields import encode_body
 
         self.bound = asyncio.get_running_loop().create_future()
         self._write(self.ids.BIND_TRANSCEIVER, encode_body(self.ids.BIND_TRANSCEIVER, system_id=SOAK_ACCOUNT,
@@ -449,7 +442,7 @@ class _SoakClient(asyncio.Protocol):
             raise BenchError(f"node {self.node.name}: bind_transceiver refused with 0x{status:08X}")
 
     def submit(self, number: int, receipt: bool = False) -> None:
-        from .smpp.fields import encode_body
+        from ..smpp.fields import encode_body
 
         seq = self._write(self.ids.SUBMIT_SM, encode_body(
             self.ids.SUBMIT_SM, source_addr_ton=0, source_addr_npi=0, source_addr=SOAK_SENDER, dest_addr_ton=1,
@@ -584,7 +577,7 @@ async def _soak(nodes: list[_SoakNode], broker: Broker, minutes: float, rate: fl
             if c.lost:
                 if not n.alive():
                     raise BenchError(f"node {n.name} exited ({n.proc.returncode if n.proc else '?'}):\n"
-                                     f"{_tail(n.log)}")
+                                     f"{tail(n.log)}")
                 clients[n.name] = c = await connect(n)
             owed += per_tick
             k = int(owed)
@@ -665,7 +658,7 @@ async def _soak(nodes: list[_SoakNode], broker: Broker, minutes: float, rate: fl
                 f"{broker.restarts} broker restarts")
             for n in nodes:
                 if not n.alive():
-                    raise BenchError(f"node {n.name} exited:\n{_tail(n.log)}")
+                    raise BenchError(f"node {n.name} exited:\n{tail(n.log)}")
 
     span = minutes * 60
     work = [load(n) for n in nodes] + [replies(n) for n in nodes] + [killer(), progress()]
@@ -745,7 +738,7 @@ def run_soak(minutes: float = 30.0, rate: float = 100.0, settle: float = 180.0, 
     finally:
         for n in nodes:
             if n.proc is not None:
-                _stop(n.proc)
+                stop_child(n.proc)
         broker.stop()
         if failed:
             say(f"logs and stores kept in {root}")

@@ -18,16 +18,10 @@ import struct
 import time
 from typing import Any
 
-from .bench import (
-    BenchError,
-    _cpu_seconds,
-    _run_loop,
-    report,
-    rig,
-    start_proxy,
-)
-from .smpp.commands import CommandId
-from .smpp.fields import Tlv, TlvTag, encode_body
+from ..smpp.commands import CommandId
+from ..smpp.fields import Tlv, TlvTag, encode_body
+from .load import run_loop
+from .procs import BenchError, cpu_seconds, report, rig, start_proxy
 
 _HEADER = struct.Struct(">IIII")
 _RESP = 0x80000000
@@ -168,11 +162,11 @@ async def _deliver_pass(proxy_addr: tuple[str, int], server: _SmscServer, pid: i
                                                               password="bench"))
         await asyncio.wait_for(receiver.bound, 15)
         conn = await asyncio.wait_for(server.bound, 15)
-        cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
         server.start(conn)
         await asyncio.wait_for(server.finished, PASS_TIMEOUT_S)
         seconds = time.perf_counter() - t0
-        cpu = _cpu_seconds(pid) - cpu0
+        cpu = cpu_seconds(pid) - cpu0
     finally:
         assert receiver.transport is not None
         receiver.transport.close()
@@ -194,7 +188,7 @@ def _one(messages: int, window: int, learning: bool) -> dict[str, Any]:
             finally:
                 listener.close()
 
-        result = _run_loop(run())
+        result = run_loop(run())
         r.stop()  # SIGTERM: the proxy saves what it owes before it exits
         conn = sqlite3.connect(r.db)
         try:
