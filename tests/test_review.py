@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from smppguard.review import MINUTE, Minute, Tally, figures, over
 
 CFG = SimpleNamespace(min_sent=100, new_share=0.9, refused_share=0.5, optouts_per_1000=10.0, low_credit_share=0.3,
-                      rate_factor=10.0)
+                      rate_factor=10.0, complaints_per_1000=1.0)
 NOW = 1_800_000_000.0
 
 
@@ -16,7 +16,7 @@ def tally(first: float, minutes: dict[int, Minute]) -> Tally:
 
 
 def test_figures_sum_the_window_and_leave_older_minutes_to_the_usual_rate():
-    t = tally(NOW - 7 * 3600, {0: Minute(sent=100, new=95, low_credit=40, optouts=2),
+    t = tally(NOW - 7 * 3600, {0: Minute(sent=100, new=95, low_credit=40, optouts=2, complaints=1),
                                30: Minute(sent=100, new=85, refused={"blacklist": 50, "optout": 150}),
                                120: Minute(sent=50)})  # two hours ago: outside a 1 h window
     f = figures(t, NOW, 3600.0)
@@ -25,7 +25,8 @@ def test_figures_sum_the_window_and_leave_older_minutes_to_the_usual_rate():
     assert f["usual_per_window"] == round(50 * 3600 / (6 * 3600), 1)  # 50 in the 6 h before the window
     assert f["rate_vs_usual"] == 24.0  # 200 against 8.33 a window
     why = over(f, CFG)
-    assert [w.split()[0] for w in why] == ["new", "refused", "opt-out", "rate"]
+    assert (f["complaints"], f["complaints_per_1000"]) == (1, 5.0)
+    assert [w.split()[0] for w in why] == ["new", "refused", "opt-out", "complaints", "rate"]
 
 
 def test_no_judgement_below_min_sent_and_no_usual_rate_before_six_hours():

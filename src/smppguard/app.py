@@ -475,6 +475,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
         learning.listeners += [x.facts for x in (review, replies) if x is not None]
         learning.start()
     if review is not None:
+        upkeep.on_complaints = review.complaints
+        upkeep.complaints_within_s = config.review.window
         review.start()
     store = OpenStore(screening, writer, upkeep, hooks, learning, holds, metrics, sync, review, replies)
     store.snapshot_lock = lock

@@ -310,6 +310,10 @@ class ReviewConfig:
     optouts_per_1000: float = option(10.0, number(0),
                                      "Trip at this many opt-out replies per 1000 sent (1%, ten times what a "
                                      "wanted campaign draws); 0 = off.")
+    complaints_per_1000: float = option(1.0, number(0),
+                                        "Trip at this many complaints (blacklist entries with source complaint) "
+                                        "per 1000 sent, counted against each account that sent to the number "
+                                        "within the window; carriers act at about 0.1%; 0 = off.")
     low_credit_share: float = option(0.3, share,
                                      "Trip when this share of the recipients is below the credit floor "
                                      "([rules.credit] enabled); 0 = off.")

@@ -393,7 +393,8 @@ def timer(metrics: Metrics | None) -> Callable[[float], None] | None:
     return metrics.decision_time if metrics is not None else None
 
 
-_FIGURES = ("sent", "new_share", "refused_share", "optouts_per_1000", "low_credit_share", "rate_vs_usual")
+_FIGURES = ("sent", "new_share", "refused_share", "optouts_per_1000", "complaints_per_1000", "low_credit_share",
+            "rate_vs_usual")
 
 
 def _review_families(review: Any, replies: Any):

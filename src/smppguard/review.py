@@ -42,6 +42,7 @@ class Minute:
     low_credit: int = 0  # of those sent, to a recipient below the credit floor
     refused: collections.Counter = field(default_factory=collections.Counter)  # by rule
     optouts: int = 0
+    complaints: int = 0  # recipients of this account's that complained (a blacklist entry with source complaint)
 
 
 @dataclass
@@ -76,6 +77,8 @@ def figures(tally: Tally, now: float, window: float) -> dict[str, Any]:
         "new_share": round(sum(m.new for m in recent) / sent, 4) if sent else 0.0,
         "refused_share": round(sum(refused.values()) / judged, 4) if judged else 0.0,
         "optouts_per_1000": round(1000 * sum(m.optouts for m in recent) / sent, 2) if sent else 0.0,
+        "complaints": sum(m.complaints for m in recent),
+        "complaints_per_1000": round(1000 * sum(m.complaints for m in recent) / sent, 2) if sent else 0.0,
         "low_credit_share": round(sum(m.low_credit for m in recent) / sent, 4) if sent else 0.0,
     }
     history = now - window - tally.first
@@ -100,6 +103,9 @@ def over(f: dict[str, Any], cfg: Any) -> list[str]:
                    + ", ".join(f"{rule} {n}" for rule, n in f["refused_by_rule"].items()))
     if cfg.optouts_per_1000 and f["optouts_per_1000"] >= cfg.optouts_per_1000:
         out.append(f"opt-out replies {f['optouts_per_1000']} per 1000 sent (threshold {cfg.optouts_per_1000})")
+    if cfg.complaints_per_1000 and f["complaints_per_1000"] >= cfg.complaints_per_1000:
+        out.append(f"complaints {f['complaints']} ({f['complaints_per_1000']} per 1000 sent; threshold "
+                   f"{cfg.complaints_per_1000})")
     if cfg.low_credit_share and f["low_credit_share"] >= cfg.low_credit_share:
         out.append(f"recipients below the credit floor {f['low_credit_share']:.0%} (threshold "
                    f"{cfg.low_credit_share:.0%})")
@@ -167,6 +173,15 @@ class Review:
                 tally = self._tally(fact.account, self.clock())
                 if tally is not None:
                     tally.at(self.clock()).optouts += 1
+
+    def complaints(self, accounts: dict[str, int]) -> None:
+        """Complaints (store/upkeep.py: blacklist entries with source complaint) against the accounts that had
+        sent to the numbers within the window."""
+        now = self.clock()
+        for account, n in accounts.items():
+            tally = self._tally(account, now)
+            if tally is not None:
+                tally.at(now).complaints += n
 
     # --- judging -------------------------------------------------------------------------------------------
 

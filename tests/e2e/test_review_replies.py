@@ -164,6 +164,33 @@ def test_with_action_alert_the_review_only_reports(tmp_path):
             sender.close()
 
 
+def listed(path, number: str, source: str) -> None:
+    assert invoke("blacklist", "add", number, "--source", source, "--db", str(path)).exit_code == 0
+
+
+def test_a_complaint_against_a_number_the_account_sent_to_counts_against_that_account(tmp_path):
+    path = tmp_path / "guard.db"
+    review = {"enabled": True, "action": "alert", "min_sent": 20, "new_share": 0.0, "complaints_per_1000": 20.0}
+    with RawSmsc() as smsc, Stack(config(tmp_path, review=review), store=True, upstream=smsc.address) as stack:
+        sender = Sender(stack)
+        try:
+            for n in range(40):
+                assert sender.submit(8613900000000 + n) == Status.ROK
+            wait_for(lambda: rows(path, "SELECT COUNT(*) FROM send_history")[0][0] == 40, what="the sends saved")
+            # a number nobody here sent to: no account to count it against
+            listed(path, "8613600000000", "complaint")
+            listed(path, "8613900000007", "carrier")
+            wait_for(lambda: stack.store.upkeep.index.change_id >= 2, what="both changes applied")
+            wait_for(lambda: stack.store.review.last.get("acme", {}).get("sent") == 40, what="judged")
+            assert stack.store.review.last["acme"]["complaints"] == 0
+            assert rows(path, "SELECT * FROM account_review") == []
+            listed(path, "8613900000003", "complaint")
+            state = wait_for(lambda: rows(path, "SELECT state, reason FROM account_review"), what="tripped")
+            assert state == [("alert", "complaints 1 (25.0 per 1000 sent; threshold 20.0)")]
+        finally:
+            sender.close()
+
+
 # --- keyword replies ----------------------------------------------------------------------------------------
 
 A, B = 8613800000001, 8613800000002

@@ -20,12 +20,13 @@ waits behind the whole backlog; so does the pruning of the audit log past [audit
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .. import tasks
 from ..policy import Policy
@@ -49,7 +50,10 @@ ROLL_OVERLAY = 1_000_000
 #: at most about this many sends (a burst of sends, as an import for the lists).
 ROLL_SENDS = 250_000
 TAIL_PAGE = 5000
-_SCORED = frozenset({"optout", "blacklist", "dead"})  # list kinds that are parts of a credit score
+_SCORED = frozenset({"optout", "blacklist", "dead"})
+#: complaint numbers looked up per round of the tail (an import of a complaint list is no burst of complaints
+#: against one campaign: past this many, the rest count against no account)
+MAX_COMPLAINTS_ASKED = 10_000  # list kinds that are parts of a credit score
 _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
 
 
@@ -79,6 +83,10 @@ class Upkeep:
         self._snapshots: asyncio.Task | None = None
         self._roll_soon = asyncio.Event()
         self._rescore: set[int] = set()  # numbers whose credit score may have changed
+        #: told, after each round of the tail, which accounts sent (within `complaints_within_s`) to numbers a
+        #: complaint has just blacklisted: {account: numbers} (the sending-pattern review)
+        self.on_complaints: Callable[[dict[str, int]], None] | None = None
+        self.complaints_within_s = 3600.0
         self.failed: asyncio.Future[str] | None = None  # set when the daemon must stop (Rule 1)
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
@@ -226,16 +234,23 @@ class Upkeep:
             rows = await self._in_thread(self._read, f"SELECT {COLUMNS} FROM changelog WHERE id > ? ORDER BY id "
                                                        f"LIMIT {TAIL_PAGE}", (self.index.change_id,))
             scored = self.policy.credit_floor is not None
+            complaints: list[int] = []
             for row in rows:
                 try:
                     change = from_row(row)
                     apply_change(self.index, change, now, self.policy)
                     if scored and change.kind in _SCORED:
                         self._rescore.update(change.targets())
+                    if (self.on_complaints is not None and change.kind == "blacklist" and change.op == "add"
+                            and change.data.get("source") == "complaint"):
+                        complaints.extend(change.targets()[:MAX_COMPLAINTS_ASKED - len(complaints)])
                 except Exception:  # one bad row must not stop live updates: skip it, say so
                     log.exception("change-log row %s could not be applied; skipped", row[0])
                     self.index.change_id = max(self.index.change_id, row[0])
             applied += len(rows)
+            if complaints and self.on_complaints is not None:
+                self.on_complaints(await self._in_thread(self._senders_of, complaints,
+                                                         now - self.complaints_within_s))
             if rows:
                 self._check_overlays()
             if len(rows) < TAIL_PAGE:
@@ -269,6 +284,13 @@ class Upkeep:
         if problem:
             raise StoreError(f"{self.path}: the store was migrated by a newer smppguard while this one ran; "
                              f"{problem} (restart the daemon on the upgraded version)")
+
+    def _senders_of(self, numbers: list[int], since: float) -> dict[str, int]:
+        """The accounts that sent to these numbers since `since`, and to how many of them each."""
+        assert self._db is not None
+        return dict(self._db.execute(
+            "SELECT account, COUNT(DISTINCT number) FROM send_history WHERE sent_at >= ? AND number IN "
+            "(SELECT value FROM json_each(?)) GROUP BY account", (since, json.dumps(numbers))).fetchall())
 
     def _read(self, sql: str, args: tuple) -> list[tuple]:
         assert self._db is not None
