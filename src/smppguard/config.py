@@ -332,6 +332,9 @@ class RepliesConfig:
                            "Answer a recipient's STOP (any opt-out keyword), HELP and START with one message, sent "
                            "through a live transmitter bind of the account the reply came back to.")
     system_ids: tuple[str, ...] = option((), strings_or_empty, "The accounts (system_id) that answer; [] = every one.")
+    senders: tuple[str, ...] = option((), strings_or_empty,
+                                      "The sender addresses (the address the recipient replied to, a source_addr of "
+                                      "yours) that answer; [] = every one.")
     optout_text: str = option("You are unsubscribed and will receive no more messages. 您已退订。", string,
                               "The answer to an opt-out reply; \"\" = none.")
     help_text: str = option("Reply STOP to unsubscribe. 回复T退订。", string, "The answer to HELP; \"\" = none.")

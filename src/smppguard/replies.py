@@ -70,6 +70,8 @@ class KeywordReplies:
                 continue
             if self.cfg.system_ids and fact.account not in self.cfg.system_ids:
                 continue
+            if self.cfg.senders and fact.sender not in self.cfg.senders:
+                continue
             text = getattr(self.cfg, key)
             if text:
                 self._answer(fact.kind, fact.number, fact.account, fact.evidence.get("to", ""), text)

@@ -262,3 +262,21 @@ def test_a_blacklisted_number_gets_no_answer(tmp_path):
             assert smsc.received == []
         finally:
             sender.close()
+
+
+def test_only_the_configured_accounts_and_senders_answer(tmp_path):
+    path = tmp_path / "guard.db"
+    for replies in ({"enabled": True, "senders": ["10690099"]}, {"enabled": True, "system_ids": ["other"]}):
+        with RawSmsc() as smsc, Stack(config(tmp_path, replies=replies), store=True, upstream=smsc.address) as stack:
+            sender = Sender(stack)
+            try:
+                reply(stack, smsc, sender, A, b"HELP")
+                reply(stack, smsc, sender, B, b"STOP")
+                wait_for(lambda: rows(path, "SELECT COUNT(*) FROM optout WHERE number = ?", B)[0][0] == 1,
+                         what="the opt-out learned all the same")
+                assert sender.submit(8613700000001) == Status.ROK  # the bind works; it just does not answer
+                smsc.wait(lambda: len(smsc.received) == 1, what="the one submit")
+                assert sent_to(smsc) == ["8613700000001"]
+                assert rows(path, "SELECT COUNT(*) FROM audit WHERE rule = 'reply'") == [(0,)]
+            finally:
+                sender.close()
