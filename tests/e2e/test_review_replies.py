@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import smpplib.smpp
 from click.testing import CliRunner
 
-from helpers import Stack, make_config, rows, smpplib_client, wait_for
+from e2e.test_learning import Sender
+from helpers import Stack, make_config, rows, wait_for
 from mosquitto import Broker, Watcher, need_mosquitto
 from rawsmsc import DELIVER_SM, RawSmsc, deliver_sm_body
 from smppguard.cli import main
@@ -47,42 +47,6 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args), prog_name="smppguard", catch_exceptions=False)
 
 
-class Sender:
-    """A transceiver bind of account acme through the proxy, answering every deliver_sm it is sent."""
-
-    def __init__(self, stack: Stack):
-        self.client = smpplib_client(stack.address)
-        self.client.bind_transceiver(system_id="acme", password="pw")
-        self.delivered: list = []
-
-    def submit(self, number: int, text: str = MARKETING) -> int:
-        pdu = smpplib.smpp.make_pdu("submit_sm", client=self.client, source_addr_ton=0, source_addr=SENDER,
-                                    dest_addr_ton=1, dest_addr_npi=1, destination_addr=str(number),
-                                    short_message=text.encode("utf-16-be"), data_coding=8)
-        self.client.send_pdu(pdu)
-        while True:
-            got = self.client.read_pdu()
-            if got.command == "deliver_sm":
-                self.take(got)
-            elif got.command == "enquire_link":
-                self.client._enquire_link_received(got)
-            elif got.command == "submit_sm_resp" and got.sequence == pdu.sequence:
-                return got.status
-
-    def take(self, got) -> None:
-        self.delivered.append(got)
-        self.client._message_received(got)  # deliver_sm_resp
-
-    def read_deliver(self):
-        got = self.client.read_pdu()
-        assert got.command == "deliver_sm", got.command
-        self.take(got)
-        return got
-
-    def close(self) -> None:
-        self.client.disconnect()
-
-
 def sent_to(smsc: RawSmsc) -> list[str]:
     return [d for r in smsc.received for d in r.destinations]
 
@@ -109,12 +73,12 @@ def test_a_burst_of_fresh_numbers_trips_the_review_and_holds_the_accounts_market
                 # the same 5 recipients, 4 times: 20 sent, no more than 25% new: no trip
                 for _ in range(4):
                     for n in range(5):
-                        assert sender.submit(8613800000000 + n) == Status.ROK
+                        assert sender.submit(SENDER, 8613800000000 + n) == Status.ROK
                 wait_for(lambda: stack.store.review.last.get("acme", {}).get("sent") == 20, what="judged")
                 assert rows(path, "SELECT * FROM account_review") == []
                 # then 200 numbers never sent to: 220 sent, 205 of them new
                 for n in range(200):
-                    assert sender.submit(8613900000000 + n) == Status.ROK
+                    assert sender.submit(SENDER, 8613900000000 + n) == Status.ROK
                 assert len(sent_to(smsc)) == 220
                 state = wait_for(lambda: rows(path, "SELECT state, reason FROM account_review WHERE account = 'acme'"),
                                  what="the account marked")
@@ -122,7 +86,7 @@ def test_a_burst_of_fresh_numbers_trips_the_review_and_holds_the_accounts_market
                 event = json.loads(wait_for(lambda: watcher.on("smppguard/events/review"), what="the event")[0])
                 assert event["account"] == "acme" and event["state"] == "held" and event["figures"]["sent"] == 220
                 # held, not refused: the sender gets OK, the SMSC nothing
-                assert sender.submit(8613700000001) == Status.ROK
+                assert sender.submit(SENDER, 8613700000001) == Status.ROK
                 assert wait_for(lambda: rows(path, "SELECT COUNT(*) FROM held WHERE account = 'acme'")[0][0] == 1,
                                 what="the message held")
                 assert len(sent_to(smsc)) == 220
@@ -135,7 +99,7 @@ def test_a_burst_of_fresh_numbers_trips_the_review_and_holds_the_accounts_market
                 assert "1 held message due now" in released.output
                 smsc.wait(lambda: len(smsc.received) == 221, timeout=10, what="the held message sent")
                 assert sent_to(smsc)[-1] == "8613700000001"
-                assert sender.submit(8613700000002) == Status.ROK  # and new marketing goes straight out
+                assert sender.submit(SENDER, 8613700000002) == Status.ROK  # and new marketing goes straight out
                 smsc.wait(lambda: len(smsc.received) == 222, what="new marketing forwarded")
                 assert invoke("account", "release", "acme", "--db", str(path)).exit_code == 1  # not under review
                 audited = rows(path, "SELECT action, actor FROM audit WHERE rule = 'review' AND action != 'hold' "
@@ -154,11 +118,11 @@ def test_with_action_alert_the_review_only_reports(tmp_path):
         sender = Sender(stack)
         try:
             for n in range(25):
-                assert sender.submit(8613900000000 + n) == Status.ROK
+                assert sender.submit(SENDER, 8613900000000 + n) == Status.ROK
             wait_for(lambda: rows(path, "SELECT state FROM account_review"), what="the account marked")
             assert rows(path, "SELECT state FROM account_review") == [("alert",)]
             assert stack.store.review.tripped["acme"] == 1
-            assert sender.submit(8613700000001) == Status.ROK
+            assert sender.submit(SENDER, 8613700000001) == Status.ROK
             smsc.wait(lambda: len(smsc.received) == 26, what="still forwarded")
         finally:
             sender.close()
@@ -175,7 +139,7 @@ def test_a_complaint_against_a_number_the_account_sent_to_counts_against_that_ac
         sender = Sender(stack)
         try:
             for n in range(40):
-                assert sender.submit(8613900000000 + n) == Status.ROK
+                assert sender.submit(SENDER, 8613900000000 + n) == Status.ROK
             wait_for(lambda: rows(path, "SELECT COUNT(*) FROM send_history")[0][0] == 40, what="the sends saved")
             # a number nobody here sent to: no account to count it against
             listed(path, "8613600000000", "complaint")
@@ -274,7 +238,7 @@ def test_only_the_configured_accounts_and_senders_answer(tmp_path):
                 reply(stack, smsc, sender, B, b"STOP")
                 wait_for(lambda: rows(path, "SELECT COUNT(*) FROM optout WHERE number = ?", B)[0][0] == 1,
                          what="the opt-out learned all the same")
-                assert sender.submit(8613700000001) == Status.ROK  # the bind works; it just does not answer
+                assert sender.submit(SENDER, 8613700000001) == Status.ROK  # the bind works; it just does not answer
                 smsc.wait(lambda: len(smsc.received) == 1, what="the one submit")
                 assert sent_to(smsc) == ["8613700000001"]
                 assert rows(path, "SELECT COUNT(*) FROM audit WHERE rule = 'reply'") == [(0,)]
