@@ -35,7 +35,6 @@ period = "30d"
 min_interval = "0s"
 """
 SENDER = "10690000"
-MARKETING = "【ACME】新品上市, 回T退订"
 
 
 def config(tmp_path, **tables):
