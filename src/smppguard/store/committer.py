@@ -23,10 +23,12 @@ import select
 import signal
 import sqlite3
 import struct
-import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the child never starts a process: it need not load subprocess (nor anything it does not use)
+    import subprocess
 
 _LEN = struct.Struct("<I")
 SEND = "INSERT INTO send_history (number, account, sent_at) VALUES (?, ?, ?)"
@@ -39,7 +41,7 @@ FOLD = ("UPDATE audit SET count = ?, last_at = ? WHERE at = ? AND account = ? AN
 #: (stopped, or starved on a host that never idles): killed, and the rows tried again in a new one.
 SLACK_S = 60.0
 IDLE = "idle"
-CACHE_KIB = 8192  # the child's page cache, not the 64 MiB that bulk imports want
+CACHE_KIB = 2048  # the child's page cache: its appends touch the last pages of a few tables only
 
 
 def write_rows(db: sqlite3.Connection, sends: list[tuple], audits: list[tuple], folds: list[tuple]) -> None:
@@ -107,6 +109,8 @@ class Committer:
         return value
 
     def _start(self) -> subprocess.Popen:
+        import subprocess
+
         child = subprocess.Popen([sys.executable, "-m", "smppguard.store.committer"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, bufsize=0, close_fds=True)
         self._child = child
@@ -134,6 +138,8 @@ class Committer:
         if child is None:
             return None
         assert child.stdin is not None and child.stdout is not None
+        import subprocess
+
         child.stdin.close()
         try:
             status = child.wait(timeout)

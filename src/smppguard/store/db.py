@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -100,7 +99,7 @@ def node_id(db: sqlite3.Connection) -> str:
     row = db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
     if row:
         return row[0]
-    value = uuid.uuid4().hex[:12]
+    value = os.urandom(6).hex()
     db.execute("INSERT OR IGNORE INTO meta VALUES ('node_id', ?)", (value,))
     return db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0]
 
