@@ -193,7 +193,7 @@ def _store_writable(path: str) -> str | None:
             db.close()
         return None
     folder = p.parent.absolute()
-    if folder == STATE_DIRECTORY and not folder.exists():
+    if folder == Path(STATE_DIRECTORY) and not folder.exists():
         return None
     if not folder.is_dir():
         return f"the store's folder {folder} does not exist ([store] path)"

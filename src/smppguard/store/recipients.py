@@ -6,7 +6,7 @@ and the list operations of the admin commands, which SQL reaches as `audit_recip
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 
 MODES = ("full", "masked", "hashed")
 
