@@ -3,7 +3,8 @@
 
 Rule 1: the hot path only increments a dict (an observer of the hooks' events, and the decision-time buckets);
 prometheus-client's metric families are built when someone scrapes (a custom Collector), from those counts and
-from the live state of the proxy, the store's writer, the upkeep and the hold queue.
+from the live state of the proxy, the store's writer, the upkeep and the hold queue; prometheus-client itself is
+loaded at the first scrape.
 Rule 2: no label carries a phone number: accounts (system_id), rules, verdicts, kinds, legs and states only.
 """
 
@@ -16,9 +17,6 @@ import json
 import logging
 import time
 from typing import Any, Awaitable, Callable
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .hooks import Bound, Decided, Delivered, Unbound
 from .smpp.commands import CommandId
@@ -149,6 +147,8 @@ class Collector:
         self.state = state
 
     def collect(self):  # noqa: C901 - one family after another
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
         st, m = self.state, self.state.metrics
         c = CounterMetricFamily("smppguard_submits", "Verdicts on submit_sm, data_sm and submit_multi destinations",
                                 labels=["account", "verdict", "rule"])
@@ -252,6 +252,8 @@ class Collector:
 
 def _sync_families(sync: Any):
     """The MQTT sync's state (sync/node.py): connection, backlog, each origin's lag and silence, delays."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     st = sync.status()
     yield GaugeMetricFamily("smppguard_sync_connected", "1 while connected to the MQTT broker",
                             value=int(st["connected"]))
@@ -303,10 +305,20 @@ class MetricsServer:
         self.state = state
         self.app = app
         self.app_off = app_off  # why there is no app, for a client that asks for one
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(Collector(state))  # type: ignore[arg-type]
+        self._registry: Any = None  # prometheus-client's, made at the first scrape (see registry)
         self._server: asyncio.base_events.Server | None = None
         self._handlers: set[asyncio.Task] = set()
+
+    @property
+    def registry(self) -> Any:
+        """prometheus-client's registry of the Collector. It and prometheus-client (with the HTTP and e-mail
+        modules of the standard library it brings) are loaded at the first scrape, not by a daemon nobody scrapes."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(Collector(self.state))  # type: ignore[arg-type]
+        return self._registry
 
     async def start(self, host: str, port: int, ssl: Any = None) -> None:
         self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True, ssl=ssl)
@@ -369,6 +381,8 @@ class MetricsServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"GET only\n"
         if path == "/metrics":
+            from prometheus_client import generate_latest
+
             return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
         if path == "/healthz":
             why, warnings = self.state.health(), self.state.degraded()
@@ -399,6 +413,8 @@ _FIGURES = ("sent", "new_share", "refused_share", "optouts_per_1000", "complaint
 
 def _review_families(review: Any, replies: Any):
     """The sending-pattern review ([review]) and the keyword replies ([replies]), when they run."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     if review is not None:
         c = CounterMetricFamily("smppguard_review_tripped", "Times an account tripped the sending-pattern review",
                                 labels=["account"])

@@ -197,7 +197,7 @@ def test_the_settings_reach_the_child_on_its_input_not_on_its_command_line(store
         c.close()
     assert kept == mask_recipient(8613800138000, "", "hashed", "s3cret-salt") != mask_recipient(
         8613800138000, "", "hashed", "")
-    assert cmdline.split(b"\0")[1:] == [b"-m", b"smppguard.store.committer", b""]
+    assert cmdline.split(b"\0")[1:] == [b"-S", b"-m", b"smppguard.store.committer", b""]
 
 
 def test_a_daemon_killed_during_a_commit_leaves_it_saved_and_the_child_ends_quietly(store):

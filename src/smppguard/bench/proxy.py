@@ -146,7 +146,7 @@ def set_up(r: Rig, lists: int, history: int, optouts: int | None, recipients: in
     sink = r.start(start_sink(r.dir, r.sink))
     size = lists + (lists if optouts is None else optouts) + history
     if filled:  # the first start reads the tables and writes the snapshot file; the one measured reads that
-        result_store.update(_first_start(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
+        result_store.update(_first_start(r.dir, r.proxy, START_TIMEOUT + size / 50_000, size))
     launched = time.monotonic()
     proxy = r.start(start_proxy(r.dir, r.proxy, START_TIMEOUT + size / 50_000))
     startup_s = time.monotonic() - launched
@@ -158,21 +158,28 @@ def set_up(r: Rig, lists: int, history: int, optouts: int | None, recipients: in
 def _format_store(s: dict[str, Any]) -> list[str]:
     if not s:
         return []
-    return [f"store filled in            {s['fill_s']:.1f} s",
-            f"first start (the tables)   {s['first_startup_s']:.2f} s, {s['first_startup_rss_kb'] / 1024:.0f} MiB; "
-            f"snapshot file ({s['snapshot_mb']:.0f} MB) written {s['snapshot_written_after_s']:.1f} s after launch, "
-            f"{s['snapshot_peak_rss_kb'] / 1024:.0f} MiB at most meanwhile"]
+    first = f"first start (the tables)   {s['first_startup_s']:.2f} s, {s['first_startup_rss_kb'] / 1024:.0f} MiB; "
+    if "snapshot_mb" in s:
+        first += (f"snapshot file ({s['snapshot_mb']:.0f} MB) written {s['snapshot_written_after_s']:.1f} s after "
+                  f"launch, {s['snapshot_peak_rss_kb'] / 1024:.0f} MiB at most meanwhile")
+    else:
+        first += "no snapshot file (too small a store to need one: each start reads the tables)"
+    return [f"store filled in            {s['fill_s']:.1f} s", first]
 
 
-def _first_start(tmpdir: Path, proxy_addr: tuple[str, int], timeout: float) -> dict[str, Any]:
-    """Start the proxy on a store it has never opened, wait for the snapshot file it then writes, stop it; return
-    how long each took and its memory meanwhile."""
+def _first_start(tmpdir: Path, proxy_addr: tuple[str, int], timeout: float, size: int) -> dict[str, Any]:
+    """Start the proxy on a store it has never opened, wait for the snapshot file it then writes (if the store's
+    `size` entries are enough for one: app.SNAPSHOT_WORTH), stop it; return how long each took and its memory
+    meanwhile."""
+    from ..app import SNAPSHOT_WORTH
     from ..store import snapshot
 
     launched = time.monotonic()
     proxy = start_proxy(tmpdir, proxy_addr, timeout)
     try:
         first = {"first_startup_s": time.monotonic() - launched, "first_startup_rss_kb": rss_kb(proxy.pid)}
+        if size < SNAPSHOT_WORTH:
+            return first
         path = snapshot.path_for(tmpdir / "smppguard.db")
         peak = 0
         while not path.exists():

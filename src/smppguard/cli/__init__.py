@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 
 import click
 
@@ -93,6 +91,9 @@ def status(config_path, as_json) -> None:
         fail("[metrics] address is off in this config: the daemon serves no status", "set [metrics] address")
     host, port = cfg.metrics.address
     url = f"http://{host}:{port}/status"
+    import urllib.error  # here: `smppguard run` need not load the HTTP client
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             data = json.load(resp)
@@ -193,7 +194,7 @@ def _store_writable(path: str) -> str | None:
             db.close()
         return None
     folder = p.parent.absolute()
-    if folder == STATE_DIRECTORY and not folder.exists():
+    if folder == Path(STATE_DIRECTORY) and not folder.exists():
         return None
     if not folder.is_dir():
         return f"the store's folder {folder} does not exist ([store] path)"
@@ -253,6 +254,9 @@ def simulate_mo(obj, source, destination, text, system_id) -> None:
     payload = {"from": source, "to": destination, "text": text}
     if system_id:
         payload["system_id"] = system_id
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(f"http://{host}:{port}/mo", data=json.dumps(payload).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
     try:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import uuid
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import recipients
 from .migrations import migrate
@@ -47,7 +45,9 @@ def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 #: The service's own state directory (systemd's StateDirectory=smppguard): made when missing, unlike any other.
-STATE_DIRECTORY = Path("/var/lib/smppguard")
+#: A string, and pathlib imported where a folder is looked at: the store's commit process opens an existing store
+#: only, and need not load it.
+STATE_DIRECTORY = "/var/lib/smppguard"
 
 
 def connect(path: str | os.PathLike, *, create: bool = True, make_folders: bool = False,
@@ -56,11 +56,15 @@ def connect(path: str | os.PathLike, *, create: bool = True, make_folders: bool 
     audit rows keep recipients, ([audit] recipient, salt) (recipients.install). A store whose folder does not
     exist is an error naming it (a typo in [store] path must not start an empty store somewhere), unless
     `make_folders`, or the folder is the service's state directory."""
+    if not create:
+        if not os.path.exists(path):
+            raise NotFound(f"no store at {os.path.normpath(path)}")
+        return _open(path, audit)
+    from pathlib import Path
+
     p = Path(path)
-    if not create and not p.exists():
-        raise NotFound(f"no store at {p}")
     missing = [d for d in (p.parent, *p.parent.parents) if not d.exists()]
-    state = {STATE_DIRECTORY, Path(os.environ.get("STATE_DIRECTORY", STATE_DIRECTORY))}
+    state = {Path(STATE_DIRECTORY), Path(os.environ.get("STATE_DIRECTORY", STATE_DIRECTORY))}
     if missing and not make_folders and p.parent.absolute() not in state:
         raise StoreError(f"cannot open store {p}: its folder {missing[-1] if len(missing) == 1 else p.parent} "
                          f"does not exist (create it, or give [store] path an existing folder)")
@@ -71,6 +75,10 @@ def connect(path: str | os.PathLike, *, create: bool = True, make_folders: bool 
             raise StoreError(f"cannot create the store's folder {d}: {e.strerror or e}") from None
     if not p.exists():
         _create_private(p)
+    return _open(p, audit)
+
+
+def _open(p: str | os.PathLike, audit: tuple[str, str]) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -84,7 +92,7 @@ def connect(path: str | os.PathLike, *, create: bool = True, make_folders: bool 
     return db
 
 
-def _create_private(p: Path) -> None:
+def _create_private(p: os.PathLike) -> None:
     """The store holds phone numbers: a new one is readable by its owner only, whatever the umask. SQLite gives
     the -wal and -shm files it creates the database file's permissions."""
     try:
@@ -100,7 +108,7 @@ def node_id(db: sqlite3.Connection) -> str:
     row = db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
     if row:
         return row[0]
-    value = uuid.uuid4().hex[:12]
+    value = os.urandom(6).hex()
     db.execute("INSERT OR IGNORE INTO meta VALUES ('node_id', ?)", (value,))
     return db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0]
 
@@ -108,6 +116,8 @@ def node_id(db: sqlite3.Connection) -> str:
 def read_only(path: str) -> sqlite3.Connection:
     """A read-only connection to the store at `path`, for a thread of its own (the upkeep's tail, the sync's reads):
     it never takes the write lock, and waits for a writer as long as a writer waits."""
+    from pathlib import Path
+
     db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
                          check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
