@@ -164,15 +164,17 @@ class Upkeep:
         assert isinstance(blacklist, CompactSet) and isinstance(optouts, CompactSet)
         assert isinstance(history, CompactHistory)
         bases = (blacklist.base, optouts.base, history.base)
-        mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
-                                           policy.history_span_s > 0)
         key_of = policy.history_keys(index)
-        if key_of is None:  # the key is the number: in a thread, not a stall of the loop (0.6 s for 1M sends)
-            keys, times = await self._in_build_thread(snapshot.send_arrays, rows, None)
-        else:  # on the loop: a key may name an account's scope in the Index for the first time
+        if key_of is None:  # the key is the number: read as arrays in the thread, a chunk of rows at a time
+            mark, keys, times, _ = await self._in_thread(snapshot.send_arrays_after, self._db, index.history_mark,
+                                                         None, policy.history_span_s > 0)
+            merged = len(keys)
+        else:  # keys made on the loop: a key may name an account's scope in the Index for the first time
+            mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
+                                               policy.history_span_s > 0)
             keys, times = snapshot.send_arrays(rows, key_of)
-        merged = len(rows)
-        del rows  # a row a send, as Python objects: not kept through the build
+            merged = len(rows)
+            del rows  # a row a send, as Python objects: not kept through the build
         after = time.time() - policy.history_span_s
         # the lists as of this change id: their overlays frozen now, and folded into new bases in the thread
         change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
