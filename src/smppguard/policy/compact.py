@@ -466,25 +466,36 @@ class HistoryArrays(NamedTuple):
         starts = np.flatnonzero(first)
         return cls(keys[starts], np.append(starts, len(keys)).astype(np.int64), times)
 
-    def sends_to(self, table: KeyTable, keys: np.ndarray, times: np.ndarray) -> HistoryArrays:
-        """The keys of the given sends (any order), each with all of its times: those these arrays hold (`table`:
-        the table of their keys) and the given ones. What a tail of sends replayed one by one onto these arrays
-        would give those keys, in bulk: a probe round per step for the keys, one sort of their sends."""
-        if not len(keys):
-            return HistoryArrays.empty()
-        some = unique_keys(keys)
-        rows = table.rows_many(some)
-        known = rows >= 0
-        rows = rows[known]
-        starts = self.offs[rows]
-        counts = self.offs[rows + 1] - starts
-        total = int(counts.sum())
-        # the positions of the known keys' sends: each key's run of its start onwards
-        at = np.arange(total, dtype=np.int64)
-        at -= np.repeat(np.cumsum(counts) - counts, counts)
-        at += np.repeat(starts, counts)
-        return HistoryArrays.from_rows(np.concatenate((np.repeat(some[known], counts), keys)),
-                                       np.concatenate((self.times[at], times)))
+    def sends_to(self, keys: np.ndarray, times: np.ndarray) -> tuple[HistoryArrays, int]:
+        """The keys of the given sends (any order), each with all of its times: those these arrays hold and the
+        given ones; and how many of those keys these arrays lack. What replaying the sends one by one onto these
+        arrays would give those keys, in bulk: one sort of the given sends, into which the sends these arrays hold
+        of the same keys go in one pass (before a key's given ones, as they are older; else all is sorted)."""
+        sent = HistoryArrays.from_rows(keys, times)
+        at = np.searchsorted(self.keys, sent.keys)  # sorted both: a walk over both, not a probe a key
+        known = at < len(self.keys)
+        known[known] = self.keys[at[known]] == sent.keys[known]
+        fresh = len(sent.keys) - int(known.sum())
+        if fresh == len(sent.keys):  # a burst to new recipients
+            return sent, fresh
+        rows = at[known]
+        starts = np.asarray(self.offs[rows])
+        counts = np.asarray(self.offs[rows + 1]) - starts
+        # the positions of the known keys' sends here: each key's run of its start onwards
+        pos = np.arange(int(counts.sum()), dtype=np.int64)
+        pos -= np.repeat(np.cumsum(counts) - counts, counts)
+        pos += np.repeat(starts, counts)
+        old = np.asarray(self.times[pos])
+        added = np.zeros(len(sent.keys) + 1, dtype=np.int64)
+        added[1:][known] = counts
+        offs = sent.offs + np.cumsum(added)
+        all_times = np.insert(sent.times, np.repeat(sent.offs[:-1][known], counts), old)
+        inside = np.ones(len(all_times), dtype=bool)
+        inside[offs[:-1]] = False  # a key's first send: no order with the one before it
+        if (all_times[1:][inside[1:]] < all_times[:-1][inside[1:]]).any():  # a send here later than a given one
+            return HistoryArrays.from_rows(np.concatenate((np.repeat(sent.keys[known], counts), keys)),
+                                           np.concatenate((old, times))), fresh
+        return HistoryArrays(sent.keys, offs, all_times), fresh
 
     def merged(self, keys: np.ndarray, times: np.ndarray, after: float) -> HistoryArrays:
         """These sends and the given ones (any order), less every send at or before `after`. Linear in the sends
@@ -601,10 +612,9 @@ class CompactHistory:
             raise RuntimeError("a tail goes on the base alone, before any other write")
         if not len(keys):
             return
-        arrays = self._arrays.sends_to(self._table, keys, times)
-        table = KeyTable(arrays.keys)
-        self._n += int((self._table.rows_many(arrays.keys) < 0).sum())
-        self._tail = _Tail(arrays, table)
+        arrays, fresh = self._arrays.sends_to(keys, times)
+        self._tail = _Tail(arrays, KeyTable(arrays.keys))
+        self._n += fresh
 
     def _base_get(self, key: int) -> tuple[float, ...] | None:
         """The key's times below the overlay: the tail's, else the base's."""
