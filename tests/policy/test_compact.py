@@ -468,3 +468,52 @@ def test_a_vectorized_lookup_of_rows_is_the_one_key_lookup():
     asked = np.concatenate((keys[::3], keys[:500] + 1, [0, 2**62]))
     assert table.rows_many(asked).tolist() == [table.row(int(k)) for k in asked]
     assert KeyTable(np.zeros(0, dtype=np.int64)).rows_many(keys[:5]).tolist() == [-1] * 5
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sends=tail_sends, fates=st.lists(st.sampled_from(["accepted", "refused", "in flight"]), max_size=25),
+       after=TAIL_TIMES, late=tail_sends)
+def test_property_a_roll_forward_drops_the_overlay_entries_its_base_holds_and_the_answers_stay(sends, fates,
+                                                                                              after, late):
+    """What the roll forward does after it installs a new base (Upkeep._settle): the overlay's entries are listed,
+    those the base holds as they are found in a thread while more sends come, and dropped unless written since.
+    The history then says what it said of every send after `after`, as prune would leave it one key at a time."""
+    index = Index(history=CompactHistory())
+    logged = []
+    for (key, sent_at), fate in zip(sends, fates + ["accepted"] * len(sends), strict=False):
+        index.reserve(key, sent_at)
+        if fate == "refused":
+            index.release(key, sent_at)
+        elif fate == "accepted":  # logged, and so in the new base; one in flight is not yet
+            logged.append((key, sent_at))
+    history = index.history
+    history.install(history.base.merged(*arrays_of(logged), after))
+    keys, values = history.overlay_items()
+    which = history.caught_up(keys, values, after)
+    for key, sent_at in late:  # sends on the loop while the thread looks
+        index.reserve(key, sent_at)
+    before = recent(index, after)
+    count = len(history)
+    gone = history.forget(keys, values, which)
+    assert recent(index, after) == before and len(history) == count == sum(1 for _ in history)
+    written = {k for k, _ in late}
+    assert gone == sum(1 for i in which if keys[i] not in written)
+    for key in set(keys) - written:  # what is left in the overlay differs from the base after `after`
+        if key in history._overlay:
+            base = history._base_get(key) or ()
+            assert tuple(t for t in history._overlay[key] if t > after) != tuple(t for t in base if t > after) \
+                or not any(t > after for t in history._overlay[key])
+
+
+def test_an_overlay_entry_is_dropped_only_when_the_base_holds_the_same_sends_after_the_cut():
+    history = CompactHistory()
+    for key, times in ((1, (1.0, 5.0)), (2, (5.0,)), (3, (5.0, 6.0)), (4, (1.0,)), (2**64, (5.0,))):
+        for sent_at in times:
+            history.insert(key, sent_at)
+    history.install(HistoryArrays.from_rows(np.array([1, 2, 3, 4]), np.array([5.0, 6.0, 5.0, 1.0])))
+    keys, values = history.overlay_items()
+    which = history.caught_up(keys, values, after=2.0)
+    # 1: the same after the cut; 2: another time; 3: a send the base lacks; 4: nothing after it; 2**64: no base
+    assert [keys[i] for i in which] == [1]
+    assert history.forget(keys, values, which) == 1
+    assert history.get(1) == (5.0,) and history.get(2) == (5.0,) and len(history) == 5 == sum(1 for _ in history)

@@ -404,6 +404,9 @@ async def test_a_burst_of_sends_rolls_the_snapshot_forward_at_once_so_a_restart_
         sends(conn, [(8613900000000 + i, "acct1", now - 50 + i / 100) for i in range(40, 60)])
         await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
         assert upkeep.last_snapshot["sends_merged"] == 60
+        # the 40 recorded in the Index are in the new base as the overlay has them: the overlay lets them go
+        assert upkeep.last_snapshot["overlay_settled"] == 40 and index.history.overlay_size == 0
+        assert index.history.get(8613900000000 + 5) == (now - 60 + 5 / 100,)
         assert index.history_mark == conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()[0]
         again, current = opened(conn)
         assert current and again.history.overlay_size == 0

@@ -21,6 +21,7 @@ sequence for one key in Python. Keys are non-negative and at most MAX_KEY; a lar
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import chain
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -756,6 +757,57 @@ class CompactHistory:
                 del overlay[key]
                 self._n -= bool(times)
         del pending[-budget:]
+
+    def overlay_items(self) -> tuple[list[int], list[tuple[float, ...]]]:
+        """The overlay's keys and their times as of now (a copy of the two lists, at C speed), for `caught_up`."""
+        return list(self._overlay), list(self._overlay.values())
+
+    def caught_up(self, keys: list[int], values: list[tuple[float, ...]], after: float) -> np.ndarray:
+        """The positions of the overlay entries (`overlay_items`) the base holds as they are, sends at or before `after`
+        aside: those `forget` may drop, as `prune` would one by one (a roll forward has taken them into the base).
+        Vectorized, and pure: work for a thread, whatever the loop writes meanwhile."""
+        n = len(keys)
+        counts = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        times = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=int(counts.sum()))
+        small = np.fromiter((k <= MAX_KEY for k in keys), dtype=bool, count=n)
+        arr = np.fromiter((k if k <= MAX_KEY else -1 for k in keys), dtype=np.int64, count=n)
+        rows = np.full(n, -1, dtype=np.int64)
+        rows[small] = self._table.rows_many(arr[small])
+        owner = np.repeat(np.arange(n), counts)  # the entry of each of the overlay's sends
+        kept = times > after
+        mine = np.bincount(owner[kept], minlength=n)  # each entry's sends kept
+        base = self._arrays
+        known = np.flatnonzero(rows >= 0)
+        starts = np.asarray(base.offs[rows[known]])
+        ends = np.asarray(base.offs[rows[known] + 1])
+        # the base's sends of those keys, kept as the overlay's are (a new base holds none at or before `after`)
+        total = int((ends - starts).sum())
+        at = np.arange(total, dtype=np.int64)
+        at -= np.repeat(np.cumsum(ends - starts) - (ends - starts), ends - starts)
+        at += np.repeat(starts, ends - starts)
+        base_times = np.asarray(base.times[at])
+        base_owner = np.repeat(known, ends - starts)
+        base_kept = base_times > after
+        theirs = np.bincount(base_owner[base_kept], minlength=n)
+        same = (rows >= 0) & (mine > 0) & (mine == theirs)
+        # where the counts agree, the kept sends pair off in order: any pair that differs rules its entry out
+        ours = same[owner] & kept
+        others = same[base_owner] & base_kept
+        differ = times[ours] != base_times[others]
+        same[np.unique(owner[ours][differ])] = False
+        return np.flatnonzero(same)
+
+    def forget(self, keys: list[int], values: list[tuple[float, ...]], which: np.ndarray) -> int:
+        """Drop the overlay entries `caught_up` found the base holds (`which`: some of their positions), those
+        not written since; the count stays, each key being in the base with sends. Returns how many went."""
+        overlay = self._overlay
+        gone = 0
+        for i in which.tolist():
+            key = keys[i]
+            if overlay.get(key) is values[i]:
+                del overlay[key]
+                gone += 1
+        return gone
 
     def install(self, arrays: HistoryArrays, rows: np.ndarray | None = None) -> None:
         """Take `arrays` as the base (a roll forward: the store's sends up to some row, at or past the tail's last
