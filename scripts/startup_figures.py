@@ -8,7 +8,11 @@ For each build, in a store of its own: a two-column CSV of ROWS numbers (`+86139
 the daemon and its commit process then); a start, SENDS submit_sm to SENDS new recipients through 4 binds ×
 window 10 with the shipped rules (this build's load generator, the same for both), a stop; and the restart
 after that burst, with the send rows it replays (those after its snapshot's). The builds run one after the
-other, each step of one right after the same step of the other."""
+other, each step of one right after the same step of the other.
+
+How many rows the restart replays depends on when the daemon last rolled its snapshot forward (every 250,000
+sends, in a thread): `--whole-tail` puts back the snapshot the burst started from before the restart, so it
+replays every send of the burst, as after a roll forward that never finished (the most a restart can replay)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,18 +92,23 @@ class Build:
             db.close()
 
 
-def burst(build: Build, sends: int, numbers: bench._Numbers) -> None:
+def burst(build: Build, sends: int, numbers: bench._Numbers, whole_tail: bool = False) -> None:
     proc = build.start("start_before_burst")
+    kept = build.dir / "before-burst.index"
     try:
         # a build that read the tables writes its snapshot soon after: the burst starts from a current one
         deadline = time.monotonic() + 120
         while not snapshot.path_for(build.db).exists() and time.monotonic() < deadline:
             time.sleep(0.5)
+        if whole_tail:
+            shutil.copyfile(snapshot.path_for(build.db), kept)
         result = bench._run_loop(bench._pass(build.address, sends, 4, 10, 0, numbers, True, proc.pid))
         build.figures["burst_rate"] = round(result["rate"])
         build.figures["burst_errors"] = result["errors"]
     finally:
         build.stop(proc)
+    if whole_tail:
+        os.replace(kept, snapshot.path_for(build.db))
     build.figures["tail_rows_at_restart"] = build.tail()
 
 
@@ -107,6 +117,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--sends", type=int, default=1_000_000)
     parser.add_argument("--other", help="the Python of another build to measure beside this one")
+    parser.add_argument("--whole-tail", action="store_true",
+                        help="restart from the snapshot the burst started from: every send of it replayed")
     parser.add_argument("--data", default=str(Path(tempfile.gettempdir()) / "smppguard-startup-rows.csv"))
     args = parser.parse_args()
     data = csv(Path(args.data + f".{args.rows}"), args.rows)
@@ -124,7 +136,7 @@ def main() -> None:
             for b in builds:
                 b.stop(b.start("first_start"))
             for b in builds:
-                burst(b, args.sends, numbers)
+                burst(b, args.sends, numbers, args.whole_tail)
             for b in builds:
                 b.stop(b.start("restart_after_burst"))
         finally:

@@ -368,3 +368,152 @@ def test_unique_keys_and_merged_keys_give_the_sorted_distinct_keys_whatever_the_
     merged = merged_keys(base, np.array(sorted(set(added)), dtype=np.int64),
                          np.array(sorted(set(removed)), dtype=np.int64))
     assert merged.tolist() == sorted((set(keys) - set(removed)) | set(added))
+
+
+# --- the sends after a snapshot, replayed in bulk (a tail) or one by one: the same history -----------------
+
+TAIL_KEYS = st.sampled_from([*NUMBERS[:5], scoped(NUMBERS[0], 3), scoped(NUMBERS[1], 7)])
+TAIL_TIMES = st.integers(0, 48).map(lambda i: T0 + i * HOUR)  # few distinct times: ties, sends out of order
+tail_sends = st.lists(st.tuples(TAIL_KEYS, TAIL_TIMES), max_size=25)
+after_tail = st.lists(st.one_of(
+    st.tuples(st.just("send"), TAIL_KEYS, TAIL_TIMES, st.booleans()),  # accepted (logged), or refused
+    st.tuples(st.just("prune"), TAIL_TIMES, st.integers(1, 4)),
+    st.tuples(st.just("roll"), TAIL_TIMES),
+), max_size=25)
+
+
+def arrays_of(sends: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([k for k, _ in sends], dtype=np.int64), np.array([t for _, t in sends], dtype=np.float64)
+
+
+def recent(index: Index, cut: float) -> dict[int, tuple[float, ...]]:
+    """The history's sends later than `cut`: before a prune or a roll forward, every send (cut -inf); after one,
+    those its cut keeps, the only ones a rule reads (the plain Index and the compact one differ in the same way)."""
+    kept = {k: tuple(t for t in index.history[k] if t > cut) for k in index.history}
+    return {k: v for k, v in kept.items() if v}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=tail_sends, tail=tail_sends, ops=after_tail)
+def test_property_a_tail_of_sends_in_bulk_gives_the_history_that_replaying_them_one_by_one_gives(base, tail, ops):
+    """A restart takes the sends logged after its snapshot's base as a tail of arrays (CompactHistory.add_tail);
+    it replayed them a send at a time before. The two say the same of every key, then and after any sends,
+    refusals, prunes and roll forwards since (a roll forward's new base holds the tail)."""
+    arrays = HistoryArrays.from_rows(*arrays_of(base))
+    one_by_one = Index(history=CompactHistory(arrays))
+    for key, sent_at in sorted(tail, key=lambda send: send[1]):  # as start-up replayed them: in time order
+        one_by_one.record_send(key, sent_at)
+    in_bulk = Index(history=CompactHistory(arrays))
+    in_bulk.history.add_tail(*arrays_of(tail))
+    assert in_bulk.history.overlay_size == 0 and in_bulk.history.tail_size == len({k for k, _ in tail})
+    logged, cut = list(tail), -np.inf  # the sends the store holds after the base's mark; what a prune left
+    for step in [None, *ops]:
+        if step is None:
+            pass
+        elif step[0] == "send":
+            _, key, sent_at, ok = step
+            asked = [key in index.history for index in (one_by_one, in_bulk)]  # as the frequency rule asks first
+            assert asked[0] == asked[1] or cut > -np.inf
+            for index in (one_by_one, in_bulk):
+                index.reserve(key, sent_at)
+                if not ok:
+                    index.release(key, sent_at)
+            if ok:
+                logged.append((key, sent_at))
+        elif step[0] == "prune":
+            cut = max(cut, step[1])
+            for index in (one_by_one, in_bulk):
+                index.prune_history(step[1], budget=step[2])
+        else:  # a roll forward: the sends logged since the last one merged into the base
+            cut = max(cut, step[1])
+            new = one_by_one.history.base.merged(*arrays_of(logged), step[1])
+            for index in (one_by_one, in_bulk):
+                index.history.install(new)
+            logged = []
+            assert in_bulk.history.tail_size == 0
+        for index in (one_by_one, in_bulk):
+            assert len(index.history) == sum(1 for _ in index.history) == len(set(index.history))
+        if cut == -np.inf:
+            assert dict(in_bulk.history.items()) == dict(one_by_one.history.items())
+            assert len(in_bulk.history) == len(one_by_one.history)
+        assert recent(in_bulk, cut) == recent(one_by_one, cut)
+        for key in (*NUMBERS[:6], scoped(NUMBERS[0], 3), scoped(NUMBERS[1], 7)):
+            for start, end in ((np.nextafter(cut, np.inf), np.inf), (T0 + 10 * HOUR, T0 + 30 * HOUR)):
+                if start > cut:
+                    assert in_bulk.sends_between(key, start, end) == one_by_one.sends_between(key, start, end)
+            if (in_bulk.last_send(key) or -np.inf) > cut or (one_by_one.last_send(key) or -np.inf) > cut:
+                assert in_bulk.last_send(key) == one_by_one.last_send(key)
+
+
+def test_a_tail_is_looked_up_above_the_base_and_goes_when_a_new_base_holds_it():
+    base = HistoryArrays.from_rows(np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0]))
+    history = CompactHistory(base)
+    history.add_tail(np.array([2, 4, 2, 4]), np.array([5.0, 4.0, 1.5, 6.0]))
+    assert history.get(2) == (1.5, 2.0, 5.0) and history.get(4) == (4.0, 6.0) and history.get(1) == (1.0,)
+    assert 4 in history and 5 not in history and len(history) == 4 == sum(1 for _ in history)
+    assert history.tail_size == 2 and history.overlay_size == 0
+    history.insert(4, 7.0)
+    del history[2]
+    assert history.get(4) == (4.0, 6.0, 7.0) and 2 not in history and len(history) == 3 == len(list(history))
+    with pytest.raises(RuntimeError):
+        history.add_tail(np.array([9]), np.array([9.0]))  # the overlay has writes: a tail would hide them
+    history.install(base.merged(np.array([2, 4, 2, 4]), np.array([5.0, 4.0, 1.5, 6.0]), 0.0))
+    assert history.tail_size == 0 and history.get(4) == (4.0, 6.0, 7.0) and 2 not in history
+    assert len(history) == 3 == len(list(history))
+
+
+def test_a_vectorized_lookup_of_rows_is_the_one_key_lookup():
+    keys = np.unique(np.random.default_rng(7).integers(0, 2**40, 20_000))
+    table = KeyTable(keys)
+    asked = np.concatenate((keys[::3], keys[:500] + 1, [0, 2**62]))
+    assert table.rows_many(asked).tolist() == [table.row(int(k)) for k in asked]
+    assert KeyTable(np.zeros(0, dtype=np.int64)).rows_many(keys[:5]).tolist() == [-1] * 5
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sends=tail_sends, fates=st.lists(st.sampled_from(["accepted", "refused", "in flight"]), max_size=25),
+       after=TAIL_TIMES, late=tail_sends)
+def test_property_a_roll_forward_drops_the_overlay_entries_its_base_holds_and_the_answers_stay(sends, fates,
+                                                                                              after, late):
+    """What the roll forward does after it installs a new base (Upkeep._settle): the overlay's entries are listed,
+    those the base holds as they are found in a thread while more sends come, and dropped unless written since.
+    The history then says what it said of every send after `after`, as prune would leave it one key at a time."""
+    index = Index(history=CompactHistory())
+    logged = []
+    for (key, sent_at), fate in zip(sends, fates + ["accepted"] * len(sends), strict=False):
+        index.reserve(key, sent_at)
+        if fate == "refused":
+            index.release(key, sent_at)
+        elif fate == "accepted":  # logged, and so in the new base; one in flight is not yet
+            logged.append((key, sent_at))
+    history = index.history
+    history.install(history.base.merged(*arrays_of(logged), after))
+    keys, values = history.overlay_items()
+    which = history.caught_up(keys, values, after)
+    for key, sent_at in late:  # sends on the loop while the thread looks
+        index.reserve(key, sent_at)
+    before = recent(index, after)
+    count = len(history)
+    gone = history.forget(keys, values, which)
+    assert recent(index, after) == before and len(history) == count == sum(1 for _ in history)
+    written = {k for k, _ in late}
+    assert gone == sum(1 for i in which if keys[i] not in written)
+    for key in set(keys) - written:  # what is left in the overlay differs from the base after `after`
+        if key in history._overlay:
+            base = history._base_get(key) or ()
+            assert tuple(t for t in history._overlay[key] if t > after) != tuple(t for t in base if t > after) \
+                or not any(t > after for t in history._overlay[key])
+
+
+def test_an_overlay_entry_is_dropped_only_when_the_base_holds_the_same_sends_after_the_cut():
+    history = CompactHistory()
+    for key, times in ((1, (1.0, 5.0)), (2, (5.0,)), (3, (5.0, 6.0)), (4, (1.0,)), (2**64, (5.0,))):
+        for sent_at in times:
+            history.insert(key, sent_at)
+    history.install(HistoryArrays.from_rows(np.array([1, 2, 3, 4]), np.array([5.0, 6.0, 5.0, 1.0])))
+    keys, values = history.overlay_items()
+    which = history.caught_up(keys, values, after=2.0)
+    # 1: the same after the cut; 2: another time; 3: a send the base lacks; 4: nothing after it; 2**64: no base
+    assert [keys[i] for i in which] == [1]
+    assert history.forget(keys, values, which) == 1
+    assert history.get(1) == (5.0,) and history.get(2) == (5.0,) and len(history) == 5 == sum(1 for _ in history)

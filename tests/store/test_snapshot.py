@@ -404,6 +404,9 @@ async def test_a_burst_of_sends_rolls_the_snapshot_forward_at_once_so_a_restart_
         sends(conn, [(8613900000000 + i, "acct1", now - 50 + i / 100) for i in range(40, 60)])
         await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
         assert upkeep.last_snapshot["sends_merged"] == 60
+        # the 40 recorded in the Index are in the new base as the overlay has them: the overlay lets them go
+        assert upkeep.last_snapshot["overlay_settled"] == 40 and index.history.overlay_size == 0
+        assert index.history.get(8613900000000 + 5) == (now - 60 + 5 / 100,)
         assert index.history_mark == conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()[0]
         again, current = opened(conn)
         assert current and again.history.overlay_size == 0
@@ -411,6 +414,35 @@ async def test_a_burst_of_sends_rolls_the_snapshot_forward_at_once_so_a_restart_
     finally:
         await upkeep.close()
         await writer.close()
+        conn.close()
+
+
+async def test_a_restart_takes_the_sends_after_the_snapshot_as_arrays_and_a_roll_forward_folds_them_in(filled):
+    """The send rows after the snapshot's become a tail of arrays over its base, not a Python tuple a key; a key
+    past int64 (an account's scope past 8191) alone goes to the overlay, as it always did. The Index says what the
+    tables say, before and after the roll forward that takes the tail into the base."""
+    conn = connect(filled)
+    try:
+        index = opened(conn, ACCOUNT_POLICY)[0]
+        for i in range(8200):  # scope ids past 8191: a new account's keys then lie past int64
+            index.scope_id("sender", f"S{i}")
+        await rolled(filled, index, ACCOUNT_POLICY)
+        now = time.time()
+        sends(conn, [(N[0], "acct1", now - 5), (N[1], "acct9", now - 4), (N[9], "acct1", now - 3),
+                     (N[0], "acct1", now - 6), (N[9], "acct2", now - 40 * DAY)])  # the last: past the period
+        again, current = opened(conn, ACCOUNT_POLICY)
+        assert current
+        assert again.history.tail_size == 2 and again.history.overlay_size == 1
+        tables = view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
+        assert view(again) == tables and len(again.history) == len(tables["history"]) == 6
+        assert tables["history"][(N[0], "a:acct1")] == (pytest.approx(now - 2 * DAY), now - 6, now - 5)
+        # a send made after the start, then the roll forward: the tail goes into the base
+        sends(conn, [(N[9], "acct1", now - 1)])
+        again.record_send(ACCOUNT_POLICY.history_key(N[9], "acct1", again), now - 1)
+        assert (await rolled(filled, again, ACCOUNT_POLICY))["sends_merged"] == 6
+        assert again.history.tail_size == 0
+        assert view(again) == view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
+    finally:
         conn.close()
 
 

@@ -21,6 +21,7 @@ sequence for one key in Python. Keys are non-negative and at most MAX_KEY; a lar
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import chain
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -94,6 +95,21 @@ class KeyTable:
         # memoryviews: indexing one gives a Python int at C speed, a numpy array's item costs four times as much
         self._rows = memoryview(rows)
         self._keys = memoryview(self.keys)
+
+    def rows_many(self, keys: np.ndarray) -> np.ndarray:
+        """`row()` of each of `keys` (int64), vectorized: a round per probe step, as place() built the table."""
+        found = np.full(len(keys), -1, dtype=np.int64)
+        idx = np.arange(len(keys))
+        pos = _hash(keys, self.bits)
+        while idx.size:
+            r = self.rows[pos]
+            taken = r >= 0
+            hit = taken.copy()
+            hit[taken] = self.keys[r[taken]] == keys[idx[taken]]
+            found[idx[hit]] = r[hit]
+            more = taken & ~hit
+            idx, pos = idx[more], (pos[more] + 1) & self._mask
+        return found
 
     def row(self, key: int) -> int:
         """The index of `key` in `keys`, or -1 (a key past int64 included: its probe finds no equal key)."""
@@ -451,6 +467,37 @@ class HistoryArrays(NamedTuple):
         starts = np.flatnonzero(first)
         return cls(keys[starts], np.append(starts, len(keys)).astype(np.int64), times)
 
+    def sends_to(self, keys: np.ndarray, times: np.ndarray) -> tuple[HistoryArrays, int]:
+        """The keys of the given sends (any order), each with all of its times: those these arrays hold and the
+        given ones; and how many of those keys these arrays lack. What replaying the sends one by one onto these
+        arrays would give those keys, in bulk: one sort of the given sends, into which the sends these arrays hold
+        of the same keys go in one pass (before a key's given ones, as they are older; else all is sorted)."""
+        sent = HistoryArrays.from_rows(keys, times)
+        at = np.searchsorted(self.keys, sent.keys)  # sorted both: a walk over both, not a probe a key
+        known = at < len(self.keys)
+        known[known] = self.keys[at[known]] == sent.keys[known]
+        fresh = len(sent.keys) - int(known.sum())
+        if fresh == len(sent.keys):  # a burst to new recipients
+            return sent, fresh
+        rows = at[known]
+        starts = np.asarray(self.offs[rows])
+        counts = np.asarray(self.offs[rows + 1]) - starts
+        # the positions of the known keys' sends here: each key's run of its start onwards
+        pos = np.arange(int(counts.sum()), dtype=np.int64)
+        pos -= np.repeat(np.cumsum(counts) - counts, counts)
+        pos += np.repeat(starts, counts)
+        old = np.asarray(self.times[pos])
+        added = np.zeros(len(sent.keys) + 1, dtype=np.int64)
+        added[1:][known] = counts
+        offs = sent.offs + np.cumsum(added)
+        all_times = np.insert(sent.times, np.repeat(sent.offs[:-1][known], counts), old)
+        inside = np.ones(len(all_times), dtype=bool)
+        inside[offs[:-1]] = False  # a key's first send: no order with the one before it
+        if (all_times[1:][inside[1:]] < all_times[:-1][inside[1:]]).any():  # a send here later than a given one
+            return HistoryArrays.from_rows(np.concatenate((np.repeat(sent.keys[known], counts), keys)),
+                                           np.concatenate((old, times))), fresh
+        return HistoryArrays(sent.keys, offs, all_times), fresh
+
     def merged(self, keys: np.ndarray, times: np.ndarray, after: float) -> HistoryArrays:
         """These sends and the given ones (any order), less every send at or before `after`. Linear in the sends
         kept, plus a sort of the given ones (a roll forward adds an hour of sends to a month of them), and it
@@ -518,12 +565,16 @@ def _overlay_count(overlay: dict[int, tuple[float, ...]], base: np.ndarray) -> i
 
 class CompactHistory:
     """Send times by key, as `dict[int, tuple[float, ...]]` does it: a base (`HistoryArrays` and a table of its
-    keys) and an overlay of the keys written since, each with all of its times (`()`: none any more)."""
+    keys), after a restart a *tail* over it (the same, for the keys of the sends logged after the base, each with
+    all of its times: `add_tail`), and an overlay of the keys written since, each with all of its times (`()`:
+    none any more). A lookup asks the overlay, then the tail, then the base; the tail stays until a new base,
+    which holds its sends, is installed."""
 
-    __slots__ = ("_arrays", "_table", "_offs", "_times", "_overlay", "_n", "_absent")
+    __slots__ = ("_arrays", "_table", "_offs", "_times", "_tail", "_overlay", "_n", "_absent")
 
     def __init__(self, arrays: HistoryArrays | None = None, rows: np.ndarray | None = None):
         self._overlay: dict[int, tuple[float, ...]] = {}
+        self._tail: _Tail | None = None
         self._set_base(arrays or HistoryArrays.empty(), rows)
 
     def _set_base(self, arrays: HistoryArrays, rows: np.ndarray | None = None) -> None:
@@ -534,6 +585,7 @@ class CompactHistory:
         self._table = KeyTable(arrays.keys, rows)
         self._offs = memoryview(arrays.offs)
         self._times = memoryview(arrays.times)
+        self._tail = None  # the new base holds its sends
         self._n = len(arrays.keys) + _overlay_count(self._overlay, arrays.keys)
 
     @property
@@ -548,12 +600,41 @@ class CompactHistory:
     def overlay_size(self) -> int:
         return len(self._overlay)
 
+    @property
+    def tail_size(self) -> int:
+        """The keys of the tail (see `add_tail`)."""
+        return 0 if self._tail is None else len(self._tail.arrays.keys)
+
+    def add_tail(self, keys: np.ndarray, times: np.ndarray) -> None:
+        """These sends (int64 keys at most MAX_KEY, float64 times, any order) on top of the base, as `insert` of
+        each would add them, but in arrays: a restart replays the sends logged after its snapshot's base so (a
+        Python tuple per key costs 2.5 µs and 180 bytes a send). Before any other write: the overlay is empty."""
+        if self._overlay or self._tail is not None:
+            raise RuntimeError("a tail goes on the base alone, before any other write")
+        if not len(keys):
+            return
+        arrays, fresh = self._arrays.sends_to(keys, times)
+        self._tail = _Tail(arrays, KeyTable(arrays.keys))
+        self._n += fresh
+
     def _base_get(self, key: int) -> tuple[float, ...] | None:
+        """The key's times below the overlay: the tail's, else the base's."""
+        tail = self._tail
+        if tail is not None:
+            r = tail.table.row(key)
+            if r >= 0:
+                offs = tail.offs
+                return tuple(tail.times[offs[r]:offs[r + 1]])
         r = self._table.row(key)
         if r < 0:
             return None
         offs = self._offs
         return tuple(self._times[offs[r]:offs[r + 1]])
+
+    def _below(self, key: int) -> bool:
+        """Whether the tail or the base holds the key."""
+        tail = self._tail
+        return self._table.row(key) >= 0 or (tail is not None and tail.table.row(key) >= 0)
 
     def get(self, key: int, default: tuple[float, ...] | None = None) -> tuple[float, ...] | None:
         times = self._overlay.get(key)
@@ -566,6 +647,8 @@ class CompactHistory:
         times = self._overlay.get(key)  # type: ignore[call-overload]
         if times is not None:
             return bool(times)
+        if self._tail is not None and self._tail.table.row(key) >= 0:  # type: ignore[arg-type]
+            return True
         # KeyTable.row spelled out, without its frame: the frequency rule asks this for every message
         table = self._table
         rows, keys, mask = table._rows, table._keys, table._mask
@@ -610,7 +693,7 @@ class CompactHistory:
         if key not in self:
             raise KeyError(key)
         self._n -= 1
-        if self._table.row(key) >= 0:
+        if self._below(key):
             self._overlay[key] = ()
         else:
             del self._overlay[key]
@@ -624,8 +707,14 @@ class CompactHistory:
             if overlay.get(key, True):
                 yield key
         row = self._table.row
+        tail = self._tail
+        if tail is not None:
+            for key in tail.arrays.keys.tolist():
+                if row(key) < 0 and overlay.get(key, True):
+                    yield key
+        below = self._below
         for key, times in list(overlay.items()):
-            if times and row(key) < 0:
+            if times and not below(key):
                 yield key
 
     def keys(self) -> Iterator[int]:
@@ -643,12 +732,13 @@ class CompactHistory:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"CompactHistory({len(self)} keys, {len(self._overlay)} in the overlay)"
+        return f"CompactHistory({len(self)} keys, {self.tail_size} in the tail, {len(self._overlay)} in the overlay)"
 
     def prune(self, before: float, pending: list[int], budget: int) -> None:
         """Index.prune_history for the overlay (`pending`: the overlay keys still to look at in this pass): forget
-        sends older than `before`, and drop a key whose times the base holds as well, sends before `before` aside
-        (a roll forward has taken them into it). The base's old sends go at the next roll forward."""
+        sends older than `before`, and drop a key whose times the base (or the tail) holds as well, sends before
+        `before` aside (a roll forward has taken them into it). The base's and the tail's old sends go at the
+        next roll forward."""
         overlay = self._overlay
         if not pending:
             pending.extend(overlay)
@@ -668,7 +758,70 @@ class CompactHistory:
                 self._n -= bool(times)
         del pending[-budget:]
 
+    def overlay_items(self) -> tuple[list[int], list[tuple[float, ...]]]:
+        """The overlay's keys and their times as of now (a copy of the two lists, at C speed), for `caught_up`."""
+        return list(self._overlay), list(self._overlay.values())
+
+    def caught_up(self, keys: list[int], values: list[tuple[float, ...]], after: float) -> np.ndarray:
+        """The positions of the overlay entries (`overlay_items`) the base holds as they are, sends at or before `after`
+        aside: those `forget` may drop, as `prune` would one by one (a roll forward has taken them into the base).
+        Vectorized, and pure: work for a thread, whatever the loop writes meanwhile."""
+        n = len(keys)
+        counts = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        times = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=int(counts.sum()))
+        small = np.fromiter((k <= MAX_KEY for k in keys), dtype=bool, count=n)
+        arr = np.fromiter((k if k <= MAX_KEY else -1 for k in keys), dtype=np.int64, count=n)
+        rows = np.full(n, -1, dtype=np.int64)
+        rows[small] = self._table.rows_many(arr[small])
+        owner = np.repeat(np.arange(n), counts)  # the entry of each of the overlay's sends
+        kept = times > after
+        mine = np.bincount(owner[kept], minlength=n)  # each entry's sends kept
+        base = self._arrays
+        known = np.flatnonzero(rows >= 0)
+        starts = np.asarray(base.offs[rows[known]])
+        ends = np.asarray(base.offs[rows[known] + 1])
+        # the base's sends of those keys, kept as the overlay's are (a new base holds none at or before `after`)
+        total = int((ends - starts).sum())
+        at = np.arange(total, dtype=np.int64)
+        at -= np.repeat(np.cumsum(ends - starts) - (ends - starts), ends - starts)
+        at += np.repeat(starts, ends - starts)
+        base_times = np.asarray(base.times[at])
+        base_owner = np.repeat(known, ends - starts)
+        base_kept = base_times > after
+        theirs = np.bincount(base_owner[base_kept], minlength=n)
+        same = (rows >= 0) & (mine > 0) & (mine == theirs)
+        # where the counts agree, the kept sends pair off in order: any pair that differs rules its entry out
+        ours = same[owner] & kept
+        others = same[base_owner] & base_kept
+        differ = times[ours] != base_times[others]
+        same[np.unique(owner[ours][differ])] = False
+        return np.flatnonzero(same)
+
+    def forget(self, keys: list[int], values: list[tuple[float, ...]], which: np.ndarray) -> int:
+        """Drop the overlay entries `caught_up` found the base holds (`which`: some of their positions), those
+        not written since; the count stays, each key being in the base with sends. Returns how many went."""
+        overlay = self._overlay
+        gone = 0
+        for i in which.tolist():
+            key = keys[i]
+            if overlay.get(key) is values[i]:
+                del overlay[key]
+                gone += 1
+        return gone
+
     def install(self, arrays: HistoryArrays, rows: np.ndarray | None = None) -> None:
-        """Take `arrays` as the base (a roll forward: the store's sends up to some row). The overlay keeps every
-        key written since the process started, until `prune` finds the base has caught up with it."""
+        """Take `arrays` as the base (a roll forward: the store's sends up to some row, at or past the tail's last
+        one, so the tail goes). The overlay keeps every key written since the process started, until `prune`
+        finds the base has caught up with it."""
         self._set_base(arrays, rows)
+
+
+class _Tail:
+    """CompactHistory's tail: its arrays, their table, and memoryviews of them (a lookup reads those)."""
+
+    __slots__ = ("arrays", "table", "offs", "times")
+
+    def __init__(self, arrays: HistoryArrays, table: KeyTable):
+        self.arrays, self.table = arrays, table
+        self.offs = memoryview(arrays.offs)
+        self.times = memoryview(arrays.times)

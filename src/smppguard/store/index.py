@@ -116,9 +116,7 @@ def write_snapshot(db: sqlite3.Connection, policy: Policy, now: float, *,
                 base, mark = index.history.base, index.history_mark
             else:
                 base, mark = HistoryArrays.empty(), 0
-            mark, rows = snapshot.sends_after(db, mark, span > 0)
-            keys, times = snapshot.send_arrays(rows, policy.history_keys(index))
-            del rows
+            mark, keys, times, _ = snapshot.send_arrays_after(db, mark, policy.history_keys(index), span > 0)
             hist, hist_rows = snapshot.rolled(base, keys, times, after)
             meta = {**snapshot.head(db, index.change_id, mark), "history_keys": keys_name,
                     "scope_ids": dict(index.scope_ids), "history_after": after}

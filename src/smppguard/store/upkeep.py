@@ -50,10 +50,12 @@ ROLL_OVERLAY = 1_000_000
 #: at most about this many sends (a burst of sends, as an import for the lists).
 ROLL_SENDS = 250_000
 TAIL_PAGE = 5000
-_SCORED = frozenset({"optout", "blacklist", "dead"})
+#: Overlay entries of the history a roll forward drops per turn of the loop (about 5 ms), once the new base has them.
+FORGET_SLICE = 20_000
+_SCORED = frozenset({"optout", "blacklist", "dead"})  # list kinds that are parts of a credit score
 #: complaint numbers looked up per round of the tail (an import of a complaint list is no burst of complaints
 #: against one campaign: past this many, the rest count against no account)
-MAX_COMPLAINTS_ASKED = 10_000  # list kinds that are parts of a credit score
+MAX_COMPLAINTS_ASKED = 10_000
 _DUE = "SELECT 1 FROM pending_removal WHERE status = 'pending' AND effective_at <= ? LIMIT 1"
 
 
@@ -172,15 +174,17 @@ class Upkeep:
         assert isinstance(blacklist, CompactSet) and isinstance(optouts, CompactSet)
         assert isinstance(history, CompactHistory)
         bases = (blacklist.base, optouts.base, history.base)
-        mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
-                                           policy.history_span_s > 0)
         key_of = policy.history_keys(index)
-        if key_of is None:  # the key is the number: in a thread, not a stall of the loop (0.6 s for 1M sends)
-            keys, times = await self._in_build_thread(snapshot.send_arrays, rows, None)
-        else:  # on the loop: a key may name an account's scope in the Index for the first time
+        if key_of is None:  # the key is the number: read as arrays in the thread, a chunk of rows at a time
+            mark, keys, times, _ = await self._in_thread(snapshot.send_arrays_after, self._db, index.history_mark,
+                                                         None, policy.history_span_s > 0)
+            merged = len(keys)
+        else:  # keys made on the loop: a key may name an account's scope in the Index for the first time
+            mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
+                                               policy.history_span_s > 0)
             keys, times = snapshot.send_arrays(rows, key_of)
-        merged = len(rows)
-        del rows  # a row a send, as Python objects: not kept through the build
+            merged = len(rows)
+            del rows  # a row a send, as Python objects: not kept through the build
         after = time.time() - policy.history_span_s
         # the lists as of this change id: their overlays frozen now, and folded into new bases in the thread
         change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
@@ -216,11 +220,28 @@ class Upkeep:
         index.listed = attach_sieve(blacklist, optouts, sieve)  # with the keys added since the overlays froze
         history.install(hist, hist_rows)
         index.history_mark = mark
+        settled = await self._settle(history, after)
         self.last_snapshot = {"seconds": time.monotonic() - started, "sends_merged": merged,
-                              "keys": len(hist.keys), "sends": len(hist.times), "change_id": change_id}
+                              "keys": len(hist.keys), "sends": len(hist.times), "change_id": change_id,
+                              "overlay_settled": settled}
         log.info("index snapshot rolled forward in %.2fs: %d sends merged, %d keys with %d sends, lists as of "
                  "change %d", self.last_snapshot["seconds"], merged, len(hist.keys), len(hist.times), change_id)
         return self.last_snapshot
+
+    async def _settle(self, history: CompactHistory, after: float) -> int:
+        """Drop the history's overlay entries the new base holds as they are (the sends recorded since the start,
+        once logged and merged): found in a thread, dropped on the loop FORGET_SLICE at a time. Prune would get
+        through them 5,000 a minute, while a burst leaves hundreds of thousands, 180 bytes a send. Returns how
+        many went."""
+        keys, values = history.overlay_items()
+        if not keys:
+            return 0
+        which = await self._in_build_thread(history.caught_up, keys, values, after)
+        gone = 0
+        for start in range(0, len(which), FORGET_SLICE):
+            gone += history.forget(keys, values, which[start:start + FORGET_SLICE])
+            await asyncio.sleep(0)
+        return gone
 
     # --- the change-log tail -------------------------------------------------------------------------------
 
