@@ -30,6 +30,17 @@ from smppguard.smpp.commands import CommandId
 from smppguard.smpp.fields import encode_body
 from smppguard.smpp.pdu import build
 
+#: The start of most end-to-end tests' policy: Chinese numbers, and no quiet hours to make the verdicts depend
+#: on the time of day the suite runs at.
+CN_ANY_HOUR = """
+[policy]
+default_region = "CN"
+fallback_zone = "Asia/Shanghai"
+
+[rules.quiet_hours]
+enabled = false
+"""
+
 
 def make_config(policy_toml: str = "", **tables: Any) -> Config:
     """A Config with table overrides given as dicts, e.g. make_config(upstream={"window": 2}); policy tables

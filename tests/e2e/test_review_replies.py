@@ -15,20 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from e2e.test_learning import Sender
-from helpers import Stack, make_config, rows, wait_for
+from helpers import CN_ANY_HOUR, Stack, make_config, rows, wait_for
 from mosquitto import Broker, Watcher, need_mosquitto
 from rawsmsc import DELIVER_SM, RawSmsc, deliver_sm_body
 from smppguard.cli import main
 from smppguard.smpp.status import Status
 
-POLICY = """
-[policy]
-default_region = "CN"
-fallback_zone = "Asia/Shanghai"
-
-[rules.quiet_hours]
-enabled = false
-
+POLICY = CN_ANY_HOUR + """
 [rules.frequency]
 max = 100
 period = "30d"

@@ -11,20 +11,13 @@ import pytest
 import smpplib.smpp
 from click.testing import CliRunner
 
-from helpers import Stack, make_config, rows, smpplib_client, wait_for
+from helpers import CN_ANY_HOUR, Stack, make_config, rows, smpplib_client, wait_for
 from rawsmsc import RawSmsc
 from smppguard.cli import main
 from smppguard.smpp.concat import build_udh
 from smppguard.smpp.status import Status
 
-POLICY = """
-[policy]
-default_region = "CN"
-fallback_zone = "Asia/Shanghai"
-
-[rules.quiet_hours]
-enabled = false
-
+POLICY = CN_ANY_HOUR + """
 [rules.frequency]
 enabled = false
 
