@@ -39,8 +39,11 @@ def submit_sm(source: str, number: int, text: str) -> bytes:
     except (UnicodeEncodeError, LookupError):
         payload, coding = text.encode("utf-16-be"), 0x08
     long = len(payload) > 140
-    return encode_body(CommandId.SUBMIT_SM, source_addr_ton=0 if not source.isdigit() or len(source) < 9 else 1,
-                       source_addr_npi=1, source_addr=source, dest_addr_ton=1, dest_addr_npi=1,
+    # the address the recipient wrote to, as digits of unknown type (a long code such as 1069... is national,
+    # not international) or, for a name, alphanumeric
+    digits = source.isdigit()
+    return encode_body(CommandId.SUBMIT_SM, source_addr_ton=0 if digits else 5, source_addr_npi=1 if digits else 0,
+                       source_addr=source, dest_addr_ton=1, dest_addr_npi=1,
                        destination_addr=str(number), data_coding=coding,
                        short_message=b"" if long else payload,
                        tlvs=[Tlv(TlvTag.MESSAGE_PAYLOAD, payload)] if long else [])

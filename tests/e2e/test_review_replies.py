@@ -181,6 +181,10 @@ def test_a_stop_reply_gets_exactly_one_confirmation_through_the_accounts_bind_an
             smsc.wait(lambda: len(smsc.received) == 1, what="the confirmation")
             assert answers(smsc) == [(str(A), SENDER, "您已退订, 不再收到短信")]
             assert smsc.received[0].conn.system_id == "acme"  # through the account's own bind
+            from smppguard.smpp.fields import parse_body
+            first = parse_body(smsc.received[0].command_id, smsc.received[0].body)
+            # from the long code as digits of unknown type (1069... is national), to the recipient as international
+            assert (first["source_addr_ton"], first["dest_addr_ton"], first["registered_delivery"]) == (0, 1, 0)
             reply(stack, smsc, sender, A, b"TD")  # a second opt-out the same day: no second confirmation
             wait_for(lambda: rows(path, "SELECT COUNT(*) FROM audit WHERE rule = 'reply' AND action = 'not sent'"
                                   )[0][0] == 1, what="the second answer audited as not sent")
