@@ -28,6 +28,7 @@ WHERE = ("start", "end", "either")
 #: 【】 is what the carriers ask for; [] is accepted by some (add it to `brackets` where yours does).
 FULL_WIDTH = "【】"
 UNREGISTERED = ("refuse", "pass")
+SHOWN = 40  # characters of a signature found that a refusal's reason shows (no registered one is longer)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def normal(signature: str) -> str:
 
 def found(text: str, where: str, brackets: tuple[str, ...]) -> list[str]:
     """The bracketed signatures `text` carries where `where` says (each as `normal` gives it), start first."""
-    text = text.strip()
+    text = unicodedata.normalize("NFKC", text).strip()  # full-width ［ ］ are [ ] then, as in `normal`
     out = []
     for opening, closing in brackets:
         if where in ("start", "either") and text.startswith(opening):
@@ -101,7 +102,8 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     if not _judged_now(sub, s.where):  # the signature may be in a part not seen yet
         return None
     if seen:
-        shown = ", ".join(f"【{sig}】" for sig in seen)
+        # as found, cut short: a bracket pair may enclose half the text, and the reason goes to the audit log
+        shown = ", ".join(f"【{sig[:SHOWN]}{'…' if len(sig) > SHOWN else ''}】" for sig in seen)
         return Verdict(Action.REJECT, NAME, s.status,
                        f"{s.reason}: {shown} is not registered for account {sub.account}")
     place = {"start": "at the start", "end": "at the end", "either": "at the start or the end"}[s.where]
