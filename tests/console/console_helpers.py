@@ -9,7 +9,7 @@ from typing import Any
 
 import smpplib.smpp
 
-from helpers import Stack, make_config, smpplib_client
+from helpers import CN_ANY_HOUR, Stack, make_config, smpplib_client
 from smppguard.config import HttpToken
 from smppguard.console import Console
 from smppguard.metrics import Metrics, MetricsServer, State
@@ -18,14 +18,7 @@ READ_TOKEN = "read-token-0123456789abcdef"
 WRITE_TOKEN = "write-token-0123456789abcdef"
 TOKENS = (HttpToken("desk", READ_TOKEN, "read"), HttpToken("crm", WRITE_TOKEN, "write"))
 
-POLICY = """
-[policy]
-default_region = "CN"
-fallback_zone = "Asia/Shanghai"
-
-[rules.quiet_hours]
-enabled = false
-
+POLICY = CN_ANY_HOUR + """
 [rules.frequency]
 enabled = false
 """

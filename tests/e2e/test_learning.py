@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import smpplib.smpp
 
-from helpers import Stack, make_config, rows, smpplib_client, wait_for
+from helpers import CN_ANY_HOUR, Stack, make_config, rows, smpplib_client, wait_for
 from rawsmsc import DELIVER_SM, RESP, RawSmsc, deliver_sm_body
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
@@ -19,14 +19,7 @@ from smppguard.smpp.status import Status
 from smppguard.store import lists
 from smppguard.store.db import connect
 
-POLICY = """
-[policy]
-default_region = "CN"
-fallback_zone = "Asia/Shanghai"
-
-[rules.quiet_hours]
-enabled = false
-
+POLICY = CN_ANY_HOUR + """
 [rules.frequency]
 enabled = false
 """

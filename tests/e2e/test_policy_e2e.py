@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import smpplib.smpp
 
-from helpers import RawPeer, Stack, make_config, smpplib_client
+from helpers import CN_ANY_HOUR, RawPeer, Stack, make_config, smpplib_client
 from helpers import send_submit as send
 from smppguard.smpp.commands import CommandId
 from smppguard.smpp.concat import build_udh
@@ -22,14 +22,7 @@ from smppguard.store import changelog
 from smppguard.store.db import connect
 
 BLACKLIST_STATUS = 0x401
-POLICY = f"""
-[policy]
-default_region = "CN"
-fallback_zone = "Asia/Shanghai"
-
-[rules.quiet_hours]
-enabled = false
-
+POLICY = CN_ANY_HOUR + f"""
 [rules.frequency]
 max = 4
 period = "30d"

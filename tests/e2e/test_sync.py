@@ -12,20 +12,13 @@ import pytest
 
 import helpers
 from e2e.test_learning import Sender, learned, mo_body
-from helpers import Stack, make_config, rows
+from helpers import CN_ANY_HOUR, Stack, make_config, rows
 from mosquitto import Broker
 from smppguard.smpp.status import Status
 from smppguard.store import lists
 from smppguard.store.db import connect
 
-POLICY = """
-[policy]
-default_region = "CN"
-fallback_zone = "Asia/Shanghai"
-
-[rules.quiet_hours]
-enabled = false
-
+POLICY = CN_ANY_HOUR + """
 [rules.frequency]
 max = 4
 period = "30d"
