@@ -32,6 +32,7 @@ from .replies import RULE as REPLY_RULE
 from .replies import KeywordReplies
 from .review import Review
 from .simulator import Simulator
+from .store import replies as store_replies
 from .store import review as store_review
 from .store import snapshot
 from .store.audit import AuditLog
@@ -424,9 +425,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
             lock = _snapshot_lock(config.store.path, loading.step)
             index, current = open_index(db, config.policy, clock(), failures_within_s=config.inbound.suspended_within,
                                         progress=loading.step)
-            answered = {(number, kind): at for number, kind, at in db.execute(
-                "SELECT number, kind, sent_at FROM keyword_reply WHERE sent_at > ?",
-                (clock() - config.replies.once_per,))} if config.replies.enabled else {}
+            answered = (store_replies.answered_since(db, clock() - config.replies.once_per)
+                        if config.replies.enabled else {})
         except BaseException:
             if lock is not None:
                 os.close(lock)
@@ -538,8 +538,7 @@ def _replies(config: Config, writer: StoreWriter, index: Index, answered: dict, 
              clock: Callable[[], float], bridges: Callable[[], list]) -> KeywordReplies:
     """Answers to STOP, HELP and START ([replies]), through the senders' binds the proxy gives the hold queue."""
     def record(number: int, kind: str, account: str, at: float) -> None:
-        writer.submit(lambda db: db.execute("INSERT OR REPLACE INTO keyword_reply (number, kind, account, sent_at) "
-                                            "VALUES (?, ?, ?, ?)", (number, kind, account, at)))
+        writer.submit(lambda db: store_replies.record(db, number, kind, account, at))
 
     def audit(at: float, account: str, source: str, number: int, action: str, reason: str) -> None:
         writer.audit(at, account, source, mask(number, ""), REPLY_RULE, action, 0, reason)
