@@ -168,11 +168,12 @@ class Review:
 
     def facts(self, facts: list) -> None:
         """What replies taught (inbound Facts): an opt-out counts against the account it came back to."""
+        now = self.clock()
         for fact in facts:
             if fact.kind == "optout" and fact.account:
-                tally = self._tally(fact.account, self.clock())
+                tally = self._tally(fact.account, now)
                 if tally is not None:
-                    tally.at(self.clock()).optouts += 1
+                    tally.at(now).optouts += 1
 
     def complaints(self, accounts: dict[str, int]) -> None:
         """Complaints (store/upkeep.py: blacklist entries with source complaint) against the accounts that had

@@ -56,7 +56,7 @@ def parse_settings(raw: dict, ctx: RuleContext = NO_CONTEXT) -> Settings:
 def normal(signature: str) -> str:
     """A signature as compared: NFKC, without surrounding spaces or the brackets (【ACME】 and ACME are one)."""
     text = unicodedata.normalize("NFKC", signature).strip()
-    for pair in (FULL_WIDTH, "[]", "〔〕", "［］"):
+    for pair in (FULL_WIDTH, "[]", "〔〕"):  # after NFKC: full-width ［ ］ are [ ] by then
         if len(text) > 2 and text[0] == pair[0] and text[-1] == pair[1]:
             text = text[1:-1].strip()
             break

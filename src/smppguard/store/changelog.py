@@ -300,19 +300,8 @@ def _audit_operation(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> 
     keeps it when there is one, else how many."""
     groups: dict[tuple, list[int]] = {}
     for c in batch:
-        if c.kind == "review":
-            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
-                       "VALUES (?, ?, '', '', 'review', ?, 0, ?, ?)",
-                       (d.at, c.scope_key, c.data["state"], c.data.get("reason", ""), c.actor or d.actor))
-            continue
-        if c.kind == "signature":
-            source = c.data.get("source_addr", "")
-            what = (f"signature {c.op} 【{c.data['signature']}】 for account {c.scope_key}"
-                    + (f" from {source}" if source else "") + (f" (id {c.data['cert_id']})"
-                                                                if c.data.get("cert_id") else ""))
-            db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
-                       "VALUES (?, ?, ?, '', 'signature', ?, 0, ?, ?)",
-                       (d.at, c.scope_key, source, c.op, what, c.actor or d.actor))
+        if c.kind in ACCOUNT_KINDS:
+            _audit_account(db, c, d)
             continue
         key = (c.kind, c.op, c.scope, c.scope_key, c.data.get("source", ""), c.data.get("reason", ""),
                c.data.get("zone", ""))
@@ -329,6 +318,23 @@ def _audit_operation(db: sqlite3.Connection, batch: list[Change], d: _Stamp) -> 
             db.execute("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
                        "VALUES (?, '', '', ?, ?, ?, 0, ?, ?)",
                        (d.at, f"{len(numbers)} numbers", kind, op, what, d.actor))
+
+
+_AUDIT_ACCOUNT = ("INSERT INTO audit (at, account, sender, recipient, rule, action, status, reason, actor) "
+                  "VALUES (?, ?, ?, '', ?, ?, 0, ?, ?)")
+
+
+def _audit_account(db: sqlite3.Connection, c: Change, d: _Stamp) -> None:
+    """The audit row of a change of an account (ACCOUNT_KINDS): its account and, for a signature, the source
+    address it is for."""
+    if c.kind == "review":
+        source, action, what = "", c.data["state"], c.data.get("reason", "")
+    else:
+        source, action = c.data.get("source_addr", ""), c.op
+        what = (f"signature {c.op} 【{c.data['signature']}】 for account {c.scope_key}"
+                + (f" from {source}" if source else "")
+                + (f" (id {c.data['cert_id']})" if c.data.get("cert_id") else ""))
+    db.execute(_AUDIT_ACCOUNT, (d.at, c.scope_key, source, c.kind, action, what, c.actor or d.actor))
 
 
 def _json_array(numbers: tuple[int, ...]) -> str:
