@@ -21,7 +21,7 @@ RELEASE_AFTER_S = 2.0
 
 def mark(db: sqlite3.Connection, account: str, state: str, reason: str, figures: dict, *, actor: str = "review",
          now: float | None = None, in_transaction: bool = False) -> None:
-    """Record that `account` tripped the review (state "alert" or "held")."""
+    """Record that `account` tripped the review (state "alert" or "held"), or was released."""
     changelog.write(db, [Change("review", "add", 0, "", account,
                                 {"state": state, "reason": reason, "figures": figures})],
                     origin=node_id(db), actor=actor, now=now, audited=True, in_transaction=in_transaction)
@@ -35,9 +35,8 @@ def release(db: sqlite3.Connection, account: str, *, actor: str | None = None, n
         return -1
     now = time.time() if now is None else now
     with write_transaction(db):
-        changelog.write(db, [Change("review", "add", 0, "", account,
-                                    {"state": "released", "reason": f"released from {state[0]} by an operator"})],
-                        origin=node_id(db), actor=actor or os_user(), in_transaction=True, audited=True)
+        mark(db, account, "released", f"released from {state[0]} by an operator", {}, actor=actor or os_user(),
+             in_transaction=True)
         # due once a running daemon has read the release from the change log (its tail reads every 0.5 s), so the
         # hold queue's second look does not find the account still held
         return db.execute("UPDATE held SET release_at = ? WHERE account = ? AND state = 'held' AND release_at > ?",
