@@ -4,6 +4,7 @@ that no longer agrees with the store is not used; the daemon rolls it forward on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import shutil
@@ -80,6 +81,20 @@ def filled(path):
                  (N[1], "acct1", now - 3 * DAY), (N[2], "acct1", now - 10.5)])
     conn.close()
     return path
+
+
+@contextlib.asynccontextmanager
+async def upkeep_running(path, index: Index):
+    """A writer and the upkeep (change-log tail every 50 ms, no hourly roll forward) over `index`, stopped after."""
+    writer = StoreWriter(str(path))
+    await writer.start()
+    upkeep = Upkeep(str(path), index, POLICY, writer, snapshot_first=3600, snapshot_every=3600, tail_interval=0.05)
+    await upkeep.start()
+    try:
+        yield upkeep
+    finally:
+        await upkeep.close()
+        await writer.close()
 
 
 async def test_start_up_from_the_snapshot_and_what_came_after_equals_start_up_from_the_tables(filled):
@@ -359,24 +374,18 @@ async def test_an_import_while_the_daemon_runs_is_folded_into_the_base_at_once(f
     conn = connect(filled)
     index = opened(conn)[0]
     await rolled(filled, index)  # the snapshot as of now; what follows is in no base
-    writer = StoreWriter(str(filled))
-    await writer.start()
-    upkeep = Upkeep(str(filled), index, POLICY, writer, snapshot_first=3600, snapshot_every=3600,
-                    tail_interval=0.05)
-    await upkeep.start()
     try:
-        imported = [8613900000000 + 11 * i for i in range(40)]
-        write(conn, [Change("blacklist", "add", 0, numbers=imported)], origin="import", now=time.time())
-        await eventually(lambda: all(n in index.blacklist for n in imported))
-        assert upkeep.last_snapshot is None and index.blacklist.overlay_size == 40  # 40: not past the bound
-        more = [8613900100000 + 11 * i for i in range(20)]
-        write(conn, [Change("blacklist", "add", 0, numbers=more)], origin="import", now=time.time())
-        await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
-        assert index.blacklist.overlay_size == 0 and all(n in index.blacklist for n in imported + more)
-        assert len(index.blacklist) == len(set(view(opened(conn, use_snapshot=False)[0])["blacklist"]))
+        async with upkeep_running(filled, index) as upkeep:
+            imported = [8613900000000 + 11 * i for i in range(40)]
+            write(conn, [Change("blacklist", "add", 0, numbers=imported)], origin="import", now=time.time())
+            await eventually(lambda: all(n in index.blacklist for n in imported))
+            assert upkeep.last_snapshot is None and index.blacklist.overlay_size == 40  # 40: not past the bound
+            more = [8613900100000 + 11 * i for i in range(20)]
+            write(conn, [Change("blacklist", "add", 0, numbers=more)], origin="import", now=time.time())
+            await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
+            assert index.blacklist.overlay_size == 0 and all(n in index.blacklist for n in imported + more)
+            assert len(index.blacklist) == len(set(view(opened(conn, use_snapshot=False)[0])["blacklist"]))
     finally:
-        await upkeep.close()
-        await writer.close()
         conn.close()
 
 
@@ -389,31 +398,25 @@ async def test_a_burst_of_sends_rolls_the_snapshot_forward_at_once_so_a_restart_
     conn = connect(filled)
     index = opened(conn)[0]
     await rolled(filled, index)
-    writer = StoreWriter(str(filled))
-    await writer.start()
-    upkeep = Upkeep(str(filled), index, POLICY, writer, snapshot_first=3600, snapshot_every=3600,
-                    tail_interval=0.05)
-    await upkeep.start()
     try:
-        now = time.time()
-        sends(conn, [(8613900000000 + i, "acct1", now - 60 + i / 100) for i in range(40)])
-        for i in range(40):
-            index.record_send(8613900000000 + i, now - 60 + i / 100)  # as the screening records them
-        await asyncio.sleep(0.3)
-        assert upkeep.last_snapshot is None  # 40: not past the bound
-        sends(conn, [(8613900000000 + i, "acct1", now - 50 + i / 100) for i in range(40, 60)])
-        await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
-        assert upkeep.last_snapshot["sends_merged"] == 60
-        # the 40 recorded in the Index are in the new base as the overlay has them: the overlay lets them go
-        assert upkeep.last_snapshot["overlay_settled"] == 40 and index.history.overlay_size == 0
-        assert index.history.get(8613900000000 + 5) == (now - 60 + 5 / 100,)
-        assert index.history_mark == conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()[0]
-        again, current = opened(conn)
-        assert current and again.history.overlay_size == 0
-        assert view(again) == view(opened(conn, use_snapshot=False)[0])
+        async with upkeep_running(filled, index) as upkeep:
+            now = time.time()
+            sends(conn, [(8613900000000 + i, "acct1", now - 60 + i / 100) for i in range(40)])
+            for i in range(40):
+                index.record_send(8613900000000 + i, now - 60 + i / 100)  # as the screening records them
+            await asyncio.sleep(0.3)
+            assert upkeep.last_snapshot is None  # 40: not past the bound
+            sends(conn, [(8613900000000 + i, "acct1", now - 50 + i / 100) for i in range(40, 60)])
+            await eventually(lambda: upkeep.last_snapshot is not None, timeout=10)
+            assert upkeep.last_snapshot["sends_merged"] == 60
+            # the 40 recorded in the Index are in the new base as the overlay has them: the overlay lets them go
+            assert upkeep.last_snapshot["overlay_settled"] == 40 and index.history.overlay_size == 0
+            assert index.history.get(8613900000000 + 5) == (now - 60 + 5 / 100,)
+            assert index.history_mark == conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()[0]
+            again, current = opened(conn)
+            assert current and again.history.overlay_size == 0
+            assert view(again) == view(opened(conn, use_snapshot=False)[0])
     finally:
-        await upkeep.close()
-        await writer.close()
         conn.close()
 
 
