@@ -420,6 +420,56 @@ async def test_a_burst_of_sends_rolls_the_snapshot_forward_at_once_so_a_restart_
         conn.close()
 
 
+def test_a_child_process_reads_the_send_rows_after_a_mark_as_the_daemon_would(path):
+    """sendrows: the rows after the mark, in row order, every time to the bit, and the last row's id; none after
+    it: empty arrays and the mark; a store it cannot open: OSError with the child's reason."""
+    from smppguard.store import sendrows
+
+    conn = connect(path)
+    try:
+        now = time.time()
+        sends(conn, [(8613900000000 + i % 37, "acct1", now - 1000 + i * 0.123456789) for i in range(3000)])
+        for mark in (0, 1234, 3000):
+            last, keys, times = sendrows.send_arrays(str(path), mark)
+            expected = snapshot.send_arrays_after(conn, mark, None)
+            assert last == expected[0] == 3000
+            assert keys.dtype == np.int64 and times.dtype == np.float64 and len(keys) == 3000 - mark
+            assert np.array_equal(keys, expected[1]) and np.array_equal(times, expected[2])
+    finally:
+        conn.close()
+    with pytest.raises(OSError, match="unable to open"):
+        sendrows.send_arrays(str(path.with_name("none.db")), 0)
+
+
+@pytest.mark.parametrize("child", ["works", "fails"])
+async def test_a_roll_forward_after_many_sends_reads_them_in_a_child_process_or_else_itself(filled, monkeypatch,
+                                                                                            caplog, child):
+    """Past CHILD_READ_ROWS send rows, a child process reads them (the loop keeps the GIL); if it fails, the
+    upkeep's thread reads them, with a warning. Either way the Index ends as the tables say."""
+    from smppguard.store import sendrows
+    from smppguard.store import upkeep as upkeep_module
+
+    monkeypatch.setattr(upkeep_module, "CHILD_READ_ROWS", 100)
+    calls = []
+    real = sendrows.send_arrays
+    monkeypatch.setattr(sendrows, "send_arrays", lambda *a: calls.append(a) or real(*a))
+    if child == "fails":
+        monkeypatch.setattr(sendrows.sys, "executable", "/bin/false")
+    conn = connect(filled)
+    try:
+        index = opened(conn)[0]
+        await rolled(filled, index)
+        assert not calls  # a handful of rows: read in the thread
+        now = time.time()
+        sends(conn, [(8613900000000 + i % 150, "acct1", now - 600 + i / 10) for i in range(400)])
+        assert (await rolled(filled, index))["sends_merged"] == 400
+        assert len(calls) == 1
+        assert ("reading them in the daemon instead" in caplog.text) == (child == "fails")
+        assert view(index) == view(opened(conn, use_snapshot=False)[0])
+    finally:
+        conn.close()
+
+
 async def test_a_restart_takes_the_sends_after_the_snapshot_as_arrays_and_a_roll_forward_folds_them_in(filled):
     """The send rows after the snapshot's become a tail of arrays over its base, not a Python tuple a key; a key
     past int64 (an account's scope past 8191) alone goes to the overlay, as it always did. The Index says what the

@@ -119,7 +119,7 @@ class Committer:
         import subprocess
 
         child = subprocess.Popen([sys.executable, "-S", "-m", "smppguard.store.committer"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, bufsize=0, close_fds=True, env=_child_env())
+                                 stdout=subprocess.PIPE, bufsize=0, close_fds=True, env=child_env())
         self._child = child
         self.started += 1
         try:
@@ -212,7 +212,7 @@ def _decode(data: bytes) -> Any:
         raise ValueError(str(e)) from None
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The daemon's environment, with the folder this package is in first on PYTHONPATH: the child runs without
     `site` (python -S), which would have put it there."""
     env = dict(os.environ)

@@ -26,13 +26,13 @@ import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from .. import tasks
 from ..policy import Policy
 from ..policy.compact import CompactHistory, CompactSet, attach_sieve, sieve_of
 from ..policy.model import Index
-from . import audit, snapshot
+from . import audit, sendrows, snapshot
 from .changelog import COLUMNS, from_row
 from .credit import apply_low_scores, low_scores
 from .db import StoreError, read_only
@@ -40,6 +40,9 @@ from .index import apply_change, history_keys_name
 from .lists import apply_due_removals
 from .migrations import NEWEST, too_new
 from .writer import StoreWriter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("smppguard.store")
 
@@ -52,6 +55,9 @@ ROLL_OVERLAY = 1_000_000
 #: machine), so a million of them bound it; a roll forward at 5M list entries costs 20-25 s of a core, which a
 #: roll every 250,000 sends made the senders' burst pay for several times over.
 ROLL_SENDS = 1_000_000
+#: Send rows after the mark from which a roll forward has a child process read them (sendrows.py): fewer are read
+#: in the upkeep's thread sooner than a process starts.
+CHILD_READ_ROWS = 20_000
 TAIL_PAGE = 5000
 #: Overlay entries of the history a roll forward drops per turn of the loop (about 5 ms), once the new base has them.
 FORGET_SLICE = 20_000
@@ -178,9 +184,9 @@ class Upkeep:
         assert isinstance(history, CompactHistory)
         bases = (blacklist.base, optouts.base, history.base)
         key_of = policy.history_keys(index)
-        if key_of is None:  # the key is the number: read as arrays in the thread, a chunk of rows at a time
-            mark, keys, times, _ = await self._in_thread(snapshot.send_arrays_after, self._db, index.history_mark,
-                                                         None, policy.history_span_s > 0)
+        if key_of is None:  # the key is the number: read as arrays by a child process (sendrows.py)
+            mark, keys, times = await self._in_thread(self._send_arrays, index.history_mark,
+                                                      policy.history_span_s > 0)
             merged = len(keys)
         else:  # keys made on the loop: a key may name an account's scope in the Index for the first time
             mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
@@ -230,6 +236,18 @@ class Upkeep:
         log.info("index snapshot rolled forward in %.2fs: %d sends merged, %d keys with %d sends, lists as of "
                  "change %d", self.last_snapshot["seconds"], merged, len(hist.keys), len(hist.times), change_id)
         return self.last_snapshot
+
+    def _send_arrays(self, after: int, counted: bool) -> tuple[int, np.ndarray, np.ndarray]:
+        """The send rows after row `after` as keys and times: read by a child process when there are many (see
+        sendrows.py), in this thread when there are few or the child fails (then with a warning)."""
+        last = self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0]
+        if counted and last - after >= CHILD_READ_ROWS:
+            try:
+                return sendrows.send_arrays(self.path, after, last - after)
+            except OSError as e:
+                log.warning("%s; reading them in the daemon instead", e)
+        mark, keys, times, _ = snapshot.send_arrays_after(self._db, after, None, counted)
+        return mark, keys, times
 
     async def _settle(self, history: CompactHistory, after: float) -> int:
         """Drop the history's overlay entries the new base holds as they are (the sends recorded since the start,
