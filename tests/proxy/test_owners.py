@@ -41,3 +41,25 @@ def test_an_id_older_than_max_age_is_let_through_and_forgotten_as_new_ones_come(
 def test_message_id_of():
     assert message_id_of(b"abc\0rest") == b"abc"
     assert message_id_of(b"abc") == b"abc"
+
+
+def test_ids_go_a_generation_at_a_time_and_the_count_stays_within_max_ids():
+    owners = MessageOwners(max_ids=800)
+    for i in range(8000):
+        owners.record(b"m%d" % i, "acme")
+        assert len(owners) <= 800
+    assert len(owners) >= 700  # at least seven eighths: an eighth goes at a time
+    assert owners.refuses(b"m7999", "beta") and owners.refuses(b"m7300", "beta")
+    assert not owners.refuses(b"m7000", "beta") and not owners.refuses(b"m0", "beta")
+
+
+def test_an_id_is_remembered_for_max_age_and_at_most_an_eighth_longer():
+    clock = Clock()
+    owners = MessageOwners(max_age_s=80.0, clock=clock)
+    for t in range(0, 200):  # an id a second: generations close every 10 s
+        clock.now = float(t)
+        owners.record(b"m%d" % t, "acme")
+    assert owners.refuses(b"m119", "beta") and owners.refuses(b"m199", "beta")  # 80 s old and younger
+    assert not owners.refuses(b"m100", "beta")  # 99 s old: past max_age and its eighth
+    clock.now = 1000.0  # nothing recorded since: all of them are past max_age
+    assert not owners.refuses(b"m199", "beta")

@@ -2,13 +2,20 @@
 through the proxy (they share one SMSC account only if they share a system_id; several system_ids may share an
 SMSC that hands out ids from one sequence).
 
-Rule: bounded by count and by age (the oldest forgotten first); an id not remembered is let through, since the
+Rule: bounded by count and by age, the oldest forgotten first; an id not remembered is let through, since the
 SMSC then judges it as it always did. Pure: the clock is passed in.
+
+The ids are kept in GENERATIONS dicts of id -> account (the account's one str shared by all its ids), each
+closed when it holds an eighth of `max_ids` or spans an eighth of `max_age_s`, and forgotten whole: about 85
+bytes an id instead of 175 with a time of its own, which is 18 MB of a daemon that relays 200,000 messages. So
+an id is remembered for at least `max_age_s` and at most an eighth longer, and the count stays within `max_ids`
+(down to seven eighths of it just after the oldest generation goes).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Callable
 
 from ..smpp.commands import CommandId
@@ -17,6 +24,7 @@ from ..smpp.status import Status
 #: The status each request is refused with when the message is another account's.
 REFUSAL = {CommandId.QUERY_SM: Status.RQUERYFAIL, CommandId.CANCEL_SM: Status.RCANCELFAIL,
            CommandId.REPLACE_SM: Status.RREPLACEFAIL}
+GENERATIONS = 8
 
 
 class MessageOwners:
@@ -25,35 +33,51 @@ class MessageOwners:
         self.max_ids = max_ids
         self.max_age_s = max_age_s
         self.clock = clock
-        self._owner: dict[bytes, tuple[str, float]] = {}  # message id -> (account, when); oldest first
-        self._recorded = 0
+        self._size = max(1, max_ids // GENERATIONS)  # ids a generation takes
+        self._span = max_age_s / GENERATIONS  # and the time it spans
+        self._current: dict[bytes, str] = {}  # the generation ids go to: message id -> account
+        self._first = self._last = clock()  # when it took its first and its last id
+        self._older: deque[tuple[float, dict[bytes, str]]] = deque()  # (its last id's time, its ids), oldest first
+        self._older_count = 0
 
     def __len__(self) -> int:
-        return len(self._owner)
+        return self._older_count + len(self._current)
 
     def record(self, message_id: bytes, account: str) -> None:
-        """Once per accepted submit: a dict store, and now and then the oldest ids dropped."""
-        owner = self._owner
-        owner[message_id] = (account, self.clock())  # an id seen again keeps its place: ids do not repeat
-        if len(owner) > self.max_ids:
-            del owner[next(iter(owner))]
-        self._recorded += 1
-        if not self._recorded & 1023:
-            self._forget_old()
+        """Once per accepted submit: a dict store, and now and then a generation closed and the oldest dropped."""
+        now = self.clock()
+        current = self._current
+        if current and (len(current) >= self._size or now - self._first >= self._span):
+            current = self._close(now)
+        if not current:
+            self._first = now
+        current[message_id] = account  # an id seen again is kept twice at most: ids do not repeat
+        self._last = now
 
-    def _forget_old(self) -> None:
-        owner = self._owner
-        cutoff = self.clock() - self.max_age_s
-        while owner:
-            key = next(iter(owner))
-            if owner[key][1] >= cutoff:
-                return
-            del owner[key]
+    def _close(self, now: float) -> dict[bytes, str]:
+        """Close the current generation (its time: its last id's) and drop the oldest ones past the bounds, room
+        made for one more id; the new current generation."""
+        older = self._older
+        older.append((self._last, self._current))
+        self._older_count += len(self._current)
+        self._current = {}
+        cutoff = now - self.max_age_s
+        while older and (self._older_count >= self.max_ids or older[0][0] < cutoff):
+            self._older_count -= len(older.popleft()[1])
+        return self._current
 
     def refuses(self, message_id: bytes, account: str) -> bool:
         """Whether `account` may not touch this message: another account got its id."""
-        found = self._owner.get(message_id)
-        return found is not None and found[0] != account and self.clock() - found[1] <= self.max_age_s
+        found = self._current.get(message_id)
+        last = self._last
+        if found is None:
+            for last, ids in reversed(self._older):  # noqa: B007 - `last`: the generation's, read below
+                found = ids.get(message_id)
+                if found is not None:
+                    break
+            else:
+                return False
+        return found != account and self.clock() - last <= self.max_age_s
 
 
 def message_id_of(body: bytes) -> bytes:
