@@ -549,31 +549,40 @@ class HistoryArrays(NamedTuple):
         return HistoryArrays(all_keys, offs, all_times)
 
 
-def _overlay_count(overlay: dict[int, tuple[float, ...]], base: np.ndarray) -> int:
+#: An overlay entry: a key's send times, a float for a key with one send (24 bytes, not 72 with its tuple: most
+#: recipients of a campaign get one message), `()` for a key whose sends are gone (see CompactHistory).
+Times = float | tuple[float, ...]
+
+
+def _times(value: Times) -> tuple[float, ...]:
+    return (value,) if type(value) is float else value  # type: ignore[return-value]
+
+
+def _overlay_count(overlay: dict[int, Times], base: np.ndarray) -> int:
     """How many keys the overlay adds to the base's (sorted `base`), less those it deletes: vectorized, as a new
     base is installed on the event loop (a probe per key took 100 ms for 100,000 keys)."""
     small = [k for k in overlay if k <= MAX_KEY]
     keys = np.array(small, dtype=np.int64)
-    present = np.array([bool(overlay[k]) for k in small], dtype=bool)
+    present = np.array([overlay[k] != () for k in small], dtype=bool)
     at = np.searchsorted(base, keys)
     in_base = at < len(base)
     in_base[in_base] = base[at[in_base]] == keys[in_base]
     # keys past int64 are never in a base: each with sends adds one
-    big = sum(1 for k, t in overlay.items() if k > MAX_KEY and t) if len(small) < len(overlay) else 0
+    big = sum(1 for k, t in overlay.items() if k > MAX_KEY and t != ()) if len(small) < len(overlay) else 0
     return int((present & ~in_base).sum()) - int((~present & in_base).sum()) + big
 
 
 class CompactHistory:
     """Send times by key, as `dict[int, tuple[float, ...]]` does it: a base (`HistoryArrays` and a table of its
     keys), after a restart a *tail* over it (the same, for the keys of the sends logged after the base, each with
-    all of its times: `add_tail`), and an overlay of the keys written since, each with all of its times (`()`:
-    none any more). A lookup asks the overlay, then the tail, then the base; the tail stays until a new base,
-    which holds its sends, is installed."""
+    all of its times: `add_tail`), and an overlay of the keys written since, each with all of its times (a float
+    for a single send, `()`: none any more). A lookup asks the overlay, then the tail, then the base; the tail
+    stays until a new base, which holds its sends, is installed."""
 
     __slots__ = ("_arrays", "_table", "_offs", "_times", "_tail", "_overlay", "_n", "_absent")
 
     def __init__(self, arrays: HistoryArrays | None = None, rows: np.ndarray | None = None):
-        self._overlay: dict[int, tuple[float, ...]] = {}
+        self._overlay: dict[int, Times] = {}
         self._tail: _Tail | None = None
         self._set_base(arrays or HistoryArrays.empty(), rows)
 
@@ -639,14 +648,16 @@ class CompactHistory:
     def get(self, key: int, default: tuple[float, ...] | None = None) -> tuple[float, ...] | None:
         times = self._overlay.get(key)
         if times is not None:
-            return times or default
+            if type(times) is float:
+                return (times,)
+            return times or default  # type: ignore[return-value]
         times = self._base_get(key)
         return default if times is None else times
 
     def __contains__(self, key: object) -> bool:
         times = self._overlay.get(key)  # type: ignore[call-overload]
         if times is not None:
-            return bool(times)
+            return times != ()
         if self._tail is not None and self._tail.table.row(key) >= 0:  # type: ignore[arg-type]
             return True
         # KeyTable.row spelled out, without its frame: the frequency rule asks this for every message
@@ -673,10 +684,13 @@ class CompactHistory:
         times = self._overlay.get(key)
         if times is None and key != self._absent:
             times = self._base_get(key)
-        if not times:
-            self._overlay[key] = (at,)
+        if times is None or times == ():
+            self._overlay[key] = float(at)
             self._n += 1
-        elif at >= times[-1]:
+            return
+        if type(times) is float:
+            times = (times,)
+        if at >= times[-1]:  # type: ignore[index]
             self._overlay[key] = times + (at,)
         else:
             i = bisect_right(times, at)
@@ -704,17 +718,17 @@ class CompactHistory:
     def __iter__(self) -> Iterator[int]:
         overlay = self._overlay
         for key in self._arrays.keys.tolist():
-            if overlay.get(key, True):
+            if overlay.get(key, True) != ():
                 yield key
         row = self._table.row
         tail = self._tail
         if tail is not None:
             for key in tail.arrays.keys.tolist():
-                if row(key) < 0 and overlay.get(key, True):
+                if row(key) < 0 and overlay.get(key, True) != ():
                     yield key
         below = self._below
         for key, times in list(overlay.items()):
-            if times and not below(key):
+            if times != () and not below(key):
                 yield key
 
     def keys(self) -> Iterator[int]:
@@ -743,30 +757,33 @@ class CompactHistory:
         if not pending:
             pending.extend(overlay)
         for key in pending[-budget:]:
-            times = overlay.get(key)
-            if times is None:
+            value = overlay.get(key)
+            if value is None:
                 continue
+            times = _times(value)
             cut = times[bisect_left(times, before):]
             base = self._base_get(key)
             if base is not None and bool(cut) and base[bisect_left(base, before):] == cut:
                 del overlay[key]  # the base has it (and it stays present)
             elif cut or base is not None:
-                overlay[key] = cut
+                if len(cut) != len(times):  # else left as it is: `forget` knows an entry by its identity
+                    overlay[key] = cut[0] if len(cut) == 1 else cut
                 self._n += bool(cut) - bool(times)
             else:
                 del overlay[key]
                 self._n -= bool(times)
         del pending[-budget:]
 
-    def overlay_items(self) -> tuple[list[int], list[tuple[float, ...]]]:
+    def overlay_items(self) -> tuple[list[int], list[Times]]:
         """The overlay's keys and their times as of now (a copy of the two lists, at C speed), for `caught_up`."""
         return list(self._overlay), list(self._overlay.values())
 
-    def caught_up(self, keys: list[int], values: list[tuple[float, ...]], after: float) -> np.ndarray:
+    def caught_up(self, keys: list[int], values: list[Times], after: float) -> np.ndarray:
         """The positions of the overlay entries (`overlay_items`) the base holds as they are, sends at or before `after`
         aside: those `forget` may drop, as `prune` would one by one (a roll forward has taken them into the base).
         Vectorized, and pure: work for a thread, whatever the loop writes meanwhile."""
         n = len(keys)
+        values = [_times(v) for v in values]
         counts = np.fromiter(map(len, values), dtype=np.int64, count=n)
         times = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=int(counts.sum()))
         small = np.fromiter((k <= MAX_KEY for k in keys), dtype=bool, count=n)
@@ -797,7 +814,7 @@ class CompactHistory:
         same[np.unique(owner[ours][differ])] = False
         return np.flatnonzero(same)
 
-    def forget(self, keys: list[int], values: list[tuple[float, ...]], which: np.ndarray) -> int:
+    def forget(self, keys: list[int], values: list[Times], which: np.ndarray) -> int:
         """Drop the overlay entries `caught_up` found the base holds (`which`: some of their positions), those
         not written since; the count stays, each key being in the base with sends. Returns how many went."""
         overlay = self._overlay
