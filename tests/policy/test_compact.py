@@ -172,6 +172,26 @@ def test_property_compact_index_decides_as_the_plain_one(stream):
             if any(t > span for t in packed.history[k])} == {k: v for k, v in recent.items() if v}
 
 
+def test_history_arrays_from_chunks_in_time_order_equal_from_rows_and_the_chunks_are_let_go():
+    """As start-up reads them: chunks of rows in time order, keys and times views of one structured array each."""
+    rng = np.random.default_rng(5)
+    keys, times, all_keys, all_times = [], [], [], []
+    for start in range(0, 10_000, 999):
+        pairs = np.empty(min(999, 10_000 - start), dtype=[("k", np.int64), ("t", np.float64)])
+        pairs["k"] = 8613800000000 + rng.integers(0, 700, len(pairs))
+        pairs["t"] = start + np.arange(len(pairs)) + rng.random(len(pairs)) / 2
+        keys.append(pairs["k"])
+        times.append(pairs["t"])
+        all_keys.append(pairs["k"].copy())
+        all_times.append(pairs["t"].copy())
+    expected = HistoryArrays.from_rows(np.concatenate(all_keys), np.concatenate(all_times))
+    got = HistoryArrays.from_chunks(keys, times)
+    assert not keys and not times
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)) and len(got.keys) > 600
+    assert all(np.array_equal(a, b) for a, b in zip(HistoryArrays.from_chunks([], []), HistoryArrays.empty(),
+                                                     strict=True))
+
+
 def test_history_arrays_merge_drops_old_sends_and_keeps_each_key_in_time_order():
     base = HistoryArrays.from_rows(np.array([5, 3, 5, 9]), np.array([10.0, 1.0, 30.0, 2.0]))
     merged = base.merged(np.array([5, 7, 3, 5]), np.array([40.0, 5.0, 0.5, 20.0]), after=1.5)

@@ -377,8 +377,7 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
             times.append(np.array([sent_at for *_, sent_at in rows], dtype=np.float64))
             done += len(rows)
             progress("send history", done, total)
-    index.history = CompactHistory(HistoryArrays.from_rows(np.concatenate(keys), np.concatenate(times), by_time=True)
-                                   if keys else None)
+    index.history = CompactHistory(HistoryArrays.from_chunks(keys, times) if keys else None)
     return False
 
 
