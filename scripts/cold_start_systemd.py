@@ -39,6 +39,7 @@ from pathlib import Path
 from smppguard import sdnotify
 from smppguard.bench.fill import fill_store
 from smppguard.bench.procs import child_pids, free_port, rss_kb, terminated_cleanly
+from smppguard.bench.systemd import StartWatch
 from smppguard.store import snapshot
 
 #: The log's lines for a roll forward done and failed (store/upkeep.py).
@@ -49,40 +50,6 @@ LOADING = re.compile(r"loading (.+?) ([\d.]+[kM]?)(?:/([\d.]+[kM]?))?$")
 #: The daemon dies with this script (kill -9 included): util-linux's setpriv sets PR_SET_PDEATHSIG and execs it.
 DIE_WITH_US: tuple[str, ...] = (("setpriv", "--pdeathsig", "KILL", "--")
                                 if sys.platform == "linux" and shutil.which("setpriv") else ())
-
-
-class _Systemd:
-    """What systemd does with a Type=notify service's messages while it starts: a start timeout from launch,
-    pushed out by each EXTEND_TIMEOUT_USEC= to at least that long after it arrives; a start not READY=1 by then is
-    killed. Reads the notify socket in a thread, noting when each message came."""
-
-    def __init__(self, sock: socket.socket, timeout: float):
-        self.sock, self.timeout = sock, timeout
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self.launched = time.monotonic()
-        self.deadline = self.launched + timeout
-        self.killed_at: float | None = None
-        self.ready_at: float | None = None
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while self.ready_at is None and self.killed_at is None:
-            self.sock.settimeout(max(0.001, self.deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                self.killed_at = time.monotonic()
-                return
-            now = time.monotonic()
-            fields = dict(line.partition("=")[::2] for line in data.split("\n") if line)
-            self.messages.append((now - self.launched, fields))
-            if now > self.deadline:
-                self.killed_at = now
-            elif "EXTEND_TIMEOUT_USEC" in fields:
-                self.deadline = max(self.deadline, now + int(fields["EXTEND_TIMEOUT_USEC"]) / 1e6)
-            if fields.get("READY") == "1":
-                self.ready_at = now
 
 
 class _Log:
@@ -225,7 +192,7 @@ def cold_start(db: Path, run: Path, timeout: float, snapshot_wait: float) -> dic
     sock.bind(str(notify_path))
     env = {k: v for k, v in os.environ.items() if k not in ("SMPPGUARD_CONFIG", "WATCHDOG_USEC", "WATCHDOG_PID")}
     env["NOTIFY_SOCKET"] = str(notify_path)
-    systemd = _Systemd(sock, timeout)
+    systemd = StartWatch(sock, timeout)
     launched = systemd.launched
     daemon = subprocess.Popen([*DIE_WITH_US, sys.executable, "-m", "smppguard", "run", "--config", str(config)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

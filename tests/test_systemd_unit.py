@@ -12,13 +12,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from helpers import children, proc_stat, send_submit, smpplib_client, start_daemon, wait_for
+from smppguard.bench.systemd import StartWatch
 
 UNIT = Path(__file__).parents[1] / "systemd" / "smppguard.service"
 SECCOMP = Path(__file__).parent / "seccomp.py"
@@ -116,40 +115,6 @@ def test_the_daemon_runs_under_the_units_system_call_filter_and_lowers_its_threa
     assert daemon.returncode == 0, err
 
 
-class _Systemd:
-    """What systemd does with a Type=notify service's messages while it starts: a start timeout from launch,
-    pushed out by each EXTEND_TIMEOUT_USEC= to at least that long after it arrives; a start not READY=1 by then is
-    killed. Reads the notify socket in a thread, noting when each message came."""
-
-    def __init__(self, sock: socket.socket, timeout: float):
-        self.sock, self.timeout = sock, timeout
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self.launched = time.monotonic()
-        self.deadline = self.launched + timeout
-        self.killed_at: float | None = None
-        self.ready_at: float | None = None
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while self.ready_at is None and self.killed_at is None:
-            self.sock.settimeout(max(0.001, self.deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                self.killed_at = time.monotonic()
-                return
-            now = time.monotonic()
-            fields = dict(line.partition("=")[::2] for line in data.split("\n") if line)
-            self.messages.append((now - self.launched, fields))
-            if now > self.deadline:
-                self.killed_at = now
-            elif "EXTEND_TIMEOUT_USEC" in fields:
-                self.deadline = max(self.deadline, now + int(fields["EXTEND_TIMEOUT_USEC"]) / 1e6)
-            if fields.get("READY") == "1":
-                self.ready_at = now
-
-
 @pytest.mark.subprocess
 def test_a_start_longer_than_the_start_timeout_is_never_killed_while_its_load_moves(tmp_path):
     """A store whose lists are read from the tables (no snapshot) at a pace that takes the load well past the
@@ -165,7 +130,7 @@ def test_a_start_longer_than_the_start_timeout_is_never_killed_while_its_load_mo
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
-    systemd = _Systemd(sock, timeout=3.0)
+    systemd = StartWatch(sock, timeout=3.0)
     daemon, _address = start_daemon(tmp_path, '[store]\npath = "guard.db"\n', env={"NOTIFY_SOCKET": path},
                                     wrapper=(sys.executable, str(SLOWLOAD), "0.3", "1000", "0.5", "2", "--"))
     try:
