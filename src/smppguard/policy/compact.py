@@ -782,7 +782,7 @@ class CompactHistory:
                 del overlay[key]  # the base has it (and it stays present)
             elif cut or base is not None:
                 if len(cut) != len(times):  # else left as it is: `forget` knows an entry by its identity
-                    overlay[key] = cut[0] if len(cut) == 1 else cut
+                    overlay[key] = float(cut[0]) if len(cut) == 1 else cut
                 self._n += bool(cut) - bool(times)
             else:
                 del overlay[key]

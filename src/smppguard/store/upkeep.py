@@ -52,8 +52,9 @@ ROLL_OVERLAY = 1_000_000
 #: Send rows logged after the snapshot's past which it rolls forward at once, not at the hour: a restart replays
 #: at most about this many sends (a burst of sends, as an import for the lists).
 #: A restart reads the send rows after the snapshot as arrays, about 1 µs a row (2M in 1.9 s on the 2-core test
-#: machine), so a million of them bound it; a roll forward at 5M list entries costs 20-25 s of a core, which a
-#: roll every 250,000 sends made the senders' burst pay for several times over.
+#: machine), so a million of them bound it. A roll forward during a burst at 5M list entries takes 4-5 s (20-32 s
+#: when its sends were read in a thread of the daemon), which a roll every 250,000 sends would make the burst pay
+#: for several times over.
 ROLL_SENDS = 1_000_000
 #: Send rows after the mark from which a roll forward has a child process read them (sendrows.py): fewer are read
 #: in the upkeep's thread sooner than a process starts.
