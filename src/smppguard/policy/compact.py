@@ -20,8 +20,9 @@ sequence for one key in Python. Keys are non-negative and at most MAX_KEY; a lar
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left, bisect_right
-from itertools import chain
+from itertools import chain, repeat
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -575,15 +576,23 @@ def _times(value: Times) -> tuple[float, ...]:
 
 def _overlay_count(overlay: dict[int, Times], base: np.ndarray) -> int:
     """How many keys the overlay adds to the base's (sorted `base`), less those it deletes: vectorized, as a new
-    base is installed on the event loop (a probe per key took 100 ms for 100,000 keys)."""
-    small = [k for k in overlay if k <= MAX_KEY]
-    keys = np.array(small, dtype=np.int64)
-    present = np.array([overlay[k] != () for k in small], dtype=bool)
+    base is installed on the event loop (a probe per key took 100 ms for 100,000 keys). The keys and whether each
+    has sends are read at C speed (fromiter over the dict and a map of ==: 55 ms for a burst's 1M keys, where a
+    Python pass over them took 0.3 s of the loop); only an overlay with a key past int64 takes that pass."""
+    n = len(overlay)
+    try:
+        keys = np.fromiter(overlay, dtype=np.int64, count=n)
+    except OverflowError:  # a key past int64 (an account's scope past 8191): none is in a base
+        small = [k for k in overlay if k <= MAX_KEY]
+        keys = np.array(small, dtype=np.int64)
+        present = np.array([overlay[k] != () for k in small], dtype=bool)
+    else:
+        present = ~np.fromiter(map(operator.eq, overlay.values(), repeat(())), dtype=bool, count=n)
     at = np.searchsorted(base, keys)
     in_base = at < len(base)
     in_base[in_base] = base[at[in_base]] == keys[in_base]
     # keys past int64 are never in a base: each with sends adds one
-    big = sum(1 for k, t in overlay.items() if k > MAX_KEY and t != ()) if len(small) < len(overlay) else 0
+    big = sum(1 for k, t in overlay.items() if k > MAX_KEY and t != ()) if len(keys) < n else 0
     return int((present & ~in_base).sum()) - int((~present & in_base).sum()) + big
 
 
