@@ -23,7 +23,8 @@ def _mosquitto():
 
 
 def test_the_sync_benchmark_prints_both_rates_the_ratio_the_cpu_and_the_delay():
-    done = subprocess.run([sys.executable, "-m", "smppguard", "bench", "--sync", "-n", "300", "-b", "2", "-w", "5",
+    # 2,000 messages: the CPU is read in clock ticks (10 ms), and 300 messages (~8 ms of the proxy's) were 0 or 1
+    done = subprocess.run([sys.executable, "-m", "smppguard", "bench", "--sync", "-n", "2000", "-b", "2", "-w", "5",
                            "--rounds", "1", "--json"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout)
@@ -34,14 +35,14 @@ def test_the_sync_benchmark_prints_both_rates_the_ratio_the_cpu_and_the_delay():
     assert not alive(r["on"]["peer_pid"]) and not alive(r["on"]["broker_pid"])
     assert r["throughput_ratio"] == pytest.approx(r["on"]["rate"] / r["off"]["rate"])
     # every send the measured node accepted (its warm-up's too: 2,000 by default) counted once by the other node
-    assert r["sends_accepted"] == r["sends_received"] == 300 + 2000
-    assert r["rounds"][0]["on"]["node_counts"]["sends_published"] == 2300
+    assert r["sends_accepted"] == r["sends_received"] == 2000 + 2000
+    assert r["rounds"][0]["on"]["node_counts"]["sends_published"] == 4000
     assert 0 <= r["delay_p50_s"] <= r["delay_p99_s"] < 5
     assert r["on"]["peer_cpu_us_per_send"] > 0
 
     text = format_sync(r)
     for line in ("rate (submit_sm/s)", "proxy CPU per submit_sm", "rate, sync on / off", "propagation delay",
-                 "sends counted by bench-b       2,300 of the 2,300"):
+                 "sends counted by bench-b       4,000 of the 4,000"):
         assert line in text
 
 
