@@ -438,6 +438,14 @@ def merged_keys(base: np.ndarray, added: np.ndarray, removed: np.ndarray) -> np.
     return keys
 
 
+def _runs(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The positions of runs laid end to end: `counts[i]` positions from `starts[i]` on, for each i."""
+    pos = np.arange(int(counts.sum()), dtype=np.int64)
+    pos -= np.repeat(np.cumsum(counts) - counts, counts)
+    pos += np.repeat(starts, counts)
+    return pos
+
+
 class HistoryArrays(NamedTuple):
     """Send times by key, in bulk: `keys` sorted and unique, the times of keys[i] are times[offs[i]:offs[i+1]],
     sorted, never none."""
@@ -498,11 +506,7 @@ class HistoryArrays(NamedTuple):
         rows = at[known]
         starts = np.asarray(self.offs[rows])
         counts = np.asarray(self.offs[rows + 1]) - starts
-        # the positions of the known keys' sends here: each key's run of its start onwards
-        pos = np.arange(int(counts.sum()), dtype=np.int64)
-        pos -= np.repeat(np.cumsum(counts) - counts, counts)
-        pos += np.repeat(starts, counts)
-        old = np.asarray(self.times[pos])
+        old = np.asarray(self.times[_runs(starts, counts)])  # the known keys' sends here
         added = np.zeros(len(sent.keys) + 1, dtype=np.int64)
         added[1:][known] = counts
         offs = sent.offs + np.cumsum(added)
@@ -820,14 +824,10 @@ class CompactHistory:
         base = self._arrays
         known = np.flatnonzero(rows >= 0)
         starts = np.asarray(base.offs[rows[known]])
-        ends = np.asarray(base.offs[rows[known] + 1])
+        base_counts = np.asarray(base.offs[rows[known] + 1]) - starts
         # the base's sends of those keys, kept as the overlay's are (a new base holds none at or before `after`)
-        total = int((ends - starts).sum())
-        at = np.arange(total, dtype=np.int64)
-        at -= np.repeat(np.cumsum(ends - starts) - (ends - starts), ends - starts)
-        at += np.repeat(starts, ends - starts)
-        base_times = np.asarray(base.times[at])
-        base_owner = np.repeat(known, ends - starts)
+        base_times = np.asarray(base.times[_runs(starts, base_counts)])
+        base_owner = np.repeat(known, base_counts)
         base_kept = base_times > after
         theirs = np.bincount(base_owner[base_kept], minlength=n)
         same = (rows >= 0) & (mine > 0) & (mine == theirs)
