@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 _HEAD = struct.Struct("<qq")
+#: The last send row's id, and the sends (number, time) in a range of rows: the daemon's own reads use them too.
+LAST_SEND_ROW = "SELECT COALESCE(MAX(rowid), 0) FROM send_history"
+SENDS_BETWEEN = "SELECT number, sent_at FROM send_history WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
 BUSY_TIMEOUT_MS = 5000
 #: How long the child may take per million rows (and at least) before the daemon gives it up.
 TIMEOUT_S = 60.0
@@ -37,11 +40,10 @@ def read(path: str, after: int, out: object) -> int:
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("BEGIN")  # the last row and the rows up to it in one read transaction
-        last = max(after, db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0])
+        last = max(after, db.execute(LAST_SEND_ROW).fetchone()[0])
         keys, times = array.array("q"), array.array("d")
         add_key, add_time = keys.append, times.append
-        for number, sent_at in db.execute("SELECT number, sent_at FROM send_history WHERE rowid > ? AND rowid <= ? "
-                                          "ORDER BY rowid", (after, last)):
+        for number, sent_at in db.execute(SENDS_BETWEEN, (after, last)):
             add_key(number)
             add_time(sent_at)
         db.execute("COMMIT")

@@ -42,6 +42,7 @@ from ..policy.compact import (
 )
 from ..policy.model import SCOPE_STRIDE, Index
 from ..policy.sieve import Sieve
+from .sendrows import LAST_SEND_ROW, SENDS_BETWEEN
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,7 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
         index.history_mark = snap.meta["history_row"]
         # in arrays, a chunk of rows at a time, as a tail over the base: a row a Python tuple took 2.5 µs and 180
         # bytes a send (a restart after a burst replays up to a few hundred thousand)
-        total = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0] - index.history_mark
+        total = db.execute(LAST_SEND_ROW).fetchone()[0] - index.history_mark
         progress("the sends since the snapshot", 0, total)
         _, keys, times, big = send_arrays_after(
             db, index.history_mark, key_of,
@@ -354,7 +355,7 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
             if sent_at > after:
                 index.record_send(key, sent_at)
         return True
-    index.history_mark = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0]
+    index.history_mark = db.execute(LAST_SEND_ROW).fetchone()[0]
     # about how many rows: those from the first one after `after` (rows come in time order) to the mark
     first = db.execute("SELECT rowid FROM send_history WHERE sent_at > ? ORDER BY sent_at LIMIT 1",
                        (after,)).fetchone()
@@ -402,13 +403,12 @@ def send_arrays_after(db: sqlite3.Connection, row: int, key_of: Callable[[int, s
     last row. A row costs a tuple only while its chunk is converted: 16 bytes a send are kept."""
     # the last row first, then the rows up to it: the same rows as in one read transaction, and no rowid a row
     # (a quarter of what converting a row costs)
-    last = max(row, db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0])
+    last = max(row, db.execute(LAST_SEND_ROW).fetchone()[0])
     if not counted:
         return last, _NO_INTS, _NO_FLOATS, []
     keys, times, big, done = [], [], [], 0
     if key_of is None:
-        cursor = db.execute("SELECT number, sent_at FROM send_history WHERE rowid > ? AND rowid <= ? "
-                            "ORDER BY rowid", (row, last))
+        cursor = db.execute(SENDS_BETWEEN, (row, last))
         while rows := cursor.fetchmany(CHUNK):
             sends = np.array(rows, dtype=[("k", np.int64), ("t", np.float64)])
             keys.append(sends["k"])

@@ -170,7 +170,7 @@ class Upkeep:
         each), and the history's overlay holds them until a roll forward folds them into its base."""
         if self.policy.history_span_s <= 0:
             return
-        ((last,),) = await self._in_thread(self._read, "SELECT COALESCE(MAX(rowid), 0) FROM send_history", ())
+        ((last,),) = await self._in_thread(self._read, sendrows.LAST_SEND_ROW, ())
         if last - self.index.history_mark > ROLL_SENDS:
             self._roll_soon.set()
 
@@ -241,7 +241,7 @@ class Upkeep:
     def _send_arrays(self, after: int, counted: bool) -> tuple[int, np.ndarray, np.ndarray]:
         """The send rows after row `after` as keys and times: read by a child process when there are many (see
         sendrows.py), in this thread when there are few or the child fails (then with a warning)."""
-        last = self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM send_history").fetchone()[0]
+        last = self._db.execute(sendrows.LAST_SEND_ROW).fetchone()[0]
         if counted and last - after >= CHILD_READ_ROWS:
             try:
                 return sendrows.send_arrays(self.path, after, last - after)
