@@ -6,10 +6,11 @@ while the loop relays 30,000 messages a second) and every hand-over of the GIL s
 holds no GIL of the daemon's: it reads on the other core, and the daemon takes the result in one read of a file.
 
 The child runs without `site` (python -S: the package's folder is on its PYTHONPATH, as for the commit process)
-and imports only sqlite3, array and struct. It is started from the upkeep's thread, so it inherits that thread's
-nice value. Its output (a temporary file): the last row's id and the count, 8 bytes each, then the keys as
-int64 and the times as float64, in row order. Anything it cannot do (a number past int64, a store it cannot
-read) ends it with an error, and the caller reads in its own thread instead.
+and imports only sqlite3, array, struct and the store's connection (db.py, as the commit process does). It is
+started from the upkeep's thread, so it inherits that thread's nice value. Its output (a temporary file): the
+last row's id and the count, 8 bytes each, then the keys as int64 and the times as float64, in row order.
+Anything it cannot do (a number past int64, a store it cannot read) ends it with an error, and the caller reads
+in its own thread instead.
 """
 
 from __future__ import annotations
@@ -27,18 +28,16 @@ _HEAD = struct.Struct("<qq")
 #: The last send row's id, and the sends (number, time) in a range of rows: the daemon's own reads use them too.
 LAST_SEND_ROW = "SELECT COALESCE(MAX(rowid), 0) FROM send_history"
 SENDS_BETWEEN = "SELECT number, sent_at FROM send_history WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
-BUSY_TIMEOUT_MS = 5000
 #: How long the child may take per million rows (and at least) before the daemon gives it up.
 TIMEOUT_S = 60.0
 
 
 def read(path: str, after: int, out: object) -> int:
     """Write the send rows after row `after` of the store at `path` to the binary file `out`; how many."""
-    from pathlib import Path
+    from .db import read_only
 
-    db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+    db = read_only(path)
     try:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("BEGIN")  # the last row and the rows up to it in one read transaction
         last = max(after, db.execute(LAST_SEND_ROW).fetchone()[0])
         keys, times = array.array("q"), array.array("d")
