@@ -133,20 +133,18 @@ def evict(db: Path) -> None:
                 os.close(fd)
 
 
-def extension_figures(messages: list[tuple[float, dict[str, str]]], timeout: float) -> dict:
+def extension_figures(watch: StartWatch) -> dict:
     """The extensions before READY=1: how many, the longest gap between two (from launch for the first), the
-    length they asked for, and the least time a deadline had left when a message came (systemd's rule replayed)."""
-    deadline, least, gaps, last, asked = timeout, None, [], 0.0, set()
-    for at, fields in messages:
-        least = deadline - at if least is None else min(least, deadline - at)
+    length they asked for, and the least time a deadline had left when a message came (StartWatch's)."""
+    gaps, last, asked = [], 0.0, set()
+    for at, fields in watch.messages:
         if "EXTEND_TIMEOUT_USEC" in fields:
             gaps.append(at - last)
             last = at
-            length = int(fields["EXTEND_TIMEOUT_USEC"]) / 1e6
-            asked.add(length)
-            deadline = max(deadline, at + length)
+            asked.add(int(fields["EXTEND_TIMEOUT_USEC"]) / 1e6)
         if fields.get("READY") == "1":
             break
+    least = watch.least_left
     return {"extensions": len(gaps), "longest_gap_s": round(max(gaps), 2) if gaps else None,
             "first_extension_s": round(gaps[0], 2) if gaps else None,
             "extension_s": sorted(asked), "least_slack_s": round(least, 2) if least is not None else None}
@@ -246,7 +244,7 @@ def cold_start(db: Path, run: Path, timeout: float, snapshot_wait: float) -> dic
     loaded = log.first(r"store .*: \d+ blacklisted.*loaded in")
     figures.update(peak_rss_mb=round(memory.peak_kb / 1024), peak_rss_at_s=round(memory.peak_at, 1),
                    loaded_line=loaded[1].split(": ", 1)[-1] if loaded else None,
-                   **extension_figures(systemd.messages, timeout), stages=status_summary(systemd.messages),
+                   **extension_figures(systemd), stages=status_summary(systemd.messages),
                    messages=[{"at_s": round(at, 2), **fields} for at, fields in systemd.messages],
                    log=str(run / "daemon.log"))
     if systemd.ready_at is None or figures.get("exit_status") != 0:

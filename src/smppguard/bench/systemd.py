@@ -21,6 +21,7 @@ class StartWatch:
         self.deadline = self.launched + timeout
         self.killed_at: float | None = None
         self.ready_at: float | None = None
+        self.least_left: float | None = None  # the least time the deadline had left when a message came
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -35,6 +36,8 @@ class StartWatch:
             now = time.monotonic()
             fields = dict(line.partition("=")[::2] for line in data.split("\n") if line)
             self.messages.append((now - self.launched, fields))
+            left = self.deadline - now
+            self.least_left = left if self.least_left is None else min(self.least_left, left)
             if now > self.deadline:
                 self.killed_at = now
             elif "EXTEND_TIMEOUT_USEC" in fields:
