@@ -94,3 +94,32 @@ def test_screening_tells_an_allow_only_to_hooks_that_want_allows():
     assert seen == []  # no event was built
     Screening(policy, Index(), hooks=Hooks([Quiet(), Allows()])).screen(pdu, "acme")
     assert seen == [("allows", "allow")]  # the one that wants allows gets it, the other is not called
+
+
+def test_allowed_verdicts_are_counted_by_account_whether_or_not_an_event_is_built():
+    from smppguard.policy import load_policy
+    from smppguard.policy.model import Index
+    from smppguard.proxy.screening import Screening
+    from smppguard.smpp.commands import CommandId
+    from smppguard.smpp.concat import build_udh
+    from smppguard.smpp.fields import SmeDest, encode_body
+    from smppguard.smpp.pdu import build, from_bytes
+
+    def submit(number, text=b"x", **fields):
+        return from_bytes(build(CommandId.SUBMIT_SM, 1, encode_body(CommandId.SUBMIT_SM, destination_addr=number,
+                                                                    short_message=text, **fields)))
+
+    parts = [submit("8613800000003", build_udh(7, 2, i) + b"part", esm_class=0x40) for i in (1, 2)]
+    multi = from_bytes(build(CommandId.SUBMIT_MULTI, 2, encode_body(
+        CommandId.SUBMIT_MULTI, dest_addresses=[SmeDest(1, 1, "8613800000004"), SmeDest(1, 1, "12")],
+        short_message=b"x")))
+    policy = load_policy({"default_region": "CN"}, {"quiet_hours": {"enabled": False}})
+    for observers in ([Refusals()], [Refusals(), Everything()]):
+        hooks = Hooks(observers)
+        screening = Screening(policy, Index(), hooks=hooks)
+        screening.screen(submit("8613800000001"), "acme")
+        screening.screen(submit("12"), "acme")  # not a number: refused, not counted
+        for part in parts:  # each part counts, as each got an allow
+            screening.screen(part, "beta")
+        screening.screen(multi, "beta")  # one destination allowed, one refused
+        assert hooks.allowed == {"acme": 1, "beta": 3}, observers

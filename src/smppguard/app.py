@@ -461,7 +461,8 @@ async def open_store(config: Config, clock: Callable[[], float] = time.time) -> 
     # the screening's policy, as a reload leaves it (the screening is made below, with the sync's tee)
     sync = _sync(config, writer, index, lambda: screening.policy, clock) if config.mqtt.url else None
     review = _review(config, writer, index, lambda: screening.policy, clock, sync) if config.review.enabled else None
-    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync and sync.events, review) if o is not None])
+    hooks = Hooks([audit] + [o for o in (learning, metrics, verdicts, sync and sync.events, review) if o is not None],
+                  allowed=metrics.allowed if metrics is not None else None)
     codecs = (config.text.default_codec, config.text.ia5_codec)
     record_send = writer.record_send if sync is None else sync.tee(writer.record_send)
     screening = Screening(config.policy, index, record_send=record_send, hooks=hooks, clock=clock,

@@ -6,6 +6,8 @@ is any object with a method named after each event it wants, taking the event: `
 event nobody observes costs nothing: the proxy asks `wants_*` before it builds one. An observer of `decided` that
 has no use for allow verdicts (the audit log) says so with a class attribute `ignores_allows = True`; an allowed
 message, most of the traffic, then builds no event unless another observer wants it, and reaches only those.
+Allowed verdicts are counted by account in `hooks.allowed` (the metrics' counter) whether or not an event is
+built: an observer that only counts them (the metrics) ignores allows and reads that counter.
 
 Rule 1: an observer never changes a verdict or stops traffic. It is called after the proxy has acted, and
 whatever it raises is logged (at most once a minute per observer and event) and swallowed.
@@ -15,6 +17,7 @@ Events are immutable records; the time in each is the proxy's clock (UTC epoch s
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any, Callable, Iterable, NamedTuple
@@ -85,8 +88,11 @@ _QUIET_S = 60.0  # an observer that keeps failing is logged once per this period
 class Hooks:
     """The observers, in order. `hooks.decided(event)` calls each observer's `decided`, and so on."""
 
-    def __init__(self, observers: Iterable[Any] = (), clock: Callable[[], float] = time.monotonic):
+    def __init__(self, observers: Iterable[Any] = (), clock: Callable[[], float] = time.monotonic,
+                 allowed: collections.Counter[str] | None = None):
         self.observers = tuple(observers)
+        # allowed verdicts by account: one dict increment a message where an event would be built and passed on
+        self.allowed: collections.Counter[str] = collections.Counter() if allowed is None else allowed
         self._clock = clock
         self._last_logged: dict[tuple[int, str], float] = {}
         self._calls = {name: tuple((o, getattr(o, name)) for o in self.observers if callable(getattr(o, name, None)))
@@ -100,7 +106,15 @@ class Hooks:
         self.wants_answered = bool(self._calls["answered"])
         self.wants_delivered = bool(self._calls["delivered"])
 
+    def wants(self, verdict: Verdict, account: str) -> bool:
+        """Whether to build a Decided event for this verdict; an allowed one is counted either way."""
+        if verdict.action is _ALLOW:
+            self.allowed[account] += 1
+            return self.wants_allowed
+        return self.wants_decided
+
     def decided(self, event: Decided) -> None:
+        """Tell the observers (`wants` said to build the event, and counted it if it is allowed)."""
         # _emit, spelled out: this runs for every message
         for observer, call in self._allowed if event.verdict.action is _ALLOW else self._decided:
             try:

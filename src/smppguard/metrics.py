@@ -31,10 +31,14 @@ BUCKETS = (0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.00
 
 
 class Metrics:
-    """Counts what the proxy does: an observer of `decided`, `delivered`, `bound`, `unbound` (hooks.py)."""
+    """Counts what the proxy does: an observer of `decided`, `delivered`, `bound`, `unbound` (hooks.py). Allowed
+    verdicts, most of the traffic, reach it as a count: the hooks add them up in `allowed` (given to Hooks)."""
+
+    ignores_allows = True
 
     def __init__(self) -> None:
         self.verdicts: collections.Counter[tuple[str, str, str]] = collections.Counter()  # account, verdict, rule
+        self.allowed: collections.Counter[str] = collections.Counter()  # account: the hooks count allowed verdicts
         self.deliveries: collections.Counter[tuple[str, str]] = collections.Counter()  # account, kind
         self.binds: collections.Counter[str] = collections.Counter()
         self.unbinds: collections.Counter[str] = collections.Counter()
@@ -152,7 +156,8 @@ class Collector:
         st, m = self.state, self.state.metrics
         c = CounterMetricFamily("smppguard_submits", "Verdicts on submit_sm, data_sm and submit_multi destinations",
                                 labels=["account", "verdict", "rule"])
-        for (account, verdict, rule), n in sorted(m.verdicts.items()):
+        verdicts = m.verdicts + collections.Counter({(a, "allow", ""): n for a, n in m.allowed.items()})
+        for (account, verdict, rule), n in sorted(verdicts.items()):
             c.add_metric([account, verdict, rule], n)
         yield c
         c = CounterMetricFamily("smppguard_deliveries", "deliver_sm and data_sm from the SMSC, by kind (mo, receipt; "

@@ -11,7 +11,8 @@
 - `HoldMulti(held, refused)`: a submit_multi none of whose destinations goes now and some are held. A
   submit_multi with some destinations allowed and some held is a Forward whose MultiContext lists the held ones.
   Without a hold queue (`holding` False) held destinations are refused with their rule's status instead.
-Every verdict is told to the hooks (`Decided`); the audit log is one of their observers.
+Every verdict is told to the hooks (`Decided`; an allowed one counted in `hooks.allowed`, and an event built
+only if an observer wants allows); the audit log is one of their observers.
 
 Rule 1: a message's parts share one verdict and count once for the frequency cap (SMPP-NOTES, Long messages);
 only the rules that read the text see more with each part.
@@ -216,7 +217,12 @@ class Screening:
                 entry.texts = {concat.seqnum: sub.text}  # type: ignore[union-attr]
             self._remember_concat(ckey, entry, now)
         hooks = self.hooks
-        if hooks.wants_allowed if action is _ALLOW else hooks.wants_decided:
+        if action is _ALLOW:  # hooks.wants, spelled out: this runs for every message
+            hooks.allowed[account] += 1
+            tell = hooks.wants_allowed
+        else:
+            tell = hooks.wants_decided
+        if tell:
             # built without the keyword handling of Decided(...): one per message
             hooks.decided(_new_tuple(Decided, (now, command_id, account, v.source_addr, v.destination_addr, sub,
                                                verdict, False)))
@@ -243,11 +249,11 @@ class Screening:
             verdict = judge_text(sub, self.index, now, self.policy)
             if verdict is not None and not verdict.allowed:
                 entry.verdict = verdict
-                if self.hooks.wants_decided:
+                if self.hooks.wants(verdict, sub.account):
                     self.hooks.decided(Decided(now, pdu.command_id, sub.account, sub.sender, v.destination_addr,
                                                sub, verdict))
                 return self._outcome(pdu, v, verdict, None, sub.recipient, (ckey, seqnum, total), sub)
-        if self.hooks.wants_allowed if entry.verdict.allowed else self.hooks.wants_decided:
+        if self.hooks.wants(entry.verdict, ckey[0]):
             self.hooks.decided(Decided(now, pdu.command_id, ckey[0], v.source_addr, v.destination_addr,
                                        entry.sub, entry.verdict, repeat=True))
         return self._outcome(pdu, v, entry.verdict, entry.reservation, entry.sub.recipient, (ckey, seqnum, total),
@@ -298,7 +304,7 @@ class Screening:
                 verdict = Verdict(Action.REJECT, "distribution_lists", Status.RCNTSUBDL,
                                   "distribution list: its members cannot be screened "
                                   "([policy] distribution_lists = \"refuse\")")
-                if hooks.wants_decided:
+                if hooks.wants(verdict, account):
                     hooks.decided(Decided(now, pdu.command_id, account, sender, f"list:{dest.name}", None, verdict))
                 # unsuccess_sme has no form for a list: its name stands as the address, TON/NPI unknown
                 refused.append(UnsuccessSme(0, 0, dest.name, Status.RCNTSUBDL))
@@ -306,7 +312,7 @@ class Screening:
             sub = make_submission(policy, dest.address, dest.ton, sender, account, fields["service_type"], text,
                                   None, index)
             verdict = decide(sub, index, now, policy)
-            if hooks.wants_allowed if verdict.allowed else hooks.wants_decided:
+            if hooks.wants(verdict, account):
                 hooks.decided(Decided(now, pdu.command_id, account, sender, dest.address, sub, verdict))
             if verdict.action is Action.ALLOW:
                 allowed.append(dest)
@@ -351,7 +357,7 @@ class Screening:
             sub = make_submission(policy, replaced, 0, f["source_addr"], account, "", text)
             verdict = judge_text(sub, self.index, now, policy)
             if verdict is not None and verdict.action is not Action.ALLOW:
-                if self.hooks.wants_decided:
+                if self.hooks.wants(verdict, account):
                     self.hooks.decided(Decided(now, pdu.command_id, account, f["source_addr"], replaced, sub,
                                                verdict))
                 return Answer(verdict.status)
