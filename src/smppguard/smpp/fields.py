@@ -11,6 +11,7 @@ Maximum string sizes are not enforced: that judgement belongs to the SMSC the me
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any, Mapping, NamedTuple
 
@@ -295,43 +296,26 @@ class SubmitView(NamedTuple):
     schedule_at: int  # offset of schedule_delivery_time in the body (for rewriting it)
 
 
-def submit_view(body: bytes, sequence: int | None = None) -> SubmitView:
+#: submit_sm / deliver_sm up to short_message (SMPP 3.4 section 4.4.1): service_type, then source_addr after its
+#: TON and NPI, destination_addr after its TON and NPI, esm_class, protocol_id, priority_flag, the two times,
+#: registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id, sm_length. C-octet strings
+#: end at their NUL; one C call finds every field (the `find`s, slices and index checks of this spelled out in
+#: Python cost 0.5 us more a message).
+_SUBMIT_HEAD = re.compile(rb"([^\0]*)\0..([^\0]*)\0..([^\0]*)\0...[^\0]*\0[^\0]*\0.....", re.S)
+_new_tuple = tuple.__new__
+
+
+def submit_view(body: bytes, sequence: int | None = None, _match=_SUBMIT_HEAD.match) -> SubmitView:
     """Fast path of parse_body for submit_sm / deliver_sm: same errors, fewer objects (SMPP 3.4 4.4.1)."""
-    find = body.find
-    try:
-        e = find(b"\0")
-        if e < 0:
-            raise IndexError
-        service_type = body[:e].decode("latin-1")
-        src_ton = body[e + 1]
-        p = e + 3
-        e = find(b"\0", p)
-        if e < 0:
-            raise IndexError
-        source = body[p:e].decode("latin-1")
-        dst_ton = body[e + 1]
-        p = e + 3
-        e = find(b"\0", p)
-        if e < 0:
-            raise IndexError
-        dest = body[p:e].decode("latin-1")
-        esm_class = body[e + 1]
-        schedule_at = p = e + 4
-        e = find(b"\0", p)  # schedule_delivery_time
-        if e < 0:
-            raise IndexError
-        e = find(b"\0", e + 1)  # validity_period
-        if e < 0:
-            raise IndexError
-        registered_delivery = body[e + 1]
-        data_coding = body[e + 3]
-        sm_length = body[e + 5]
-    except IndexError:
-        raise PduError("submit_sm body ends early or a C-octet string has no NUL", Status.RINVCMDLEN,
-                       sequence) from None
-    p = e + 6
+    m = _match(body)
+    if m is None:
+        raise PduError("submit_sm body ends early or a C-octet string has no NUL", Status.RINVCMDLEN, sequence)
+    service_type, source, dest = m.groups()
+    source_end, dest_end, p = m.end(2), m.end(3), m.end()
+    sm_length = body[p - 1]
     if p + sm_length > len(body):
         raise PduError(f"sm_length {sm_length} runs past the body", Status.RINVMSGLEN, sequence)
-    return SubmitView(service_type, src_ton, source, dst_ton, dest, esm_class, registered_delivery, data_coding,
-                      body[p:p + sm_length], parse_tlvs(body, p + sm_length, sequence) if p + sm_length < len(body)
-                      else [], schedule_at)
+    return _new_tuple(SubmitView, (
+        service_type.decode("latin-1"), body[m.end(1) + 1], source.decode("latin-1"), body[source_end + 1],
+        dest.decode("latin-1"), body[dest_end + 1], body[p - 5], body[p - 3], body[p:p + sm_length],
+        parse_tlvs(body, p + sm_length, sequence) if p + sm_length < len(body) else [], dest_end + 4))
