@@ -51,10 +51,16 @@ def from_udh(udh: bytes) -> Concat | None:
     return None
 
 
+_SAR_REF, _SAR_TOTAL, _SAR_SEQ = (int(t) for t in (TlvTag.SAR_MSG_REF_NUM, TlvTag.SAR_TOTAL_SEGMENTS,
+                                                    TlvTag.SAR_SEGMENT_SEQNUM))
+
+
 def from_sar(tlvs) -> Concat | None:
-    ref = tlv_int(tlvs, TlvTag.SAR_MSG_REF_NUM)
-    total = tlv_int(tlvs, TlvTag.SAR_TOTAL_SEGMENTS)
-    seq = tlv_int(tlvs, TlvTag.SAR_SEGMENT_SEQNUM)
+    if not tlvs:  # most submits carry no TLV: asked of every one
+        return None
+    ref = tlv_int(tlvs, _SAR_REF)
+    total = tlv_int(tlvs, _SAR_TOTAL)
+    seq = tlv_int(tlvs, _SAR_SEQ)
     if ref is None or total is None or seq is None or not _plausible(total, seq):
         return None
     return Concat(ref, total, seq)
