@@ -63,3 +63,16 @@ def test_an_id_is_remembered_for_max_age_and_at_most_an_eighth_longer():
     assert not owners.refuses(b"m100", "beta")  # 99 s old: past max_age and its eighth
     clock.now = 1000.0  # nothing recorded since: all of them are past max_age
     assert not owners.refuses(b"m199", "beta")
+
+
+def test_closed_generations_keep_each_ids_own_account():
+    owners = MessageOwners(max_ids=800)
+    accounts = ["acme", "beta", "gamma"]
+    for i in range(700):  # seven generations closed, ids of three accounts interleaved
+        owners.record(b"id-%d" % i, accounts[i * 7 % 3])
+    assert len(owners._older) == 6
+    for i in range(0, 700, 13):
+        mine = accounts[i * 7 % 3]
+        assert not owners.refuses(b"id-%d" % i, mine)
+        assert all(owners.refuses(b"id-%d" % i, other) for other in accounts if other != mine)
+    assert not owners.refuses(b"id-700", "beta") and not owners.refuses(b"id-", "beta")  # never recorded
