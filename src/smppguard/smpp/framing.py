@@ -17,6 +17,7 @@ from .status import Status
 #: section 5.3.2.32), and a submit_multi to 255 destinations adds ~6 KiB of addresses, so the cap leaves room for
 #: both while bounding what one peer can make us buffer.
 MAX_PDU_LEN: Final = 72 * 1024
+_new_tuple = tuple.__new__  # a NamedTuple from a tuple of all its fields, in C: two PDUs are read per message
 
 
 class _NeedData:
@@ -74,4 +75,4 @@ class PduBuffer:
             return NEED_DATA
         raw = bytes(buf[:length])
         del buf[:length]  # prefix deletion is amortised O(1) on bytearray
-        return Pdu(command_id, status, sequence, raw)
+        return _new_tuple(Pdu, (command_id, status, sequence, raw))
