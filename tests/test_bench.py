@@ -201,3 +201,20 @@ def test_the_deliver_bench_counts_what_learning_learned_and_only_with_learning_o
     assert (r["off"]["not_ok"], r["on"]["not_ok"]) == (0, 0)  # every deliver_sm answered OK by the receiver
     assert (r["off"]["opt_outs_learned"], r["on"]["opt_outs_learned"]) == (0, 200)  # one per "TD"
     assert "learning on / off:" in format_deliver(r)
+
+
+def test_the_sink_answers_each_submit_with_a_message_id_of_its_own(tmp_path):
+    """As a real SMSC does: the proxy remembers which account got each id, and that memory is part of the figures."""
+    from helpers import send_submit, smpplib_client
+
+    address = ("127.0.0.1", procs.free_port())
+    sink = procs.start_sink(tmp_path, address)
+    try:
+        client = smpplib_client(address)
+        client.bind_transmitter(system_id="acme", password="pw")
+        ids = [send_submit(client, "8613800000001").message_id for _ in range(3)]
+        client.unbind()
+        client.disconnect()
+    finally:
+        procs.stop_child(sink)
+    assert len(set(ids)) == 3 and all(ids), ids

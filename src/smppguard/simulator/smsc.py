@@ -4,7 +4,8 @@ It is the default upstream, so that `smppguard run` with the shipped config work
 peer the tests drive. It speaks through the same Session class as the proxy (role SMSC). Faults can be switched
 on for tests: hold all responses (`respond = False`), refuse binds, drop every connection.
 
-`sink = True` makes it the benchmark's sink: submit_sm is answered from a precomputed body with no parsing.
+`sink = True` makes it the benchmark's sink: submit_sm is answered with a new message id and no parsing (a real
+SMSC's ids are unique, and the proxy remembers each one's account).
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class Simulator:
         self._server: asyncio.base_events.Server | None = None
         self._control: asyncio.base_events.Server | None = None
         self._timers: set[asyncio.TimerHandle] = set()
-        self._sink_resp = b"00000001\0"
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class Simulator:
     def request_received(self, session: Session, pdu: Pdu) -> None:
         command_id = pdu.command_id
         if self.sink and command_id == CommandId.SUBMIT_SM:
-            session.send(build(CommandId.SUBMIT_SM_RESP, pdu.sequence, self._sink_resp))
+            session.send(build(CommandId.SUBMIT_SM_RESP, pdu.sequence, b"%08x\0" % next(self._ids)))
             return
         try:
             fields = parse_body(command_id, pdu.body, pdu.sequence)
