@@ -43,6 +43,9 @@ def test_against_its_own_revision_both_sides_run_the_same_scenario_and_alike(tmp
             # the daemon and its commit process, both measured: at idle and at the peak of the load
             assert f["idle_daemon_kb"] > 0 and f["idle_children_kb"] > 0
             assert f["peak_total_kb"] >= f["peak_daemon_kb"] > 0 and f["peak_children_kb"] > 0
+            # PSS counts the pages the two share once: less than their RSS together, more than the daemon's share
+            assert f["peak_daemon_kb"] / 2 < f["peak_pss_kb"] < f["peak_total_kb"]
+            assert 0 < f["idle_pss_kb"] < f["idle_total_kb"]
     # the same code on both sides: its memory is the same to a few MB, its CPU per message within a factor
     # (the rates of a host running two test processes are not compared)
     assert 0.85 < r["ratio"]["idle_total_kb"] < 1.15
@@ -52,7 +55,7 @@ def test_against_its_own_revision_both_sides_run_the_same_scenario_and_alike(tmp
                                                                  for p in r["rounds"]))
     text = against.format_against(r)
     for line in ("old 1     new 1     old 2     new 2", "new / old", "CPU per message (µs)",
-                 "idle RSS, commit process (MB)"):
+                 "idle RSS, commit process (MB)", "peak PSS, daemon + children (MB)"):
         assert line in text
 
     # the lists scenario, on the revision built above (found again, not built anew)

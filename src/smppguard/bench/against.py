@@ -46,6 +46,7 @@ from .procs import (
     BenchError,
     child_pids,
     own_rss_kb,
+    pss_kb,
     report,
     rig,
     rss_kb,
@@ -181,11 +182,11 @@ def _without_table(text: str, table: str) -> str:
 
 class PeakRss:
     """Samples a process's memory and its children's (the commit process) in a thread until stopped: the peak
-    of the daemon alone, of its children together, and of both at one instant."""
+    of the daemon alone, of its children together, and of both at one instant, as RSS and as PSS."""
 
     def __init__(self, pid: int, every: float = SAMPLE_S):
         self.pid, self.every = pid, every
-        self.daemon_kb = self.children_kb = self.total_kb = 0
+        self.daemon_kb = self.children_kb = self.total_kb = self.pss_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -195,6 +196,7 @@ class PeakRss:
         self.daemon_kb = max(self.daemon_kb, own)
         self.children_kb = max(self.children_kb, kids)
         self.total_kb = max(self.total_kb, own + kids)
+        self.pss_kb = max(self.pss_kb, _pss(self.pid))
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -211,10 +213,14 @@ class PeakRss:
         self._sample()
 
 
+def _pss(pid: int) -> int:
+    return pss_kb(pid) + sum(pss_kb(c) for c in child_pids(pid))
+
+
 def _memory(pid: int) -> dict[str, int]:
     own = own_rss_kb(pid)
     kids = sum(rss_kb(c) for c in child_pids(pid))
-    return {"daemon_kb": own, "children_kb": kids, "total_kb": own + kids}
+    return {"daemon_kb": own, "children_kb": kids, "total_kb": own + kids, "pss_kb": _pss(pid)}
 
 
 def _launch(side: Side, r: Any, timeout: float) -> tuple[subprocess.Popen, float]:
@@ -229,7 +235,8 @@ def _load(r: Any, pid: int, messages: int, binds: int, window: int, warmup: int)
     if p["errors"]:
         raise BenchError(f"{p['errors']:,} of {messages:,} submit_sm were not answered OK")
     return {"rate": p["rate"], "cpu_us_per_msg": p["cpu_seconds"] / messages * 1e6, "p99_us": p["p99_us"],
-            "peak_daemon_kb": peak.daemon_kb, "peak_children_kb": peak.children_kb, "peak_total_kb": peak.total_kb}
+            "peak_daemon_kb": peak.daemon_kb, "peak_children_kb": peak.children_kb, "peak_total_kb": peak.total_kb,
+            "peak_pss_kb": peak.pss_kb}
 
 
 def _rig(side: Side, window: int) -> Any:
@@ -245,7 +252,8 @@ def default_round(side: Side, messages: int, binds: int, window: int, warmup: in
         time.sleep(IDLE_S)
         idle = _memory(proxy.pid)
         result = {"startup_s": startup, "idle_daemon_kb": idle["daemon_kb"], "idle_children_kb": idle["children_kb"],
-                  "idle_total_kb": idle["total_kb"], "dropped": dropped, "started": time.monotonic()}
+                  "idle_total_kb": idle["total_kb"], "idle_pss_kb": idle["pss_kb"], "dropped": dropped,
+                  "started": time.monotonic()}
         result.update(_load(r, proxy.pid, messages, binds, window, warmup))
         return result
 
@@ -316,9 +324,11 @@ FIGURES = {
                 ("peak_total_kb", "peak RSS, daemon + children (MB)", 1024),
                 ("peak_daemon_kb", "peak RSS, daemon (MB)", 1024),
                 ("peak_children_kb", "peak RSS, commit process (MB)", 1024),
+                ("peak_pss_kb", "peak PSS, daemon + children (MB)", 1024),
                 ("idle_total_kb", "idle RSS, daemon + children (MB)", 1024),
                 ("idle_daemon_kb", "idle RSS, daemon (MB)", 1024),
                 ("idle_children_kb", "idle RSS, commit process (MB)", 1024),
+                ("idle_pss_kb", "idle PSS, daemon + children (MB)", 1024),
                 ("startup_s", "start-up, empty store (s)", 1),
                 ("p99_us", "latency p99 under load (µs)", 1)],
     "lists": [("import_s", "import (s)", 1),

@@ -80,6 +80,19 @@ def own_rss_kb(pid: int) -> int:
     return 0
 
 
+def pss_kb(pid: int) -> int:
+    """A process's proportional share of memory: each page it shares with N processes counts 1/N (0 when it is
+    gone). The daemon and its commit process map one libpython and one libsqlite, which RSS counts in both."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def rss_kb(pid: int) -> int:
     """The resident memory of a process and of its running children (pages they share counted for each)."""
     return own_rss_kb(pid) + sum(rss_kb(c) for c in child_pids(pid))
