@@ -68,7 +68,8 @@ def test_against_its_own_revision_both_sides_run_the_same_scenario_and_alike(tmp
         f = r["rounds"][0][side]
         for key in ("import_s", "first_start_s", "rate", "restart_s", "restart_total_kb", "stop_s"):
             assert f[key] > 0, key
-    assert "restart after the burst (s)" in against.format_against(r)
+    text = against.format_against(r)
+    assert "restart after the burst (s)" in text and "latency p99 under load (µs)" in text
 
 
 def test_an_unknown_revision_is_an_error_and_builds_nothing(tmp_path):

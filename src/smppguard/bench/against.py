@@ -337,6 +337,7 @@ FIGURES = {
               ("rate", "rate, new recipients (submit_sm/s)", 1),
               ("cpu_us_per_msg", "CPU per message (µs)", 1),
               ("peak_total_kb", "peak RSS under load, daemon + children (MB)", 1024),
+              ("p99_us", "latency p99 under load (µs)", 1),
               ("stop_s", "stop after the burst (s)", 1),
               ("restart_s", "restart after the burst (s)", 1),
               ("restart_total_kb", "RSS after the restart, daemon + children (MB)", 1024),
