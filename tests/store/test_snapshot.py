@@ -430,11 +430,13 @@ def test_a_child_process_reads_the_send_rows_after_a_mark_as_the_daemon_would(pa
         now = time.time()
         sends(conn, [(8613900000000 + i % 37, "acct1", now - 1000 + i * 0.123456789) for i in range(3000)])
         for mark in (0, 1234, 3000):
-            last, keys, times = sendrows.send_arrays(str(path), mark)
+            got = sendrows.send_arrays(str(path), mark)
+            last, keys, times = got.last, got.numbers, got.times
             expected = snapshot.send_arrays_after(conn, mark, None)
             assert last == expected[0] == 3000
             assert keys.dtype == np.int64 and times.dtype == np.float64 and len(keys) == 3000 - mark
             assert np.array_equal(keys, expected[1]) and np.array_equal(times, expected[2])
+            assert got.accounts is None and got.which is None
     finally:
         conn.close()
     with pytest.raises(OSError, match="unable to open"):
@@ -466,6 +468,66 @@ async def test_a_roll_forward_after_many_sends_reads_them_in_a_child_process_or_
         assert len(calls) == 1
         assert ("reading them in the daemon instead" in caplog.text) == (child == "fails")
         assert view(index) == view(opened(conn, use_snapshot=False)[0])
+    finally:
+        conn.close()
+
+
+def test_a_child_process_reads_each_send_rows_account_too_as_an_index_into_their_names(path):
+    """With accounts (history keyed by account): each row's account, as an index into the accounts' names in the
+    order met; the same from the child and from the daemon's own thread; names of any characters."""
+    from smppguard.store import sendrows
+
+    conn = connect(path)
+    accounts = ["acct1", "b\nb", "ü-ß 𝔸", "acct1x"]
+    try:
+        now = time.time()
+        rows = [(8613900000000 + i % 37, accounts[i * 7 % 4], now - 1000 + i * 0.123456789) for i in range(3000)]
+        sends(conn, rows)
+        for mark in (0, 1234, 3000):
+            for got in (sendrows.send_arrays(str(path), mark, accounts=True),
+                        sendrows.read_here(str(path), mark, accounts=True)):
+                assert got.last == 3000 and got.which.dtype == np.int32
+                assert got.numbers.tolist() == [n for n, _, _ in rows[mark:]]
+                assert got.times.tolist() == [t for _, _, t in rows[mark:]]  # to the bit
+                assert [got.accounts[w] for w in got.which] == [a for _, a, _ in rows[mark:]]
+                assert sorted(got.accounts) == sorted({a for _, a, _ in rows[mark:]})
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("child", ["works", "fails"])
+async def test_a_roll_forward_of_history_keyed_by_account_reads_the_accounts_with_the_rows(filled, monkeypatch,
+                                                                                          caplog, child):
+    """`scope = "account"`: past CHILD_READ_ROWS the child reads the rows with their accounts, and the keys are
+    made with one scope id an account (one new to the Index among them); a scope id past 8191, whose keys lie
+    past int64, keeps its sends in the overlay. If the child fails, the thread reads them, with a warning. Either
+    way the Index ends as the tables say."""
+    from smppguard.store import sendrows
+    from smppguard.store import upkeep as upkeep_module
+
+    monkeypatch.setattr(upkeep_module, "CHILD_READ_ROWS", 100)
+    calls = []
+    real = sendrows.send_arrays
+    monkeypatch.setattr(sendrows, "send_arrays", lambda *a: calls.append(a) or real(*a))
+    if child == "fails":
+        monkeypatch.setattr(sendrows.sys, "executable", "/bin/false")
+    conn = connect(filled)
+    try:
+        index = opened(conn, ACCOUNT_POLICY)[0]
+        await rolled(filled, index, ACCOUNT_POLICY)
+        for i in range(8200):  # scope ids past 8191: the next account's keys lie past int64
+            index.scope_id("sender", f"S{i}")
+        now = time.time()
+        rows = [(8613900000000 + i % 150, ("acct1", "acct2", "fresh")[i % 3], now - 600 + i / 10) for i in range(400)]
+        sends(conn, rows)
+        for number, account, at in rows:  # as the screening records them
+            index.record_send(ACCOUNT_POLICY.history_key(number, account, index), at)
+        assert (await rolled(filled, index, ACCOUNT_POLICY))["sends_merged"] == 400
+        assert calls and calls[0][-1] is True  # the child was asked for the accounts
+        assert ("reading them in the daemon instead" in caplog.text) == (child == "fails")
+        big = ACCOUNT_POLICY.history_key(8613900000002, "fresh", index)
+        assert big > snapshot.MAX_KEY and index.history.get(big) is not None
+        assert view(index) == view(opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0])
     finally:
         conn.close()
 
@@ -547,11 +609,15 @@ def test_with_no_rule_counting_sends_none_are_read_and_the_mark_is_the_last_row(
     conn = connect(filled)
     try:
         (last,) = conn.execute("SELECT MAX(rowid) FROM send_history").fetchone()
-        assert snapshot.sends_after(conn, 2, counted=False) == (last, [])
-        assert snapshot.sends_after(conn, last, counted=True) == (last, [])
-        assert [n for n, _a, _t in snapshot.sends_after(conn, last - 2)[1]] == [N[1], N[2]]
+        def read(row, counted=True):
+            mark, keys, times, big = snapshot.send_arrays_after(conn, row, None, counted)
+            return mark, keys.tolist(), len(times), big
+
+        assert read(2, counted=False) == (last, [], 0, [])
+        assert read(last) == (last, [], 0, [])
+        assert read(last - 2) == (last, [N[1], N[2]], 2, [])
         conn.execute("DELETE FROM send_history")
-        assert snapshot.sends_after(conn, 7, counted=False) == (7, [])  # an empty table: where it was
+        assert read(7, counted=False) == (7, [], 0, [])  # an empty table: where it was
     finally:
         conn.close()
 

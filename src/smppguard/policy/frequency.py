@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from ..smpp.status import Status
-from .model import NO_CONTEXT, Action, History, Index, Rule, RuleContext, Submission, Verdict, scoped
+from .model import NO_CONTEXT, Action, History, Index, Rule, RuleContext, ScopedKeys, Submission, Verdict, scoped
 from .numbers import _zoneinfo, candidate_zones
 from .settings import Common, choice, common, get, integer, seconds
 
@@ -100,7 +100,7 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
 def history_keys(index: Index, s: Settings) -> Callable[[int, str], int] | None:
     """history_key as a function of (number, account) for these settings; None where the key is the number."""
     if s.scope == "account":
-        return lambda number, account: scoped(number, index.scope_id("account", account))
+        return ScopedKeys(index, "account")
     return None
 
 

@@ -35,6 +35,23 @@ def scoped(number: int, scope_id: int) -> int:
     return number + scope_id * SCOPE_STRIDE
 
 
+class ScopedKeys:
+    """A history key function (number, key) -> scoped(number, the scope id of `key` in `scope`), which also says
+    the scope id alone: a store that reads sends by the million makes the keys of a whole column of numbers with
+    one id an account (`scope_id`), not one call a row."""
+
+    __slots__ = ("index", "scope")
+
+    def __init__(self, index: Index, scope: str):
+        self.index, self.scope = index, scope
+
+    def __call__(self, number: int, key: str) -> int:
+        return number + self.index.scope_id(self.scope, key) * SCOPE_STRIDE
+
+    def scope_id(self, key: str) -> int:
+        return self.index.scope_id(self.scope, key)
+
+
 class Action(Enum):
     ALLOW = "allow"
     REJECT = "reject"

@@ -42,7 +42,7 @@ from ..policy.compact import (
 )
 from ..policy.model import SCOPE_STRIDE, Index
 from ..policy.sieve import Sieve
-from .sendrows import LAST_SEND_ROW, SENDS_BETWEEN
+from .sendrows import LAST_SEND_ROW, SENDS_BETWEEN, Sends
 
 log = logging.getLogger(__name__)
 
@@ -384,16 +384,6 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
 
 # --- rolling forward ----------------------------------------------------------------------------------------
 
-def sends_after(db: sqlite3.Connection, row: int, counted: bool = True) -> tuple[int, list[tuple[int, str, float]]]:
-    """The send rows after `row` (number, account, sent_at), and the last one's id (`row` when there are none);
-    not `counted` (no rule counts sends): none, and the table's last row."""
-    if not counted:
-        return db.execute("SELECT COALESCE(MAX(rowid), ?) FROM send_history", (row,)).fetchone()[0], []
-    rows = db.execute("SELECT rowid, number, account, sent_at FROM send_history WHERE rowid > ? ORDER BY rowid",
-                      (row,)).fetchall()
-    return (rows[-1][0] if rows else row), [r[1:] for r in rows]
-
-
 def send_arrays_after(db: sqlite3.Connection, row: int, key_of: Callable[[int, str], int] | None,
                       counted: bool = True, read: Callable[[int], None] = lambda n: None
                       ) -> tuple[int, np.ndarray, np.ndarray, list[tuple[int, float]]]:
@@ -438,13 +428,20 @@ _NO_INTS = np.zeros(0, dtype=np.int64)
 _NO_FLOATS = np.zeros(0, dtype=np.float64)
 
 
-def send_arrays(rows: list[tuple[int, str, float]], key_of: Callable[[int, str], int] | None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """The history keys and times of send rows (number, account, sent_at). A key past int64 stays in the
-    overlay."""
-    sends = [(n if key_of is None else key_of(n, a), t) for n, a, t in rows]
-    sends = [(k, t) for k, t in sends if k <= MAX_KEY]
-    return np.array([k for k, _ in sends], dtype=np.int64), np.array([t for _, t in sends], dtype=np.float64)
+def scoped_arrays(sends: Sends, scope_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The history keys and times of send rows read with their accounts (`scope_ids`: each account's, in the
+    order of `sends.accounts`): scoped(number, its account's scope id), a column at a time. A key past int64 (a
+    scope id past 8191) stays in the overlay, as the Index has it."""
+    assert sends.accounts is not None and sends.which is not None
+    numbers, times = sends.numbers, sends.times
+    top = int(numbers.max(initial=0))
+    fits = np.array([sid * SCOPE_STRIDE + top <= MAX_KEY for sid in scope_ids], dtype=bool)
+    offsets = np.array([sid * SCOPE_STRIDE if ok else 0 for sid, ok in zip(scope_ids, fits, strict=True)],
+                       dtype=np.int64)
+    if not fits.all():
+        kept = fits[sends.which]
+        return numbers[kept] + offsets[sends.which[kept]], times[kept]
+    return numbers + offsets[sends.which], times
 
 
 def head(db: sqlite3.Connection, change_id: int, history_row: int) -> dict[str, Any]:

@@ -26,12 +26,12 @@ import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 from .. import tasks
 from ..policy import Policy
 from ..policy.compact import CompactHistory, CompactSet, attach_sieve, sieve_of
-from ..policy.model import Index
+from ..policy.model import Index, ScopedKeys
 from . import audit, sendrows, snapshot
 from .changelog import COLUMNS, from_row
 from .credit import apply_low_scores, low_scores
@@ -40,9 +40,6 @@ from .index import apply_change, history_keys_name
 from .lists import apply_due_removals
 from .migrations import NEWEST, too_new
 from .writer import StoreWriter
-
-if TYPE_CHECKING:
-    import numpy as np
 
 log = logging.getLogger("smppguard.store")
 
@@ -185,16 +182,16 @@ class Upkeep:
         assert isinstance(history, CompactHistory)
         bases = (blacklist.base, optouts.base, history.base)
         key_of = policy.history_keys(index)
-        if key_of is None:  # the key is the number: read as arrays by a child process (sendrows.py)
-            mark, keys, times = await self._in_thread(self._send_arrays, index.history_mark,
-                                                      policy.history_span_s > 0)
-            merged = len(keys)
-        else:  # keys made on the loop: a key may name an account's scope in the Index for the first time
-            mark, rows = await self._in_thread(snapshot.sends_after, self._db, index.history_mark,
-                                               policy.history_span_s > 0)
-            keys, times = snapshot.send_arrays(rows, key_of)
-            merged = len(rows)
-            del rows  # a row a send, as Python objects: not kept through the build
+        # the send rows, read as arrays (by a child process when there are many: sendrows.py)
+        sends = await self._in_thread(self._sends, index.history_mark, policy.history_span_s > 0,
+                                      key_of is not None)
+        mark, merged = sends.last, len(sends.numbers)
+        if key_of is None:  # the key is the number
+            keys, times = sends.numbers, sends.times
+        else:  # keyed by account too: an account's scope id is taken on the loop (it may be new to the Index)
+            assert isinstance(key_of, ScopedKeys)
+            keys, times = snapshot.scoped_arrays(sends, [key_of.scope_id(account) for account in sends.accounts])
+        del sends
         after = time.time() - policy.history_span_s
         # the lists as of this change id: their overlays frozen now, and folded into new bases in the thread
         change_id, black, opt = index.change_id, blacklist.pending(), optouts.pending()
@@ -238,17 +235,20 @@ class Upkeep:
                  "change %d", self.last_snapshot["seconds"], merged, len(hist.keys), len(hist.times), change_id)
         return self.last_snapshot
 
-    def _send_arrays(self, after: int, counted: bool) -> tuple[int, np.ndarray, np.ndarray]:
-        """The send rows after row `after` as keys and times: read by a child process when there are many (see
-        sendrows.py), in this thread when there are few or the child fails (then with a warning)."""
+    def _sends(self, after: int, counted: bool, accounts: bool) -> sendrows.Sends:
+        """The send rows after row `after` as arrays (with `accounts`, each row's account too): read by a child
+        process when there are many (see sendrows.py), in this thread when there are few or the child fails
+        (then with a warning)."""
         last = self._db.execute(sendrows.LAST_SEND_ROW).fetchone()[0]
         if counted and last - after >= CHILD_READ_ROWS:
             try:
-                return sendrows.send_arrays(self.path, after, last - after)
+                return sendrows.send_arrays(self.path, after, last - after, accounts)
             except OSError as e:
                 log.warning("%s; reading them in the daemon instead", e)
+        if accounts:
+            return sendrows.read_here(self.path, after, accounts)
         mark, keys, times, _ = snapshot.send_arrays_after(self._db, after, None, counted)
-        return mark, keys, times
+        return sendrows.Sends(mark, keys, times)
 
     async def _settle(self, history: CompactHistory, after: float) -> int:
         """Drop the history's overlay entries the new base holds as they are (the sends recorded since the start,
