@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ..errors import ConfigError
 from . import blacklist, consent, content, credit, dead, frequency, invalid, optout, quiet_hours, review, signature
 from . import traffic_class as classes
-from .model import ALLOW, Action, History, Index, OptoutTerms, Rule, RuleContext, Submission, Verdict
+from .model import ALLOW, Action, History, Index, OptoutTerms, Rule, RuleContext, ScopedKeys, Submission, Verdict
 from .numbers import UNKNOWN_ZONES, check_region, check_zone, locate
 from .presets import PRESETS, merged
 
@@ -133,7 +133,7 @@ class Policy:
         keys = history.keys(index, s)
         return number if keys is None else keys(number, account)
 
-    def history_keys(self, index: Index) -> Callable[[int, str], int] | None:
+    def history_keys(self, index: Index) -> ScopedKeys | None:
         """history_key as a function of (number, account); None where the key is the number itself."""
         return self._history[0].keys(index, self._history[1]) if self._history else None
 

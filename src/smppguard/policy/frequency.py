@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 from ..smpp.status import Status
 from .model import NO_CONTEXT, Action, History, Index, Rule, RuleContext, ScopedKeys, Submission, Verdict, scoped
@@ -97,7 +96,7 @@ def check(sub: Submission, index: Index, now: float, s: Settings) -> Verdict | N
     return None
 
 
-def history_keys(index: Index, s: Settings) -> Callable[[int, str], int] | None:
+def history_keys(index: Index, s: Settings) -> ScopedKeys | None:
     """history_key as a function of (number, account) for these settings; None where the key is the number."""
     if s.scope == "account":
         return ScopedKeys(index, "account")

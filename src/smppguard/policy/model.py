@@ -308,9 +308,9 @@ class History(NamedTuple):
     """Send history, owned by the rule that counts sends (frequency)."""
 
     #: (index, settings) -> a function (number, account) -> the Index.history key a send to `number` by
-    #: `account` counts under; or None when that key is the number itself (the common case, which a load of
-    #: millions of rows can then skip)
-    keys: Callable[[Index, Any], Callable[[int, str], int] | None]
+    #: `account` counts under, a ScopedKeys (the store makes a column of keys with it); or None when that key is
+    #: the number itself (the common case, which a load of millions of rows can then skip)
+    keys: Callable[[Index, Any], ScopedKeys | None]
     #: how far back the rule reads sends: the store loads this much history at start-up
     span_s: float
 
