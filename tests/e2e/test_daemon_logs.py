@@ -63,14 +63,13 @@ def test_text_logs_have_one_line_per_refusal_and_verdicts_can_be_off(tmp_path):
     assert not any(x.startswith("FORGED") for x in err.splitlines())
 
 
-def test_allowed_messages_are_not_logged_as_verdicts_even_with_metrics_on(tmp_path):
-    """With [metrics] on, allowed messages reach every observer of verdicts; the verdict log still shows only
-    refusals and holds."""
+def test_allowed_messages_are_not_logged_as_verdicts_even_when_another_observer_wants_them(tmp_path):
+    """With an observer that wants allowed messages (the sending-pattern review), they are built as events; the
+    verdict log still shows only refusals and holds."""
     import logging
 
     from smppguard.hooks import Decided, Hooks
     from smppguard.logs import VerdictLog
-    from smppguard.metrics import Metrics
     from smppguard.policy import ALLOW
 
     class Lines(logging.Handler):
@@ -81,12 +80,18 @@ def test_allowed_messages_are_not_logged_as_verdicts_even_with_metrics_on(tmp_pa
         def emit(self, record):
             self.records.append(record)
 
+    class Allows:
+        seen = 0
+
+        def decided(self, e):
+            Allows.seen += 1
+
     lines = Lines()
     logging.getLogger("smppguard.verdicts").addHandler(lines)
     try:
-        hooks = Hooks([VerdictLog(logging.WARNING, lambda n, a: a), Metrics()])
+        hooks = Hooks([VerdictLog(logging.WARNING, lambda n, a: a), Allows()])
         assert hooks.wants_allowed
         hooks.decided(Decided(0.0, 4, "acme", "ACME", "8613800138000", None, ALLOW))
     finally:
         logging.getLogger("smppguard.verdicts").removeHandler(lines)
-    assert lines.records == []
+    assert lines.records == [] and Allows.seen == 1
