@@ -443,20 +443,27 @@ def test_a_child_process_reads_the_send_rows_after_a_mark_as_the_daemon_would(pa
         sendrows.send_arrays(str(path.with_name("none.db")), 0)
 
 
+def _child_reads(monkeypatch, works: bool) -> list:
+    """Past 100 send rows a roll forward asks a child process for them (its calls listed), which fails unless it
+    `works` (its interpreter /bin/false)."""
+    from smppguard.store import sendrows
+    from smppguard.store import upkeep as upkeep_module
+
+    monkeypatch.setattr(upkeep_module, "CHILD_READ_ROWS", 100)
+    calls: list = []
+    real = sendrows.send_arrays
+    monkeypatch.setattr(sendrows, "send_arrays", lambda *a: calls.append(a) or real(*a))
+    if not works:
+        monkeypatch.setattr(sendrows.sys, "executable", "/bin/false")
+    return calls
+
+
 @pytest.mark.parametrize("child", ["works", "fails"])
 async def test_a_roll_forward_after_many_sends_reads_them_in_a_child_process_or_else_itself(filled, monkeypatch,
                                                                                             caplog, child):
     """Past CHILD_READ_ROWS send rows, a child process reads them (the loop keeps the GIL); if it fails, the
     upkeep's thread reads them, with a warning. Either way the Index ends as the tables say."""
-    from smppguard.store import sendrows
-    from smppguard.store import upkeep as upkeep_module
-
-    monkeypatch.setattr(upkeep_module, "CHILD_READ_ROWS", 100)
-    calls = []
-    real = sendrows.send_arrays
-    monkeypatch.setattr(sendrows, "send_arrays", lambda *a: calls.append(a) or real(*a))
-    if child == "fails":
-        monkeypatch.setattr(sendrows.sys, "executable", "/bin/false")
+    calls = _child_reads(monkeypatch, works=child == "works")
     conn = connect(filled)
     try:
         index = opened(conn)[0]
@@ -502,15 +509,7 @@ async def test_a_roll_forward_of_history_keyed_by_account_reads_the_accounts_wit
     made with one scope id an account (one new to the Index among them); a scope id past 8191, whose keys lie
     past int64, keeps its sends in the overlay. If the child fails, the thread reads them, with a warning. Either
     way the Index ends as the tables say."""
-    from smppguard.store import sendrows
-    from smppguard.store import upkeep as upkeep_module
-
-    monkeypatch.setattr(upkeep_module, "CHILD_READ_ROWS", 100)
-    calls = []
-    real = sendrows.send_arrays
-    monkeypatch.setattr(sendrows, "send_arrays", lambda *a: calls.append(a) or real(*a))
-    if child == "fails":
-        monkeypatch.setattr(sendrows.sys, "executable", "/bin/false")
+    calls = _child_reads(monkeypatch, works=child == "works")
     conn = connect(filled)
     try:
         index = opened(conn, ACCOUNT_POLICY)[0]

@@ -68,29 +68,27 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in child_pids(pid))
 
 
-def own_rss_kb(pid: int) -> int:
-    """The resident memory of a process alone (0 when it is gone)."""
+def _kb(path: str, field: str) -> int:
+    """A "Field:  N kB" line of a /proc file, in kB (0 when the process is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def own_rss_kb(pid: int) -> int:
+    """The resident memory of a process alone (0 when it is gone)."""
+    return _kb(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_kb(pid: int) -> int:
     """A process's proportional share of memory: each page it shares with N processes counts 1/N (0 when it is
     gone). The daemon and its commit process map one libpython and one libsqlite, which RSS counts in both."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _kb(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def rss_kb(pid: int) -> int:
