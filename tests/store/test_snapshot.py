@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import io
 import os
 import shutil
 import time
@@ -498,8 +499,14 @@ def test_a_child_process_reads_each_send_rows_account_too_as_an_index_into_their
                 assert got.times.tolist() == [t for _, _, t in rows[mark:]]  # to the bit
                 assert [got.accounts[w] for w in got.which] == [a for _, a, _ in rows[mark:]]
                 assert sorted(got.accounts) == sorted({a for _, a, _ in rows[mark:]})
+                assert got.numbers.flags.writeable and got.times.flags.writeable  # arrays as the daemon's own
     finally:
         conn.close()
+    whole = io.BytesIO()
+    sendrows.read(str(path), 2990, whole, accounts=True)
+    for cut in (0, 20, 100, len(whole.getvalue()) - 1):  # what a child that died midway wrote: an error
+        with pytest.raises(OSError, match="end early"):
+            sendrows.parse(io.BytesIO(whole.getvalue()[:cut]), accounts=True)
 
 
 @pytest.mark.parametrize("child", ["works", "fails"])

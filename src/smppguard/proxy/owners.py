@@ -10,7 +10,7 @@ The ids are kept in GENERATIONS, each closed when it holds an eighth of `max_ids
 and the count stays within `max_ids` (down to seven eighths of it just after the oldest generation goes).
 The open generation is a dict of id -> account (the account's one str shared by all its ids). A closed one is two
 arrays: the ids' hashes, sorted, and beside each the index of its account in the generation's own short list;
-10 bytes an id instead of 93 (16 MB of a daemon that relays 200,000 messages). An id is known by its 64-bit
+9 bytes an id instead of about 100 (15 MB of a daemon that relays 200,000 messages). An id is known by its 64-bit
 hash there: two ids of different accounts would have to share one among 200,000 for a refusal to be wrong.
 """
 

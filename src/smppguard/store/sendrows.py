@@ -97,8 +97,9 @@ def parse(data: object, accounts: bool = False) -> Sends:
     import numpy as np
 
     last, count = _HEAD.unpack(_exactly(data, _HEAD.size))
-    numbers = np.frombuffer(_exactly(data, 8 * count), dtype="<i8").astype(np.int64)
-    times = np.frombuffer(_exactly(data, 8 * count), dtype="<f8").astype(np.float64)
+    # in place: the buffers are bytearrays, and little-endian, as the daemon's int64 and float64 are
+    numbers = np.frombuffer(_exactly(data, 8 * count), dtype="<i8").astype(np.int64, copy=False)
+    times = np.frombuffer(_exactly(data, 8 * count), dtype="<f8").astype(np.float64, copy=False)
     if not accounts:
         return Sends(last, numbers, times)
     (n,) = _COUNT.unpack(_exactly(data, _COUNT.size))
@@ -106,14 +107,16 @@ def parse(data: object, accounts: bool = False) -> Sends:
     for _ in range(n):
         (size,) = _NAME.unpack(_exactly(data, _NAME.size))
         names.append(_exactly(data, size).decode())
-    which = np.frombuffer(_exactly(data, 4 * count), dtype="<i4").astype(np.int32)
+    which = np.frombuffer(_exactly(data, 4 * count), dtype="<i4").astype(np.int32, copy=False)
     return Sends(last, numbers, times, names, which)
 
 
-def _exactly(data: object, size: int) -> bytes:
-    chunk = data.read(size)  # type: ignore[attr-defined]
-    if len(chunk) != size:
-        raise OSError(f"the send rows end early ({len(chunk)} of {size} bytes)")
+def _exactly(data: object, size: int) -> bytearray:
+    """The next `size` bytes of `data`, read into a buffer of their own (an array over it is writable)."""
+    chunk = bytearray(size)
+    got = data.readinto(chunk)  # type: ignore[attr-defined]
+    if got != size:
+        raise OSError(f"the send rows end early ({got} of {size} bytes)")
     return chunk
 
 
