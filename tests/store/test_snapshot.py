@@ -583,6 +583,25 @@ async def test_history_keyed_by_account_is_read_from_the_tables_when_the_lists_a
         conn.close()
 
 
+def test_history_keyed_by_account_from_the_tables_keeps_a_key_past_int64_in_the_overlay(filled):
+    """A start from the tables makes the keys a column at a time; accounts whose scope ids come after 8,200
+    opt-out scopes have keys past int64, which go to the overlay one by one, and count as the others do."""
+    conn = connect(filled)
+    try:
+        now = time.time()
+        conn.executemany("INSERT INTO optout (number, scope, scope_key, added_at) VALUES (?, 'sender', ?, ?)",
+                         [(N[11], f"S{i}", now) for i in range(8200)])
+        sends(conn, [(N[0], "late", now - 5), (N[0], "late", now - 3), (N[1], "acct1", now - 4)])
+        index = opened(conn, ACCOUNT_POLICY, use_snapshot=False)[0]
+        late = ACCOUNT_POLICY.history_key(N[0], "late", index)
+        assert late > snapshot.MAX_KEY and index.history.overlay_size == len(index.history) >= 3
+        assert index.history[late] == (now - 5, now - 3)
+        assert index.history[ACCOUNT_POLICY.history_key(N[1], "acct1", index)][-1] == now - 4
+        assert view(index)["history"][(N[0], "a:late")] == (now - 5, now - 3)
+    finally:
+        conn.close()
+
+
 async def test_a_snapshot_cut_short_is_not_used(filled, caplog):
     conn = connect(filled)
     try:

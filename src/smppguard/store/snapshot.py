@@ -40,7 +40,7 @@ from ..policy.compact import (
     attach_sieve,
     merged_keys,
 )
-from ..policy.model import SCOPE_STRIDE, Index
+from ..policy.model import SCOPE_STRIDE, Index, ScopedKeys
 from ..policy.sieve import Sieve
 from .sendrows import LAST_SEND_ROW, SENDS_BETWEEN, Sends
 
@@ -332,7 +332,7 @@ def _numbers(db: sqlite3.Connection, table: str, where: str, args: tuple,
 
 
 def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, after: float, keys_name: str,
-                 key_of, lists_current: bool = True, progress: Progress = no_progress) -> bool:
+                 key_of: ScopedKeys | None, lists_current: bool = True, progress: Progress = no_progress) -> bool:
     """Sends later than `after` into `index.history`, and `index.history_mark` (the last send row its base
     holds): the snapshot's base and the rows after it (returns True), or every row of the table (in time order, a
     chunk of rows at a time, each a `progress` step) when the snapshot does not agree. Keys by account are made
@@ -360,7 +360,7 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
     first = db.execute("SELECT rowid FROM send_history WHERE sent_at > ? ORDER BY sent_at LIMIT 1",
                        (after,)).fetchone()
     total = max(0, index.history_mark - first[0] + 1) if first else 0
-    keys, times, done = [], [], 0
+    keys, times, big, done = [], [], [], 0
     if key_of is None:
         cursor = db.execute("SELECT number, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
                             "ORDER BY sent_at", (index.history_mark, after))
@@ -370,21 +370,32 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
             times.append(pairs["t"])
             done += len(rows)
             progress("send history", done, total)
-    else:  # keyed by account too (`[rules.frequency] scope = "account"`): a key per row
+    else:  # keyed by account too (`[rules.frequency] scope = "account"`)
         cursor = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid <= ? AND sent_at > ? "
                             "ORDER BY sent_at", (index.history_mark, after))
         while rows := cursor.fetchmany(CHUNK):
-            keys.append(np.array([key_of(number, account) for number, account, _ in rows], dtype=np.int64))
-            times.append(np.array([sent_at for *_, sent_at in rows], dtype=np.float64))
+            chunk_keys, chunk_times, chunk_big = _keyed(rows, key_of)
+            keys.append(chunk_keys)
+            times.append(chunk_times)
+            big.extend(chunk_big)
             done += len(rows)
             progress("send history", done, total)
     index.history = CompactHistory(HistoryArrays.from_chunks(keys, times) if keys else None)
+    for key, sent_at in big:  # keys past int64 (an account's scope past 8191): the overlay's, one by one
+        index.record_send(key, sent_at)
     return False
+
+
+def _keyed(rows: list[tuple[int, str, float]], key_of: ScopedKeys) -> tuple[np.ndarray, np.ndarray, list]:
+    """The history keys and times of send rows (number, account, sent_at) keyed by account, and apart the sends
+    whose key lies past int64: a scope id an account (taken here: it may be new to the Index), not a call a row."""
+    sends = account_sends(rows)
+    return scoped_arrays(sends, [key_of.scope_id(account) for account in sends.accounts])
 
 
 # --- rolling forward ----------------------------------------------------------------------------------------
 
-def send_arrays_after(db: sqlite3.Connection, row: int, key_of: Callable[[int, str], int] | None,
+def send_arrays_after(db: sqlite3.Connection, row: int, key_of: ScopedKeys | None,
                       counted: bool = True, read: Callable[[int], None] = lambda n: None
                       ) -> tuple[int, np.ndarray, np.ndarray, list[tuple[int, float]]]:
     """The send rows after `row` as the history's keys and times (arrays, in row order), read CHUNK rows at a
@@ -405,18 +416,14 @@ def send_arrays_after(db: sqlite3.Connection, row: int, key_of: Callable[[int, s
             times.append(sends["t"])
             done += len(rows)
             read(done)
-    else:  # keyed by account too: a key per row
+    else:  # keyed by account too
         cursor = db.execute("SELECT number, account, sent_at FROM send_history WHERE rowid > ? AND rowid <= ? "
                             "ORDER BY rowid", (row, last))
         while rows := cursor.fetchmany(CHUNK):
-            chunk = [key_of(number, account) for number, account, _ in rows]
-            at = [sent_at for *_, sent_at in rows]
-            if max(chunk) > MAX_KEY:
-                big.extend((k, t) for k, t in zip(chunk, at, strict=True) if k > MAX_KEY)
-                at = [t for k, t in zip(chunk, at, strict=True) if k <= MAX_KEY]
-                chunk = [k for k in chunk if k <= MAX_KEY]
-            keys.append(np.array(chunk, dtype=np.int64))
-            times.append(np.array(at, dtype=np.float64))
+            chunk_keys, chunk_times, chunk_big = _keyed(rows, key_of)
+            keys.append(chunk_keys)
+            times.append(chunk_times)
+            big.extend(chunk_big)
             done += len(rows)
             read(done)
     if not keys:
@@ -428,20 +435,39 @@ _NO_INTS = np.zeros(0, dtype=np.int64)
 _NO_FLOATS = np.zeros(0, dtype=np.float64)
 
 
-def scoped_arrays(sends: Sends, scope_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+class _Codes(dict):
+    """Each account met, and its index in the order met (a new one takes the next)."""
+
+    def __missing__(self, account: str) -> int:
+        self[account] = code = len(self)
+        return code
+
+
+def account_sends(rows: list[tuple[int, str, float]], last: int = 0) -> Sends:
+    """Send rows (number, account, sent_at) as Sends with accounts, a column at a time (no Python call a row)."""
+    numbers, accounts, times = zip(*rows, strict=True) if rows else ((), (), ())
+    codes = _Codes()
+    which = np.fromiter(map(codes.__getitem__, accounts), dtype=np.int32, count=len(rows))
+    return Sends(last, np.array(numbers, dtype=np.int64), np.array(times, dtype=np.float64), list(codes), which)
+
+
+def scoped_arrays(sends: Sends, scope_ids: list[int]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
     """The history keys and times of send rows read with their accounts (`scope_ids`: each account's, in the
-    order of `sends.accounts`): scoped(number, its account's scope id), a column at a time. A key past int64 (a
-    scope id past 8191) stays in the overlay, as the Index has it."""
+    order of `sends.accounts`): scoped(number, its account's scope id), a column at a time; and apart, as Python
+    ints, the sends whose key lies past int64 (a scope id past 8191), which no array holds."""
     assert sends.accounts is not None and sends.which is not None
-    numbers, times = sends.numbers, sends.times
+    numbers, times, which = sends.numbers, sends.times, sends.which
     top = int(numbers.max(initial=0))
     fits = np.array([sid * SCOPE_STRIDE + top <= MAX_KEY for sid in scope_ids], dtype=bool)
     offsets = np.array([sid * SCOPE_STRIDE if ok else 0 for sid, ok in zip(scope_ids, fits, strict=True)],
                        dtype=np.int64)
-    if not fits.all():
-        kept = fits[sends.which]
-        return numbers[kept] + offsets[sends.which[kept]], times[kept]
-    return numbers + offsets[sends.which], times
+    if fits.all():
+        return numbers + offsets[which], times, []
+    kept = fits[which]
+    gone = np.flatnonzero(~kept)
+    big = [(number + scope_ids[code] * SCOPE_STRIDE, at) for number, code, at in
+           zip(numbers[gone].tolist(), which[gone].tolist(), times[gone].tolist(), strict=True)]
+    return numbers[kept] + offsets[which[kept]], times[kept], big
 
 
 def head(db: sqlite3.Connection, change_id: int, history_row: int) -> dict[str, Any]:

@@ -190,7 +190,8 @@ class Upkeep:
             keys, times = sends.numbers, sends.times
         else:  # keyed by account too: an account's scope id is taken on the loop (it may be new to the Index)
             assert isinstance(key_of, ScopedKeys)
-            keys, times = snapshot.scoped_arrays(sends, [key_of.scope_id(account) for account in sends.accounts])
+            # a key past int64 (a scope id past 8191) stays in the overlay, as the Index has it
+            keys, times, _ = snapshot.scoped_arrays(sends, [key_of.scope_id(account) for account in sends.accounts])
         del sends
         after = time.time() - policy.history_span_s
         # the lists as of this change id: their overlays frozen now, and folded into new bases in the thread
