@@ -388,9 +388,8 @@ def load_history(db: sqlite3.Connection, index: Index, snap: Snapshot | None, af
 
 def _keyed(rows: list[tuple[int, str, float]], key_of: ScopedKeys) -> tuple[np.ndarray, np.ndarray, list]:
     """The history keys and times of send rows (number, account, sent_at) keyed by account, and apart the sends
-    whose key lies past int64: a scope id an account (taken here: it may be new to the Index), not a call a row."""
-    sends = account_sends(rows)
-    return scoped_arrays(sends, [key_of.scope_id(account) for account in sends.accounts])
+    whose key lies past int64."""
+    return scoped_arrays(account_sends(rows), key_of)
 
 
 # --- rolling forward ----------------------------------------------------------------------------------------
@@ -443,19 +442,21 @@ class _Codes(dict):
         return code
 
 
-def account_sends(rows: list[tuple[int, str, float]], last: int = 0) -> Sends:
+def account_sends(rows: list[tuple[int, str, float]]) -> Sends:
     """Send rows (number, account, sent_at) as Sends with accounts, a column at a time (no Python call a row)."""
     numbers, accounts, times = zip(*rows, strict=True) if rows else ((), (), ())
     codes = _Codes()
     which = np.fromiter(map(codes.__getitem__, accounts), dtype=np.int32, count=len(rows))
-    return Sends(last, np.array(numbers, dtype=np.int64), np.array(times, dtype=np.float64), list(codes), which)
+    return Sends(0, np.array(numbers, dtype=np.int64), np.array(times, dtype=np.float64), list(codes), which)
 
 
-def scoped_arrays(sends: Sends, scope_ids: list[int]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
-    """The history keys and times of send rows read with their accounts (`scope_ids`: each account's, in the
-    order of `sends.accounts`): scoped(number, its account's scope id), a column at a time; and apart, as Python
-    ints, the sends whose key lies past int64 (a scope id past 8191), which no array holds."""
+def scoped_arrays(sends: Sends, key_of: ScopedKeys) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
+    """The history keys and times of send rows read with their accounts: scoped(number, its account's scope id),
+    a column at a time, with one scope id an account (taken here, on the loop's thread when the daemon runs: it
+    may be new to the Index); and apart, as Python ints, the sends whose key lies past int64 (a scope id past
+    8191), which no array holds."""
     assert sends.accounts is not None and sends.which is not None
+    scope_ids = [key_of.scope_id(account) for account in sends.accounts]
     numbers, times, which = sends.numbers, sends.times, sends.which
     top = int(numbers.max(initial=0))
     fits = np.array([sid * SCOPE_STRIDE + top <= MAX_KEY for sid in scope_ids], dtype=bool)

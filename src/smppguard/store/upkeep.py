@@ -31,7 +31,7 @@ from typing import Callable, Iterable
 from .. import tasks
 from ..policy import Policy
 from ..policy.compact import CompactHistory, CompactSet, attach_sieve, sieve_of
-from ..policy.model import Index, ScopedKeys
+from ..policy.model import Index
 from . import audit, sendrows, snapshot
 from .changelog import COLUMNS, from_row
 from .credit import apply_low_scores, low_scores
@@ -189,9 +189,8 @@ class Upkeep:
         if key_of is None:  # the key is the number
             keys, times = sends.numbers, sends.times
         else:  # keyed by account too: an account's scope id is taken on the loop (it may be new to the Index)
-            assert isinstance(key_of, ScopedKeys)
             # a key past int64 (a scope id past 8191) stays in the overlay, as the Index has it
-            keys, times, _ = snapshot.scoped_arrays(sends, [key_of.scope_id(account) for account in sends.accounts])
+            keys, times, _ = snapshot.scoped_arrays(sends, key_of)
         del sends
         after = time.time() - policy.history_span_s
         # the lists as of this change id: their overlays frozen now, and folded into new bases in the thread
